@@ -1,0 +1,107 @@
+"""The ``snapkeep`` command root.
+
+Sub-commands are loaded lazily from the table below, so ``snapkeep repo`` never imports the web
+framework or SQLAlchemy. Errors become exit codes here, in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from snapkeep import __version__
+from snapkeep.errors import SnapkeepError
+
+# command name -> "module:attribute" of a click command
+COMMANDS: dict[str, str] = {
+    "api": "snapkeep.cli.api_cmd:api_command",
+    "token": "snapkeep.cli.token_cmd:token_group",
+    "jobs": "snapkeep.cli.jobs_cmd:jobs_group",
+    "serve": "snapkeep.cli.serve_cmd:serve_command",
+    "repo": "snapkeep.cli.repo_cmd:repo_group",
+}
+
+
+def default_home() -> Path:
+    """The data directory when neither ``--home`` nor ``SNAPKEEP_HOME`` is given (DESIGN.md section 7)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/snapkeep")
+    return Path.home() / ".local" / "share" / "snapkeep"
+
+
+@dataclass
+class Context:
+    """What the root command hands to every sub-command."""
+
+    home: Path
+    catalog_url: str | None
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name == module_name:
+                return None
+            raise
+        command: click.Command = getattr(module, attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SNAPKEEP_HOME",
+    default=None,
+    help="Data directory (catalog, keys, logs). Default: /var/lib/snapkeep as root, else ~/.local/share/snapkeep.",
+)
+@click.option(
+    "--catalog",
+    "catalog_url",
+    envvar="SNAPKEEP_CATALOG_URL",
+    default=None,
+    help="Catalog database URL (postgresql://...). Default: SQLite catalog.db in the data directory.",
+)
+@click.version_option(__version__, prog_name="snapkeep")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, catalog_url: str | None) -> None:
+    """snapkeep: backups for Linux hosts and web-hosting servers."""
+    ctx.obj = Context(home=(home or default_home()).expanduser().absolute(), catalog_url=catalog_url)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: runs the command and maps snapkeep errors to exit codes."""
+    try:
+        return cli.main(args=argv, prog_name="snapkeep", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except SnapkeepError as error:
+        click.echo(f"snapkeep: error: {error}", err=True)
+        sys.exit(error.exit_code)
+
+
+if __name__ == "__main__":
+    main()

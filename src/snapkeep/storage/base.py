@@ -1,0 +1,132 @@
+"""The byte-store interface every destination implements.
+
+A store is a flat namespace of immutable-by-convention objects addressed by names such as
+``data/ab/ab12...`` or ``snapshots/5f...``. Stores know nothing of backups.
+
+Guarantees every backend gives (the contract suite in ``snapkeep.storage.testing`` checks them):
+
+* ``store`` and ``store_stream`` are atomic: a reader sees the old object or the whole new one,
+  never a part. Replacing an existing object is allowed and atomic too.
+* When ``store``/``store_stream`` return, the object is durable (local: fsync of file and folder).
+* ``load(name, offset, length)`` returns exactly the requested byte range; a range past the end is
+  cut at the end (``length=None`` reads to the end). A missing object raises ``ObjectNotFoundError``.
+* ``list(prefix)`` yields every stored object whose name starts with ``prefix``, in no promised
+  order, each once; it never yields temporary or partial objects.
+* ``delete`` of a missing object raises ``ObjectNotFoundError`` unless ``missing_ok=True``.
+* Names are validated in one place (``validate_name``): ``/``-separated segments of
+  ``[A-Za-z0-9._-]``, no empty, ``.`` or ``..`` segment, no segment starting with ``.`` (backends
+  keep their temporary files under dot names), at most 1024 characters. A bad name raises
+  ``InvalidNameError``.
+* Errors are snapkeep ``StorageError`` subclasses; ``TransientStorageError`` marks errors a retry
+  may cure. No foreign exception (OSError, paramiko, botocore) escapes a backend.
+* Backends are safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from snapkeep.errors import InvalidNameError, ObjectNotFoundError
+
+MAX_NAME_LENGTH = 1024
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its name and size in bytes."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """Space on the destination, in bytes; ``None`` where the backend cannot tell."""
+
+    usage: int | None
+    free: int | None
+    total: int | None
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` when it is a valid object name; raise ``InvalidNameError`` otherwise."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError(name=name, reason="empty name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(name=name, reason=f"longer than {MAX_NAME_LENGTH} characters")
+    for segment in name.split("/"):
+        if not _SEGMENT.match(segment):
+            raise InvalidNameError(
+                name=name, reason=f"segment {segment!r} must be [A-Za-z0-9._-]+ and not start with '.'"
+            )
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    """A list prefix: empty, or a name possibly ending in ``/``."""
+    if prefix == "":
+        return prefix
+    validate_name(prefix.rstrip("/") or "x")
+    return prefix
+
+
+class Store(abc.ABC):
+    """A destination as a dumb byte store. See the module docstring for the guarantees."""
+
+    #: A human-readable location (path or URL without secrets), for messages.
+    location: str = ""
+
+    @abc.abstractmethod
+    def store(self, name: str, data: bytes) -> None:
+        """Write ``data`` under ``name`` atomically and durably."""
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        """Write the concatenation of ``chunks`` under ``name`` atomically; return its size.
+
+        Backends override this to avoid holding the whole object in memory (local: temporary
+        file then rename; S3: multipart upload). This default joins the chunks.
+        """
+        data = b"".join(chunks)
+        self.store(name, data)
+        return len(data)
+
+    @abc.abstractmethod
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read ``length`` bytes (``None``: to the end) of ``name`` from ``offset``."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Yield every object whose name starts with ``prefix``."""
+
+    @abc.abstractmethod
+    def stat(self, name: str) -> ObjectInfo:
+        """Name and size of one object; ``ObjectNotFoundError`` when missing."""
+
+    @abc.abstractmethod
+    def delete(self, name: str, *, missing_ok: bool = False) -> None:
+        """Remove ``name``."""
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` is stored."""
+        try:
+            self.stat(name)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    def info(self) -> StoreInfo:
+        """Usage, free and total bytes where the backend can tell."""
+        return StoreInfo(usage=None, free=None, total=None)
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
+        """Release connections. The store must not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
