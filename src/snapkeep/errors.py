@@ -127,6 +127,19 @@ class PermissionDeniedError(StorageError):
     """The destination refused access (credentials, permissions)."""
 
 
+class HostKeyChangedError(StorageError):
+    """The SSH server offered a host key other than the one recorded for the destination."""
+
+    template = (
+        "host key of {host} changed: expected {expected}, the server offered {offered}; "
+        "if the server was reinstalled, clear the destination's saved fingerprint"
+    )
+
+
+class DestinationNotFoundError(StorageError):
+    """The destination itself (an S3 bucket, an SFTP base folder) does not exist."""
+
+
 # --- engine -----------------------------------------------------------------------------------
 
 
@@ -150,6 +163,12 @@ class IntegrityError(RepositoryError):
 
     template = "integrity check failed for {what}: {reason}"
     exit_code = 8
+
+
+class BlobNotFoundError(IntegrityError):
+    """A blob the caller needs is not in the repository's index."""
+
+    template = "blob {blob} is not in the index"
 
 
 class LockError(RepositoryError):

@@ -74,6 +74,14 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def validate_range(offset: int, length: int | None) -> None:
+    """Reject a negative ``offset`` or ``length`` with ``ValueError`` (a caller's bug)."""
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if length is not None and length < 0:
+        raise ValueError(f"length must be >= 0 or None, got {length}")
+
+
 class Store(abc.ABC):
     """A destination as a dumb byte store. See the module docstring for the guarantees."""
 

@@ -1,0 +1,247 @@
+"""What every API function module shares: the function table types, the call context, parameter
+checks, list parameters (API.md section 3) and output conventions (flags, times).
+
+A function is a ``FunctionSpec``: name, summary, parameters (``ParamSpec``, derived from pydantic
+models so the OpenAPI document and validation never disagree) and a handler
+``handler(context, params) -> (message, data)`` that raises snapkeep errors for bad requests.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+from snapkeep.clock import SYSTEM, Clock, isoformat
+from snapkeep.errors import ValidationError
+from snapkeep.ids import is_id
+from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.models.base import NonNegative, Strict, choice, objectish, shown, validate
+
+
+@dataclass
+class Caller:
+    """Who makes a call: an API user; ``admin`` users see and manage every object."""
+
+    user: str = "root"
+    admin: bool = True
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter of a function. ``type`` is a JSON-schema type name: string, integer, boolean,
+    array, object, or ``any`` (several shapes, e.g. a schedule's ``type_data``)."""
+
+    name: str
+    type: str
+    required: bool
+    description: str
+
+
+@dataclass
+class CallContext:
+    catalog: Catalog
+    caller: Caller
+    clock: Clock = SYSTEM
+
+
+Result = tuple[str, Any]
+Handler = Callable[[CallContext, dict[str, Any]], Result]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    summary: str
+    parameters: list[ParamSpec]
+    handler: Handler = field(repr=False)
+
+
+def _json_type(schema: Mapping[str, Any]) -> str:
+    if "type" in schema:
+        return str(schema["type"])
+    for option in schema.get("anyOf", []):
+        if option.get("type") != "null":
+            return _json_type(option)
+    if "$ref" in schema or "allOf" in schema:
+        return "object"
+    return "any"
+
+
+def param_specs(
+    model: type[BaseModel], *, optional: bool = False, note: str = "", exclude: Iterable[str] = ()
+) -> list[ParamSpec]:
+    """ParamSpecs from a model's fields. ``optional`` marks all as not required and prefixes ``note``
+    to the description of those the model requires."""
+    properties = model.model_json_schema(by_alias=True).get("properties", {})
+    specs = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if key in exclude:
+            continue
+        required = info.is_required()
+        description = info.description or ""
+        if optional and required and note:
+            description = f"{note}; {description}" if description else note
+        specs.append(
+            ParamSpec(key, _json_type(properties.get(key, {})), required and not optional, description)
+        )
+    return specs
+
+
+# --- common parameters ----------------------------------------------------------------------
+
+
+class IdParams(Strict):
+    id: Annotated[str, Field(alias="_id", description="the object's ID")]
+
+
+def object_id(params: Mapping[str, Any], field_name: str = "_id") -> str:
+    """The ID named by ``field_name``. Raises ValidationError when missing or malformed."""
+    value = params.get(field_name)
+    if value is None or value == "":
+        raise ValidationError(field=field_name, problem="is required")
+    if not is_id(value):
+        raise ValidationError(
+            field=field_name, problem=f"must be an ID of 24 lowercase hex characters (got {shown(value)})"
+        )
+    return str(value)
+
+
+def only_id(params: Mapping[str, Any]) -> str:
+    """For functions that take nothing but ``_id``: refuse other fields, return the ID."""
+    for key in params:
+        if key != "_id":
+            raise ValidationError(field=str(key), problem="unknown field")
+    return object_id(params)
+
+
+ACTIONS = {"create", "modify"}
+
+
+def manage_action(params: dict[str, Any]) -> tuple[str, str | None]:
+    """Pop ``action`` and ``_id`` from ``params``. Raises ValidationError for a bad combination."""
+    action = params.pop("action", None)
+    if action not in ACTIONS:
+        got = "is required" if action in (None, "") else f"must be create or modify (got {shown(action)})"
+        raise ValidationError(field="action", problem=got)
+    if action == "create":
+        if params.get("_id") not in (None, ""):
+            raise ValidationError(field="_id", problem="must not be given on create (IDs are assigned)")
+        params.pop("_id", None)
+        return action, None
+    ident = object_id(params)
+    params.pop("_id")
+    return action, ident
+
+
+# --- list parameters ------------------------------------------------------------------------
+
+SortOrder = Annotated[int, choice({1: "ascending", -1: "descending"})]
+
+
+class ListParams(Strict):
+    limit: NonNegative = Field(100, description="at most this many (0 = no limit)")
+    skip: NonNegative = Field(0, description="skip this many first")
+    sort: Annotated[dict[str, SortOrder], BeforeValidator(objectish)] = Field(
+        default_factory=dict, description="sort[FIELD]=1|-1, several in order; dotted paths allowed"
+    )
+    find: Annotated[dict[str, Any], BeforeValidator(objectish)] = Field(
+        default_factory=dict, description="find[FIELD]=VALUE exact match; dotted paths into nested objects"
+    )
+    filter: str = Field("", description="case-insensitive text matched against the name")
+
+
+def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _flatten(f"{prefix}.{key}" if prefix else str(key), item)
+    else:
+        yield prefix, value
+
+
+def _lookup(item: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(item, Mapping):
+            item = item.get(part)
+        elif isinstance(item, list) and part.isdigit() and int(part) < len(item):
+            item = item[int(part)]
+        else:
+            return None
+    return item
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _matches(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, list):
+        return any(_matches(item, expected) for item in actual) or _as_text(actual) == _as_text(expected)
+    return _as_text(actual) == _as_text(expected)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool | int | float):
+        return (1, value)
+    return (2, str(value).lower())
+
+
+def apply_list(items: list[dict[str, Any]], params: ListParams) -> tuple[list[dict[str, Any]], int]:
+    """Filter, sort and page ``items`` (already in API shape); return the page and the total."""
+    conditions = [pair for key, value in params.find.items() for pair in _flatten(str(key), value)]
+    text = params.filter.lower()
+    selected = [
+        item
+        for item in items
+        if all(_matches(_lookup(item, path), expected) for path, expected in conditions)
+        and (not text or text in str(item.get("name", "")).lower())
+    ]
+    for path, order in reversed(list(params.sort.items())):
+
+        def key(item: dict[str, Any], path: str = path) -> tuple[int, Any]:
+            return _sort_key(_lookup(item, path))
+
+        selected.sort(key=key, reverse=order == -1)
+    total = len(selected)
+    page = selected[params.skip :]
+    if params.limit:
+        page = page[: params.limit]
+    return page, total
+
+
+def list_params(params: Mapping[str, Any], model: type[ListParams] = ListParams) -> ListParams:
+    """Validate list parameters. Raises ValidationError naming the field."""
+    return validate(model, params)
+
+
+# --- output conventions ---------------------------------------------------------------------
+
+
+def flag(value: Any) -> int | None:
+    """A JetBackup flag: 1 when set, null when not."""
+    return 1 if value else None
+
+
+def boolean(value: Any) -> int:
+    """Any other boolean: 1 or 0."""
+    return 1 if value else 0
+
+
+def when(value: _dt.datetime | None) -> str | None:
+    """A time for the API: ISO-8601 UTC with offset."""
+    return isoformat(value)
+
+
+def names_of(jobs: Iterable[Mapping[str, Any]]) -> str:
+    """``'Daily' (5fcb...), 'Weekly' (5fcc...)`` for messages naming jobs."""
+    return ", ".join(f"{job['name']!r} ({job['_id']})" for job in jobs)

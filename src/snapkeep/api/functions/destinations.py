@@ -1,0 +1,171 @@
+"""Destination functions (API.md section 5): manage, get, list, delete, listDestinationTypes.
+
+Options are validated and stored per type; talking to the destination comes with the engine. Secrets
+are masked in every answer; the mask sent back on modify keeps the stored secret.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    ListParams,
+    ParamSpec,
+    Result,
+    apply_list,
+    flag,
+    list_params,
+    manage_action,
+    names_of,
+    only_id,
+    param_specs,
+)
+from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.models import DestinationFields, validate_destination
+from snapkeep.jobs.models.destination import (
+    DESTINATION_DESCRIPTIONS,
+    DESTINATION_OPTIONS,
+    SECRETS,
+    mask,
+    unmask,
+)
+
+LABEL = "Destination"
+READ_ONLY = ("disk_usage", "count")
+
+
+def _disk_usage(destination: dict[str, Any]) -> dict[str, int]:
+    usage = {"usage": 0, "free": 0, "total": 0}
+    if destination["type"] == "Local":
+        try:
+            total, used, free = shutil.disk_usage(destination["options"]["path"])
+        except OSError:
+            return usage
+        usage = {"usage": used, "free": free, "total": total}
+    return usage
+
+
+def present(destination: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The API object: secrets masked, flags 1/null, usage and the count of jobs using it."""
+    options = mask(destination["type"], destination["options"])
+    if destination["type"] == "SFTP":
+        options["fingerprint"] = destination.get("fingerprint", "")
+    return {
+        "_id": destination["_id"],
+        "name": destination["name"],
+        "type": destination["type"],
+        "options": options,
+        "disabled": flag(destination["disabled"]),
+        "readonly": flag(destination["readonly"]),
+        "threads": destination["threads"],
+        "disk_limit": destination["disk_limit"],
+        "disk_usage": _disk_usage(destination),
+        "count": sum(1 for job in jobs if destination["_id"] in job["destination"]),
+    }
+
+
+def _stored_fields(destination: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in destination.items() if key in DestinationFields.model_fields}
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    action, ident = manage_action(params)
+    for key in READ_ONLY:
+        params.pop(key, None)
+    with context.catalog.transaction() as tx:
+        if ident is None:
+            fields = validate_destination(params)
+            document: dict[str, Any] = fields.model_dump()
+            ident = tx.insert("destinations", document)
+        else:
+            stored = tx.require("destinations", ident, LABEL, lock=True)
+            merged = {**_stored_fields(stored), **params}
+            if isinstance(merged.get("options"), dict) and "type" in merged:
+                same_type = str(merged["type"]).lower() == stored["type"].lower()
+                merged["options"] = unmask(
+                    stored["type"], merged["options"], stored["options"] if same_type else {}
+                )
+            fields = validate_destination(merged)
+            document = fields.model_dump()
+            keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored[
+                "options"
+            ].get("host")
+            if keeps_host and stored.get("fingerprint"):
+                document["fingerprint"] = stored["fingerprint"]
+            tx.replace("destinations", ident, document)
+        answer = present(tx.require("destinations", ident, LABEL), tx.all("jobs"))
+    verb = "Created" if action == "create" else "Modified"
+    return f"Destination {verb} Successfully", answer
+
+
+def get(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = present(tx.require("destinations", ident, LABEL), tx.all("jobs"))
+    return "Destination Retrieved Successfully", answer
+
+
+def list_destinations(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        jobs = tx.all("jobs")
+        items = [present(item, jobs) for item in tx.all("destinations")]
+    page, total = apply_list(items, options)
+    return "Destinations Listed Successfully", {"destinations": page, "total": total}
+
+
+def users_of(tx: Transaction, ident: str) -> list[dict[str, Any]]:
+    """The jobs that write to destination ``ident``."""
+    return [job for job in tx.all("jobs") if ident in job["destination"]]
+
+
+def delete(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        destination = tx.require("destinations", ident, LABEL, lock=True)
+        jobs = users_of(tx, ident)
+        if jobs:
+            raise ConflictError(
+                f"Destination {destination['name']!r} ({ident}) is used by Backup Jobs: {names_of(jobs)}"
+            )
+        tx.remove("destinations", ident)
+    return "Destination Deleted Successfully", {"_id": ident}
+
+
+def list_types(context: CallContext, params: dict[str, Any]) -> Result:
+    for key in params:
+        raise ValidationError(field=str(key), problem="unknown field")
+    types = []
+    for name, model in DESTINATION_OPTIONS.items():
+        options = [
+            {
+                "name": spec.name,
+                "type": spec.type,
+                "required": 1 if spec.required else 0,
+                "secret": 1 if spec.name in SECRETS[name] else 0,
+                "description": spec.description,
+            }
+            for spec in param_specs(model)
+        ]
+        types.append({"type": name, "description": DESTINATION_DESCRIPTIONS[name], "options": options})
+    return "Destination Types Listed Successfully", {"types": types, "total": len(types)}
+
+
+_ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
+_MANAGE = [
+    ParamSpec("action", "string", True, "create or modify"),
+    ParamSpec("_id", "string", False, "the Destination's ID (modify only)"),
+    *param_specs(DestinationFields, optional=True, note="required on create"),
+]
+
+FUNCTIONS = [
+    FunctionSpec("manageDestination", "Create or modify a Destination", _MANAGE, manage),
+    FunctionSpec("getDestination", "Get one Destination (secrets masked)", _ID, get),
+    FunctionSpec("listDestinations", "List Destinations", param_specs(ListParams), list_destinations),
+    FunctionSpec("deleteDestination", "Delete a Destination no Backup Job uses", _ID, delete),
+    FunctionSpec("listDestinationTypes", "The destination types and their options", [], list_types),
+]

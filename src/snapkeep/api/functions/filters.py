@@ -1,0 +1,123 @@
+"""Account Filter functions (API.md section 5): manage, get, list, delete.
+
+A filter belongs to a group: a new filter starts its own group unless ``group_id`` names an existing
+one. Jobs refer to groups, so a delete or move that would empty a group a job uses is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    ListParams,
+    ParamSpec,
+    Result,
+    apply_list,
+    list_params,
+    manage_action,
+    names_of,
+    only_id,
+    param_specs,
+)
+from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.ids import new_id
+from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.models import FilterFields, validate
+
+LABEL = "Account Filter"
+
+
+def present(item: dict[str, Any]) -> dict[str, Any]:
+    """The API object."""
+    return {
+        "_id": item["_id"],
+        "group_id": item["group_id"],
+        "name": item["name"],
+        "type": item["type"],
+        "condition": item["condition"],
+        "list": list(item["list"]),
+        "usage": item["usage"],
+        "range_start": item["range_start"],
+        "range_end": item["range_end"],
+        "regex": item["regex"],
+    }
+
+
+def _refuse_emptying(tx: Transaction, item: dict[str, Any], what: str) -> None:
+    group_id = item["group_id"]
+    if len(tx.all("account_filters", group_id=group_id)) > 1:
+        return
+    jobs = [job for job in tx.all("jobs") if any(group_id in group for group in job["filters"])]
+    if jobs:
+        raise ConflictError(
+            f"Cannot {what} Account Filter {item['name']!r} ({item['_id']}): it is the last filter of group "
+            f"{group_id}, which is used by Backup Jobs: {names_of(jobs)}"
+        )
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    action, ident = manage_action(params)
+    with context.catalog.transaction() as tx:
+        stored = None if ident is None else tx.require("account_filters", ident, LABEL, lock=True)
+        base = {} if stored is None else {key: value for key, value in stored.items() if key != "_id"}
+        fields = validate(FilterFields, {**base, **params})
+        document = fields.model_dump(by_alias=True)
+        if fields.group_id is None:
+            document["group_id"] = new_id(context.clock)
+        elif (stored is None or stored["group_id"] != fields.group_id) and not tx.all(
+            "account_filters", group_id=fields.group_id
+        ):
+            raise ValidationError(
+                field="group_id", problem=f"no such account filter group: {fields.group_id}"
+            )
+        if stored is None:
+            ident = tx.insert("account_filters", document)
+        else:
+            if stored["group_id"] != document["group_id"]:
+                _refuse_emptying(tx, stored, "move")
+            tx.replace("account_filters", stored["_id"], document)
+            ident = stored["_id"]
+        answer = present(tx.require("account_filters", ident, LABEL))
+    verb = "Created" if action == "create" else "Modified"
+    return f"Account Filter {verb} Successfully", answer
+
+
+def get(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = present(tx.require("account_filters", ident, LABEL))
+    return "Account Filter Retrieved Successfully", answer
+
+
+def list_filters(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        items = [present(item) for item in tx.all("account_filters")]
+    page, total = apply_list(items, options)
+    return "Account Filters Listed Successfully", {"filters": page, "total": total}
+
+
+def delete(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        item = tx.require("account_filters", ident, LABEL, lock=True)
+        _refuse_emptying(tx, item, "delete")
+        tx.remove("account_filters", ident)
+    return "Account Filter Deleted Successfully", {"_id": ident}
+
+
+_ID = [ParamSpec("_id", "string", True, "the Account Filter's ID")]
+_MANAGE = [
+    ParamSpec("action", "string", True, "create or modify"),
+    ParamSpec("_id", "string", False, "the Account Filter's ID (modify only)"),
+    *param_specs(FilterFields, optional=True, note="required on create"),
+]
+
+FUNCTIONS = [
+    FunctionSpec("manageAccountFilter", "Create or modify an Account Filter", _MANAGE, manage),
+    FunctionSpec("getAccountFilter", "Get one Account Filter", _ID, get),
+    FunctionSpec("listAccountFilters", "List Account Filters", param_specs(ListParams), list_filters),
+    FunctionSpec("deleteAccountFilter", "Delete an Account Filter", _ID, delete),
+]

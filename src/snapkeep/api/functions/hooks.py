@@ -1,0 +1,96 @@
+"""Hook functions (API.md section 5): manage, get, list, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    ListParams,
+    ParamSpec,
+    Result,
+    apply_list,
+    flag,
+    list_params,
+    manage_action,
+    only_id,
+    param_specs,
+)
+from snapkeep.errors import ValidationError
+from snapkeep.jobs.models import HookFields, validate
+
+LABEL = "Hook"
+
+
+def present(hook: dict[str, Any]) -> dict[str, Any]:
+    """The API object: ``disabled`` as 1/null."""
+    return {
+        "_id": hook["_id"],
+        "name": hook["name"],
+        "script": hook["script"],
+        "position_type": hook["position_type"],
+        "position": hook["position"],
+        "data_list": list(hook["data_list"]),
+        "disabled": flag(hook["disabled"]),
+        "timeout": hook["timeout"],
+    }
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    action, ident = manage_action(params)
+    with context.catalog.transaction() as tx:
+        if ident is None:
+            fields = validate(HookFields, params)
+        else:
+            stored = tx.require("hooks", ident, LABEL, lock=True)
+            base = {key: value for key, value in stored.items() if key in HookFields.model_fields}
+            fields = validate(HookFields, {**base, **params})
+        for index, job_id in enumerate(fields.data_list):
+            if tx.get("jobs", job_id) is None:
+                raise ValidationError(field=f"data_list[{index}]", problem=f"no such Backup Job: {job_id}")
+        if ident is None:
+            ident = tx.insert("hooks", fields.model_dump())
+        else:
+            tx.replace("hooks", ident, fields.model_dump())
+        answer = present(tx.require("hooks", ident, LABEL))
+    verb = "Created" if action == "create" else "Modified"
+    return f"Hook {verb} Successfully", answer
+
+
+def get(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = present(tx.require("hooks", ident, LABEL))
+    return "Hook Retrieved Successfully", answer
+
+
+def list_hooks(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        items = [present(item) for item in tx.all("hooks")]
+    page, total = apply_list(items, options)
+    return "Hooks Listed Successfully", {"hooks": page, "total": total}
+
+
+def delete(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        tx.require("hooks", ident, LABEL, lock=True)
+        tx.remove("hooks", ident)
+    return "Hook Deleted Successfully", {"_id": ident}
+
+
+_ID = [ParamSpec("_id", "string", True, "the Hook's ID")]
+_MANAGE = [
+    ParamSpec("action", "string", True, "create or modify"),
+    ParamSpec("_id", "string", False, "the Hook's ID (modify only)"),
+    *param_specs(HookFields, optional=True, note="required on create"),
+]
+
+FUNCTIONS = [
+    FunctionSpec("manageHook", "Create or modify a Hook", _MANAGE, manage),
+    FunctionSpec("getHook", "Get one Hook", _ID, get),
+    FunctionSpec("listHooks", "List Hooks", param_specs(ListParams), list_hooks),
+    FunctionSpec("deleteHook", "Delete a Hook", _ID, delete),
+]

@@ -1,0 +1,209 @@
+"""Backup Job functions (API.md section 4): manage, get, list, duplicate, run manually, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    ListParams,
+    ParamSpec,
+    Result,
+    apply_list,
+    boolean,
+    flag,
+    list_params,
+    manage_action,
+    names_of,
+    only_id,
+    param_specs,
+    when,
+)
+from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.jobs import queue
+from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.models import JobFields, validate
+from snapkeep.jobs.models.schedule import AFTER_JOB
+
+LABEL = "Backup Job"
+# fields the API returns but a client cannot set; sent back unchanged they are ignored
+READ_ONLY = ("destination_name", "hooks", "owner_name", "next_run", "last_run", "running")
+
+
+class JobView:
+    """Turns stored jobs into API objects, loading what they refer to once per call."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self.destinations = {item["_id"]: item for item in tx.all("destinations")}
+        self.schedules = {item["_id"]: item for item in tx.all("schedules")}
+        self.hooks = tx.all("hooks")
+
+    def present(self, job: dict[str, Any]) -> dict[str, Any]:
+        ident = job["_id"]
+        return {
+            "_id": ident,
+            "name": job["name"],
+            "type": job["type"],
+            "destination": list(job["destination"]),
+            "destination_name": [self.destinations.get(d, {}).get("name", "") for d in job["destination"]],
+            "contains": job["contains"],
+            "options": job["options"],
+            "structure": job["structure"],
+            "encrypted": flag(job["encrypted"]),
+            "include_list": list(job["include_list"]),
+            "exclude_list": list(job["exclude_list"]),
+            "filters": [list(group) for group in job["filters"]],
+            "schedules": [
+                {
+                    "_id": link["_id"],
+                    "name": self.schedules.get(link["_id"], {}).get("name", ""),
+                    "type": self.schedules.get(link["_id"], {}).get("type"),
+                    "next_run": None,
+                    "retain": link["retain"],
+                }
+                for link in job["schedules"]
+            ],
+            "time": job["time"],
+            "hooks": [
+                {"_id": hook["_id"], "name": hook["name"]}
+                for hook in self.hooks
+                if not hook["data_list"] or ident in hook["data_list"]
+            ],
+            "monitor": dict(job["monitor"]),
+            "retry_failed": boolean(job["retry_failed"]),
+            "manually_retain": job["manually_retain"],
+            "mysql_exclude_db_by_size": job["mysql_exclude_db_by_size"],
+            "owner": job["owner"],
+            "owner_name": job["owner"],
+            "next_run": when(job.get("next_run")),
+            "last_run": when(job.get("last_run")),
+            "running": flag(job.get("running")),
+            "disabled": flag(job["disabled"]),
+        }
+
+
+def stored_fields(job: dict[str, Any]) -> dict[str, Any]:
+    """The writable fields of a stored job (without ID and run state)."""
+    return {key: value for key, value in job.items() if key in JobFields.model_fields}
+
+
+def check_references(tx: Transaction, fields: JobFields) -> None:
+    """Every destination, schedule and filter group the job names must exist. Raises ValidationError."""
+    for index, ident in enumerate(fields.destination):
+        if tx.get("destinations", ident, lock=True) is None:
+            raise ValidationError(field=f"destination[{index}]", problem=f"no such destination: {ident}")
+    for index, link in enumerate(fields.schedules):
+        if tx.get("schedules", link.id, lock=True) is None:
+            raise ValidationError(field=f"schedules[{index}][_id]", problem=f"no such schedule: {link.id}")
+    for outer, group in enumerate(fields.filters):
+        for inner, group_id in enumerate(group):
+            if not tx.all("account_filters", group_id=group_id):
+                raise ValidationError(
+                    field=f"filters[{outer}][{inner}]", problem=f"no such account filter group: {group_id}"
+                )
+
+
+def _document(fields: JobFields) -> dict[str, Any]:
+    return fields.model_dump(by_alias=True)
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    action, ident = manage_action(params)
+    for key in READ_ONLY:
+        params.pop(key, None)
+    with context.catalog.transaction() as tx:
+        if ident is None:
+            params.setdefault("owner", context.caller.user)
+            fields = validate(JobFields, params)
+        else:
+            stored = tx.require("jobs", ident, LABEL, lock=True)
+            fields = validate(JobFields, {**stored_fields(stored), **params})
+        check_references(tx, fields)
+        if ident is None:
+            ident = tx.insert("jobs", _document(fields))
+        else:
+            tx.replace("jobs", ident, _document(fields))
+        job = JobView(tx).present(tx.require("jobs", ident, LABEL))
+    verb = "Created" if action == "create" else "Modified"
+    return f"Backup Job {verb} Successfully", job
+
+
+def get(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        job = JobView(tx).present(tx.require("jobs", ident, LABEL))
+    return "Backup Job Retrieved Successfully", job
+
+
+def list_jobs(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        view = JobView(tx)
+        jobs = [view.present(job) for job in tx.all("jobs")]
+    page, total = apply_list(jobs, options)
+    return "Backup Jobs Listed Successfully", {"jobs": page, "total": total}
+
+
+def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        original = tx.require("jobs", ident, LABEL)
+        document = stored_fields(original)
+        suffix = f" - {int(context.clock.time() * 1000)}"
+        document["name"] = document["name"][: 255 - len(suffix)] + suffix
+        document["disabled"] = True
+        new_ident = tx.insert("jobs", _document(validate(JobFields, document)))
+        job = JobView(tx).present(tx.require("jobs", new_ident, LABEL))
+    return "Backup Job Duplicated Successfully", job
+
+
+def run_manually(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        job = tx.require("jobs", ident, LABEL, lock=True)
+        group = queue.enqueue_backup(tx, job, owner=context.caller.user)
+        answer = JobView(tx).present(tx.require("jobs", ident, LABEL))
+    return f"Backup Job {job['name']!r} queued to run (queue group {group['_id']})", answer
+
+
+def delete(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        job = tx.require("jobs", ident, LABEL, lock=True)
+        if job["running"] or queue.job_has_active_group(tx, ident):
+            raise ConflictError(
+                f"Backup Job {job['name']!r} ({ident}) is running: wait until it finishes or stop it first"
+            )
+        waiting = [s for s in tx.all("schedules", type=AFTER_JOB) if s["type_data"] == ident]
+        if waiting:
+            raise ConflictError(
+                f"Backup Job {job['name']!r} ({ident}) is used by After Backup Job Done schedules: "
+                + names_of(waiting)
+            )
+        for hook in tx.all("hooks"):
+            if ident in hook["data_list"]:
+                document = {key: value for key, value in hook.items() if key != "_id"}
+                document["data_list"] = [item for item in hook["data_list"] if item != ident]
+                # An empty list means "every job": a hook meant for this job alone must not spread.
+                document["disabled"] = document["disabled"] or not document["data_list"]
+                tx.replace("hooks", hook["_id"], document)
+        tx.remove("jobs", ident)
+    return "Backup Job Deleted Successfully", {"_id": ident}
+
+
+_ID = [ParamSpec("_id", "string", True, "the Backup Job's ID")]
+_MANAGE = [
+    ParamSpec("action", "string", True, "create or modify"),
+    ParamSpec("_id", "string", False, "the Backup Job's ID (modify only)"),
+    *param_specs(JobFields, optional=True, note="required on create"),
+]
+
+FUNCTIONS = [
+    FunctionSpec("manageBackupJob", "Create or modify a Backup Job", _MANAGE, manage),
+    FunctionSpec("getBackupJob", "Get one Backup Job", _ID, get),
+    FunctionSpec("listBackupJobs", "List Backup Jobs", param_specs(ListParams), list_jobs),
+    FunctionSpec("duplicateBackupJob", "Copy a Backup Job (the copy starts disabled)", _ID, duplicate),
+    FunctionSpec("runBackupJobManually", "Queue a run of a Backup Job now", _ID, run_manually),
+    FunctionSpec("deleteBackupJob", "Delete a Backup Job (its backups stay)", _ID, delete),
+]

@@ -1,0 +1,183 @@
+"""Rendering API objects for people: rich tables of backup jobs, and the words behind the numbers.
+
+The API speaks in integers and bitmasks (API.md section 4); these tables say "Directories",
+"Incremental", "Daily at 02:00". Nothing here calls the dispatcher or reads the catalog.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+JOB_TYPES = {1: "Accounts", 2: "Directories"}
+STRUCTURES = {1: "Incremental", 2: "Archived", 4: "Compressed"}
+SCHEDULE_TYPES = {1: "Hourly", 2: "Daily", 3: "Weekly", 4: "Monthly", 5: "After job"}
+CONTAINS_BITS = {
+    1: "config",
+    2: "home",
+    4: "databases",
+    8: "email",
+    16: "cron",
+    32: "domains",
+    64: "certificates",
+    128: "database users",
+    256: "FTP",
+}
+EVERYTHING = 511
+NONE_SHOWN = "-"
+
+
+class CallFailed(click.ClickException):
+    """A dispatcher call answered ``success: 0``; exits 2 like ``snapkeep api``."""
+
+    exit_code = 2
+
+
+def require_success(answer: Mapping[str, Any]) -> Any:
+    """Return an envelope's ``data``. Raises CallFailed with the envelope's message on failure."""
+    if answer.get("success") != 1:
+        raise CallFailed(str(answer.get("message") or "the call failed"))
+    return answer.get("data")
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def named(table: Mapping[int, str], value: Any) -> str:
+    """``2`` -> ``"Directories"``; an unknown or missing value is shown as it is."""
+    number = _as_int(value)
+    if number is not None and number in table:
+        return table[number]
+    return NONE_SHOWN if value is None else str(value)
+
+
+def flag(value: Any) -> str:
+    """A 1/null flag: ``yes`` or blank."""
+    return "yes" if value not in (None, 0, "0", False, "") else ""
+
+
+def when(value: Any) -> str:
+    """An ISO-8601 time as ``YYYY-MM-DD HH:MM:SS+00:00``, or ``-`` when unset."""
+    if not value:
+        return NONE_SHOWN
+    return str(value).replace("T", " ")
+
+
+def contains_text(value: Any) -> str:
+    """The ``contains`` bitmask as words (``everything`` for 511)."""
+    number = _as_int(value)
+    if number is None:
+        return NONE_SHOWN
+    if number & EVERYTHING == EVERYTHING:
+        return "everything"
+    words = [word for bit, word in CONTAINS_BITS.items() if number & bit]
+    return ", ".join(words) or "nothing"
+
+
+def listing(values: Any) -> str:
+    """A list as comma-separated text, ``-`` when empty."""
+    if not values:
+        return NONE_SHOWN
+    if isinstance(values, str):
+        return values
+    return ", ".join(str(value) for value in values)
+
+
+def schedules_text(schedules: Iterable[Mapping[str, Any]] | None, separator: str = ", ") -> str:
+    """Each schedule as ``name (Daily, keep 7)``."""
+    parts = []
+    for schedule in schedules or []:
+        label = str(schedule.get("name") or schedule.get("_id") or "?")
+        details = [named(SCHEDULE_TYPES, schedule.get("type"))]
+        if schedule.get("retain") is not None:
+            details.append(f"keep {schedule['retain']}")
+        parts.append(f"{label} ({', '.join(details)})")
+    return separator.join(parts) or NONE_SHOWN
+
+
+def destinations_text(job: Mapping[str, Any], separator: str = ", ") -> str:
+    """The job's destinations by name, falling back to their IDs."""
+    names = job.get("destination_name") or job.get("destination") or []
+    return separator.join(str(name) for name in names) or NONE_SHOWN
+
+
+def time_of_day(value: Any) -> str:
+    """HHMM integer -> ``HH:MM``."""
+    number = _as_int(value)
+    if number is None:
+        return NONE_SHOWN
+    return f"{number // 100:02d}:{number % 100:02d}"
+
+
+def jobs_table(jobs: Iterable[Mapping[str, Any]], total: int | None = None) -> Table:
+    """One row per backup job."""
+    table = Table(title="Backup jobs" if total is None else f"Backup jobs ({total})")
+    for column in ("ID", "Name", "Type", "Structure", "Destinations", "Schedules", "Next run", "Last run"):
+        table.add_column(column, overflow="fold")
+    table.add_column("Running")
+    table.add_column("Disabled")
+    for job in jobs:
+        table.add_row(
+            str(job.get("_id", "")),
+            str(job.get("name", "")),
+            named(JOB_TYPES, job.get("type")),
+            named(STRUCTURES, job.get("structure")),
+            destinations_text(job),
+            schedules_text(job.get("schedules")),
+            when(job.get("next_run")),
+            when(job.get("last_run")),
+            flag(job.get("running")),
+            flag(job.get("disabled")),
+        )
+    return table
+
+
+def job_table(job: Mapping[str, Any]) -> Table:
+    """One backup job as a two-column field/value table."""
+    table = Table(title=f"Backup job {job.get('name', '')}", show_header=False)
+    table.add_column("Field", style="bold")
+    table.add_column("Value", overflow="fold")
+    monitor = job.get("monitor") or {}
+    rows = [
+        ("ID", str(job.get("_id", ""))),
+        ("Name", str(job.get("name", ""))),
+        ("Type", named(JOB_TYPES, job.get("type"))),
+        ("Structure", named(STRUCTURES, job.get("structure"))),
+        ("Contains", contains_text(job.get("contains"))),
+        ("Encrypted", flag(job.get("encrypted"))),
+        ("Destinations", destinations_text(job, "\n")),
+        ("Schedules", schedules_text(job.get("schedules"), "\n")),
+        ("Time of day", time_of_day(job.get("time"))),
+        ("Include", listing(job.get("include_list"))),
+        ("Exclude", listing(job.get("exclude_list"))),
+        ("Filter groups", listing([" or ".join(map(str, group)) for group in job.get("filters") or []])),
+        ("Hooks", listing([hook.get("name", hook.get("_id")) for hook in job.get("hooks") or []])),
+        ("Monitor", f"not ran: {monitor.get('notran', 0)} days, ran for: {monitor.get('ranfor', 0)} days"),
+        ("Manual runs kept", str(job.get("manually_retain", NONE_SHOWN))),
+        ("Owner", str(job.get("owner_name") or job.get("owner") or NONE_SHOWN)),
+        ("Next run", when(job.get("next_run"))),
+        ("Last run", when(job.get("last_run"))),
+        ("Running", flag(job.get("running"))),
+        ("Disabled", flag(job.get("disabled"))),
+    ]
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
+
+
+def console() -> Console:
+    """The console tables are printed on (wide enough for IDs when not on a terminal)."""
+    return Console(soft_wrap=False, width=None if _is_terminal() else 200)
+
+
+def _is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,111 @@
+"""Sealing (authenticated encryption) of blobs and metadata.
+
+A sealed message is ``nonce (12 random bytes) || ciphertext || tag (16 bytes)``. ``associated``
+data is authenticated but not stored: callers bind a message to its role or its blob ID with it,
+so a message moved to another place fails to open.
+
+``NullCipher`` serves unencrypted repositories: ``seal`` returns the data unchanged and ``open``
+too; blob-ID and object-name hashes then catch damage instead of the tag.
+
+The AEAD work happens in OpenSSL (through ``cryptography``); ciphers are safe to share between
+threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from snapkeep.engine.format import KEY_SIZE, NONCE_SIZE, TAG_SIZE, CipherId
+from snapkeep.errors import IntegrityError
+
+#: Bytes a sealed message is longer than its plaintext (for an AEAD cipher).
+SEAL_OVERHEAD = NONCE_SIZE + TAG_SIZE
+
+
+class Cipher(Protocol):
+    """Seals and opens messages. Implementations are thread-safe."""
+
+    cipher_id: CipherId
+
+    def seal(self, plaintext: bytes | memoryview, associated: bytes = b"") -> bytes:
+        """Encrypt and authenticate ``plaintext``; a fresh random nonce is prefixed."""
+        ...
+
+    def open(self, sealed: bytes | memoryview, associated: bytes = b"", *, what: str = "message") -> bytes:
+        """Return the plaintext of ``sealed``; raises ``IntegrityError`` naming ``what``."""
+        ...
+
+
+class _AeadCipher:
+    """Common code of the two AEADs: both take a 96-bit nonce and append a 128-bit tag."""
+
+    cipher_id: CipherId
+
+    def __init__(self, key: bytes, aead: type[AESGCM] | type[ChaCha20Poly1305]) -> None:
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"cipher key must be {KEY_SIZE} bytes, got {len(key)}")
+        self._aead = aead(key)
+
+    def seal(self, plaintext: bytes | memoryview, associated: bytes = b"") -> bytes:
+        """Encrypt and authenticate ``plaintext`` under a random nonce; returns nonce||ct||tag."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, plaintext, associated)
+
+    def open(self, sealed: bytes | memoryview, associated: bytes = b"", *, what: str = "message") -> bytes:
+        """Decrypt ``sealed``; raises ``IntegrityError`` when it is short, altered or misplaced."""
+        if len(sealed) < SEAL_OVERHEAD:
+            raise IntegrityError(what=what, reason=f"sealed data too short ({len(sealed)} bytes)")
+        view = memoryview(sealed)
+        try:
+            return self._aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], associated)
+        except InvalidTag:
+            raise IntegrityError(
+                what=what, reason="authentication failed (data damaged or wrong key)"
+            ) from None
+
+
+class AesGcmCipher(_AeadCipher):
+    """AES-256-GCM."""
+
+    cipher_id = CipherId.AES_256_GCM
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key, AESGCM)
+
+
+class ChaChaCipher(_AeadCipher):
+    """ChaCha20-Poly1305 (for CPUs without AES instructions)."""
+
+    cipher_id = CipherId.CHACHA20_POLY1305
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key, ChaCha20Poly1305)
+
+
+class NullCipher:
+    """No encryption: messages are stored as they are."""
+
+    cipher_id = CipherId.NONE
+
+    def seal(self, plaintext: bytes | memoryview, associated: bytes = b"") -> bytes:
+        """Return ``plaintext`` as bytes (no copy when it already is bytes)."""
+        return plaintext if isinstance(plaintext, bytes) else bytes(plaintext)
+
+    def open(self, sealed: bytes | memoryview, associated: bytes = b"", *, what: str = "message") -> bytes:
+        """Return ``sealed`` as bytes; never raises (hashes catch damage)."""
+        return sealed if isinstance(sealed, bytes) else bytes(sealed)
+
+
+def make_cipher(cipher_id: CipherId, key: bytes) -> Cipher:
+    """The cipher for a permanent ID. Raises ``ValueError`` for a bad key size."""
+    if cipher_id is CipherId.NONE:
+        return NullCipher()
+    if cipher_id is CipherId.AES_256_GCM:
+        return AesGcmCipher(key)
+    if cipher_id is CipherId.CHACHA20_POLY1305:
+        return ChaChaCipher(key)
+    raise ValueError(f"unknown cipher id {cipher_id!r}")

@@ -1,0 +1,469 @@
+"""Restore: a whole snapshot or chosen paths, to any target folder, never outside it.
+
+Plan (main thread): walk the snapshot's trees depth first. Every name comes from ``Tree.decode``,
+which rejects ``..``, ``/``, NUL and empty names (``UnsafePathError``). Folders are created and
+opened one component at a time relative to their parent's descriptor with ``O_NOFOLLOW``; a symlink
+or file planted where a folder or file belongs is removed, never followed. Regular files are
+created (empty) in the plan; symlinks, fifos and device nodes (when root) are made there too.
+
+Content (worker threads): the needed blobs are grouped by pack; each worker reads one pack's blobs
+with ``repository.load_blobs`` (ranged reads, every blob verified against its ID) and writes each
+blob at its offsets in every file that uses it, skipping zero runs of sparse files. A file gets its
+metadata (owner, mode, xattrs and ACLs, mtime in ns) through its descriptor when its last blob is
+written. Hard links are linked to their first member afterwards; folder metadata is applied last,
+deepest first. A blob that is missing or damaged fails the files using it (their partial content is
+removed) and the failure names them; every other file still restores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import grp
+import os
+import pwd
+import stat
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from snapkeep.engine.index import BlobLocation
+from snapkeep.engine.progress import Progress
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.snapshot import Snapshot
+from snapkeep.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree, validate_name
+from snapkeep.errors import NotFoundError, SnapkeepError, UnsafePathError
+
+__all__ = ["RestoreResult", "restore"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SPARSE_BLOCK = 4096
+_ZEROS = bytes(_SPARSE_BLOCK)
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did. ``failures`` (path, message) are entries that were not restored;
+    ``warnings`` are metadata that could not be applied (owner, xattr, device node)."""
+
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    bytes: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(slots=True, eq=False)
+class _FileJob:
+    path: bytes  # absolute path in the target
+    display: str  # path in the snapshot, for messages
+    node: Node
+    remaining: int
+    lock: threading.Lock | None
+    fd: int = -1
+    failed: bool = False
+
+
+def parse_include(include: str | bytes) -> list[bytes]:
+    """A path inside the snapshot as validated components; ``UnsafePathError`` for ``..``."""
+    raw = os.fsencode(include)
+    parts = [part for part in raw.split(b"/") if part and part != b"."]
+    for part in parts:
+        validate_name(part)
+    if not parts:
+        raise UnsafePathError(path=include, reason="an include must name a path inside the snapshot")
+    return parts
+
+
+def restore(
+    repository: Repository,
+    snapshot: Snapshot,
+    target: str | bytes,
+    *,
+    includes: Iterable[str | bytes] = (),
+    progress: Progress | None = None,
+    workers: int = 4,
+    restore_owners: bool | None = None,
+) -> RestoreResult:
+    """Restore ``snapshot`` (or only ``includes``, paths inside it) into the folder ``target``.
+
+    Raises ``UnsafePathError`` for a crafted tree or include, ``NotFoundError`` when an include
+    names nothing, ``IntegrityError`` when a tree is damaged, and storage errors. Per-file problems
+    are listed in the result's ``failures``.
+    """
+    filters = [parse_include(include) for include in includes] or None
+    restorer = _Restorer(
+        repository, progress or Progress(), os.geteuid() == 0 if restore_owners is None else restore_owners
+    )
+    if filters is not None:
+        restorer.check_includes(bytes.fromhex(snapshot.tree), filters)
+    base = os.path.abspath(os.fsencode(target))
+    os.makedirs(base, exist_ok=True)
+    base = os.path.realpath(base)
+    root_fd = os.open(base, _DIR_FLAGS)
+    try:
+        restorer.plan(bytes.fromhex(snapshot.tree), root_fd, base, b"", filters)
+    finally:
+        os.close(root_fd)
+    restorer.write_contents(workers)
+    restorer.link_hardlinks()
+    restorer.apply_folder_metadata()
+    restorer.progress.on_finish()
+    return restorer.result
+
+
+class _Restorer:
+    def __init__(self, repository: Repository, progress: Progress, owners: bool) -> None:
+        self.repository = repository
+        self.progress = progress
+        self.owners = owners
+        self.result = RestoreResult()
+        self.lock = threading.Lock()
+        self.jobs: list[_FileJob] = []
+        self.blob_users: dict[bytes, list[tuple[_FileJob, int]]] = {}
+        self.packs: dict[str, list[BlobLocation]] = {}
+        self.hardlink_first: dict[str, _FileJob | bytes] = {}
+        self.links: list[tuple[bytes, str, str]] = []  # (path, display, group)
+        self.folders: list[tuple[bytes, str, Node]] = []
+        self.uids: dict[str, int | None] = {}
+        self.gids: dict[str, int | None] = {}
+
+    # --- plan -------------------------------------------------------------------------------------
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        return Tree.decode(self.repository.load_blob(tree_id))
+
+    def check_includes(self, root: bytes, filters: list[list[bytes]]) -> None:
+        for parts in filters:
+            tree_id: bytes | None = root
+            for index, part in enumerate(parts):
+                node = self.load_tree(tree_id).by_name().get(part) if tree_id is not None else None
+                if node is None:
+                    raise NotFoundError(kind="path in snapshot", ident="/" + os.fsdecode(b"/".join(parts)))
+                tree_id = node.subtree if index + 1 < len(parts) else None
+
+    def fail(self, display: str, message: str) -> None:
+        with self.lock:
+            self.result.failures.append((display, message))
+        self.progress.on_warning(display, message)
+
+    def warn(self, display: str, message: str) -> None:
+        with self.lock:
+            self.result.warnings.append((display, message))
+
+    def plan(
+        self, tree_id: bytes, dir_fd: int, dir_path: bytes, display: bytes, filters: list[list[bytes]] | None
+    ) -> None:
+        for node in self.load_tree(tree_id).nodes:
+            below: list[list[bytes]] | None = None
+            if filters is not None:
+                matching = [parts for parts in filters if parts[0] == node.name]
+                if not matching:
+                    continue
+                if all(len(parts) > 1 for parts in matching):
+                    below = [parts[1:] for parts in matching]
+            path = dir_path + b"/" + node.name
+            shown = display + b"/" + node.name
+            try:
+                self.plan_entry(node, dir_fd, path, shown, below)
+            except OSError as error:
+                self.fail(os.fsdecode(shown), f"cannot restore: {error.strerror or error}")
+
+    def plan_entry(
+        self, node: Node, dir_fd: int, path: bytes, shown: bytes, below: list[list[bytes]] | None
+    ) -> None:
+        name = node.name
+        display = os.fsdecode(shown)
+        if node.type == DIR:
+            fd = self.open_folder(name, dir_fd)
+            try:
+                assert node.subtree is not None
+                self.plan(node.subtree, fd, path, shown, below)
+            finally:
+                os.close(fd)
+            self.folders.append((path, display, node))
+            self.result.dirs += 1
+            return
+        if below is not None:
+            return  # an include goes deeper but this entry is not a folder
+        if node.type == FILE:
+            self.plan_file(node, dir_fd, path, display)
+            return
+        self.remove_existing(name, dir_fd)
+        if node.type == SYMLINK:
+            os.symlink(node.target, name, dir_fd=dir_fd)
+        elif node.type == FIFO:
+            os.mkfifo(name, 0o600, dir_fd=dir_fd)
+        elif node.type in (CHARDEV, BLOCKDEV):
+            if not self.owners:
+                self.warn(display, "device nodes are only restored as root")
+                return
+            kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+            os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
+        else:
+            self.warn(display, f"{node.type} entries are recorded, not restored")
+            return
+        self.apply_metadata(path, display, node, fd=None)
+        self.result.others += 1
+        self.progress.on_file(display, 0)
+
+    def open_folder(self, name: bytes, dir_fd: int) -> int:
+        try:
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+                os.unlink(name, dir_fd=dir_fd)
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+
+    def remove_existing(self, name: bytes, dir_fd: int) -> None:
+        try:
+            info = os.lstat(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
+        os.unlink(name, dir_fd=dir_fd)
+
+    def plan_file(self, node: Node, dir_fd: int, path: bytes, display: str) -> None:
+        if node.hardlink:
+            first = self.hardlink_first.get(node.hardlink)
+            if first is not None:
+                self.remove_existing(node.name, dir_fd)
+                self.links.append((path, display, node.hardlink))
+                return
+        try:
+            fd = os.open(node.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+        except FileExistsError:
+            self.remove_existing(node.name, dir_fd)  # never write through what is already there
+            fd = os.open(node.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+        if not node.content:
+            try:
+                if node.size:
+                    os.ftruncate(fd, node.size)
+                self.apply_metadata(path, display, node, fd=fd)
+            finally:
+                os.close(fd)
+            if node.hardlink:
+                self.hardlink_first[node.hardlink] = path
+            self.result.files += 1
+            self.progress.on_file(display, node.size)
+            return
+        os.close(fd)
+        job = _FileJob(
+            path, display, node, len(node.content), threading.Lock() if len(node.content) > 1 else None
+        )
+        if node.hardlink:
+            self.hardlink_first[node.hardlink] = job
+        offset = 0
+        for blob_id in node.content:
+            location = self.repository.lookup(blob_id)
+            if location is None:
+                self.fail(display, f"blob {blob_id.hex()} is missing from the repository")
+                job.failed = True
+                os.unlink(path)
+                return
+            users = self.blob_users.get(blob_id)
+            if users is None:
+                self.blob_users[blob_id] = [(job, offset)]
+                self.packs.setdefault(location.pack_id, []).append(location)
+            else:
+                users.append((job, offset))
+            offset += location.raw_length
+        self.jobs.append(job)
+
+    # --- content ----------------------------------------------------------------------------------
+
+    def write_contents(self, workers: int) -> None:
+        total = sum(job.node.size for job in self.jobs)
+        self.progress.on_start(len(self.jobs) + self.result.files, total)
+        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore") as pool:
+            for future in [pool.submit(self.restore_pack, pack, locs) for pack, locs in self.packs.items()]:
+                future.result()
+
+    def restore_pack(self, pack_id: str, locations: Sequence[BlobLocation]) -> None:
+        done: set[bytes] = set()
+        try:
+            for blob_id, data in self.repository.load_blobs(pack_id, locations):
+                done.add(blob_id)
+                self.deliver(blob_id, data)
+        except SnapkeepError:
+            # Find the damaged blobs one by one; the others are still written.
+            for location in locations:
+                if location.blob_id in done:
+                    continue
+                try:
+                    data = self.repository.load_blob(location.blob_id)
+                except SnapkeepError as error:
+                    for job, _ in self.blob_users[location.blob_id]:
+                        self.fail_job(job, f"blob {location.blob_id.hex()}: {error}")
+                    continue
+                self.deliver(location.blob_id, data)
+
+    def deliver(self, blob_id: bytes, data: bytes) -> None:
+        for job, offset in self.blob_users[blob_id]:
+            if job.lock is None:
+                self.write_whole(job, data)
+            else:
+                with job.lock:
+                    self.write_part(job, data, offset)
+
+    def write_whole(self, job: _FileJob, data: bytes) -> None:
+        """A file of one blob: open, write, finish."""
+        try:
+            job.fd = os.open(job.path, _WRITE_FLAGS)
+            self.write_at(job, data, 0)
+            job.remaining = 0
+            self.finish(job)
+        except OSError as error:
+            self.fail_job(job, f"cannot write: {error.strerror or error}")
+
+    def write_part(self, job: _FileJob, data: bytes, offset: int) -> None:
+        if job.failed:
+            return
+        try:
+            if job.fd < 0:
+                job.fd = os.open(job.path, _WRITE_FLAGS)
+            self.write_at(job, data, offset)
+            job.remaining -= 1
+            if job.remaining == 0:
+                self.finish(job)
+        except OSError as error:
+            self.fail_job(job, f"cannot write: {error.strerror or error}")
+
+    def write_at(self, job: _FileJob, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        if job.node.sparse:
+            # Write only the runs of blocks that hold data; zero blocks stay holes.
+            start = -1
+            for position in range(0, len(data), _SPARSE_BLOCK):
+                block = data[position : position + _SPARSE_BLOCK]
+                if block == _ZEROS[: len(block)]:
+                    if start >= 0:
+                        _write_all(job.fd, view[start:position], offset + start)
+                        start = -1
+                elif start < 0:
+                    start = position
+            if start >= 0:
+                _write_all(job.fd, view[start:], offset + start)
+        else:
+            _write_all(job.fd, view, offset)
+        self.progress.on_bytes(len(data))
+
+    def finish(self, job: _FileJob) -> None:
+        try:
+            os.ftruncate(job.fd, job.node.size)
+            self.apply_metadata(job.path, job.display, job.node, fd=job.fd)
+        finally:
+            os.close(job.fd)
+            job.fd = -1
+        with self.lock:
+            self.result.files += 1
+            self.result.bytes += job.node.size
+        self.progress.on_file(job.display, job.node.size)
+
+    def fail_job(self, job: _FileJob, message: str) -> None:
+        if job.lock is not None:
+            with job.lock:
+                self._fail_locked(job, message)
+        else:
+            self._fail_locked(job, message)
+
+    def _fail_locked(self, job: _FileJob, message: str) -> None:
+        if job.failed:
+            return
+        job.failed = True
+        if job.fd >= 0:
+            os.close(job.fd)
+            job.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(job.path)  # never leave silently wrong content behind
+        self.fail(job.display, message)
+
+    # --- links and folders ------------------------------------------------------------------------
+
+    def link_hardlinks(self) -> None:
+        for path, display, group in self.links:
+            first = self.hardlink_first[group]
+            if isinstance(first, _FileJob):
+                if first.failed:
+                    self.fail(display, f"hard link to {first.display}, which failed")
+                    continue
+                first = first.path
+            try:
+                os.link(first, path, follow_symlinks=False)
+            except OSError as error:
+                self.fail(display, f"cannot link: {error.strerror or error}")
+                continue
+            self.result.files += 1
+            self.progress.on_file(display, 0)
+
+    def apply_folder_metadata(self) -> None:
+        for path, display, node in reversed(self.folders):
+            try:
+                fd = os.open(path, _DIR_FLAGS)
+                try:
+                    self.apply_metadata(path, display, node, fd=fd)
+                finally:
+                    os.close(fd)
+            except OSError as error:
+                self.warn(display, f"cannot set folder metadata: {error.strerror or error}")
+
+    def apply_metadata(self, path: bytes, display: str, node: Node, *, fd: int | None) -> None:
+        """Owner (as root), mode, xattrs and times, through ``fd`` when given, else by ``path``
+        without following a symlink. Raises ``OSError`` when the mode or times cannot be set."""
+        target: int | bytes = path if fd is None else fd
+        follow = fd is not None
+        if self.owners:
+            try:
+                os.chown(target, self.uid(node), self.gid(node), follow_symlinks=follow)
+            except OSError as error:
+                self.warn(display, f"cannot set owner: {error.strerror or error}")
+        if node.type != SYMLINK:
+            # Linux has no lchmod; a path here is a fifo or device node this restore just made.
+            os.chmod(target, node.mode)
+        for key, value in node.xattrs.items():
+            try:
+                os.setxattr(target, key, value, follow_symlinks=follow)
+            except OSError as error:
+                self.warn(display, f"cannot set xattr {key}: {error.strerror or error}")
+        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=follow)
+
+    def uid(self, node: Node) -> int:
+        if node.user:
+            if node.user not in self.uids:
+                try:
+                    self.uids[node.user] = pwd.getpwnam(node.user).pw_uid
+                except KeyError:
+                    self.uids[node.user] = None
+            found = self.uids[node.user]
+            if found is not None:
+                return found
+        return node.uid
+
+    def gid(self, node: Node) -> int:
+        if node.group:
+            if node.group not in self.gids:
+                try:
+                    self.gids[node.group] = grp.getgrnam(node.group).gr_gid
+                except KeyError:
+                    self.gids[node.group] = None
+            found = self.gids[node.group]
+            if found is not None:
+                return found
+        return node.gid
+
+
+def _write_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written

@@ -1,0 +1,274 @@
+"""The catalog: jobs, destinations, schedules, hooks, filters, queue, logs, alerts, tokens, settings.
+
+SQLAlchemy Core on SQLite (``<home>/catalog.db``, WAL) by default, or PostgreSQL by URL. Migrations
+run on open. Every write happens inside ``transaction()``: one database transaction, so a request that
+fails half-way leaves the catalog as it was. SQLAlchemy errors become ``CatalogError`` here.
+
+Managed objects are documents: ``{"_id": ..., **fields}``; the columns that queries need (name, type,
+group) are derived from the document on every write.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from snapkeep.clock import SYSTEM, Clock
+from snapkeep.errors import CatalogError, ConfigError, NotFoundError, SnapkeepError, ValidationError
+from snapkeep.ids import new_id
+from snapkeep.jobs import migrations
+from snapkeep.jobs.migrations import schema
+
+# document kind -> the columns copied from the document on every write
+DOCUMENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "jobs": ("name", "owner"),
+    "destinations": ("name", "type"),
+    "schedules": ("name", "type"),
+    "hooks": ("name",),
+    "account_filters": ("group_id", "name", "type"),
+}
+# state the runner owns, kept in columns rather than in the document
+JOB_STATE = ("running", "last_run", "next_run")
+
+TOKEN_BYTES = 32
+
+
+def catalog_url(home: Path, url: str | None) -> str:
+    """The SQLAlchemy URL for a catalog: SQLite in ``home`` unless ``url`` names PostgreSQL.
+
+    Raises ConfigError for a URL of another kind.
+    """
+    if not url:
+        return f"sqlite:///{home / 'catalog.db'}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("postgresql+psycopg://") or url.startswith("sqlite:"):
+        return url
+    raise ConfigError(f"catalog URL must start with postgresql:// (got {url.split('://')[0]}://...)")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class Transaction:
+    """One open database transaction with document helpers. Obtain from ``Catalog.transaction``."""
+
+    def __init__(self, connection: Connection, clock: Clock) -> None:
+        self.connection = connection
+        self.clock = clock
+
+    def _row_to_object(self, kind: str, row: Any) -> dict[str, Any]:
+        item: dict[str, Any] = {"_id": row.id, **row.document}
+        if kind == "jobs":
+            item["running"] = bool(row.running)
+            item["last_run"] = row.last_run
+            item["next_run"] = row.next_run
+        return item
+
+    def get(self, kind: str, ident: str, *, lock: bool = False) -> dict[str, Any] | None:
+        """The object with ID ``ident``, or None. ``lock`` holds its row until the transaction ends."""
+        table = schema.TABLES[kind]
+        query = select(table).where(table.c.id == ident)
+        if lock:
+            query = query.with_for_update()
+        row = self.connection.execute(query).first()
+        return None if row is None else self._row_to_object(kind, row)
+
+    def require(self, kind: str, ident: str, label: str, *, lock: bool = False) -> dict[str, Any]:
+        """Like ``get`` but raises NotFoundError("<label> not found: <id>")."""
+        item = self.get(kind, ident, lock=lock)
+        if item is None:
+            raise NotFoundError(kind=label, ident=ident)
+        return item
+
+    def all(self, kind: str, **equal: Any) -> list[dict[str, Any]]:
+        """Every object of ``kind`` (in creation order), optionally where columns equal values."""
+        table = schema.TABLES[kind]
+        query = select(table).order_by(table.c.created, table.c.id)
+        for column, value in equal.items():
+            query = query.where(table.c[column] == value)
+        return [self._row_to_object(kind, row) for row in self.connection.execute(query)]
+
+    def _columns(self, kind: str, document: dict[str, Any]) -> dict[str, Any]:
+        return {column: document[column] for column in DOCUMENT_COLUMNS[kind]}
+
+    def insert(self, kind: str, document: dict[str, Any], ident: str | None = None) -> str:
+        """Store a new object; return its (new) ID."""
+        ident = ident or new_id(self.clock)
+        now = self.clock.now()
+        values = {"id": ident, "created": now, "modified": now, "document": document}
+        if kind == "jobs":
+            values["running"] = 0
+        self.connection.execute(
+            schema.TABLES[kind].insert().values(**values, **self._columns(kind, document))
+        )
+        return ident
+
+    def replace(self, kind: str, ident: str, document: dict[str, Any]) -> None:
+        """Overwrite an object's document. Raises NotFoundError when it is gone."""
+        table = schema.TABLES[kind]
+        result = self.connection.execute(
+            update(table)
+            .where(table.c.id == ident)
+            .values(document=document, modified=self.clock.now(), **self._columns(kind, document))
+        )
+        if result.rowcount != 1:
+            raise NotFoundError(kind=kind, ident=ident)
+
+    def remove(self, kind: str, ident: str) -> None:
+        """Delete an object. Raises NotFoundError when it is gone."""
+        table = schema.TABLES[kind]
+        if self.connection.execute(delete(table).where(table.c.id == ident)).rowcount != 1:
+            raise NotFoundError(kind=kind, ident=ident)
+
+    def set_job_running(self, ident: str, running: bool) -> bool:
+        """Set a job's ``running`` flag; False when it already had that value (or the job is gone)."""
+        jobs = schema.jobs
+        result = self.connection.execute(
+            update(jobs)
+            .where(jobs.c.id == ident, jobs.c.running == (0 if running else 1))
+            .values(running=1 if running else 0)
+        )
+        return bool(result.rowcount == 1)
+
+    def set_job_times(
+        self, ident: str, *, last_run: _dt.datetime | None = None, next_run: _dt.datetime | None = None
+    ) -> None:
+        """Record a job's last and next run times."""
+        jobs = schema.jobs
+        self.connection.execute(
+            update(jobs).where(jobs.c.id == ident).values(last_run=last_run, next_run=next_run)
+        )
+
+
+class Catalog:
+    """The open catalog database. Use ``Catalog.open``; ``close`` when done."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def open(cls, home: Path, url: str | None = None, *, clock: Clock = SYSTEM) -> Catalog:
+        """Open (creating ``home`` and the database when needed) and migrate the catalog.
+
+        Raises ConfigError for an unsupported URL, CatalogError when the database cannot be opened
+        or migrated.
+        """
+        target = catalog_url(Path(home), url)
+        try:
+            if target.startswith("sqlite"):
+                Path(home).mkdir(parents=True, exist_ok=True)
+                engine = create_engine(target, connect_args={"timeout": 30})
+                _sqlite_setup(engine)
+            else:
+                engine = create_engine(target, pool_pre_ping=True)
+            migrations.apply(engine, clock=clock)
+        except OSError as error:
+            raise CatalogError(f"cannot create the data directory {home}: {error.strerror}") from None
+        except SQLAlchemyError as error:
+            where = make_url(target).render_as_string(hide_password=True)
+            raise CatalogError(f"cannot open the catalog {where}: {_reason(error)}") from None
+        return cls(engine, clock=clock)
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Transaction]:
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        SQLAlchemy errors are raised as CatalogError; snapkeep errors pass through unchanged.
+        """
+        try:
+            with self.engine.connect() as connection:
+                if write and self.engine.dialect.name == "sqlite":
+                    connection = connection.execution_options(sqlite_immediate=True)
+                with connection.begin():
+                    yield Transaction(connection, self.clock)
+        except SnapkeepError:
+            raise
+        except SQLAlchemyError as error:
+            raise CatalogError(f"catalog error: {_reason(error)}") from None
+
+    # --- tokens -------------------------------------------------------------------------------
+
+    def create_token(self, user: str = "root") -> str:
+        """Create an API token for ``user``; return ``USER:SECRET`` (only its hash is stored)."""
+        if not user or ":" in user:
+            raise ValidationError(field="user", problem="must be a non-empty name without ':'")
+        secret = secrets.token_hex(TOKEN_BYTES)
+        with self.transaction() as tx:
+            tx.connection.execute(
+                schema.tokens.insert().values(
+                    id=new_id(self.clock), user=user, secret_hash=_hash(secret), created=self.clock.now()
+                )
+            )
+        return f"{user}:{secret}"
+
+    def verify_token(self, bearer: str) -> str | None:
+        """The user a ``USER:SECRET`` bearer string belongs to, or None when it is not valid."""
+        user, separator, secret = bearer.strip().partition(":")
+        if not separator or not user or not secret:
+            return None
+        digest = _hash(secret)
+        tokens = schema.tokens
+        with self.transaction(write=False) as tx:
+            row = tx.connection.execute(select(tokens).where(tokens.c.secret_hash == digest)).first()
+        if row is None or not hmac.compare_digest(row.user, user):
+            return None
+        return str(row.user)
+
+    def count_tokens(self) -> int:
+        """How many API tokens exist."""
+        with self.transaction(write=False) as tx:
+            return int(tx.connection.execute(select(func.count()).select_from(schema.tokens)).scalar_one())
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every row of every table (sorted), for tests and support: equal dumps = equal catalogs."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        with self.transaction(write=False) as tx:
+            for name, table in sorted(schema.TABLES.items()):
+                rows = [dict(row._mapping) for row in tx.connection.execute(select(table))]
+                result[name] = sorted(rows, key=repr)
+            result["schema_migrations"] = [
+                dict(row._mapping) for row in tx.connection.execute(select(migrations.schema_migrations))
+            ]
+        return result
+
+
+def _reason(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None)
+    return str(original if original is not None else error).strip().splitlines()[0]
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, foreign keys, and real transactions (BEGIN IMMEDIATE for writes) on SQLite."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

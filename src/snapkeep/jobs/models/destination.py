@@ -1,0 +1,136 @@
+"""The Destination model (API.md section 5): common fields, then ``options`` checked per ``type``.
+
+Secrets (passwords, private keys, S3 secret keys) never leave in clear: ``mask`` replaces them with
+``SECRET_MASK``; ``unmask`` puts the stored secret back when a client sends the mask on modify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from snapkeep.jobs.models.base import (
+    AbsolutePath,
+    Flag,
+    Name,
+    Strict,
+    Text,
+    describe,
+    field_error,
+    integer,
+    objectish,
+    shown,
+    validate,
+)
+
+SECRET_MASK = "SK|HIDDEN|********"
+READ_ONLY_OPTIONS = ("fingerprint",)
+
+
+class LocalOptions(Strict):
+    path: AbsolutePath = Field(description="absolute directory backups are written under")
+
+
+class SftpOptions(Strict):
+    host: Annotated[str, Field(min_length=1, max_length=255)] = Field(description="server name or address")
+    port: Annotated[int, integer(1, 65535)] = Field(22, description="TCP port")
+    username: Name = Field(description="login name")
+    password: str = Field("", description="password (secret)")
+    privatekey: str = Field("", description="private key text (secret)")
+    passphrase: str = Field("", description="passphrase of the private key (secret)")
+    path: Text = Field(description="directory on the server backups are written under")
+    timeout: Annotated[int, integer(1, 3600)] = Field(30, description="connection timeout in seconds")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SftpOptions:
+        if not self.password and not self.privatekey:
+            raise field_error("password", "an SFTP destination needs a password or a privatekey")
+        return self
+
+
+class S3Options(Strict):
+    bucket: Annotated[str, Field(min_length=3, max_length=63)] = Field(description="bucket name")
+    region: Text = Field("us-east-1", description="region")
+    endpoint: str = Field("", description="endpoint URL for S3-compatible services (default: AWS)")
+    access_key: Text = Field(description="access key ID")
+    secret_key: Text = Field(description="secret access key (secret)")
+    path: str = Field("", description="prefix inside the bucket")
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> S3Options:
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise field_error(
+                "endpoint", "must be an http:// or https:// URL (got {got})", got=shown(self.endpoint)
+            )
+        return self
+
+
+DESTINATION_OPTIONS: dict[str, type[BaseModel]] = {
+    "Local": LocalOptions,
+    "SFTP": SftpOptions,
+    "S3": S3Options,
+}
+SECRETS: dict[str, tuple[str, ...]] = {
+    "Local": (),
+    "SFTP": ("password", "privatekey", "passphrase"),
+    "S3": ("secret_key",),
+}
+DESTINATION_DESCRIPTIONS = {
+    "Local": "a directory on this server (or a mounted disk)",
+    "SFTP": "a directory on an SSH server",
+    "S3": "a bucket on Amazon S3 or an S3-compatible service",
+}
+
+
+def _destination_type(value: Any) -> str:
+    for name in DESTINATION_OPTIONS:
+        if isinstance(value, str) and value.strip().lower() == name.lower():
+            return name
+    raise PydanticCustomError(
+        "choice",
+        "must be one of {allowed} (got {got})",
+        {"allowed": describe({t: t for t in DESTINATION_OPTIONS}), "got": shown(value)},
+    )
+
+
+class DestinationFields(Strict):
+    """The writable fields of a Destination; ``options`` is checked by ``validate_destination``."""
+
+    name: Name = Field(description="free text, 1-255 characters")
+    type: Annotated[str, BeforeValidator(_destination_type)] = Field(description="Local, SFTP or S3")
+    options: Annotated[dict[str, Any], BeforeValidator(objectish)] = Field(
+        default_factory=dict, description="options[...] of the type (see listDestinationTypes)"
+    )
+    disabled: Flag = Field(False, description="a disabled destination is skipped by runs")
+    readonly: Flag = Field(False, description="backups are only read from it, never written")
+    threads: Annotated[int, integer(1, 64)] = Field(1, description="parallel transfers")
+    disk_limit: Annotated[int, integer(0, 100)] = Field(
+        0, description="percent: a run skips the destination when it is fuller (0 = no limit)"
+    )
+
+
+def validate_destination(data: Mapping[str, Any]) -> DestinationFields:
+    """Validate the common fields, then the options of the type. Raises ValidationError."""
+    fields = validate(DestinationFields, data)
+    options = {key: value for key, value in fields.options.items() if key not in READ_ONLY_OPTIONS}
+    checked = validate(DESTINATION_OPTIONS[fields.type], options, prefix="options")
+    fields.options = checked.model_dump()
+    return fields
+
+
+def mask(destination_type: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every non-empty secret replaced by SECRET_MASK."""
+    secrets = SECRETS.get(destination_type, ())
+    return {key: SECRET_MASK if key in secrets and value else value for key, value in options.items()}
+
+
+def unmask(destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with each SECRET_MASK replaced by the stored secret of the same name."""
+    secrets = SECRETS.get(destination_type, ())
+    return {
+        key: stored.get(key, "") if key in secrets and value == SECRET_MASK else value
+        for key, value in options.items()
+    }

@@ -1,0 +1,29 @@
+"""The Hook model (API.md section 5): a script run before or after a backup, restore or reindex."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from snapkeep.jobs.models.base import AbsolutePath, Flag, IdList, Name, Strict, choice, integer
+
+HOOK_POSITION_TYPES = {1: "pre", 2: "post"}
+HOOK_POSITIONS = {1: "Backup", 2: "Restore", 8: "Backup Account", 5: "Reindex"}
+DEFAULT_HOOK_TIMEOUT = 3600
+
+
+class HookFields(Strict):
+    """The writable fields of a Hook."""
+
+    name: Name = Field(description="free text, 1-255 characters")
+    script: AbsolutePath = Field(description="absolute path of the script to run")
+    position_type: Annotated[int, choice(HOOK_POSITION_TYPES)] = Field(description="1 pre, 2 post")
+    position: Annotated[int, choice(HOOK_POSITIONS)] = Field(
+        description="1 Backup, 2 Restore, 8 Backup Account, 5 Reindex"
+    )
+    data_list: IdList = Field(default_factory=list, description="job IDs it applies to (empty = all)")
+    disabled: Flag = Field(False, description="a disabled hook never runs")
+    timeout: Annotated[int, integer(1)] = Field(
+        DEFAULT_HOOK_TIMEOUT, description="seconds before it is stopped"
+    )

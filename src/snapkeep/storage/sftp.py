@@ -1,0 +1,410 @@
+"""A store in a folder on an SSH server, over SFTP (paramiko).
+
+Object ``a/b/c`` is the remote file ``<path>/a/b/c``. A write goes to a temporary dot-name in the
+target folder (``.tmp-<random>``), is fsynced where the server offers ``fsync@openssh.com``, and is
+published with ``posix-rename@openssh.com`` (atomic replace), or with delete+rename on servers that
+lack it. Missing folders are created on the way. Reads of a byte range are pipelined (``readv``).
+
+Connections: up to ``threads`` SSH connections are opened on demand and pooled, so that several
+threads transfer in parallel. A connection found dropped during a call is replaced and the call is
+tried once more (a write only when its chunks can be replayed); a second failure raises
+``TransientStorageError``, which ``RetryingStore`` retries with backoff.
+
+Host keys: with ``fingerprint`` (``SHA256:...`` as ``ssh-keygen -l`` prints it) a server offering
+another key is refused with ``HostKeyChangedError``. Without it, the first key seen is recorded in
+``store.fingerprint`` (for the caller to save) and pinned for the life of the store.
+
+Connection set-up and error translation live in ``snapkeep.storage.sftp_session``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import posixpath
+import secrets
+import stat as stat_module
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import paramiko
+from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
+from snapkeep.errors import ObjectNotFoundError, StorageError
+from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
+from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
+
+T = TypeVar("T")
+TEMPORARY_PREFIX = ".tmp-"
+_PREFETCH_REQUESTS = 64
+_READ_PIECE = 256 * 1024
+
+
+class _SourceFailure(Exception):
+    """Wraps an exception raised by the caller's chunk iterator, so it is not taken for an SFTP error."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _Chunks:
+    """The caller's chunks; tells whether a failed write may be tried again from the start."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self._replayable = isinstance(chunks, Sequence)
+        self.started = False
+
+    def can_replay(self) -> bool:
+        return self._replayable or not self.started
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.started = True
+        iterator = iter(self._chunks)
+        while True:
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:
+                raise _SourceFailure(error) from error
+            yield chunk
+
+
+class SftpStore(Store):
+    """Objects as files below ``path`` on an SSH server. Safe to call from several threads.
+
+    Give ``password`` or ``private_key`` (OpenSSH/PEM text of an RSA, Ed25519 or ECDSA key, with
+    ``passphrase`` when encrypted). Nothing connects until the first call. Every method raises
+    ``StorageError`` subclasses: ``PermissionDeniedError`` (authentication, permissions),
+    ``HostKeyChangedError``, ``StorageFullError``, ``ObjectNotFoundError``, ``TransientStorageError``
+    (refused or dropped connections, timeouts) and ``StorageError`` (unknown host, other failures).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        username: str,
+        path: str,
+        port: int = 22,
+        password: str | None = None,
+        private_key: str | None = None,
+        passphrase: str | None = None,
+        fingerprint: str | None = None,
+        timeout: float = 30.0,
+        threads: int = 2,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._settings = SftpSettings(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            private_key=private_key,
+            passphrase=passphrase,
+            fingerprint=fingerprint,
+            timeout=timeout,
+        )
+        self.root = path.rstrip("/") or ("/" if path.startswith("/") else ".")
+        shown = self.root if self.root.startswith("/") else f"/{self.root}"
+        self.location = f"sftp://{username}@{host}:{port}{shown}"
+        self.threads = threads
+        self._slots = threading.BoundedSemaphore(threads)
+        self._idle: list[SftpSession] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._fsync_supported = True
+        self._posix_rename_supported = True
+
+    def __repr__(self) -> str:
+        return f"SftpStore({self.location!r}, {self._settings.masked()})"
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The host key fingerprint expected or, before one was given, the first one seen."""
+        return self._settings.pinned
+
+    # --- the connection pool -----------------------------------------------------------------------
+
+    def _take(self) -> SftpSession:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self.location}: the store is closed")
+            while self._idle:
+                session = self._idle.pop()
+                if session.alive():
+                    return session
+                session.close()
+        return SftpSession.connect(self._settings)
+
+    def _give_back(self, session: SftpSession) -> None:
+        with self._lock:
+            if session.alive() and not self._closed:
+                self._idle.append(session)
+                return
+        session.close()
+
+    def _run(
+        self,
+        operation: str,
+        name: str,
+        action: Callable[[paramiko.SFTPClient], T],
+        *,
+        replayable: Callable[[], bool] = lambda: True,
+        missing_is_not_found: bool = True,
+        free_bytes: Callable[[], int | None] = lambda: None,
+    ) -> T:
+        """Run ``action`` on a pooled connection; reconnect once when the connection dropped."""
+        attempt = 1
+        while True:
+            with self._slots:
+                session = self._take()
+                try:
+                    result = action(session.client)
+                except _SourceFailure as failure:
+                    self._give_back(session)
+                    raise failure.original from None
+                except CONNECTION_ERRORS as error:
+                    lost = not session.alive()
+                    self._give_back(session)
+                    if lost and attempt == 1 and replayable():
+                        attempt += 1
+                        continue
+                    raise translate(
+                        error,
+                        f"{operation} {name!r} in {self.location}",
+                        connection_lost=lost,
+                        missing_is_not_found=missing_is_not_found,
+                        name=name,
+                        free_bytes=free_bytes(),
+                    ) from error
+                self._give_back(session)
+                return result
+
+    def _remote(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def store(self, name: str, data: bytes) -> None:
+        """Write ``data`` atomically under ``name``. Raises ``StorageError`` subclasses."""
+        self.store_stream(name, (data,))
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        """Write the chunks to a temporary file, fsync it and rename it over ``name``; return the size.
+
+        An exception raised by ``chunks`` itself propagates unchanged and no object appears.
+        """
+        validate_name(name)
+        target = self._remote(name)
+        temporary = posixpath.join(posixpath.dirname(target), TEMPORARY_PREFIX + secrets.token_hex(8))
+        source = _Chunks(chunks)
+        free: list[int | None] = [None]
+
+        def write(client: paramiko.SFTPClient) -> int:
+            try:
+                size = self._write_temporary(client, temporary, source)
+                self._publish(client, temporary, target)
+            except BaseException as error:
+                if isinstance(error, OSError) and error.errno is None:
+                    free[0] = self._free_bytes(client)  # before the cleanup frees the space again
+                _remove_quietly(client, temporary)
+                raise
+            return size
+
+        return self._run(
+            "write",
+            name,
+            write,
+            replayable=source.can_replay,
+            missing_is_not_found=False,
+            free_bytes=lambda: free[0],
+        )
+
+    def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: _Chunks) -> int:
+        try:
+            handle = client.open(temporary, "wb")
+        except FileNotFoundError:
+            _make_folders(client, posixpath.dirname(temporary))
+            handle = client.open(temporary, "wb")
+        size = 0
+        with handle:
+            handle.set_pipelined(True)
+            for chunk in source:
+                handle.write(chunk)
+                size += len(chunk)
+            handle.flush()
+            if self._fsync_supported:
+                try:
+                    client._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
+                except OSError as error:
+                    if not _unsupported(error):
+                        raise
+                    self._fsync_supported = False
+        written = client.stat(temporary).st_size
+        if written != size:
+            raise OSError(f"the server stored {written} of {size} bytes")
+        return size
+
+    def _publish(self, client: paramiko.SFTPClient, temporary: str, target: str) -> None:
+        if self._posix_rename_supported:
+            try:
+                client.posix_rename(temporary, target)
+                return
+            except OSError as error:
+                if not _unsupported(error):
+                    raise
+                self._posix_rename_supported = False
+        # Plain SFTP rename refuses to overwrite: remove the old object first (not atomic, but the
+        # only way on such servers; readers may briefly see the name missing, never half an object).
+        with contextlib.suppress(FileNotFoundError):
+            client.remove(target)
+        client.rename(temporary, target)
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read a byte range. Raises ``ObjectNotFoundError`` and ``StorageError`` subclasses."""
+        validate_name(name)
+        validate_range(offset, length)
+        path = self._remote(name)
+
+        def read(client: paramiko.SFTPClient) -> bytes:
+            with client.open(path, "rb") as handle:
+                size = handle.stat().st_size
+                end = size if length is None else min(size, offset + length)
+                if end <= offset:
+                    return b""
+                # Many small ranges: paramiko joins one range's pieces quadratically.
+                ranges = [(start, min(_READ_PIECE, end - start)) for start in range(offset, end, _READ_PIECE)]
+                return b"".join(handle.readv(ranges, _PREFETCH_REQUESTS))
+
+        return self._run("read", name, read)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object below ``prefix``, collected before the first one is yielded."""
+        validate_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self._remote(head) if head else self.root
+        found: list[ObjectInfo] = []
+
+        def walk(client: paramiko.SFTPClient) -> list[ObjectInfo]:
+            found.clear()
+            _walk(client, start, f"{head}/" if head else "", prefix, found)
+            return found
+
+        return iter(self._run("list", prefix or "/", walk))
+
+    def stat(self, name: str) -> ObjectInfo:
+        """Name and size; a folder is not an object. Raises ``ObjectNotFoundError``."""
+        validate_name(name)
+        attributes = self._run("stat", name, lambda client: client.stat(self._remote(name)))
+        if attributes.st_mode is not None and not stat_module.S_ISREG(attributes.st_mode):
+            raise ObjectNotFoundError(name=name)
+        return ObjectInfo(name, int(attributes.st_size or 0))
+
+    # --- removing and space -------------------------------------------------------------------------
+
+    def delete(self, name: str, *, missing_ok: bool = False) -> None:
+        """Remove ``name``. Raises ``ObjectNotFoundError`` unless ``missing_ok``."""
+        validate_name(name)
+        try:
+            self._run("delete", name, lambda client: client.remove(self._remote(name)))
+        except ObjectNotFoundError:
+            if not missing_ok:
+                raise
+
+    def info(self) -> StoreInfo:
+        """Usage (sum of object sizes) and, via ``statvfs@openssh.com``, free and total bytes."""
+        usage = sum(item.size for item in self.list())
+        space = self._run("statvfs", self.root, self._statvfs, missing_is_not_found=False)
+        if space is None:
+            return StoreInfo(usage=usage, free=None, total=None)
+        return StoreInfo(usage=usage, free=space[0], total=space[1])
+
+    def _statvfs(self, client: paramiko.SFTPClient) -> tuple[int, int] | None:
+        """(free, total) bytes of the file system holding the root, or ``None`` if not offered."""
+        try:
+            kind, message = client._request(CMD_EXTENDED, "statvfs@openssh.com", self.root)
+        except OSError as error:
+            if _unsupported(error) or isinstance(error, FileNotFoundError):
+                return None
+            raise
+        if kind != CMD_EXTENDED_REPLY:
+            return None
+        _block_size, fragment_size, blocks, _free, available = (message.get_int64() for _ in range(5))
+        return int(available * fragment_size), int(blocks * fragment_size)
+
+    def _free_bytes(self, client: paramiko.SFTPClient) -> int | None:
+        """Free bytes, or ``None`` when that cannot be learnt (explains a failed write)."""
+        try:
+            space = self._statvfs(client)
+        except (OSError, EOFError, paramiko.SSHException):
+            return None
+        return None if space is None else space[0]
+
+    def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        with self._lock:
+            self._closed = True
+            sessions, self._idle = self._idle, []
+        for session in sessions:
+            session.close()
+
+
+def _unsupported(error: OSError) -> bool:
+    """Whether the server answered SSH_FX_OP_UNSUPPORTED (an extension it does not offer)."""
+    return error.errno is None and "unsupported" in str(error).lower()
+
+
+def _remove_quietly(client: paramiko.SFTPClient, path: str) -> None:
+    # Already gone, or the connection is lost: a dot-name is never listed anyway.
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        client.remove(path)
+
+
+def _make_folders(client: paramiko.SFTPClient, folder: str) -> None:
+    """Create ``folder`` and its missing parents; tolerate another writer creating them first."""
+    missing: list[str] = []
+    current = folder
+    while current not in ("", "/", "."):
+        try:
+            client.stat(current)
+            break
+        except FileNotFoundError:
+            missing.append(current)
+            current = posixpath.dirname(current)
+    for path in reversed(missing):
+        try:
+            client.mkdir(path, 0o700)
+        except OSError:
+            attributes: Any = client.stat(path)
+            if not stat_module.S_ISDIR(attributes.st_mode or 0):
+                raise
+
+
+def _walk(
+    client: paramiko.SFTPClient, folder: str, relative: str, prefix: str, found: list[ObjectInfo]
+) -> None:
+    try:
+        entries = client.listdir_attr(folder)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        if error.errno == errno.ENOTDIR:
+            return
+        raise
+    for entry in entries:
+        if entry.filename.startswith("."):
+            continue
+        name = relative + entry.filename
+        mode = entry.st_mode or 0
+        if stat_module.S_ISDIR(mode):
+            if name.startswith(prefix) or prefix.startswith(name + "/"):
+                _walk(client, posixpath.join(folder, entry.filename), name + "/", prefix, found)
+        elif stat_module.S_ISREG(mode) and name.startswith(prefix):
+            found.append(ObjectInfo(name, int(entry.st_size or 0)))

@@ -1,0 +1,209 @@
+"""One walk through every API function, run through each door (command line, HTTP encodings).
+
+``walk(call, tag)`` takes a door as ``call(function, params) -> envelope`` and returns the set of
+functions it called, so a test can assert that the walk covered the whole function table.
+Names carry ``tag`` so walks can share a catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+Call = Callable[[str, dict[str, Any]], dict[str, Any]]
+ID = re.compile(r"^[0-9a-f]{24}$")
+MASK = "SK|HIDDEN|********"
+
+
+class Door:
+    """Records every function called and checks each answer's success."""
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+        self.called: set[str] = set()
+
+    def ok(self, function: str, params: dict[str, Any] | None = None) -> Any:
+        answer = self._call(function, dict(params or {}))
+        self.called.add(function)
+        assert answer["success"] == 1, f"{function} {params}: {answer['message']}"
+        assert set(answer) >= {"success", "message", "system", "data"}
+        return answer["data"]
+
+    def fails(self, function: str, params: dict[str, Any]) -> str:
+        answer = self._call(function, dict(params))
+        self.called.add(function)
+        assert answer["success"] == 0, f"{function} {params} should fail: {answer}"
+        assert answer["data"] in ({}, [], None)
+        message: str = answer["message"]
+        return message
+
+
+def listed(data: dict[str, Any], plural: str) -> list[dict[str, Any]]:
+    assert isinstance(data[plural], list)
+    assert isinstance(data["total"], int)
+    items: list[dict[str, Any]] = data[plural]
+    return items
+
+
+def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
+    """Create, read, list, modify and delete one of everything; queue a run. Returns functions called.
+
+    ``thorough=False`` leaves out the repeat calls (modify of the objects around the job, reads after
+    deletes), for doors where each call is a process start.
+    """
+    door = Door(call)
+
+    types = door.ok("listDestinationTypes")
+    assert all(name in json.dumps(types) for name in ("Local", "SFTP", "S3"))
+
+    # Destinations: a Local one the job uses, an SFTP one (secret masking) that is deleted.
+    local = door.ok(
+        "manageDestination",
+        {
+            "action": "create",
+            "name": f"Disk {tag}",
+            "type": "Local",
+            "options": {"path": f"/srv/backups/{tag}"},
+        },
+    )
+    assert ID.match(local["_id"]) and local["name"] == f"Disk {tag}"
+    sftp = door.ok(
+        "manageDestination",
+        {
+            "action": "create",
+            "name": f"Remote {tag}",
+            "type": "SFTP",
+            "options": {
+                "host": "127.0.0.1",
+                "port": "22",
+                "username": "backup",
+                "password": "s3cret-pass",
+                "path": "/backups",
+            },
+        },
+    )
+    assert sftp["options"]["password"] == MASK
+    fetched = door.ok("getDestination", {"_id": sftp["_id"]})
+    assert fetched["options"]["password"] == MASK and "s3cret-pass" not in json.dumps(fetched)
+    if thorough:
+        renamed = door.ok(
+            "manageDestination", {"action": "modify", "_id": sftp["_id"], "name": f"Remote {tag} renamed"}
+        )
+        assert renamed["name"] == f"Remote {tag} renamed"
+    found = door.ok("listDestinations", {"find": {"name": f"Disk {tag}"}})
+    assert [item["_id"] for item in listed(found, "destinations")] == [local["_id"]]
+    assert found["total"] == 1
+
+    # Schedules: a daily one the job uses, an hourly one that is deleted.
+    daily = door.ok(
+        "manageSchedule",
+        {
+            "action": "create",
+            "name": f"Nightly {tag}",
+            "type": "2",
+            "type_data": ["1", "2", "3", "4", "5", "6", "7"],
+        },
+    )
+    assert ID.match(daily["_id"]) and int(daily["type"]) == 2
+    hourly = door.ok(
+        "manageSchedule", {"action": "create", "name": f"Hourly {tag}", "type": "1", "type_data": "6"}
+    )
+    if thorough:
+        door.ok("manageSchedule", {"action": "modify", "_id": hourly["_id"], "type_data": "4"})
+    assert int(door.ok("getSchedule", {"_id": hourly["_id"]})["type_data"]) == (4 if thorough else 6)
+    schedules = door.ok("listSchedules", {"filter": f"nightly {tag}"})
+    assert [item["_id"] for item in listed(schedules, "schedules")] == [daily["_id"]]
+
+    # Account filters: a group for the job, and one more that is deleted.
+    group = door.ok(
+        "manageAccountFilter",
+        {
+            "action": "create",
+            "name": f"Customers {tag}",
+            "type": "2",
+            "condition": "1",
+            "list": ["alice", "bob"],
+        },
+    )
+    spare = door.ok(
+        "manageAccountFilter",
+        {"action": "create", "name": f"Spare {tag}", "type": "8", "condition": "2"},
+    )
+    if thorough:
+        door.ok(
+            "manageAccountFilter", {"action": "modify", "_id": spare["_id"], "name": f"Spare {tag} renamed"}
+        )
+    assert door.ok("getAccountFilter", {"_id": group["_id"]})["list"] == ["alice", "bob"]
+    filters = door.ok("listAccountFilters", {"filter": f"customers {tag}"})
+    assert [item["_id"] for item in listed(filters, "filters")] == [group["_id"]]
+
+    # Backup jobs.
+    job = door.ok(
+        "manageBackupJob",
+        {
+            "action": "create",
+            "name": f"Sites {tag}",
+            "type": "1",
+            "contains": "511",
+            "structure": "1",
+            "destination": [local["_id"]],
+            "filters": [[group["group_id"]]],
+            "exclude_list": ["**/cache"],
+            "schedules": [{"_id": daily["_id"], "retain": "7"}],
+            "time": "0200",
+            "monitor": {"notran": "2", "ranfor": "1"},
+        },
+    )
+    assert ID.match(job["_id"]) and job["destination_name"] == [f"Disk {tag}"]
+    assert job["schedules"][0]["_id"] == daily["_id"] and int(job["schedules"][0]["retain"]) == 7
+    assert job["running"] is None
+
+    # Hooks attach to jobs through data_list.
+    hook = door.ok(
+        "manageHook",
+        {
+            "action": "create",
+            "name": f"Notify {tag}",
+            "script": "/usr/local/bin/notify",
+            "position_type": "2",
+            "position": "1",
+            "data_list": [job["_id"]],
+        },
+    )
+    if thorough:
+        door.ok("manageHook", {"action": "modify", "_id": hook["_id"], "timeout": "60"})
+    assert int(door.ok("getHook", {"_id": hook["_id"]})["timeout"]) == (60 if thorough else 3600)
+    hooks = door.ok("listHooks", {"find": {"name": f"Notify {tag}"}})
+    assert [item["_id"] for item in listed(hooks, "hooks")] == [hook["_id"]]
+
+    fetched_job = door.ok("getBackupJob", {"_id": job["_id"]})
+    assert fetched_job["name"] == f"Sites {tag}" and fetched_job["filters"] == [[group["group_id"]]]
+    modified = door.ok("manageBackupJob", {"action": "modify", "_id": job["_id"], "name": f"Sites {tag} v2"})
+    assert modified["name"] == f"Sites {tag} v2" and modified["exclude_list"] == ["**/cache"]
+    copy = door.ok("duplicateBackupJob", {"_id": job["_id"]})
+    assert copy["_id"] != job["_id"] and copy["disabled"] == 1
+    assert copy["name"].startswith(f"Sites {tag} v2 - ")
+    jobs = door.ok("listBackupJobs", {"filter": f"sites {tag}", "sort": {"name": "1"}})
+    assert [item["_id"] for item in listed(jobs, "jobs")] == [job["_id"], copy["_id"]]
+    assert jobs["total"] == 2
+    door.ok("deleteBackupJob", {"_id": copy["_id"]})
+    if thorough:
+        assert "not found" in door.fails("getBackupJob", {"_id": copy["_id"]}).lower()
+
+    queued = door.ok("runBackupJobManually", {"_id": job["_id"]})
+    assert queued["running"] == 1
+    groups = door.ok("listQueueGroups", {"type": "1", "find": {"data._id": job["_id"]}})
+    (queue_group,) = listed(groups, "groups")
+    assert int(queue_group["status"]) == 1
+    assert door.ok("getQueueGroup", {"_id": queue_group["_id"]})["_id"] == queue_group["_id"]
+
+    # Deleting what nothing uses any more.
+    door.ok("deleteHook", {"_id": hook["_id"]})
+    door.ok("deleteAccountFilter", {"_id": spare["_id"]})
+    door.ok("deleteSchedule", {"_id": hourly["_id"]})
+    door.ok("deleteDestination", {"_id": sftp["_id"]})
+    if thorough:
+        assert door.ok("listHooks", {"find": {"_id": hook["_id"]}})["total"] == 0
+    return door.called

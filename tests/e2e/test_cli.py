@@ -1,0 +1,66 @@
+"""Every function through the installed command (``snapkeep api`` in a subprocess), and the tables
+of ``snapkeep jobs`` for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.conftest import Instance
+from tests.e2e.scenario import walk
+
+from snapkeep.api.dispatch import FUNCTIONS
+
+MISSING_ID = "f" * 24
+
+
+def test_every_function_through_the_command_line(instance: Instance) -> None:
+    def call(function: str, params: dict[str, Any]) -> dict[str, Any]:
+        code, answer = instance.api(function, params)
+        assert code == (0 if answer["success"] == 1 else 2), (function, code, answer)
+        return answer
+
+    called = walk(call, tag="cli", thorough=False)
+    assert set(FUNCTIONS) - called == set(), "functions the command-line walk did not reach"
+
+
+def test_failure_prints_the_envelope_and_exits_2(instance: Instance) -> None:
+    code, answer = instance.api("getBackupJob", f"_id={MISSING_ID}")
+    assert code == 2
+    assert answer["success"] == 0 and MISSING_ID in answer["message"]
+
+
+def test_jobs_list_and_show_are_tables_for_people(instance: Instance) -> None:
+    _, destination = instance.api(
+        "manageDestination", "action=create&name=Tables%20disk&type=Local&options[path]=%2Fsrv%2Ftables"
+    )
+    _, schedule = instance.api("manageSchedule", "action=create&name=Tables%20nightly&type=2&type_data[]=1")
+    code, job = instance.api(
+        "manageBackupJob",
+        "action=create&name=Tables%20job&type=2&contains=511&structure=4"
+        f"&destination[0]={destination['data']['_id']}&include_list[0]=%2Fvar%2Fwww"
+        f"&schedules[0][_id]={schedule['data']['_id']}&schedules[0][retain]=3&time=0230",
+    )
+    assert code == 0, job
+    job_id = job["data"]["_id"]
+
+    listing = instance.cli("jobs", "list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "Tables job" in line)
+    for expected in (job_id, "Directories", "Compressed", "Tables disk", "Tables nightly"):
+        assert expected in row, (expected, row)
+
+    shown = instance.cli("jobs", "show", job_id)
+    assert shown.returncode == 0, shown.stderr
+    for expected in (
+        "Tables job",
+        "Compressed",
+        "everything",
+        "/var/www",
+        "02:30",
+        "Tables nightly (Daily, keep 3)",
+    ):
+        assert expected in shown.stdout, expected
+
+    missing = instance.cli("jobs", "show", MISSING_ID)
+    assert missing.returncode == 2
+    assert MISSING_ID in missing.stderr

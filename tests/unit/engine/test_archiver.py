@@ -1,0 +1,189 @@
+"""Backup: dedup, parent reuse without reading, warnings for unreadable files, excludes, links."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from snapkeep.engine import archiver, walker
+from snapkeep.engine.archiver import BackupOptions, backup
+from snapkeep.engine.progress import ProgressCounter
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.tree import DIR, Node, Tree
+from snapkeep.errors import NotFoundError
+from snapkeep.storage.memory import MemoryStore
+
+FAST_KDF = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+@pytest.fixture
+def repository() -> Iterator[Repository]:
+    repo = Repository.init(MemoryStore(), password="secret", kdf_params=FAST_KDF)
+    yield repo
+    repo.close()
+
+
+def entries(repository: Repository, tree_hex: str, *path: bytes) -> dict[bytes, Node]:
+    """The nodes of the folder at ``path`` (components) below a snapshot's root tree."""
+    tree_id = bytes.fromhex(tree_hex)
+    for part in path:
+        node = Tree.decode(repository.load_blob(tree_id)).by_name()[part]
+        assert node.type == DIR and node.subtree is not None
+        tree_id = node.subtree
+    return Tree.decode(repository.load_blob(tree_id)).by_name()
+
+
+def components(path: Path) -> list[bytes]:
+    return [part for part in os.fsencode(path).split(b"/") if part]
+
+
+def test_same_file_in_two_places_is_stored_once(repository: Repository, tmp_path: Path) -> None:
+    data = random.Random(1).randbytes(3 * 1024 * 1024)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (tmp_path / "one" / "copy").write_bytes(data)
+    (tmp_path / "two" / "copy").write_bytes(data)
+    snapshot = backup(repository, [tmp_path])
+    one = entries(repository, snapshot.tree, *components(tmp_path), b"one")[b"copy"]
+    two = entries(repository, snapshot.tree, *components(tmp_path), b"two")[b"copy"]
+    assert one.content == two.content
+    assert len(one.content) >= 2  # multi-chunk
+    assert snapshot.stats["new_bytes"] < len(data) + 64 * 1024  # data once, plus small trees
+    data_blobs = snapshot.stats["new_blobs"] - (len(components(tmp_path)) + 3)  # minus one tree per folder
+    assert data_blobs == len(one.content)
+
+
+def test_insertion_near_the_start_shares_all_but_a_chunk_or_two(
+    repository: Repository, tmp_path: Path
+) -> None:
+    data = random.Random(2).randbytes(20 * 1024 * 1024)
+    big = tmp_path / "big"
+    big.write_bytes(data)
+    first = backup(repository, [tmp_path])
+    big.write_bytes(data[:1000] + b"inserted bytes" + data[1000:])
+    second = backup(repository, [tmp_path])
+    old = entries(repository, first.tree, *components(tmp_path))[b"big"].content
+    new = entries(repository, second.tree, *components(tmp_path))[b"big"].content
+    assert len(old) >= 10
+    assert len(set(new) - set(old)) <= 2
+    assert second.stats["new_bytes"] < 9 * 1024 * 1024 + 64 * 1024
+
+
+def test_unchanged_files_are_not_read_again(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(20):
+        (tmp_path / f"f{index}").write_bytes(os.urandom(100 + index))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deep").write_bytes(b"deep")
+    reads: list[bytes] = []
+    original = walker.read_file_content
+
+    def counting(pending: walker.PendingFile, *args: object) -> None:
+        reads.append(pending.path)
+        original(pending, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archiver, "read_file_content", counting)
+    first = backup(repository, [tmp_path])
+    assert len(reads) == 21
+    reads.clear()
+    second = backup(repository, [tmp_path])
+    assert reads == []
+    assert second.parent == first.id
+    assert second.tree == first.tree  # identical trees dedup
+    assert second.stats["unchanged_files"] == 21
+    assert second.stats["new_blobs"] == 0
+    (tmp_path / "sub" / "deep").write_bytes(b"changed")
+    third = backup(repository, [tmp_path])
+    assert reads == [os.fsencode(tmp_path / "sub" / "deep")]
+    assert third.stats["unchanged_files"] == 20
+    without_parent = backup(repository, [tmp_path], parent=None)
+    assert without_parent.parent is None
+    assert without_parent.stats["read_bytes"] == without_parent.stats["bytes"]
+
+
+def test_vanished_and_unreadable_files_become_warnings(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "keep").write_bytes(b"keep")
+    (tmp_path / "vanishes").write_bytes(b"soon gone")
+    (tmp_path / "locked").write_bytes(b"secret")
+    original = walker._open_for_reading
+
+    def opener(path: bytes) -> int:
+        if path.endswith(b"/vanishes"):
+            os.unlink(path)  # deleted between the listing and the read
+        if path.endswith(b"/locked"):
+            raise PermissionError(13, "Permission denied")  # root reads everything: simulate the refusal
+        return original(path)
+
+    monkeypatch.setattr(walker, "_open_for_reading", opener)
+    progress = ProgressCounter()
+    missing = tmp_path.with_name(tmp_path.name + "-missing")
+    snapshot = backup(repository, [tmp_path, missing], progress=progress)
+    messages = {warning["path"]: warning["message"] for warning in snapshot.stats["warnings"]}
+    assert "No such file" in messages[str(tmp_path / "vanishes")]
+    assert "Permission denied" in messages[str(tmp_path / "locked")]
+    assert "does not exist" in messages[str(missing)]
+    assert snapshot.stats["warning_count"] == 3
+    assert len(progress.warnings) == 3
+    assert set(entries(repository, snapshot.tree, *components(tmp_path))) == {b"keep"}
+    assert snapshot.stats["files"] == 1
+
+
+def test_no_existing_source_is_an_error(repository: Repository, tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        backup(repository, [tmp_path / "nothing"])
+
+
+def test_excludes(repository: Repository, tmp_path: Path) -> None:
+    for relative in ["a/keep.txt", "a/drop.log", "a/cache/x", "a/b/cache/y", "b/keep.log.txt", "b/c/d.tmp"]:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    snapshot = backup(repository, [tmp_path], excludes=["*.log", "**/cache", f"{tmp_path}/b/**/*.tmp"])
+    base = components(tmp_path)
+    assert set(entries(repository, snapshot.tree, *base, b"a")) == {b"keep.txt", b"b"}
+    assert set(entries(repository, snapshot.tree, *base, b"a", b"b")) == set()
+    assert set(entries(repository, snapshot.tree, *base, b"b")) == {b"keep.log.txt", b"c"}
+    assert set(entries(repository, snapshot.tree, *base, b"b", b"c")) == set()
+
+
+def test_hardlinks_share_a_group_and_content(repository: Repository, tmp_path: Path) -> None:
+    (tmp_path / "first").write_bytes(b"linked content")
+    (tmp_path / "sub").mkdir()
+    os.link(tmp_path / "first", tmp_path / "sub" / "second")
+    (tmp_path / "single").write_bytes(b"alone")
+    snapshot = backup(repository, [tmp_path], options=BackupOptions(workers=2))
+    top = entries(repository, snapshot.tree, *components(tmp_path))
+    below = entries(repository, snapshot.tree, *components(tmp_path), b"sub")
+    assert top[b"first"].hardlink and top[b"first"].hardlink == below[b"second"].hardlink
+    assert top[b"first"].content == below[b"second"].content
+    assert top[b"single"].hardlink == ""
+    assert snapshot.stats["read_bytes"] == len(b"linked content") + len(b"alone")  # read once
+
+
+def test_special_files_are_recorded_never_opened(repository: Repository, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")  # opening it for reading would block forever
+    snapshot = backup(repository, [tmp_path])
+    node = entries(repository, snapshot.tree, *components(tmp_path))[b"pipe"]
+    assert node.type == "fifo"
+    assert snapshot.stats["other_entries"] == 1
+
+
+def test_tags_paths_and_stats(repository: Repository, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"12345")
+    progress = ProgressCounter()
+    snapshot = backup(repository, [str(tmp_path)], tags=["b", "a", "a"], job_id="job1", progress=progress)
+    assert snapshot.tags == ["a", "b"]
+    assert snapshot.paths == [str(tmp_path)]
+    assert snapshot.job_id == "job1"
+    assert snapshot.stats["files"] == 1 and snapshot.stats["bytes"] == 5
+    assert progress.bytes == 5 and progress.finished
+    assert repository.load_snapshot("latest").id == snapshot.id
+    other_job = backup(repository, [str(tmp_path)], job_id="job2")
+    assert other_job.parent is None

@@ -1,0 +1,61 @@
+"""Sealing and opening with the AEAD ciphers and the null cipher."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from snapkeep.engine.crypto import SEAL_OVERHEAD, AesGcmCipher, ChaChaCipher, NullCipher, make_cipher
+from snapkeep.engine.format import CipherId
+from snapkeep.errors import IntegrityError
+
+KEY = bytes(range(32))
+
+
+@pytest.mark.parametrize("cipher_class", [AesGcmCipher, ChaChaCipher])
+def test_seal_open_round_trip_with_fresh_nonces(cipher_class: type[AesGcmCipher]) -> None:
+    cipher = cipher_class(KEY)
+    sealed = cipher.seal(b"hello", b"context")
+    again = cipher.seal(b"hello", b"context")
+    assert len(sealed) == 5 + SEAL_OVERHEAD
+    assert sealed[:12] != again[:12]
+    assert cipher.open(sealed, b"context") == b"hello"
+    assert cipher.open(memoryview(sealed), b"context") == b"hello"
+
+
+@pytest.mark.parametrize("cipher_class", [AesGcmCipher, ChaChaCipher])
+def test_any_flipped_byte_fails_to_open(cipher_class: type[AesGcmCipher]) -> None:
+    cipher = cipher_class(KEY)
+    sealed = bytearray(cipher.seal(b"some plaintext", b"ad"))
+    for position in (0, 12, len(sealed) - 1):
+        damaged = bytearray(sealed)
+        damaged[position] ^= 0x01
+        with pytest.raises(IntegrityError, match="integrity check failed for blob x"):
+            cipher.open(bytes(damaged), b"ad", what="blob x")
+
+
+def test_wrong_associated_data_wrong_key_or_short_input_fail() -> None:
+    cipher = AesGcmCipher(KEY)
+    sealed = cipher.seal(b"data", b"blob-1")
+    with pytest.raises(IntegrityError):
+        cipher.open(sealed, b"blob-2")
+    with pytest.raises(IntegrityError):
+        AesGcmCipher(os.urandom(32)).open(sealed, b"blob-1")
+    with pytest.raises(IntegrityError, match="too short"):
+        cipher.open(b"short", b"")
+
+
+def test_null_cipher_passes_data_through() -> None:
+    cipher = NullCipher()
+    assert cipher.seal(b"abc") == b"abc"
+    assert cipher.seal(memoryview(b"abc")) == b"abc"
+    assert cipher.open(b"abc") == b"abc"
+
+
+def test_make_cipher_by_id_and_key_size_checked() -> None:
+    assert isinstance(make_cipher(CipherId.NONE, b""), NullCipher)
+    assert isinstance(make_cipher(CipherId.AES_256_GCM, KEY), AesGcmCipher)
+    assert isinstance(make_cipher(CipherId.CHACHA20_POLY1305, KEY), ChaChaCipher)
+    with pytest.raises(ValueError, match="32 bytes"):
+        make_cipher(CipherId.AES_256_GCM, b"short")

@@ -1,0 +1,82 @@
+"""Packs: sealed blobs, a sealed trailer that lists them, magic; rebuildable from the trailer."""
+
+from __future__ import annotations
+
+import os
+
+import blake3
+import pytest
+
+from snapkeep.engine.crypto import AesGcmCipher, Cipher, NullCipher
+from snapkeep.engine.format import PACK_MAGIC, BlobType, Compression, pack_name
+from snapkeep.engine.packs import PackBuilder, parse_pack, read_pack_trailer
+from snapkeep.errors import IntegrityError
+from snapkeep.storage.memory import MemoryStore
+
+CIPHERS = [AesGcmCipher(bytes(32)), NullCipher()]
+
+
+def build(cipher: Cipher, blobs: list[bytes]) -> tuple[str, bytes, PackBuilder]:
+    builder = PackBuilder()
+    for number, blob in enumerate(blobs):
+        kind = BlobType.TREE if number % 2 else BlobType.DATA
+        builder.add(blake3.blake3(blob).digest(), kind, Compression.NONE, blob, len(blob) + 5)
+    pack_id, data = builder.finish(cipher)
+    return pack_id, data, builder
+
+
+@pytest.mark.parametrize("cipher", CIPHERS, ids=["aes", "none"])
+def test_pack_lists_its_blobs_and_is_named_by_its_hash(cipher: Cipher) -> None:
+    blobs = [os.urandom(n) for n in (10, 0, 3000, 77)]
+    pack_id, data, builder = build(cipher, blobs)
+    assert pack_id == blake3.blake3(data).hexdigest()
+    assert data.endswith(PACK_MAGIC)
+    entries = parse_pack(data, cipher, pack_id=pack_id)
+    assert entries == builder.entries
+    for entry, blob in zip(entries, blobs, strict=True):
+        assert data[entry.offset : entry.offset + entry.length] == blob
+        assert entry.raw_length == len(blob) + 5
+    assert [e.blob_type for e in entries] == [BlobType.DATA, BlobType.TREE, BlobType.DATA, BlobType.TREE]
+
+
+@pytest.mark.parametrize("cipher", CIPHERS, ids=["aes", "none"])
+@pytest.mark.parametrize("count", [1, 3000])
+def test_read_pack_trailer_from_the_store_with_ranged_reads(cipher: Cipher, count: int) -> None:
+    # 3000 entries make a trailer larger than the first 64 KiB tail read.
+    blobs = [os.urandom(40) for _ in range(count)]
+    pack_id, data, builder = build(cipher, blobs)
+    store = MemoryStore()
+    store.store(pack_name(pack_id), data)
+    assert read_pack_trailer(store, pack_id, cipher) == builder.entries
+
+
+def test_damage_in_the_trailer_or_the_body_is_detected() -> None:
+    cipher = AesGcmCipher(bytes(32))
+    pack_id, data, _ = build(cipher, [b"a" * 100, b"b" * 100])
+    with pytest.raises(IntegrityError, match=f"pack {pack_id}: contents do not match"):
+        parse_pack(b"X" + data[1:], cipher, pack_id=pack_id)
+    damaged = bytearray(data)
+    damaged[-20] ^= 1
+    with pytest.raises(IntegrityError, match="authentication failed"):
+        parse_pack(bytes(damaged), cipher)
+    with pytest.raises(IntegrityError, match="magic bytes missing"):
+        parse_pack(data[:-1], cipher)
+    with pytest.raises(IntegrityError, match="not a pack"):
+        parse_pack(b"tiny", cipher)
+
+
+def test_plain_trailer_damage_is_caught_by_its_checksum() -> None:
+    cipher = NullCipher()
+    _, data, _ = build(cipher, [b"a" * 100, b"b" * 100])
+    damaged = bytearray(data)
+    damaged[-20] ^= 1
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        parse_pack(bytes(damaged), cipher)
+
+
+def test_trailer_length_beyond_the_pack_is_refused() -> None:
+    cipher = NullCipher()
+    _, data, _ = build(cipher, [b"x"])
+    forged = data[:-12] + (10**6).to_bytes(4, "little") + PACK_MAGIC
+    with pytest.raises(IntegrityError, match="exceeds the pack size"):
+        parse_pack(forged, cipher)
