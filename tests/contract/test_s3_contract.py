@@ -12,9 +12,9 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+
 from conftest import require_server
 from servers import RcloneS3Server, rclone_available
-
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.s3 import MIB, S3Store

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import require_server
 from servers import KEY_PASSPHRASE, SshServer, sshd_available
-
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.sftp import SftpStore

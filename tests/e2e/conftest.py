@@ -39,7 +39,7 @@ POSTGRES_ADMIN_URL = f"postgresql://root@{POSTGRES_HOST}:{POSTGRES_PORT}/test"
 TOKEN_HEADING = 'API token (send as "Authorization: Bearer <token>"):'
 START_TIMEOUT = 60.0
 CLI_TIMEOUT = 120.0
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def postgres_answers() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from tests.e2e.conftest import Instance
 from tests.e2e.scenario import walk
 
@@ -13,6 +14,7 @@ from snapkeep.api.dispatch import FUNCTIONS
 MISSING_ID = "f" * 24
 
 
+@pytest.mark.slow
 def test_every_function_through_the_command_line(instance: Instance) -> None:
     def call(function: str, params: dict[str, Any]) -> dict[str, Any]:
         code, answer = instance.api(function, params)

@@ -4,9 +4,10 @@ a client may use: GET query string, urlencoded form, multipart form, JSON object
 from __future__ import annotations
 
 import pytest
-from snapkeep.api.dispatch import FUNCTIONS
 from tests.e2e.conftest import Server
 from tests.e2e.scenario import walk
+
+from snapkeep.api.dispatch import FUNCTIONS
 
 ENCODINGS = ["query", "form", "multipart", "json", "path"]
 
@@ -28,6 +29,12 @@ def test_missing_function_is_a_bad_parameter_not_a_bad_request(server: Server) -
     response = server.client.get("/?api=1", headers=server.auth())
     assert response.status_code == 200
     assert response.json()["success"] == 0 and "function" in response.json()["message"]
+
+
+def test_function_that_is_not_a_name_is_a_bad_parameter(server: Server) -> None:
+    response = server.client.post("/", json={"function": ["listBackupJobs"]}, headers=server.auth())
+    assert response.status_code == 200
+    assert response.json()["success"] == 0 and response.json()["message"].startswith("function: ")
 
 
 def test_query_string_and_body_combine(server: Server) -> None:

@@ -34,6 +34,7 @@ def instance(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return Instance(request.param, tmp_path_factory.mktemp("tour") / "home", None)
 
 
+@pytest.mark.slow
 def test_readme_tour_runs_verbatim(instance: Instance, tmp_path: Path) -> None:
     script = tour_script((REPO / "README.md").read_text())
     checkout = tmp_path / "clone"

@@ -102,7 +102,9 @@ def create_app(catalog: Catalog) -> FastAPI:
         requested = params.pop(FUNCTION_KEY, None)
         if function is None:
             if requested is not None and not isinstance(requested, str):
-                requested = ""
+                refused = ParameterError(field=FUNCTION_KEY, problem="must be the name of a function")
+                status, body = await run_in_threadpool(call, header, None, {}, refused)
+                return JSONResponse(body, status_code=status)
             function = requested
         for key in DOOR_KEYS:
             params.pop(key, None)

@@ -30,7 +30,7 @@ from snapkeep.engine.format import CHUNK_MIN_SIZE, BlobType
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, FILE, Node, Tree
+from snapkeep.engine.tree import DIR, FILE, Node, decode_entries, encode_entries, entry_name
 from snapkeep.engine.walker import (
     Describer,
     Excludes,
@@ -66,6 +66,7 @@ class Frame:
     path: bytes
     node: Node | None
     parent_tree: bytes | None
+    old: ParentFolder | None = None
     nodes: list[Node] = field(default_factory=list)
     files: list[PendingFile] = field(default_factory=list)
     links: list[tuple[Node, PendingFile | Node]] = field(default_factory=list)
@@ -78,15 +79,38 @@ class Frame:
         return waiting
 
 
-def parent_children(repository: Repository, tree_id: bytes | None) -> dict[bytes, Node]:
-    """The nodes of a parent snapshot's folder by name; empty when there is none or it is
-    unreadable (the files are then simply read again)."""
+class ParentFolder:
+    """A parent snapshot's folder: its raw entries (in tree order) and the entries by name."""
+
+    __slots__ = ("by_name", "entries", "tree_id")
+
+    def __init__(self, tree_id: bytes | None, entries: list[dict[str, Any]]) -> None:
+        self.tree_id = tree_id
+        self.entries = entries
+        self.by_name = {entry_name(entry): entry for entry in entries}
+
+
+NO_PARENT = ParentFolder(None, [])
+
+
+def load_parent_folder(repository: Repository, tree_id: bytes | None) -> ParentFolder:
+    """The parent snapshot's folder; empty when there is none or it is unreadable (its files are
+    then simply read again)."""
     if tree_id is None:
-        return {}
+        return NO_PARENT
     try:
-        return Tree.decode(repository.load_blob(tree_id)).by_name()
+        return ParentFolder(tree_id, decode_entries(repository.load_blob(tree_id)))
     except (BlobNotFoundError, IntegrityError, ObjectNotFoundError):
-        return {}
+        return NO_PARENT
+
+
+def _subtree(old: dict[str, Any] | None) -> bytes | None:
+    if old is None or old.get("type") != DIR or "subtree" not in old:
+        return None
+    try:
+        return bytes.fromhex(old["subtree"])
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -315,19 +339,18 @@ class _Archiver:
                 entries.append((name, os.lstat(path)))
             except OSError as error:
                 self.warn(path, f"cannot read: {error.strerror or error}")
-        parent_nodes = parent_children(self.repository, frame.parent_tree)
+        frame.old = load_parent_folder(self.repository, frame.parent_tree)
         for name, info in entries:
             path = prefix + name
             tails = children[name]
             if b"" in tails:
-                self._add_entry(frame, name, path, info, parent_nodes.get(name))
+                self._add_entry(frame, name, path, info, frame.old.by_name.get(name))
                 continue
             node = self._describe(frame, name, path, info)
             if node is None:
                 continue
             node.type = DIR
-            old = parent_nodes.get(name)
-            child = Frame(path=path, node=node, parent_tree=old.subtree if old and old.type == DIR else None)
+            child = Frame(path=path, node=node, parent_tree=_subtree(frame.old.by_name.get(name)))
             self._walk_synthetic(child, [path + b"/" + tail for tail in tails], path + b"/")
             frame.nodes.append(node)
         self._close_frame(frame)
@@ -338,13 +361,13 @@ class _Archiver:
         except OSError as error:
             self.warn(frame.path, f"cannot list folder: {error.strerror or error}")
             entries = []
-        parent_nodes = parent_children(self.repository, frame.parent_tree)
+        frame.old = old = load_parent_folder(self.repository, frame.parent_tree)
         prefix = frame.path if frame.path.endswith(b"/") else frame.path + b"/"
         for name, info in entries:
             path = prefix + name
             if self.excludes and self.excludes.match(path):
                 continue
-            self._add_entry(frame, name, path, info, parent_nodes.get(name))
+            self._add_entry(frame, name, path, info, old.by_name.get(name))
         self._close_frame(frame)
 
     def _describe(self, frame: Frame, name: bytes, path: bytes, info: os.stat_result) -> Node | None:
@@ -355,7 +378,7 @@ class _Archiver:
             return None
 
     def _add_entry(
-        self, frame: Frame, name: bytes, path: bytes, info: os.stat_result, old: Node | None
+        self, frame: Frame, name: bytes, path: bytes, info: os.stat_result, old: dict[str, Any] | None
     ) -> None:
         node = self._describe(frame, name, path, info)
         if node is None:
@@ -363,8 +386,7 @@ class _Archiver:
         frame.nodes.append(node)
         if node.type == DIR:
             self.stats.dirs += 1
-            child = Frame(path=path, node=node, parent_tree=old.subtree if old and old.type == DIR else None)
-            self._walk_directory(child)
+            self._walk_directory(Frame(path=path, node=node, parent_tree=_subtree(old)))
             return
         if node.type != FILE:
             self.stats.others += 1
@@ -380,15 +402,15 @@ class _Archiver:
                 return
         if (
             old is not None
-            and old.type == FILE
-            and old.size == node.size
-            and old.mtime_ns == node.mtime_ns
-            and old.ctime_ns == node.ctime_ns
-            and old.inode == node.inode
-            and (old.content or not old.size)
+            and old.get("type") == FILE
+            and old.get("size", 0) == node.size
+            and old.get("mtime") == node.mtime_ns
+            and old.get("ctime") == node.ctime_ns
+            and old.get("inode") == node.inode
+            and ("content" in old or not node.size)
         ):
-            node.content = old.content
-            node.sparse = old.sparse
+            node.content = [bytes.fromhex(blob_id) for blob_id in old.get("content", ())]
+            node.sparse = bool(old.get("sparse", False))
             self.stats.unchanged_files += 1
             self.progress.on_file(os.fsdecode(path), node.size)
             if node.hardlink:
@@ -435,16 +457,29 @@ class _Archiver:
             node.size = source.size
             node.sparse = source.sparse
         nodes = [node for node in frame.nodes if id(node) not in failed] if failed else frame.nodes
-        data = Tree(nodes).encode()
-        tree_id = self.repository.blob_id(data)
-        if not self.repository.has_blob(tree_id) and self.repository.add_blob(BlobType.TREE, data, tree_id):
-            with self.lock:
-                self.stats.new_blobs += 1
-                self.stats.new_bytes += len(data)
+        nodes.sort(key=_by_name)
+        entries = [node.to_json() for node in nodes]
+        if frame.old is not None and frame.old.tree_id is not None and entries == frame.old.entries:
+            tree_id = frame.old.tree_id  # unchanged folder: same blob, no encoding
+        else:
+            tree_id = self._store_tree(entries)
         frame.tree_id = tree_id
         if frame.node is not None:
             frame.node.subtree = tree_id
             self.progress.on_file(os.fsdecode(frame.path), 0)
 
+    def _store_tree(self, entries: list[dict[str, Any]]) -> bytes:
+        data = encode_entries(entries)
+        tree_id = self.repository.blob_id(data)
+        if not self.repository.has_blob(tree_id) and self.repository.add_blob(BlobType.TREE, data, tree_id):
+            with self.lock:
+                self.stats.new_blobs += 1
+                self.stats.new_bytes += len(data)
+        return tree_id
+
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _by_name(node: Node) -> bytes:
+    return node.name

@@ -23,10 +23,12 @@ import grp
 import os
 import pwd
 import stat
+import resource
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from snapkeep.engine.index import BlobLocation
 from snapkeep.engine.progress import Progress
@@ -41,6 +43,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPARSE_BLOCK = 4096
+Filters = list[list[bytes]] | None
 _ZEROS = bytes(_SPARSE_BLOCK)
 
 
@@ -63,13 +66,68 @@ class RestoreResult:
 
 @dataclass(slots=True, eq=False)
 class _FileJob:
-    path: bytes  # absolute path in the target
+    folder: int  # index into the restorer's folders
+    name: bytes
     display: str  # path in the snapshot, for messages
     node: Node
     remaining: int
     lock: threading.Lock | None
     fd: int = -1
     failed: bool = False
+
+
+class _Folders:
+    """Descriptors of the restored folders, opened without following symlinks.
+
+    Up to ``budget`` stay open for the whole restore so workers create files relative to them;
+    beyond that a folder is reopened component by component from the target when needed."""
+
+    def __init__(self, root_fd: int, budget: int) -> None:
+        self.fds = [root_fd]
+        self.parts: list[list[bytes]] = [[]]
+        self.budget = budget
+
+    def add(self, fd: int, parts: list[bytes]) -> int:
+        """Register an open folder descriptor; it may be closed at once (over budget)."""
+        if len(self.fds) < self.budget:
+            self.fds.append(fd)
+        else:
+            os.close(fd)
+            self.fds.append(-1)
+        self.parts.append(parts)
+        return len(self.fds) - 1
+
+    @contextlib.contextmanager
+    def open(self, index: int) -> Iterator[int]:
+        fd = self.fds[index]
+        if fd >= 0:
+            yield fd
+            return
+        fd = os.dup(self.fds[0])
+        try:
+            for part in self.parts[index]:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = inner
+            yield fd
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self.fds[1:]:
+            if fd >= 0:
+                os.close(fd)
+
+
+def _descriptor_budget() -> int:
+    """How many folder descriptors may stay open: raise the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    return max(16, soft - 512)
 
 
 def parse_include(include: str | bytes) -> list[bytes]:
@@ -107,16 +165,17 @@ def restore(
         restorer.check_includes(bytes.fromhex(snapshot.tree), filters)
     base = os.path.abspath(os.fsencode(target))
     os.makedirs(base, exist_ok=True)
-    base = os.path.realpath(base)
-    root_fd = os.open(base, _DIR_FLAGS)
+    folders = _Folders(os.open(base, _DIR_FLAGS), _descriptor_budget())
     try:
-        restorer.plan(bytes.fromhex(snapshot.tree), root_fd, base, b"", filters)
+        restorer.folders = folders
+        restorer.plan(bytes.fromhex(snapshot.tree), 0, [], b"", filters)
+        restorer.write_contents(workers)
+        restorer.link_hardlinks()
+        restorer.apply_folder_metadata()
     finally:
-        os.close(root_fd)
-    restorer.write_contents(workers)
-    restorer.link_hardlinks()
-    restorer.apply_folder_metadata()
-    restorer.progress.on_finish()
+        folders.close()
+        os.close(folders.fds[0])
+        restorer.progress.on_finish()
     return restorer.result
 
 
@@ -130,9 +189,10 @@ class _Restorer:
         self.jobs: list[_FileJob] = []
         self.blob_users: dict[bytes, list[tuple[_FileJob, int]]] = {}
         self.packs: dict[str, list[BlobLocation]] = {}
-        self.hardlink_first: dict[str, _FileJob | bytes] = {}
-        self.links: list[tuple[bytes, str, str]] = []  # (path, display, group)
-        self.folders: list[tuple[bytes, str, Node]] = []
+        self.hardlink_first: dict[str, _FileJob | tuple[int, bytes]] = {}
+        self.links: list[tuple[int, bytes, str, str]] = []  # (folder, name, display, group)
+        self.folders = _Folders(-1, 0)
+        self.folder_nodes: list[tuple[int, str, Node]] = []
         self.uids: dict[str, int | None] = {}
         self.gids: dict[str, int | None] = {}
 
@@ -159,59 +219,55 @@ class _Restorer:
         with self.lock:
             self.result.warnings.append((display, message))
 
-    def plan(
-        self, tree_id: bytes, dir_fd: int, dir_path: bytes, display: bytes, filters: list[list[bytes]] | None
-    ) -> None:
+    def plan(self, tree_id: bytes, folder: int, parts: list[bytes], display: bytes, filters: Filters) -> None:
         for node in self.load_tree(tree_id).nodes:
-            below: list[list[bytes]] | None = None
+            below: Filters = None
             if filters is not None:
-                matching = [parts for parts in filters if parts[0] == node.name]
+                matching = [include for include in filters if include[0] == node.name]
                 if not matching:
                     continue
-                if all(len(parts) > 1 for parts in matching):
-                    below = [parts[1:] for parts in matching]
-            path = dir_path + b"/" + node.name
+                if all(len(include) > 1 for include in matching):
+                    below = [include[1:] for include in matching]
             shown = display + b"/" + node.name
             try:
-                self.plan_entry(node, dir_fd, path, shown, below)
+                self.plan_entry(node, folder, parts, shown, below)
             except OSError as error:
                 self.fail(os.fsdecode(shown), f"cannot restore: {error.strerror or error}")
 
-    def plan_entry(
-        self, node: Node, dir_fd: int, path: bytes, shown: bytes, below: list[list[bytes]] | None
-    ) -> None:
+    def plan_entry(self, node: Node, folder: int, parts: list[bytes], shown: bytes, below: Filters) -> None:
         name = node.name
         display = os.fsdecode(shown)
         if node.type == DIR:
-            fd = self.open_folder(name, dir_fd)
-            try:
-                assert node.subtree is not None
-                self.plan(node.subtree, fd, path, shown, below)
-            finally:
-                os.close(fd)
-            self.folders.append((path, display, node))
+            assert node.subtree is not None
+            with self.folders.open(folder) as dir_fd:
+                fd = self.open_folder(name, dir_fd)
+            child = self.folders.add(fd, [*parts, name])
+            self.plan(node.subtree, child, [*parts, name], shown, below)
+            self.folder_nodes.append((child, display, node))
             self.result.dirs += 1
             return
         if below is not None:
             return  # an include goes deeper but this entry is not a folder
         if node.type == FILE:
-            self.plan_file(node, dir_fd, path, display)
+            self.plan_file(node, folder, display)
             return
-        self.remove_existing(name, dir_fd)
-        if node.type == SYMLINK:
-            os.symlink(node.target, name, dir_fd=dir_fd)
-        elif node.type == FIFO:
-            os.mkfifo(name, 0o600, dir_fd=dir_fd)
-        elif node.type in (CHARDEV, BLOCKDEV):
-            if not self.owners:
-                self.warn(display, "device nodes are only restored as root")
+        with self.folders.open(folder) as dir_fd:
+            remove_existing(name, dir_fd)
+            if node.type == SYMLINK:
+                os.symlink(node.target, name, dir_fd=dir_fd)
+            elif node.type == FIFO:
+                os.mkfifo(name, 0o600, dir_fd=dir_fd)
+            elif node.type in (CHARDEV, BLOCKDEV) and self.owners:
+                kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+                os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
+            else:
+                self.warn(
+                    display,
+                    f"{node.type} entries are recorded, not restored"
+                    + (" (device nodes need root)" if node.type in (CHARDEV, BLOCKDEV) else ""),
+                )
                 return
-            kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
-            os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
-        else:
-            self.warn(display, f"{node.type} entries are recorded, not restored")
-            return
-        self.apply_metadata(path, display, node, fd=None)
+            self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
         self.result.others += 1
         self.progress.on_file(display, 0)
 
@@ -224,52 +280,25 @@ class _Restorer:
                 os.mkdir(name, 0o700, dir_fd=dir_fd)
         return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
 
-    def remove_existing(self, name: bytes, dir_fd: int) -> None:
-        try:
-            info = os.lstat(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
-        os.unlink(name, dir_fd=dir_fd)
-
-    def plan_file(self, node: Node, dir_fd: int, path: bytes, display: str) -> None:
+    def plan_file(self, node: Node, folder: int, display: str) -> None:
         if node.hardlink:
-            first = self.hardlink_first.get(node.hardlink)
-            if first is not None:
-                self.remove_existing(node.name, dir_fd)
-                self.links.append((path, display, node.hardlink))
+            if node.hardlink in self.hardlink_first:
+                self.links.append((folder, node.name, display, node.hardlink))
                 return
-        try:
-            fd = os.open(node.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
-        except FileExistsError:
-            self.remove_existing(node.name, dir_fd)  # never write through what is already there
-            fd = os.open(node.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+            self.hardlink_first[node.hardlink] = (folder, node.name)
+        job = _FileJob(folder, node.name, display, node, len(node.content), None)
         if not node.content:
-            try:
-                if node.size:
-                    os.ftruncate(fd, node.size)
-                self.apply_metadata(path, display, node, fd=fd)
-            finally:
-                os.close(fd)
-            if node.hardlink:
-                self.hardlink_first[node.hardlink] = path
-            self.result.files += 1
-            self.progress.on_file(display, node.size)
+            self.create_and_finish(job, b"")
             return
-        os.close(fd)
-        job = _FileJob(
-            path, display, node, len(node.content), threading.Lock() if len(node.content) > 1 else None
-        )
+        if len(node.content) > 1:
+            job.lock = threading.Lock()
         if node.hardlink:
             self.hardlink_first[node.hardlink] = job
         offset = 0
         for blob_id in node.content:
             location = self.repository.lookup(blob_id)
             if location is None:
-                self.fail(display, f"blob {blob_id.hex()} is missing from the repository")
-                job.failed = True
-                os.unlink(path)
+                self.fail_job(job, f"blob {blob_id.hex()} is missing from the repository")
                 return
             users = self.blob_users.get(blob_id)
             if users is None:
@@ -311,16 +340,26 @@ class _Restorer:
     def deliver(self, blob_id: bytes, data: bytes) -> None:
         for job, offset in self.blob_users[blob_id]:
             if job.lock is None:
-                self.write_whole(job, data)
+                self.create_and_finish(job, data)
             else:
                 with job.lock:
                     self.write_part(job, data, offset)
 
-    def write_whole(self, job: _FileJob, data: bytes) -> None:
-        """A file of one blob: open, write, finish."""
+    def create(self, job: _FileJob) -> None:
+        """Create the file in its folder (``O_EXCL``, never through a planted link)."""
+        with self.folders.open(job.folder) as dir_fd:
+            try:
+                job.fd = os.open(job.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+            except FileExistsError:
+                remove_existing(job.name, dir_fd)
+                job.fd = os.open(job.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+
+    def create_and_finish(self, job: _FileJob, data: bytes) -> None:
+        """A file of at most one blob: create, write, finish."""
         try:
-            job.fd = os.open(job.path, _WRITE_FLAGS)
-            self.write_at(job, data, 0)
+            self.create(job)
+            if data:
+                self.write_at(job, data, 0)
             job.remaining = 0
             self.finish(job)
         except OSError as error:
@@ -331,7 +370,7 @@ class _Restorer:
             return
         try:
             if job.fd < 0:
-                job.fd = os.open(job.path, _WRITE_FLAGS)
+                self.create(job)
             self.write_at(job, data, offset)
             job.remaining -= 1
             if job.remaining == 0:
@@ -360,8 +399,9 @@ class _Restorer:
 
     def finish(self, job: _FileJob) -> None:
         try:
-            os.ftruncate(job.fd, job.node.size)
-            self.apply_metadata(job.path, job.display, job.node, fd=job.fd)
+            if job.node.size or job.node.content:
+                os.ftruncate(job.fd, job.node.size)
+            self.apply_metadata(job.node, job.display, fd=job.fd)
         finally:
             os.close(job.fd)
             job.fd = -1
@@ -384,22 +424,24 @@ class _Restorer:
         if job.fd >= 0:
             os.close(job.fd)
             job.fd = -1
-        with contextlib.suppress(OSError):
-            os.unlink(job.path)  # never leave silently wrong content behind
+        with contextlib.suppress(OSError), self.folders.open(job.folder) as dir_fd:
+            os.unlink(job.name, dir_fd=dir_fd)  # never leave silently wrong content behind
         self.fail(job.display, message)
 
     # --- links and folders ------------------------------------------------------------------------
 
     def link_hardlinks(self) -> None:
-        for path, display, group in self.links:
+        for folder, name, display, group in self.links:
             first = self.hardlink_first[group]
             if isinstance(first, _FileJob):
                 if first.failed:
                     self.fail(display, f"hard link to {first.display}, which failed")
                     continue
-                first = first.path
+                first = (first.folder, first.name)
             try:
-                os.link(first, path, follow_symlinks=False)
+                with self.folders.open(first[0]) as source_fd, self.folders.open(folder) as dir_fd:
+                    remove_existing(name, dir_fd)
+                    os.link(first[1], name, src_dir_fd=source_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
             except OSError as error:
                 self.fail(display, f"cannot link: {error.strerror or error}")
                 continue
@@ -407,35 +449,42 @@ class _Restorer:
             self.progress.on_file(display, 0)
 
     def apply_folder_metadata(self) -> None:
-        for path, display, node in reversed(self.folders):
+        """Deepest folders first, after their contents (a read-only folder is filled first)."""
+        for folder, display, node in reversed(self.folder_nodes):
             try:
-                fd = os.open(path, _DIR_FLAGS)
-                try:
-                    self.apply_metadata(path, display, node, fd=fd)
-                finally:
-                    os.close(fd)
+                with self.folders.open(folder) as fd:
+                    self.apply_metadata(node, display, fd=fd)
             except OSError as error:
                 self.warn(display, f"cannot set folder metadata: {error.strerror or error}")
 
-    def apply_metadata(self, path: bytes, display: str, node: Node, *, fd: int | None) -> None:
-        """Owner (as root), mode, xattrs and times, through ``fd`` when given, else by ``path``
+    def apply_metadata(
+        self, node: Node, display: str, *, fd: int | None = None, name: bytes = b"", dir_fd: int | None = None
+    ) -> None:
+        """Owner (as root), mode, xattrs and times, through ``fd``, or on ``name`` in ``dir_fd``
         without following a symlink. Raises ``OSError`` when the mode or times cannot be set."""
-        target: int | bytes = path if fd is None else fd
-        follow = fd is not None
+        if fd is not None:
+            target: int | bytes = fd
+            where: dict[str, Any] = {}
+        else:
+            target = name
+            where = {"dir_fd": dir_fd, "follow_symlinks": False}
         if self.owners:
             try:
-                os.chown(target, self.uid(node), self.gid(node), follow_symlinks=follow)
+                os.chown(target, self.uid(node), self.gid(node), **where)
             except OSError as error:
                 self.warn(display, f"cannot set owner: {error.strerror or error}")
         if node.type != SYMLINK:
-            # Linux has no lchmod; a path here is a fifo or device node this restore just made.
-            os.chmod(target, node.mode)
+            # Linux has no lchmod: a name here is a fifo or device node this restore just made.
+            os.chmod(target, node.mode, **({"dir_fd": dir_fd} if fd is None else {}))
         for key, value in node.xattrs.items():
             try:
-                os.setxattr(target, key, value, follow_symlinks=follow)
+                if fd is not None:
+                    os.setxattr(fd, key, value)
+                else:  # no dir_fd form: the folder is ours and the last component is not followed
+                    raise OSError(errno.ENOTSUP, "extended attributes on special files are not restored")
             except OSError as error:
                 self.warn(display, f"cannot set xattr {key}: {error.strerror or error}")
-        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=follow)
+        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **where)
 
     def uid(self, node: Node) -> int:
         if node.user:
@@ -460,6 +509,17 @@ class _Restorer:
             if found is not None:
                 return found
         return node.gid
+
+
+def remove_existing(name: bytes, dir_fd: int) -> None:
+    """Remove a non-folder entry ``name`` in ``dir_fd``; ``IsADirectoryError`` for a folder."""
+    try:
+        info = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
+    os.unlink(name, dir_fd=dir_fd)
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 
+import blake3
 import zstandard
 
 from snapkeep.engine.crypto import SEAL_OVERHEAD, Cipher
@@ -74,16 +75,8 @@ class ByteFeed:
         return data
 
     def at_end(self) -> bool:
-        """Whether every byte has been read."""
-        return not self.read(1) if not self._buffer else False
-
-    def readable_chunks(self, size: int) -> Iterator[bytes]:
-        """The rest of the stream in pieces of about ``size`` bytes."""
-        while True:
-            data = self.read(size)
-            if not data:
-                return
-            yield data
+        """Whether every byte has been read (consumes one byte when not)."""
+        return not self._buffer and not self.read(1)
 
 
 def open_segments(chunks: Iterable[bytes], cipher: Cipher, context: bytes, *, what: str) -> Iterator[bytes]:
@@ -130,6 +123,21 @@ def open_segments(chunks: Iterable[bytes], cipher: Cipher, context: bytes, *, wh
         number += 1
     if not feed.at_end():
         raise IntegrityError(what=what, reason=f"unexpected data after the final segment {number}")
+
+
+class HashingTap:
+    """Counts and BLAKE3-hashes the bytes of a stream as they flow through it."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.size = 0
+        self.hasher = blake3.blake3()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            self.hasher.update(chunk)
+            yield chunk
 
 
 def compress_zstd(chunks: Iterable[bytes], level: int) -> Iterator[bytes]:

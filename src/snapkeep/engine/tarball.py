@@ -26,8 +26,6 @@ import secrets
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 
-import blake3
-
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.engine.crypto import Cipher
 from snapkeep.engine.format import ARCHIVES_PREFIX, CIPHER_NAMES, DEFAULT_COMPRESSION_LEVEL, CipherId
@@ -39,16 +37,9 @@ from snapkeep.engine.manifest import (
     encode_manifest,
 )
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.segments import (
-    SEGMENT_SIZE,
-    compress_zstd,
-    seal_segments,
-)
+from snapkeep.engine.segments import SEGMENT_SIZE, HashingTap, compress_zstd, seal_segments
 from snapkeep.engine.tarrestore import ArchiveRestore, ArchiveRestoreResult
-from snapkeep.engine.tarwriter import (
-    READ_SIZE,
-    TarWriter,
-)
+from snapkeep.engine.tarwriter import READ_SIZE, TarWriter
 from snapkeep.errors import NotFoundError, ValidationError
 
 STRUCTURE_ARCHIVED = "archived"
@@ -79,21 +70,6 @@ def manifest_name(archive_id: str) -> str:
 
 def _encrypted(cipher: Cipher) -> bool:
     return cipher.cipher_id is not CipherId.NONE
-
-
-class _Tap:
-    """Counts and hashes the bytes flowing through it."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.size = 0
-        self.hasher = blake3.blake3()
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.size += len(chunk)
-            self.hasher.update(chunk)
-            yield chunk
 
 
 def _coalesce(chunks: Iterable[bytes], size: int = READ_SIZE) -> Iterator[bytes]:
@@ -149,7 +125,7 @@ def write_archive(
         stream = compress_zstd(stream, compression_level)
     if _encrypted(cipher):
         stream = seal_segments(stream, cipher, archive_id.encode(), segment_size)
-    tap = _Tap(stream)
+    tap = HashingTap(stream)
     name = archive_name(archive_id, compressed)
     try:
         destination.store.store_stream(name, _coalesce(tap))
@@ -176,6 +152,7 @@ def write_archive(
                 "tar_size": writer.offset,
                 "stored_size": tap.size,
                 "seconds": round(max((clock.now() - started).total_seconds(), 0.0), 3),
+                "sockets_skipped": writer.sockets_skipped,
                 "warnings": [{"path": path, "message": message} for path, message in writer.warnings],
             },
             size=tap.size,
@@ -203,8 +180,10 @@ def load_manifest(destination: ArchiveDestination, reference: str) -> ArchiveMan
     Raises ``NotFoundError`` (none or several match), ``IntegrityError`` (damaged manifest).
     """
     store = destination.store
+    if not reference.isascii() or not reference.isalnum():
+        raise NotFoundError(f"no archive matches {reference!r}", kind="archive", ident=reference)
     exact = manifest_name(reference)
-    if reference != "latest" and reference.isalnum() and store.exists(exact):
+    if reference != "latest" and store.exists(exact):
         return decode_manifest(store.load(exact), destination.cipher, reference)
     if reference == "latest":
         archives = list_archives(destination)

@@ -19,11 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-import blake3
-
 from snapkeep.engine.manifest import ArchiveDestination, ArchiveManifest
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.segments import decompress_zstd, open_segments
+from snapkeep.engine.segments import HashingTap, decompress_zstd, open_segments
 from snapkeep.engine.tarextract import Metadata, SafeExtractor, split_member_path
 from snapkeep.engine.tarwriter import (
     ENCODING,
@@ -51,21 +49,6 @@ class ArchiveRestoreResult:
     links: int = 0
     bytes: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _Hashing:
-    """Counts and hashes the stored bytes as they are read."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.size = 0
-        self.hasher = blake3.blake3()
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.size += len(chunk)
-            self.hasher.update(chunk)
-            yield chunk
 
 
 def _stored_chunks(store: Store, name: str) -> Iterator[bytes]:
@@ -213,7 +196,7 @@ class ArchiveRestore:
         """Restore; see ``tarball.restore_archive`` for what raises."""
         chosen = [entry for entry in self.manifest.entries if self.selected(entry.path)]
         self.progress.on_start(len(chosen), sum(entry.size for entry in chosen))
-        hashing = _Hashing(_stored_chunks(self.destination.store, self.manifest.archive_name))
+        hashing = HashingTap(_stored_chunks(self.destination.store, self.manifest.archive_name))
         stream: Iterable[bytes] = hashing
         if self.manifest.segment_size:
             stream = open_segments(stream, self.destination.cipher, self.manifest.id.encode(), what=self.what)

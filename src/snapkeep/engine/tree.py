@@ -221,3 +221,31 @@ def _get_bytes(raw: dict[str, Any], key: str) -> bytes:
         return base64.b64decode(raw[key + "_b64"], validate=True)
     except (KeyError, TypeError, ValueError, UnicodeEncodeError) as error:
         raise IntegrityError(what="tree entry", reason=f"bad {key}: {error!r}") from error
+
+
+def encode_entries(entries: list[dict[str, Any]]) -> bytes:
+    """The blob bytes of already sorted ``Node.to_json`` dictionaries (what ``Tree.encode`` writes)."""
+    document = {"v": TREE_VERSION, "nodes": entries}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def decode_entries(data: bytes) -> list[dict[str, Any]]:
+    """The raw entry dictionaries of a tree blob, without building nodes or checking names.
+
+    For comparing with a parent snapshot only (never for writing files): the archiver reuses a
+    parent folder's tree when its fresh entries equal these. Raises ``IntegrityError``."""
+    try:
+        document = json.loads(data.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise IntegrityError(what="tree", reason=f"not a tree blob: {error}") from error
+    if not isinstance(document, dict) or document.get("v") != TREE_VERSION:
+        raise IntegrityError(what="tree", reason="unknown tree version")
+    entries = document.get("nodes")
+    if not isinstance(entries, list):
+        raise IntegrityError(what="tree", reason="no node list")
+    return entries
+
+
+def entry_name(raw: dict[str, Any]) -> bytes:
+    """The name of a raw entry as bytes. Raises ``IntegrityError``."""
+    return _get_bytes(raw, "name")

@@ -381,8 +381,11 @@ def _make_folders(client: paramiko.SFTPClient, folder: str) -> None:
     for path in reversed(missing):
         try:
             client.mkdir(path, 0o700)
-        except OSError:
-            attributes: Any = client.stat(path)
+        except OSError as refused:
+            try:  # another writer may have created it first
+                attributes: Any = client.stat(path)
+            except OSError:
+                raise refused from None
             if not stat_module.S_ISDIR(attributes.st_mode or 0):
                 raise
 

@@ -1,0 +1,44 @@
+"""Tokens from the command line and on the service's first start, against a real SQLite catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from snapkeep.cli.main import cli
+from snapkeep.cli.serve_cmd import TOKEN_HEADING, TOKENS_HASHED, announce_token
+from snapkeep.errors import ValidationError
+from snapkeep.jobs.catalog import Catalog
+
+
+def test_token_create_prints_the_bearer_string_as_its_last_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "token", "create", "--user", "ops"])
+    assert result.exit_code == 0, result.output
+    token = result.output.splitlines()[-1]
+    catalog = Catalog.open(tmp_path)
+    try:
+        assert catalog.verify_token(token) == "ops"
+        assert catalog.verify_token(token + "0") is None
+    finally:
+        catalog.close()
+
+
+def test_token_create_refuses_a_bad_user_name(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(tmp_path), "token", "create", "--user", "a:b"])
+    assert isinstance(result.exception, ValidationError)
+    assert result.exception.field == "user" and result.exception.exit_code == 2
+
+
+def test_first_start_creates_and_prints_a_token_later_starts_do_not(tmp_path: Path) -> None:
+    catalog = Catalog.open(tmp_path)
+    try:
+        printed: list[str] = []
+        token = announce_token(catalog, printed.append)
+        assert token is not None and printed == [TOKEN_HEADING, token]
+        assert catalog.verify_token(token) == "root"
+        printed.clear()
+        assert announce_token(catalog, printed.append) is None
+        assert printed == [TOKENS_HASHED] and catalog.count_tokens() == 1
+    finally:
+        catalog.close()
