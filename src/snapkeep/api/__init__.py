@@ -14,24 +14,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from snapkeep.api.dispatch import FUNCTIONS, Api, Caller
+from snapkeep.home import default_home
 from snapkeep.jobs.catalog import Catalog
 
 _default: Api | None = None
 _lock = threading.Lock()
-
-
-def default_home() -> Path:
-    """``SNAPKEEP_HOME``, else /var/lib/snapkeep as root, else ~/.local/share/snapkeep (DESIGN.md 7)."""
-    configured = os.environ.get("SNAPKEEP_HOME")
-    if configured:
-        return Path(configured).expanduser().absolute()
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/snapkeep")
-    return Path.home() / ".local" / "share" / "snapkeep"
 
 
 def default_api() -> Api:

@@ -7,7 +7,6 @@ framework or SQLAlchemy. Errors become exit codes here, in one place.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import click
 
 from snapkeep import __version__
 from snapkeep.errors import SnapkeepError
+from snapkeep.home import default_home
 
 # command name -> "module:attribute" of a click command
 COMMANDS: dict[str, str] = {
@@ -26,13 +26,6 @@ COMMANDS: dict[str, str] = {
     "serve": "snapkeep.cli.serve_cmd:serve_command",
     "repo": "snapkeep.cli.repo_cmd:repo_group",
 }
-
-
-def default_home() -> Path:
-    """The data directory when neither ``--home`` nor ``SNAPKEEP_HOME`` is given (DESIGN.md section 7)."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        return Path("/var/lib/snapkeep")
-    return Path.home() / ".local" / "share" / "snapkeep"
 
 
 @dataclass
@@ -70,7 +63,8 @@ class LazyGroup(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     envvar="SNAPKEEP_HOME",
     default=None,
-    help="Data directory (catalog, keys, logs). Default: /var/lib/snapkeep as root, else ~/.local/share/snapkeep.",
+    help="Data directory (catalog, keys, logs). Default: /var/lib/snapkeep as root,"
+    " else ~/.local/share/snapkeep.",
 )
 @click.option(
     "--catalog",
