@@ -22,8 +22,8 @@ import errno
 import grp
 import os
 import pwd
-import stat
 import resource
+import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
