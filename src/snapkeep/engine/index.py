@@ -37,8 +37,10 @@ _VALUE = struct.Struct("<IIIIB")
 _FILE_ENTRY = struct.Struct(INDEX_ENTRY_FORMAT)
 _HEADER = struct.Struct("<4sBI")
 _COUNT = struct.Struct("<I")
-#: Pending entries are merged into the sorted arrays once there are this many (or a quarter of them).
+#: Pending entries are merged into the sorted arrays once there are this many (or an eighth of them).
 MERGE_THRESHOLD = 4096
+#: Bulk loads (index files at open) merge every this many entries, bounding the transient memory.
+BULK_BATCH = 512 * 1024
 
 
 class BlobLocation(NamedTuple):
@@ -80,7 +82,8 @@ class Index:
         self._pending: dict[bytes, bytes] = {}
 
     def __len__(self) -> int:
-        return len(self._ids) // BLOB_ID_SIZE + len(self._pending)
+        self._merge()
+        return len(self._ids) // BLOB_ID_SIZE
 
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self._find(blob_id) is not None
@@ -93,35 +96,42 @@ class Index:
             self._pack_numbers[pack_id] = number
         return number
 
-    def add(self, location: BlobLocation) -> None:
-        """Record ``location``; a blob already indexed keeps its first location."""
-        if self._find(location.blob_id) is not None:
-            return
-        self._pending[location.blob_id] = _VALUE.pack(
+    def _pack(self, location: BlobLocation) -> bytes:
+        return _VALUE.pack(
             self._pack_number(location.pack_id),
             location.offset,
             location.length,
             location.raw_length,
             int(location.blob_type) | int(location.compression) << 4,
         )
-        if len(self._pending) >= max(MERGE_THRESHOLD, len(self._ids) // BLOB_ID_SIZE // 4):
+
+    def add(self, location: BlobLocation) -> None:
+        """Record ``location``; a blob already indexed keeps its first location."""
+        if self._find(location.blob_id) is not None:
+            return
+        self._pending[location.blob_id] = self._pack(location)
+        if len(self._pending) >= max(MERGE_THRESHOLD, len(self._ids) // BLOB_ID_SIZE // 8):
             self._merge()
 
     def add_many(self, locations: Iterable[BlobLocation]) -> None:
-        """Record many locations (an index file's worth)."""
+        """Record many locations (index files at open): duplicates are resolved when merging."""
+        pending = self._pending
         for location in locations:
-            self.add(location)
+            if location.blob_id not in pending:
+                pending[location.blob_id] = self._pack(location)
+                if len(pending) >= BULK_BATCH:
+                    self._merge()
+                    pending = self._pending
+        if len(pending) >= max(MERGE_THRESHOLD, len(self._ids) // BLOB_ID_SIZE // 8):
+            self._merge()
 
     def _find(self, blob_id: bytes) -> bytes | None:
-        value = self._pending.get(blob_id)
-        if value is not None:
-            return value
         keys = _Keys(self._ids)
         position = bisect.bisect_left(keys, blob_id)
         if position < len(keys) and keys[position] == blob_id:
             start = position * _VALUE.size
             return self._values[start : start + _VALUE.size]
-        return None
+        return self._pending.get(blob_id)
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         """The location of ``blob_id``, or ``None`` when it is not indexed."""
@@ -141,15 +151,41 @@ class Index:
         )
 
     def _merge(self) -> None:
-        """Fold the pending entries into the sorted arrays (one pass of slices, no per-blob objects)."""
+        """Fold the pending entries into the sorted arrays; an already indexed blob keeps its entry.
+
+        A few pending entries are spliced in (one bisect each, the arrays copied once); many are
+        merged by sorting everything again, which is cheaper than a bisect per entry.
+        """
         if not self._pending:
             return
+        count = len(self._ids) // BLOB_ID_SIZE
+        if len(self._pending) * 8 >= count:
+            self._rebuild(count)
+        else:
+            self._splice()
+        self._pending = {}
+
+    def _rebuild(self, count: int) -> None:
+        ids, values, width = self._ids, self._values, _VALUE.size
+        rows = [
+            (ids[n * BLOB_ID_SIZE : (n + 1) * BLOB_ID_SIZE], 0, values[n * width : (n + 1) * width])
+            for n in range(count)
+        ]
+        rows.extend((blob_id, 1, value) for blob_id, value in self._pending.items())
+        rows.sort()
+        kept = [row for n, row in enumerate(rows) if n == 0 or rows[n - 1][0] != row[0]]
+        self._ids = b"".join(row[0] for row in kept)
+        self._values = b"".join(row[2] for row in kept)
+
+    def _splice(self) -> None:
         keys = _Keys(self._ids)
         id_parts: list[bytes] = []
         value_parts: list[bytes] = []
         previous = 0
         for blob_id, value in sorted(self._pending.items()):
             position = bisect.bisect_left(keys, blob_id, previous)
+            if position < len(keys) and keys[position] == blob_id:
+                continue
             id_parts.append(self._ids[previous * BLOB_ID_SIZE : position * BLOB_ID_SIZE])
             value_parts.append(self._values[previous * _VALUE.size : position * _VALUE.size])
             id_parts.append(blob_id)
@@ -159,7 +195,6 @@ class Index:
         value_parts.append(self._values[previous * _VALUE.size :])
         self._ids = b"".join(id_parts)
         self._values = b"".join(value_parts)
-        self._pending = {}
 
     def __iter__(self) -> Iterator[BlobLocation]:
         """Every indexed location, sorted by blob ID."""

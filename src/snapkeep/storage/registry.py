@@ -2,13 +2,13 @@
 
 ``open_store("/backups/job")`` and ``open_store("file:///backups/job")`` give a ``LocalStore``;
 ``open_store("memory://name")`` gives the process-wide ``MemoryStore`` of that name (the same object
-on every call, so tests and tools can share it). ``sftp://`` and ``s3://`` are known schemes whose
-backends arrive with the SFTP/S3 issue: they raise ``ConfigError`` until they register an opener with
-``register_scheme``.
+on every call, so tests and tools can share it). ``sftp://`` and ``s3://`` (``s3+http://`` for a plain
+HTTP endpoint) open the remote stores as ``storage.remote_locations`` describes.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -50,14 +50,16 @@ def _open_memory(location: str, **options: Any) -> Store:
         return store
 
 
-def _not_yet(scheme: str) -> Opener:
-    def refuse(location: str, **options: Any) -> Store:
-        raise ConfigError(
-            f"location {location!r}: the {scheme}:// backend is not available yet "
-            "(it comes with the SFTP/S3 issue)"
-        )
+def _remote(function: str) -> Opener:
+    """An opener from ``storage.remote_locations``, imported on first use so that opening a local
+    repository never pays for importing paramiko and boto3."""
 
-    return refuse
+    def open_remote(location: str, **options: Any) -> Store:
+        module = importlib.import_module("snapkeep.storage.remote_locations")
+        opener: Opener = getattr(module, function)
+        return opener(location, **options)
+
+    return open_remote
 
 
 #: scheme -> opener; "" is a plain path.
@@ -65,8 +67,10 @@ SCHEMES: dict[str, Opener] = {
     "": _open_local,
     "file": _open_local,
     "memory": _open_memory,
-    "sftp": _not_yet("sftp"),
-    "s3": _not_yet("s3"),
+    "sftp": _remote("open_sftp"),
+    "s3": _remote("open_s3"),
+    "s3+http": _remote("open_s3"),
+    "s3+https": _remote("open_s3"),
 }
 
 

@@ -38,9 +38,22 @@ def test_memory_stores_are_shared_by_name() -> None:
     forget_memory_store("other")
 
 
-@pytest.mark.parametrize("location", ["sftp://backup@host/path", "s3://bucket/prefix", "S3://bucket"])
-def test_remote_schemes_are_not_available_yet(location: str) -> None:
-    with pytest.raises(ConfigError, match="comes with the SFTP/S3 issue"):
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("sftp://host/path", "needs a user"),
+        ("sftp://backup@host/", "needs a path"),
+        ("sftp://backup@host/path", "needs credentials"),
+        ("s3://endpoint", "needs a bucket"),
+        ("S3://endpoint/bucket", "needs credentials"),
+    ],
+)
+def test_incomplete_remote_locations_name_what_is_missing(
+    location: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("SNAPKEEP_SFTP_KEY_FILE", "SNAPKEEP_SFTP_PASSWORD", "SNAPKEEP_S3_ACCESS_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match=message):
         open_store(location)
 
 
