@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from snapkeep.api.params import MAX_VALUE_BYTES, decode_pairs, decode_query, encode
@@ -101,3 +103,10 @@ def test_encode_writes_brackets_and_percent_escapes() -> None:
 
 def test_encode_of_an_empty_list_clears_the_field() -> None:
     assert encode({"exclude_list": []}) == "exclude_list="
+
+
+def test_size_limit_counts_decoded_bytes_not_percent_encoding() -> None:
+    text = "é" * (MAX_VALUE_BYTES // 4)  # 512 KiB decoded, 1.5 MiB percent-encoded
+    assert decode_query("name=" + quote(text))["name"] == text
+    with pytest.raises(ParameterError, match="name: value is too large"):
+        decode_query("name=" + quote("é" * (MAX_VALUE_BYTES // 2 + 1)))
