@@ -296,12 +296,16 @@ class _Checker:
             self.problem("blob", blob_id.hex(), f"referenced by {user} but not in the index or any pack")
             self.damaged[blob_id] = f"blob {blob_id.hex()} is missing"
         elif location.blob_type is not blob_type:
-            self.problem("blob", blob_id.hex(), f"referenced by {user} as {blob_type.name}, stored as "
-                         f"{location.blob_type.name}")
+            self.problem(
+                "blob",
+                blob_id.hex(),
+                f"referenced by {user} as {blob_type.name}, stored as {location.blob_type.name}",
+            )
             self.damaged[blob_id] = f"blob {blob_id.hex()} has the wrong type"
         elif blob_id in self.recovered:
             self.problem(
-                "blob", blob_id.hex(),
+                "blob",
+                blob_id.hex(),
                 f"listed only in a damaged index file; intact in unindexed pack {location.pack_id}",
             )
             self.damaged[blob_id] = f"blob {blob_id.hex()} is not indexed (pack {location.pack_id})"
@@ -364,17 +368,22 @@ class _Checker:
             unlisted = [loc for loc in locations if (loc.blob_id, loc.offset, loc.length) not in trailer]
             if unlisted:
                 self.problem(
-                    "pack", pack_id, f"{len(unlisted)} indexed blobs are not in its trailer, e.g. "
-                    f"{unlisted[0].blob_id.hex()}",
+                    "pack",
+                    pack_id,
+                    f"{len(unlisted)} indexed blobs are not in its trailer, e.g. {unlisted[0].blob_id.hex()}",
                 )
         view = memoryview(data)
         for location in locations:
             try:
-                self.repository.decode_blob(location, view[location.offset : location.offset + location.length])
+                self.repository.decode_blob(
+                    location, view[location.offset : location.offset + location.length]
+                )
             except IntegrityError as error:
                 self.problem("blob", location.blob_id.hex(), f"in pack {pack_id}: {error}")
                 if self.index.lookup(location.blob_id) == location:
-                    self.damaged[location.blob_id] = f"blob {location.blob_id.hex()} in pack {pack_id} is damaged"
+                    self.damaged[location.blob_id] = (
+                        f"blob {location.blob_id.hex()} in pack {pack_id} is damaged"
+                    )
                 continue
             self.report.blobs_verified += 1
 

@@ -8,10 +8,10 @@ bytes) an index file's plaintext is::
 
 where an entry's pack number points into the file's own pack table.
 
-In memory the index is compact, not a dict of Python objects per blob: one sorted ``bytes`` of
-32-byte IDs and a parallel ``bytes`` of 17-byte packed locations (pack number into a pack table,
-offset, length, raw length, type|compression<<4), searched with ``bisect``; new entries wait in a
-small dict and are merged in batches. About 49 bytes per blob (measured in docs/engine.md).
+In memory the index is compact, not a dict of Python objects per blob: one ``bytes`` of 49-byte
+records sorted by blob ID (32-byte ID, then pack number into a pack table, offset, length, raw
+length as u32 and type|compression<<4 as u8), searched with ``bisect``; new entries wait in a small
+dict and are merged in batches. 49 bytes per blob (figures in docs/engine.md).
 
 Not thread-safe: the repository serialises access.
 """
@@ -37,6 +37,11 @@ _VALUE = struct.Struct("<IIIIB")
 _FILE_ENTRY = struct.Struct(INDEX_ENTRY_FORMAT)
 _HEADER = struct.Struct("<4sBI")
 _COUNT = struct.Struct("<I")
+_PACK_NUMBER = struct.Struct("<I")
+#: One in-memory record: blob ID then packed location.
+_RECORD = BLOB_ID_SIZE + _VALUE.size
+_BLOB_TYPES = frozenset(int(kind) for kind in BlobType)
+_COMPRESSIONS = frozenset(int(kind) for kind in Compression)
 #: Pending entries are merged into the sorted arrays once there are this many (or an eighth of them).
 MERGE_THRESHOLD = 4096
 #: Bulk loads (index files at open) merge every this many entries, bounding the transient memory.
@@ -56,7 +61,7 @@ class BlobLocation(NamedTuple):
 
 
 class _Keys:
-    """A read-only sequence view of 32-byte IDs in one bytes object, for ``bisect``."""
+    """A read-only sequence view of the IDs in the record array, for ``bisect``."""
 
     __slots__ = ("_data",)
 
@@ -64,10 +69,10 @@ class _Keys:
         self._data = data
 
     def __len__(self) -> int:
-        return len(self._data) // BLOB_ID_SIZE
+        return len(self._data) // _RECORD
 
     def __getitem__(self, position: int) -> bytes:
-        start = position * BLOB_ID_SIZE
+        start = position * _RECORD
         return self._data[start : start + BLOB_ID_SIZE]
 
 
@@ -77,13 +82,12 @@ class Index:
     def __init__(self) -> None:
         self._pack_ids: list[str] = []
         self._pack_numbers: dict[str, int] = {}
-        self._ids = b""
-        self._values = b""
+        self._records = b""
         self._pending: dict[bytes, bytes] = {}
 
     def __len__(self) -> int:
         self._merge()
-        return len(self._ids) // BLOB_ID_SIZE
+        return len(self._records) // _RECORD
 
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self._find(blob_id) is not None
@@ -105,32 +109,61 @@ class Index:
             int(location.blob_type) | int(location.compression) << 4,
         )
 
+    def _count(self) -> int:
+        return len(self._records) // _RECORD
+
+    def _after_add(self, bulk: bool) -> None:
+        pending = len(self._pending)
+        if pending >= BULK_BATCH or (not bulk and pending >= max(MERGE_THRESHOLD, self._count() // 8)):
+            self._merge()
+
     def add(self, location: BlobLocation) -> None:
         """Record ``location``; a blob already indexed keeps its first location."""
         if self._find(location.blob_id) is not None:
             return
         self._pending[location.blob_id] = self._pack(location)
-        if len(self._pending) >= max(MERGE_THRESHOLD, len(self._ids) // BLOB_ID_SIZE // 8):
-            self._merge()
+        self._after_add(bulk=False)
 
     def add_many(self, locations: Iterable[BlobLocation]) -> None:
-        """Record many locations (index files at open): duplicates are resolved when merging."""
-        pending = self._pending
+        """Record many locations; a blob indexed twice keeps one of its (equally valid) locations."""
         for location in locations:
-            if location.blob_id not in pending:
-                pending[location.blob_id] = self._pack(location)
+            self._pending.setdefault(location.blob_id, self._pack(location))
+            self._after_add(bulk=True)
+        self._after_add(bulk=False)
+
+    def add_index_file(self, plaintext: bytes, *, what: str) -> int:
+        """Record the entries of an index file's plaintext; returns how many.
+
+        The fast path used at open: no per-entry objects beyond the pending dict. Raises
+        ``IntegrityError`` naming ``what`` for a malformed file.
+        """
+        pack_ids, entries = _split_index_file(plaintext, what=what)
+        numbers = [self._pack_number(pack_id) for pack_id in pack_ids]
+        pending = self._pending
+        pack = _VALUE.pack
+        try:
+            for blob_id, number, offset, length, raw_length, kind, compression in _FILE_ENTRY.iter_unpack(
+                entries
+            ):
+                if kind not in _BLOB_TYPES or compression not in _COMPRESSIONS:
+                    raise ValueError(f"entry {blob_id.hex()} has an unknown type or compression")
+                pending.setdefault(
+                    blob_id, pack(numbers[number], offset, length, raw_length, kind | compression << 4)
+                )
                 if len(pending) >= BULK_BATCH:
                     self._merge()
                     pending = self._pending
-        if len(pending) >= max(MERGE_THRESHOLD, len(self._ids) // BLOB_ID_SIZE // 8):
-            self._merge()
+        except (IndexError, ValueError) as problem:
+            raise IntegrityError(what=what, reason=f"malformed index file: {problem}") from None
+        self._after_add(bulk=False)
+        return len(entries) // _FILE_ENTRY.size
 
     def _find(self, blob_id: bytes) -> bytes | None:
-        keys = _Keys(self._ids)
+        keys = _Keys(self._records)
         position = bisect.bisect_left(keys, blob_id)
         if position < len(keys) and keys[position] == blob_id:
-            start = position * _VALUE.size
-            return self._values[start : start + _VALUE.size]
+            start = position * _RECORD + BLOB_ID_SIZE
+            return self._records[start : start + _VALUE.size]
         return self._pending.get(blob_id)
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
@@ -151,64 +184,60 @@ class Index:
         )
 
     def _merge(self) -> None:
-        """Fold the pending entries into the sorted arrays; an already indexed blob keeps its entry.
+        """Fold the pending entries into the sorted record array.
 
-        A few pending entries are spliced in (one bisect each, the arrays copied once); many are
-        merged by sorting everything again, which is cheaper than a bisect per entry.
+        A few pending entries are spliced in (one bisect each, the array copied once); many are
+        merged by sorting all records again (one 49-byte object per record while it runs), which
+        is far cheaper than a bisect per entry. A blob already in the array keeps its record.
         """
         if not self._pending:
             return
-        count = len(self._ids) // BLOB_ID_SIZE
-        if len(self._pending) * 8 >= count:
-            self._rebuild(count)
+        if len(self._pending) * 8 >= self._count():
+            self._rebuild()
         else:
             self._splice()
         self._pending = {}
 
-    def _rebuild(self, count: int) -> None:
-        ids, values, width = self._ids, self._values, _VALUE.size
-        rows = [
-            (ids[n * BLOB_ID_SIZE : (n + 1) * BLOB_ID_SIZE], 0, values[n * width : (n + 1) * width])
-            for n in range(count)
-        ]
-        rows.extend((blob_id, 1, value) for blob_id, value in self._pending.items())
+    def _rebuild(self) -> None:
+        records = self._records
+        rows = [records[start : start + _RECORD] for start in range(0, len(records), _RECORD)]
+        rows.extend(blob_id + value for blob_id, value in self._pending.items())
         rows.sort()
-        kept = [row for n, row in enumerate(rows) if n == 0 or rows[n - 1][0] != row[0]]
-        self._ids = b"".join(row[0] for row in kept)
-        self._values = b"".join(row[2] for row in kept)
+        kept = [
+            row for n, row in enumerate(rows) if n == 0 or rows[n - 1][:BLOB_ID_SIZE] != row[:BLOB_ID_SIZE]
+        ]
+        self._records = b"".join(kept)
 
     def _splice(self) -> None:
-        keys = _Keys(self._ids)
-        id_parts: list[bytes] = []
-        value_parts: list[bytes] = []
+        keys = _Keys(self._records)
+        records = self._records
+        parts: list[bytes] = []
         previous = 0
         for blob_id, value in sorted(self._pending.items()):
             position = bisect.bisect_left(keys, blob_id, previous)
             if position < len(keys) and keys[position] == blob_id:
                 continue
-            id_parts.append(self._ids[previous * BLOB_ID_SIZE : position * BLOB_ID_SIZE])
-            value_parts.append(self._values[previous * _VALUE.size : position * _VALUE.size])
-            id_parts.append(blob_id)
-            value_parts.append(value)
+            parts.append(records[previous * _RECORD : position * _RECORD])
+            parts.append(blob_id + value)
             previous = position
-        id_parts.append(self._ids[previous * BLOB_ID_SIZE :])
-        value_parts.append(self._values[previous * _VALUE.size :])
-        self._ids = b"".join(id_parts)
-        self._values = b"".join(value_parts)
+        parts.append(records[previous * _RECORD :])
+        self._records = b"".join(parts)
 
     def __iter__(self) -> Iterator[BlobLocation]:
         """Every indexed location, sorted by blob ID."""
         self._merge()
-        ids, values = self._ids, self._values
-        for position in range(len(ids) // BLOB_ID_SIZE):
-            blob_id = ids[position * BLOB_ID_SIZE : (position + 1) * BLOB_ID_SIZE]
-            yield self._location(blob_id, values[position * _VALUE.size : (position + 1) * _VALUE.size])
+        records = self._records
+        for start in range(0, len(records), _RECORD):
+            yield self._location(
+                records[start : start + BLOB_ID_SIZE], records[start + BLOB_ID_SIZE : start + _RECORD]
+            )
 
     def pack_ids(self) -> set[str]:
         """The packs that hold at least one indexed blob."""
         self._merge()
         used = {
-            _VALUE.unpack_from(self._values, offset)[0] for offset in range(0, len(self._values), _VALUE.size)
+            _PACK_NUMBER.unpack_from(self._records, start + BLOB_ID_SIZE)[0]
+            for start in range(0, len(self._records), _RECORD)
         }
         return {self._pack_ids[number] for number in used}
 
@@ -217,16 +246,41 @@ class Index:
         doomed = {self._pack_numbers[pack] for pack in pack_ids if pack in self._pack_numbers}
         if not doomed:
             return 0
-        kept = [location for location in self if self._pack_numbers[location.pack_id] not in doomed]
-        removed = len(self) - len(kept)
-        self._ids, self._values = b"", b""
-        self.add_many(kept)
         self._merge()
+        records = self._records
+        kept = [
+            records[start : start + _RECORD]
+            for start in range(0, len(records), _RECORD)
+            if _PACK_NUMBER.unpack_from(records, start + BLOB_ID_SIZE)[0] not in doomed
+        ]
+        removed = self._count() - len(kept)
+        self._records = b"".join(kept)
         return removed
 
     def memory_bytes(self) -> int:
-        """Bytes held by the sorted arrays (the per-blob cost), for measurements."""
-        return len(self._ids) + len(self._values)
+        """Bytes held by the sorted record array (the per-blob cost), for measurements."""
+        return len(self._records)
+
+
+def _split_index_file(plaintext: bytes, *, what: str) -> tuple[list[str], bytes]:
+    """The pack table and the raw entry bytes of an index file's plaintext."""
+    try:
+        magic, version, pack_count = _HEADER.unpack_from(plaintext, 0)
+        if magic != INDEX_MAGIC or version != INDEX_FILE_VERSION:
+            raise ValueError(f"unknown header {magic!r} version {version}")
+        offset = _HEADER.size
+        pack_ids = [
+            plaintext[offset + i * BLOB_ID_SIZE : offset + (i + 1) * BLOB_ID_SIZE].hex()
+            for i in range(pack_count)
+        ]
+        offset += pack_count * BLOB_ID_SIZE
+        (count,) = _COUNT.unpack_from(plaintext, offset)
+        offset += _COUNT.size
+        if len(plaintext) != offset + count * _FILE_ENTRY.size:
+            raise ValueError(f"length does not match {count} entries")
+        return pack_ids, plaintext[offset:]
+    except (struct.error, ValueError) as problem:
+        raise IntegrityError(what=what, reason=f"malformed index file: {problem}") from None
 
 
 def encode_index_file(locations: Iterable[BlobLocation]) -> bytes:
@@ -254,27 +308,15 @@ def encode_index_file(locations: Iterable[BlobLocation]) -> bytes:
 
 def decode_index_file(plaintext: bytes, *, what: str) -> list[BlobLocation]:
     """The locations in an index file's plaintext; raises ``IntegrityError`` naming ``what``."""
+    pack_ids, entries = _split_index_file(plaintext, what=what)
     try:
-        magic, version, pack_count = _HEADER.unpack_from(plaintext, 0)
-        if magic != INDEX_MAGIC or version != INDEX_FILE_VERSION:
-            raise ValueError(f"unknown header {magic!r} version {version}")
-        offset = _HEADER.size
-        pack_ids = [
-            plaintext[offset + i * BLOB_ID_SIZE : offset + (i + 1) * BLOB_ID_SIZE].hex()
-            for i in range(pack_count)
-        ]
-        offset += pack_count * BLOB_ID_SIZE
-        (count,) = _COUNT.unpack_from(plaintext, offset)
-        offset += _COUNT.size
-        if len(plaintext) != offset + count * _FILE_ENTRY.size:
-            raise ValueError(f"length does not match {count} entries")
         return [
             BlobLocation(
                 blob_id, pack_ids[number], start, length, raw_length, BlobType(kind), Compression(compression)
             )
             for blob_id, number, start, length, raw_length, kind, compression in _FILE_ENTRY.iter_unpack(
-                plaintext[offset:]
+                entries
             )
         ]
-    except (struct.error, ValueError, IndexError) as problem:
+    except (ValueError, IndexError) as problem:
         raise IntegrityError(what=what, reason=f"malformed index file: {problem}") from None

@@ -278,13 +278,16 @@ class Repository:
         self.store.store(f"{INDEX_PREFIX}{index_id}", sealed)
         return index_id
 
-    def load_index_file(self, index_id: str) -> list[BlobLocation]:
-        """The locations in ``index/<index_id>``, verified. Raises ``IntegrityError``, ``StorageError``."""
+    def _index_plaintext(self, index_id: str) -> bytes:
         what = f"index file {index_id}"
         data = self.store.load(f"{INDEX_PREFIX}{index_id}")
         if blake3.blake3(data).hexdigest() != index_id:
             raise IntegrityError(what=what, reason="contents do not match the file name")
-        return decode_index_file(self.cipher.open(data, AD_INDEX, what=what), what=what)
+        return self.cipher.open(data, AD_INDEX, what=what)
+
+    def load_index_file(self, index_id: str) -> list[BlobLocation]:
+        """The locations in ``index/<index_id>``, verified. Raises ``IntegrityError``, ``StorageError``."""
+        return decode_index_file(self._index_plaintext(index_id), what=f"index file {index_id}")
 
     def index_ids(self) -> list[str]:
         """IDs of the stored index files."""
@@ -294,7 +297,7 @@ class Repository:
         """Read every index file into a fresh in-memory index. Raises ``IntegrityError``."""
         index = Index()
         for index_id in self.index_ids():
-            index.add_many(self.load_index_file(index_id))
+            index.add_index_file(self._index_plaintext(index_id), what=f"index file {index_id}")
         with self._lock:
             index.add_many(self._unsaved)
             self.index = index

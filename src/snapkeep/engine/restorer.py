@@ -43,6 +43,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPARSE_BLOCK = 4096
+#: Largest span of a pack read at once by one worker.
+_READ_SPAN = 8 * 1024 * 1024
 Filters = list[list[bytes]] | None
 _ZEROS = bytes(_SPARSE_BLOCK)
 
@@ -148,7 +150,7 @@ def restore(
     *,
     includes: Iterable[str | bytes] = (),
     progress: Progress | None = None,
-    workers: int = 4,
+    workers: int = 3,
     restore_owners: bool | None = None,
 ) -> RestoreResult:
     """Restore ``snapshot`` (or only ``includes``, paths inside it) into the folder ``target``.
@@ -315,7 +317,12 @@ class _Restorer:
         total = sum(job.node.size for job in self.jobs)
         self.progress.on_start(len(self.jobs) + self.result.files, total)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore") as pool:
-            for future in [pool.submit(self.restore_pack, pack, locs) for pack, locs in self.packs.items()]:
+            futures = [
+                pool.submit(self.restore_pack, pack, group)
+                for pack, locations in self.packs.items()
+                for group in _read_groups(locations)
+            ]
+            for future in futures:
                 future.result()
 
     def restore_pack(self, pack_id: str, locations: Sequence[BlobLocation]) -> None:
@@ -509,6 +516,26 @@ class _Restorer:
             if found is not None:
                 return found
         return node.gid
+
+
+def _read_groups(locations: list[BlobLocation]) -> Iterator[list[BlobLocation]]:
+    """A pack's blobs in offset order, split so one read spans at most ``_READ_SPAN`` bytes
+    (bounds the memory of each worker)."""
+    group: list[BlobLocation] = []
+    start = 0
+    for location in sorted(locations, key=_offset):
+        if group and location.offset + location.length - start > _READ_SPAN:
+            yield group
+            group = []
+        if not group:
+            start = location.offset
+        group.append(location)
+    if group:
+        yield group
+
+
+def _offset(location: BlobLocation) -> int:
+    return location.offset
 
 
 def remove_existing(name: bytes, dir_fd: int) -> None:

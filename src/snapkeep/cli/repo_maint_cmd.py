@@ -1,0 +1,200 @@
+"""``snapkeep repo check|forget|prune``: keep a repository healthy and small.
+
+    snapkeep repo check PATH [--read-data | --read-data-subset N%] [--no-lock] [--json]
+    snapkeep repo forget PATH [--keep-last N] [SNAPSHOT...] [--dry-run] [--json]
+    snapkeep repo prune PATH [--repack-threshold F] [--dry-run] [--json]
+
+Importing this module adds the three commands to ``repo_cmd.repo_group`` (``register``); the
+command root reaches them through ``snapkeep.cli.repo_maint_cmd:repo_group``.
+
+Exit codes: 0 done (check: no damage; unindexed packs are not damage); 8 check found damage (the
+problems and the snapshots and files they affect are printed); other codes come from the error
+(``snapkeep.errors``), e.g. 7 wrong password, 9 locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from snapkeep.cli.repo_cmd import (
+    emit_json,
+    json_option,
+    location_argument,
+    make_progress,
+    open_repository,
+    password_option,
+    read_password,
+    repo_group,
+)
+from snapkeep.engine.checker import check, describe, open_without_index
+from snapkeep.engine.forget import forget
+from snapkeep.engine.prune import prune
+from snapkeep.engine.repository import Repository
+from snapkeep.errors import IntegrityError
+from snapkeep.storage.registry import open_store
+
+__all__ = ["check_command", "forget_command", "prune_command", "register", "repo_group"]
+
+EXIT_DAMAGED = IntegrityError.exit_code
+
+
+@contextmanager
+def _open_unindexed(location: str, password_file: Path | None) -> Iterator[Repository]:
+    """Open without loading the index, so a damaged index file can still be checked or forgotten."""
+    store = open_store(location)
+    try:
+        repository = open_without_index(store, password=read_password(password_file))
+        try:
+            yield repository
+        finally:
+            repository.close()
+    finally:
+        store.close()
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    text = value.strip().rstrip("%")
+    try:
+        percent = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a percentage such as 10%") from None
+    if not 0 < percent <= 100:
+        raise click.BadParameter(f"{value!r} must be above 0% and at most 100%")
+    return percent
+
+
+@click.command("check")
+@location_argument
+@click.option("--read-data", is_flag=True, help="Read every pack and verify every blob.")
+@click.option("--read-data-subset", "subset", metavar="N%", default=None, help="Read N% of the packs.")
+@click.option("--no-lock", is_flag=True, help="Take no lock (a read-only destination).")
+@password_option
+@json_option
+def check_command(
+    location: str,
+    read_data: bool,
+    subset: str | None,
+    no_lock: bool,
+    password_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify the repository at PATH; exit 8 and name the damage when there is any."""
+    percent = _percent(subset)
+    with _open_unindexed(location, password_file) as repository:
+        lock = (
+            contextlib.nullcontext() if no_lock else repository.lock(exclusive=False, holder="snapkeep check")
+        )
+        with lock:
+            progress = make_progress("check", as_json) if read_data or percent else None
+            report = check(repository, read_data=read_data, subset_percent=percent, progress=progress)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        for line in describe(report):
+            click.echo(line, err=True)
+        if report.unindexed_packs:
+            click.echo(
+                f"{len(report.unindexed_packs)} packs are not indexed (left by an interrupted backup; "
+                "prune removes them)"
+            )
+        summary = (
+            f"{report.snapshots} snapshots, {report.trees} trees, {len(report.used_blobs)} blobs used, "
+            f"{report.packs} packs, {report.index_files} index files"
+        )
+        if read_data or percent:
+            summary += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
+        verdict = "no errors" if report.ok else f"{len(report.problems)} ERRORS"
+        click.echo(f"{summary}: {verdict}")
+    if not report.ok:
+        sys.exit(EXIT_DAMAGED)
+
+
+@click.command("forget")
+@location_argument
+@click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT]...")
+@click.option("--keep-last", type=int, default=None, metavar="N", help="Keep the newest N snapshots.")
+@click.option("--dry-run", "-n", is_flag=True, help="Only show what would be removed.")
+@password_option
+@json_option
+def forget_command(
+    location: str,
+    snapshot_ids: tuple[str, ...],
+    keep_last: int | None,
+    dry_run: bool,
+    password_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Remove snapshots (by ID or prefix, or all but the newest N); prune frees their data."""
+    with _open_unindexed(location, password_file) as repository:
+        plan = forget(repository, keep_last=keep_last, ids=snapshot_ids, dry_run=dry_run)
+    if as_json:
+        emit_json(plan.to_dict(dry_run=dry_run))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for snapshot_id in plan.removed_ids:
+        click.echo(f"{verb} snapshot {snapshot_id[:12]}: {plan.reasons[snapshot_id]}")
+    click.echo(f"{verb} {len(plan.removed_ids)} snapshots, kept {len(plan.keep)}")
+
+
+@click.command("prune")
+@location_argument
+@click.option(
+    "--repack-threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Rewrite packs whose garbage share is above this fraction.",
+)
+@click.option("--dry-run", "-n", is_flag=True, help="Only show what would be deleted.")
+@password_option
+@json_option
+def prune_command(
+    location: str, repack_threshold: float, dry_run: bool, password_file: Path | None, as_json: bool
+) -> None:
+    """Delete data no snapshot uses; rewrite packs that are mostly garbage. Safe to interrupt."""
+    with open_repository(location, password_file) as repository:
+        report = prune(
+            repository,
+            repack_threshold=repack_threshold,
+            dry_run=dry_run,
+            progress=make_progress("prune", as_json),
+        )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    unused = len(report.deleted_packs) + len(report.unindexed_deleted)
+    rewritten = (
+        f"{len(report.repacked_packs)} packs ({report.blobs_repacked} blobs into {len(report.new_packs)})"
+    )
+    if dry_run:
+        action = (
+            f"would delete {unused} packs and rewrite {rewritten}, freeing about {report.bytes_freed} bytes"
+        )
+    else:
+        action = f"deleted {unused} packs, rewrote {rewritten}, freed {report.bytes_freed} bytes"
+    click.echo(f"{report.snapshots} snapshots use {report.used_blobs} blobs; {action}")
+    if report.unindexed_kept:
+        click.echo(
+            f"kept {len(report.unindexed_kept)} unindexed packs: a recently active backup may still own them",
+            err=True,
+        )
+    for pack_id in report.damaged_packs:
+        click.echo(f"warning: pack {pack_id} was not rewritten: a used blob in it is damaged", err=True)
+
+
+def register(group: click.Group) -> None:
+    """Add ``check``, ``forget`` and ``prune`` to ``group`` (idempotent)."""
+    for command in (check_command, forget_command, prune_command):
+        if command.name not in group.commands:
+            group.add_command(command)
+
+
+register(repo_group)
