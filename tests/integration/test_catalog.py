@@ -37,6 +37,7 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
         "alerts",
         "tokens",
         "settings",
+        "incidents",
         "schema_migrations",
     }
     assert set(dump) == expected

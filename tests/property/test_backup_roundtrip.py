@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from tests.property.strategies import Dir, describe_tree, materialize, trees
 
 from snapkeep.engine.archiver import backup
 from snapkeep.engine.repository import Repository
@@ -20,7 +21,6 @@ from snapkeep.engine.restorer import restore
 from snapkeep.storage.base import Store
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
-from tests.property.strategies import Dir, describe_tree, materialize, trees
 
 AS_ROOT = os.geteuid() == 0
 FAST_KDF = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}

@@ -8,6 +8,7 @@ import blake3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from snapkeep.engine import index as index_module
 from snapkeep.engine import keys
 from snapkeep.engine.chunker import chunk_buffer
 from snapkeep.engine.crypto import AesGcmCipher, ChaChaCipher, NullCipher
@@ -118,3 +119,25 @@ def test_repository_blobs_round_trip(encrypted: bool, blobs: list[bytes]) -> Non
         blob_id = repository.blob_id(blob)
         assert blob_id == blake3.blake3(blob, key=repository.master_key.id_key).digest()
         assert repository.load_blob(blob_id) == blob
+
+
+@SETTINGS
+@given(st.lists(st.lists(locations, max_size=80), max_size=6), st.sampled_from([1, 3, 50]))
+def test_index_bulk_loads_agree_with_the_files(files: list[list[BlobLocation]], batch: int) -> None:
+    original = index_module.BULK_BATCH
+    index_module.BULK_BATCH = batch
+    try:
+        index = Index()
+        candidates: dict[bytes, list[BlobLocation]] = {}
+        for number, items in enumerate(files):
+            if number % 2:
+                index.add_many(items)
+            else:
+                index.add_index_file(encode_index_file(items), what="x")
+            for item in items:
+                candidates.setdefault(item.blob_id, []).append(item)
+        assert len(index) == len(candidates)
+        for blob_id, choices in candidates.items():
+            assert index.lookup(blob_id) in choices
+    finally:
+        index_module.BULK_BATCH = original

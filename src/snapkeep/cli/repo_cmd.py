@@ -112,6 +112,7 @@ class _BarProgress(Progress):
 
     def __init__(self, description: str) -> None:
         # rich is imported only when a terminal shows the bar: piped runs start faster.
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -128,7 +129,7 @@ class _BarProgress(Progress):
             TransferSpeedColumn(),
             TextColumn("{task.fields[files]} files"),
             TimeElapsedColumn(),
-            console=None,
+            console=Console(stderr=True),
             transient=True,
         )
         self.files = 0
@@ -147,6 +148,7 @@ class _BarProgress(Progress):
         self.bar.advance(self.task, count)
 
     def on_finish(self) -> None:
+        self.bar.update(self.task, files=self.files)
         self.bar.stop()
 
 

@@ -32,7 +32,7 @@ from snapkeep.cli.repo_cmd import (
     read_password,
     repo_group,
 )
-from snapkeep.engine.checker import check, describe, open_without_index
+from snapkeep.engine.checker import CheckReport, check, open_without_index
 from snapkeep.engine.forget import forget
 from snapkeep.engine.prune import prune
 from snapkeep.engine.repository import Repository
@@ -56,6 +56,14 @@ def _open_unindexed(location: str, password_file: Path | None) -> Iterator[Repos
             repository.close()
     finally:
         store.close()
+
+
+def describe(report: CheckReport) -> Iterator[str]:
+    """Human-readable lines for a report: problems, then the entries they affect."""
+    for problem in report.problems:
+        yield f"error: {problem}"
+    for affected in report.affected:
+        yield f"affected: snapshot {affected.snapshot[:12]} {affected.path}: {affected.reason}"
 
 
 def _percent(value: str | None) -> float | None:

@@ -57,6 +57,8 @@ class BackupOptions:
     max_pending: int = 512
     max_pending_bytes: int = 256 * 1024 * 1024
     read_xattrs: bool = True
+    #: Workers that may read a large file at the same time (each holds up to 32 MiB).
+    large_file_readers: int = 2
 
 
 @dataclass(slots=True)
@@ -236,6 +238,7 @@ class _Archiver:
         self.stats = _Stats()
         self.pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="snapkeep-backup")
         self.lock = threading.Lock()
+        self.large_files = threading.BoundedSemaphore(max(1, options.large_file_readers))
         self.pending: deque[tuple[Future[None], int]] = deque()
         self.pending_bytes = 0
         self.batch: list[PendingFile] = []
@@ -265,7 +268,12 @@ class _Archiver:
     def _work(self, files: list[PendingFile]) -> None:
         for pending in files:
             try:
-                read_file_content(pending, self.store_chunk, self.progress.on_bytes)
+                if pending.node.size >= CHUNK_MIN_SIZE:
+                    # Large files are read in buffers of up to 32 MiB: cap how many at once.
+                    with self.large_files:
+                        read_file_content(pending, self.store_chunk, self.progress.on_bytes)
+                else:
+                    read_file_content(pending, self.store_chunk, self.progress.on_bytes)
             except OSError as error:
                 pending.error = error.strerror or str(error)
             else:
@@ -315,7 +323,11 @@ class _Archiver:
     def run(self, roots: list[bytes], parent_tree: bytes | None) -> bytes:
         """Walk every root, finish every folder; returns the root tree's ID."""
         root = Frame(path=b"/", node=None, parent_tree=parent_tree)
-        self._walk_synthetic(root, roots, b"/")
+        if roots == [b"/"]:
+            self.stats.dirs += 1
+            self._walk_directory(root)  # the whole file system: the root tree is "/" itself
+        else:
+            self._walk_synthetic(root, roots, b"/")
         self.flush_batch()
         while self.pending:
             self._retire_oldest()

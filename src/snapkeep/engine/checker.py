@@ -18,16 +18,14 @@ in-memory index of the repository it is given: it builds its own from the index 
 damaged ones, so ``open_without_index`` can open a repository whose index is damaged. When an
 index file is damaged, the trailers of unindexed packs are read to find the blobs it listed.
 
-Only damage is reported; a store that fails (``StorageError`` other than a missing object) is
-raised, never mistaken for damage.
+A failing store (``StorageError`` other than a missing object) is raised, never taken for damage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import blake3
@@ -98,18 +96,8 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (without ``used_blobs``)."""
-        return {
-            "ok": self.ok,
-            "problems": [{"kind": p.kind, "name": p.name, "message": p.message} for p in self.problems],
-            "affected": [{"snapshot": a.snapshot, "path": a.path, "reason": a.reason} for a in self.affected],
-            "unindexed_packs": self.unindexed_packs,
-            "snapshots": self.snapshots,
-            "trees": self.trees,
-            "index_files": self.index_files,
-            "packs": self.packs,
-            "packs_read": self.packs_read,
-            "blobs_verified": self.blobs_verified,
-        }
+        document = {key: value for key, value in asdict(self).items() if key != "used_blobs"}
+        return {"ok": self.ok, **document}
 
 
 def open_without_index(store: Store, *, password: str | None, clock: Clock = SYSTEM) -> Repository:
@@ -135,6 +123,25 @@ def open_without_index(store: Store, *, password: str | None, clock: Clock = SYS
             continue
         return Repository(store, config, master, clock=clock)
     raise WrongPasswordError(location=store.location)
+
+
+def open_skipping_damaged_index(
+    store: Store, *, password: str | None, clock: Clock = SYSTEM
+) -> tuple[Repository, list[str]]:
+    """Open the repository loading only the index files that verify; returns it and the damaged IDs.
+
+    For restoring what is intact when an index file is damaged (``Repository.open`` refuses):
+    blobs listed only in a damaged file are then missing and fail loudly (``BlobNotFoundError``).
+    Raises what ``open_without_index`` raises, and ``StorageError``.
+    """
+    repository = open_without_index(store, password=password, clock=clock)
+    damaged = []
+    for index_id in repository.index_ids():
+        try:
+            repository.index.add_many(repository.load_index_file(index_id))
+        except (IntegrityError, ObjectNotFoundError):
+            damaged.append(index_id)
+    return repository, damaged
 
 
 def subset_of(pack_ids: list[str], percent: float, seed: str) -> list[str]:
@@ -403,12 +410,19 @@ class _Checker:
         if known is not None:
             return known
         memo[tree_id] = found = []
-        reason = self.bad_trees.get(tree_id) or self.damaged.get(tree_id)
         location = self.locate(tree_id)
+        reason = self.bad_trees.get(tree_id) or ("tree missing" if location is None else None)
+        if reason is None and location is not None and tree_id in self.damaged:
+            found.append(("", f"folder listing: {self.damaged[tree_id]}"))
+        if reason is None and location is not None:
+            try:
+                nodes = self.load_tree(tree_id, location).nodes
+            except (RepositoryError, ObjectNotFoundError) as error:
+                reason = str(error)
         if reason is not None or location is None:
-            found.append(("", f"folder unreadable, everything below is lost: {reason or 'tree missing'}"))
+            found.append(("", f"folder unreadable, everything below is lost: {reason}"))
             return found
-        for node in self.load_tree(tree_id, location).nodes:
+        for node in nodes:
             path = "/" + node.name.decode("utf-8", "surrogateescape")
             hurt = [self.damaged[blob_id] for blob_id in node.content if blob_id in self.damaged]
             if hurt:
@@ -420,11 +434,3 @@ class _Checker:
 
 def _is_hex(text: str) -> bool:
     return all(character in "0123456789abcdef" for character in text)
-
-
-def describe(report: CheckReport) -> Iterator[str]:
-    """Human-readable lines for a report: problems, then affected entries."""
-    for problem in report.problems:
-        yield f"error: {problem}"
-    for affected in report.affected:
-        yield f"affected: snapshot {affected.snapshot[:12]} {affected.path}: {affected.reason}"

@@ -202,11 +202,13 @@ class Index:
         records = self._records
         rows = [records[start : start + _RECORD] for start in range(0, len(records), _RECORD)]
         rows.extend(blob_id + value for blob_id, value in self._pending.items())
+        self._pending.clear()
+        self._records = records = b""
         rows.sort()
-        kept = [
-            row for n, row in enumerate(rows) if n == 0 or rows[n - 1][:BLOB_ID_SIZE] != row[:BLOB_ID_SIZE]
-        ]
-        self._records = b"".join(kept)
+        duplicates = [n for n in range(1, len(rows)) if rows[n - 1][:BLOB_ID_SIZE] == rows[n][:BLOB_ID_SIZE]]
+        for position in reversed(duplicates):
+            del rows[position]
+        self._records = b"".join(rows)
 
     def _splice(self) -> None:
         keys = _Keys(self._records)

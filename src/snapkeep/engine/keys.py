@@ -11,7 +11,8 @@ A key file (``keys/<id>``) is JSON::
 
 ``wrapped`` is ``encryption_key || id_key`` sealed with AES-256-GCM under the key-encryption key
 derived from the password (Argon2id via argon2-cffi, or scrypt via hashlib). A plain key file has
-``"kdf": "none"`` and the two keys in ``"master"``, unwrapped.
+``"kdf": "none"`` and the two keys in ``"master"``, unwrapped. ``"repository"`` holds the ID of the
+repository (from ``config``) the key belongs to.
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ def wrap(
     kdf: KdfId | str = KdfId.ARGON2ID,
     *,
     kdf_params: dict[str, int] | None = None,
+    repository_id: str | None = None,
 ) -> bytes:
     """A key file (JSON bytes) holding ``master``, wrapped by ``password`` unless it is ``None``.
 
     ``kdf_params`` overrides the defaults of ``format.ARGON2_DEFAULTS``/``SCRYPT_DEFAULTS`` (tests
-    use small ones). Raises ``ValueError`` for an unknown KDF name.
+    use small ones). ``repository_id`` ties the key file to one repository's ``config`` (a key left
+    behind by an interrupted ``init`` is then ignored). Raises ``ValueError`` for an unknown KDF.
     """
     kdf_id = kdf_by_name(kdf) if isinstance(kdf, str) else kdf
     if password is None or kdf_id is KdfId.NONE:
@@ -143,7 +146,15 @@ def wrap(
             "cipher": "aes-256-gcm",
             "wrapped": _b64(sealed),
         }
+    if repository_id is not None:
+        document["repository"] = repository_id
     return json.dumps(document, sort_keys=True, indent=1).encode("utf-8")
+
+
+def repository_of(data: bytes) -> str | None:
+    """The repository ID a key file is tied to (``None`` when it names none)."""
+    value = _parse(data).get("repository")
+    return None if value is None else str(value)
 
 
 def is_plain(data: bytes) -> bool:

@@ -22,10 +22,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import blake3
-import zstandard
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.engine import keys as keyfiles
+from snapkeep.engine.blobs import BlobCodec
 from snapkeep.engine.config import RepositoryConfig
 from snapkeep.engine.crypto import Cipher, make_cipher
 from snapkeep.engine.format import (
@@ -38,7 +38,6 @@ from snapkeep.engine.format import (
     PACK_TARGET_SIZE,
     BlobType,
     CipherId,
-    Compression,
     cipher_by_name,
     pack_name,
 )
@@ -94,7 +93,7 @@ class Repository:
         self._in_flight: set[bytes] = set()
         self._unsaved: list[BlobLocation] = []
         self._last_index_write = clock.monotonic()
-        self._local = threading.local()
+        self.codec = BlobCodec(self.cipher, master_key.id_key, config.compression_level)
         self._packer = Packer(
             store, self.cipher, self._pack_uploaded, pack_size=config.pack_size, uploaders=uploaders
         )
@@ -114,6 +113,7 @@ class Repository:
         pack_size: int = PACK_TARGET_SIZE,
         clock: Clock = SYSTEM,
         index_interval: float = DEFAULT_INDEX_INTERVAL,
+        uploaders: int = DEFAULT_UPLOADERS,
     ) -> Repository:
         """Create a repository in an empty location; ``password=None`` makes it unencrypted.
 
@@ -135,12 +135,14 @@ class Repository:
         )
         master = keyfiles.MasterKey.generate()
         try:
-            key_file = keyfiles.wrap(master, password, kdf, kdf_params=kdf_params)
+            key_file = keyfiles.wrap(
+                master, password, kdf, kdf_params=kdf_params, repository_id=config.repository_id
+            )
         except ValueError as problem:
             raise RepositoryError(f"kdf: {problem}") from None
         store.store(f"{KEYS_PREFIX}{blake3.blake3(key_file).hexdigest()}", key_file)
         store.store(CONFIG_NAME, config.to_json())
-        return cls(store, config, master, clock=clock, index_interval=index_interval)
+        return cls(store, config, master, clock=clock, index_interval=index_interval, uploaders=uploaders)
 
     @classmethod
     def open(
@@ -179,18 +181,27 @@ class Repository:
             raise WrongPasswordError(
                 f"the repository at {store.location} is encrypted: a password is required"
             )
+        candidates = 0
         for name in names:
+            data = store.load(name)
+            if keyfiles.repository_of(data) not in (None, config.repository_id):
+                continue  # left behind by an interrupted init of another repository
+            candidates += 1
             try:
-                return keyfiles.unwrap(store.load(name), password, location=store.location)
+                return keyfiles.unwrap(data, password, location=store.location)
             except WrongPasswordError:
                 continue
+        if not candidates:
+            raise RepositoryError(
+                f"{store.location}: no key file belongs to repository {config.repository_id}"
+            )
         raise WrongPasswordError(location=store.location)
 
     # --- blobs ----------------------------------------------------------------------------------
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         """The 32-byte keyed BLAKE3 ID of ``data``."""
-        return blake3.blake3(data, key=self.master_key.id_key).digest()
+        return self.codec.blob_id(data)
 
     def has_blob(self, blob_id: bytes) -> bool:
         """Whether the blob is indexed or already on its way into a pack."""
@@ -201,20 +212,6 @@ class Repository:
         """Where an uploaded blob is stored; ``None`` when it is not indexed (yet)."""
         with self._lock:
             return self.index.lookup(blob_id)
-
-    def _compressor(self) -> zstandard.ZstdCompressor:
-        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.config.compression_level)
-            self._local.compressor = compressor
-        return compressor
-
-    def _decompressor(self) -> zstandard.ZstdDecompressor:
-        decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
-        if decompressor is None:
-            decompressor = zstandard.ZstdDecompressor()
-            self._local.decompressor = decompressor
-        return decompressor
 
     def add_blob(self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None) -> bool:
         """Store ``data`` unless the repository has it; returns whether it was new.
@@ -230,12 +227,7 @@ class Repository:
                 return False
             self._in_flight.add(blob_id)
         try:
-            compression, payload = Compression.NONE, data
-            if self.config.compression_level:
-                compressed = self._compressor().compress(data)
-                if len(compressed) < len(data):
-                    compression, payload = Compression.ZSTD, compressed
-            sealed = self.cipher.seal(payload, blob_id)
+            compression, sealed = self.codec.encode(blob_id, data)
             self._packer.add(blob_id, blob_type, compression, sealed, len(data))
         except BaseException:
             with self._lock:
@@ -308,18 +300,7 @@ class Repository:
 
     def decode_blob(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
         """Open, decompress and verify the stored bytes of a blob; raises ``IntegrityError``."""
-        what = f"blob {location.blob_id.hex()} in pack {location.pack_id}"
-        if len(stored) != location.length:
-            raise IntegrityError(what=what, reason=f"read {len(stored)} bytes, expected {location.length}")
-        plaintext = self.cipher.open(stored, location.blob_id, what=what)
-        if location.compression is Compression.ZSTD:
-            try:
-                plaintext = self._decompressor().decompress(plaintext, max_output_size=location.raw_length)
-            except zstandard.ZstdError as problem:
-                raise IntegrityError(what=what, reason=f"cannot decompress: {problem}") from None
-        if len(plaintext) != location.raw_length or self.blob_id(plaintext) != location.blob_id:
-            raise IntegrityError(what=what, reason="contents do not match the blob ID")
-        return plaintext
+        return self.codec.decode(location, stored)
 
     def load_blob(self, blob_id: bytes) -> bytes:
         """The plaintext of a blob, verified against its ID.

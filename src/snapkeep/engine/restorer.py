@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import itertools
 import os
 import pwd
 import resource
@@ -28,7 +29,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from snapkeep.engine.index import BlobLocation
 from snapkeep.engine.progress import Progress
@@ -46,6 +47,7 @@ _SPARSE_BLOCK = 4096
 #: Largest span of a pack read at once by one worker.
 _READ_SPAN = 8 * 1024 * 1024
 Filters = list[list[bytes]] | None
+T = TypeVar("T")
 _ZEROS = bytes(_SPARSE_BLOCK)
 
 
@@ -317,10 +319,11 @@ class _Restorer:
         total = sum(job.node.size for job in self.jobs)
         self.progress.on_start(len(self.jobs) + self.result.files, total)
         with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore") as pool:
+            tasks = [
+                (pack, group) for pack, locations in self.packs.items() for group in _read_groups(locations)
+            ]
             futures = [
-                pool.submit(self.restore_pack, pack, group)
-                for pack, locations in self.packs.items()
-                for group in _read_groups(locations)
+                pool.submit(self.restore_pack, pack, group) for pack, group in _interleave(tasks, workers)
             ]
             for future in futures:
                 future.result()
@@ -406,8 +409,8 @@ class _Restorer:
 
     def finish(self, job: _FileJob) -> None:
         try:
-            if job.node.size or job.node.content:
-                os.ftruncate(job.fd, job.node.size)
+            if job.node.sparse:
+                os.ftruncate(job.fd, job.node.size)  # a trailing hole is not written
             self.apply_metadata(job.node, job.display, fd=job.fd)
         finally:
             os.close(job.fd)
@@ -482,7 +485,7 @@ class _Restorer:
                 self.warn(display, f"cannot set owner: {error.strerror or error}")
         if node.type != SYMLINK:
             # Linux has no lchmod: a name here is a fifo or device node this restore just made.
-            os.chmod(target, node.mode, **({"dir_fd": dir_fd} if fd is None else {}))
+            os.chmod(target, node.mode, dir_fd=None if fd is not None else dir_fd)
         for key, value in node.xattrs.items():
             try:
                 if fd is not None:
@@ -532,6 +535,17 @@ def _read_groups(locations: list[BlobLocation]) -> Iterator[list[BlobLocation]]:
         group.append(location)
     if group:
         yield group
+
+
+def _interleave(tasks: list[T], ways: int) -> list[T]:
+    """Take tasks from ``ways`` far-apart stretches in turn: packs follow the backup's walk, so
+    neighbouring tasks fill the same folders, and workers creating files in one folder wait on
+    its lock."""
+    if ways < 2 or len(tasks) < 2 * ways:
+        return tasks
+    size = -(-len(tasks) // ways)
+    stretches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
+    return [task for row in itertools.zip_longest(*stretches) for task in row if task is not None]
 
 
 def _offset(location: BlobLocation) -> int:

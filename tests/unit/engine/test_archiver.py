@@ -187,3 +187,26 @@ def test_tags_paths_and_stats(repository: Repository, tmp_path: Path) -> None:
     assert repository.load_snapshot("latest").id == snapshot.id
     other_job = backup(repository, [str(tmp_path)], job_id="job2")
     assert other_job.parent is None
+
+
+def test_root_source_walks_the_root_folder(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "only").write_bytes(b"x")
+    walked: list[bytes] = []
+    original = archiver.scan_directory
+
+    inside = os.fsencode(tmp_path)
+
+    def scan(path: bytes) -> list[tuple[bytes, os.stat_result]]:
+        walked.append(path)
+        if not path.startswith(inside):  # keep the test small: only the folders leading to tmp_path
+            wanted = inside[len(path.rstrip(b"/")) + 1 :].split(b"/")[0]
+            return [(name, info) for name, info in original(path) if name == wanted]
+        return original(path)
+
+    monkeypatch.setattr(archiver, "scan_directory", scan)
+    snapshot = backup(repository, ["/"])
+    assert walked[0] == b"/"
+    assert snapshot.paths == ["/"]
+    assert b"only" in entries(repository, snapshot.tree, *components(tmp_path))

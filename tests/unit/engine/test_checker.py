@@ -41,7 +41,7 @@ def two_snapshots(
     repository = Repository.init(store, password=password, kdf_params=FAST, pack_size=4096)
     source = make_tree(tmp_path)
     first = backup(repository, [str(source)])
-    (source / "new.bin").write_bytes(os.urandom(4000))
+    (source / "new.bin").write_bytes(os.urandom(5000))
     second = backup(repository, [str(source)])
     return store, repository, source, first, second
 
@@ -140,7 +140,7 @@ def test_damaged_snapshot_file_is_named(tmp_path: Path, password: str | None) ->
 def test_damaged_index_file_is_named_and_blobs_found_in_pack_trailers(
     tmp_path: Path, password: str | None
 ) -> None:
-    store, repository, _, first, second = two_snapshots(tmp_path, password)
+    store, repository, source, first, second = two_snapshots(tmp_path, password)
     index_names = sorted(info.name for info in store.list(INDEX_PREFIX))
     # the index file written by the second backup lists new.bin's blob
     blob_id, _ = content_pack(repository, second, source / "new.bin")

@@ -16,6 +16,7 @@ from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import (
     BlobNotFoundError,
     IntegrityError,
+    LockError,
     NotFoundError,
     RepositoryError,
     RepositoryNotFoundError,
@@ -283,4 +284,35 @@ def test_snapshots_save_list_load_and_delete(tmp_path: object) -> None:
     assert repository.load_snapshot("latest").id == saved[0]
     with pytest.raises(NotFoundError):
         repository.load_snapshot(saved[1])
+    repository.close()
+
+
+def test_a_key_left_by_an_interrupted_init_is_ignored() -> None:
+    store = MemoryStore()
+    new_repository(store, "secret").close()
+    stale = json.loads(store.load("config"))
+    store.delete("config")  # as if init had stopped after writing its key file
+    repository = new_repository(store, "secret")
+    assert repository.config.repository_id != stale["id"]
+    assert len(names(store, "keys/")) == 2
+    repository.add_blob(BlobType.DATA, b"payload")
+    repository.flush()
+    repository.close()
+    reopened = Repository.open(store, password="secret")
+    assert reopened.master_key == repository.master_key
+    assert reopened.load_blob(reopened.blob_id(b"payload")) == b"payload"
+    reopened.close()
+
+
+def test_repository_lock_is_exclusive_against_other_holders() -> None:
+    store = MemoryStore()
+    repository = new_repository(store)
+    with (
+        repository.lock(exclusive=True, holder="snapkeep prune"),
+        pytest.raises(LockError, match="exclusive lock held by snapkeep prune"),
+    ):
+        Repository.open(store, password="secret").lock(exclusive=False).acquire()
+    with repository.lock(exclusive=False), repository.lock(exclusive=False):
+        assert len(names(store, "locks/")) == 2
+    assert names(store, "locks/") == []
     repository.close()

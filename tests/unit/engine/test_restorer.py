@@ -16,7 +16,7 @@ from snapkeep.engine.format import BlobType
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restorer import restore
 from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, FILE, Node, Tree
+from snapkeep.engine.tree import DIR, FILE, Node
 from snapkeep.errors import NotFoundError, UnsafePathError
 from snapkeep.storage.memory import MemoryStore
 

@@ -4,4 +4,5 @@ base          FunctionSpec/ParamSpec, the call context, list parameters, output 
 jobs          Backup Jobs          destinations  Destinations and their types
 schedules     Schedules            hooks         Hooks
 filters       Account Filters      queue         queue groups
+alerts        Alerts
 """

@@ -1,17 +1,19 @@
 """The current catalog schema, as the catalog queries it.
 
-At version 1 it is exactly what migration 1 created. When a later migration changes a table, this
-module changes with it (and a test checks that a migrated catalog matches this shape).
+At version 2 it is what migration 1 created plus migration 2's ``incidents`` table. When a later
+migration changes a table, this module changes with it (and a test checks that a migrated catalog
+matches this shape).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import MetaData, Table
 
-from snapkeep.jobs.migrations import m0001_initial
+from snapkeep.jobs.migrations import m0001_initial, m0002_incidents
 
 metadata = MetaData()
 TABLES: dict[str, Table] = m0001_initial.define(metadata)
+TABLES.update(m0002_incidents.define(metadata))
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -25,3 +27,4 @@ log_items = TABLES["log_items"]
 alerts = TABLES["alerts"]
 tokens = TABLES["tokens"]
 settings = TABLES["settings"]
+incidents = TABLES["incidents"]
