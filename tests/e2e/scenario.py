@@ -199,6 +199,11 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert int(queue_group["status"]) == 1
     assert door.ok("getQueueGroup", {"_id": queue_group["_id"]})["_id"] == queue_group["_id"]
 
+    # Alerts: list, a missing one is named, clear all.
+    assert isinstance(listed(door.ok("listAlerts", {"sort": {"created": "-1"}}), "alerts"), list)
+    assert "alert not found" in door.fails("getAlert", {"_id": "f" * 24}).lower()
+    assert isinstance(door.ok("clearAlerts")["cleared"], int)
+
     # Deleting what nothing uses any more.
     door.ok("deleteHook", {"_id": hook["_id"]})
     door.ok("deleteAccountFilter", {"_id": spare["_id"]})

@@ -170,6 +170,7 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
     expected = {
         "manageBackupJob", "getBackupJob", "listBackupJobs", "duplicateBackupJob", "runBackupJobManually",
         "deleteBackupJob", "listDestinationTypes", "listQueueGroups", "getQueueGroup",
+        "listAlerts", "getAlert", "clearAlerts",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}
