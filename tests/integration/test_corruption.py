@@ -18,13 +18,11 @@ from click.testing import CliRunner
 
 from snapkeep.cli.repo_maint_cmd import check_command
 from snapkeep.engine.archiver import backup
-from snapkeep.engine.checker import open_skipping_damaged_index
 from snapkeep.engine.format import INDEX_PREFIX, SNAPSHOTS_PREFIX, pack_name
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restorer import restore
 from snapkeep.engine.snapshot import Snapshot
 from snapkeep.engine.tree import Tree
-from snapkeep.errors import SnapkeepError
 from snapkeep.storage.local import LocalStore
 
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -132,22 +130,17 @@ def test_flipped_byte_in_an_index_file(setup: Setup, tmp_path: Path) -> None:
     assert f"snapshot {setup.second.id[:12]} {setup.source}/victim.bin" in result.stderr
     assert f"snapshot {setup.first.id[:12]}" not in result.stderr, "snapshot 1 is intact"
 
-    refused = setup.run("restore", "latest", str(tmp_path / "x"))
-    assert refused.returncode == 8 and index_id in refused.stderr, refused.stderr
-
-    repository, damaged = open_skipping_damaged_index(LocalStore(setup.repo), password=setup.password)
-    assert damaged == [index_id]
-    first = restore(repository, repository.load_snapshot(setup.first.id), str(tmp_path / "first"))
-    assert first.ok, first.failures
+    # Opening recovers the blobs the damaged file listed from the packs' sealed trailers, so
+    # every snapshot still restores exactly.
+    for snapshot, folder in ((setup.first, "first"), (setup.second, "second")):
+        restored = setup.run("restore", snapshot.id, str(tmp_path / folder))
+        assert restored.returncode == 0, restored.stdout + restored.stderr
     for rel in ("keep/a.txt", "keep/b.txt"):
         assert setup.inside(tmp_path / "first", rel).read_bytes() == setup.files[rel]
-    try:
-        second = restore(repository, repository.load_snapshot(setup.second.id), str(tmp_path / "second"))
-    except SnapkeepError as error:  # its root tree was listed only in the damaged file
-        assert "not in the index" in str(error)
-    else:
-        assert not second.ok and any("victim.bin" in path for path, _ in second.failures)
-    assert not setup.inside(tmp_path / "second", "victim.bin").exists()
+    repository = Repository.open(LocalStore(setup.repo), password=setup.password)
+    assert repository.damaged_index_files == [index_id]
+    second = restore(repository, repository.load_snapshot(setup.second.id), str(tmp_path / "again"))
+    assert second.ok, second.failures
 
 
 def test_flipped_byte_in_a_snapshot_file(setup: Setup, tmp_path: Path) -> None:

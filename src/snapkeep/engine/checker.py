@@ -44,8 +44,6 @@ from snapkeep.errors import (
     NotFoundError,
     ObjectNotFoundError,
     RepositoryError,
-    RepositoryNotFoundError,
-    WrongPasswordError,
 )
 from snapkeep.storage.base import Store
 
@@ -103,45 +101,10 @@ class CheckReport:
 def open_without_index(store: Store, *, password: str | None, clock: Clock = SYSTEM) -> Repository:
     """Open the repository in ``store`` without loading its index (``check`` builds its own).
 
-    Unlike ``Repository.open`` this succeeds when index files are damaged. Raises
-    ``RepositoryNotFoundError``, ``RepositoryError`` (bad config, no key file) and
+    Raises ``RepositoryNotFoundError``, ``RepositoryError`` (bad config, no key file) and
     ``WrongPasswordError``.
     """
-    try:
-        config = RepositoryConfig.from_json(store.load(CONFIG_NAME), location=store.location)
-    except ObjectNotFoundError:
-        raise RepositoryNotFoundError(location=store.location) from None
-    names = sorted(info.name for info in store.list(KEYS_PREFIX))
-    if not names:
-        raise RepositoryError(f"{store.location}: the repository has no key file under {KEYS_PREFIX}")
-    if config.encrypted and password is None:
-        raise WrongPasswordError(f"the repository at {store.location} is encrypted: a password is required")
-    for name in names:
-        try:
-            master = keyfiles.unwrap(store.load(name), password, location=store.location)
-        except (WrongPasswordError, RepositoryError, ObjectNotFoundError):
-            continue
-        return Repository(store, config, master, clock=clock)
-    raise WrongPasswordError(location=store.location)
-
-
-def open_skipping_damaged_index(
-    store: Store, *, password: str | None, clock: Clock = SYSTEM
-) -> tuple[Repository, list[str]]:
-    """Open the repository loading only the index files that verify; returns it and the damaged IDs.
-
-    For restoring what is intact when an index file is damaged (``Repository.open`` refuses):
-    blobs listed only in a damaged file are then missing and fail loudly (``BlobNotFoundError``).
-    Raises what ``open_without_index`` raises, and ``StorageError``.
-    """
-    repository = open_without_index(store, password=password, clock=clock)
-    damaged = []
-    for index_id in repository.index_ids():
-        try:
-            repository.index.add_many(repository.load_index_file(index_id))
-        except (IntegrityError, ObjectNotFoundError):
-            damaged.append(index_id)
-    return repository, damaged
+    return Repository.open(store, password=password, clock=clock, load_index=False)
 
 
 def subset_of(pack_ids: list[str], percent: float, seed: str) -> list[str]:
@@ -272,9 +235,7 @@ class _Checker:
                 continue
             for e in entries:
                 if e.blob_id not in self.index and e.blob_id not in self.recovered:
-                    self.recovered[e.blob_id] = BlobLocation(
-                        e.blob_id, pack_id, e.offset, e.length, e.raw_length, e.blob_type, e.compression
-                    )
+                    self.recovered[e.blob_id] = e.located_in(pack_id)
 
     def load_snapshots(self) -> None:
         for snapshot_id in self.repository.snapshots.ids():

@@ -33,6 +33,7 @@ from snapkeep.engine.format import (
     Compression,
     pack_name,
 )
+from snapkeep.engine.index import BlobLocation
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.base import Store
 
@@ -53,6 +54,12 @@ class PackEntry(NamedTuple):
     offset: int
     length: int
     raw_length: int
+
+    def located_in(self, pack_id: str) -> BlobLocation:
+        """This entry as an index location in pack ``pack_id``."""
+        return BlobLocation(
+            self.blob_id, pack_id, self.offset, self.length, self.raw_length, self.blob_type, self.compression
+        )
 
 
 class PackBuilder:

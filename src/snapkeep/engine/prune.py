@@ -241,10 +241,7 @@ class _Pruner:
     def _uploaded(self, pack_id: str, entries: list[PackEntry]) -> None:
         # Uploader-thread callback; list.append is atomic, the report is read after flush().
         self.report.new_packs.append(pack_id)
-        self.new_locations.extend(
-            BlobLocation(e.blob_id, pack_id, e.offset, e.length, e.raw_length, e.blob_type, e.compression)
-            for e in entries
-        )
+        self.new_locations.extend(entry.located_in(pack_id) for entry in entries)
 
     def write_index(self, entries: Iterable[BlobLocation], gone: set[str]) -> set[str]:
         """Store index files for every blob in a kept or new pack; returns their IDs."""

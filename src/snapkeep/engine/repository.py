@@ -31,6 +31,7 @@ from snapkeep.engine.crypto import Cipher, make_cipher
 from snapkeep.engine.format import (
     AD_INDEX,
     CONFIG_NAME,
+    DATA_PREFIX,
     DEFAULT_CIPHER,
     DEFAULT_COMPRESSION_LEVEL,
     INDEX_PREFIX,
@@ -87,6 +88,7 @@ class Repository:
         self.clock = clock
         self.cipher: Cipher = make_cipher(config.cipher, master_key.encryption_key)
         self.index = Index()
+        self.damaged_index_files: list[str] = []
         self.index_interval = index_interval
         self.snapshots = SnapshotStore(store, self.cipher)
         self._lock = threading.Lock()
@@ -153,12 +155,14 @@ class Repository:
         clock: Clock = SYSTEM,
         index_interval: float = DEFAULT_INDEX_INTERVAL,
         uploaders: int = DEFAULT_UPLOADERS,
+        load_index: bool = True,
     ) -> Repository:
-        """Open the repository in ``store`` and load its index.
+        """Open the repository in ``store`` and load its index (unless ``load_index`` is false).
 
         Raises ``RepositoryNotFoundError`` when there is none, ``RepositoryError`` for an unknown
         format version or missing keys, ``WrongPasswordError`` when no key file opens with
-        ``password``, ``IntegrityError`` for a damaged index file, ``StorageError`` from the store.
+        ``password``, ``StorageError`` from the store. Damaged index files do not stop it: see
+        ``reload_index``.
         """
         try:
             config_data = store.load(CONFIG_NAME)
@@ -169,7 +173,8 @@ class Repository:
         repository = cls(
             store, config, master, clock=clock, index_interval=index_interval, uploaders=uploaders
         )
-        repository.reload_index()
+        if load_index:
+            repository.reload_index()
         return repository
 
     @staticmethod
@@ -237,10 +242,7 @@ class Repository:
 
     def _pack_uploaded(self, pack_id: str, entries: list[PackEntry]) -> None:
         """Uploader-thread callback: index the pack and write an index file when one is due."""
-        locations = [
-            BlobLocation(e.blob_id, pack_id, e.offset, e.length, e.raw_length, e.blob_type, e.compression)
-            for e in entries
-        ]
+        locations = [entry.located_in(pack_id) for entry in entries]
         with self._lock:
             self.index.add_many(locations)
             self._in_flight.difference_update(e.blob_id for e in entries)
@@ -285,14 +287,37 @@ class Repository:
         """IDs of the stored index files."""
         return sorted(info.name[len(INDEX_PREFIX) :] for info in self.store.list(INDEX_PREFIX))
 
-    def reload_index(self) -> None:
-        """Read every index file into a fresh in-memory index. Raises ``IntegrityError``."""
+    def reload_index(self) -> list[str]:
+        """Read every index file into a fresh in-memory index; return the IDs of damaged ones.
+
+        A damaged or vanished index file does not stop the repository from opening: its ID goes
+        to ``damaged_index_files`` and the blobs of every pack that no intact index file covers are
+        read back from the packs' sealed trailers, so everything still stored stays restorable
+        (``check`` names the damage; ``prune`` writes a fresh index). Raises ``StorageError``.
+        """
         index = Index()
+        damaged: list[str] = []
         for index_id in self.index_ids():
-            index.add_index_file(self._index_plaintext(index_id), what=f"index file {index_id}")
+            try:
+                index.add_index_file(self._index_plaintext(index_id), what=f"index file {index_id}")
+            except (IntegrityError, ObjectNotFoundError):
+                damaged.append(index_id)
+        if damaged:
+            covered = index.pack_ids()
+            for info in self.store.list(DATA_PREFIX):
+                pack_id = info.name.rsplit("/", 1)[-1]
+                if pack_id in covered:
+                    continue
+                try:
+                    entries = self.read_pack_trailer(pack_id)
+                except (IntegrityError, ObjectNotFoundError):
+                    continue  # a damaged pack: its blobs stay missing and fail loudly on use
+                index.add_many(entry.located_in(pack_id) for entry in entries)
         with self._lock:
             index.add_many(self._unsaved)
             self.index = index
+            self.damaged_index_files = damaged
+        return damaged
 
     def read_pack_trailer(self, pack_id: str) -> list[PackEntry]:
         """The blob list in a stored pack's trailer. Raises ``IntegrityError``, ``StorageError``."""

@@ -51,6 +51,10 @@ def _days(document: dict[str, Any], name: str) -> int:
         return 0
 
 
+def _plural(days: int) -> str:
+    return f"{days} day" if days == 1 else f"{days} days"
+
+
 def _last_successes(tx: Transaction) -> dict[str, _dt.datetime]:
     table = schema.queue_groups
     query = (
@@ -76,7 +80,9 @@ def _notran(tx: Transaction, job: Any, days: int, last: _dt.datetime | None) -> 
     return alerts.raise_alert(
         tx,
         title="Backup Job has not run",
-        message=f"Backup Job {job.name!r} ({job.id}) has had no successful run for {days} days: {history}",
+        message=(
+            f"Backup Job {job.name!r} ({job.id}) has had no successful run for {_plural(days)}: {history}"
+        ),
         level=alerts.CRITICAL,
         incident=NOTRAN + job.id,
     )
@@ -87,7 +93,7 @@ def _ranfor(tx: Transaction, job: Any, days: int, group: Any) -> Alert | None:
         tx,
         title="Backup Job is running too long",
         message=(
-            f"Backup Job {job.name!r} ({job.id}) has been running for more than {days} days: "
+            f"Backup Job {job.name!r} ({job.id}) has been running for more than {_plural(days)}: "
             f"queue group {group.id} started {isoformat(group.started)}"
         ),
         level=alerts.CRITICAL,
