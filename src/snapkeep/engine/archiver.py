@@ -53,7 +53,7 @@ _MAX_WARNINGS = 1000
 class BackupOptions:
     """Tuning knobs; the defaults suit a 2-4 core server."""
 
-    workers: int = 3
+    workers: int = 4
     max_pending: int = 512
     max_pending_bytes: int = 256 * 1024 * 1024
     read_xattrs: bool = True
@@ -259,7 +259,7 @@ class _Archiver:
     def store_chunk(self, data: bytes | memoryview) -> bytes:
         """Hash one chunk and add it when the repository lacks it; returns its ID."""
         blob_id = self.repository.blob_id(data)
-        if not self.repository.has_blob(blob_id) and self.repository.add_blob(BlobType.DATA, data, blob_id):
+        if self.repository.add_blob(BlobType.DATA, data, blob_id):  # skips (False) a known blob
             with self.lock:
                 self.stats.new_blobs += 1
                 self.stats.new_bytes += len(data)
@@ -483,7 +483,7 @@ class _Archiver:
     def _store_tree(self, entries: list[dict[str, Any]]) -> bytes:
         data = encode_entries(entries)
         tree_id = self.repository.blob_id(data)
-        if not self.repository.has_blob(tree_id) and self.repository.add_blob(BlobType.TREE, data, tree_id):
+        if self.repository.add_blob(BlobType.TREE, data, tree_id):
             with self.lock:
                 self.stats.new_blobs += 1
                 self.stats.new_bytes += len(data)

@@ -94,7 +94,7 @@ class SmtpServer(socketserver.ThreadingTCPServer):
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     server = SmtpServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()
@@ -133,7 +133,7 @@ class WebhookServer(ThreadingHTTPServer):
 @pytest.fixture
 def webhook() -> Iterator[WebhookServer]:
     server = WebhookServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server
     server.shutdown()

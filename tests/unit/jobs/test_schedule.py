@@ -145,3 +145,20 @@ def test_zone_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert zone("") == NEW_YORK
     with pytest.raises(ConfigError, match="timezone: unknown time zone 'Mars/Olympus'"):
         zone("Mars/Olympus")
+
+
+@pytest.mark.parametrize(
+    ("minute", "spring", "autumn"),
+    [(0, 23, 24), (30, 24, 24)],
+)
+def test_hourly_runs_on_the_days_the_clocks_change(minute: int, spring: int, autumn: int) -> None:
+    hourly = {"type": 1, "type_data": 1}
+    second = dt.timedelta(seconds=1)
+
+    def runs(day: int, month: int) -> int:
+        start = local(BERLIN, 2026, month, day) - second
+        end = local(BERLIN, 2026, month, day + 1) - second
+        return len(slots_between(hourly, minute, start, end, BERLIN))
+
+    assert runs(29, 3) == spring
+    assert runs(25, 10) == autumn
