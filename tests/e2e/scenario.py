@@ -199,6 +199,24 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert int(queue_group["status"]) == 1
     assert door.ok("getQueueGroup", {"_id": queue_group["_id"]})["_id"] == queue_group["_id"]
 
+    # Runs, logs, backups, restores, settings (issue 4). The queued run may be picked up by a service
+    # at any moment, so only calls whose answer does not depend on its progress are made here.
+    missing = "f" * 24
+    assert isinstance(listed(door.ok("listQueueItems", {"group_id": queue_group["_id"]}), "items"), list)
+    assert "not found" in door.fails("stopQueueGroup", {"_id": missing}).lower()
+    assert "not found" in door.fails("rerunFailedQueueGroup", {"_id": missing}).lower()
+    assert isinstance(listed(door.ok("listLogs", {"find": {"job_id": job["_id"]}}), "logs"), list)
+    assert "log not found" in door.fails("getLog", {"_id": missing, "content": "1"}).lower()
+    assert "log not found" in door.fails("listLogItems", {"log_id": missing}).lower()
+    assert listed(door.ok("listBackups", {"account_id": missing}), "backups") == []
+    assert "backup not found" in door.fails("getBackupItems", {"_id": missing}).lower()
+    assert "backup not found" in door.fails("manageBackupLock", {"_id": missing, "locked": "1"}).lower()
+    assert "backup not found" in door.fails("deleteSnapshot", {"_id": missing}).lower()
+    assert "backup not found" in door.fails("addQueueItems", {"type": "2", "snapshot_id": missing}).lower()
+    assert "destination not found" in door.fails("validateDestination", {"_id": missing}).lower()
+    forks = door.ok("getSettingsPerformance")
+    assert door.ok("manageSettingsPerformance", {"backup_forks": str(forks["backup_forks"])}) == forks
+
     # Alerts: list, a missing one is named, clear all.
     assert isinstance(listed(door.ok("listAlerts", {"sort": {"created": "-1"}}), "alerts"), list)
     assert "alert not found" in door.fails("getAlert", {"_id": "f" * 24}).lower()

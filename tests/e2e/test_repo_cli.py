@@ -128,10 +128,19 @@ def test_unknown_snapshot_and_damaged_file_exit_non_zero(tmp_path: Path) -> None
     run("init", repo, "--no-encryption", password=None)
     run("backup", repo, source, password=None)
     assert run("ls", repo, "ffffffff", password=None, check=None).returncode != 0
-    packs = sorted((repo / "data").rglob("*"), key=lambda path: path.stat().st_size if path.is_file() else 0)
-    biggest = packs[-1]
-    data = bytearray(biggest.read_bytes())
-    data[100] ^= 0xFF  # inside the first blob of the pack
-    biggest.write_bytes(bytes(data))
+    # Plain repository, incompressible logo: its bytes are stored verbatim in a pack. Damage them.
+    logo = (source / "public_html" / "img" / "logo.png").read_bytes()
+    for pack in (path for path in (repo / "data").rglob("*") if path.is_file()):
+        data = bytearray(pack.read_bytes())
+        where = data.find(logo[1000:1064])
+        if where >= 0:
+            data[where + 10] ^= 0xFF
+            pack.write_bytes(bytes(data))
+            break
+    else:
+        raise AssertionError("the logo's bytes are in no pack")
     done = run("restore", repo, "latest", tmp_path / "out", password=None, check=3)
-    assert "error:" in done.stderr and "FAILED" in done.stdout
+    assert "logo.png" in done.stderr and "FAILED" in done.stdout
+    copy = Path(str(tmp_path / "out") + str(source))
+    assert not (copy / "public_html" / "img" / "logo.png").exists()
+    assert (copy / "public_html" / "index.php").read_text() == "<?php echo 'hi'; ?>\n"

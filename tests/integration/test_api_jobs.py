@@ -171,6 +171,10 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "manageBackupJob", "getBackupJob", "listBackupJobs", "duplicateBackupJob", "runBackupJobManually",
         "deleteBackupJob", "listDestinationTypes", "listQueueGroups", "getQueueGroup",
         "listAlerts", "getAlert", "clearAlerts",
+        # issue 4: runs, logs, backups, restores, settings
+        "listQueueItems", "stopQueueGroup", "rerunFailedQueueGroup", "listLogs", "getLog", "listLogItems",
+        "listBackups", "getBackupItems", "manageBackupLock", "deleteSnapshot", "addQueueItems",
+        "getSettingsPerformance", "manageSettingsPerformance", "validateDestination",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -38,6 +38,7 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
         "tokens",
         "settings",
         "incidents",
+        "backups",
         "schema_migrations",
     }
     assert set(dump) == expected

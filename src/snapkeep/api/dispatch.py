@@ -14,7 +14,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from snapkeep.api import envelope
-from snapkeep.api.functions import alerts, destinations, filters, hooks, jobs, queue, schedules
+from snapkeep.api.functions import (
+    alerts,
+    backups,
+    destinations,
+    filters,
+    hooks,
+    jobs,
+    logs,
+    queue,
+    restore,
+    schedules,
+    settings,
+)
 from snapkeep.api.functions.base import CallContext, Caller, FunctionSpec, ParamSpec
 from snapkeep.api.params import check_sizes, decode_pairs, decode_query, is_flat, normalise
 from snapkeep.clock import SYSTEM, Clock
@@ -25,7 +37,19 @@ log = logging.getLogger(__name__)
 
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
-    for module in (jobs, destinations, schedules, hooks, filters, queue, alerts)
+    for module in (
+        jobs,
+        destinations,
+        schedules,
+        hooks,
+        filters,
+        queue,
+        alerts,
+        logs,
+        backups,
+        restore,
+        settings,
+    )
     for spec in module.FUNCTIONS
 }
 

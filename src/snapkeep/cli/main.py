@@ -25,6 +25,11 @@ COMMANDS: dict[str, str] = {
     "jobs": "snapkeep.cli.jobs_cmd:jobs_group",
     "serve": "snapkeep.cli.serve_cmd:serve_command",
     "repo": "snapkeep.cli.repo_maint_cmd:repo_group",
+    "run": "snapkeep.cli.run_cmd:run_command",
+    "runs": "snapkeep.cli.runs_cmd:runs_group",
+    "backups": "snapkeep.cli.backups_cmd:backups_group",
+    "restore": "snapkeep.cli.restore_cmd:restore_command",
+    "keys": "snapkeep.cli.keys_cmd:keys_group",
 }
 
 

@@ -232,6 +232,8 @@ class _Archiver:
         self.repository = repository
         self.excludes = excludes
         self.progress = progress
+        #: Whether anyone listens to per-file events (saves a path decode per file otherwise).
+        self.report_files = type(progress).on_file is not Progress.on_file
         self.options = options
         self.describer = Describer()
         self.describer.read_xattrs = options.read_xattrs
@@ -266,20 +268,24 @@ class _Archiver:
         return blob_id
 
     def _work(self, files: list[PendingFile]) -> None:
+        on_bytes = self.progress.on_bytes
+        read = 0
         for pending in files:
             try:
                 if pending.node.size >= CHUNK_MIN_SIZE:
                     # Large files are read in buffers of up to 32 MiB: cap how many at once.
                     with self.large_files:
-                        read_file_content(pending, self.store_chunk, self.progress.on_bytes)
+                        read_file_content(pending, self.store_chunk, on_bytes)
                 else:
-                    read_file_content(pending, self.store_chunk, self.progress.on_bytes)
+                    read_file_content(pending, self.store_chunk, on_bytes)
             except OSError as error:
                 pending.error = error.strerror or str(error)
             else:
-                with self.lock:
-                    self.stats.read_bytes += pending.node.size
-            self.progress.on_file(os.fsdecode(pending.path), pending.node.size)
+                read += pending.node.size
+            if self.report_files:
+                self.progress.on_file(os.fsdecode(pending.path), pending.node.size)
+        with self.lock:
+            self.stats.read_bytes += read
 
     # --- submission with bounded queue ------------------------------------------------------------
 
@@ -402,7 +408,8 @@ class _Archiver:
             return
         if node.type != FILE:
             self.stats.others += 1
-            self.progress.on_file(os.fsdecode(path), 0)
+            if self.report_files:
+                self.progress.on_file(os.fsdecode(path), 0)
             return
         self.stats.files += 1
         self.stats.bytes += node.size
@@ -424,7 +431,8 @@ class _Archiver:
             node.content = [bytes.fromhex(blob_id) for blob_id in old.get("content", ())]
             node.sparse = bool(old.get("sparse", False))
             self.stats.unchanged_files += 1
-            self.progress.on_file(os.fsdecode(path), node.size)
+            if self.report_files:
+                self.progress.on_file(os.fsdecode(path), node.size)
             if node.hardlink:
                 self.hardlinks[node.hardlink] = node
             return

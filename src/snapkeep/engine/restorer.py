@@ -45,7 +45,7 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPARSE_BLOCK = 4096
 #: Largest span of a pack read at once by one worker.
-_READ_SPAN = 8 * 1024 * 1024
+_READ_SPAN = 4 * 1024 * 1024
 Filters = list[list[bytes]] | None
 T = TypeVar("T")
 _ZEROS = bytes(_SPARSE_BLOCK)
@@ -311,6 +311,7 @@ class _Restorer:
             else:
                 users.append((job, offset))
             offset += location.raw_length
+        node.content = []  # the blob users hold what is needed; keeps a big plan small
         self.jobs.append(job)
 
     # --- content ----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -111,12 +112,12 @@ class Node:
         try:
             node = cls(
                 name=name,
-                type=raw["type"],
+                type=sys.intern(raw["type"]),
                 mode=int(raw["mode"]),
                 uid=int(raw["uid"]),
                 gid=int(raw["gid"]),
-                user=str(raw.get("user", "")),
-                group=str(raw.get("group", "")),
+                user=sys.intern(str(raw.get("user", ""))),
+                group=sys.intern(str(raw.get("group", ""))),
                 mtime_ns=int(raw["mtime"]),
                 ctime_ns=int(raw["ctime"]),
                 size=int(raw.get("size", 0)),

@@ -155,9 +155,11 @@ class Transaction:
 class Catalog:
     """The open catalog database. Use ``Catalog.open``; ``close`` when done."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = SYSTEM, home: Path | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        #: the data directory the catalog was opened for (keys, logs, downloads live there)
+        self.home = home
 
     @classmethod
     def open(cls, home: Path, url: str | None = None, *, clock: Clock = SYSTEM) -> Catalog:
@@ -180,7 +182,7 @@ class Catalog:
         except SQLAlchemyError as error:
             where = make_url(target).render_as_string(hide_password=True)
             raise CatalogError(f"cannot open the catalog {where}: {_reason(error)}") from None
-        return cls(engine, clock=clock)
+        return cls(engine, clock=clock, home=Path(home))
 
     def close(self) -> None:
         """Release every database connection."""

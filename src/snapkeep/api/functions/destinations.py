@@ -23,7 +23,8 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
-from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.errors import ConflictError, SnapkeepError, StorageError, ValidationError
+from snapkeep.jobs.backups import open_destination_store
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
 from snapkeep.jobs.models.destination import (
@@ -33,6 +34,7 @@ from snapkeep.jobs.models.destination import (
     mask,
     unmask,
 )
+from snapkeep.storage.probe import probe
 
 LABEL = "Destination"
 READ_ONLY = ("disk_usage", "count")
@@ -155,6 +157,30 @@ def list_types(context: CallContext, params: dict[str, Any]) -> Result:
     return "Destination Types Listed Successfully", {"types": types, "total": len(types)}
 
 
+def validate_destination_call(context: CallContext, params: dict[str, Any]) -> Result:
+    """Write, read back, list and delete a probe object on the destination; fail naming the step."""
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        destination = tx.require("destinations", ident, LABEL)
+    try:
+        store = open_destination_store(destination, "")
+    except SnapkeepError as error:
+        raise StorageError(f"Destination {destination['name']!r} ({ident}): cannot open: {error}") from None
+    try:
+        report = probe(store)
+    finally:
+        store.close()
+    steps = [
+        {"name": step.name, "ok": 1 if step.ok else 0, "seconds": round(step.seconds, 3)}
+        for step in report.steps
+    ]
+    if not report.ok:
+        raise StorageError(
+            f"Destination {destination['name']!r} ({ident}) failed validation: {report.message}"
+        )
+    return "Destination Validated Successfully", {"_id": ident, "steps": steps, "message": report.message}
+
+
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
 _MANAGE = [
     ParamSpec("action", "string", True, "create or modify"),
@@ -167,5 +193,11 @@ FUNCTIONS = [
     FunctionSpec("getDestination", "Get one Destination (secrets masked)", _ID, get),
     FunctionSpec("listDestinations", "List Destinations", param_specs(ListParams), list_destinations),
     FunctionSpec("deleteDestination", "Delete a Destination no Backup Job uses", _ID, delete),
+    FunctionSpec(
+        "validateDestination",
+        "Write, read, list and delete a probe object on a Destination",
+        _ID,
+        validate_destination_call,
+    ),
     FunctionSpec("listDestinationTypes", "The destination types and their options", [], list_types),
 ]

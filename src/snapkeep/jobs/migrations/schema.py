@@ -1,6 +1,7 @@
 """The current catalog schema, as the catalog queries it.
 
-At version 2 it is what migration 1 created plus migration 2's ``incidents`` table. When a later
+At version 3 it is what migration 1 created plus migration 2's ``incidents`` table and migration
+3's ``backups`` table. When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData, Table
 
-from snapkeep.jobs.migrations import m0001_initial, m0002_incidents
+from snapkeep.jobs.migrations import m0001_initial, m0002_incidents, m0003_backups
 
 metadata = MetaData()
 TABLES: dict[str, Table] = m0001_initial.define(metadata)
 TABLES.update(m0002_incidents.define(metadata))
+TABLES.update(m0003_backups.define(metadata))
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -28,3 +30,4 @@ alerts = TABLES["alerts"]
 tokens = TABLES["tokens"]
 settings = TABLES["settings"]
 incidents = TABLES["incidents"]
+backups = TABLES["backups"]

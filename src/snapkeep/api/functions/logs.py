@@ -1,0 +1,90 @@
+"""Log functions (API.md section 6): listLogs, getLog (``content=1`` adds the text), listLogItems.
+
+Logs come newest first; ``filter=TEXT`` matches the log's name (the job's name, or "Restore of ...").
+Log items come in the order they were written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    IdParams,
+    ListParams,
+    Result,
+    apply_list,
+    list_params,
+    param_specs,
+)
+from snapkeep.home import default_home
+from snapkeep.jobs import runlog
+from snapkeep.jobs.models.base import Flag, ObjectId, choice, validate
+
+
+class LogListParams(ListParams):
+    type: Annotated[int | None, choice(runlog.LOG_TYPES)] = Field(
+        None, description="1 Backup, 2 Restore, 4 Download, 8 Reindex"
+    )
+    job_id: ObjectId | None = Field(None, description="only the logs of this Backup Job")
+
+
+class GetLogParams(IdParams):
+    content: Flag = Field(False, description="1 adds the log's text as content")
+
+
+class LogItemParams(ListParams):
+    log_id: ObjectId = Field(description="the log whose lines to list")
+
+
+def list_logs(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params, LogListParams)
+    assert isinstance(options, LogListParams)
+    with context.catalog.transaction(write=False) as tx:
+        items = runlog.list_logs(tx)
+    items = [
+        item
+        for item in items
+        if (options.type is None or item["type"] == options.type)
+        and (options.job_id is None or item["job_id"] == options.job_id)
+    ]
+    page, total = apply_list(items, options)
+    return "Logs Listed Successfully", {"logs": page, "total": total}
+
+
+def home_of(context: CallContext) -> Path:
+    """The data directory of the catalog behind ``context`` (where logs, keys and downloads live)."""
+    return context.catalog.home if context.catalog.home is not None else default_home()
+
+
+def get_log(context: CallContext, params: dict[str, Any]) -> Result:
+    options = validate(GetLogParams, params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = runlog.get_log(tx, options.id)
+    if options.content:
+        answer["content"] = runlog.log_text(home_of(context), options.id)
+    return "Log Retrieved Successfully", answer
+
+
+def list_items(context: CallContext, params: dict[str, Any]) -> Result:
+    options = validate(LogItemParams, params)
+    with context.catalog.transaction(write=False) as tx:
+        items = runlog.list_items(tx, options.log_id)
+    page, total = apply_list(items, options.model_copy(update={"filter": ""}))
+    if options.filter:
+        text = options.filter.lower()
+        page = [item for item in items if text in item["message"].lower()]
+        total = len(page)
+        page = page[options.skip :][: options.limit or None]
+    return "Log Items Listed Successfully", {"items": page, "total": total}
+
+
+FUNCTIONS = [
+    FunctionSpec("listLogs", "List run logs, newest first", param_specs(LogListParams), list_logs),
+    FunctionSpec("getLog", "Get one log; content=1 adds its text", param_specs(GetLogParams), get_log),
+    FunctionSpec("listLogItems", "List the lines of one log", param_specs(LogItemParams), list_items),
+]

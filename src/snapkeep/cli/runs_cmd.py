@@ -1,0 +1,77 @@
+"""``snapkeep runs list`` and ``snapkeep runs execute GROUP``: queue groups for people.
+
+``runs list`` shows the queue (``listQueueGroups``). ``runs execute`` runs a Pending group (a queued
+backup, restore or download) here in the foreground; when the service has already claimed it, it
+waits for the service to finish it. Exit 0 when the group completed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+from rich.table import Table
+
+from snapkeep.cli.jobs_cmd import call
+from snapkeep.cli.main import Context
+from snapkeep.cli.output import console, when
+from snapkeep.cli.run_cmd import STATUS_EXIT, execute_in_foreground
+from snapkeep.jobs import queue
+from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.runlog import claim
+
+POLL_SECONDS = 0.5
+
+
+@click.group("runs")
+def runs_group() -> None:
+    """Runs (queue groups): backups, restores, downloads."""
+
+
+@runs_group.command("list")
+@click.option("--limit", default=20, show_default=True, help="At most this many (0 = all).")
+@click.pass_obj
+def list_command(context: Context, limit: int) -> None:
+    """List queue groups, newest first."""
+    data = call(context, "listQueueGroups", {"limit": limit})
+    table = Table(title=f"Runs ({data['total']})")
+    for column in ("ID", "Type", "Job", "Status", "Created", "Ended", "Files", "Bytes"):
+        table.add_column(column)
+    for group in data["groups"]:
+        progress = group["progress"]
+        table.add_row(
+            group["_id"],
+            group["type_name"],
+            str(group["data"].get("name", "")),
+            group["status_name"],
+            when(group["created"]),
+            when(group["ended"]),
+            str(progress.get("completed_files", 0)),
+            str(progress.get("completed_bytes", 0)),
+        )
+    console().print(table)
+
+
+@runs_group.command("execute")
+@click.argument("group_id")
+@click.pass_obj
+def execute_command(context: Context, group_id: str) -> None:
+    """Execute pending queue group GROUP_ID here (or wait for the service running it)."""
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        with catalog.transaction() as tx:
+            group = queue.get_group(tx, group_id)
+            mine = claim(tx, group_id)
+        if mine:
+            status = execute_in_foreground(context, catalog, group_id, f"{group['type_name']} {group_id}")
+        else:
+            while group["status"] not in queue.FINISHED:
+                time.sleep(POLL_SECONDS)
+                with catalog.transaction(write=False) as tx:
+                    group = queue.get_group(tx, group_id)
+            status = group["status"]
+            click.echo(f"{group['type_name']} {group_id}: {group['status_name']} (status {status})")
+    finally:
+        catalog.close()
+    sys.exit(STATUS_EXIT.get(status, 1))

@@ -1,0 +1,217 @@
+"""The service: scheduler, worker pools and job monitor in one process (DESIGN.md section 6).
+
+``Service(catalog, home, ...).start()``:
+
+1. recovers from a crash: groups a dead process of this host left Processing become 104 Never
+   Finished, their jobs' ``running`` flags are cleared and the repository locks they held (locks of
+   this host whose process is gone) are removed from each destination of their job;
+2. starts the scheduler thread, whose first pass runs each schedule missed while the service was
+   down once;
+3. starts two worker pools: Backups (``backup_forks`` at once, default 2) and Restores and Downloads
+   (``queueable_forks``, default 2), both re-read from the ``performance`` setting on every round
+   unless given;
+4. runs the job monitor (``jobs.monitor.check_jobs``) every ``monitor_interval`` seconds and sends the
+   alerts it raises (``jobs.notify``).
+
+``stop(timeout)`` stops the scheduler, sets every running group's stop event and waits for the runs
+(bounded); a run still going when the time is up is left to the next start's recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from snapkeep.clock import SYSTEM, Clock
+from snapkeep.daemon.scheduler import Scheduler, SchedulerThread
+from snapkeep.daemon.workers import Executor, WorkerPool
+from snapkeep.errors import SnapkeepError
+from snapkeep.jobs import backups, monitor, notify, queue, schedule
+from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.runner import execute_group, performance, timezone_setting
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FORKS = 2
+MAX_FORKS = 10
+MONITOR_INTERVAL = 300.0
+
+
+def fork_setting(catalog: Catalog, key: str) -> int:
+    """``backup_forks`` / ``queueable_forks`` of the ``performance`` setting (``jobs.runner``),
+    clamped to 1-10; the default 2 when the catalog cannot be read or the value is bad."""
+    try:
+        with catalog.transaction(write=False) as tx:
+            value = performance(tx).get(key, DEFAULT_FORKS)
+        return min(MAX_FORKS, max(1, int(value)))
+    except (SnapkeepError, TypeError, ValueError):
+        return DEFAULT_FORKS
+
+
+def configured_zone(catalog: Catalog) -> ZoneInfo:
+    """The ``timezone`` setting's zone (the server's own when unset). Raises ConfigError, CatalogError."""
+    with catalog.transaction(write=False) as tx:
+        name = timezone_setting(tx)
+    return schedule.zone(name or None)
+
+
+def _limit(value: int | None, catalog: Catalog, key: str) -> Callable[[], int]:
+    if value is not None:
+        fixed = min(MAX_FORKS, max(1, value))
+        return lambda: fixed
+    return lambda: fork_setting(catalog, key)
+
+
+class Service:
+    """The long-running scheduler, worker pools and monitor over one catalog."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        home: Path,
+        *,
+        clock: Clock = SYSTEM,
+        backup_forks: int | None = None,
+        queueable_forks: int | None = None,
+        tz: ZoneInfo | None = None,
+        executor: Executor | None = None,
+        poll_interval: float = 2.0,
+        schedule_interval: float = 30.0,
+        monitor_interval: float = MONITOR_INTERVAL,
+    ) -> None:
+        self.catalog = catalog
+        self.home = Path(home)
+        self.clock = clock
+        self.monitor_interval = monitor_interval
+        run: Executor = executor or execute_group
+        self.scheduler = Scheduler(catalog, clock=clock, tz=tz or (lambda: configured_zone(catalog)))
+        self.scheduler_thread = SchedulerThread(
+            self.scheduler, poll_interval=schedule_interval, on_queued=self._queued
+        )
+        self.backups = WorkerPool(
+            catalog,
+            self.home,
+            name="backups",
+            types=(queue.BACKUP,),
+            limit=_limit(backup_forks, catalog, "backup_forks"),
+            executor=run,
+            clock=clock,
+            poll_interval=poll_interval,
+            on_finished=self._finished,
+        )
+        self.restores = WorkerPool(
+            catalog,
+            self.home,
+            name="restores",
+            types=queue.RESTORE_TYPES,
+            limit=_limit(queueable_forks, catalog, "queueable_forks"),
+            executor=run,
+            clock=clock,
+            poll_interval=poll_interval,
+            on_finished=self._finished,
+        )
+        self._closing = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self.recovered: list[dict[str, Any]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover, then start the scheduler, the pools and the monitor. Raises CatalogError when
+        the catalog cannot be read during recovery."""
+        self.recovered = self.recover()
+        self._closing.clear()
+        self.scheduler_thread.start()
+        self.backups.start()
+        self.restores.start()
+        self._monitor = threading.Thread(target=self._monitor_loop, name="snapkeep-monitor", daemon=True)
+        self._monitor.start()
+
+    def stop(self, timeout: float = 30.0) -> list[str]:
+        """Stop scheduling and claiming, stop every running group and wait for the runs (at most
+        ``timeout`` seconds). Returns the groups still running when the time ran out."""
+        self._closing.set()
+        self.scheduler_thread.stop(timeout=min(timeout, 10.0))
+        for stop in {**self.backups.running(), **self.restores.running()}.values():
+            stop.set()
+        deadline = self.clock.monotonic() + timeout
+        left = self.backups.stop(timeout)
+        left += self.restores.stop(max(0.0, deadline - self.clock.monotonic()))
+        if self._monitor is not None:
+            self._monitor.join(5.0)
+            self._monitor = None
+        return left
+
+    def running(self) -> dict[str, threading.Event]:
+        """Every group running now, with its stop event."""
+        return {**self.backups.running(), **self.restores.running()}
+
+    # --- recovery -------------------------------------------------------------------------------
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Mark runs a dead process left Processing as Never Finished and release their locks;
+        returns those groups. Raises CatalogError; a destination that cannot be reached is logged."""
+        with self.catalog.transaction() as tx:
+            marked = queue.mark_never_finished(tx)
+            places = []
+            for group in marked:
+                job_id = group["data"].get("_id")
+                job = tx.get("jobs", str(job_id)) if job_id else None
+                for ident in (job or {}).get("destination", []):
+                    destination = tx.get("destinations", ident)
+                    if destination is not None:
+                        places.append((destination, str(job_id)))
+        for group in marked:
+            log.warning("queue group %s was left running by a dead process: Never Finished", group["_id"])
+        for destination, job_id in places:
+            self._release_locks(destination, job_id)
+        return marked
+
+    def _release_locks(self, destination: dict[str, Any], job_id: str) -> None:
+        try:
+            store = backups.open_destination_store(destination, job_id)
+            try:
+                removed = queue.release_dead_locks(store, now=self.clock.time())
+            finally:
+                store.close()
+        except SnapkeepError as error:
+            log.error(
+                "cannot release the locks of Backup Job %s on Destination %r: %s",
+                job_id,
+                destination.get("name"),
+                error,
+            )
+            return
+        for name in removed:
+            log.warning("removed stale lock %s of Backup Job %s on %r", name, job_id, destination.get("name"))
+
+    # --- callbacks and the monitor ----------------------------------------------------------------
+
+    def _queued(self) -> None:
+        self.backups.wake()
+
+    def _finished(self, group: dict[str, Any], status: int) -> None:
+        # a finished backup may make an "After Backup Job Done" schedule due
+        if group.get("type") == queue.BACKUP:
+            self.scheduler_thread.wake()
+
+    def monitor_pass(self) -> int:
+        """One job-monitor pass now; sends the alerts raised. Returns how many. Raises CatalogError."""
+        raised = monitor.check_jobs(self.catalog, self.clock.now())
+        if raised:
+            notify.notify(self.catalog, raised)
+        return len(raised)
+
+    def _monitor_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                self.monitor_pass()
+            except SnapkeepError as error:
+                log.error("job monitor pass failed: %s", error)
+            except Exception:  # a bug: keep monitoring
+                log.exception("job monitor pass failed")
+            self._closing.wait(self.monitor_interval)
