@@ -186,13 +186,24 @@ class Server:
                 self.process.wait(timeout=15)
 
 
-def start_server(instance: Instance, log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    """Start ``snapkeep serve`` and wait until it answers; returns (process, base URL, printed output)."""
+def start_server(instance: Instance, log: Path, *options: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start ``snapkeep serve [OPTIONS]`` and wait until it answers; returns (process, base URL, printed
+    output)."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [str(SNAPKEEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            [
+                str(SNAPKEEP),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                *options,
+            ],
             env=instance.env(),
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -3,11 +3,12 @@ leaves every catalog table as it was; bad tokens answer 401, unparseable bodies 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Instance, Server, printed_token, start_server
 
 MISSING_ID = "f" * 24
 TEN_MB = 10 * 1024 * 1024
@@ -22,6 +23,20 @@ class Objects:
     job: str
     job_name: str
     running: str
+
+
+@pytest.fixture(scope="module")
+def server(instance: Instance) -> Iterator[Server]:
+    """``snapkeep serve --api-only``: no worker runs the queue, so the busy job stays busy and the
+    catalog changes only through the requests of these tests."""
+    log = instance.home.parent / "serve.log"
+    process, base_url, output = start_server(instance, log, "--api-only")
+    running = Server(instance, process, base_url, log, printed_token(output) or "")
+    try:
+        assert running.token, output
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")

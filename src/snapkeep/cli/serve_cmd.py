@@ -74,11 +74,12 @@ def _signals_recorded() -> Iterator[list[int]]:
 
 
 def _log_to_stderr(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("snapkeep")
-    logger.addHandler(handler)
     logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 def run_server(app: FastAPI, host: str, port: int, log_level: str) -> None:
@@ -106,8 +107,15 @@ def run_server(app: FastAPI, host: str, port: int, log_level: str) -> None:
     type=click.FloatRange(0, 3600),
     help="Seconds to wait for running backups to stop on SIGTERM/SIGINT.",
 )
+@click.option(
+    "--api-only",
+    is_flag=True,
+    help="Serve the API without the scheduler and workers (another snapkeep serve runs the queue).",
+)
 @click.pass_obj
-def serve_command(context: Context, host: str, port: int, log_level: str, stop_timeout: float) -> None:
+def serve_command(
+    context: Context, host: str, port: int, log_level: str, stop_timeout: float, api_only: bool
+) -> None:
     """Serve the API over HTTP (GET /?api=1&function=..., POST /) with bearer tokens, and run the
     scheduler and the workers that carry out queued backups, restores and downloads."""
     home: Path = context.home
@@ -118,10 +126,11 @@ def serve_command(context: Context, host: str, port: int, log_level: str, stop_t
     try:
         with _signals_recorded() as received:
             announce_token(catalog, click.echo)
-            service = Service(catalog, home)
-            service.start()
-            for group in service.recovered:
-                click.echo(f"queue group {group['_id']} was interrupted: marked Never Finished")
+            if not api_only:
+                service = Service(catalog, home)
+                service.start()
+                for group in service.recovered:
+                    click.echo(f"queue group {group['_id']} was interrupted: marked Never Finished")
             click.echo(f"snapkeep {__version__}: API on http://{host}:{port}/ (data directory {home})")
             sys.stdout.flush()
             if not received:
