@@ -159,7 +159,7 @@ class _BarProgress(Progress):
 def tune_memory() -> None:
     """Give freed buffers back to the system at once (glibc only; silently skipped elsewhere).
 
-    Backup and restore pass many 1-16 MiB buffers between threads. glibc raises its mmap threshold
+    Backup passes many 1-16 MiB buffers between threads. glibc raises its mmap threshold
     after the first such buffer is freed, and the later ones then fragment the per-thread heaps:
     peak RSS doubled in the benchmark. A fixed threshold keeps big buffers in mmap, unmapped when freed.
     """
@@ -328,7 +328,7 @@ def restore_command(
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT (or the --include paths of it) into the folder TARGET."""
-    tune_memory()
+    # No tune_memory() here: restore's buffers are few and short-lived, and fresh mmaps cost page faults.
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         snapshot = repository.load_snapshot(snapshot_ref)
         progress = make_progress("restore", as_json)
