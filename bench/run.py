@@ -27,7 +27,7 @@ if str(PROJECT) not in sys.path:
 
 from bench import dataset, profiling, report, summary  # noqa: E402
 from bench.measure import Measurement, failed_to_start, run_measured  # noqa: E402
-from bench.tools import TOOLS, Snapkeep, Tool  # noqa: E402
+from bench.tools import REMOTE_TARGETS, REMOTE_TOOLS, TOOLS, RemoteTarget, Snapkeep, Tool  # noqa: E402
 
 BENCH = PROJECT / "bench"
 
@@ -55,7 +55,21 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=7200, help="seconds before one command is killed")
     parser.add_argument("--keep-repositories", action="store_true", help="leave the repositories in --work")
     parser.add_argument("--dataset-script", type=Path, default=dataset.DEFAULT_SCRIPT)
+    parser.add_argument(
+        "--remote",
+        default="sftp,s3",
+        help="after the local steps, back up and restore to these loopback servers: sftp, s3 (default both)",
+    )
+    parser.add_argument("--no-remote", action="store_true", help="skip the SFTP and S3 steps")
     arguments = parser.parse_args(argv)
+    arguments.remote = (
+        [] if arguments.no_remote else [name.strip() for name in arguments.remote.split(",") if name.strip()]
+    )
+    unknown_remote = [name for name in arguments.remote if name not in REMOTE_TARGETS]
+    if unknown_remote:
+        parser.error(
+            f"--remote: unknown {', '.join(unknown_remote)}; choose from {', '.join(REMOTE_TARGETS)}"
+        )
     arguments.tools = [name.strip() for name in arguments.tools.split(",") if name.strip()]
     unknown = [name for name in arguments.tools if name not in TOOLS]
     if unknown or not arguments.tools:
@@ -85,6 +99,7 @@ class Bench:
         self.foreign = arguments.data is not None
         self.tree = arguments.data.resolve() if self.foreign else self.work / "tree"
         self.runs: list[dict[str, dict[str, Any]]] = []
+        self.remote_records: dict[str, dict[str, dict[str, Any]]] = {}
         self.meta: dict[str, Any] = {"notes": []}
         self.started = time.perf_counter()
 
@@ -256,11 +271,57 @@ class Bench:
         for repeat in range(self.arguments.repeat):
             self.log(f"repetition {repeat + 1} of {self.arguments.repeat}")
             self.runs.append(self.repetition(repeat))
+        for name in self.arguments.remote:
+            self.remote(name)
         if self.arguments.profile:
             self.profile()
         self.meta["load_after"] = os.getloadavg()
         self.meta["elapsed_s"] = round(time.perf_counter() - self.started, 1)
         return self.meta
+
+    # ---- remote targets -----------------------------------------------------------------------
+    def remote(self, name: str) -> None:
+        """First backup and full restore of the tree on the ``name`` loopback server, for snapkeep and
+        restic (those of ``--tools``); the server runs only for these steps."""
+        target: RemoteTarget = REMOTE_TARGETS[name](self.work)
+        names = [tool for tool in self.arguments.tools if tool in REMOTE_TOOLS]
+        records: dict[str, dict[str, Any]] = {f"{tool}-{name}": {"size": {}} for tool in names}
+        self.remote_records[name] = records
+        try:
+            target.start()
+        except Exception as error:  # a missing sshd/rclone is a FAIL row, never a crash
+            for steps in records.values():
+                for step in ("init", "first", "restore"):
+                    self.skip(steps, step, "fail", f"{name} server did not start: {error}")
+            self.log(f"{name}: server did not start: {error}")
+            return
+        tools = [REMOTE_TOOLS[tool](self.work, target) for tool in names]
+        try:
+            expected = self.digest(self.tree)
+            for tool in tools:
+                tool.reset()
+                steps = records[tool.name]
+                reason = tool.available()
+                alive = not reason and self.record(
+                    steps, "init", self.measure(tool, "init", 0, tool.init_command())
+                )
+                if reason:
+                    self.skip(steps, "init", "fail", reason)
+                if alive:
+                    command = tool.backup_command(self.tree, "first")
+                    alive = self.record(steps, "first", self.measure(tool, "first", 0, command))
+                    tool.latest = "first"
+                    steps["size"]["after_first"] = dataset.disk_usage(tool.repository)[0]
+                else:
+                    self.skip(steps, "first", "skipped", "an earlier step failed")
+                if alive:
+                    self.restore(tool, 0, steps, expected)
+                else:
+                    self.skip(steps, "restore", "skipped", "an earlier step failed")
+                dataset.remove_tree(tool.repository)
+                dataset.remove_tree(tool.home)
+        finally:
+            target.stop()
 
     def profile(self) -> None:
         if "snapkeep" not in self.arguments.tools:
@@ -300,6 +361,49 @@ class Bench:
         dataset.remove_tree(tool.home)
 
 
+def render_remote(remote: dict[str, dict[str, dict[str, Any]]], meta: dict[str, Any]) -> str:
+    """The generated report's section on SFTP and S3: wall, MB/s and snapkeep/restic ratios."""
+    if not remote:
+        return ""
+    data_bytes = int(meta.get("data", {}).get("bytes") or 0)
+    lines = [
+        "",
+        "## Remote destinations (loopback SFTP and S3)",
+        "",
+        "One first backup and one full restore (verified) of the same tree per tool, to OpenSSH sshd and to",
+        "`rclone serve s3` on 127.0.0.1 (the servers of `tests/servers.py`).",
+        "ratio = snapkeep / restic, lower is better.",
+        "",
+        "| target | step | snapkeep wall | restic wall | snapkeep MB/s | restic MB/s | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def cell(step: dict[str, Any] | None) -> tuple[str, str, float | None]:
+        if not step or step.get("status") != "ok" or step.get("wall_s") is None:
+            return (str((step or {}).get("status", "n/a")).upper(), "n/a", None)
+        wall = float(step["wall_s"])
+        rate = f"{data_bytes / wall / 1e6:.1f}" if data_bytes and wall else "n/a"
+        return (f"{wall:.2f} s", rate, wall)
+
+    for target, records in remote.items():
+        for step in ("first", "restore"):
+            ours = cell(records.get(f"snapkeep-{target}", {}).get(step))
+            theirs = cell(records.get(f"restic-{target}", {}).get(step))
+            ratio = f"{ours[2] / theirs[2]:.2f}" if ours[2] is not None and theirs[2] else "n/a"
+            label = "backup" if step == "first" else "restore"
+            lines.append(
+                f"| {target} | {label} | {ours[0]} | {theirs[0]} | {ours[1]} | {theirs[1]} | {ratio} |"
+            )
+        failures = [
+            f"- {tool} {step}: {record.get('error')}"
+            for tool, steps in records.items()
+            for step, record in steps.items()
+            if step != "size" and isinstance(record, dict) and record.get("status") not in ("ok", None)
+        ]
+        lines.extend(failures)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     bench = Bench(arguments)
@@ -314,11 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["python"] = platform.python_version()
     meta["repeat"] = arguments.repeat
     meta["tools"] = arguments.tools
-    results = {"meta": meta, "summary": combined, "runs": bench.runs}
+    results = {"meta": meta, "summary": combined, "runs": bench.runs, "remote": bench.remote_records}
     rows = report.ratio_rows(combined) if {"snapkeep", "restic"} <= set(arguments.tools) else []
     results["ratios"] = rows
     arguments.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    text = summary.render(meta, combined, rows)
+    text = summary.render(meta, combined, rows) + render_remote(bench.remote_records, meta)
     report.write_report(arguments.report, text)
     print(text)
     bench.log(f"wrote {arguments.report} and {arguments.results}")

@@ -189,3 +189,19 @@ class BackupAbortedError(SnapkeepError):
     """A backup was stopped on request; nothing was committed."""
 
     exit_code = 10
+
+
+# --- sources (per-account failures: the run goes on with the other accounts) ----------------------
+
+
+class DatabaseError(SnapkeepError):
+    """A database server or client command failed (discovery, size, users, restore)."""
+
+    template = "{engine} {what}: {reason}"
+    exit_code = 11
+
+
+class DumpError(DatabaseError):
+    """A database dump did not complete (non-zero exit, killed, missing trailer): never stored as good."""
+
+    template = "dump of {engine} database {database!r} failed: {reason}"

@@ -124,8 +124,8 @@ def test_repository_blobs_round_trip(encrypted: bool, blobs: list[bytes]) -> Non
 @SETTINGS
 @given(st.lists(st.lists(locations, max_size=80), max_size=6), st.sampled_from([1, 3, 50]))
 def test_index_bulk_loads_agree_with_the_files(files: list[list[BlobLocation]], batch: int) -> None:
-    original = index_module.BULK_BATCH
-    index_module.BULK_BATCH = batch
+    original = index_module.BUCKET_LOAD
+    index_module.BUCKET_LOAD = batch
     try:
         index = Index()
         candidates: dict[bytes, list[BlobLocation]] = {}
@@ -140,4 +140,4 @@ def test_index_bulk_loads_agree_with_the_files(files: list[list[BlobLocation]], 
         for blob_id, choices in candidates.items():
             assert index.lookup(blob_id) in choices
     finally:
-        index_module.BULK_BATCH = original
+        index_module.BUCKET_LOAD = original

@@ -181,8 +181,33 @@ def make_progress(description: str, as_json: bool) -> Progress:
 
 
 @click.group("repo")
-def repo_group() -> None:
-    """Work on a repository directly (disaster recovery: needs only the destination)."""
+@click.option(
+    "--sftp-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Private key file for sftp:// locations (else $SNAPKEEP_SFTP_KEY_FILE).",
+)
+@click.option(
+    "--s3-access-key", default=None, help="Access key for s3:// locations (else $SNAPKEEP_S3_ACCESS_KEY)."
+)
+@click.option(
+    "--s3-secret-key",
+    default=None,
+    help="Secret key for s3:// locations (else $SNAPKEEP_S3_SECRET_KEY, which other users cannot see in ps).",
+)
+def repo_group(sftp_key_file: str | None, s3_access_key: str | None, s3_secret_key: str | None) -> None:
+    """Work on a repository directly (disaster recovery: needs only the destination).
+
+    PATH may also be sftp://USER@HOST:PORT/PATH or s3://ENDPOINT/BUCKET/PREFIX (s3+http:// for plain HTTP).
+    """
+    given = {
+        "SNAPKEEP_SFTP_KEY_FILE": sftp_key_file,
+        "SNAPKEEP_S3_ACCESS_KEY": s3_access_key,
+        "SNAPKEEP_S3_SECRET_KEY": s3_secret_key,
+    }
+    for variable, value in given.items():  # storage.remote_locations reads the credentials from these
+        if value:
+            os.environ[variable] = value
 
 
 @repo_group.command("init")

@@ -8,18 +8,21 @@ bytes) an index file's plaintext is::
 
 where an entry's pack number points into the file's own pack table.
 
-In memory the index is compact, not a dict of Python objects per blob: one ``bytes`` of 49-byte
-records sorted by blob ID (32-byte ID, then pack number into a pack table, offset, length, raw
-length as u32 and type|compression<<4 as u8), searched with ``bisect``; new entries wait in a small
-dict and are merged in batches. 49 bytes per blob (figures in docs/engine.md).
+In memory the index is compact, not a dict of Python objects per blob: a hash table of ``2**k``
+buckets selected by the first bits of the blob ID, each bucket one ``bytes`` of 49-byte records
+(32-byte ID, then pack number into a pack table, offset, length, raw length as u32 and
+type|compression<<4 as u8). A lookup picks the bucket and finds the ID with ``bytes.find`` at a
+record boundary: C-level work, O(1) (the table doubles past ``BUCKET_LOAD`` records per bucket on
+average). About 50 bytes per blob (figures in docs/engine.md). Buckets follow ID order, so
+iteration sorts each bucket only.
 
 Not thread-safe: the repository serialises access.
 """
 
 from __future__ import annotations
 
-import bisect
 import struct
+import sys
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -41,11 +44,16 @@ _PACK_NUMBER = struct.Struct("<I")
 #: One in-memory record: blob ID then packed location.
 _RECORD = BLOB_ID_SIZE + _VALUE.size
 _BLOB_TYPES = frozenset(int(kind) for kind in BlobType)
+#: ``type | compression << 4`` -> the two enums (enum calls are slow on the lookup path).
+_FLAGS = {int(kind) | int(method) << 4: (kind, method) for kind in BlobType for method in Compression}
+_new_tuple = tuple.__new__
+
 _COMPRESSIONS = frozenset(int(kind) for kind in Compression)
-#: Pending entries are merged into the sorted arrays once there are this many (or an eighth of them).
-MERGE_THRESHOLD = 4096
-#: Bulk loads (index files at open) merge every this many entries, bounding the transient memory.
-BULK_BATCH = 512 * 1024
+#: The table doubles its bucket count when it holds more than this many records per bucket on
+#: average (about 1.5 KiB per bucket scanned by ``bytes.find``; 41 bytes of overhead per bucket).
+BUCKET_LOAD = 32
+#: Most buckets the table grows to (2**24: far beyond any real repository).
+_MAX_BITS = 24
 
 
 class BlobLocation(NamedTuple):
@@ -60,34 +68,19 @@ class BlobLocation(NamedTuple):
     compression: Compression
 
 
-class _Keys:
-    """A read-only sequence view of the IDs in the record array, for ``bisect``."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def __len__(self) -> int:
-        return len(self._data) // _RECORD
-
-    def __getitem__(self, position: int) -> bytes:
-        start = position * _RECORD
-        return self._data[start : start + BLOB_ID_SIZE]
-
-
 class Index:
     """The in-memory blob index of a repository."""
 
     def __init__(self) -> None:
         self._pack_ids: list[str] = []
         self._pack_numbers: dict[str, int] = {}
-        self._records = b""
-        self._pending: dict[bytes, bytes] = {}
+        self._bits = 0
+        self._shift = 32
+        self._buckets: list[bytes] = [b""]
+        self._count = 0
 
     def __len__(self) -> int:
-        self._merge()
-        return len(self._records) // _RECORD
+        return self._count
 
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self._find(blob_id) is not None
@@ -100,8 +93,8 @@ class Index:
             self._pack_numbers[pack_id] = number
         return number
 
-    def _pack(self, location: BlobLocation) -> bytes:
-        return _VALUE.pack(
+    def _record(self, location: BlobLocation) -> bytes:
+        return location.blob_id + _VALUE.pack(
             self._pack_number(location.pack_id),
             location.offset,
             location.length,
@@ -109,138 +102,125 @@ class Index:
             int(location.blob_type) | int(location.compression) << 4,
         )
 
-    def _count(self) -> int:
-        return len(self._records) // _RECORD
+    def _find(self, blob_id: bytes) -> tuple[bytes, int] | None:
+        """The bucket holding ``blob_id`` and the record's position in it, or ``None``."""
+        if len(blob_id) != BLOB_ID_SIZE:
+            return None
+        bucket = self._buckets[int.from_bytes(blob_id[:4], "big") >> self._shift]
+        position = bucket.find(blob_id)
+        while position >= 0:
+            if position % _RECORD == 0:
+                return bucket, position
+            position = bucket.find(blob_id, position + 1)  # a match across records: look on
+        return None
 
-    def _after_add(self, bulk: bool) -> None:
-        pending = len(self._pending)
-        if pending >= BULK_BATCH or (not bulk and pending >= max(MERGE_THRESHOLD, self._count() // 8)):
-            self._merge()
+    def _insert(self, record: bytes) -> bool:
+        """Append ``record`` to its bucket unless its blob is indexed already; returns whether new."""
+        blob_id = record[:BLOB_ID_SIZE]
+        if self._find(blob_id) is not None:
+            return False
+        slot = int.from_bytes(blob_id[:4], "big") >> self._shift
+        self._buckets[slot] += record
+        self._count += 1
+        if self._count > BUCKET_LOAD << self._bits and self._bits < _MAX_BITS:
+            self._resize(self._bits + 1)
+        return True
+
+    def _reserve(self, count: int) -> None:
+        """Grow the table once so ``count`` records fit without doubling on the way."""
+        bits = self._bits
+        while count > BUCKET_LOAD << bits and bits < _MAX_BITS:
+            bits += 1
+        if bits != self._bits:
+            self._resize(bits)
+
+    def _resize(self, bits: int) -> None:
+        """Split every bucket by the ID's leading ``bits`` bits (buckets stay in ID order)."""
+        shift = 32 - bits
+        groups: list[list[bytes]] = [[] for _ in range(1 << bits)]
+        for bucket in self._buckets:
+            for start in range(0, len(bucket), _RECORD):
+                groups[int.from_bytes(bucket[start : start + 4], "big") >> shift].append(
+                    bucket[start : start + _RECORD]
+                )
+        self._buckets = [b"".join(group) for group in groups]
+        self._bits = bits
+        self._shift = shift
 
     def add(self, location: BlobLocation) -> None:
         """Record ``location``; a blob already indexed keeps its first location."""
-        if self._find(location.blob_id) is not None:
-            return
-        self._pending[location.blob_id] = self._pack(location)
-        self._after_add(bulk=False)
+        self._insert(self._record(location))
 
     def add_many(self, locations: Iterable[BlobLocation]) -> None:
-        """Record many locations; a blob indexed twice keeps one of its (equally valid) locations."""
+        """Record many locations; a blob indexed twice keeps its first location."""
         for location in locations:
-            self._pending.setdefault(location.blob_id, self._pack(location))
-            self._after_add(bulk=True)
-        self._after_add(bulk=False)
+            self._insert(self._record(location))
 
     def add_index_file(self, plaintext: bytes, *, what: str) -> int:
         """Record the entries of an index file's plaintext; returns how many.
 
-        The fast path used at open: no per-entry objects beyond the pending dict. Raises
+        The fast path used at open: no per-entry objects beyond the record bytes. Raises
         ``IntegrityError`` naming ``what`` for a malformed file.
         """
         pack_ids, entries = _split_index_file(plaintext, what=what)
         numbers = [self._pack_number(pack_id) for pack_id in pack_ids]
-        pending = self._pending
+        self._reserve(self._count + len(entries) // _FILE_ENTRY.size)
         pack = _VALUE.pack
+        insert = self._insert
         try:
             for blob_id, number, offset, length, raw_length, kind, compression in _FILE_ENTRY.iter_unpack(
                 entries
             ):
                 if kind not in _BLOB_TYPES or compression not in _COMPRESSIONS:
                     raise ValueError(f"entry {blob_id.hex()} has an unknown type or compression")
-                pending.setdefault(
-                    blob_id, pack(numbers[number], offset, length, raw_length, kind | compression << 4)
-                )
-                if len(pending) >= BULK_BATCH:
-                    self._merge()
-                    pending = self._pending
+                insert(blob_id + pack(numbers[number], offset, length, raw_length, kind | compression << 4))
         except (IndexError, ValueError) as problem:
             raise IntegrityError(what=what, reason=f"malformed index file: {problem}") from None
-        self._after_add(bulk=False)
         return len(entries) // _FILE_ENTRY.size
-
-    def _find(self, blob_id: bytes) -> bytes | None:
-        keys = _Keys(self._records)
-        position = bisect.bisect_left(keys, blob_id)
-        if position < len(keys) and keys[position] == blob_id:
-            start = position * _RECORD + BLOB_ID_SIZE
-            return self._records[start : start + _VALUE.size]
-        return self._pending.get(blob_id)
 
     def lookup(self, blob_id: bytes) -> BlobLocation | None:
         """The location of ``blob_id``, or ``None`` when it is not indexed."""
-        value = self._find(blob_id)
-        return None if value is None else self._location(blob_id, value)
-
-    def _location(self, blob_id: bytes, value: bytes) -> BlobLocation:
-        pack_number, offset, length, raw_length, flags = _VALUE.unpack(value)
-        return BlobLocation(
-            blob_id,
-            self._pack_ids[pack_number],
-            offset,
-            length,
-            raw_length,
-            BlobType(flags & 0x0F),
-            Compression(flags >> 4),
+        found = self._find(blob_id)
+        if found is None:
+            return None
+        bucket, position = found
+        pack_number, offset, length, raw_length, flags = _VALUE.unpack_from(bucket, position + BLOB_ID_SIZE)
+        blob_type, compression = _FLAGS[flags]
+        location: BlobLocation = _new_tuple(
+            BlobLocation,
+            (blob_id, self._pack_ids[pack_number], offset, length, raw_length, blob_type, compression),
         )
+        return location
 
-    def _merge(self) -> None:
-        """Fold the pending entries into the sorted record array.
+    def _location(self, record: bytes) -> BlobLocation:
+        pack_number, offset, length, raw_length, flags = _VALUE.unpack_from(record, BLOB_ID_SIZE)
+        blob_type, compression = _FLAGS[flags]
+        location: BlobLocation = _new_tuple(
+            BlobLocation,
+            (record[:BLOB_ID_SIZE], self._pack_ids[pack_number], offset, length, raw_length, blob_type, compression),
+        )
+        return location
 
-        A few pending entries are spliced in (one bisect each, the array copied once); many are
-        merged by sorting all records again (one 49-byte object per record while it runs), which
-        is far cheaper than a bisect per entry. A blob already in the array keeps its record.
-        """
-        if not self._pending:
-            return
-        if len(self._pending) * 8 >= self._count():
-            self._rebuild()
-        else:
-            self._splice()
-        self._pending = {}
-
-    def _rebuild(self) -> None:
-        records = self._records
-        rows = [records[start : start + _RECORD] for start in range(0, len(records), _RECORD)]
-        rows.extend(blob_id + value for blob_id, value in self._pending.items())
-        self._pending.clear()
-        self._records = records = b""
-        rows.sort()
-        duplicates = [n for n in range(1, len(rows)) if rows[n - 1][:BLOB_ID_SIZE] == rows[n][:BLOB_ID_SIZE]]
-        for position in reversed(duplicates):
-            del rows[position]
-        self._records = b"".join(rows)
-
-    def _splice(self) -> None:
-        keys = _Keys(self._records)
-        records = self._records
-        parts: list[bytes] = []
-        previous = 0
-        for blob_id, value in sorted(self._pending.items()):
-            position = bisect.bisect_left(keys, blob_id, previous)
-            if position < len(keys) and keys[position] == blob_id:
-                continue
-            parts.append(records[previous * _RECORD : position * _RECORD])
-            parts.append(blob_id + value)
-            previous = position
-        parts.append(records[previous * _RECORD :])
-        self._records = b"".join(parts)
+    def _records(self) -> Iterator[bytes]:
+        """Every record, sorted by blob ID (buckets are in ID order; each is sorted here)."""
+        for bucket in self._buckets:
+            rows = [bucket[start : start + _RECORD] for start in range(0, len(bucket), _RECORD)]
+            rows.sort()
+            yield from rows
 
     def __iter__(self) -> Iterator[BlobLocation]:
         """Every indexed location, sorted by blob ID."""
-        self._merge()
-        records = self._records
-        for start in range(0, len(records), _RECORD):
-            yield self._location(
-                records[start : start + BLOB_ID_SIZE], records[start + BLOB_ID_SIZE : start + _RECORD]
-            )
+        for record in self._records():
+            yield self._location(record)
 
     def pack_ids(self) -> set[str]:
         """The packs that hold at least one indexed blob."""
-        self._merge()
-        used = {
-            _PACK_NUMBER.unpack_from(self._records, start + BLOB_ID_SIZE)[0]
-            for start in range(0, len(self._records), _RECORD)
-        }
+        used: set[int] = set()
+        for bucket in self._buckets:
+            used.update(
+                _PACK_NUMBER.unpack_from(bucket, start + BLOB_ID_SIZE)[0]
+                for start in range(0, len(bucket), _RECORD)
+            )
         return {self._pack_ids[number] for number in used}
 
     def remove_packs(self, pack_ids: Iterable[str]) -> int:
@@ -248,20 +228,22 @@ class Index:
         doomed = {self._pack_numbers[pack] for pack in pack_ids if pack in self._pack_numbers}
         if not doomed:
             return 0
-        self._merge()
-        records = self._records
-        kept = [
-            records[start : start + _RECORD]
-            for start in range(0, len(records), _RECORD)
-            if _PACK_NUMBER.unpack_from(records, start + BLOB_ID_SIZE)[0] not in doomed
-        ]
-        removed = self._count() - len(kept)
-        self._records = b"".join(kept)
+        removed = 0
+        for slot, bucket in enumerate(self._buckets):
+            kept = [
+                bucket[start : start + _RECORD]
+                for start in range(0, len(bucket), _RECORD)
+                if _PACK_NUMBER.unpack_from(bucket, start + BLOB_ID_SIZE)[0] not in doomed
+            ]
+            if len(kept) * _RECORD != len(bucket):
+                removed += len(bucket) // _RECORD - len(kept)
+                self._buckets[slot] = b"".join(kept)
+        self._count -= removed
         return removed
 
     def memory_bytes(self) -> int:
-        """Bytes held by the sorted record array (the per-blob cost), for measurements."""
-        return len(self._records)
+        """Bytes held by the records and their buckets (the per-blob cost), for measurements."""
+        return sum(sys.getsizeof(bucket) for bucket in self._buckets) + sys.getsizeof(self._buckets)
 
 
 def _split_index_file(plaintext: bytes, *, what: str) -> tuple[list[str], bytes]:

@@ -28,11 +28,11 @@ from snapkeep.engine.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import ConfigError, ConflictError, NotFoundError, RepositoryNotFoundError
 from snapkeep.ids import new_id
+from snapkeep.jobs import destinations
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.migrations import schema
 from snapkeep.storage.base import Store
-from snapkeep.storage.registry import open_store
 
 INCREMENTAL, ARCHIVED, COMPRESSED = 1, 2, 4
 STRUCTURES = {INCREMENTAL: "Incremental", ARCHIVED: "Archived", COMPRESSED: "Compressed"}
@@ -87,10 +87,10 @@ def location(destination: Mapping[str, Any], job_id: str) -> tuple[str, dict[str
 def open_destination_store(destination: Mapping[str, Any], job_id: str) -> Store:
     """Open the store holding the repository of ``job_id`` on ``destination``.
 
-    Raises ConfigError and the backend's StorageError.
+    Raises ConfigError and the backend's StorageError. Built by ``jobs.destinations`` (SFTP with a
+    password or a private key's text, S3, Local; retried and limited to the destination's threads).
     """
-    where, options = location(destination, job_id)
-    return open_store(where, **options)
+    return destinations.open_destination(destination, job_id).store
 
 
 def open_repository(store: Store, *, password: str | None, create: bool, clock: Clock = SYSTEM) -> Repository:

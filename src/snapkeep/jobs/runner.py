@@ -33,7 +33,7 @@ from snapkeep.engine.archiver import backup
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.tarball import write_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import alerts, backups, hooks, monitor, notify, restores, schedule
+from snapkeep.jobs import alerts, backups, destinations, hooks, monitor, notify, restores, schedule
 from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
@@ -271,8 +271,10 @@ class BackupRun:
         if self.state.stopping():
             return STOPPED, "stopped"
         progress = RunProgress(self.state)
+        opened: destinations.Opened | None = None
         try:
-            store = backups.open_destination_store(destination, self.job_id)
+            opened = destinations.open_destination(destination, self.job_id, clock=self.clock)
+            store = opened.store
             limit = int(destination.get("disk_limit") or 0)
             if limit:
                 info = store.info()
@@ -298,6 +300,8 @@ class BackupRun:
             reason = getattr(error, "strerror", None) or str(error)
             self.log.error(f"{where}: backup failed: {reason}")
             return FAILURE, reason
+        finally:
+            destinations.finish(self.catalog, self.log, opened, ident, where)
         for path, message in progress.warnings[:LOGGED_WARNINGS]:
             self.log.warning(f"{where}: {path}: {message}")
         if len(progress.warnings) > LOGGED_WARNINGS:

@@ -19,7 +19,7 @@ def location(pack: str, offset: int = 0, blob_id: bytes | None = None) -> BlobLo
 
 
 def test_lookup_before_and_after_merges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "MERGE_THRESHOLD", 7)
+    monkeypatch.setattr(index_module, "BUCKET_LOAD", 7)
     index = Index()
     packs = [f"{n:064x}" for n in range(5)]
     locations = [location(packs[n % 5], n) for n in range(200)]

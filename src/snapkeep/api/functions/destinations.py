@@ -1,12 +1,13 @@
 """Destination functions (API.md section 5): manage, get, list, delete, listDestinationTypes.
 
-Options are validated and stored per type; talking to the destination comes with the engine. Secrets
-are masked in every answer; the mask sent back on modify keeps the stored secret.
+Options are validated and stored per type. Secrets are masked in every answer; the mask sent back on
+modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.destinations``);
+``validateDestination`` probes it and records an SFTP server's host key on first contact (shown as
+``options.fingerprint``, read-only; ``options[fingerprint]=`` on modify forgets it).
 """
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from snapkeep.api.functions.base import (
@@ -24,7 +25,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import ConflictError, SnapkeepError, StorageError, ValidationError
-from snapkeep.jobs.backups import open_destination_store
+from snapkeep.jobs import destinations
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
 from snapkeep.jobs.models.destination import (
@@ -41,14 +42,8 @@ READ_ONLY = ("disk_usage", "count")
 
 
 def _disk_usage(destination: dict[str, Any]) -> dict[str, int]:
-    usage = {"usage": 0, "free": 0, "total": 0}
-    if destination["type"] == "Local":
-        try:
-            total, used, free = shutil.disk_usage(destination["options"]["path"])
-        except OSError:
-            return usage
-        usage = {"usage": used, "free": free, "total": total}
-    return usage
+    """``{usage, free, total}``: Local from its file system, SFTP/S3 by asking the server."""
+    return destinations.disk_usage(destination)
 
 
 def present(destination: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -96,7 +91,9 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
             keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored[
                 "options"
             ].get("host")
-            if keeps_host and stored.get("fingerprint"):
+            sent = params.get("options") if isinstance(params.get("options"), dict) else {}
+            cleared = sent.get("fingerprint", None) == ""  # options[fingerprint]= forgets the saved key
+            if keeps_host and stored.get("fingerprint") and not cleared:
                 document["fingerprint"] = stored["fingerprint"]
             tx.replace("destinations", ident, document)
         answer = present(tx.require("destinations", ident, LABEL), tx.all("jobs"))
@@ -163,13 +160,18 @@ def validate_destination_call(context: CallContext, params: dict[str, Any]) -> R
     with context.catalog.transaction(write=False) as tx:
         destination = tx.require("destinations", ident, LABEL)
     try:
-        store = open_destination_store(destination, "")
+        opened = destinations.open_destination(destination, "", attempts=1)
     except SnapkeepError as error:
         raise StorageError(f"Destination {destination['name']!r} ({ident}): cannot open: {error}") from None
     try:
-        report = probe(store)
+        report = probe(opened.store)
     finally:
-        store.close()
+        opened.close()
+    fingerprint = destination.get("fingerprint") or ""
+    if opened.fingerprint and not fingerprint:
+        with context.catalog.transaction() as tx:
+            if destinations.record_fingerprint(tx, ident, opened.fingerprint):
+                fingerprint = opened.fingerprint
     steps = [
         {"name": step.name, "ok": 1 if step.ok else 0, "seconds": round(step.seconds, 3)}
         for step in report.steps
@@ -178,7 +180,10 @@ def validate_destination_call(context: CallContext, params: dict[str, Any]) -> R
         raise StorageError(
             f"Destination {destination['name']!r} ({ident}) failed validation: {report.message}"
         )
-    return "Destination Validated Successfully", {"_id": ident, "steps": steps, "message": report.message}
+    answer = {"_id": ident, "steps": steps, "message": report.message}
+    if destination["type"] == "SFTP":
+        answer["fingerprint"] = fingerprint
+    return "Destination Validated Successfully", answer
 
 
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
