@@ -18,7 +18,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from snapkeep.clock import SYSTEM, Clock, isoformat
 from snapkeep.errors import ValidationError
 from snapkeep.ids import is_id
-from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.models.base import NonNegative, Strict, choice, objectish, shown, validate
 
 
@@ -245,3 +245,76 @@ def when(value: _dt.datetime | None) -> str | None:
 def names_of(jobs: Iterable[Mapping[str, Any]]) -> str:
     """``'Daily' (5fcb...), 'Weekly' (5fcc...)`` for messages naming jobs."""
     return ", ".join(f"{job['name']!r} ({job['_id']})" for job in jobs)
+
+
+Presenter = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ObjectKind:
+    """A catalog object the API manages with the ``manageX/getX/listXs/deleteX`` pattern (API.md 5).
+
+    ``view`` builds, once per transaction, the function that turns a stored object into its API
+    object (so related rows are loaded once per call, not once per item); ``refuse_delete`` raises
+    ``ConflictError`` naming what still uses an object. The generic ``get``, ``list`` and ``delete``
+    handlers and their function-table entries come from here; each module writes its own ``manage``.
+    """
+
+    table: str  # catalog kind
+    label: str  # in messages: "Account Filter"
+    name: str  # in function names: "AccountFilter"
+    plural: str  # the list answer's key: "filters"
+    fields: type[BaseModel]
+    view: Callable[[Transaction], Presenter]
+    refuse_delete: Callable[[Transaction, dict[str, Any]], None] | None = None
+
+    def get(self, context: CallContext, params: dict[str, Any]) -> Result:
+        ident = only_id(params)
+        with context.catalog.transaction(write=False) as tx:
+            answer = self.view(tx)(tx.require(self.table, ident, self.label))
+        return f"{self.label} Retrieved Successfully", answer
+
+    def list_items(self, context: CallContext, params: dict[str, Any]) -> Result:
+        options = list_params(params)
+        with context.catalog.transaction(write=False) as tx:
+            present = self.view(tx)
+            items = [present(item) for item in tx.all(self.table)]
+        page, total = apply_list(items, options)
+        return f"{self.label}s Listed Successfully", {self.plural: page, "total": total}
+
+    def delete(self, context: CallContext, params: dict[str, Any]) -> Result:
+        ident = only_id(params)
+        with context.catalog.transaction() as tx:
+            item = tx.require(self.table, ident, self.label, lock=True)
+            if self.refuse_delete is not None:
+                self.refuse_delete(tx, item)
+            tx.remove(self.table, ident)
+        return f"{self.label} Deleted Successfully", {"_id": ident}
+
+    def functions(
+        self,
+        manage: Handler,
+        *,
+        delete: Handler | None = None,
+        delete_summary: str | None = None,
+        extra: Iterable[FunctionSpec] = (),
+    ) -> list[FunctionSpec]:
+        """The function-table entries: manage, get, list, ``extra`` and delete, in that order."""
+        ident = [ParamSpec("_id", "string", True, f"the {self.label}'s ID")]
+        manage_parameters = [
+            ParamSpec("action", "string", True, "create or modify"),
+            ParamSpec("_id", "string", False, f"the {self.label}'s ID (modify only)"),
+            *param_specs(self.fields, optional=True, note="required on create"),
+        ]
+        return [
+            FunctionSpec(f"manage{self.name}", f"Create or modify a {self.label}", manage_parameters, manage),
+            FunctionSpec(f"get{self.name}", f"Get one {self.label}", ident, self.get),
+            FunctionSpec(f"list{self.name}s", f"List {self.label}s", param_specs(ListParams), self.list_items),
+            *extra,
+            FunctionSpec(
+                f"delete{self.name}",
+                delete_summary or f"Delete a {self.label}",
+                ident,
+                delete or self.delete,
+            ),
+        ]

@@ -10,16 +10,10 @@ from typing import Any
 
 from snapkeep.api.functions.base import (
     CallContext,
-    FunctionSpec,
-    ListParams,
-    ParamSpec,
+    ObjectKind,
     Result,
-    apply_list,
-    list_params,
     manage_action,
     names_of,
-    only_id,
-    param_specs,
 )
 from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.ids import new_id
@@ -84,40 +78,17 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Account Filter {verb} Successfully", answer
 
 
-def get(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = present(tx.require("account_filters", ident, LABEL))
-    return "Account Filter Retrieved Successfully", answer
+def _refuse_delete(tx: Transaction, item: dict[str, Any]) -> None:
+    _refuse_emptying(tx, item, "delete")
 
 
-def list_filters(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        items = [present(item) for item in tx.all("account_filters")]
-    page, total = apply_list(items, options)
-    return "Account Filters Listed Successfully", {"filters": page, "total": total}
-
-
-def delete(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction() as tx:
-        item = tx.require("account_filters", ident, LABEL, lock=True)
-        _refuse_emptying(tx, item, "delete")
-        tx.remove("account_filters", ident)
-    return "Account Filter Deleted Successfully", {"_id": ident}
-
-
-_ID = [ParamSpec("_id", "string", True, "the Account Filter's ID")]
-_MANAGE = [
-    ParamSpec("action", "string", True, "create or modify"),
-    ParamSpec("_id", "string", False, "the Account Filter's ID (modify only)"),
-    *param_specs(FilterFields, optional=True, note="required on create"),
-]
-
-FUNCTIONS = [
-    FunctionSpec("manageAccountFilter", "Create or modify an Account Filter", _MANAGE, manage),
-    FunctionSpec("getAccountFilter", "Get one Account Filter", _ID, get),
-    FunctionSpec("listAccountFilters", "List Account Filters", param_specs(ListParams), list_filters),
-    FunctionSpec("deleteAccountFilter", "Delete an Account Filter", _ID, delete),
-]
+KIND = ObjectKind(
+    table="account_filters",
+    label=LABEL,
+    name="AccountFilter",
+    plural="filters",
+    fields=FilterFields,
+    view=lambda tx: present,
+    refuse_delete=_refuse_delete,
+)
+FUNCTIONS = KIND.functions(manage)

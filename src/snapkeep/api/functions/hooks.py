@@ -6,16 +6,10 @@ from typing import Any
 
 from snapkeep.api.functions.base import (
     CallContext,
-    FunctionSpec,
-    ListParams,
-    ParamSpec,
+    ObjectKind,
     Result,
-    apply_list,
     flag,
-    list_params,
     manage_action,
-    only_id,
-    param_specs,
 )
 from snapkeep.errors import ValidationError
 from snapkeep.jobs.models import HookFields, validate
@@ -58,39 +52,7 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Hook {verb} Successfully", answer
 
 
-def get(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = present(tx.require("hooks", ident, LABEL))
-    return "Hook Retrieved Successfully", answer
-
-
-def list_hooks(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        items = [present(item) for item in tx.all("hooks")]
-    page, total = apply_list(items, options)
-    return "Hooks Listed Successfully", {"hooks": page, "total": total}
-
-
-def delete(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction() as tx:
-        tx.require("hooks", ident, LABEL, lock=True)
-        tx.remove("hooks", ident)
-    return "Hook Deleted Successfully", {"_id": ident}
-
-
-_ID = [ParamSpec("_id", "string", True, "the Hook's ID")]
-_MANAGE = [
-    ParamSpec("action", "string", True, "create or modify"),
-    ParamSpec("_id", "string", False, "the Hook's ID (modify only)"),
-    *param_specs(HookFields, optional=True, note="required on create"),
-]
-
-FUNCTIONS = [
-    FunctionSpec("manageHook", "Create or modify a Hook", _MANAGE, manage),
-    FunctionSpec("getHook", "Get one Hook", _ID, get),
-    FunctionSpec("listHooks", "List Hooks", param_specs(ListParams), list_hooks),
-    FunctionSpec("deleteHook", "Delete a Hook", _ID, delete),
-]
+KIND = ObjectKind(
+    table="hooks", label=LABEL, name="Hook", plural="hooks", fields=HookFields, view=lambda tx: present
+)
+FUNCTIONS = KIND.functions(manage)

@@ -7,17 +7,14 @@ from typing import Any
 from snapkeep.api.functions.base import (
     CallContext,
     FunctionSpec,
-    ListParams,
+    ObjectKind,
     ParamSpec,
     Result,
-    apply_list,
     boolean,
     flag,
-    list_params,
     manage_action,
     names_of,
     only_id,
-    param_specs,
     when,
 )
 from snapkeep.errors import ConflictError, ValidationError
@@ -129,22 +126,6 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Backup Job {verb} Successfully", job
 
 
-def get(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        job = JobView(tx).present(tx.require("jobs", ident, LABEL))
-    return "Backup Job Retrieved Successfully", job
-
-
-def list_jobs(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        view = JobView(tx)
-        jobs = [view.present(job) for job in tx.all("jobs")]
-    page, total = apply_list(jobs, options)
-    return "Backup Jobs Listed Successfully", {"jobs": page, "total": total}
-
-
 def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
     with context.catalog.transaction() as tx:
@@ -193,17 +174,20 @@ def delete(context: CallContext, params: dict[str, Any]) -> Result:
 
 
 _ID = [ParamSpec("_id", "string", True, "the Backup Job's ID")]
-_MANAGE = [
-    ParamSpec("action", "string", True, "create or modify"),
-    ParamSpec("_id", "string", False, "the Backup Job's ID (modify only)"),
-    *param_specs(JobFields, optional=True, note="required on create"),
-]
-
-FUNCTIONS = [
-    FunctionSpec("manageBackupJob", "Create or modify a Backup Job", _MANAGE, manage),
-    FunctionSpec("getBackupJob", "Get one Backup Job", _ID, get),
-    FunctionSpec("listBackupJobs", "List Backup Jobs", param_specs(ListParams), list_jobs),
-    FunctionSpec("duplicateBackupJob", "Copy a Backup Job (the copy starts disabled)", _ID, duplicate),
-    FunctionSpec("runBackupJobManually", "Queue a run of a Backup Job now", _ID, run_manually),
-    FunctionSpec("deleteBackupJob", "Delete a Backup Job (its backups stay)", _ID, delete),
-]
+KIND = ObjectKind(
+    table="jobs",
+    label=LABEL,
+    name="BackupJob",
+    plural="jobs",
+    fields=JobFields,
+    view=lambda tx: JobView(tx).present,
+)
+FUNCTIONS = KIND.functions(
+    manage,
+    delete=delete,
+    delete_summary="Delete a Backup Job (its backups stay)",
+    extra=[
+        FunctionSpec("duplicateBackupJob", "Copy a Backup Job (the copy starts disabled)", _ID, duplicate),
+        FunctionSpec("runBackupJobManually", "Queue a run of a Backup Job now", _ID, run_manually),
+    ],
+)

@@ -6,16 +6,11 @@ from typing import Any
 
 from snapkeep.api.functions.base import (
     CallContext,
-    FunctionSpec,
-    ListParams,
-    ParamSpec,
+    ObjectKind,
+    Presenter,
     Result,
-    apply_list,
-    list_params,
     manage_action,
     names_of,
-    only_id,
-    param_specs,
 )
 from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.jobs.catalog import Transaction
@@ -74,45 +69,26 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Schedule {verb} Successfully", answer
 
 
-def get(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = present(tx.require("schedules", ident, LABEL), tx.all("jobs"))
-    return "Schedule Retrieved Successfully", answer
+def _view(tx: Transaction) -> Presenter:
+    jobs = tx.all("jobs")
+    return lambda schedule: present(schedule, jobs)
 
 
-def list_schedules(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        jobs = tx.all("jobs")
-        items = [present(item, jobs) for item in tx.all("schedules")]
-    page, total = apply_list(items, options)
-    return "Schedules Listed Successfully", {"schedules": page, "total": total}
+def _refuse_delete(tx: Transaction, schedule: dict[str, Any]) -> None:
+    jobs = users_of(tx.all("jobs"), schedule["_id"])
+    if jobs:
+        raise ConflictError(
+            f"Schedule {schedule['name']!r} ({schedule['_id']}) is used by Backup Jobs: {names_of(jobs)}"
+        )
 
 
-def delete(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction() as tx:
-        schedule = tx.require("schedules", ident, LABEL, lock=True)
-        jobs = users_of(tx.all("jobs"), ident)
-        if jobs:
-            raise ConflictError(
-                f"Schedule {schedule['name']!r} ({ident}) is used by Backup Jobs: {names_of(jobs)}"
-            )
-        tx.remove("schedules", ident)
-    return "Schedule Deleted Successfully", {"_id": ident}
-
-
-_ID = [ParamSpec("_id", "string", True, "the Schedule's ID")]
-_MANAGE = [
-    ParamSpec("action", "string", True, "create or modify"),
-    ParamSpec("_id", "string", False, "the Schedule's ID (modify only)"),
-    *param_specs(ScheduleFields, optional=True, note="required on create"),
-]
-
-FUNCTIONS = [
-    FunctionSpec("manageSchedule", "Create or modify a Schedule", _MANAGE, manage),
-    FunctionSpec("getSchedule", "Get one Schedule", _ID, get),
-    FunctionSpec("listSchedules", "List Schedules", param_specs(ListParams), list_schedules),
-    FunctionSpec("deleteSchedule", "Delete a Schedule no Backup Job uses", _ID, delete),
-]
+KIND = ObjectKind(
+    table="schedules",
+    label=LABEL,
+    name="Schedule",
+    plural="schedules",
+    fields=ScheduleFields,
+    view=_view,
+    refuse_delete=_refuse_delete,
+)
+FUNCTIONS = KIND.functions(manage, delete_summary="Delete a Schedule no Backup Job uses")
