@@ -175,8 +175,69 @@ def row(tx: Transaction, ident: str) -> Any:
         select(table).where((table.c.id == ident) | (table.c.item_id == ident))
     ).first()
     if found is None:
+        found = _component_owner(tx, ident)
+    if found is None:
         raise NotFoundError(kind=LABEL, ident=ident)
     return found
+
+
+# --- the components of an Accounts backup (one item per ``contains`` bit) ----------------------
+
+COMPONENT_BITS = {
+    "config": 1,
+    "homedir": 2,
+    "databases": 4,
+    "email": 8,
+    "cron": 16,
+    "domains": 32,
+    "certificates": 64,
+    "database_users": 128,
+    "ftp": 256,
+}
+
+
+def component_items(names: list[str], clock: Clock = SYSTEM) -> list[dict[str, Any]]:
+    """New item IDs for an account backup's components (stored in its row's document)."""
+    return [{"_id": new_id(clock), "name": name, "bit": COMPONENT_BITS.get(name, 0)} for name in names]
+
+
+def _component_owner(tx: Transaction, ident: str) -> Any:
+    """The account backup one of whose component items has ID ``ident`` (None when none)."""
+    table = schema.backups
+    for candidate in tx.connection.execute(select(table).where(table.c.account != "")):
+        if any(item.get("_id") == ident for item in dict(candidate.document or {}).get("components", [])):
+            return candidate
+    return None
+
+
+def component_of(backup: Any, ident: str) -> str | None:
+    """The component name of item ``ident`` of an account backup (None: the backup itself)."""
+    for item in dict(backup.document or {}).get("components", []):
+        if item.get("_id") == ident:
+            return str(item["name"])
+    return None
+
+
+def present_items(backup: Any) -> list[dict[str, Any]]:
+    """The items of a backup: one per component for an Accounts backup, else its one item."""
+    components = dict(backup.document or {}).get("components")
+    if not components:
+        return [present_item(backup)]
+    answer = []
+    failed = set(dict(backup.document or {}).get("failures", []))
+    for component in components:
+        item = present(backup)
+        item.update(
+            {
+                "_id": component["_id"],
+                "parent_id": backup.id,
+                "name": component["name"],
+                "backup_contains": int(component.get("bit", 0)),
+                "failed": [path for path in sorted(failed) if path.split("/")[0] == component["name"]],
+            }
+        )
+        answer.append(item)
+    return answer
 
 
 def present(backup: Any) -> dict[str, Any]:
@@ -277,6 +338,7 @@ def retention_plan(
             source=f"account {backup.account}" if backup.account else f"job {backup.job_id}",
             tags=frozenset(dict(backup.document or {}).get("schedules", [])),
             locked_until=(backup.locked_until or retention.FOREVER) if backup.locked else None,
+            ok=not dict(backup.document or {}).get("partial"),
         )
         for backup in backups
     ]

@@ -91,8 +91,10 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
             keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored[
                 "options"
             ].get("host")
-            sent = params.get("options") if isinstance(params.get("options"), dict) else {}
-            cleared = sent.get("fingerprint", None) == ""  # options[fingerprint]= forgets the saved key
+            sent = params.get("options")
+            cleared = (
+                isinstance(sent, dict) and sent.get("fingerprint") == ""
+            )  # options[fingerprint]= forgets
             if keeps_host and stored.get("fingerprint") and not cleared:
                 document["fingerprint"] = stored["fingerprint"]
             tx.replace("destinations", ident, document)
