@@ -13,12 +13,11 @@ from typing import Any
 from snapkeep.api.functions.base import (
     CallContext,
     FunctionSpec,
-    ListParams,
+    ObjectKind,
     ParamSpec,
+    Presenter,
     Result,
-    apply_list,
     flag,
-    list_params,
     manage_action,
     names_of,
     only_id,
@@ -103,38 +102,23 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Destination {verb} Successfully", answer
 
 
-def get(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = present(tx.require("destinations", ident, LABEL), tx.all("jobs"))
-    return "Destination Retrieved Successfully", answer
-
-
-def list_destinations(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        jobs = tx.all("jobs")
-        items = [present(item, jobs) for item in tx.all("destinations")]
-    page, total = apply_list(items, options)
-    return "Destinations Listed Successfully", {"destinations": page, "total": total}
-
-
 def users_of(tx: Transaction, ident: str) -> list[dict[str, Any]]:
     """The jobs that write to destination ``ident``."""
     return [job for job in tx.all("jobs") if ident in job["destination"]]
 
 
-def delete(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction() as tx:
-        destination = tx.require("destinations", ident, LABEL, lock=True)
-        jobs = users_of(tx, ident)
-        if jobs:
-            raise ConflictError(
-                f"Destination {destination['name']!r} ({ident}) is used by Backup Jobs: {names_of(jobs)}"
-            )
-        tx.remove("destinations", ident)
-    return "Destination Deleted Successfully", {"_id": ident}
+def _refuse_delete(tx: Transaction, destination: dict[str, Any]) -> None:
+    jobs = users_of(tx, destination["_id"])
+    if jobs:
+        raise ConflictError(
+            f"Destination {destination['name']!r} ({destination['_id']}) is used by Backup Jobs: "
+            + names_of(jobs)
+        )
+
+
+def _view(tx: Transaction) -> Presenter:
+    jobs = tx.all("jobs")
+    return lambda destination: present(destination, jobs)
 
 
 def list_types(context: CallContext, params: dict[str, Any]) -> Result:
@@ -188,23 +172,26 @@ def validate_destination_call(context: CallContext, params: dict[str, Any]) -> R
     return "Destination Validated Successfully", answer
 
 
+KIND = ObjectKind(
+    table="destinations",
+    label=LABEL,
+    name="Destination",
+    plural="destinations",
+    fields=DestinationFields,
+    view=_view,
+    refuse_delete=_refuse_delete,
+)
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
-_MANAGE = [
-    ParamSpec("action", "string", True, "create or modify"),
-    ParamSpec("_id", "string", False, "the Destination's ID (modify only)"),
-    *param_specs(DestinationFields, optional=True, note="required on create"),
-]
-
-FUNCTIONS = [
-    FunctionSpec("manageDestination", "Create or modify a Destination", _MANAGE, manage),
-    FunctionSpec("getDestination", "Get one Destination (secrets masked)", _ID, get),
-    FunctionSpec("listDestinations", "List Destinations", param_specs(ListParams), list_destinations),
-    FunctionSpec("deleteDestination", "Delete a Destination no Backup Job uses", _ID, delete),
-    FunctionSpec(
-        "validateDestination",
-        "Write, read, list and delete a probe object on a Destination",
-        _ID,
-        validate_destination_call,
-    ),
-    FunctionSpec("listDestinationTypes", "The destination types and their options", [], list_types),
-]
+FUNCTIONS = KIND.functions(
+    manage,
+    delete_summary="Delete a Destination no Backup Job uses",
+    extra=[
+        FunctionSpec(
+            "validateDestination",
+            "Write, read, list and delete a probe object on a Destination",
+            _ID,
+            validate_destination_call,
+        ),
+        FunctionSpec("listDestinationTypes", "The destination types and their options", [], list_types),
+    ],
+)
