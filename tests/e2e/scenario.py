@@ -215,6 +215,10 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert "backup not found" in door.fails("deleteSnapshot", {"_id": missing}).lower()
     assert "backup not found" in door.fails("addQueueItems", {"type": "2", "snapshot_id": missing}).lower()
     assert "destination not found" in door.fails("validateDestination", {"_id": missing}).lower()
+    # Accounts (issue 6): with no inventory configured the host has no accounts.
+    assert isinstance(listed(door.ok("listAccounts"), "accounts"), list)
+    assert "account not found" in door.fails("getAccount", {"_id": f"nobody{tag}"}).lower()
+    assert isinstance(listed(door.ok("listBackupForAccounts", {"contains": "4"}), "accounts"), list)
     forks = door.ok("getSettingsPerformance")
     assert door.ok("manageSettingsPerformance", {"backup_forks": str(forks["backup_forks"])}) == forks
 

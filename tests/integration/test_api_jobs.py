@@ -175,6 +175,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "listQueueItems", "stopQueueGroup", "rerunFailedQueueGroup", "listLogs", "getLog", "listLogItems",
         "listBackups", "getBackupItems", "manageBackupLock", "deleteSnapshot", "addQueueItems",
         "getSettingsPerformance", "manageSettingsPerformance", "validateDestination",
+        # issue 6: accounts
+        "listAccounts", "getAccount", "listBackupForAccounts",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -15,6 +15,7 @@ from typing import Any
 
 from snapkeep.api import envelope
 from snapkeep.api.functions import (
+    accounts,
     alerts,
     backups,
     destinations,
@@ -49,6 +50,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         backups,
         restore,
         settings,
+        accounts,
     )
     for spec in module.FUNCTIONS
 }

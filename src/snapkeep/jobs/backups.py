@@ -32,6 +32,7 @@ from snapkeep.jobs import destinations
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.migrations import schema
+from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.storage.base import Store
 
 INCREMENTAL, ARCHIVED, COMPRESSED = 1, 2, 4
@@ -182,18 +183,6 @@ def row(tx: Transaction, ident: str) -> Any:
 
 
 # --- the components of an Accounts backup (one item per ``contains`` bit) ----------------------
-
-COMPONENT_BITS = {
-    "config": 1,
-    "homedir": 2,
-    "databases": 4,
-    "email": 8,
-    "cron": 16,
-    "domains": 32,
-    "certificates": 64,
-    "database_users": 128,
-    "ftp": 256,
-}
 
 
 def component_items(names: list[str], clock: Clock = SYSTEM) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from snapkeep.engine.restorer import restore
 from snapkeep.engine.tarball import restore_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.ids import new_id
-from snapkeep.jobs import backups, destinations
+from snapkeep.jobs import account_restores, backups, destinations
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.queue import PENDING, QUEUE_TYPES, empty_progress, get_group
@@ -63,6 +63,8 @@ def enqueue(
         row = backups.row(tx, ident)
         paths = list(files.get(ident, [])) + (list(files.get(row.id, [])) if row.id != ident else [])
         paths += list(files.get(row.item_id, [])) if row.item_id != ident else []
+        if row.account:  # an Accounts backup: paths inside its layout (jobs.account_restores)
+            paths = account_restores.entry_paths(row, ident, paths)
         chosen.append({"backup": row.id, "paths": sorted(set(paths))})
     target = str(options.get("target") or "")
     if target and not target.startswith("/"):
@@ -76,6 +78,7 @@ def enqueue(
         "options": {
             "target": target,
             "merge": 0 if options.get("merge", 1) in (0, False, "0", "false") else 1,
+            **account_restores.check_options([backups.row(tx, item["backup"]) for item in chosen], options),
         },
         "progress": empty_progress(),
     }
@@ -177,7 +180,10 @@ def run_restore(catalog: Catalog, home: Path, state: GroupState, group: Any, clo
     state.advance(force=True, total=len(chosen))
     results: list[int] = []
     for entry in chosen:
-        results.append(_restore_one(catalog, home, state, run_log, entry, target, options, clock))
+        accounts = group.type == RESTORE and not options.get("target")
+        results.append(
+            _restore_one(catalog, home, state, run_log, entry, target, options, clock, accounts=accounts)
+        )
         state.advance(force=True, completed=1)
     if ABORTED in results:
         status = ABORTED
@@ -214,7 +220,11 @@ def _restore_one(
     target: Path,
     options: Mapping[str, Any],
     clock: Clock,
+    *,
+    accounts: bool = False,
 ) -> int:
+    """Restore one backup of the group. ``accounts``: an Accounts backup goes back into its account
+    and database servers (``jobs.account_restores``) instead of below ``target``."""
     with catalog.transaction(write=False) as tx:
         try:
             row = backups.row(tx, entry["backup"])
@@ -227,6 +237,7 @@ def _restore_one(
     where = f"backup {row.id}"
     progress = _Progress(state)
     opened: destinations.Opened | None = None
+    account_status: int | None = None
     try:
         if destination is None:
             raise SnapkeepError(f"its destination {row.destination_id} no longer exists")
@@ -235,21 +246,29 @@ def _restore_one(
         password = backups.job_password(home, row.job_id, bool(row.encrypted), create=False)
         repository = backups.open_repository(store, password=password, create=False, clock=clock)
         try:
-            target.mkdir(parents=True, exist_ok=True)
-            if not int(options.get("merge", 1)):
-                _clear(target, paths or list(dict(row.document or {}).get("paths", [])))
-            run_log.info(f"restoring {where} ({', '.join(paths) or 'everything'}) into {target}")
-            if row.structure == backups.INCREMENTAL:
-                snapshot = repository.load_snapshot(row.engine_id)
-                result = restore(repository, snapshot, str(target), includes=paths, progress=progress)
-                problems = list(result.failures) + list(result.warnings)
-                counts = f"{result.files} files, {result.bytes} bytes"
-            else:
-                done = restore_archive(
-                    repository, row.engine_id, str(target), includes=paths, progress=progress
+            if accounts and row.account:
+                run_log.info(
+                    f"restoring {where} of account {row.account} ({', '.join(paths) or 'everything'})"
                 )
-                problems = list(done.warnings)
-                counts = f"{done.files} files, {done.bytes} bytes"
+                restorer = account_restores.AccountRestore(home, state.id, run_log, row, options, clock)
+                account_status = restorer.run(repository, paths, progress)
+                problems, counts = [], ", ".join(restorer.done) or "nothing"
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                if not int(options.get("merge", 1)):
+                    _clear(target, paths or list(dict(row.document or {}).get("paths", [])))
+                run_log.info(f"restoring {where} ({', '.join(paths) or 'everything'}) into {target}")
+                if row.structure == backups.INCREMENTAL:
+                    snapshot = repository.load_snapshot(row.engine_id)
+                    result = restore(repository, snapshot, str(target), includes=paths, progress=progress)
+                    problems = list(result.failures) + list(result.warnings)
+                    counts = f"{result.files} files, {result.bytes} bytes"
+                else:
+                    done = restore_archive(
+                        repository, row.engine_id, str(target), includes=paths, progress=progress
+                    )
+                    problems = list(done.warnings)
+                    counts = f"{done.files} files, {done.bytes} bytes"
         finally:
             repository.close()
     except BackupAbortedError:
@@ -268,5 +287,7 @@ def _restore_one(
         run_log.warning(f"{where}: {path}: {message}")
     run_log.info(f"{where}: restored {counts}")
     status = PARTIAL if problems else COMPLETED
+    if account_status is not None:
+        status = account_status
     state.end_item(item, status, "")
     return status

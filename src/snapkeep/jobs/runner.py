@@ -33,7 +33,17 @@ from snapkeep.engine.archiver import backup
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.tarball import write_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import alerts, backups, destinations, hooks, monitor, notify, restores, schedule
+from snapkeep.jobs import (
+    account_runs,
+    alerts,
+    backups,
+    destinations,
+    hooks,
+    monitor,
+    notify,
+    restores,
+    schedule,
+)
 from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
@@ -186,9 +196,7 @@ class BackupRun:
             f"{', encrypted' if job.get('encrypted') else ''}, tags {', '.join(self.tags())}"
         )
         if int(job["type"]) == backups.ACCOUNTS:
-            message = "Accounts jobs cannot run yet: account sources come in a later issue"
-            self.log.error(message)
-            return FAILED, message, True
+            return account_runs.run_accounts(self, job)
         outcome = self.hooks(hooks.PRE, None)
         if outcome.status is not None:
             return outcome.status, outcome.message, outcome.alert

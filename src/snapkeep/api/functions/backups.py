@@ -67,7 +67,8 @@ def get_items(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
     with context.catalog.transaction(write=False) as tx:
         row = backups.row(tx, ident)
-    return "Backup Items Retrieved Successfully", {"items": [backups.present_item(row)], "total": 1}
+    items = backups.present_items(row)
+    return "Backup Items Retrieved Successfully", {"items": items, "total": len(items)}
 
 
 def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:

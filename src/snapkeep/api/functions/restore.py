@@ -25,6 +25,8 @@ FILE_KINDS = ("File", "Directory")
 class RestoreOptions(Strict):
     target: str = Field("", description="absolute folder to restore below (default: the original place)")
     merge: Flag = Field(True, description="0 replaces what is at each restored path; 1 keeps other files")
+    database_name: str = Field("", description="Accounts backups: restore the one database under this name")
+    target_account: str = Field("", description="Accounts backups: restore into this account (username)")
 
     @field_validator("target")
     @classmethod

@@ -1,0 +1,350 @@
+"""Restores of Accounts backups (``addQueueItems`` type 2 of a backup whose ``account`` is set).
+
+What is restored, by what the request names (``jobs.restores.enqueue`` records it):
+
+* the backup (``snapshot_id``): the whole account, every component in its snapshot;
+* a component item (``items[]`` = an ID from ``getBackupItems``): that component only;
+* ``files[ITEM][PATH]``: those paths only. A path is the account's real path (``/home/alice/www``,
+  under the home recorded with the backup) or a path inside the backup's layout
+  (``/homedir/www``, ``/databases/mariadb/alice_wp`` with or without ``.sql``, ``/email/.Junk``);
+  under a component item, a path without a component is inside that component.
+
+Where it goes: ``homedir/`` into the home of the target account (``options[target_account]``,
+default the backup's own account; looked up with the account provider, or in the backup's
+``config/account.json`` when the account no longer exists), ``email/`` into its mail root,
+``cron/crontab`` to its cron file, zones, certificates and FTP files to the target account's file of
+the same name. Databases are recreated on their server from the stored dump, under
+``options[database_name]`` when one database is restored, else under the same name (to another
+account, a ``<old user>_`` prefix becomes ``<new user>_``); a PostgreSQL database is owned by the
+account's role. Database users and grants (``database_users/``) are recreated before PostgreSQL
+and after MariaDB databases, for the backup's own account only.
+
+Existing data is never overwritten unless ``options[merge]=0``: with merge 1 (default) an existing
+file or database is kept (and named in the log); with merge 0 existing files the backup has are
+replaced and an existing database is dropped and recreated. Files the backup does not have are
+always left alone. Files restored to another account are given the owner of its home (as root).
+Raises nothing: every problem is a line in the run's log and the item's status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snapkeep.clock import Clock
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.restorer import restore
+from snapkeep.engine.snapshot import Snapshot
+from snapkeep.engine.streams import find_node, read_content
+from snapkeep.engine.tree import DIR, Tree
+from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
+from snapkeep.jobs import accounts, backups
+from snapkeep.sources.accounts.base import MARIADB, POSTGRESQL, Account, Database
+from snapkeep.sources.components import COMPONENT_BITS
+from snapkeep.sources.databases import restore_database
+from snapkeep.sources.dbclient import DatabaseSettings
+from snapkeep.sources.dbusers import postgres_role_exists, restore_users
+
+COMPLETED, PARTIAL, FAILED = 100, 101, 102
+STAGING = "restores"
+
+
+def entry_paths(row: Any, ident: str, paths: Sequence[str]) -> list[str]:
+    """The layout paths (``/homedir/www``) a request names for account backup ``row`` through
+    ``ident`` (the backup or one of its component items); [] = the whole account. Raises
+    ValidationError naming ``files[ident][path]`` for a path that is in no component."""
+    component = backups.component_of(row, ident)
+    home = str(dict(row.document or {}).get("home") or "").rstrip("/")
+    chosen: list[str] = []
+    for path in paths:
+        parts = [part for part in path.split("/") if part and part != "."]
+        if home and (path.rstrip("/") == home or path.startswith(home + "/")):
+            parts = ["homedir", *[part for part in path[len(home) :].split("/") if part]]
+        elif not parts or parts[0] not in COMPONENT_BITS:
+            if component is None:
+                raise ValidationError(
+                    field=f"files[{ident}][{path}]",
+                    problem=f"names no component of the backup (a path under {home or 'the home'} or "
+                    "/homedir, /databases, /email ...)",
+                )
+            parts = [component, *parts]
+        if ".." in parts:
+            raise ValidationError(field=f"files[{ident}][{path}]", problem="must not contain '..'")
+        if parts[0] == "databases" and len(parts) == 3 and not parts[2].endswith(".sql"):
+            parts[2] += ".sql"
+        chosen.append("/" + "/".join(parts))
+    if not chosen and component is not None:
+        chosen.append(f"/{component}")
+    return chosen
+
+
+def check_options(rows: Sequence[Any], options: Mapping[str, Any]) -> dict[str, str]:
+    """The account options of a restore request (``database_name``, ``target_account``). Raises
+    ValidationError when they are given for a backup that is not an account's."""
+    extra = {key: str(options.get(key) or "") for key in ("database_name", "target_account")}
+    for key, value in extra.items():
+        if value and any(not row.account for row in rows):
+            raise ValidationError(field=f"options[{key}]", problem="applies to Accounts backups only")
+    return {key: value for key, value in extra.items() if value}
+
+
+class AccountRestore:
+    """The restore of one account backup (one queue item); ``run()`` returns its status."""
+
+    def __init__(
+        self, home: Path, group_id: str, run_log: Any, row: Any, options: Mapping[str, Any], clock: Clock
+    ) -> None:
+        self.home = Path(home)
+        self.group_id = group_id
+        self.log = run_log
+        self.row = row
+        self.options = options
+        self.clock = clock
+        self.merge = bool(int(options.get("merge", 1)))
+        self.problems: list[str] = []
+        self.done: list[str] = []
+        self.settings = DatabaseSettings()
+
+    def run(self, repository: Repository, paths: Sequence[str], progress: Any) -> int:
+        """Restore ``paths`` (layout paths, [] = everything) of the row's snapshot."""
+        snapshot = repository.load_snapshot(self.row.engine_id)
+        config = accounts.load_config(self.home)
+        self.settings = accounts.database_settings(config)
+        target = self.target_account(repository, snapshot, config)
+        tree = bytes.fromhex(snapshot.tree)
+        wanted = list(paths) or [f"/{name}" for name in snapshot.components]
+        dumps = self.dumps(repository, tree, wanted)
+        files = [
+            path for path in wanted if path.split("/")[1] not in ("databases", "database_users", "config")
+        ]
+        same = target.username == self.row.account
+        users = [path for path in wanted if path.split("/")[1] == "database_users"]
+        if dumps and not users and "database_users" in snapshot.components and same:
+            engines = sorted({engine for engine, _ in dumps})
+            users = [f"/database_users/{engine}.sql" for engine in engines]
+        if users and not same:
+            self.log.info(f"database users of {self.row.account} are not recreated for {target.username}")
+            users = []
+        self.users(repository, tree, users, POSTGRESQL)
+        if len(dumps) > 1 and self.options.get("database_name"):
+            self.problems.append("options[database_name]: names one database, but the restore has several")
+        else:
+            for engine, name in dumps:
+                self.database(repository, tree, engine, name, target)
+        self.users(repository, tree, users, MARIADB)
+        if files:
+            self.files(repository, snapshot, files, target, progress)
+        if "/config" in wanted:
+            self.log.info("config/account.json is the account's record; it is kept in the backup only")
+        for problem in self.problems:
+            self.log.error(f"backup {self.row.id}: {problem}")
+        if not self.problems:
+            return COMPLETED
+        return PARTIAL if self.done else FAILED
+
+    # --- the target account ---------------------------------------------------------------------
+
+    def target_account(
+        self, repository: Repository, snapshot: Snapshot, config: Mapping[str, Any]
+    ) -> Account:
+        name = str(self.options.get("target_account") or self.row.account)
+        with contextlib.suppress(NotFoundError):
+            found = accounts.provider(self.home, config)
+            if found is not None:
+                return found.get_account(name)
+        if name == self.row.account and "config" in snapshot.components:
+            node = find_node(repository, bytes.fromhex(snapshot.tree), "config/account.json")
+            record = json.loads(b"".join(read_content(repository, node)))
+            self.log.info(f"account {name} is no longer listed: using the backup's own record")
+            return Account.from_record(record["account"])
+        raise NotFoundError(kind="Account", ident=name)
+
+    # --- databases ------------------------------------------------------------------------------
+
+    def dumps(self, repository: Repository, tree: bytes, wanted: list[str]) -> list[tuple[str, str]]:
+        """(engine, database name) of every dump the wanted paths cover."""
+        found: list[tuple[str, str]] = []
+        for path in wanted:
+            parts = path.strip("/").split("/")
+            if parts[0] != "databases":
+                continue
+            if len(parts) == 3:
+                found.append((parts[1], parts[2].removesuffix(".sql")))
+                continue
+            for engine in [parts[1]] if len(parts) == 2 else [MARIADB, POSTGRESQL]:
+                with contextlib.suppress(NotFoundError):
+                    node = find_node(repository, tree, f"databases/{engine}")
+                    if node.type == DIR and node.subtree is not None:
+                        for entry in Tree.decode(repository.load_blob(node.subtree)).nodes:
+                            found.append((engine, os.fsdecode(entry.name).removesuffix(".sql")))
+        return sorted(set(found))
+
+    def database(self, repository: Repository, tree: bytes, engine: str, name: str, target: Account) -> None:
+        new_name = str(self.options.get("database_name") or "")
+        if not new_name:
+            source, prefix = self.row.account, f"{self.row.account}_"
+            new_name = (
+                f"{target.username}_{name[len(prefix) :]}"
+                if target.username != source and name.startswith(prefix)
+                else name
+            )
+        owner = ""
+        if engine == POSTGRESQL:
+            roles = [user.name for user in target.database_users if user.engine == POSTGRESQL]
+            roles.sort(key=lambda role: role != target.username)
+            for role in roles:
+                if postgres_role_exists(self.settings, role):
+                    owner = role
+                    break
+        try:
+            node = find_node(repository, tree, f"databases/{engine}/{name}.sql")
+            restore_database(
+                self.settings,
+                Database(engine, new_name),
+                read_content(repository, node),
+                owner=owner,
+                replace=not self.merge,
+            )
+        except SnapkeepError as error:
+            self.problems.append(f"database {engine} {name!r} -> {new_name!r}: {error.message}")
+            return
+        self.done.append(f"database {new_name}")
+        self.log.info(
+            f"database {engine} {name!r} restored as {new_name!r}{f' (owner {owner})' if owner else ''}"
+        )
+
+    def users(self, repository: Repository, tree: bytes, paths: list[str], engine: str) -> None:
+        for path in paths:
+            if path.strip("/") not in (f"database_users/{engine}.sql", "database_users"):
+                continue
+            try:
+                node = find_node(repository, tree, f"database_users/{engine}.sql")
+            except NotFoundError:
+                continue
+            try:
+                restore_users(self.settings, engine, b"".join(read_content(repository, node)))
+            except SnapkeepError as error:
+                self.problems.append(f"database users ({engine}): {error.message}")
+                continue
+            self.done.append(f"users {engine}")
+            self.log.info(f"database users and grants ({engine}) recreated")
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def files(
+        self, repository: Repository, snapshot: Snapshot, paths: list[str], target: Account, progress: Any
+    ) -> None:
+        staging = self.home / STAGING / f".{self.group_id}-{self.row.id}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True, mode=0o700)
+        try:
+            result = restore(repository, snapshot, str(staging), includes=paths, progress=progress)
+            for path, message in [*result.failures, *result.warnings][:50]:
+                self.log.warning(f"backup {self.row.id}: {path}: {message}")
+            if result.failures:
+                self.problems.append(f"{len(result.failures)} files could not be read from the backup")
+            owner = None
+            if target.username != self.row.account and os.geteuid() == 0:
+                with contextlib.suppress(OSError):
+                    info = os.stat(target.home)
+                    owner = (info.st_uid, info.st_gid)
+            for path in expand(staging, paths):
+                destination = self.destination(path, target)
+                staged = staging / path.strip("/")
+                if destination is None:
+                    self.problems.append(f"{path}: account {target.username} has no place for it")
+                    continue
+                if not os.path.lexists(staged):
+                    continue
+                kept = place(staged, destination, merge=self.merge, owner=owner)
+                self.done.append(path)
+                note = f", {len(kept)} existing kept (merge=1)" if kept else ""
+                self.log.info(f"{path} restored to {destination}{note}")
+                for item in kept[:20]:
+                    self.log.info(f"  kept existing {item}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def destination(self, path: str, target: Account) -> Path | None:
+        """Where a layout path goes for ``target`` (None when the account has no such place)."""
+        parts = path.strip("/").split("/")
+        component, rest = parts[0], parts[1:]
+        if component == "homedir":
+            return Path(target.home, *rest)
+        if component == "email":
+            return Path(target.mail_root, *rest) if target.mail_root else None
+        if component == "cron":
+            return Path(target.cron_file) if target.cron_file and rest else None
+        if not rest:
+            return None
+        if component == "domains":
+            names = {f"{domain.name}.db": domain.zone_file for domain in target.domains if domain.zone_file}
+            return Path(names[rest[0]]) if rest[0] in names else None
+        files = target.certificates if component == "certificates" else target.ftp_files
+        by_name = (
+            {os.path.basename(path): path for path in files} if component in ("certificates", "ftp") else {}
+        )
+        return Path(by_name[rest[0]]) if rest[0] in by_name else None
+
+
+#: Metadata files of a component that have no place of their own on the host.
+LISTINGS = {"domains/domains.json", "ftp/accounts.json"}
+
+
+def expand(staging: Path, paths: Sequence[str]) -> list[str]:
+    """Whole ``cron``, ``domains``, ``certificates`` and ``ftp`` components as their files (each
+    goes to its own place); other paths unchanged."""
+    expanded: list[str] = []
+    for path in paths:
+        name = path.strip("/")
+        if name in ("cron", "domains", "certificates", "ftp") and (staging / name).is_dir():
+            children = sorted(f"{name}/{child.name}" for child in (staging / name).iterdir())
+            expanded += [f"/{child}" for child in children if child not in LISTINGS]
+        elif name not in LISTINGS:
+            expanded.append(path)
+    return expanded
+
+
+def place(staged: Path, destination: Path, *, merge: bool, owner: tuple[int, int] | None) -> list[str]:
+    """Move ``staged`` (a file or folder) to ``destination``; returns the existing paths kept.
+
+    Folders are merged entry by entry; an existing entry that is not a real folder (a file, or a
+    symlink: never followed) is kept when ``merge``, else replaced by the staged one."""
+    kept: list[str] = []
+    try:
+        existing = destination.lstat()
+    except FileNotFoundError:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), str(destination))
+        if owner is not None:
+            _chown_tree(destination, owner)
+        return kept
+    staged_dir = stat.S_ISDIR(staged.lstat().st_mode) and not staged.is_symlink()
+    if staged_dir and stat.S_ISDIR(existing.st_mode):
+        for child in sorted(staged.iterdir()):
+            kept += place(child, destination / child.name, merge=merge, owner=owner)
+        return kept
+    if merge:
+        return [str(destination)]
+    if stat.S_ISDIR(existing.st_mode):
+        shutil.rmtree(destination)
+    else:
+        destination.unlink()
+    shutil.move(str(staged), str(destination))
+    if owner is not None:
+        _chown_tree(destination, owner)
+    return kept
+
+
+def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
+    os.lchown(path, *owner)
+    if path.is_dir() and not path.is_symlink():
+        for folder, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(folder, name), *owner)
