@@ -442,9 +442,12 @@ def test_account_hooks_run_around_each_account_and_retention_counts_per_account(
 
 
 def test_archived_accounts_jobs_are_refused_with_a_clear_message(world: World, site: Site) -> None:
-    status, group = world.run(accounts_job(world, site, structure=2))
-    assert status == 102
-    assert "Accounts jobs support only 1 (Incremental)" in world.log_text(group)
+    job = accounts_job(world, site)
+    for structure in (2, 4):
+        change = {"action": "modify", "_id": job["_id"], "structure": structure}
+        message = world.fails("manageBackupJob", change)
+        assert message.startswith("structure: Accounts jobs support only 1 (Incremental)"), message
+    assert world.ok("getBackupJob", {"_id": job["_id"]})["structure"] == 1
 
 
 def test_mail_cron_zone_and_certificate_components_go_back_to_their_places(world: World, site: Site) -> None:

@@ -34,7 +34,8 @@ def test_create_through_a_query_string(make: Any) -> None:
     destination = make.destination()
     job = make.ok(
         "manageBackupJob",
-        f"action=create&name=Daily%20Backup&type=1&destination[0]={destination['_id']}&contains=511&structure=4"
+        f"action=create&name=Daily%20Backup&type=2&destination[0]={destination['_id']}&contains=511&structure=4"
+        "&include_list[0]=%2Fvar%2Fwww"
         "&exclude_list[]=*.log&exclude_list[]=%2Ftmp%2F**",
     )
     assert job["name"] == "Daily Backup" and job["structure"] == 4
