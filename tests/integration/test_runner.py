@@ -153,13 +153,19 @@ def test_disabled_destination_is_skipped_with_a_warning(world: World) -> None:
     assert world.ok("listBackups")["total"] == 1
 
 
-def hook(world: World, name: str, body: str, stage: int) -> dict:
+def hook(world: World, name: str, body: str, stage: int, position: int = 1) -> dict:
     script = world.root / f"{name}.sh"
     script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(0o755)
     return world.ok(
         "manageHook",
-        {"action": "create", "name": name, "script": str(script), "position_type": stage, "position": 1},
+        {
+            "action": "create",
+            "name": name,
+            "script": str(script),
+            "position_type": stage,
+            "position": position,
+        },
     )
 
 
@@ -183,6 +189,29 @@ def test_backup_hooks_exit_codes(
     assert phrase in world.log_text(group)
     assert world.ok("listAlerts")["total"] == alerts
     assert world.ok("listBackups")["total"] == (1 if status == 100 else 0)
+
+
+def test_restore_hooks_run_around_a_restore_and_a_failing_pre_hook_stops_it(
+    world: World, tmp_path: Path
+) -> None:
+    make_tree(world.source, 1)
+    job = world.job()
+    assert world.run(job)[0] == 100
+    backup_id = world.ok("listBackups")["backups"][0]["_id"]
+    seen = tmp_path / "post-arguments"
+    hook(world, "after", f'echo "$SNAPKEEP_HOOK_STAGE $1 $9" > {seen}', stage=2, position=2)
+    refusing = hook(world, "before", "echo not-now; exit 4", stage=1, position=2)
+
+    status, group = restore_into(world, backup_id, tmp_path / "refused")
+    assert status == 103
+    assert not (tmp_path / "refused").exists(), "a pre Restore hook that fails stops the restore"
+    assert not seen.exists(), "post hooks do not run for a restore that never started"
+
+    world.ok("manageHook", {"action": "modify", "_id": refusing["_id"], "disabled": 1})
+    status, group = restore_into(world, backup_id, tmp_path / "restored")
+    assert status == 100
+    assert tree_state(tmp_path / "restored" / world.source.relative_to("/")) == tree_state(world.source)
+    assert seen.read_text().split() == ["post", job["_id"], "100"]
 
 
 def test_stop_queue_group_aborts_a_pending_run_and_rerun_queues_again(world: World) -> None:

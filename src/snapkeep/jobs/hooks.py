@@ -300,3 +300,37 @@ def run_stage(
             outcome.message = f"aborted: pre hook {result.name!r} {result.describe()}"
         break
     return outcome
+
+
+def run_job_stage(
+    all_hooks: Iterable[Mapping[str, Any]],
+    job: Mapping[str, Any],
+    *,
+    position: int,
+    stage: int,
+    log_id: str,
+    start_time: int,
+    status: int | None = None,
+    clock: Clock = SYSTEM,
+) -> StageOutcome:
+    """Select the hooks of ``position``/``stage`` that apply to ``job`` and run them with the job's
+    values (Backup and Restore hooks). ``job`` may be empty for a restore whose job is gone: then
+    only hooks meant for every job run. Never raises for a hook's failure."""
+    job_id = str(job.get("_id", ""))
+    chosen = select_hooks(all_hooks, position=position, stage=stage, job_id=job_id)
+    if not chosen:
+        return StageOutcome()
+    context = HookContext(
+        position=position,
+        stage=stage,
+        job_id=job_id,
+        log_id=log_id,
+        job_name=str(job.get("name", "")),
+        job_type=int(job.get("type", 0)),
+        contains=int(job.get("contains", 0)),
+        structure=int(job.get("structure", 0)),
+        destinations=list(job.get("destination", [])),
+        start_time=start_time,
+        status=status,
+    )
+    return run_stage(chosen, context, clock=clock)

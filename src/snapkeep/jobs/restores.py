@@ -32,7 +32,7 @@ from snapkeep.engine.restorer import restore
 from snapkeep.engine.tarball import restore_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.ids import new_id
-from snapkeep.jobs import account_restores, backups, destinations
+from snapkeep.jobs import account_restores, backups, destinations, hooks
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.queue import PENDING, QUEUE_TYPES, empty_progress, get_group
@@ -169,6 +169,15 @@ def run_restore(catalog: Catalog, home: Path, state: GroupState, group: Any, clo
         group_id=state.id,
     )
     state.update_document(data={"log_id": run_log.id})
+    restore_hooks = _RestoreHooks(catalog, run_log, data, clock) if group.type == RESTORE else None
+    if restore_hooks is not None:
+        stopped = restore_hooks.run(hooks.PRE)
+        if stopped is not None:
+            run_log.info(f"finished: Restore status {stopped}")
+            run_log.finish(stopped)
+            with catalog.transaction() as tx:
+                state.finish(tx, stopped)
+            return stopped
     chosen = list(document.get("backups", []))
     options = dict(document.get("options", {}))
     if group.type == DOWNLOAD:
@@ -204,11 +213,44 @@ def run_restore(catalog: Catalog, home: Path, state: GroupState, group: Any, clo
                 run_log.error(f"cannot write the download {output}: {error.strerror or error}")
                 status = FAILED
         shutil.rmtree(target, ignore_errors=True)
+    if restore_hooks is not None:
+        restore_hooks.run(hooks.POST, status)
     run_log.info(f"finished: {QUEUE_TYPES.get(group.type, kind)} status {status}")
     run_log.finish(status)
     with catalog.transaction() as tx:
         state.finish(tx, status)
     return status
+
+
+class _RestoreHooks:
+    """Pre and post Restore hooks (position 2) of the job whose backup is restored."""
+
+    def __init__(self, catalog: Catalog, run_log: RunLog, data: Mapping[str, Any], clock: Clock) -> None:
+        self.run_log = run_log
+        self.clock = clock
+        self.started = int(clock.time())
+        job_id = str(data.get("job_id") or "")
+        with catalog.transaction(write=False) as tx:
+            self.every_hook = tx.all("hooks")
+            self.job = (tx.get("jobs", job_id) if job_id else None) or {"_id": job_id}
+
+    def run(self, stage: int, status: int | None = None) -> int | None:
+        """Run one stage; returns the status the restore ends with (103) when a pre hook stops it."""
+        outcome = hooks.run_job_stage(
+            self.every_hook,
+            self.job,
+            position=hooks.RESTORE,
+            stage=stage,
+            log_id=self.run_log.id,
+            start_time=self.started,
+            status=status,
+            clock=self.clock,
+        )
+        for level, line in outcome.log_lines:
+            self.run_log.write(level, line)
+        if outcome.status is not None:
+            self.run_log.error(f"restore {outcome.message}")
+        return outcome.status
 
 
 def _restore_one(

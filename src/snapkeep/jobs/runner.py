@@ -230,25 +230,17 @@ class BackupRun:
     def hooks(self, stage: int, status: int | None) -> hooks.StageOutcome:
         assert self.log is not None
         with self.catalog.transaction(write=False) as tx:
-            chosen = hooks.select_hooks(
-                tx.all("hooks"), position=hooks.BACKUP, stage=stage, job_id=self.job_id
-            )
-        if not chosen:
-            return hooks.StageOutcome()
-        context = hooks.HookContext(
+            every_hook = tx.all("hooks")
+        outcome = hooks.run_job_stage(
+            every_hook,
+            self.job,
             position=hooks.BACKUP,
             stage=stage,
-            job_id=self.job_id,
             log_id=self.log.id,
-            job_name=self.job.get("name", ""),
-            job_type=int(self.job.get("type", 0)),
-            contains=int(self.job.get("contains", 0)),
-            structure=int(self.job.get("structure", 0)),
-            destinations=list(self.job.get("destination", [])),
             start_time=int(self.started.timestamp()),
             status=status,
+            clock=self.clock,
         )
-        outcome = hooks.run_stage(chosen, context, clock=self.clock)
         for level, line in outcome.log_lines:
             self.log.write(level, line)
         return outcome
