@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
+from snapkeep.engine.chunker import buffer_size
 from snapkeep.engine.format import CHUNK_MIN_SIZE, BlobType
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
@@ -57,7 +58,7 @@ class BackupOptions:
     max_pending: int = 512
     max_pending_bytes: int = 256 * 1024 * 1024
     read_xattrs: bool = True
-    #: Workers that may read a large file at the same time (each holds up to 32 MiB).
+    #: Workers that may read a large file at the same time (each holds up to 16 MiB).
     large_file_readers: int = 2
 
 
@@ -241,6 +242,8 @@ class _Archiver:
         self.pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="snapkeep-backup")
         self.lock = threading.Lock()
         self.large_files = threading.BoundedSemaphore(max(1, options.large_file_readers))
+        #: Read buffers of large files, reused (no fresh 16 MiB allocation, no page faults, per file).
+        self.buffers: list[bytearray] = []
         self.pending: deque[tuple[Future[None], int]] = deque()
         self.pending_bytes = 0
         self.batch: list[PendingFile] = []
@@ -273,9 +276,13 @@ class _Archiver:
         for pending in files:
             try:
                 if pending.node.size >= CHUNK_MIN_SIZE:
-                    # Large files are read in buffers of up to 32 MiB: cap how many at once.
+                    # Large files are read into 16 MiB buffers, reused: cap how many exist.
                     with self.large_files:
-                        read_file_content(pending, self.store_chunk, on_bytes)
+                        buffer = self.buffers.pop() if self.buffers else bytearray(buffer_size())
+                        try:
+                            read_file_content(pending, self.store_chunk, on_bytes, buffer)
+                        finally:
+                            self.buffers.append(buffer)
                 else:
                     read_file_content(pending, self.store_chunk, on_bytes)
             except OSError as error:

@@ -5,7 +5,7 @@ repository format because changing them changes every chunk boundary and so defe
 
 Reading strategy (measured): a file up to ``WHOLE_READ_LIMIT`` is read with one ``readinto`` into
 a buffer and cut in place; the chunks are zero-copy ``memoryview`` slices of that buffer. Larger
-files are read in 32 MiB pieces, each cut in place; only the unfinished last chunk of a piece is
+files are read in 8 MiB pieces, each cut in place; only the unfinished last chunk of a piece is
 copied into the next one. (pyfastcdc's own stream chunker moves up to 8 MiB per chunk inside its
 sliding buffer and must copy every chunk out: 300 MB/s against 940 MB/s here.) The gear loop runs
 without the GIL. Files are read, never memory-mapped: a file truncated while it is being backed up
@@ -29,9 +29,11 @@ from snapkeep.engine.format import (
 )
 
 #: Files up to this size are read whole and cut in place (no per-chunk copy).
-WHOLE_READ_LIMIT = 2 * CHUNK_MAX_SIZE
-#: Larger files are read in pieces of this size, each cut in place.
-PIECE_SIZE = 32 * 1024 * 1024
+WHOLE_READ_LIMIT = CHUNK_MAX_SIZE
+#: Larger files are read in pieces of this size, each cut in place: a reader holds at most one
+#: piece plus the carried-over unfinished chunk (under 16 MiB). Measured on a 54 MB file from
+#: the page cache: 1.5-1.7 GB/s with 8 MiB pieces against 0.9 GB/s with 32 MiB ones.
+PIECE_SIZE = 8 * 1024 * 1024
 #: Chunk type: zero-copy views for whole-read files, ``bytes`` for streamed ones.
 Chunk = bytes | memoryview
 
@@ -120,6 +122,43 @@ def _chunk_pieces(source: _Reader) -> Iterator[memoryview]:
             return
         yield from pieces[:-1]
         carry = pieces[-1]
+
+
+def buffer_size() -> int:
+    """The size of a buffer for ``chunk_into``: one piece plus the longest carried-over chunk."""
+    return PIECE_SIZE + CHUNK_MAX_SIZE
+
+
+def chunk_into(source: _Reader, buffer: bytearray) -> Iterator[memoryview]:
+    """Cut ``source`` to its end, reading it into ``buffer`` (``buffer_size()`` bytes) again and
+    again: no allocation per file or piece. A chunk is a view into ``buffer`` that is valid only
+    until the next chunk is requested (the backup stores each chunk before asking for the next).
+
+    Cuts are those of ``chunk_buffer`` over the whole contents (the unfinished last chunk of a
+    fill is moved to the front and cut again with what follows). Raises ``OSError`` from reading.
+    """
+    if len(buffer) < buffer_size():
+        raise ValueError(f"chunk_into needs a buffer of {buffer_size()} bytes, got {len(buffer)}")
+    view = memoryview(buffer)
+    filled = 0
+    while True:
+        while filled < len(buffer):
+            count = source.readinto(view[filled:])
+            if not count:
+                break
+            filled += count
+        if filled < len(buffer):  # the end of the file
+            yield from chunk_buffer(view[:filled])
+            return
+        last: memoryview | None = None
+        for chunk in chunk_buffer(view[:filled]):
+            if last is not None:
+                yield last
+            last = chunk
+        assert last is not None
+        carried = len(last)
+        view[:carried] = view[filled - carried : filled]  # memmove; overlapping is safe
+        filled = carried
 
 
 def chunks(source: str | os.PathLike[str] | bytes | BinaryIO) -> Iterator[Chunk]:

@@ -6,8 +6,8 @@ repositories have a master key too, kept in a plain key file, so their IDs are k
 
 A key file (``keys/<id>``) is JSON::
 
-    {"version": 1, "kdf": "argon2id", "kdf_params": {"time_cost": 3, "memory_cost": 65536,
-     "parallelism": 2, "salt": "<base64>"}, "cipher": "aes-256-gcm", "wrapped": "<base64>"}
+    {"version": 1, "kdf": "argon2id", "kdf_params": {"time_cost": 2, "memory_cost": 19456,
+     "parallelism": 1, "salt": "<base64>"}, "cipher": "aes-256-gcm", "wrapped": "<base64>"}
 
 ``wrapped`` is ``encryption_key || id_key`` sealed with AES-256-GCM under the key-encryption key
 derived from the password (Argon2id via argon2-cffi, or scrypt via hashlib). A plain key file has

@@ -3,7 +3,8 @@
 ``Packer.add`` appends a sealed blob to the open pack under a short lock; a pack that reaches the
 target size is handed to a bounded queue (so a slow destination slows the producers instead of
 filling memory) and finished there: the uploader threads seal the trailer, hash the pack for its
-ID, store it and report ``on_uploaded(pack_id, entries)``.
+ID, stream its parts to the store (no pack-sized copy) and report ``on_uploaded(pack_id, entries)``.
+Memory: the open pack, one queued and at most one per uploader (about 64 MiB in all).
 
 An uploader error is kept and raised in the caller of the next ``add``/``flush``/``check`` as a
 ``StorageError``; later packs are dropped, never half-written, so nothing after the failure can be
@@ -24,8 +25,34 @@ from snapkeep.storage.base import Store
 
 UploadedCallback = Callable[[str, list[PackEntry]], None]
 #: Full packs waiting for an uploader, beyond the ones being uploaded (memory: about 16 MiB each).
-DEFAULT_QUEUE_DEPTH = 2
+#: One is enough to keep both uploaders busy; more only holds memory (measured: docs/engine.md).
+DEFAULT_QUEUE_DEPTH = 1
 DEFAULT_UPLOADERS = 2
+#: Blobs smaller than this are joined into pieces of about this size before they are streamed
+#: (fewer writes, fewer SFTP requests); larger ones are written as they are.
+STREAM_PIECE = 1024 * 1024
+
+
+def coalesce(parts: list[bytes]) -> list[bytes]:
+    """``parts`` with runs of small ones joined into pieces of about ``STREAM_PIECE`` bytes."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    run_size = 0
+    for part in parts:
+        if len(part) >= STREAM_PIECE:
+            if run:
+                out.append(b"".join(run))
+                run, run_size = [], 0
+            out.append(part)
+            continue
+        run.append(part)
+        run_size += len(part)
+        if run_size >= STREAM_PIECE:
+            out.append(b"".join(run))
+            run, run_size = [], 0
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 class Packer:
@@ -129,14 +156,20 @@ class Packer:
 
     def _upload(self, builder: PackBuilder) -> None:
         entries = list(builder.entries)
-        pack_id, data = builder.finish(self._cipher)
+        pack_id, parts = builder.finish_parts(self._cipher)
+        parts = coalesce(parts)
         try:
-            self._store.store(pack_name(pack_id), data)
+            if len(parts) == 1:
+                self._store.store(pack_name(pack_id), parts[0])
+                size = len(parts[0])
+            else:
+                size = self._store.store_stream(pack_name(pack_id), parts)
         except SnapkeepError:
             raise
         except OSError as error:  # a backend that leaked a foreign error: translate it here
             raise StorageError(f"storing pack {pack_id}: {error}") from error
+        del parts
         with self._lock:
             self.packs_uploaded += 1
-            self.bytes_uploaded += len(data)
+            self.bytes_uploaded += size
         self._on_uploaded(pack_id, entries)

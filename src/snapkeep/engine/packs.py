@@ -85,12 +85,20 @@ class PackBuilder:
 
     def finish(self, cipher: Cipher) -> tuple[str, bytes]:
         """The pack's ID and bytes (blobs, trailer, length, magic)."""
+        pack_id, parts = self.finish_parts(cipher)
+        return pack_id, b"".join(parts)
+
+    def finish_parts(self, cipher: Cipher) -> tuple[str, list[bytes]]:
+        """The pack's ID and its bytes as the list of parts to write one after another (no
+        pack-sized copy: the uploader streams them, ``store_stream``). The builder is emptied."""
         trailer = cipher.seal(encode_trailer(self.entries), AD_PACK_TRAILER)
-        self._parts.append(trailer)
-        self._parts.append(_COUNT.pack(len(trailer)) + PACK_MAGIC)
-        data = b"".join(self._parts)
-        self._parts = []
-        return blake3.blake3(data).hexdigest(), data
+        parts, self._parts = self._parts, []
+        parts.append(trailer)
+        parts.append(_COUNT.pack(len(trailer)) + PACK_MAGIC)
+        hasher = blake3.blake3()
+        for part in parts:
+            hasher.update(part)
+        return hasher.hexdigest(), parts
 
 
 def encode_trailer(entries: list[PackEntry]) -> bytes:

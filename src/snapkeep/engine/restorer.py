@@ -27,7 +27,7 @@ import resource
 import stat
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,9 +44,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SPARSE_BLOCK = 4096
+#: The plan hands its packs to the workers every this many planned bytes or files, so writing
+#: starts while the plan (trees, folders) goes on.
+_BATCH_BYTES = 64 * 1024 * 1024
+_BATCH_FILES = 2048
 #: Largest span of a pack read at once by one worker.
 _READ_SPAN = 4 * 1024 * 1024
 Filters = list[list[bytes]] | None
+_Users = dict[bytes, list[tuple["_FileJob", int]]]
 T = TypeVar("T")
 _ZEROS = bytes(_SPARSE_BLOCK)
 
@@ -170,13 +175,16 @@ def restore(
     base = os.path.abspath(os.fsencode(target))
     os.makedirs(base, exist_ok=True)
     folders = _Folders(os.open(base, _DIR_FLAGS), _descriptor_budget())
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore")
     try:
         restorer.folders = folders
+        restorer.start(pool, workers, snapshot if filters is None else None)
         restorer.plan(bytes.fromhex(snapshot.tree), 0, [], b"", filters)
-        restorer.write_contents(workers)
+        restorer.write_contents()
         restorer.link_hardlinks()
         restorer.apply_folder_metadata()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         folders.close()
         os.close(folders.fds[0])
         restorer.progress.on_finish()
@@ -190,8 +198,7 @@ class _Restorer:
         self.owners = owners
         self.result = RestoreResult()
         self.lock = threading.Lock()
-        self.jobs: list[_FileJob] = []
-        self.blob_users: dict[bytes, list[tuple[_FileJob, int]]] = {}
+        self.blob_users: _Users = {}
         self.packs: dict[str, list[BlobLocation]] = {}
         self.hardlink_first: dict[str, _FileJob | tuple[int, bytes]] = {}
         self.links: list[tuple[int, bytes, str, str]] = []  # (folder, name, display, group)
@@ -199,6 +206,27 @@ class _Restorer:
         self.folder_nodes: list[tuple[int, str, Node]] = []
         self.uids: dict[str, int | None] = {}
         self.gids: dict[str, int | None] = {}
+        #: Per folder: whether new files in it get a group other than ours (a set-group-ID folder).
+        self.inherits_group: list[bool] = []
+        self.identity = (os.geteuid(), os.getegid())
+        self.umask = _current_umask()
+        self.pool: ThreadPoolExecutor | None = None
+        self.ways = 1
+        self.futures: list[Future[None]] = []
+        self.planned_bytes = 0
+        self.planned_files = 0
+
+    def start(self, pool: ThreadPoolExecutor, ways: int, snapshot: Snapshot | None) -> None:
+        """Content is written by ``pool`` while the plan goes on (totals from the snapshot's stats
+        for a whole restore)."""
+        self.pool = pool
+        self.ways = max(1, ways)
+        self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
+        stats = snapshot.stats if snapshot is not None else {}
+        files, size = stats.get("files"), stats.get("bytes")
+        self.progress.on_start(
+            files if isinstance(files, int) else None, size if isinstance(size, int) else None
+        )
 
     # --- plan -------------------------------------------------------------------------------------
 
@@ -245,6 +273,7 @@ class _Restorer:
             assert node.subtree is not None
             with self.folders.open(folder) as dir_fd:
                 fd = self.open_folder(name, dir_fd)
+            self.inherits_group.append(bool(os.fstat(fd).st_mode & stat.S_ISGID))
             child = self.folders.add(fd, [*parts, name])
             self.plan(node.subtree, child, [*parts, name], shown, below)
             self.folder_nodes.append((child, display, node))
@@ -312,29 +341,38 @@ class _Restorer:
                 users.append((job, offset))
             offset += location.raw_length
         node.content = []  # the blob users hold what is needed; keeps a big plan small
-        self.jobs.append(job)
+        self.planned_files += 1
+        self.planned_bytes += node.size
+        if self.planned_bytes >= _BATCH_BYTES or self.planned_files >= _BATCH_FILES:
+            self.submit_planned()
 
     # --- content ----------------------------------------------------------------------------------
 
-    def write_contents(self, workers: int) -> None:
-        total = sum(job.node.size for job in self.jobs)
-        self.progress.on_start(len(self.jobs) + self.result.files, total)
-        with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore") as pool:
-            tasks = [
-                (pack, group) for pack, locations in self.packs.items() for group in _read_groups(locations)
-            ]
-            futures = [
-                pool.submit(self.restore_pack, pack, group) for pack, group in _interleave(tasks, workers)
-            ]
-            for future in futures:
-                future.result()
+    def submit_planned(self) -> None:
+        """Hand the packs needed by the files planned so far to the workers.
 
-    def restore_pack(self, pack_id: str, locations: Sequence[BlobLocation]) -> None:
+        The plan goes on meanwhile: a batch has its own blob users, so a blob that files of a
+        later batch need too is read again then (rare: duplicates within one snapshot)."""
+        packs, users = self.packs, self.blob_users
+        self.packs, self.blob_users = {}, {}
+        self.planned_bytes = self.planned_files = 0
+        assert self.pool is not None
+        tasks = [(pack, group) for pack, locations in packs.items() for group in _read_groups(locations)]
+        for pack, group in _interleave(tasks, self.ways):
+            self.futures.append(self.pool.submit(self.restore_pack, pack, group, users))
+
+    def write_contents(self) -> None:
+        """Submit the rest of the plan and wait for every write. Raises what a worker raised."""
+        self.submit_planned()
+        for future in self.futures:
+            future.result()
+
+    def restore_pack(self, pack_id: str, locations: Sequence[BlobLocation], users: _Users) -> None:
         done: set[bytes] = set()
         try:
             for blob_id, data in self.repository.load_blobs(pack_id, locations):
                 done.add(blob_id)
-                self.deliver(blob_id, data)
+                self.deliver(users[blob_id], data)
         except SnapkeepError:
             # Find the damaged blobs one by one; the others are still written.
             for location in locations:
@@ -343,13 +381,13 @@ class _Restorer:
                 try:
                     data = self.repository.load_blob(location.blob_id)
                 except SnapkeepError as error:
-                    for job, _ in self.blob_users[location.blob_id]:
+                    for job, _ in users[location.blob_id]:
                         self.fail_job(job, f"blob {location.blob_id.hex()}: {error}")
                     continue
-                self.deliver(location.blob_id, data)
+                self.deliver(users[location.blob_id], data)
 
-    def deliver(self, blob_id: bytes, data: bytes) -> None:
-        for job, offset in self.blob_users[blob_id]:
+    def deliver(self, users: list[tuple[_FileJob, int]], data: bytes) -> None:
+        for job, offset in users:
             if job.lock is None:
                 self.create_and_finish(job, data)
             else:
@@ -357,13 +395,23 @@ class _Restorer:
                     self.write_part(job, data, offset)
 
     def create(self, job: _FileJob) -> None:
-        """Create the file in its folder (``O_EXCL``, never through a planted link)."""
+        """Create the file in its folder (``O_EXCL``, never through a planted link), with its
+        permission bits at once (``finish`` then needs no chmod unless the umask or special bits
+        interfere): fewer inode updates, each of which may wait for the file system's journal."""
+        mode = job.node.mode & 0o777
+        dir_fd = self.folders.fds[job.folder]
+        if dir_fd >= 0:
+            try:
+                job.fd = os.open(job.name, _CREATE_FLAGS, mode, dir_fd=dir_fd)
+                return
+            except FileExistsError:
+                pass
         with self.folders.open(job.folder) as dir_fd:
             try:
-                job.fd = os.open(job.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+                job.fd = os.open(job.name, _CREATE_FLAGS, mode, dir_fd=dir_fd)
             except FileExistsError:
                 remove_existing(job.name, dir_fd)
-                job.fd = os.open(job.name, _CREATE_FLAGS, 0o600, dir_fd=dir_fd)
+                job.fd = os.open(job.name, _CREATE_FLAGS, mode, dir_fd=dir_fd)
 
     def create_and_finish(self, job: _FileJob, data: bytes) -> None:
         """A file of at most one blob: create, write, finish."""
@@ -412,7 +460,7 @@ class _Restorer:
         try:
             if job.node.sparse:
                 os.ftruncate(job.fd, job.node.size)  # a trailing hole is not written
-            self.apply_metadata(job.node, job.display, fd=job.fd)
+            self.apply_metadata(job.node, job.display, fd=job.fd, created=job.folder)
         finally:
             os.close(job.fd)
             job.fd = -1
@@ -469,10 +517,19 @@ class _Restorer:
                 self.warn(display, f"cannot set folder metadata: {error.strerror or error}")
 
     def apply_metadata(
-        self, node: Node, display: str, *, fd: int | None = None, name: bytes = b"", dir_fd: int | None = None
+        self,
+        node: Node,
+        display: str,
+        *,
+        fd: int | None = None,
+        name: bytes = b"",
+        dir_fd: int | None = None,
+        created: int = -1,
     ) -> None:
         """Owner (as root), mode, xattrs and times, through ``fd``, or on ``name`` in ``dir_fd``
-        without following a symlink. Raises ``OSError`` when the mode or times cannot be set."""
+        without following a symlink. ``created`` is the folder of a file ``create`` just made
+        (owned by us, permission bits set): calls that would change nothing are left out. Raises
+        ``OSError`` when the mode or times cannot be set."""
         if fd is not None:
             target: int | bytes = fd
             where: dict[str, Any] = {}
@@ -480,11 +537,15 @@ class _Restorer:
             target = name
             where = {"dir_fd": dir_fd, "follow_symlinks": False}
         if self.owners:
-            try:
-                os.chown(target, self.uid(node), self.gid(node), **where)
-            except OSError as error:
-                self.warn(display, f"cannot set owner: {error.strerror or error}")
-        if node.type != SYMLINK:
+            owner = (self.uid(node), self.gid(node))
+            if created < 0 or owner != self.identity or self.inherits_group[created]:
+                try:
+                    os.chown(target, *owner, **where)
+                except OSError as error:
+                    self.warn(display, f"cannot set owner: {error.strerror or error}")
+        if created >= 0 and not node.mode & 0o7000 and not node.mode & self.umask:
+            pass  # created with these permission bits; chown clears only set-ID bits
+        elif node.type != SYMLINK:
             # Linux has no lchmod: a name here is a fifo or device node this restore just made.
             os.chmod(target, node.mode, dir_fd=None if fd is not None else dir_fd)
         for key, value in node.xattrs.items():
@@ -520,6 +581,20 @@ class _Restorer:
             if found is not None:
                 return found
         return node.gid
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``), else by setting it back."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _read_groups(locations: list[BlobLocation]) -> Iterator[list[BlobLocation]]:

@@ -18,11 +18,12 @@ import os
 import pwd
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from snapkeep.engine.chunker import chunk_file
+from snapkeep.engine.chunker import buffer_size, chunk_into
 from snapkeep.engine.format import CHUNK_MIN_SIZE
 from snapkeep.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 
@@ -36,6 +37,7 @@ _TYPES = {
     stat.S_IFBLK: BLOCKDEV,
 }
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
+_local = threading.local()
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -241,12 +243,26 @@ def _open_for_reading(path: bytes) -> int:
         return os.open(path, _OPEN_FLAGS & ~getattr(os, "O_NOATIME", 0))
 
 
+def small_buffer() -> bytearray:
+    """This thread's buffer for files under the minimum chunk size (one read, one chunk)."""
+    buffer: bytearray | None = getattr(_local, "small", None)
+    if buffer is None:
+        buffer = _local.small = bytearray(CHUNK_MIN_SIZE + 1)
+    return buffer
+
+
 def read_file_content(
-    pending: PendingFile, store_chunk: Callable[[bytes | memoryview], bytes], on_bytes: Callable[[int], None]
+    pending: PendingFile,
+    store_chunk: Callable[[bytes | memoryview], bytes],
+    on_bytes: Callable[[int], None],
+    buffer: bytearray | None = None,
 ) -> None:
-    """Read ``pending``'s file, hand every chunk to ``store_chunk`` (which returns the blob ID) and
-    set the node's content, size and sparse flag. Raises ``OSError`` when the file cannot be opened
-    or read, or is no longer a regular file."""
+    """Read ``pending``'s file, hand every chunk to ``store_chunk`` (which returns the blob ID and
+    must not keep the chunk: it is a view into a reused buffer) and set the node's content, size
+    and sparse flag. A file under the minimum chunk size is one ``preadv`` into this thread's
+    small buffer; larger ones are cut by ``chunk_into`` in ``buffer`` (``chunker.buffer_size()``
+    bytes; allocated here when not given). Raises ``OSError`` when the file cannot be opened or
+    read, or is no longer a regular file."""
     node = pending.node
     fd = _open_for_reading(pending.path)
     try:
@@ -257,16 +273,19 @@ def read_file_content(
         node.sparse = has_holes(fd, size, info)
         content: list[bytes] = []
         total = 0
-        data = os.pread(fd, size + 1, 0) if size < CHUNK_MIN_SIZE else b""
-        if size < CHUNK_MIN_SIZE and len(data) <= size:
-            if data:
-                content.append(store_chunk(data))
-                total = len(data)
-                on_bytes(total)
-        else:
-            os.lseek(fd, 0, os.SEEK_SET)
+        count = -1
+        if size < CHUNK_MIN_SIZE:
+            small = memoryview(small_buffer())
+            count = os.preadv(fd, [small[: size + 1]], 0)
+            if count <= size:
+                if count:
+                    content.append(store_chunk(small[:count]))
+                    on_bytes(count)
+                total = count
+        if count < 0 or count > size:  # a large file, or a small one that grew meanwhile
+            os.lseek(fd, 0, os.SEEK_SET)  # has_holes may have moved the offset
             with os.fdopen(fd, "rb", buffering=0, closefd=False) as handle:
-                for chunk in chunk_file(handle, size):
+                for chunk in chunk_into(handle, buffer or bytearray(buffer_size())):
                     content.append(store_chunk(chunk))
                     total += len(chunk)
                     on_bytes(len(chunk))

@@ -75,3 +75,19 @@ def test_inserting_bytes_near_the_start_changes_only_a_chunk_or_two() -> None:
     changed = [c for c in after if c not in before]
     assert len(changed) <= 2
     assert len(after) >= 10
+
+
+def test_chunk_into_a_reused_buffer_cuts_exactly_like_the_whole_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = random_bytes(20 * MIB, seed=3)
+    reference = [bytes(c) for c in chunker.chunk_buffer(data)]
+    for piece in (1 * MIB, 3 * MIB + 17, 9 * MIB, 32 * MIB):
+        monkeypatch.setattr(chunker, "PIECE_SIZE", piece)
+        buffer = bytearray(chunker.buffer_size())
+        # Each view is copied before the next is asked for: the buffer is reused.
+        assert [bytes(c) for c in chunker.chunk_into(io.BytesIO(data), buffer)] == reference
+        assert [bytes(c) for c in chunker.chunk_into(io.BytesIO(data[:1000]), buffer)] == [data[:1000]]
+        assert list(chunker.chunk_into(io.BytesIO(b""), buffer)) == []
+    with pytest.raises(ValueError, match="needs a buffer"):
+        list(chunker.chunk_into(io.BytesIO(data), bytearray(10)))
