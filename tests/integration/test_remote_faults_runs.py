@@ -20,7 +20,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,14 @@ class StopAfterFirstPack(StoreWrapper):
 
     def store(self, name: str, data: bytes) -> None:
         self.inner.store(name, data)
+        self._stored(name)
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        size = self.inner.store_stream(name, chunks)
+        self._stored(name)
+        return size
+
+    def _stored(self, name: str) -> None:
         if name.startswith(DATA_PREFIX) and not self.fired:
             self.fired = True
             self.server.stop()
