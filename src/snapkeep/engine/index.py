@@ -197,7 +197,15 @@ class Index:
         blob_type, compression = _FLAGS[flags]
         location: BlobLocation = _new_tuple(
             BlobLocation,
-            (record[:BLOB_ID_SIZE], self._pack_ids[pack_number], offset, length, raw_length, blob_type, compression),
+            (
+                record[:BLOB_ID_SIZE],
+                self._pack_ids[pack_number],
+                offset,
+                length,
+                raw_length,
+                blob_type,
+                compression,
+            ),
         )
         return location
 

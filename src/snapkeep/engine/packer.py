@@ -34,11 +34,15 @@ STREAM_PIECE = 1024 * 1024
 
 
 def coalesce(parts: list[bytes]) -> list[bytes]:
-    """``parts`` with runs of small ones joined into pieces of about ``STREAM_PIECE`` bytes."""
+    """``parts`` with runs of small ones joined into pieces of about ``STREAM_PIECE`` bytes.
+
+    Consumes ``parts`` (emptied as it goes), so a pack is never held twice while it is joined."""
     out: list[bytes] = []
     run: list[bytes] = []
     run_size = 0
-    for part in parts:
+    parts.reverse()
+    while parts:
+        part = parts.pop()
         if len(part) >= STREAM_PIECE:
             if run:
                 out.append(b"".join(run))

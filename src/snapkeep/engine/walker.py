@@ -146,10 +146,14 @@ class Describer:
             self._groups[gid] = name
         return name
 
-    def describe(self, name: bytes, path: bytes, info: os.stat_result) -> Node:
+    def describe(
+        self, name: bytes, path: bytes, info: os.stat_result, xattrs: dict[str, bytes] | None = None
+    ) -> Node:
         """The node for ``path`` (whose ``lstat`` is ``info``) without content or subtree.
 
-        Raises ``OSError`` when a symlink target cannot be read."""
+        ``xattrs`` (known from a parent snapshot whose inode and ctime match: setting an xattr
+        changes the ctime) saves the ``listxattr`` call. Raises ``OSError`` when a symlink target
+        cannot be read."""
         kind = _TYPES.get(stat.S_IFMT(info.st_mode), FILE)
         node = Node(
             name=name,
@@ -169,7 +173,9 @@ class Describer:
         )
         if kind == SYMLINK:
             node.target = os.readlink(path)
-        if self.read_xattrs:
+        if xattrs is not None:
+            node.xattrs = xattrs
+        elif self.read_xattrs:
             node.xattrs = read_xattrs(path)
         return node
 

@@ -210,3 +210,21 @@ def test_root_source_walks_the_root_folder(
     assert walked[0] == b"/"
     assert snapshot.paths == ["/"]
     assert b"only" in entries(repository, snapshot.tree, *components(tmp_path))
+
+
+def test_xattrs_of_unchanged_files_come_from_the_parent_and_changes_are_seen(
+    repository: Repository, tmp_path: Path
+) -> None:
+    kept, changed = tmp_path / "kept", tmp_path / "changed"
+    kept.write_bytes(b"k")
+    changed.write_bytes(b"c")
+    os.setxattr(kept, "user.note", b"one")
+    os.setxattr(changed, "user.note", b"one")
+    first = backup(repository, [tmp_path])
+    os.setxattr(changed, "user.note", b"two")  # changes the ctime, not the contents
+    second = backup(repository, [tmp_path])
+    assert second.stats["unchanged_files"] == 1
+    nodes = entries(repository, second.tree, *os.fsencode(tmp_path).strip(b"/").split(b"/"))
+    assert nodes[b"kept"].xattrs == {"user.note": b"one"}
+    assert nodes[b"changed"].xattrs == {"user.note": b"two"}
+    assert first.tree != second.tree
