@@ -98,6 +98,15 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, banne
     raise RuntimeError(f"server did not answer on 127.0.0.1:{port}: {log.read_text(errors='replace')}")
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still exists (a zombie of another parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (from /proc), children first."""
     children: dict[int, list[int]] = {}
@@ -229,6 +238,11 @@ class SshServer(_Server):
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+        # SIGKILL is asynchronous: wait until the processes are gone, so their connections are
+        # closed before the caller goes on (otherwise a quick write can still slip through).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(child) for child in children):
+            time.sleep(0.01)
         return len(children)
 
     def folder_for(self, name: str) -> str:

@@ -12,8 +12,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from tests.conftest import require_server
 
-from conftest import require_server
 from servers import RcloneS3Server, rclone_available
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe

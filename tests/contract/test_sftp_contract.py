@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import require_server
 
-from conftest import require_server
 from servers import KEY_PASSPHRASE, SshServer, sshd_available
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import require_server
 from tests.e2e.conftest import CLI_TIMEOUT, SNAPKEEP, Instance
 from tests.integration.runner_helpers import make_tree, tree_state
 
-from conftest import require_server
 from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 
 

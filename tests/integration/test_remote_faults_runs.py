@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_remote_runs import restore_and_compare, s3_destination, sftp_destination
 
-from conftest import require_server
 from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 from snapkeep.engine.checker import check, open_without_index
 from snapkeep.engine.format import DATA_PREFIX

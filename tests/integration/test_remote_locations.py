@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import require_server
 
-from conftest import require_server
 from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 from snapkeep.storage.registry import open_store
 

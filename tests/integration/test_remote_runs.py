@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 
-from conftest import require_server
 from servers import KEY_PASSPHRASE, RcloneS3Server, SshServer, rclone_available, sshd_available
 from snapkeep.jobs.models.destination import SECRET_MASK
 from snapkeep.jobs.runner import execute_group

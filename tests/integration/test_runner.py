@@ -202,13 +202,13 @@ def test_restore_hooks_run_around_a_restore_and_a_failing_pre_hook_stops_it(
     hook(world, "after", f'echo "$SNAPKEEP_HOOK_STAGE $1 $9" > {seen}', stage=2, position=2)
     refusing = hook(world, "before", "echo not-now; exit 4", stage=1, position=2)
 
-    status, group = restore_into(world, backup_id, tmp_path / "refused")
-    assert status == 103
+    status, refused = restore_into(world, backup_id, tmp_path / "refused")
+    assert status == 103 and refused["status"] == 103
     assert not (tmp_path / "refused").exists(), "a pre Restore hook that fails stops the restore"
     assert not seen.exists(), "post hooks do not run for a restore that never started"
 
     world.ok("manageHook", {"action": "modify", "_id": refusing["_id"], "disabled": 1})
-    status, group = restore_into(world, backup_id, tmp_path / "restored")
+    status, _ = restore_into(world, backup_id, tmp_path / "restored")
     assert status == 100
     assert tree_state(tmp_path / "restored" / world.source.relative_to("/")) == tree_state(world.source)
     assert seen.read_text().split() == ["post", job["_id"], "100"]

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.conftest import require_server
 
-from conftest import require_server
 from servers import RcloneS3Server, free_port, rclone_available
 from snapkeep.errors import (
     DestinationNotFoundError,

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import require_server
 
-from conftest import require_server
 from servers import KEY_PASSPHRASE, SshServer, free_port, new_rsa_key, sshd_available
 from snapkeep.clock import FrozenClock
 from snapkeep.errors import (

@@ -309,7 +309,9 @@ class ObjectKind:
         return [
             FunctionSpec(f"manage{self.name}", f"Create or modify a {self.label}", manage_parameters, manage),
             FunctionSpec(f"get{self.name}", f"Get one {self.label}", ident, self.get),
-            FunctionSpec(f"list{self.name}s", f"List {self.label}s", param_specs(ListParams), self.list_items),
+            FunctionSpec(
+                f"list{self.name}s", f"List {self.label}s", param_specs(ListParams), self.list_items
+            ),
             *extra,
             FunctionSpec(
                 f"delete{self.name}",
