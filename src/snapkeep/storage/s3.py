@@ -136,16 +136,20 @@ class S3Store(Store):
         is aborted first, so no object (and no part) is left behind.
         """
         validate_name(name)
-        buffer = bytearray()
+        pending: list[bytes] = []  # chunks not yet sent; joined once, never grown byte by byte
+        pending_size = 0
         iterator = iter(chunks)
         for chunk in iterator:
-            buffer += chunk
-            if len(buffer) >= self.multipart_threshold:
-                return self._multipart(name, buffer, iterator)
-        self.store(name, bytes(buffer))
-        return len(buffer)
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size >= self.multipart_threshold:
+                return self._multipart(name, pending, iterator)
+        data = b"".join(pending)
+        pending.clear()
+        self.store(name, data)
+        return len(data)
 
-    def _multipart(self, name: str, buffer: bytearray, rest: Iterator[bytes]) -> int:
+    def _multipart(self, name: str, pending: list[bytes], rest: Iterator[bytes]) -> int:
         key = self._key(name)
         try:
             upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
@@ -153,14 +157,22 @@ class S3Store(Store):
             raise self._error(error, "start multipart upload of", name, missing_is_not_found=False) from error
         parts: list[dict[str, Any]] = []
         size = 0
+        pending_size = sum(len(chunk) for chunk in pending)
         try:
-            for chunk in rest:
-                buffer += chunk
-                while len(buffer) >= self.part_size:
-                    size += self._upload_part(key, upload, parts, bytes(buffer[: self.part_size]))
-                    del buffer[: self.part_size]
-            if buffer or not parts:
-                size += self._upload_part(key, upload, parts, bytes(buffer))
+            while True:
+                while pending_size >= self.part_size:  # join once per part, not once per chunk
+                    joined = b"".join(pending)
+                    size += self._upload_part(key, upload, parts, joined[: self.part_size])
+                    remainder = joined[self.part_size :]
+                    pending[:] = [remainder] if remainder else []
+                    pending_size = len(remainder)
+                chunk = next(rest, None)
+                if chunk is None:
+                    break
+                pending.append(chunk)
+                pending_size += len(chunk)
+            if pending_size or not parts:
+                size += self._upload_part(key, upload, parts, b"".join(pending))
             self._client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
             )
