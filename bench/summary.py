@@ -108,7 +108,9 @@ def render(meta: dict[str, Any], combined: dict[str, dict[str, Any]], rows: list
         "file was read once before the first tool, so every tool reads from the same warm cache, and "
         "`sync` runs before every measured command so no tool pays for another's write-back. "
         "Restores are verified with `make_dataset.py digest` (contents, modes, sizes, links, mtimes, and "
-        "owners when run as root) against the source tree.",
+        "owners when run as root) against the source tree. Restore targets are deleted only after "
+        "every tool has restored (a large deletion slows ext4's inode allocation for a while, which "
+        "would tax whichever tool restores next).",
         "",
         "## snapkeep compared with restic (ratio = snapkeep / restic, lower is better)",
         "",
