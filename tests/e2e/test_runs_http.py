@@ -5,15 +5,17 @@ destination, a Directories job with two schedules, three manual runs while the s
 backups listed over HTTP, the second one restored into a new folder and compared byte for byte and
 mode for mode with the source as it was then.
 
-Runs are executed with ``snapkeep run JOB`` (a subprocess, the same runner the service uses) and
-restores are queued over HTTP (``addQueueItems``) and executed with ``snapkeep runs execute GROUP``,
-which waits instead when the service has already claimed the group. Everything else is HTTP.
+Everything goes through HTTP and the service's own workers: runs are queued with
+``runBackupJobManually`` and awaited by polling ``getBackupJob`` until ``running`` is null, restores
+are queued with ``addQueueItems`` and awaited by polling ``getQueueGroup``, as a client would.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,28 @@ def ok(server: Server, function: str, params: dict) -> dict:
     assert answer["success"] == 1, (function, params, answer["message"])
     data: dict = answer["data"]
     return data
+
+
+def wait_for(what: str, done: Callable[[], dict | None], timeout: float = 120) -> dict:
+    """Poll ``done`` until it returns an answer (the service's workers run the queue)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = done()
+        if answer is not None:
+            return answer
+        time.sleep(0.2)
+    raise AssertionError(f"the service did not finish {what} within {timeout} s")
+
+
+def run_through_service(server: Server, job_id: str) -> None:
+    queued = ok(server, "runBackupJobManually", {"_id": job_id})
+    assert queued["running"] == 1
+
+    def finished() -> dict | None:
+        job = ok(server, "getBackupJob", {"_id": job_id})
+        return job if job["running"] is None else None
+
+    wait_for(f"a run of job {job_id}", finished)
 
 
 @pytest.mark.parametrize(("structure", "encrypted"), [(1, 0), (2, 0), (4, 0), (1, 1)])
@@ -67,9 +91,7 @@ def test_three_runs_list_restore_second(
     for version in (1, 2, 3):
         make_tree(source, version)
         states.append(tree_state(source))
-        done = server.instance.cli("run", job["_id"])
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "Completed" in done.stdout
+        run_through_service(server, job["_id"])
         newest = ok(server, "listBackups", {"account_id": job["_id"], "limit": "1"})["backups"][0]
         backup_ids.append(newest["_id"])
     listed = ok(server, "listBackups", {"account_id": job["_id"]})
@@ -90,9 +112,12 @@ def test_three_runs_list_restore_second(
         "addQueueItems",
         {"type": "2", "snapshot_id": backup_ids[1], "options": {"target": str(target)}},
     )
-    done = server.instance.cli("runs", "execute", group["_id"])
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert ok(server, "getQueueGroup", {"_id": group["_id"]})["status"] == 100
+
+    def restored() -> dict | None:
+        answer = ok(server, "getQueueGroup", {"_id": group["_id"]})
+        return answer if answer["status"] >= 100 else None
+
+    assert wait_for("the restore", restored)["status"] == 100
     assert tree_state(target / str(source).lstrip("/")) == states[1]
     assert tree_state(source) == states[2], "the source itself is untouched"
 
