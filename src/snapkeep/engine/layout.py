@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.archiver import BackupOptions, Frame, _Archiver, _subtree, load_parent_folder
+from snapkeep.engine.archiver import Archiver, Frame
+from snapkeep.engine.backup_pool import BackupOptions
+from snapkeep.engine.parents import load_parent_folder, parent_subtree
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.snapshot import Snapshot
@@ -85,7 +87,7 @@ class LayoutBackup:
         self.paths: list[str] = []
         self.excludes: list[str] = []
         self.stream_bytes = 0
-        self.archiver = _Archiver(repository, Excludes(()), self.progress, options or BackupOptions())
+        self.archiver = Archiver(repository, Excludes(()), self.progress, options or BackupOptions())
         self.progress.on_start(None, None)
         self._finished = False
 
@@ -168,10 +170,7 @@ class LayoutBackup:
         root_parent = bytes.fromhex(self.parent.tree) if self.parent else None
         try:
             root = self._walk(self.root, b"", None, root_parent)
-            archiver.flush_batch()
-            while archiver.pending:
-                archiver._retire_oldest()
-            archiver._finish_ready_frames()
+            archiver.drain()
         finally:
             archiver.shutdown()
             self.progress.on_finish()
@@ -193,7 +192,7 @@ class LayoutBackup:
                     name=name, type=DIR, mode=0o700, user="root", group="root", mtime_ns=self._now_ns()
                 )
                 archiver.stats.dirs += 1
-                self._walk(item, path + b"/" + name, child, _subtree(old))
+                self._walk(item, path + b"/" + name, child, parent_subtree(old))
                 frame.nodes.append(child)
             else:
                 try:
@@ -201,8 +200,8 @@ class LayoutBackup:
                 except OSError as error:
                     archiver.warn(item.source, f"cannot read: {error.strerror or error}")
                     continue
-                archiver._add_entry(frame, name, item.source, info, old)
-        archiver._close_frame(frame)
+                archiver.add_entry(frame, name, item.source, info, old)
+        archiver.close_frame(frame)
         return frame
 
     def _now_ns(self) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine import archiver, walker
+from snapkeep.engine import archiver, backup_pool, walker
 from snapkeep.engine.archiver import BackupOptions, backup
 from snapkeep.engine.progress import ProgressCounter
 from snapkeep.engine.repository import Repository
@@ -87,7 +87,7 @@ def test_unchanged_files_are_not_read_again(
         reads.append(pending.path)
         original(pending, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(archiver, "read_file_content", counting)
+    monkeypatch.setattr(backup_pool, "read_file_content", counting)
     first = backup(repository, [tmp_path])
     assert len(reads) == 21
     reads.clear()
