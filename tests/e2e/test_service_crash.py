@@ -39,6 +39,20 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return source
 
 
+@pytest.fixture
+def long_source(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``source`` plus a 32 GiB sparse file of zeros walked after it: the run writes its first packs,
+    then reads zeros for well over a minute, so a signal always lands in the middle of the run
+    however fast the machine is (the zeros take no disk space)."""
+    long = tmp_path_factory.mktemp("long-source") / "source"
+    long.mkdir()
+    for path in source.iterdir():
+        os.link(path, long / path.name)
+    with (long / "zz-zeros.bin").open("wb") as handle:
+        handle.truncate(32 * 1024**3)
+    return long
+
+
 def wait_for(condition, what: str, log: Path) -> None:
     deadline = time.monotonic() + WAIT
     while not condition():
@@ -100,14 +114,15 @@ def check_repository(instance: Instance, job: dict) -> None:
     assert not list((repository / "locks").iterdir()), "no lock is left behind"
 
 
-def test_kill_9_mid_run_then_restart(instance: Instance, source: Path) -> None:
-    server, job, crashed = start_mid_run(instance, source)
+def test_kill_9_mid_run_then_restart(instance: Instance, long_source: Path) -> None:
+    server, job, crashed = start_mid_run(instance, long_source)
     log, token, process = server.log, server.token, server.process
     try:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
         server.stop()
+    (long_source / "zz-zeros.bin").unlink()  # the next run need not read 32 GiB of zeros
 
     process, base_url, output = start_server(instance, log)
     server = Server(instance, process, base_url, log, token)
@@ -131,8 +146,8 @@ def test_kill_9_mid_run_then_restart(instance: Instance, source: Path) -> None:
     check_repository(instance, job)
 
 
-def test_sigterm_mid_run_stops_the_run_cleanly_and_exits_0(instance: Instance, source: Path) -> None:
-    server, job, group_id = start_mid_run(instance, source)
+def test_sigterm_mid_run_stops_the_run_cleanly_and_exits_0(instance: Instance, long_source: Path) -> None:
+    server, job, group_id = start_mid_run(instance, long_source)
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=60) == 0, server.log.read_text()[-4000:]
     server.stop()
