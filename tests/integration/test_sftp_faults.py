@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import require_server
 
-from servers import KEY_PASSPHRASE, SshServer, free_port, new_rsa_key, sshd_available
+from servers import KEY_PASSPHRASE, SshServer, free_port, new_rsa_key
 from snapkeep.clock import FrozenClock
 from snapkeep.errors import (
     HostKeyChangedError,
@@ -27,13 +27,6 @@ from snapkeep.errors import (
 from snapkeep.storage.probe import probe
 from snapkeep.storage.sftp import SftpStore
 from snapkeep.storage.wrappers import RetryingStore
-
-
-@pytest.fixture(scope="module")
-def sshd() -> Iterator[SshServer]:
-    require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd; `make servers` installs it)")
-    with SshServer() as server:
-        yield server
 
 
 def connect(server: SshServer, **options: object) -> SftpStore:
