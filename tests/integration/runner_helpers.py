@@ -11,7 +11,7 @@ from typing import Any
 
 from snapkeep.api.dispatch import Api
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.runs import execute_group
 
 
 class World:

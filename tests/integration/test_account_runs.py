@@ -23,7 +23,7 @@ from snapkeep.engine.streams import find_node
 from snapkeep.errors import DatabaseError, NotFoundError
 from snapkeep.jobs import backups
 from snapkeep.jobs.destinations import open_destination
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.runs import execute_group
 from snapkeep.sources.dbclient import (
     DatabaseSettings,
     mariadb_command,

@@ -15,7 +15,7 @@ from tests.unit.daemon.test_queue_claims import dead_pid, insert_group
 
 from snapkeep.clock import FrozenClock
 from snapkeep.daemon.service import Service, fork_setting
-from snapkeep.jobs import queue
+from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.schedule import zone
 from snapkeep.storage.local import LocalStore
@@ -83,7 +83,7 @@ def test_a_crash_is_recovered_on_start(world) -> None:
     crashed = insert_group(
         world,
         job["_id"],
-        status=queue.PROCESSING,
+        status=QueueStatus.PROCESSING,
         document={"worker": {"host": socket.gethostname(), "pid": pid}},
     )
     repository = LocalStore(world.root / "backups" / job["_id"], create=False)

@@ -20,7 +20,7 @@ from tests.integration.runner_helpers import World, make_tree, tree_state
 
 from servers import KEY_PASSPHRASE, RcloneS3Server, SshServer
 from snapkeep.jobs.models.destination import SECRET_MASK
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.runs import execute_group
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
 
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.runs import execute_group
 
 
 @pytest.fixture

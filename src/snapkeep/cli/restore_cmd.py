@@ -17,7 +17,8 @@ from snapkeep.cli.main import Context
 from snapkeep.cli.run_cmd import STATUS_EXIT, execute_in_foreground
 from snapkeep.jobs import restores
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.runlog import claim
+from snapkeep.jobs.codes import QueueType
+from snapkeep.jobs.queue import claim, worker_identity
 
 
 @click.command("restore")
@@ -38,13 +39,13 @@ def restore_command(
         with catalog.transaction() as tx:
             group = restores.enqueue(
                 tx,
-                group_type=restores.RESTORE,
+                group_type=QueueType.RESTORE,
                 backup_ids=[backup_id],
                 files={backup_id: list(paths)},
                 options=options,
                 owner="root",
             )
-            claim(tx, group["_id"])
+            claim(tx, group["_id"], worker=worker_identity())
         status = execute_in_foreground(context, catalog, group["_id"], f"Restore of backup {backup_id}")
     finally:
         catalog.close()

@@ -22,10 +22,11 @@ from snapkeep.cli.main import Context
 from snapkeep.cli.output import console
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.runlog import claim
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.codes import QueueStatus
+from snapkeep.jobs.queue import claim, worker_identity
+from snapkeep.jobs.runs import execute_group
 
-STATUS_EXIT = {100: 0}
+STATUS_EXIT: dict[int, int] = {QueueStatus.COMPLETED: 0}  # any other final status exits 1
 
 
 @contextmanager
@@ -96,7 +97,9 @@ def run_command(context: Context, job_id: str) -> None:
         with catalog.transaction() as tx:
             job = tx.require("jobs", job_id, "Backup Job", lock=True)
             group = queue.enqueue_backup(tx, job, owner="root")
-            claim(tx, group["_id"])  # ours from the start: a service never picks it up
+            claim(
+                tx, group["_id"], worker=worker_identity()
+            )  # ours from the start: a service never picks it up
         status = execute_in_foreground(context, catalog, group["_id"], f"Backup Job {job['name']!r}")
     finally:
         catalog.close()

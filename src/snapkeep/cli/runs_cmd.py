@@ -8,7 +8,6 @@ waits for the service to finish it. Exit 0 when the group completed.
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 from rich.table import Table
@@ -17,9 +16,11 @@ from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console, when
 from snapkeep.cli.run_cmd import STATUS_EXIT, execute_in_foreground
+from snapkeep.clock import SYSTEM
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.runlog import claim
+from snapkeep.jobs.codes import FINISHED
+from snapkeep.jobs.queue import claim, worker_identity
 
 POLL_SECONDS = 0.5
 
@@ -62,12 +63,12 @@ def execute_command(context: Context, group_id: str) -> None:
     try:
         with catalog.transaction() as tx:
             group = queue.get_group(tx, group_id)
-            mine = claim(tx, group_id)
+            mine = claim(tx, group_id, worker=worker_identity())
         if mine:
             status = execute_in_foreground(context, catalog, group_id, f"{group['type_name']} {group_id}")
         else:
-            while group["status"] not in queue.FINISHED:
-                time.sleep(POLL_SECONDS)
+            while group["status"] not in FINISHED:
+                SYSTEM.sleep(POLL_SECONDS)
                 with catalog.transaction(write=False) as tx:
                     group = queue.get_group(tx, group_id)
             status = group["status"]

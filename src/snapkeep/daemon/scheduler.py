@@ -8,10 +8,10 @@ running when a slot comes is not queued twice: that slot is skipped. A job that 
 counts from its creation.
 
 "After Backup Job Done" schedules (type 5) fire ``delay`` after the followed job's latest successful
-run (queue status 100) ended, once per such run: a run of the following job tagged with the schedule
-and created after that end means it has fired. Runs that ended before the following job and the
-schedule existed do not count. When the following job is busy at that moment, it fires on a later
-pass, when the job is free.
+run (queue status 100, ``queue.last_success``) ended, once per such run: a run of the following job
+tagged with the schedule and created after that end means it has fired. Runs that ended before the
+following job and the schedule existed do not count. When the following job is busy at that moment,
+it fires on a later pass, when the job is free.
 
 On start (``catch_up``) the rule for timed schedules changes: a schedule that missed slots while the
 service was down runs once, unless its next slot is under ``schedule.CATCH_UP_WINDOW`` away
@@ -31,17 +31,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ConflictError, NotFoundError, SnapkeepError
 from snapkeep.jobs import queue, schedule
-from snapkeep.jobs.catalog import Catalog, Transaction
-from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.catalog import Catalog, JobState, Transaction
 
 log = logging.getLogger(__name__)
 
-SUCCESS = 100
 _EPSILON = _dt.timedelta(microseconds=1)
 
 
@@ -82,7 +78,7 @@ class Scheduler:
         now = self.clock.now()
         tz = self.zone()
         with self.catalog.transaction(write=False) as tx:
-            job_ids = [row.id for row in tx.connection.execute(select(schema.jobs.c.id))]
+            job_ids = tx.ids("jobs")
         queued: list[dict[str, Any]] = []
         wake_times: list[_dt.datetime] = []
         for job_id in job_ids:
@@ -105,11 +101,10 @@ class Scheduler:
         self, tx: Transaction, job_id: str, now: _dt.datetime, tz: ZoneInfo, *, catching_up: bool
     ) -> tuple[dict[str, Any] | None, _dt.datetime | None]:
         """Handle one job inside ``tx``: (the group queued or None, when it next needs a pass)."""
-        jobs = schema.jobs
-        row = tx.connection.execute(select(jobs).where(jobs.c.id == job_id).with_for_update()).first()
+        row = tx.job_state(job_id, lock=True)
         if row is None:
             return None, None
-        job: dict[str, Any] = {"_id": row.id, **dict(row.document or {})}
+        job = dict(row.document)
         linked = _link_ids(job)
         schedules = [tx.get("schedules", ident) for ident in linked]
         present = [item for item in schedules if item is not None]
@@ -143,17 +138,17 @@ class Scheduler:
         return group, min(candidates, default=None)
 
     def _chains(
-        self, tx: Transaction, job_row: Any, chained: list[dict[str, Any]], now: _dt.datetime
+        self, tx: Transaction, job_row: JobState, chained: list[dict[str, Any]], now: _dt.datetime
     ) -> tuple[list[str], _dt.datetime | None]:
         """The type-5 schedules of a job due now, and the earliest one due later."""
         due: list[str] = []
         later: list[_dt.datetime] = []
         for item in chained:
-            ended = _last_success(tx, str(item.get("type_data")))
-            schedule_created = _schedule_created(tx, str(item["_id"]))
+            ended = queue.last_success(tx, str(item.get("type_data")))
+            schedule_created = tx.created("schedules", str(item["_id"]))
             if ended is None or ended <= max(job_row.created, schedule_created or job_row.created):
                 continue
-            if _fired_since(tx, job_row.id, str(item["_id"]), ended):
+            if queue.fired_since(tx, job_row.id, str(item["_id"]), ended):
                 continue
             moment = schedule.after_job_due(item, ended)
             if moment <= now:
@@ -161,42 +156,6 @@ class Scheduler:
             else:
                 later.append(moment)
         return due, min(later, default=None)
-
-
-def _last_success(tx: Transaction, job_id: str) -> _dt.datetime | None:
-    groups = schema.queue_groups
-    query = (
-        select(groups.c.ended)
-        .where(
-            groups.c.job_id == job_id,
-            groups.c.type == queue.BACKUP,
-            groups.c.status == SUCCESS,
-            groups.c.ended.is_not(None),
-        )
-        .order_by(groups.c.ended.desc())
-        .limit(1)
-    )
-    ended: _dt.datetime | None = tx.connection.execute(query).scalar_one_or_none()
-    return ended
-
-
-def _schedule_created(tx: Transaction, schedule_id: str) -> _dt.datetime | None:
-    table = schema.schedules
-    moment: _dt.datetime | None = tx.connection.execute(
-        select(table.c.created).where(table.c.id == schedule_id)
-    ).scalar_one_or_none()
-    return moment
-
-
-def _fired_since(tx: Transaction, job_id: str, schedule_id: str, moment: _dt.datetime) -> bool:
-    groups = schema.queue_groups
-    query = select(groups.c.document).where(
-        groups.c.job_id == job_id, groups.c.type == queue.BACKUP, groups.c.created >= moment
-    )
-    return any(
-        schedule_id in ((document or {}).get("schedules") or [])
-        for document in tx.connection.execute(query).scalars()
-    )
 
 
 class SchedulerThread:

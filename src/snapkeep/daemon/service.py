@@ -32,7 +32,9 @@ from snapkeep.daemon.workers import Executor, WorkerPool
 from snapkeep.errors import SnapkeepError
 from snapkeep.jobs import backups, monitor, notify, queue, schedule
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.runner import execute_group, performance, timezone_setting
+from snapkeep.jobs.codes import RESTORE_TYPES, QueueType
+from snapkeep.jobs.runs import execute_group
+from snapkeep.jobs.settings import performance, timezone_setting
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ MONITOR_INTERVAL = 300.0
 
 
 def fork_setting(catalog: Catalog, key: str) -> int:
-    """``backup_forks`` / ``queueable_forks`` of the ``performance`` setting (``jobs.runner``),
+    """``backup_forks`` / ``queueable_forks`` of the ``performance`` setting (``jobs.settings``),
     clamped to 1-10; the default 2 when the catalog cannot be read or the value is bad."""
     try:
         with catalog.transaction(write=False) as tx:
@@ -96,7 +98,7 @@ class Service:
             catalog,
             self.home,
             name="backups",
-            types=(queue.BACKUP,),
+            types=(QueueType.BACKUP,),
             limit=_limit(backup_forks, catalog, "backup_forks"),
             executor=run,
             clock=clock,
@@ -107,7 +109,7 @@ class Service:
             catalog,
             self.home,
             name="restores",
-            types=queue.RESTORE_TYPES,
+            types=RESTORE_TYPES,
             limit=_limit(queueable_forks, catalog, "queueable_forks"),
             executor=run,
             clock=clock,
@@ -196,7 +198,7 @@ class Service:
 
     def _finished(self, group: dict[str, Any], status: int) -> None:
         # a finished backup may make an "After Backup Job Done" schedule due
-        if group.get("type") == queue.BACKUP:
+        if group.get("type") == QueueType.BACKUP:
             self.scheduler_thread.wake()
 
     def monitor_pass(self) -> int:

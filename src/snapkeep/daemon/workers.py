@@ -4,7 +4,7 @@ A ``WorkerPool`` serves some queue types (Backup; or Restore and Download) with 
 runs at once (the ``backup_forks`` / ``queueable_forks`` setting, re-read on every round so a change
 applies without a restart). One dispatcher thread claims pending groups (``queue.claim_next``: exclusive
 even against other processes), starts a thread per claimed group that calls the executor
-(``jobs.runner.execute_group``) and, every round, asks the catalog which running groups were asked to
+(``jobs.runs.execute_group``) and, every round, asks the catalog which running groups were asked to
 stop (``queue.stop_requested``, set by ``stopQueueGroup``) and sets their stop events.
 
 A job never runs twice at once: its ``running`` flag keeps it from being queued twice, the claim skips a
@@ -26,14 +26,15 @@ from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import SnapkeepError
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.codes import QueueStatus
 
 log = logging.getLogger(__name__)
 
-FAILED = 102
+FAILED = QueueStatus.FAILED
 
 
 class Executor(Protocol):
-    """Runs one claimed queue group to its final status (``jobs.runner.execute_group``)."""
+    """Runs one claimed queue group to its final status (``jobs.runs.execute_group``)."""
 
     def __call__(
         self, catalog: Catalog, home: Path, group_id: str, *, stop: threading.Event, clock: Clock
@@ -103,7 +104,7 @@ class WorkerPool:
         """Run a claimed group in this thread; its final status. Never raises for a failed run."""
         with self._lock:
             run = self._runs.setdefault(group["_id"], Run(group, stop or threading.Event()))
-        status = FAILED
+        status: int = FAILED
         try:
             status = self.executor(self.catalog, self.home, group["_id"], stop=run.stop, clock=self.clock)
         except Exception as error:  # the run must end even when the runner has a bug

@@ -50,7 +50,8 @@ class LockInfo:
         return f"{kind} lock held by {self.holder} (pid {self.pid} on {self.host}, heartbeat {age:.0f}s ago)"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one that belongs to another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -66,7 +67,7 @@ def is_stale(info: LockInfo, now: float, *, hostname: str | None = None) -> bool
     """Whether ``info``'s heartbeat is older than its timeout or its process on this host is gone."""
     if now - info.heartbeat > info.timeout:
         return True
-    return info.host == (hostname or socket.gethostname()) and not _process_alive(info.pid)
+    return info.host == (hostname or socket.gethostname()) and not process_alive(info.pid)
 
 
 def read_lock(store: Store, name: str) -> LockInfo | None:

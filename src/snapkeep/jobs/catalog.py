@@ -16,6 +16,7 @@ import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,6 @@ DOCUMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "hooks": ("name",),
     "account_filters": ("group_id", "name", "type"),
 }
-# state the runner owns, kept in columns rather than in the document
-JOB_STATE = ("running", "last_run", "next_run")
-
 TOKEN_BYTES = 32
 
 
@@ -55,6 +53,18 @@ def catalog_url(home: Path, url: str | None) -> str:
     if url.startswith("postgresql+psycopg://") or url.startswith("sqlite:"):
         return url
     raise ConfigError(f"catalog URL must start with postgresql:// (got {url.split('://')[0]}://...)")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's document with the state kept in its row's columns (what the scheduler reads)."""
+
+    id: str
+    document: dict[str, Any]
+    created: _dt.datetime
+    running: bool
+    last_run: _dt.datetime | None
+    next_run: _dt.datetime | None
 
 
 def _hash(secret: str) -> str:
@@ -99,6 +109,40 @@ class Transaction:
         for column, value in equal.items():
             query = query.where(table.c[column] == value)
         return [self._row_to_object(kind, row) for row in self.connection.execute(query)]
+
+    def ids(self, kind: str) -> list[str]:
+        """The IDs of every object of ``kind``, in creation order."""
+        table = schema.TABLES[kind]
+        return [
+            str(ident)
+            for ident in self.connection.execute(
+                select(table.c.id).order_by(table.c.created, table.c.id)
+            ).scalars()
+        ]
+
+    def created(self, kind: str, ident: str) -> _dt.datetime | None:
+        """When object ``ident`` of ``kind`` was created (None when it does not exist)."""
+        table = schema.TABLES[kind]
+        moment: _dt.datetime | None = self.connection.execute(
+            select(table.c.created).where(table.c.id == ident)
+        ).scalar_one_or_none()
+        return moment
+
+    def job_state(self, ident: str, *, lock: bool = False) -> JobState | None:
+        """Job ``ident`` with its run state, or None. ``lock`` holds its row until the transaction ends."""
+        jobs = schema.jobs
+        query = select(jobs).where(jobs.c.id == ident)
+        row = self.connection.execute(query.with_for_update() if lock else query).first()
+        if row is None:
+            return None
+        return JobState(
+            id=row.id,
+            document={"_id": row.id, **dict(row.document or {})},
+            created=row.created,
+            running=bool(row.running),
+            last_run=row.last_run,
+            next_run=row.next_run,
+        )
 
     def _columns(self, kind: str, document: dict[str, Any]) -> dict[str, Any]:
         return {column: document[column] for column in DOCUMENT_COLUMNS[kind]}

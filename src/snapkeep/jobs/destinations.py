@@ -36,7 +36,7 @@ from typing import Any
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ConfigError, StorageError
 from snapkeep.jobs.catalog import Catalog, Transaction
-from snapkeep.jobs.runlog import RunLog
+from snapkeep.jobs.logs import RunLog
 from snapkeep.storage.base import Store
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.wrappers import LimitedStore, RetryingStore

@@ -3,7 +3,7 @@ restores and account backups, and tell the runner what their exit codes mean.
 
 Interface (for the runner)
 --------------------------
-``select_hooks(hooks, position=BACKUP, stage=PRE, job_id=...)``
+``select_hooks(hooks, position=HookPosition.BACKUP, stage=HookStage.PRE, job_id=...)``
     the hook documents that apply, in run order (name, then ID): enabled, of that position and stage,
     whose ``data_list`` is empty (every job) or names the job.
 ``run_stage(hooks, context, clock=SYSTEM) -> StageOutcome``
@@ -37,20 +37,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
+from snapkeep.jobs.codes import HookPosition, HookStage, LogLevel, QueueStatus
 
 log = logging.getLogger(__name__)
 
-PRE, POST = 1, 2
-STAGE_NAMES = {PRE: "pre", POST: "post"}
-BACKUP, RESTORE, REINDEX, BACKUP_ACCOUNT = 1, 2, 5, 8
-POSITION_NAMES = {BACKUP: "Backup", RESTORE: "Restore", REINDEX: "Reindex", BACKUP_ACCOUNT: "Backup Account"}
 EXIT_SKIP = 75  # EX_TEMPFAIL: "not now": the run is skipped quietly
-ABORTED = 103
 SKIPPED_MESSAGE = "skipped by hook"
 OUTPUT_LIMIT = 64 * 1024
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on timeout
 DRAIN_GRACE = 1.0  # seconds to keep reading after the script exits (children holding the pipe)
-LEVEL_INFO, LEVEL_WARNING, LEVEL_ERROR = 1, 2, 3
 
 
 class Verdict(enum.Enum):
@@ -80,7 +75,7 @@ class HookContext:
 
     def values(self) -> dict[str, Any]:
         """The named values for this position and stage, in argument order (then the stage)."""
-        if self.position == BACKUP_ACCOUNT:
+        if self.position == HookPosition.BACKUP_ACCOUNT:
             values: dict[str, Any] = {
                 "job_id": self.job_id,
                 "account_id": self.account_id,
@@ -98,7 +93,7 @@ class HookContext:
                 "start_time": self.start_time,
                 "log_id": self.log_id,
             }
-        if self.stage == POST:
+        if self.stage == HookStage.POST:
             values["status"] = self.status if self.status is not None else 0
         return values
 
@@ -108,14 +103,14 @@ class HookContext:
 
     def environment(self) -> dict[str, str]:
         """``SNAPKEEP_*`` variables: the same values, plus ``SNAPKEEP_HOOK_STAGE``."""
-        variables = {"SNAPKEEP_HOOK_STAGE": STAGE_NAMES[self.stage]}
+        variables = {"SNAPKEEP_HOOK_STAGE": HookStage.label_of(self.stage)}
         for key, value in self.values().items():
             variables[f"SNAPKEEP_{key.upper()}"] = _text(value)
         return variables
 
     def json_input(self) -> bytes:
         """The JSON object written to the hook's stdin."""
-        document = {"hook_stage": STAGE_NAMES[self.stage], **self.values()}
+        document = {"hook_stage": HookStage.label_of(self.stage), **self.values()}
         return json.dumps(document, sort_keys=True).encode("utf-8") + b"\n"
 
 
@@ -152,13 +147,13 @@ class StageOutcome:
 
     verdict: Verdict = Verdict.OK
     results: list[HookResult] = field(default_factory=list)
-    log_lines: list[tuple[int, str]] = field(default_factory=list)
+    log_lines: list[tuple[LogLevel, str]] = field(default_factory=list)
     message: str = ""
 
     @property
     def status(self) -> int | None:
         """The queue status the run ends with because of the hooks (103), or None to go on."""
-        return ABORTED if self.verdict in (Verdict.FAILED, Verdict.SKIPPED) else None
+        return QueueStatus.ABORTED if self.verdict in (Verdict.FAILED, Verdict.SKIPPED) else None
 
     @property
     def alert(self) -> bool:
@@ -255,23 +250,25 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
 def _judge(result: HookResult, stage: int) -> Verdict:
     if result.exit_code == 0:
         return Verdict.OK
-    if stage == POST:
+    if stage == HookStage.POST:
         return Verdict.WARNING
     if result.exit_code == EXIT_SKIP:
         return Verdict.SKIPPED
     return Verdict.FAILED
 
 
-def _log_lines(result: HookResult, context: HookContext, verdict: Verdict) -> list[tuple[int, str]]:
-    where = f"{STAGE_NAMES[context.stage]} {POSITION_NAMES.get(context.position, context.position)}"
-    level = {Verdict.OK: LEVEL_INFO, Verdict.SKIPPED: LEVEL_INFO, Verdict.WARNING: LEVEL_WARNING}.get(
-        verdict, LEVEL_ERROR
-    )
+def _log_lines(result: HookResult, context: HookContext, verdict: Verdict) -> list[tuple[LogLevel, str]]:
+    where = f"{HookStage.label_of(context.stage)} {HookPosition.label_of(context.position)}"
+    level = {
+        Verdict.OK: LogLevel.INFO,
+        Verdict.SKIPPED: LogLevel.INFO,
+        Verdict.WARNING: LogLevel.WARNING,
+    }.get(verdict, LogLevel.ERROR)
     lines = [(level, f"{where} hook {result.name!r} ({result.hook_id}) {result.describe()}")]
     for line in result.output.splitlines():
-        lines.append((LEVEL_INFO, f"  | {line}"))
+        lines.append((LogLevel.INFO, f"  | {line}"))
     if result.truncated:
-        lines.append((LEVEL_WARNING, f"  | ... {result.truncated} more bytes of output not kept"))
+        lines.append((LogLevel.WARNING, f"  | ... {result.truncated} more bytes of output not kept"))
     return lines
 
 

@@ -33,13 +33,12 @@ from snapkeep.clock import isoformat
 from snapkeep.jobs import alerts
 from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
+from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.queue import BACKUP, PROCESSING
 
 PREFIX = "monitor."
 NOTRAN = "monitor.notran:"
 RANFOR = "monitor.ranfor:"
-SUCCESS = 100
 DAY = _dt.timedelta(days=1)
 
 
@@ -59,7 +58,11 @@ def _last_successes(tx: Transaction) -> dict[str, _dt.datetime]:
     table = schema.queue_groups
     query = (
         select(table.c.job_id, func.max(func.coalesce(table.c.ended, table.c.started, table.c.created)))
-        .where(table.c.type == BACKUP, table.c.status == SUCCESS, table.c.job_id.is_not(None))
+        .where(
+            table.c.type == int(QueueType.BACKUP),
+            table.c.status == int(QueueStatus.COMPLETED),
+            table.c.job_id.is_not(None),
+        )
         .group_by(table.c.job_id)
     )
     result: dict[str, _dt.datetime] = {}
@@ -110,7 +113,9 @@ def check_jobs(catalog: Catalog, now: _dt.datetime) -> list[Alert]:
         successes = _last_successes(tx)
         groups = schema.queue_groups
         processing: dict[str, list[Any]] = {}
-        query = select(groups).where(groups.c.type == BACKUP, groups.c.status == PROCESSING)
+        query = select(groups).where(
+            groups.c.type == int(QueueType.BACKUP), groups.c.status == int(QueueStatus.PROCESSING)
+        )
         for group in tx.connection.execute(query):
             processing.setdefault(group.job_id, []).append(group)
         for job in tx.connection.execute(select(schema.jobs).order_by(schema.jobs.c.created)):
@@ -138,5 +143,5 @@ def check_jobs(catalog: Catalog, now: _dt.datetime) -> list[Alert]:
 def run_finished(tx: Transaction, job_id: str, group_id: str, status: int) -> None:
     """End the incidents a finished run ends: its ``ranfor``, and the job's ``notran`` when it succeeded."""
     alerts.resolve(tx, RANFOR + group_id)
-    if status == SUCCESS:
+    if status == QueueStatus.COMPLETED:
         alerts.resolve(tx, NOTRAN + job_id)

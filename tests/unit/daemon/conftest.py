@@ -13,9 +13,9 @@ from snapkeep.api.dispatch import Api
 from snapkeep.clock import FrozenClock
 from snapkeep.daemon.scheduler import Scheduler
 from snapkeep.daemon.workers import WorkerPool
-from snapkeep.jobs import queue
+from snapkeep.jobs.codes import QueueType
 from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.runs import execute_group
 from snapkeep.jobs.schedule import zone
 
 START = dt.datetime(2026, 3, 2, 0, 30, tzinfo=dt.UTC)
@@ -79,7 +79,7 @@ class World:
     def scheduler(self) -> Scheduler:
         return Scheduler(self.catalog, clock=self.clock, tz=UTC_ZONE)
 
-    def pool(self, types=(queue.BACKUP,), limit: int = 2, executor=execute_group) -> WorkerPool:
+    def pool(self, types=(QueueType.BACKUP,), limit: int = 2, executor=execute_group) -> WorkerPool:
         return WorkerPool(
             self.catalog,
             self.home,

@@ -14,6 +14,7 @@ import pytest
 from snapkeep.errors import ConflictError
 from snapkeep.ids import new_id
 from snapkeep.jobs import queue
+from snapkeep.jobs.codes import RESTORE_TYPES, QueueStatus, QueueType
 from snapkeep.jobs.migrations import schema
 from snapkeep.storage.memory import MemoryStore
 
@@ -62,7 +63,7 @@ def test_claims_are_exclusive_under_concurrency(world) -> None:
         start.wait()
         while True:
             with world.catalog.transaction() as tx:
-                group = queue.claim_next(tx, (queue.BACKUP,))
+                group = queue.claim_next(tx, (QueueType.BACKUP,))
             if group is None:
                 return
             with lock:
@@ -75,40 +76,40 @@ def test_claims_are_exclusive_under_concurrency(world) -> None:
         thread.join(60)
     assert sorted(claimed) == sorted(expected), "every group claimed exactly once"
     groups = world.groups()
-    assert {group.status for group in groups} == {queue.PROCESSING}
+    assert {group.status for group in groups} == {QueueStatus.PROCESSING}
     assert all(group.document["worker"]["pid"] == os.getpid() for group in groups)
     assert all(group.started == world.clock.now() for group in groups)
 
 
 def test_claims_take_the_oldest_of_the_right_type_and_never_a_busy_job(world) -> None:
     first, second = world.job("First", []), world.job("Second", [])
-    restore = insert_group(world, first["_id"], status=queue.PENDING, group_type=2)
+    restore = insert_group(world, first["_id"], status=QueueStatus.PENDING, group_type=2)
     world.clock.advance(1)
     one = enqueue(world, first)["_id"]
     world.clock.advance(1)
     two = enqueue(world, second)["_id"]
     # a second group of the first job, queued by another node while the first one waits
     world.clock.advance(1)
-    again = insert_group(world, first["_id"], status=queue.PENDING)
+    again = insert_group(world, first["_id"], status=QueueStatus.PENDING)
     with world.catalog.transaction() as tx:
-        assert queue.claim_next(tx, (queue.BACKUP,))["_id"] == one
+        assert queue.claim_next(tx, (QueueType.BACKUP,))["_id"] == one
     with world.catalog.transaction() as tx:
-        assert queue.claim_next(tx, (queue.BACKUP,))["_id"] == two, "not the busy job's second group"
+        assert queue.claim_next(tx, (QueueType.BACKUP,))["_id"] == two, "not the busy job's second group"
     with world.catalog.transaction() as tx:
-        assert queue.claim_next(tx, (queue.BACKUP,)) is None
-        assert queue.claim_next(tx, queue.RESTORE_TYPES)["_id"] == restore
+        assert queue.claim_next(tx, (QueueType.BACKUP,)) is None
+        assert queue.claim_next(tx, RESTORE_TYPES)["_id"] == restore
     with world.catalog.transaction() as tx:
-        assert queue.claim_next(tx, (queue.BACKUP,), skip_jobs={first["_id"]}) is None
-    assert status_of(world, again) == queue.PENDING
+        assert queue.claim_next(tx, (QueueType.BACKUP,), skip_jobs={first["_id"]}) is None
+    assert status_of(world, again) == QueueStatus.PENDING
 
 
 def test_stop_requests(world) -> None:
     waiting, running = world.job("Waiting", []), world.job("Running", [])
     pending_group = enqueue(world, waiting)["_id"]
-    running_group = insert_group(world, running["_id"], status=queue.PROCESSING)
+    running_group = insert_group(world, running["_id"], status=QueueStatus.PROCESSING)
     with world.catalog.transaction() as tx:
         assert queue.request_stop(tx, pending_group)["status"] == 103
-        assert queue.request_stop(tx, running_group)["status"] == queue.PROCESSING
+        assert queue.request_stop(tx, running_group)["status"] == QueueStatus.PROCESSING
         assert queue.stop_requested(tx, [pending_group, running_group]) == {running_group}
         assert queue.stop_requested(tx, []) == set()
     assert not world.job_row(waiting["_id"]).running, "an aborted pending run frees its job"
@@ -123,13 +124,22 @@ def test_recovery_marks_dead_runs_never_finished_and_leaves_live_ones(world) -> 
         with world.catalog.transaction() as tx:
             tx.set_job_running(job["_id"], True)
     dead = insert_group(
-        world, crashed["_id"], status=queue.PROCESSING, document={"worker": {"host": host, "pid": dead_pid()}}
+        world,
+        crashed["_id"],
+        status=QueueStatus.PROCESSING,
+        document={"worker": {"host": host, "pid": dead_pid()}},
     )
     other = insert_group(
-        world, elsewhere["_id"], status=queue.PROCESSING, document={"worker": {"host": "web2", "pid": 1}}
+        world,
+        elsewhere["_id"],
+        status=QueueStatus.PROCESSING,
+        document={"worker": {"host": "web2", "pid": 1}},
     )
     live = insert_group(
-        world, alive["_id"], status=queue.PROCESSING, document={"worker": {"host": host, "pid": os.getppid()}}
+        world,
+        alive["_id"],
+        status=QueueStatus.PROCESSING,
+        document={"worker": {"host": host, "pid": os.getppid()}},
     )
     log_id = new_id(world.clock)
     with world.catalog.transaction() as tx:

@@ -10,7 +10,8 @@ import time
 from tests.unit.daemon.test_queue_claims import enqueue, insert_group
 
 from snapkeep.jobs import queue
-from snapkeep.jobs.runner import execute_group
+from snapkeep.jobs.codes import QueueStatus
+from snapkeep.jobs.runs import execute_group
 
 WAIT = 60.0
 
@@ -54,7 +55,7 @@ def test_the_pool_never_runs_one_job_twice_at_once(world) -> None:
     jobs = [world.job(f"Job {index}", []) for index in range(3)]
     groups = [enqueue(world, job)["_id"] for job in jobs]
     # two more groups of the first job, as another node could have queued them
-    groups += [insert_group(world, jobs[0]["_id"], status=queue.PENDING) for _ in range(2)]
+    groups += [insert_group(world, jobs[0]["_id"], status=QueueStatus.PENDING) for _ in range(2)]
     recorder = Recorder()
     pool = world.pool(limit=4, executor=recorder)
     pool.start()

@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from snapkeep.jobs.codes import HookPosition, HookStage
 from snapkeep.jobs.hooks import (
-    BACKUP,
-    BACKUP_ACCOUNT,
     OUTPUT_LIMIT,
-    POST,
-    PRE,
-    RESTORE,
     SKIPPED_MESSAGE,
     HookContext,
     Verdict,
@@ -24,6 +20,8 @@ from snapkeep.jobs.hooks import (
     select_hooks,
 )
 
+BACKUP, BACKUP_ACCOUNT, RESTORE = HookPosition.BACKUP, HookPosition.BACKUP_ACCOUNT, HookPosition.RESTORE
+PRE, POST = HookStage.PRE, HookStage.POST
 JOB = "a" * 24
 OTHER_JOB = "b" * 24
 LOG = "c" * 24

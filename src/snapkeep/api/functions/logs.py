@@ -22,12 +22,13 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.home import default_home
-from snapkeep.jobs import runlog
+from snapkeep.jobs import logs
+from snapkeep.jobs.codes import LogType
 from snapkeep.jobs.models.base import Flag, ObjectId, choice, validate
 
 
 class LogListParams(ListParams):
-    type: Annotated[int | None, choice(runlog.LOG_TYPES)] = Field(
+    type: Annotated[int | None, choice(LogType.labels())] = Field(
         None, description="1 Backup, 2 Restore, 4 Download, 8 Reindex"
     )
     job_id: ObjectId | None = Field(None, description="only the logs of this Backup Job")
@@ -45,7 +46,7 @@ def list_logs(context: CallContext, params: dict[str, Any]) -> Result:
     options = list_params(params, LogListParams)
     assert isinstance(options, LogListParams)
     with context.catalog.transaction(write=False) as tx:
-        items = runlog.list_logs(tx)
+        items = logs.list_logs(tx)
     items = [
         item
         for item in items
@@ -64,16 +65,16 @@ def home_of(context: CallContext) -> Path:
 def get_log(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(GetLogParams, params)
     with context.catalog.transaction(write=False) as tx:
-        answer = runlog.get_log(tx, options.id)
+        answer = logs.get_log(tx, options.id)
     if options.content:
-        answer["content"] = runlog.log_text(home_of(context), options.id)
+        answer["content"] = logs.log_text(home_of(context), options.id)
     return "Log Retrieved Successfully", answer
 
 
 def list_items(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(LogItemParams, params)
     with context.catalog.transaction(write=False) as tx:
-        items = runlog.list_items(tx, options.log_id)
+        items = logs.list_items(tx, options.log_id)
     page, total = apply_list(items, options.model_copy(update={"filter": ""}))
     if options.filter:
         text = options.filter.lower()

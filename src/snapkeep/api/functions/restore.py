@@ -16,9 +16,10 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, param_specs
 from snapkeep.jobs import restores
+from snapkeep.jobs.codes import RESTORE_TYPES
 from snapkeep.jobs.models.base import Flag, ObjectId, Strict, choice, listish, objectish, validate
 
-QUEUE_ITEM_TYPES = {2: "Restore", 4: "Download"}
+QUEUE_ITEM_TYPES = {int(kind): kind.label for kind in RESTORE_TYPES}
 FILE_KINDS = ("File", "Directory")
 
 

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, param_specs
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import runner
+from snapkeep.jobs import settings
 from snapkeep.jobs.models.base import Strict, integer, validate
 
 Forks = Annotated[int, integer(1, 10)]
@@ -29,7 +29,7 @@ def get_performance(context: CallContext, params: dict[str, Any]) -> Result:
     for key in params:
         raise ValidationError(field=str(key), problem="unknown field")
     with context.catalog.transaction(write=False) as tx:
-        answer = runner.performance(tx)
+        answer = settings.performance(tx)
     return "Performance Settings Retrieved Successfully", answer
 
 
@@ -37,7 +37,7 @@ def manage_performance(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(PerformanceParams, params)
     values = {key: value for key, value in options.model_dump().items() if value is not None}
     with context.catalog.transaction() as tx:
-        answer = runner.save_performance(tx, values)
+        answer = settings.save_performance(tx, values)
     return "Performance Settings Modified Successfully", answer
 
 

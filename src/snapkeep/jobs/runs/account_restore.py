@@ -1,6 +1,6 @@
 """Restores of Accounts backups (``addQueueItems`` type 2 of a backup whose ``account`` is set).
 
-What is restored, by what the request names (``jobs.restores.enqueue`` records it):
+What is restored, by what the request names (``jobs.restores.enqueue`` records it; ``runs.restore`` runs it):
 
 * the backup (``snapshot_id``): the whole account, every component in its snapshot;
 * a component item (``items[]`` = an ID from ``getBackupItems``): that component only;
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from snapkeep.clock import Clock
+from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restorer import restore
 from snapkeep.engine.snapshot import Snapshot
@@ -45,13 +46,15 @@ from snapkeep.engine.streams import find_node, read_content
 from snapkeep.engine.tree import DIR, Tree
 from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
 from snapkeep.jobs import accounts, backups
+from snapkeep.jobs.codes import QueueStatus
+from snapkeep.jobs.logs import RunLog
 from snapkeep.sources.accounts.base import MARIADB, POSTGRESQL, Account, Database
 from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.sources.databases import restore_database
 from snapkeep.sources.dbclient import DatabaseSettings
 from snapkeep.sources.dbusers import postgres_role_exists, restore_users
 
-COMPLETED, PARTIAL, FAILED = 100, 101, 102
+COMPLETED, PARTIAL, FAILED = QueueStatus.COMPLETED, QueueStatus.PARTIAL, QueueStatus.FAILED
 STAGING = "restores"
 
 
@@ -98,7 +101,7 @@ class AccountRestore:
     """The restore of one account backup (one queue item); ``run()`` returns its status."""
 
     def __init__(
-        self, home: Path, group_id: str, run_log: Any, row: Any, options: Mapping[str, Any], clock: Clock
+        self, home: Path, group_id: str, run_log: RunLog, row: Any, options: Mapping[str, Any], clock: Clock
     ) -> None:
         self.home = Path(home)
         self.group_id = group_id
@@ -111,7 +114,7 @@ class AccountRestore:
         self.done: list[str] = []
         self.settings = DatabaseSettings()
 
-    def run(self, repository: Repository, paths: Sequence[str], progress: Any) -> int:
+    def run(self, repository: Repository, paths: Sequence[str], progress: Progress) -> QueueStatus:
         """Restore ``paths`` (layout paths, [] = everything) of the row's snapshot."""
         snapshot = repository.load_snapshot(self.row.engine_id)
         config = accounts.load_config(self.home)
@@ -238,7 +241,12 @@ class AccountRestore:
     # --- files ----------------------------------------------------------------------------------
 
     def files(
-        self, repository: Repository, snapshot: Snapshot, paths: list[str], target: Account, progress: Any
+        self,
+        repository: Repository,
+        snapshot: Snapshot,
+        paths: list[str],
+        target: Account,
+        progress: Progress,
     ) -> None:
         staging = self.home / STAGING / f".{self.group_id}-{self.row.id}"
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,212 @@
+"""Run logs (API.md section 6, Logs): one log per run, as a catalog row, items and a text file.
+
+This module is the only writer of ``logs`` and ``log_items``. A log row has the run's type
+(``codes.LogType``), its status (``codes.LogStatus``: Processing while the run goes on), the job and
+the queue group. Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
+``getLog content=1`` returns) and as a ``log_items`` row (level 1 info, 2 warning, 3 error) for
+``listLogItems``. Writing the file never fails a run: a file error is reported once in the items.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+from snapkeep.clock import isoformat
+from snapkeep.errors import NotFoundError
+from snapkeep.ids import new_id
+from snapkeep.jobs.catalog import Catalog, Transaction
+from snapkeep.jobs.codes import LogLevel, LogStatus, LogType, QueueStatus
+from snapkeep.jobs.migrations import schema
+
+INFO, WARNING, ERROR = LogLevel.INFO, LogLevel.WARNING, LogLevel.ERROR
+FOLDER = "logs"
+_MICRO = _dt.timedelta(microseconds=1)
+
+
+def log_path(home: Path, log_id: str) -> Path:
+    """The text file of log ``log_id``."""
+    return Path(home) / FOLDER / f"{log_id}.log"
+
+
+class RunLog:
+    """The log of one run; thread-safe. Create with ``RunLog.start``."""
+
+    def __init__(self, catalog: Catalog, home: Path, log_id: str) -> None:
+        self.catalog = catalog
+        self.id = log_id
+        self.path = log_path(home, log_id)
+        self._lock = threading.Lock()
+        self._file_failed = False
+        self.counts: dict[int, int] = {INFO: 0, WARNING: 0, ERROR: 0}
+        self._last = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+
+    @classmethod
+    def start(
+        cls,
+        catalog: Catalog,
+        home: Path,
+        *,
+        log_type: LogType,
+        owner: str,
+        name: str,
+        job_id: str | None,
+        group_id: str,
+    ) -> RunLog:
+        """Create the log row (status Processing) and its file. Raises CatalogError."""
+        with catalog.transaction() as tx:
+            log_id = new_id(tx.clock)
+            tx.connection.execute(
+                schema.logs.insert().values(
+                    id=log_id,
+                    type=int(log_type),
+                    status=int(LogStatus.PROCESSING),
+                    job_id=job_id,
+                    queue_group_id=group_id,
+                    owner=owner,
+                    created=tx.clock.now(),
+                    document={"name": name},
+                )
+            )
+        return cls(catalog, home, log_id)
+
+    def write(self, level: LogLevel | int, message: str) -> None:
+        """Add one line (each line of a multi-line ``message`` is its own item)."""
+        level = LogLevel(level)
+        with self._lock:
+            now = self.catalog.clock.now()
+            lines = message.splitlines() or [""]
+            self.counts[level] = self.counts.get(level, 0) + len(lines)
+            self._append_file(now, level, lines)
+            with self.catalog.transaction() as tx:
+                for offset, line in enumerate(lines):
+                    # at least a microsecond apart, so items sort in the order written
+                    moment = max(now + _dt.timedelta(microseconds=offset), self._last + _MICRO)
+                    self._last = moment
+                    tx.connection.execute(
+                        schema.log_items.insert().values(
+                            id=new_id(tx.clock),
+                            log_id=self.id,
+                            level=int(level),
+                            created=moment,
+                            message=line,
+                            document={},
+                        )
+                    )
+
+    def info(self, message: str) -> None:
+        self.write(INFO, message)
+
+    def warning(self, message: str) -> None:
+        self.write(WARNING, message)
+
+    def error(self, message: str) -> None:
+        self.write(ERROR, message)
+
+    def _append_file(self, now: _dt.datetime, level: LogLevel, lines: list[str]) -> None:
+        if self._file_failed:
+            return
+        stamp = isoformat(now)
+        text = "".join(f"{stamp} [{LogLevel.label_of(level)}] {line}\n" for line in lines)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            self._file_failed = True
+            with self.catalog.transaction() as tx:
+                tx.connection.execute(
+                    schema.log_items.insert().values(
+                        id=new_id(tx.clock),
+                        log_id=self.id,
+                        level=int(WARNING),
+                        created=now,
+                        message=f"cannot write the log file {self.path}: {error.strerror}",
+                        document={},
+                    )
+                )
+
+    def finish(self, queue_status: QueueStatus, *, summary: dict[str, Any] | None = None) -> None:
+        """Record the run's final status (given as its queue group's) and end time."""
+        with self.catalog.transaction() as tx:
+            row = tx.connection.execute(select(schema.logs).where(schema.logs.c.id == self.id)).one()
+            document = {**dict(row.document or {}), **(summary or {})}
+            tx.connection.execute(
+                update(schema.logs)
+                .where(schema.logs.c.id == self.id)
+                .values(status=int(LogStatus.of_queue(queue_status)), ended=tx.clock.now(), document=document)
+            )
+
+
+def _present(row: Any) -> dict[str, Any]:
+    document = dict(row.document or {})
+    return {
+        "_id": row.id,
+        "type": row.type,
+        "type_name": LogType.label_of(row.type),
+        "status": row.status,
+        "status_name": LogStatus.label_of(row.status),
+        "name": document.get("name", ""),
+        "job_id": row.job_id,
+        "queue_group_id": row.queue_group_id,
+        "owner": row.owner,
+        "created": isoformat(row.created),
+        "ended": isoformat(row.ended),
+        "execution_time": int((row.ended - row.created).total_seconds()) if row.ended else None,
+        "info": {key: value for key, value in document.items() if key != "name"},
+    }
+
+
+def list_logs(tx: Transaction) -> list[dict[str, Any]]:
+    """Every log, newest first, in API shape."""
+    table = schema.logs
+    query = select(table).order_by(table.c.created.desc(), table.c.id.desc())
+    return [_present(row) for row in tx.connection.execute(query)]
+
+
+def get_log(tx: Transaction, log_id: str) -> dict[str, Any]:
+    """One log in API shape. Raises NotFoundError."""
+    row = tx.connection.execute(select(schema.logs).where(schema.logs.c.id == log_id)).first()
+    if row is None:
+        raise NotFoundError(kind="Log", ident=log_id)
+    return _present(row)
+
+
+def log_text(home: Path, log_id: str) -> str:
+    """The text of log ``log_id``'s file ("" when it has none yet)."""
+    try:
+        return log_path(home, log_id).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def list_items(tx: Transaction, log_id: str) -> list[dict[str, Any]]:
+    """The lines of log ``log_id``, oldest first. Raises NotFoundError for an unknown log."""
+    get_log(tx, log_id)
+    table = schema.log_items
+    query = select(table).where(table.c.log_id == log_id).order_by(table.c.created, table.c.id)
+    return [
+        {
+            "_id": row.id,
+            "log_id": row.log_id,
+            "level": row.level,
+            "level_name": LogLevel.label_of(row.level),
+            "created": isoformat(row.created),
+            "message": row.message,
+        }
+        for row in tx.connection.execute(query)
+    ]
+
+
+def mark_never_finished(tx: Transaction, group_id: str) -> None:
+    """The Processing logs of queue group ``group_id`` (whose worker died) become Never Finished."""
+    table = schema.logs
+    tx.connection.execute(
+        update(table)
+        .where(table.c.queue_group_id == group_id, table.c.status == int(LogStatus.PROCESSING))
+        .values(status=int(LogStatus.NEVER_FINISHED), ended=tx.clock.now())
+    )

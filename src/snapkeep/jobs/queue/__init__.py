@@ -1,0 +1,68 @@
+"""The run queue: queue groups (one per requested run) and their items (API.md section 6).
+
+This package is the only writer of ``queue_groups`` and ``queue_items`` (a test checks it): the API,
+the daemon, the CLI and the runs go through the functions below.
+
+- ``groups``: enqueue a backup (``enqueue_backup``: the job's ``running`` flag is set in the same
+  transaction, so a job is never queued twice) or a restore/download (``enqueue_restore``); read
+  groups and items; ``claim``/``claim_next`` (one conditional UPDATE: of several claimers exactly one
+  wins); ``request_stop`` (``stopQueueGroup``); ``rerun`` (``rerunFailedQueueGroup``); the
+  scheduler's questions (``last_success``, ``fired_since``).
+- ``running``: ``RunningGroup``, the group while a run executes it (items, progress, stop requests,
+  its final status).
+- ``recovery``: groups whose worker died become 104 Never Finished; stale repository locks go.
+
+Numbers (types, statuses) are ``jobs.codes``.
+"""
+
+from snapkeep.jobs.queue.groups import (
+    Group,
+    claim,
+    claim_next,
+    empty_progress,
+    enqueue_backup,
+    enqueue_restore,
+    fired_since,
+    get_group,
+    group_document,
+    job_has_active_group,
+    last_success,
+    list_groups,
+    list_items,
+    request_stop,
+    rerun,
+    stop_requested,
+    worker_identity,
+)
+from snapkeep.jobs.queue.recovery import (
+    end_unfinished,
+    mark_never_finished,
+    release_dead_locks,
+)
+from snapkeep.jobs.queue.running import GroupRecord, ProgressCallback, RunningGroup
+
+__all__ = [
+    "Group",
+    "GroupRecord",
+    "ProgressCallback",
+    "RunningGroup",
+    "claim",
+    "claim_next",
+    "empty_progress",
+    "end_unfinished",
+    "enqueue_backup",
+    "enqueue_restore",
+    "fired_since",
+    "get_group",
+    "group_document",
+    "job_has_active_group",
+    "last_success",
+    "list_groups",
+    "list_items",
+    "mark_never_finished",
+    "release_dead_locks",
+    "request_stop",
+    "rerun",
+    "stop_requested",
+    "worker_identity",
+]

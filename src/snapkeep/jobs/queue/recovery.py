@@ -1,0 +1,107 @@
+"""Recovery of queue groups whose worker died, and the end of groups a run could not end itself.
+
+``mark_never_finished`` runs when the service starts (and a shared catalog's other servers leave
+alone what is not theirs): groups left Processing by a dead process of this host become 104 Never
+Finished, with their logs and items. ``release_dead_locks`` then removes the repository locks such
+processes left behind. ``end_unfinished`` is the worker's last word on a run that raised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import exists, select, update
+
+from snapkeep.engine.locks import is_stale, list_locks, process_alive
+from snapkeep.jobs import logs
+from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.codes import ACTIVE, FINISHED, ItemStatus, QueueStatus, QueueType
+from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.queue.groups import Group, _update_document, get_group, worker_identity
+from snapkeep.storage.base import Store
+
+
+def _orphaned(document: Mapping[str, Any], host: str) -> bool:
+    worker = document.get("worker")
+    if not isinstance(worker, dict):
+        return True
+    if worker.get("host") != host:
+        return False
+    pid = worker.get("pid")
+    return not isinstance(pid, int) or pid == os.getpid() or not process_alive(pid)
+
+
+def mark_never_finished(tx: Transaction, *, host: str | None = None) -> list[Group]:
+    """Recover from a crash: groups left Processing by a dead process of ``host`` become 104 Never
+    Finished; return them.
+
+    Groups claimed on another host, or by a live process, are left alone (a shared PostgreSQL
+    catalog). Their Backup jobs' ``running`` flags are cleared, their Processing logs become Never
+    Finished and their unfinished items 104. Jobs whose ``running`` flag is set without any pending
+    or processing group (a crash between two writes) are cleared too.
+    """
+    host = host or worker_identity()["host"]
+    table = schema.queue_groups
+    now = tx.clock.now()
+    active = [int(status) for status in ACTIVE]
+    marked: list[Group] = []
+    processing = select(table).where(table.c.status == int(QueueStatus.PROCESSING))
+    for row in tx.connection.execute(processing).all():
+        if not _orphaned(dict(row.document or {}), host):
+            continue
+        done = tx.connection.execute(
+            update(table)
+            .where(table.c.id == row.id, table.c.status == int(QueueStatus.PROCESSING))
+            .values(status=int(QueueStatus.NEVER_FINISHED), ended=now)
+        )
+        if done.rowcount != 1:
+            continue
+        if row.type == QueueType.BACKUP and row.job_id:
+            tx.set_job_running(row.job_id, False)
+        logs.mark_never_finished(tx, row.id)
+        items = schema.queue_items
+        tx.connection.execute(
+            update(items)
+            .where(items.c.group_id == row.id, items.c.status.in_(active))
+            .values(status=int(ItemStatus.NEVER_FINISHED), ended=now)
+        )
+        marked.append(get_group(tx, row.id))
+    jobs = schema.jobs
+    busy = exists().where(
+        table.c.job_id == jobs.c.id, table.c.type == int(QueueType.BACKUP), table.c.status.in_(active)
+    )
+    tx.connection.execute(update(jobs).where(jobs.c.running == 1, ~busy).values(running=0))
+    return marked
+
+
+def release_dead_locks(store: Store, *, now: float, hostname: str | None = None) -> list[str]:
+    """Delete the repository locks in ``store`` that the engine's rule calls stale: taken on this
+    host by a process that no longer exists, or with a heartbeat older than their timeout. Returns
+    the names removed. Raises LockError for an unreadable lock, StorageError from the store.
+    """
+    removed = []
+    for name, info in list_locks(store).items():
+        if is_stale(info, now, hostname=hostname):
+            store.delete(name, missing_ok=True)
+            removed.append(name)
+    return removed
+
+
+def end_unfinished(tx: Transaction, group_id: str, status: QueueStatus, *, reason: str) -> bool:
+    """End a group the runner left Pending or Processing (it raised) with ``status``, clearing its
+    job's ``running`` flag; ``reason`` is kept in its document. False when it had already ended."""
+    table = schema.queue_groups
+    row = tx.connection.execute(select(table).where(table.c.id == group_id)).first()
+    if row is None or row.status in FINISHED:
+        return False
+    tx.connection.execute(
+        update(table)
+        .where(table.c.id == group_id, table.c.status.in_([int(s) for s in ACTIVE]))
+        .values(status=int(status), ended=tx.clock.now())
+    )
+    _update_document(tx, group_id, error=reason)
+    if row.type == QueueType.BACKUP and row.job_id:
+        tx.set_job_running(row.job_id, False)
+    return True

@@ -1,0 +1,269 @@
+"""The body of an Accounts job's run (job type 1): one snapshot per account per destination, tagged with it.
+
+``AccountsBody(context, job, tags, destinations).run()`` is what ``runs.backup.BackupRun`` runs for an
+Accounts job, in place of ``runs.directories``. The run:
+
+1. refuses any structure but Incremental (an account's snapshot is a layout of files *and*
+   streamed database dumps, which only the deduplicating repository takes: 102 with a message
+   saying so);
+2. asks the account provider (``jobs.accounts``, ``config.toml``) for the accounts and keeps those
+   the job's ``filters`` select;
+3. runs the pre Backup hooks, opens every destination once (``runs.common.open_target``: disabled
+   ones and those over their ``disk_limit`` are skipped), under a shared repository lock;
+4. per account: the pre Backup Account hooks (position 8: a non-zero exit skips the account, 75
+   quietly), then per destination one queue item and ``sources.components.backup_account`` with
+   the job's ``contains``, ``options``, ``exclude_list`` and ``mysql_exclude_db_by_size``, a catalog
+   row (``account`` = the username, ``partial`` when an item failed), then the post hooks;
+5. ``retry_failed``: the accounts that failed or had a failed item are backed up once more;
+6. retention per destination, counted per (job, schedule, account); the newest complete backup of
+   each account is never removed; then the post Backup hooks.
+
+Status: every account stored complete -> 100; some stored, or stored with a failed item (a dump
+that failed: the dump is left out, never stored truncated) -> 101; nothing stored -> 102;
+stopped -> 103. Progress counts queue items (accounts x destinations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from snapkeep.errors import BackupAbortedError, SnapkeepError
+from snapkeep.jobs import accounts, backups, hooks
+from snapkeep.jobs.codes import HookPosition, HookStage, QueueStatus, QueueType, Structure
+from snapkeep.jobs.runs.common import (
+    BackupProgress,
+    JobSpec,
+    Outcome,
+    RunContext,
+    RunResult,
+    Target,
+    apply_retention,
+    failure_reason,
+    open_target,
+    rollup,
+    scheduled_only,
+)
+from snapkeep.sources.accounts.base import Account
+from snapkeep.sources.components import COMPONENT_BITS, AccountBackup, account_sources, backup_account
+from snapkeep.sources.dbclient import DatabaseSettings
+
+INCREMENTAL_ONLY = (
+    "structure: Accounts jobs support only 1 (Incremental): an account's backup holds streamed "
+    "database dumps in a fixed layout that Archived (2) and Compressed (4) cannot take; change the "
+    "job's structure to 1"
+)
+DETAILS = {
+    QueueStatus.FAILED: "no backup was stored",
+    QueueStatus.PARTIAL: "some accounts failed or had warnings",
+    QueueStatus.ABORTED: "stopped on request",
+}
+
+
+class AccountsBody:
+    """One run of an Accounts job."""
+
+    def __init__(self, context: RunContext, job: JobSpec, tags: list[str], destinations: list[str]) -> None:
+        self.context = context
+        self.log = context.log
+        self.group = context.group
+        self.job = job
+        self.tags = tags
+        self.destinations = destinations
+        self.settings = DatabaseSettings()
+        self.results: dict[tuple[str, str], Outcome] = {}
+        self.incomplete: set[str] = set()
+        self.failure = ""
+
+    def run(self) -> RunResult:
+        if self.job.structure != Structure.INCREMENTAL:
+            self.log.error(INCREMENTAL_ONLY)
+            return RunResult(QueueStatus.FAILED, INCREMENTAL_ONLY)
+        chosen = self.select_accounts()
+        if chosen is None:
+            return RunResult(QueueStatus.FAILED, self.failure)
+        outcome = self.context.hooks(self.job.document, HookPosition.BACKUP, HookStage.PRE, None)
+        if outcome.status is not None:
+            return RunResult(QueueStatus(outcome.status), outcome.message, outcome.alert)
+        self.group.advance(force=True, total=len(chosen) * len(self.destinations))
+        with contextlib.ExitStack() as stack:
+            targets = [
+                stack.enter_context(
+                    open_target(
+                        self.context, ident, job_id=self.job.id, encrypted=self.job.encrypted, create=True
+                    )
+                )
+                for ident in self.destinations
+            ]
+            self.accounts(chosen, targets)
+        status = QueueStatus.COMPLETED if not chosen else self.status(self.results.values())
+        self.context.hooks(self.job.document, HookPosition.BACKUP, HookStage.POST, status)
+        return RunResult(status, DETAILS.get(status, ""))
+
+    def status(self, outcomes: Iterable[Outcome]) -> QueueStatus:
+        return rollup(outcomes, stopped=self.group.stop.is_set())
+
+    def select_accounts(self) -> list[Account] | None:
+        """The accounts the job's filters select (None, with ``failure`` set, when they cannot be listed)."""
+        home = self.context.home
+        try:
+            config = accounts.load_config(home)
+            self.settings = accounts.database_settings(config)
+            found = accounts.provider(home, config)
+            everyone = found.list_accounts() if found is not None else []
+            with self.context.catalog.transaction(write=False) as tx:
+                chosen = accounts.job_accounts(tx, everyone, dict(self.job.document))
+        except SnapkeepError as error:
+            self.log.error(f"accounts: {error.message}")
+            self.failure = f"accounts: {error.message}"
+            return None
+        for account in everyone:
+            for reason in account.extra.get("discovery_errors", []) or []:
+                self.log.warning(f"account {account.username}: {reason}")
+        names = ", ".join(account.username for account in chosen) or "none"
+        self.log.info(f"{len(chosen)} of {len(everyone)} accounts selected by the job's filters: {names}")
+        return chosen
+
+    def accounts(self, chosen: list[Account], targets: list[Target]) -> None:
+        """Every account into every target, the failed ones once more, then retention."""
+        for account in chosen:
+            self.account(account, targets)
+        retry = [account for account in chosen if account.username in self.incomplete]
+        if retry and self.job.retry_failed and not self.context.stopping():
+            self.log.info(f"retrying {len(retry)} failed account(s) once")
+            self.incomplete.clear()
+            for account in retry:
+                self.account(account, targets, retry=True)
+        for target in targets:
+            target.locks.close()
+            if target.repository is not None and target.stored and not self.context.stopping():
+                try:
+                    apply_retention(self.context, self.job, target)
+                except (SnapkeepError, OSError) as error:
+                    self.log.warning(f"{target.where}: retention not applied: {error}")
+
+    # --- one account ----------------------------------------------------------------------------
+
+    def account(self, account: Account, targets: list[Target], *, retry: bool = False) -> None:
+        """Back up ``account`` to every target between its Backup Account hooks."""
+        username = account.username
+        pre = self.account_hooks(HookStage.PRE, account, None)
+        if pre.status is not None:
+            result = Outcome.SKIPPED if pre.verdict is hooks.Verdict.SKIPPED else Outcome.FAILURE
+            for target in targets:
+                item = self.group.add_item(
+                    QueueType.BACKUP, f"{username} on {target.where}", account=username, retry=retry
+                )
+                self.group.end_item(item, Outcome.STOPPED.item_status, pre.message)
+                self.group.advance(force=True, completed=1)
+                self.results[(username, target.ident)] = result
+            self.log.warning(f"account {username}: {pre.message}")
+            return
+        outcomes = []
+        for target in targets:
+            name = f"{username} on {target.destination.name if target.destination else target.ident}"
+            item = self.group.add_item(
+                QueueType.BACKUP, name, account=username, destination=target.ident, retry=retry
+            )
+            result, message = self.backup(account, target)
+            self.group.end_item(item, result.item_status, message)
+            self.group.advance(force=True, completed=1)
+            self.results[(username, target.ident)] = result
+            outcomes.append(result)
+            if result == Outcome.FAILURE or message.startswith("failed items"):
+                self.incomplete.add(username)
+        self.account_hooks(HookStage.POST, account, self.status(outcomes))
+
+    def backup(self, account: Account, target: Target) -> tuple[Outcome, str]:
+        """One account into one destination; (result, queue item message)."""
+        where = f"account {account.username} on {target.where}"
+        if target.problem is not None:
+            return target.problem
+        if self.context.stopping():
+            return Outcome.STOPPED, "stopped"
+        assert target.repository is not None and target.destination is not None
+        progress = BackupProgress(self.group)
+        job = self.job
+        try:
+            sources = account_sources(
+                account,
+                job.contains,
+                job.options,
+                job.exclude_list,
+                settings=self.settings,
+                exclude_db_by_size=job.exclude_db_by_size,
+            )
+            made = backup_account(
+                target.repository,
+                sources,
+                job_id=job.id,
+                tags=self.tags,
+                progress=progress,
+                clock=self.context.clock,
+                extra={"schedules": scheduled_only(self.tags), "structure": "incremental"},
+            )
+            backup_id = self.record(account, target, made, sources.names)
+        except BackupAbortedError:
+            self.log.warning(f"{where}: stopped on request; nothing was committed")
+            return Outcome.STOPPED, "stopped"
+        except (SnapkeepError, OSError) as error:
+            self.log.error(f"{where}: backup failed: {failure_reason(error)}")
+            return Outcome.FAILURE, failure_reason(error)
+        target.stored += 1
+        for failure in made.failures:
+            self.log.error(f"{where}: {failure.target}: {failure.message} (left out of the backup)")
+        self.context.log_warnings(where, progress.warnings)
+        self.log.info(f"{where}: backup {backup_id} stored ({', '.join(sources.names)})")
+        if made.failures:
+            return Outcome.WARNINGS, f"failed items: {', '.join(failure.target for failure in made.failures)}"
+        if made.partial or progress.warnings:
+            return Outcome.WARNINGS, "completed with warnings"
+        return Outcome.OK, ""
+
+    def record(self, account: Account, target: Target, made: AccountBackup, names: list[str]) -> str:
+        assert target.destination is not None
+        snapshot = made.snapshot
+        contains = sum(COMPONENT_BITS[name] for name in names)
+        with self.context.catalog.transaction() as tx:
+            return backups.record(
+                tx,
+                job=dict(self.job.document),
+                destination=dict(target.destination.document),
+                engine_id=snapshot.id,
+                created=snapshot.time,
+                size=int(snapshot.stats.get("bytes", 0)),
+                tags=self.tags,
+                details={
+                    "account": account.username,
+                    "contains": contains,
+                    "components": backups.component_items(names, tx.clock),
+                    "failures": [failure.target for failure in made.failures],
+                    "partial": made.partial,
+                    "home": account.home,
+                    "queue_group_id": self.group.id,
+                    "log_id": self.log.id,
+                },
+            )
+
+    def account_hooks(
+        self, stage: HookStage, account: Account, status: QueueStatus | None
+    ) -> hooks.StageOutcome:
+        with self.context.catalog.transaction(write=False) as tx:
+            chosen = hooks.select_hooks(
+                tx.all("hooks"), position=HookPosition.BACKUP_ACCOUNT, stage=stage, job_id=self.job.id
+            )
+        if not chosen:
+            return hooks.StageOutcome()
+        context = hooks.HookContext(
+            position=HookPosition.BACKUP_ACCOUNT,
+            stage=stage,
+            job_id=self.job.id,
+            log_id=self.log.id,
+            account_id=account.username,
+            username=account.username,
+            status=status,
+        )
+        outcome = hooks.run_stage(chosen, context, clock=self.context.clock)
+        for level, line in outcome.log_lines:
+            self.log.write(level, line)
+        return outcome
