@@ -14,9 +14,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-JOB_TYPES = {1: "Accounts", 2: "Directories"}
-STRUCTURES = {1: "Incremental", 2: "Archived", 4: "Compressed"}
-SCHEDULE_TYPES = {1: "Hourly", 2: "Daily", 3: "Weekly", 4: "Monthly", 5: "After job"}
+from snapkeep.jobs.codes import JobType, ScheduleType, Structure
+
+JOB_TYPES = JobType.labels()
+STRUCTURES = Structure.labels()
+SCHEDULE_TYPES = {**ScheduleType.labels(), ScheduleType.AFTER_JOB: "After job"}  # short for tables
 CONTAINS_BITS = {
     1: "config",
     2: "home",

@@ -35,6 +35,7 @@ from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ConflictError, NotFoundError, SnapkeepError
 from snapkeep.jobs import queue, schedule
 from snapkeep.jobs.catalog import Catalog, JobState, Transaction
+from snapkeep.jobs.codes import ScheduleType
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,8 @@ class Scheduler:
         linked = _link_ids(job)
         schedules = [tx.get("schedules", ident) for ident in linked]
         present = [item for item in schedules if item is not None]
-        timed = [item for item in present if int(item.get("type", 0)) != schedule.AFTER_JOB]
-        chained = [item for item in present if int(item.get("type", 0)) == schedule.AFTER_JOB]
+        timed = [item for item in present if int(item.get("type", 0)) != ScheduleType.AFTER_JOB]
+        chained = [item for item in present if int(item.get("type", 0)) == ScheduleType.AFTER_JOB]
         job_time = int(job.get("time", 0))
 
         due: list[str] = []

@@ -34,19 +34,19 @@ from snapkeep.clock import isoformat
 from snapkeep.errors import NotFoundError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.codes import AlertLevel, QueueStatus
 from snapkeep.jobs.migrations import schema
 
-INFO, WARNING, CRITICAL = 1, 2, 3
-LEVELS = {INFO: "info", WARNING: "warning", CRITICAL: "critical"}
+INFO, WARNING, CRITICAL = AlertLevel.INFO, AlertLevel.WARNING, AlertLevel.CRITICAL
 LABEL = "Alert"
 TITLE_LIMIT = 255
 
 # queue status of a finished run -> (level, what happened); 100 Completed raises nothing
-RUN_ALERTS: dict[int, tuple[int, str]] = {
-    101: (WARNING, "partially completed"),
-    102: (CRITICAL, "failed"),
-    103: (WARNING, "aborted"),
-    104: (CRITICAL, "never finished"),
+RUN_ALERTS: dict[int, tuple[AlertLevel, str]] = {
+    QueueStatus.PARTIAL: (WARNING, "partially completed"),
+    QueueStatus.FAILED: (CRITICAL, "failed"),
+    QueueStatus.ABORTED: (WARNING, "aborted"),
+    QueueStatus.NEVER_FINISHED: (CRITICAL, "never finished"),
 }
 
 
@@ -63,7 +63,7 @@ class Alert:
 
     @property
     def level_name(self) -> str:
-        return LEVELS.get(self.level, str(self.level))
+        return AlertLevel.label_of(self.level)
 
     def as_api(self) -> dict[str, Any]:
         """The API object."""
@@ -91,7 +91,7 @@ def raise_alert(
 ) -> Alert | None:
     """Store an alert; None when its ``incident`` is already open. Raises ValidationError for a bad
     level or an empty title."""
-    if level not in LEVELS:
+    if level not in AlertLevel.labels():
         raise ValidationError(
             field="level", problem=f"must be 1 (info), 2 (warning) or 3 (critical) (got {level!r})"
         )

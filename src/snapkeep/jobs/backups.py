@@ -30,14 +30,12 @@ from snapkeep.errors import ConfigError, ConflictError, NotFoundError, Repositor
 from snapkeep.ids import new_id
 from snapkeep.jobs import destinations
 from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.migrations import schema
 from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.storage.base import Store
 
-INCREMENTAL, ARCHIVED, COMPRESSED = 1, 2, 4
-STRUCTURES = {INCREMENTAL: "Incremental", ARCHIVED: "Archived", COMPRESSED: "Compressed"}
-ACCOUNTS, DIRECTORIES = 1, 2
 LABEL = "Backup"
 
 
@@ -149,7 +147,7 @@ def record(
             locked_until=None,
             document={
                 "job_name": job.get("name", ""),
-                "job_type": int(job.get("type", DIRECTORIES)),
+                "job_type": int(job.get("type", JobType.DIRECTORIES)),
                 "contains": int(job.get("contains", 0)),
                 "destination_name": destination.get("name", ""),
                 "schedules": tags,
@@ -232,7 +230,7 @@ def present_items(backup: Any) -> list[dict[str, Any]]:
 def present(backup: Any) -> dict[str, Any]:
     """A backup in API shape (the fields of a backup item, API.md section 6)."""
     document = dict(backup.document or {})
-    account = backup.account or (backup.job_id if document.get("job_type") == DIRECTORIES else "")
+    account = backup.account or (backup.job_id if document.get("job_type") == JobType.DIRECTORIES else "")
     return {
         "_id": backup.id,
         "parent_id": None,
@@ -241,7 +239,7 @@ def present(backup: Any) -> dict[str, Any]:
         "destination": backup.destination_id,
         "destination_name": document.get("destination_name", ""),
         "account": account,
-        "backup_type": document.get("job_type", DIRECTORIES),
+        "backup_type": int(document.get("job_type", JobType.DIRECTORIES)),
         "backup_contains": document.get("contains", 0),
         "backup_structure": backup.structure,
         "created": isoformat(backup.created),
@@ -292,7 +290,7 @@ def forget_row(tx: Transaction, ident: str) -> None:
 def remove_stored(repository: Repository, structure: int, engine_id: str) -> None:
     """Delete a backup's snapshot or archive from its repository (a missing one is already gone)."""
     try:
-        if structure == INCREMENTAL:
+        if structure == Structure.INCREMENTAL:
             repository.delete_snapshot(engine_id)
         else:
             tarball.delete_archive(repository, engine_id)

@@ -117,10 +117,11 @@ class LogLevel(Code):
 
 
 class HookPosition(Code):
+    # in the order the API has always listed them
     BACKUP = 1, "Backup"
     RESTORE = 2, "Restore"
-    REINDEX = 5, "Reindex"
     BACKUP_ACCOUNT = 8, "Backup Account"
+    REINDEX = 5, "Reindex"
 
 
 class HookStage(Code):

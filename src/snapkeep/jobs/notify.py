@@ -34,8 +34,9 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator
 from sqlalchemy import delete, select
 
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs.alerts import LEVELS, Alert
+from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
+from snapkeep.jobs.codes import AlertLevel
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.models.base import Flag, Strict, choice, integer, listish, validate
 
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
 SECURITY = ("none", "starttls", "ssl")
-Level = Annotated[int, choice(LEVELS)]
+Level = Annotated[int, choice(AlertLevel.labels())]
 Levels = Annotated[list[Level], BeforeValidator(listish)]
 Seconds = Annotated[int, integer(1, 300)]
 

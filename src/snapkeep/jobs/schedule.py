@@ -35,8 +35,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from snapkeep.clock import UTC
 from snapkeep.errors import ConfigError, ValidationError
+from snapkeep.jobs.codes import ScheduleType
 
-HOURLY, DAILY, WEEKLY, MONTHLY, AFTER_JOB = 1, 2, 3, 4, 5
+HOURLY, DAILY, WEEKLY, MONTHLY, AFTER_JOB = (
+    ScheduleType.HOURLY,
+    ScheduleType.DAILY,
+    ScheduleType.WEEKLY,
+    ScheduleType.MONTHLY,
+    ScheduleType.AFTER_JOB,
+)
 HOURLY_INTERVALS = frozenset({1, 2, 3, 4, 6, 8, 12})
 DELAY_UNITS = {1: _dt.timedelta(minutes=1), 2: _dt.timedelta(hours=1), 3: _dt.timedelta(days=1)}
 # the daemon runs a missed schedule once, unless its next slot is nearer than this

@@ -27,13 +27,14 @@ from snapkeep.api.functions.base import (
 )
 from snapkeep.api.functions.logs import home_of
 from snapkeep.jobs import backups
+from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
-
-JOB_TYPES = {1: "Accounts", 2: "Directories"}
 
 
 class BackupListParams(ListParams):
-    type: Annotated[int | None, choice(JOB_TYPES)] = Field(None, description="1 Accounts, 2 Directories")
+    type: Annotated[int | None, choice(JobType.labels())] = Field(
+        None, description="1 Accounts, 2 Directories"
+    )
     contains: NonNegative | None = Field(None, description="only backups holding any of these contains bits")
     account_id: str | None = Field(None, description="username (Accounts) or job ID (Directories)")
 
@@ -92,7 +93,7 @@ def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
     try:
         with context.catalog.transaction() as tx:
             backups.delete_backup(tx, backups.row(tx, row.id), repository)
-        if row.structure == backups.INCREMENTAL:
+        if row.structure == Structure.INCREMENTAL:
             backups.prune_repository(repository)
     finally:
         repository.close()

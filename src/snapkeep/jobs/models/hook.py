@@ -6,10 +6,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from snapkeep.jobs.codes import HookPosition, HookStage
 from snapkeep.jobs.models.base import AbsolutePath, Flag, IdList, Name, Strict, choice, integer
 
-HOOK_POSITION_TYPES = {1: "pre", 2: "post"}
-HOOK_POSITIONS = {1: "Backup", 2: "Restore", 8: "Backup Account", 5: "Reindex"}
+HOOK_POSITION_TYPES = HookStage.labels()
+HOOK_POSITIONS = HookPosition.labels()
 DEFAULT_HOOK_TIMEOUT = 3600
 
 

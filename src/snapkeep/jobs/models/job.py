@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import (
     AbsolutePath,
     Flag,
@@ -22,7 +23,7 @@ from snapkeep.jobs.models.base import (
     objectish,
 )
 
-JOB_TYPES = {1: "Accounts", 2: "Directories"}
+JOB_TYPES = JobType.labels()
 CONTAINS_BITS = {
     1: "account config",
     2: "home dir",
@@ -42,7 +43,7 @@ JOB_OPTIONS = {
     4: "exclude databases and email junk",
     6: "include junk folders",
 }
-STRUCTURES = {1: "Incremental", 2: "Archived", 4: "Compressed"}
+STRUCTURES = Structure.labels()
 DEFAULT_RETAIN = 7
 DEFAULT_MANUALLY_RETAIN = 14
 

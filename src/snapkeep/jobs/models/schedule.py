@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from snapkeep.ids import is_id
+from snapkeep.jobs.codes import ScheduleType
 from snapkeep.jobs.models.base import (
     Name,
     NonNegative,
@@ -20,12 +21,12 @@ from snapkeep.jobs.models.base import (
     shown,
 )
 
-SCHEDULE_TYPES = {1: "Hourly", 2: "Daily", 3: "Weekly", 4: "Monthly", 5: "After Backup Job Done"}
+SCHEDULE_TYPES = ScheduleType.labels()
 HOURLY_INTERVALS = {n: str(n) for n in (1, 2, 3, 4, 6, 8, 12)}
 WEEKDAYS = {1: "Sunday", 2: "Monday", 3: "Tuesday", 4: "Wednesday", 5: "Thursday", 6: "Friday", 7: "Saturday"}
 MONTH_DAYS = {day: str(day) for day in range(1, 32)}
 DELAY_TYPES = {1: "minutes", 2: "hours", 3: "days"}
-AFTER_JOB = 5
+AFTER_JOB = ScheduleType.AFTER_JOB
 
 
 def _days(choices: Mapping[int, str]) -> Callable[[Any], list[int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -323,10 +323,18 @@ def open_target(
             target.problem = (Outcome.FAILURE, failure_reason(error))
         yield target
     finally:
-        target.locks.close()
+        # a store that failed mid-run may fail these too: say so, and still close the store
+        _release(context, target.where, "lock", target.locks.close)
         if target.repository is not None:
-            target.repository.close()
+            _release(context, target.where, "repository", target.repository.close)
         destinations.finish(context.catalog, context.log, opened, ident, target.where)
+
+
+def _release(context: RunContext, where: str, what: str, close: Callable[[], None]) -> None:
+    try:
+        close()
+    except (SnapkeepError, OSError) as error:
+        context.log.warning(f"{where}: closing the {what} failed: {failure_reason(error)}")
 
 
 def _over_limit(
