@@ -29,6 +29,9 @@ from snapkeep.jobs.runlog import PROCESSING, log_path
 
 log = logging.getLogger(__name__)
 
+# IDs per DELETE statement (SQLite limits the parameters of one statement)
+BATCH = 500
+
 
 def expired_logs(tx: Transaction, days: int) -> list[str]:
     """The IDs of the finished logs that ended more than ``days`` days ago, oldest first."""
@@ -50,8 +53,10 @@ def prune_logs(tx: Transaction, home: Path) -> list[str]:
     expired = expired_logs(tx, days)
     if not expired:
         return []
-    tx.connection.execute(delete(schema.log_items).where(schema.log_items.c.log_id.in_(expired)))
-    tx.connection.execute(delete(schema.logs).where(schema.logs.c.id.in_(expired)))
+    for start in range(0, len(expired), BATCH):
+        batch = expired[start : start + BATCH]
+        tx.connection.execute(delete(schema.log_items).where(schema.log_items.c.log_id.in_(batch)))
+        tx.connection.execute(delete(schema.logs).where(schema.logs.c.id.in_(batch)))
     for ident in expired:
         try:
             log_path(home, ident).unlink(missing_ok=True)
