@@ -221,6 +221,34 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert isinstance(listed(door.ok("listBackupForAccounts", {"contains": "4"}), "accounts"), list)
     forks = door.ok("getSettingsPerformance")
     assert door.ok("manageSettingsPerformance", {"backup_forks": str(forks["backup_forks"])}) == forks
+    # Settings in one place (issue 9): values sent back unchanged, so walks sharing a catalog agree.
+    general = door.ok("getSettingsGeneral")
+    assert set(general) == {"timezone", "logs_ttl"}
+    same = {"timezone": general["timezone"], "logs_ttl": str(general["logs_ttl"])}
+    assert door.ok("manageSettingsGeneral", same) == general
+    assert "timezone: unknown time zone" in door.fails("manageSettingsGeneral", {"timezone": "Mars/Olympus"})
+    channels = door.ok(
+        "manageSettingsNotification",
+        {
+            "email": {
+                "enabled": "0",
+                "host": "127.0.0.1",
+                "sender": f"snapkeep-{tag}@example.test",
+                "recipients": ["ops@example.test"],
+                "password": "smtp-s3cret",
+            },
+            "webhook": {"enabled": "0", "url": f"https://hooks.example.test/{tag}", "levels": ["3"]},
+        },
+    )
+    assert channels["email"]["password"] == MASK and channels["webhook"]["levels"] == [3]
+    fetched_channels = door.ok("getSettingsNotification")
+    assert fetched_channels == channels and "smtp-s3cret" not in json.dumps(fetched_channels)
+    if thorough:
+        sent_back = door.ok("manageSettingsNotification", {"email": {**channels["email"], "port": "587"}})
+        assert sent_back["email"] == {**channels["email"], "port": 587}
+    assert "email[port]" in door.fails("manageSettingsNotification", {"email": {"port": "0"}})
+    removed = door.ok("manageSettingsNotification", {"email": "", "webhook": ""})
+    assert removed == {"email": None, "webhook": None}
 
     # Alerts: list, a missing one is named, clear all.
     assert isinstance(listed(door.ok("listAlerts", {"sort": {"created": "-1"}}), "alerts"), list)

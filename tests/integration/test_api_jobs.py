@@ -178,6 +178,9 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "getSettingsPerformance", "manageSettingsPerformance", "validateDestination",
         # issue 6: accounts
         "listAccounts", "getAccount", "listBackupForAccounts",
+        # issue 9: settings in one place
+        "getSettingsGeneral", "manageSettingsGeneral",
+        "getSettingsNotification", "manageSettingsNotification",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

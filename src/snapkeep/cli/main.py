@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "backups": "snapkeep.cli.backups_cmd:backups_group",
     "restore": "snapkeep.cli.restore_cmd:restore_command",
     "keys": "snapkeep.cli.keys_cmd:keys_group",
+    "settings": "snapkeep.cli.settings_cmd:settings_group",
 }
 
 

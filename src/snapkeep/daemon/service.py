@@ -30,17 +30,17 @@ from snapkeep.clock import SYSTEM, Clock
 from snapkeep.daemon.scheduler import Scheduler, SchedulerThread
 from snapkeep.daemon.workers import Executor, WorkerPool
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs import backups, monitor, notify, queue, schedule
+from snapkeep.jobs import backups, logs, monitor, notify, queue, schedule, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueType
 from snapkeep.jobs.runs import execute_group
-from snapkeep.jobs.settings import performance, timezone_setting
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FORKS = 2
 MAX_FORKS = 10
 MONITOR_INTERVAL = 300.0
+LOG_PRUNE_INTERVAL = 3600.0
 
 
 def fork_setting(catalog: Catalog, key: str) -> int:
@@ -48,7 +48,7 @@ def fork_setting(catalog: Catalog, key: str) -> int:
     clamped to 1-10; the default 2 when the catalog cannot be read or the value is bad."""
     try:
         with catalog.transaction(write=False) as tx:
-            value = performance(tx).get(key, DEFAULT_FORKS)
+            value = getattr(settings.performance(tx), key)
         return min(MAX_FORKS, max(1, int(value)))
     except (SnapkeepError, TypeError, ValueError):
         return DEFAULT_FORKS
@@ -57,7 +57,7 @@ def fork_setting(catalog: Catalog, key: str) -> int:
 def configured_zone(catalog: Catalog) -> ZoneInfo:
     """The ``timezone`` setting's zone (the server's own when unset). Raises ConfigError, CatalogError."""
     with catalog.transaction(write=False) as tx:
-        name = timezone_setting(tx)
+        name = settings.timezone(tx)
     return schedule.zone(name or None)
 
 
@@ -208,10 +208,19 @@ class Service:
             notify.notify(self.catalog, raised)
         return len(raised)
 
+    def prune_logs(self) -> int:
+        """Delete the run logs older than the ``logs_ttl`` setting now; how many. Raises CatalogError."""
+        with self.catalog.transaction() as tx:
+            return len(logs.prune_logs(tx, self.home))
+
     def _monitor_loop(self) -> None:
+        pruned = -LOG_PRUNE_INTERVAL
         while not self._closing.is_set():
             try:
                 self.monitor_pass()
+                if self.clock.monotonic() - pruned >= LOG_PRUNE_INTERVAL:
+                    pruned = self.clock.monotonic()
+                    self.prune_logs()
             except SnapkeepError as error:
                 log.error("job monitor pass failed: %s", error)
             except Exception:  # a bug: keep monitoring

@@ -1,8 +1,10 @@
 """Accounts for the jobs layer: the account provider and database settings from ``config.toml``,
 the accounts a job selects, and accounts in API shape (``listAccounts``, ``getAccount``).
 
-Settings live in ``<home>/config.toml`` (the data directory's configuration file, DESIGN.md
-section 7); every key is optional::
+These settings belong to one server, so they live in its ``<home>/config.toml`` (the data
+directory's configuration file, DESIGN.md section 7), not in the catalog several servers may share
+(the shared ones are ``jobs.settings``: performance, time zone, log retention, notifications). Every
+key is optional::
 
     [accounts]
     provider = "inventory"                    # "inventory" (default) or "linux"

@@ -2,7 +2,13 @@
 
 This module is the only writer of ``logs`` and ``log_items``. A log row has the run's type
 (``codes.LogType``), its status (``codes.LogStatus``: Processing while the run goes on), the job and
-the queue group. Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
+the queue group.
+
+Logs are kept for the ``logs_ttl`` setting's days (``jobs.settings``): ``prune_logs(tx, home)``, which
+the service calls about once an hour, deletes every finished log that ended before that, with its
+items and its file (0 keeps every log; a log still Processing is never deleted). The files go after
+the rows, inside the caller's transaction: should it then fail, the rows stay and read as logs
+without text, and the next pass deletes them. A queue group keeps the ``log_id`` of a deleted log. Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
 ``getLog content=1`` returns) and as a ``log_items`` row (level 1 info, 2 warning, 3 error) for
 ``listLogItems``. Writing the file never fails a run: a file error is reported once in the items.
 """
@@ -10,18 +16,22 @@ the queue group. Every line is written twice: to ``<home>/logs/<log id>.log`` (t
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from snapkeep.clock import isoformat
 from snapkeep.errors import NotFoundError
 from snapkeep.ids import new_id
+from snapkeep.jobs import settings
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import LogLevel, LogStatus, LogType, QueueStatus
 from snapkeep.jobs.migrations import schema
+
+_service_log = logging.getLogger(__name__)
 
 INFO, WARNING, ERROR = LogLevel.INFO, LogLevel.WARNING, LogLevel.ERROR
 FOLDER = "logs"
@@ -210,3 +220,40 @@ def mark_never_finished(tx: Transaction, group_id: str) -> None:
         .where(table.c.queue_group_id == group_id, table.c.status == int(LogStatus.PROCESSING))
         .values(status=int(LogStatus.NEVER_FINISHED), ended=tx.clock.now())
     )
+
+
+# IDs per DELETE statement (SQLite limits the parameters of one statement)
+BATCH = 500
+
+
+def expired_logs(tx: Transaction, days: int) -> list[str]:
+    """The IDs of the finished logs that ended more than ``days`` days ago, oldest first."""
+    logs = schema.logs
+    cutoff = tx.clock.now() - _dt.timedelta(days=days)
+    query = (
+        select(logs.c.id)
+        .where(logs.c.status != int(LogStatus.PROCESSING), logs.c.ended.is_not(None), logs.c.ended < cutoff)
+        .order_by(logs.c.ended, logs.c.id)
+    )
+    return [str(ident) for ident in tx.connection.execute(query).scalars()]
+
+
+def prune_logs(tx: Transaction, home: Path) -> list[str]:
+    """Delete the logs older than the ``logs_ttl`` setting (see the module docstring)."""
+    days = settings.general(tx).logs_ttl
+    if days == 0:
+        return []
+    expired = expired_logs(tx, days)
+    if not expired:
+        return []
+    for start in range(0, len(expired), BATCH):
+        batch = expired[start : start + BATCH]
+        tx.connection.execute(delete(schema.log_items).where(schema.log_items.c.log_id.in_(batch)))
+        tx.connection.execute(delete(schema.logs).where(schema.logs.c.id.in_(batch)))
+    for ident in expired:
+        try:
+            log_path(home, ident).unlink(missing_ok=True)
+        except OSError as error:
+            _service_log.warning("log %s: cannot remove its file: %s", ident, error.strerror or error)
+    _service_log.info("deleted %d run logs older than %d days", len(expired), days)
+    return expired

@@ -3,18 +3,17 @@
 Interface (for the runner and the daemon, after the transaction that raised the alerts commits)
 -------------------------------------------------------------------------------------------
 ``notify(catalog, alerts) -> list[Delivery]``
-    loads the settings and sends every alert to every channel that wants its level. Never raises: a
-    failed notification (or unreadable settings) is logged and reported as a ``Delivery`` with
-    ``ok=False`` and the reason, which the runner may copy into the run's log.
-``load_settings(tx)`` / ``save_settings(tx, email=..., webhook=...)``
-    the channels, stored in the catalog's settings table under ``notify.email`` and ``notify.webhook``.
-    ``save_settings`` validates (ValidationError naming ``email[host]`` etc.); ``None`` leaves a channel
-    as it is, ``{}`` removes it.
+    loads the channels (``jobs.settings.notification``) and sends every alert to every channel that
+    wants its level. Never raises: a failed notification (or unreadable settings) is logged and
+    reported as a ``Delivery`` with ``ok=False`` and the reason, which the runner may copy into the
+    run's log.
+``send(settings, alerts)``, ``send_email(settings, alert)``, ``send_webhook(settings, alert)``
+    the sending itself, for channels already loaded.
 
-E-mail settings: ``host``, ``port`` (25), ``security`` (``none``, ``starttls``, ``ssl``), ``username``,
-``password``, ``sender``, ``recipients[]``, ``levels[]`` (default 2, 3), ``timeout`` (10 s), ``enabled``.
-Webhook settings: ``url`` (http or https), ``levels[]``, ``timeout``, ``enabled``. The webhook body is a
-JSON object: the alert's API fields plus ``level_name`` and ``server`` (this host's name).
+The channels are settings (``jobs.settings``: ``EmailSettings``, ``WebhookSettings``), set through
+``manageSettingsNotification`` or ``snapkeep settings set notification.*``. The e-mail subject is
+``[snapkeep <level>] <title>``. The webhook body is a JSON object: the alert's API fields plus
+``level_name`` and ``server`` (this host's name).
 """
 
 from __future__ import annotations
@@ -28,67 +27,14 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
-from sqlalchemy import delete, select
+from typing import Any
 
 from snapkeep.errors import SnapkeepError
 from snapkeep.jobs.alerts import Alert
-from snapkeep.jobs.catalog import Catalog, Transaction
-from snapkeep.jobs.codes import AlertLevel
-from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.models.base import Flag, Strict, choice, integer, listish, validate
+from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.settings import EmailSettings, Notification, WebhookSettings, notification
 
 log = logging.getLogger(__name__)
-
-EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
-SECURITY = ("none", "starttls", "ssl")
-Level = Annotated[int, choice(AlertLevel.labels())]
-Levels = Annotated[list[Level], BeforeValidator(listish)]
-Seconds = Annotated[int, integer(1, 300)]
-
-
-class EmailSettings(Strict):
-    enabled: Flag = Field(True, description="send e-mail notifications")
-    host: str = Field(min_length=1, description="SMTP server")
-    port: Annotated[int, integer(1, 65535)] = Field(25, description="SMTP port")
-    security: str = Field("none", description="none, starttls or ssl")
-    username: str = Field("", description="SMTP login (empty: no login)")
-    password: SecretStr = Field(SecretStr(""), description="SMTP password")
-    sender: str = Field(min_length=3, description="From address")
-    recipients: Annotated[list[str], BeforeValidator(listish)] = Field(
-        min_length=1, description="To addresses"
-    )
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("security")
-    @classmethod
-    def _security(cls, value: str) -> str:
-        if value not in SECURITY:
-            raise ValueError(f"must be none, starttls or ssl (got {value!r})")
-        return value
-
-
-class WebhookSettings(Strict):
-    enabled: Flag = Field(True, description="send webhook notifications")
-    url: str = Field(description="http:// or https:// URL to POST each alert to")
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https:// (got {value[:60]!r})")
-        return value
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    email: EmailSettings | None = None
-    webhook: WebhookSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -99,46 +45,6 @@ class Delivery:
     alert_id: str
     ok: bool
     error: str = ""
-
-
-def _read(tx: Transaction, key: str) -> Any:
-    table = schema.settings
-    return tx.connection.execute(select(table.c.value).where(table.c.key == key)).scalar_one_or_none()
-
-
-def _write(tx: Transaction, key: str, value: dict[str, Any] | None) -> None:
-    table = schema.settings
-    tx.connection.execute(delete(table).where(table.c.key == key))
-    if value is not None:
-        tx.connection.execute(table.insert().values(key=key, value=value))
-
-
-def _stored(model: EmailSettings | WebhookSettings) -> dict[str, Any]:
-    document = model.model_dump()
-    if isinstance(model, EmailSettings):
-        document["password"] = model.password.get_secret_value()
-    return document
-
-
-def load_settings(tx: Transaction) -> NotifySettings:
-    """The notification channels. Raises ValidationError when a stored setting is no longer valid."""
-    email, webhook = _read(tx, EMAIL_KEY), _read(tx, WEBHOOK_KEY)
-    return NotifySettings(
-        email=validate(EmailSettings, email, prefix="email") if email else None,
-        webhook=validate(WebhookSettings, webhook, prefix="webhook") if webhook else None,
-    )
-
-
-def save_settings(
-    tx: Transaction, *, email: dict[str, Any] | None = None, webhook: dict[str, Any] | None = None
-) -> NotifySettings:
-    """Validate and store channels (``{}`` removes one, None keeps it). Raises ValidationError."""
-    if email is not None:
-        _write(tx, EMAIL_KEY, _stored(validate(EmailSettings, email, prefix="email")) if email else None)
-    if webhook is not None:
-        model = validate(WebhookSettings, webhook, prefix="webhook") if webhook else None
-        _write(tx, WEBHOOK_KEY, _stored(model) if model else None)
-    return load_settings(tx)
 
 
 def _payload(alert: Alert) -> dict[str, Any]:
@@ -188,7 +94,7 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if not isinstance(error, SnapkeepError) else str(error)
 
 
-def send(settings: NotifySettings, alerts: Iterable[Alert]) -> list[Delivery]:
+def send(settings: Notification, alerts: Iterable[Alert]) -> list[Delivery]:
     """Send every alert to every enabled channel that wants its level. Never raises."""
     deliveries: list[Delivery] = []
     channels: list[tuple[str, Any, Any]] = []
@@ -218,7 +124,7 @@ def notify(catalog: Catalog, alerts: Iterable[Alert]) -> list[Delivery]:
         return []
     try:
         with catalog.transaction(write=False) as tx:
-            settings = load_settings(tx)
+            settings = notification(tx)
     except SnapkeepError as error:
         log.warning("notifications not sent: cannot read their settings: %s", error)
         return [Delivery("settings", alert.id, False, str(error)) for alert in alerts]

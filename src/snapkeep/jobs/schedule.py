@@ -50,7 +50,6 @@ DELAY_UNITS = {1: _dt.timedelta(minutes=1), 2: _dt.timedelta(hours=1), 3: _dt.ti
 CATCH_UP_WINDOW = _dt.timedelta(minutes=30)
 # the longest gap between two slots of any timed schedule is a month; look a little further
 HORIZON_DAYS = 400
-TIMEZONE_SETTING = "timezone"
 
 _MINUTE = _dt.timedelta(minutes=1)
 

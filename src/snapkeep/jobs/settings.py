@@ -1,41 +1,302 @@
-"""Settings kept in the catalog (shared by every server on it): performance and time zone."""
+"""Settings every server on one catalog shares, in the catalog's ``settings`` table; this module is
+the only one that reads or writes that table.
+
+======================  ==============================================================  ===============
+key                     value (JSON)                                                    API functions
+======================  ==============================================================  ===============
+``performance``         ``{"backup_forks": 1-10, "queueable_forks": 1-10}``, each 2      *Performance
+``timezone``            an IANA zone name such as ``"Europe/Berlin"``; ``""`` or absent:  *General
+                        the server's own zone
+``logs_ttl``            days a finished run's log is kept (default 30; 0 keeps it)      *General
+``notify.email``        the e-mail channel (``EmailSettings``); absent: none            *Notification
+``notify.webhook``      the webhook channel (``WebhookSettings``); absent: none         *Notification
+======================  ==============================================================  ===============
+
+What belongs to one server stays in that server's ``<home>/config.toml`` (``jobs.accounts``): its
+account provider and its database connections (their passwords belong to the host), and the data
+directory itself (``--home``).
+
+Interface
+---------
+``performance(tx) -> Performance``, ``general(tx) -> General``, ``notification(tx) -> Notification``
+    the typed values; an absent key is its default. ``general`` does not check the zone name again
+    (``schedule.zone`` does when it is used), so a zone that has left the system's database can still
+    be read and replaced.
+``save_performance(tx, changes)``, ``save_general(tx, changes)`` -> the new value
+    ``changes`` (strings or numbers, as the API receives them) are merged over the stored value and
+    validated whole; a ValidationError names every bad field and nothing is written.
+``save_notification(tx, *, email=None, webhook=None) -> Notification``
+    replaces the channels given (each validated whole; ``{}`` removes one; None keeps it).
+``update_notification(tx, *, email=None, webhook=None) -> Notification``
+    merges the fields given over the stored channel (``{}`` removes it); ``SECRET_MASK`` sent as the
+    password keeps the stored one, so a masked answer can be edited and sent back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from snapkeep.jobs import schedule
+from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy import delete, select
+
+from snapkeep.errors import ValidationError
 from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.codes import AlertLevel
 from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.models.base import Flag, Strict, as_int, choice, integer, listish, shown, validate
+from snapkeep.jobs.models.destination import SECRET_MASK
 
-PERFORMANCE_SETTING = "performance"
-PERFORMANCE_DEFAULTS = {"backup_forks": 2, "queueable_forks": 2}
-
-
-def timezone_setting(tx: Transaction) -> str:
-    """The ``timezone`` setting ("" = the server's zone)."""
-    value = tx.connection.execute(
-        schema.settings.select().where(schema.settings.c.key == schedule.TIMEZONE_SETTING)
-    ).first()
-    return str(value.value) if value is not None and value.value else ""
+PERFORMANCE_KEY = "performance"
+TIMEZONE_KEY = "timezone"
+LOGS_TTL_KEY = "logs_ttl"
+EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
+DEFAULT_LOGS_TTL = 30
+SECURITY = ("none", "starttls", "ssl")
 
 
-def performance(tx: Transaction) -> dict[str, int]:
-    """The ``performance`` setting: ``backup_forks`` (backups at once) and ``queueable_forks``
-    (restores and downloads at once), 1-10 each, default 2."""
-    found = tx.connection.execute(
-        schema.settings.select().where(schema.settings.c.key == PERFORMANCE_SETTING)
-    ).first()
-    stored = dict(found.value) if found is not None and isinstance(found.value, dict) else {}
-    return {key: int(stored.get(key, default)) for key, default in PERFORMANCE_DEFAULTS.items()}
+# --- the table ------------------------------------------------------------------------------------
 
 
-def save_performance(tx: Transaction, values: Mapping[str, int]) -> dict[str, int]:
-    """Store the ``performance`` setting (merged over the current one); return it."""
-    merged = {**performance(tx), **{key: int(value) for key, value in values.items()}}
+def _read(tx: Transaction, key: str, *, lock: bool = False) -> Any:
     table = schema.settings
-    if tx.connection.execute(table.select().where(table.c.key == PERFORMANCE_SETTING)).first() is None:
-        tx.connection.execute(table.insert().values(key=PERFORMANCE_SETTING, value=merged))
-    else:
-        tx.connection.execute(table.update().where(table.c.key == PERFORMANCE_SETTING).values(value=merged))
+    query = select(table.c.value).where(table.c.key == key)
+    if lock:
+        query = query.with_for_update()
+    return tx.connection.execute(query).scalar_one_or_none()
+
+
+def _write(tx: Transaction, key: str, value: Any) -> None:
+    """Store ``value`` under ``key``; None removes the key."""
+    table = schema.settings
+    tx.connection.execute(delete(table).where(table.c.key == key))
+    if value is not None:
+        tx.connection.execute(table.insert().values(key=key, value=value))
+
+
+# --- performance ----------------------------------------------------------------------------------
+
+Forks = Annotated[int, integer(1, 10)]
+
+
+class Performance(Strict):
+    """How many runs may go at once."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backup_forks: Forks = Field(2, description="backups that may run at once (1-10)")
+    queueable_forks: Forks = Field(2, description="restores and downloads that may run at once (1-10)")
+
+
+def performance(tx: Transaction) -> Performance:
+    """The ``performance`` setting. Raises ValidationError when the stored value is not valid."""
+    stored = _read(tx, PERFORMANCE_KEY)
+    return validate(Performance, stored if isinstance(stored, dict) else {}, prefix=PERFORMANCE_KEY)
+
+
+def save_performance(tx: Transaction, changes: Mapping[str, Any]) -> Performance:
+    """Merge ``changes`` over the ``performance`` setting and store it. Raises ValidationError."""
+    stored = _read(tx, PERFORMANCE_KEY, lock=True)
+    current = stored if isinstance(stored, dict) else {}
+    value = validate(Performance, {**current, **changes})
+    _write(tx, PERFORMANCE_KEY, value.model_dump())
+    return value
+
+
+# --- general --------------------------------------------------------------------------------------
+
+
+def _zone_name(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise PydanticCustomError("zone", "must be text (got {got})", {"got": shown(value)})
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "zone",
+            "unknown time zone {got} (use an IANA name like Europe/Berlin, or empty for the server's zone)",
+            {"got": shown(value)},
+        ) from None
+    return value
+
+
+class General(Strict):
+    """The time zone schedules run in, and how long run logs are kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    timezone: Annotated[str, BeforeValidator(_zone_name)] = Field(
+        "", description="IANA time zone of the schedules, e.g. Europe/Berlin (empty: the server's zone)"
+    )
+    logs_ttl: Annotated[int, integer(0, 36500)] = Field(
+        DEFAULT_LOGS_TTL, description="days a finished run's log is kept (0: forever)"
+    )
+
+
+def _stored_general(tx: Transaction, *, lock: bool = False) -> dict[str, Any]:
+    zone, days = _read(tx, TIMEZONE_KEY, lock=lock), _read(tx, LOGS_TTL_KEY, lock=lock)
+    stored: dict[str, Any] = {}
+    if zone is not None:
+        stored["timezone"] = zone
+    if days is not None:
+        stored["logs_ttl"] = days
+    return stored
+
+
+def general(tx: Transaction) -> General:
+    """The general settings. Raises ValidationError when ``logs_ttl`` is stored as a non-number."""
+    stored = _stored_general(tx)
+    days = as_int(stored.get("logs_ttl", DEFAULT_LOGS_TTL))
+    if days is None or days < 0:
+        raise ValidationError(field="logs_ttl", problem=f"stored value {shown(stored['logs_ttl'])} is bad")
+    return General.model_construct(timezone=str(stored.get("timezone") or ""), logs_ttl=days)
+
+
+def timezone(tx: Transaction) -> str:
+    """The ``timezone`` setting ("" = the server's zone)."""
+    return general(tx).timezone
+
+
+def save_general(tx: Transaction, changes: Mapping[str, Any]) -> General:
+    """Merge ``changes`` over the general settings and store them. Raises ValidationError."""
+    value = validate(General, {**_stored_general(tx, lock=True), **changes})
+    _write(tx, TIMEZONE_KEY, value.timezone)
+    _write(tx, LOGS_TTL_KEY, value.logs_ttl)
+    return value
+
+
+# --- notification channels ------------------------------------------------------------------------
+
+
+def _commas(value: Any) -> Any:
+    """A list, a single value, or one text with several values separated by commas."""
+    if isinstance(value, str) and "," in value:
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return listish(value)
+
+
+Level = Annotated[int, choice(AlertLevel.labels())]
+Levels = Annotated[list[Level], BeforeValidator(_commas)]
+Seconds = Annotated[int, integer(1, 300)]
+
+
+class EmailSettings(Strict):
+    enabled: Flag = Field(True, description="send e-mail notifications")
+    host: str = Field(min_length=1, description="SMTP server")
+    port: Annotated[int, integer(1, 65535)] = Field(25, description="SMTP port")
+    security: str = Field("none", description="none, starttls or ssl")
+    username: str = Field("", description="SMTP login (empty: no login)")
+    password: SecretStr = Field(SecretStr(""), description="SMTP password (secret)")
+    sender: str = Field(min_length=3, description="From address")
+    recipients: Annotated[list[str], BeforeValidator(_commas)] = Field(
+        min_length=1, description="To addresses"
+    )
+    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
+    timeout: Seconds = Field(10, description="seconds to wait for the server")
+
+    @field_validator("security")
+    @classmethod
+    def _security(cls, value: str) -> str:
+        if value not in SECURITY:
+            raise PydanticCustomError(
+                "security", "must be none, starttls or ssl (got {got})", {"got": shown(value)}
+            )
+        return value
+
+
+class WebhookSettings(Strict):
+    enabled: Flag = Field(True, description="send webhook notifications")
+    url: str = Field(description="http:// or https:// URL to POST each alert to")
+    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
+    timeout: Seconds = Field(10, description="seconds to wait for the server")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise PydanticCustomError(
+                "url", "must start with http:// or https:// (got {got})", {"got": shown(value)}
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Notification:
+    """The notification channels; None where a channel is not set up."""
+
+    email: EmailSettings | None = None
+    webhook: WebhookSettings | None = None
+
+
+CHANNELS: dict[str, tuple[str, type[EmailSettings] | type[WebhookSettings]]] = {
+    "email": (EMAIL_KEY, EmailSettings),
+    "webhook": (WEBHOOK_KEY, WebhookSettings),
+}
+
+
+def _stored(model: EmailSettings | WebhookSettings) -> dict[str, Any]:
+    document = model.model_dump()
+    if isinstance(model, EmailSettings):
+        document["password"] = model.password.get_secret_value()
+    return document
+
+
+def notification(tx: Transaction) -> Notification:
+    """The notification channels. Raises ValidationError when a stored channel is no longer valid."""
+    email, webhook = _read(tx, EMAIL_KEY), _read(tx, WEBHOOK_KEY)
+    return Notification(
+        email=validate(EmailSettings, email, prefix="email") if email else None,
+        webhook=validate(WebhookSettings, webhook, prefix="webhook") if webhook else None,
+    )
+
+
+def save_notification(
+    tx: Transaction, *, email: Mapping[str, Any] | None = None, webhook: Mapping[str, Any] | None = None
+) -> Notification:
+    """Validate and store whole channels (``{}`` removes one, None keeps it). Raises ValidationError
+    naming every bad field (``email[host]``) of both channels before anything is written."""
+    documents: dict[str, dict[str, Any] | None] = {}
+    problems: list[ValidationError] = []
+    for name, given in (("email", email), ("webhook", webhook)):
+        if given is None:
+            continue
+        key, model = CHANNELS[name]
+        try:
+            documents[key] = _stored(validate(model, given, prefix=name)) if given else None
+        except ValidationError as error:
+            problems.append(error)
+    if problems:
+        message = "; ".join(problem.message for problem in problems)
+        raise ValidationError(message, field=problems[0].field, problem="invalid")
+    for key, document in documents.items():
+        _write(tx, key, document)
+    return notification(tx)
+
+
+def _merged(tx: Transaction, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    if not changes:
+        return {}
+    key, _ = CHANNELS[name]
+    stored = _read(tx, key, lock=True)
+    stored = dict(stored) if isinstance(stored, dict) else {}
+    merged = {**stored, **changes}
+    if merged.get("password") == SECRET_MASK:
+        merged["password"] = stored.get("password", "")
     return merged
+
+
+def update_notification(
+    tx: Transaction, *, email: Mapping[str, Any] | None = None, webhook: Mapping[str, Any] | None = None
+) -> Notification:
+    """Merge the fields given over the stored channels (``{}`` removes one, None keeps it); a masked
+    password keeps the stored one. Raises ValidationError naming every bad field."""
+    return save_notification(
+        tx,
+        email=None if email is None else _merged(tx, "email", email),
+        webhook=None if webhook is None else _merged(tx, "webhook", webhook),
+    )

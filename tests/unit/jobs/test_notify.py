@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import notify
+from snapkeep.jobs import notify, settings
 from snapkeep.jobs.alerts import CRITICAL, INFO, WARNING, Alert
 
 CREATED = dt.datetime(2026, 4, 1, 8, 0, tzinfo=dt.UTC)
@@ -162,7 +162,7 @@ def email_settings(smtp: SmtpServer, **fields) -> dict:
 
 def test_an_alert_is_mailed_with_login(catalog, smtp: SmtpServer) -> None:
     with catalog.transaction() as tx:
-        notify.save_settings(tx, email=email_settings(smtp, username="mailer", password="s3cret"))
+        settings.save_notification(tx, email=email_settings(smtp, username="mailer", password="s3cret"))
     deliveries = notify.notify(catalog, [alert()])
     assert deliveries == [notify.Delivery("email", "a" * 24, True)]
     (sent,) = smtp.messages
@@ -175,7 +175,7 @@ def test_an_alert_is_mailed_with_login(catalog, smtp: SmtpServer) -> None:
 
 def test_a_webhook_gets_the_alert_as_json(catalog, webhook: WebhookServer) -> None:
     with catalog.transaction() as tx:
-        notify.save_settings(tx, webhook={"url": webhook.url, "levels": [2, 3]})
+        settings.save_notification(tx, webhook={"url": webhook.url, "levels": [2, 3]})
     deliveries = notify.notify(catalog, [alert(WARNING), alert(INFO, "b" * 24)])
     assert deliveries == [notify.Delivery("webhook", "a" * 24, True)]  # info is not wanted
     ((path, content_type, body),) = webhook.received
@@ -196,7 +196,7 @@ def test_failed_notifications_are_reported_never_raised(
 ) -> None:
     webhook.status = 500
     with catalog.transaction() as tx:
-        notify.save_settings(
+        settings.save_notification(
             tx,
             email=email_settings(smtp, username="mailer", password="wrong"),
             webhook={"url": webhook.url},
@@ -209,7 +209,7 @@ def test_failed_notifications_are_reported_never_raised(
 
     closed = free_port()
     with catalog.transaction() as tx:
-        notify.save_settings(
+        settings.save_notification(
             tx,
             email={**email_settings(smtp), "port": closed, "timeout": 2},
             webhook={"url": f"http://127.0.0.1:{closed}/x", "timeout": 2},
@@ -223,26 +223,27 @@ def test_failed_notifications_are_reported_never_raised(
 def test_disabled_channels_and_no_settings_send_nothing(catalog, smtp: SmtpServer) -> None:
     assert notify.notify(catalog, [alert()]) == []
     with catalog.transaction() as tx:
-        notify.save_settings(tx, email={**email_settings(smtp), "enabled": "0"})
+        settings.save_notification(tx, email={**email_settings(smtp), "enabled": "0"})
     assert notify.notify(catalog, [alert()]) == []
     assert smtp.messages == []
 
 
 def test_settings_are_validated_stored_and_removed(catalog, smtp: SmtpServer) -> None:
     with catalog.transaction() as tx, pytest.raises(ValidationError) as caught:
-        notify.save_settings(
+        settings.save_notification(
             tx, email={"host": "", "security": "tls", "levels": [5]}, webhook={"url": "ftp://x"}
         )
     message = caught.value.message
     for expected in ("email[host]", "email[security]", "email[levels][0]", "email[sender]"):
         assert expected in message, message
     with catalog.transaction() as tx, pytest.raises(ValidationError, match=r"webhook\[url\]: .*http://"):
-        notify.save_settings(tx, webhook={"url": "ftp://x"})
+        settings.save_notification(tx, webhook={"url": "ftp://x"})
     with catalog.transaction() as tx:
-        saved = notify.save_settings(tx, email=email_settings(smtp, password="s3cret"))
+        saved = settings.save_notification(tx, email=email_settings(smtp, password="s3cret"))
     assert saved.email is not None and "s3cret" not in repr(saved.email)
     assert saved.email.password.get_secret_value() == "s3cret"
     with catalog.transaction() as tx:
-        assert notify.save_settings(tx, webhook={"url": "https://hooks.example.test/x"}).email is not None
-        cleared = notify.save_settings(tx, email={})
+        saved = settings.save_notification(tx, webhook={"url": "https://hooks.example.test/x"})
+        assert saved.email is not None
+        cleared = settings.save_notification(tx, email={})
     assert cleared.email is None and cleared.webhook is not None

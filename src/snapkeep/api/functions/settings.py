@@ -1,44 +1,111 @@
-"""Performance settings (API.md section 6): getSettingsPerformance, manageSettingsPerformance.
+"""Settings functions: get and manage the Performance, General and Notification settings.
 
-``backup_forks`` caps how many backups run at once and ``queueable_forks`` how many restores and
-downloads; each 1-10, default 2. The daemon reads them when it sizes its worker pools.
+Every setting lives in the catalog (``jobs.settings``), so servers sharing a catalog share them.
+
+- **Performance** (API.md section 6): ``backup_forks`` caps how many backups run at once and
+  ``queueable_forks`` how many restores and downloads; each 1-10, default 2. The daemon re-reads them
+  when it sizes its worker pools.
+- **General**: ``timezone`` (an IANA name; empty: the server's zone), the zone schedules run in, and
+  ``logs_ttl``, the days a finished run's log is kept (default 30, 0 = forever), as JetBackup 5 names it.
+- **Notification**: the ``email`` and ``webhook`` channels, each an object or null when not set up.
+  The SMTP password comes back as ``SK|HIDDEN|********``.
+
+Every manage function changes only the fields it is given and answers the whole new value. A
+notification channel's fields are merged over the stored ones; the masked password sent back keeps the
+stored one; an empty ``email`` or ``webhook`` (``email=``, ``{}`` or null) removes that channel.
+Nothing is written when a field is bad, and the error names it (``email[port]: must be at most 65535``).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
-from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, param_specs
+from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, boolean, param_specs
 from snapkeep.errors import ValidationError
 from snapkeep.jobs import settings
-from snapkeep.jobs.models.base import Strict, integer, validate
+from snapkeep.jobs.models.base import Strict, objectish, validate
+from snapkeep.jobs.models.destination import SECRET_MASK
 
-Forks = Annotated[int, integer(1, 10)]
+Channel = Annotated[dict[str, Any] | None, BeforeValidator(objectish)]
 
 
-class PerformanceParams(Strict):
-    backup_forks: Forks | None = Field(None, description="backups that may run at once (1-10)")
-    queueable_forks: Forks | None = Field(
-        None, description="restores and downloads that may run at once (1-10)"
+class NotificationParams(Strict):
+    email: Channel = Field(
+        None,
+        description="e-mail channel: host, port, security (none/starttls/ssl), username, password,"
+        " sender, recipients[], levels[], timeout, enabled; empty removes it",
+    )
+    webhook: Channel = Field(
+        None, description="webhook channel: url, levels[], timeout, enabled; empty removes it"
     )
 
 
-def get_performance(context: CallContext, params: dict[str, Any]) -> Result:
+def _no_params(params: dict[str, Any]) -> None:
     for key in params:
         raise ValidationError(field=str(key), problem="unknown field")
+
+
+def _email(channel: settings.EmailSettings | None) -> dict[str, Any] | None:
+    if channel is None:
+        return None
+    answer = channel.model_dump()
+    answer["enabled"] = boolean(channel.enabled)
+    answer["password"] = SECRET_MASK if channel.password.get_secret_value() else ""
+    return answer
+
+
+def _webhook(channel: settings.WebhookSettings | None) -> dict[str, Any] | None:
+    if channel is None:
+        return None
+    return {**channel.model_dump(), "enabled": boolean(channel.enabled)}
+
+
+def present_notification(value: settings.Notification) -> dict[str, Any]:
+    """The channels in API shape: flags 1/0, the password masked."""
+    return {"email": _email(value.email), "webhook": _webhook(value.webhook)}
+
+
+def get_performance(context: CallContext, params: dict[str, Any]) -> Result:
+    _no_params(params)
     with context.catalog.transaction(write=False) as tx:
-        answer = settings.performance(tx)
+        answer = settings.performance(tx).model_dump()
     return "Performance Settings Retrieved Successfully", answer
 
 
 def manage_performance(context: CallContext, params: dict[str, Any]) -> Result:
-    options = validate(PerformanceParams, params)
-    values = {key: value for key, value in options.model_dump().items() if value is not None}
     with context.catalog.transaction() as tx:
-        answer = settings.save_performance(tx, values)
+        answer = settings.save_performance(tx, params).model_dump()
     return "Performance Settings Modified Successfully", answer
+
+
+def get_general(context: CallContext, params: dict[str, Any]) -> Result:
+    _no_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = settings.general(tx).model_dump()
+    return "General Settings Retrieved Successfully", answer
+
+
+def manage_general(context: CallContext, params: dict[str, Any]) -> Result:
+    with context.catalog.transaction() as tx:
+        answer = settings.save_general(tx, params).model_dump()
+    return "General Settings Modified Successfully", answer
+
+
+def get_notification(context: CallContext, params: dict[str, Any]) -> Result:
+    _no_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = present_notification(settings.notification(tx))
+    return "Notification Settings Retrieved Successfully", answer
+
+
+def manage_notification(context: CallContext, params: dict[str, Any]) -> Result:
+    options = validate(NotificationParams, params)
+    with context.catalog.transaction() as tx:
+        saved = settings.update_notification(tx, email=options.email, webhook=options.webhook)
+        answer = present_notification(saved)
+    return "Notification Settings Modified Successfully", answer
 
 
 FUNCTIONS = [
@@ -46,7 +113,26 @@ FUNCTIONS = [
     FunctionSpec(
         "manageSettingsPerformance",
         "Change backup_forks and queueable_forks",
-        param_specs(PerformanceParams),
+        param_specs(settings.Performance, optional=True),
         manage_performance,
+    ),
+    FunctionSpec("getSettingsGeneral", "The general settings: time zone, log retention", [], get_general),
+    FunctionSpec(
+        "manageSettingsGeneral",
+        "Change the time zone and how long run logs are kept",
+        param_specs(settings.General, optional=True),
+        manage_general,
+    ),
+    FunctionSpec(
+        "getSettingsNotification",
+        "The notification channels (e-mail, webhook), secrets masked",
+        [],
+        get_notification,
+    ),
+    FunctionSpec(
+        "manageSettingsNotification",
+        "Set up, change or remove the e-mail and webhook notification channels",
+        param_specs(NotificationParams, optional=True),
+        manage_notification,
     ),
 ]

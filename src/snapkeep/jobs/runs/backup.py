@@ -17,7 +17,7 @@ from typing import Any
 
 from snapkeep.clock import Clock
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs import alerts, hooks, monitor, notify, schedule
+from snapkeep.jobs import alerts, hooks, monitor, notify, schedule, settings
 from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import JobType, LogType, QueueStatus
@@ -26,7 +26,6 @@ from snapkeep.jobs.queue import GroupRecord, RunningGroup
 from snapkeep.jobs.runs.accounts import AccountsBody
 from snapkeep.jobs.runs.common import JobSpec, RunContext, RunResult, run_tags
 from snapkeep.jobs.runs.directories import DirectoriesBody
-from snapkeep.jobs.settings import timezone_setting
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ class BackupRun:
 
     def next_run(self, tx: Transaction, job: dict[str, Any]) -> _dt.datetime | None:
         try:
-            tz = schedule.zone(timezone_setting(tx))
+            tz = schedule.zone(settings.timezone(tx))
             return schedule.job_next_run(job, tx.all("schedules"), self.clock.now(), tz)
         except SnapkeepError as error:
             if self.log is not None:
