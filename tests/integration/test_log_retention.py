@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from snapkeep.jobs.runlog import RunLog, log_path
-
 from snapkeep.jobs import logs, settings
 from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.logs import RunLog, log_path
 
 DAY = 86400.0
 

@@ -8,7 +8,9 @@ Logs are kept for the ``logs_ttl`` setting's days (``jobs.settings``): ``prune_l
 the service calls about once an hour, deletes every finished log that ended before that, with its
 items and its file (0 keeps every log; a log still Processing is never deleted). The files go after
 the rows, inside the caller's transaction: should it then fail, the rows stay and read as logs
-without text, and the next pass deletes them. A queue group keeps the ``log_id`` of a deleted log. Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
+without text, and the next pass deletes them. A queue group keeps the ``log_id`` of a deleted log.
+
+Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
 ``getLog content=1`` returns) and as a ``log_items`` row (level 1 info, 2 warning, 3 error) for
 ``listLogItems``. Writing the file never fails a run: a file error is reported once in the items.
 """
