@@ -34,7 +34,7 @@ from typing import Any
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import accounts, backups, destinations, hooks
+from snapkeep.jobs import accounts, backups, hooks, repositories
 from snapkeep.sources.accounts.base import Account
 from snapkeep.sources.components import COMPONENT_BITS, AccountBackup, account_sources, backup_account
 from snapkeep.sources.dbclient import DatabaseSettings
@@ -81,7 +81,7 @@ class _Target:
     ident: str
     where: str
     destination: dict[str, Any] | None = None
-    opened: destinations.Opened | None = None
+    opened: repositories.Opened | None = None
     repository: Repository | None = None
     problem: tuple[str, str] | None = None
     stored: int = 0
@@ -166,7 +166,7 @@ class AccountsRun:
             target.problem = (SKIPPED, "disabled")
             return target
         try:
-            target.opened = destinations.open_destination(destination, self.run.job_id, clock=self.run.clock)
+            target.opened = repositories.open_destination(destination, self.run.job_id, clock=self.run.clock)
             store = target.opened.store
             limit = int(destination.get("disk_limit") or 0)
             if limit:
@@ -178,10 +178,10 @@ class AccountsRun:
                     )
                     target.problem = (SKIPPED, f"over disk limit {limit}%")
                     return target
-            password = backups.job_password(
+            password = repositories.job_password(
                 self.run.home, self.run.job_id, bool(self.job.get("encrypted")), create=True
             )
-            target.repository = backups.open_repository(
+            target.repository = repositories.open_repository(
                 store, password=password, create=True, clock=self.run.clock
             )
             target.locks.enter_context(
@@ -198,7 +198,7 @@ class AccountsRun:
         if target.repository is not None:
             target.repository.close()
         if target.destination is not None:
-            destinations.finish(self.run.catalog, self.log, target.opened, target.ident, target.where)
+            repositories.finish(self.run.catalog, target.opened, target.ident).report(self.log, target.where)
 
     # --- one account ----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from snapkeep.engine.restorer import restore
 from snapkeep.engine.tarball import restore_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.ids import new_id
-from snapkeep.jobs import account_restores, backups, destinations, hooks
+from snapkeep.jobs import account_restores, backups, hooks, repositories
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.queue import PENDING, QUEUE_TYPES, empty_progress, get_group
@@ -278,15 +278,15 @@ def _restore_one(
     paths = list(entry.get("paths") or [])
     where = f"backup {row.id}"
     progress = _Progress(state)
-    opened: destinations.Opened | None = None
+    opened: repositories.Opened | None = None
     account_status: int | None = None
     try:
         if destination is None:
             raise SnapkeepError(f"its destination {row.destination_id} no longer exists")
-        opened = destinations.open_destination(destination, row.job_id, clock=clock)
+        opened = repositories.open_destination(destination, row.job_id, clock=clock)
         store = opened.store
-        password = backups.job_password(home, row.job_id, bool(row.encrypted), create=False)
-        repository = backups.open_repository(store, password=password, create=False, clock=clock)
+        password = repositories.job_password(home, row.job_id, bool(row.encrypted), create=False)
+        repository = repositories.open_repository(store, password=password, create=False, clock=clock)
         try:
             if accounts and row.account:
                 run_log.info(
@@ -324,7 +324,7 @@ def _restore_one(
         return FAILED
     finally:
         if destination is not None:
-            destinations.finish(catalog, run_log, opened, row.destination_id, where)
+            repositories.finish(catalog, opened, row.destination_id).report(run_log, where)
     for path, message in [*problems, *progress.warnings][:50]:
         run_log.warning(f"{where}: {path}: {message}")
     run_log.info(f"{where}: restored {counts}")

@@ -37,10 +37,10 @@ from snapkeep.jobs import (
     account_runs,
     alerts,
     backups,
-    destinations,
     hooks,
     monitor,
     notify,
+    repositories,
     restores,
     schedule,
 )
@@ -271,9 +271,9 @@ class BackupRun:
         if self.state.stopping():
             return STOPPED, "stopped"
         progress = RunProgress(self.state)
-        opened: destinations.Opened | None = None
+        opened: repositories.Opened | None = None
         try:
-            opened = destinations.open_destination(destination, self.job_id, clock=self.clock)
+            opened = repositories.open_destination(destination, self.job_id, clock=self.clock)
             store = opened.store
             limit = int(destination.get("disk_limit") or 0)
             if limit:
@@ -282,10 +282,10 @@ class BackupRun:
                     used = info.usage * 100 // info.total
                     self.log.warning(f"{where} is {used}% full, over its disk limit of {limit}%: skipped")
                     return SKIPPED, f"over disk limit {limit}%"
-            password = backups.job_password(
+            password = repositories.job_password(
                 self.home, self.job_id, bool(self.job.get("encrypted")), create=True
             )
-            repository = backups.open_repository(store, password=password, create=True, clock=self.clock)
+            repository = repositories.open_repository(store, password=password, create=True, clock=self.clock)
             try:
                 with repository.lock(exclusive=False, holder=f"snapkeep run {self.state.id}"):
                     backup_id = self.store_backup(repository, destination, progress)
@@ -301,7 +301,7 @@ class BackupRun:
             self.log.error(f"{where}: backup failed: {reason}")
             return FAILURE, reason
         finally:
-            destinations.finish(self.catalog, self.log, opened, ident, where)
+            repositories.finish(self.catalog, opened, ident).report(self.log, where)
         for path, message in progress.warnings[:LOGGED_WARNINGS]:
             self.log.warning(f"{where}: {path}: {message}")
         if len(progress.warnings) > LOGGED_WARNINGS:
@@ -373,14 +373,14 @@ class BackupRun:
             if decision.keep:
                 continue
             row = by_id[decision.id]
-            backups.remove_stored(repository, row.structure, row.engine_id)
+            repositories.remove_stored(repository, row.structure, row.engine_id)
             with self.catalog.transaction() as tx:
                 backups.forget_row(tx, row.id)
             removed += 1
             why = "; ".join(decision.reasons)
             self.log.info(f"retention removed backup {row.id} of {row.created:%Y-%m-%d %H:%M:%S}: {why}")
         if removed and any(row.structure == backups.INCREMENTAL for row in stored):
-            freed = backups.prune_repository(repository)
+            freed = repositories.prune_repository(repository)
             self.log.info(f"prune freed {freed} bytes")
 
     # --- the end ------------------------------------------------------------------------------
