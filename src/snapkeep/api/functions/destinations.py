@@ -1,7 +1,7 @@
 """Destination functions (API.md section 5): manage, get, list, delete, listDestinationTypes.
 
 Options are validated and stored per type. Secrets are masked in every answer; the mask sent back on
-modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.destinations``);
+modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.repositories``);
 ``validateDestination`` probes it and records an SFTP server's host key on first contact (shown as
 ``options.fingerprint``, read-only; ``options[fingerprint]=`` on modify forgets it).
 """
