@@ -12,12 +12,12 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from tests.contract.store_contract import StoreContract
 
 from servers import RcloneS3Server
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.s3 import MIB, S3Store
-from snapkeep.storage.testing import StoreContract
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import require_server
+from tests.contract.store_contract import StoreContract
 
 from servers import KEY_PASSPHRASE, SshServer
 from snapkeep.storage.base import Store
 from snapkeep.storage.probe import probe
 from snapkeep.storage.sftp import SftpStore
-from snapkeep.storage.testing import StoreContract
 
 
 def key_store(server: SshServer, **options: object) -> SftpStore:

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.contract.store_contract import StoreContract
 
 from snapkeep.clock import FrozenClock
 from snapkeep.storage.base import Store
 from snapkeep.storage.local import LocalStore
+from snapkeep.storage.locations import open_location
 from snapkeep.storage.memory import MemoryStore
-from snapkeep.storage.registry import forget_memory_store, open_store
-from snapkeep.storage.testing import StoreContract
+from snapkeep.storage.registry import forget_memory_store
 from snapkeep.storage.wrappers import FaultyStore, LimitedStore, RetryingStore
 
 
@@ -33,7 +34,7 @@ class TestLocalStore(StoreContract):
 class TestLocalStoreOpenedByURL(StoreContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
-        with open_store(f"file://{tmp_path}/by-url") as store:
+        with open_location(f"file://{tmp_path}/by-url") as store:
             yield store
 
 
@@ -41,7 +42,7 @@ class TestNamedMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> Iterator[Store]:
         forget_memory_store("contract")
-        with open_store("memory://contract") as store:
+        with open_location("memory://contract") as store:
             yield store
         forget_memory_store("contract")
 

@@ -21,8 +21,7 @@ from tests.integration.runner_helpers import World, tree_state
 
 from snapkeep.engine.streams import find_node
 from snapkeep.errors import DatabaseError, NotFoundError
-from snapkeep.jobs import backups
-from snapkeep.jobs.destinations import open_destination
+from snapkeep.jobs import backups, repositories
 from snapkeep.jobs.runs import execute_group
 from snapkeep.sources.dbclient import (
     DatabaseSettings,
@@ -392,16 +391,13 @@ def test_a_dump_killed_halfway_leaves_the_account_partial_and_retry_completes_it
     with world.catalog.transaction(write=False) as tx:
         row = backups.row(tx, partial["_id"])
     destination = world.ok("getDestination", {"_id": row.destination_id})
-    repository = backups.open_repository(
-        open_destination(destination, row.job_id).store, password=None, create=False
-    )
-    try:
+    with repositories.job_repository(
+        destination, row.job_id, home=world.home, encrypted=bool(row.encrypted)
+    ) as repository:
         tree = bytes.fromhex(repository.load_snapshot(row.engine_id).tree)
         with pytest.raises(NotFoundError):
             find_node(repository, tree, f"databases/mariadb/{alice}_shop.sql")  # no truncated dump stored
         assert find_node(repository, tree, f"databases/mariadb/{alice}_wp.sql").size > 0
-    finally:
-        repository.close()
 
     # retry_failed: the second attempt (the wrapper kills only once) completes the account
     marker.unlink()

@@ -33,7 +33,8 @@ from tests.integration.test_remote_runs import restore_and_compare, s3_destinati
 from servers import RcloneS3Server, SshServer
 from snapkeep.engine.checker import check, open_without_index
 from snapkeep.engine.format import DATA_PREFIX
-from snapkeep.jobs import backups, destinations
+from snapkeep.jobs import repositories
+from snapkeep.storage import registry
 from snapkeep.storage.base import Store
 from snapkeep.storage.wrappers import StoreWrapper
 
@@ -45,8 +46,7 @@ def bucket(s3_server: RcloneS3Server) -> str:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    monkeypatch.setattr(destinations, "RETRY_ATTEMPTS", 4)
-    monkeypatch.setattr(destinations, "RETRY_BASE_DELAY", 0.02)
+    monkeypatch.setattr(repositories, "DEFAULT_RETRY", repositories.RetryPolicy(attempts=4, base_delay=0.02))
     opened = World(tmp_path)
     opened.source.mkdir()
     yield opened
@@ -160,14 +160,11 @@ def repository_checks_clean(
     with world.catalog.transaction(write=False) as tx:
         full = {**tx.require("destinations", destination["_id"], "Destination")}
     full["options"] = {**full["options"], **options}
-    store = destinations.backend_store(full, job["_id"])
-    password = backups.job_password(world.home, job["_id"], bool(job.get("encrypted")), create=False)
-    try:
+    password = repositories.job_password(world.home, job["_id"], bool(job.get("encrypted")), create=False)
+    with repositories.backend_store(full, job["_id"]) as store:
         repository = open_without_index(store, password=password)
         report = check(repository, read_data=True)
         repository.close()
-    finally:
-        store.close()
     assert report.ok, report.to_dict()
 
 
@@ -212,16 +209,17 @@ def test_sftp_server_stopped_mid_backup_then_back(
     assert status == 100, world.log_text(group)
     random_files(world.source, 3, 9 * 1024 * 1024)  # 27 MiB: more than one 16 MiB pack
     hooks: list[StopAfterFirstPack] = []
+    open_sftp = registry.BACKENDS["sftp"]
 
-    def hook(store: Store, where: Mapping[str, Any]) -> Store:
-        hooks.append(StopAfterFirstPack(store, sshd))
+    def wrapped_sftp(params: registry.SftpParams) -> Store:
+        hooks.append(StopAfterFirstPack(open_sftp(params), sshd))
         return hooks[-1]
 
-    monkeypatch.setattr(destinations, "STORE_HOOK", hook)
+    monkeypatch.setitem(registry.BACKENDS, "sftp", wrapped_sftp)  # the registry is the one route to a store
     try:
         status, group = world.run(job)
     finally:
-        monkeypatch.setattr(destinations, "STORE_HOOK", None)
+        monkeypatch.setitem(registry.BACKENDS, "sftp", open_sftp)
         sshd.start()
     text = world.log_text(group)
     assert hooks and hooks[0].fired

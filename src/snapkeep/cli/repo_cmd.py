@@ -36,12 +36,17 @@ from snapkeep.engine.restorer import restore
 from snapkeep.engine.snapshot import Snapshot
 from snapkeep.engine.tree import DIR, Node, Tree
 from snapkeep.errors import ConfigError, NotFoundError
-from snapkeep.storage.registry import open_store
+from snapkeep.storage.base import Store
+from snapkeep.storage.locations import NO_CREDENTIALS, Credentials, open_location
 
 F = TypeVar("F", bound=Callable[..., Any])
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _MMAP_THRESHOLD = 128 * 1024
 PASSWORD_ENV = "SNAPKEEP_PASSWORD"
+#: Secrets for sftp:// locations read only from the environment (never an argument other users could see).
+SFTP_PASSWORD_ENV = "SNAPKEEP_SFTP_PASSWORD"
+SFTP_PASSPHRASE_ENV = "SNAPKEEP_SFTP_PASSPHRASE"
+_CREDENTIALS = "snapkeep.repo.credentials"
 EXIT_INCOMPLETE = 3
 
 
@@ -49,7 +54,7 @@ EXIT_INCOMPLETE = 3
 
 
 def location_argument(function: F) -> F:
-    """The repository location (a path, or a URL such as sftp:// or s3:// once they exist)."""
+    """The repository location: a path, or an sftp://, s3:// (s3+http://) or memory:// URL."""
     return click.argument("location", metavar="PATH")(function)
 
 
@@ -74,12 +79,20 @@ def read_password(password_file: Path | None) -> str | None:
     return os.environ.get(PASSWORD_ENV)
 
 
+def open_location_store(location: str) -> Store:
+    """Open the store at ``location`` with the credentials given to ``snapkeep repo`` (the caller
+    closes it). Raises ``ConfigError`` for a bad location or missing credentials, ``StorageError``."""
+    context = click.get_current_context(silent=True)
+    credentials = context.meta.get(_CREDENTIALS, NO_CREDENTIALS) if context is not None else NO_CREDENTIALS
+    return open_location(location, credentials)
+
+
 @contextmanager
 def open_repository(location: str, password_file: Path | None) -> Iterator[Repository]:
     """Open the repository at ``location``; closes it (and its store) afterwards.
 
     Raises ``RepositoryNotFoundError`` and ``WrongPasswordError`` (exit codes 6 and 7)."""
-    store = open_store(location)
+    store = open_location_store(location)
     try:
         repository = Repository.open(store, password=read_password(password_file))
         try:
@@ -183,31 +196,58 @@ def make_progress(description: str, as_json: bool) -> Progress:
 @click.group("repo")
 @click.option(
     "--sftp-key-file",
-    type=click.Path(exists=True, dir_okay=False),
+    type=click.Path(dir_okay=False),
+    envvar="SNAPKEEP_SFTP_KEY_FILE",
     default=None,
     help="Private key file for sftp:// locations (else $SNAPKEEP_SFTP_KEY_FILE).",
 )
 @click.option(
-    "--s3-access-key", default=None, help="Access key for s3:// locations (else $SNAPKEEP_S3_ACCESS_KEY)."
+    "--sftp-fingerprint",
+    envvar="SNAPKEEP_SFTP_FINGERPRINT",
+    default=None,
+    help="Expected SSH host key (SHA256:...) for sftp:// locations (else $SNAPKEEP_SFTP_FINGERPRINT).",
+)
+@click.option(
+    "--s3-access-key",
+    envvar="SNAPKEEP_S3_ACCESS_KEY",
+    default=None,
+    help="Access key for s3:// locations (else $SNAPKEEP_S3_ACCESS_KEY).",
 )
 @click.option(
     "--s3-secret-key",
+    envvar="SNAPKEEP_S3_SECRET_KEY",
     default=None,
     help="Secret key for s3:// locations (else $SNAPKEEP_S3_SECRET_KEY, which other users cannot see in ps).",
 )
-def repo_group(sftp_key_file: str | None, s3_access_key: str | None, s3_secret_key: str | None) -> None:
+@click.option(
+    "--s3-region",
+    envvar="SNAPKEEP_S3_REGION",
+    default=None,
+    help="Region for s3:// locations (else $SNAPKEEP_S3_REGION, else us-east-1).",
+)
+@click.pass_context
+def repo_group(
+    ctx: click.Context,
+    sftp_key_file: str | None,
+    sftp_fingerprint: str | None,
+    s3_access_key: str | None,
+    s3_secret_key: str | None,
+    s3_region: str | None,
+) -> None:
     """Work on a repository directly (disaster recovery: needs only the destination).
 
     PATH may also be sftp://USER@HOST:PORT/PATH or s3://ENDPOINT/BUCKET/PREFIX (s3+http:// for plain HTTP).
+    An SFTP password or key passphrase is read from $SNAPKEEP_SFTP_PASSWORD / $SNAPKEEP_SFTP_PASSPHRASE.
     """
-    given = {
-        "SNAPKEEP_SFTP_KEY_FILE": sftp_key_file,
-        "SNAPKEEP_S3_ACCESS_KEY": s3_access_key,
-        "SNAPKEEP_S3_SECRET_KEY": s3_secret_key,
-    }
-    for variable, value in given.items():  # storage.remote_locations reads the credentials from these
-        if value:
-            os.environ[variable] = value
+    ctx.meta[_CREDENTIALS] = Credentials(
+        key_file=sftp_key_file or None,
+        password=os.environ.get(SFTP_PASSWORD_ENV) or None,
+        passphrase=os.environ.get(SFTP_PASSPHRASE_ENV) or None,
+        fingerprint=sftp_fingerprint or None,
+        access_key=s3_access_key or None,
+        secret_key=s3_secret_key or None,
+        region=s3_region or None,
+    )
 
 
 @repo_group.command("init")
@@ -222,7 +262,7 @@ def init_command(location: str, no_encryption: bool, password_file: Path | None,
         raise ConfigError(
             f"a password is needed: set ${PASSWORD_ENV} or --password-file (or --no-encryption)"
         )
-    store = open_store(location)
+    store = open_location_store(location)
     try:
         repository = Repository.init(store, password=password)
         repository.close()

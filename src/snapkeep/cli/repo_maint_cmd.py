@@ -27,6 +27,7 @@ from snapkeep.cli.repo_cmd import (
     json_option,
     location_argument,
     make_progress,
+    open_location_store,
     open_repository,
     password_option,
     read_password,
@@ -37,7 +38,6 @@ from snapkeep.engine.forget import forget
 from snapkeep.engine.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import IntegrityError
-from snapkeep.storage.registry import open_store
 
 __all__ = ["check_command", "forget_command", "prune_command", "register", "repo_group"]
 
@@ -47,7 +47,7 @@ EXIT_DAMAGED = IntegrityError.exit_code
 @contextmanager
 def _open_unindexed(location: str, password_file: Path | None) -> Iterator[Repository]:
     """Open without loading the index, so a damaged index file can still be checked or forgotten."""
-    store = open_store(location)
+    store = open_location_store(location)
     try:
         repository = open_without_index(store, password=read_password(password_file))
         try:

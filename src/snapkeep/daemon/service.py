@@ -30,7 +30,7 @@ from snapkeep.clock import SYSTEM, Clock
 from snapkeep.daemon.scheduler import Scheduler, SchedulerThread
 from snapkeep.daemon.workers import Executor, WorkerPool
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs import backups, logs, monitor, notify, queue, schedule, settings
+from snapkeep.jobs import logs, monitor, notify, queue, repositories, schedule, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueType
 from snapkeep.jobs.runs import execute_group
@@ -175,11 +175,8 @@ class Service:
 
     def _release_locks(self, destination: dict[str, Any], job_id: str) -> None:
         try:
-            store = backups.open_destination_store(destination, job_id)
-            try:
-                removed = queue.release_dead_locks(store, now=self.clock.time())
-            finally:
-                store.close()
+            with repositories.open_destination(destination, job_id) as opened:
+                removed = queue.release_dead_locks(opened.store, now=self.clock.time())
         except SnapkeepError as error:
             log.error(
                 "cannot release the locks of Backup Job %s on Destination %r: %s",

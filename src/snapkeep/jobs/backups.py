@@ -1,4 +1,4 @@
-"""Backups in the catalog, and the repositories they live in (API.md section 6, Backups).
+"""Backups in the catalog: their rows, how the API shows them, locks and retention (API.md section 6).
 
 Each backup a run stores (an Incremental snapshot, or an Archived/Compressed archive) gets a row in
 ``backups``: a catalog ID (the API's backup ID), a catalog ID for its one item (Directories jobs), the
@@ -6,112 +6,29 @@ job, the destination, the engine's own snapshot/archive ID (never shown), when, 
 tags that made it (or ``manual``), and its lock. Backups outlive their job: deleting a job keeps its
 backups listed and restorable (the row keeps the job's name, structure and encryption).
 
-Repositories: one per (destination, job) at ``<destination root>/<job id>/`` (DESIGN.md section 3),
-opened with ``open_store`` from the destination's options; encrypted jobs use the job's password
-from the key store. ``apply_retention`` removes what ``engine.retention`` decides, from the
-destination first and then from the catalog, and prunes.
+``retention_plan`` says which of a job's backups on one destination ``engine.retention`` keeps; the
+runner removes the others from the destination (``jobs.repositories.remove_stored``) and then from the
+catalog (``forget_row``). Opening the repositories they live in is ``jobs.repositories``' business.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import urllib.parse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from snapkeep.clock import SYSTEM, Clock, isoformat
-from snapkeep.engine import retention, tarball
-from snapkeep.engine.prune import prune
-from snapkeep.engine.repository import Repository
-from snapkeep.errors import ConfigError, ConflictError, NotFoundError, RepositoryNotFoundError
+from snapkeep.engine import retention
+from snapkeep.errors import ConflictError, NotFoundError
 from snapkeep.ids import new_id
-from snapkeep.jobs import destinations
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.codes import JobType, Structure
-from snapkeep.jobs.keystore import KeyStore
+from snapkeep.jobs.codes import JobType
 from snapkeep.jobs.migrations import schema
 from snapkeep.sources.components import COMPONENT_BITS
-from snapkeep.storage.base import Store
 
 LABEL = "Backup"
-
-
-# --- destinations and repositories -----------------------------------------------------------
-
-
-def location(destination: Mapping[str, Any], job_id: str) -> tuple[str, dict[str, Any]]:
-    """The store location of the repository of ``job_id`` on ``destination``, and its open options.
-
-    Raises ConfigError for a destination the runner cannot open (an SFTP destination that
-    authenticates with a private key's text: give it a password until key files are supported).
-    """
-    kind = str(destination.get("type", ""))
-    options = dict(destination.get("options") or {})
-    if kind == "Local":
-        return f"{str(options['path']).rstrip('/') or ''}/{job_id}", {}
-    if kind == "SFTP":
-        if options.get("privatekey") and not options.get("password"):
-            raise ConfigError(
-                f"Destination {destination.get('name')!r}: SFTP with a private key text is not supported "
-                "by the runner yet; use a password"
-            )
-        user = urllib.parse.quote(str(options["username"]), safe="")
-        path = "/".join(part for part in (str(options.get("path", "")).strip("/"), job_id) if part)
-        url = f"sftp://{user}@{options['host']}:{int(options.get('port') or 22)}//{path}"
-        extra = {"password": options.get("password") or None}
-        if destination.get("fingerprint"):
-            extra["fingerprint"] = destination["fingerprint"]
-        return url, {key: value for key, value in extra.items() if value}
-    if kind == "S3":
-        endpoint = str(options.get("endpoint") or "")
-        scheme, netloc = "s3", ""
-        if endpoint:
-            parsed = urllib.parse.urlsplit(endpoint)
-            scheme = "s3+http" if parsed.scheme == "http" else "s3"
-            netloc = parsed.netloc
-        prefix = "/".join(part for part in (str(options.get("path", "")).strip("/"), job_id) if part)
-        url = f"{scheme}://{netloc}/{options['bucket']}/{prefix}"
-        extra = {
-            "access_key": options.get("access_key"),
-            "secret_key": options.get("secret_key"),
-            "region": options.get("region") or "us-east-1",
-        }
-        return url, extra
-    raise ConfigError(f"Destination {destination.get('name')!r}: unknown type {kind!r}")
-
-
-def open_destination_store(destination: Mapping[str, Any], job_id: str) -> Store:
-    """Open the store holding the repository of ``job_id`` on ``destination``.
-
-    Raises ConfigError and the backend's StorageError. Built by ``jobs.destinations`` (SFTP with a
-    password or a private key's text, S3, Local; retried and limited to the destination's threads).
-    """
-    return destinations.open_destination(destination, job_id).store
-
-
-def open_repository(store: Store, *, password: str | None, create: bool, clock: Clock = SYSTEM) -> Repository:
-    """Open the repository in ``store``, creating it when ``create`` and there is none.
-
-    Raises RepositoryNotFoundError (none and not ``create``), WrongPasswordError, StorageError.
-    """
-    try:
-        return Repository.open(store, password=password, clock=clock)
-    except RepositoryNotFoundError:
-        if not create:
-            raise
-        return Repository.init(store, password=password, clock=clock)
-
-
-def job_password(home: Path, job_id: str, encrypted: bool, *, create: bool) -> str | None:
-    """The repository password of a job (None for an unencrypted one). Raises NotFoundError when an
-    encrypted job has no password and ``create`` is false."""
-    if not encrypted:
-        return None
-    keys = KeyStore(home)
-    return keys.get_or_create(job_id) if create else keys.get(job_id)
 
 
 # --- catalog rows ------------------------------------------------------------------------------
@@ -284,32 +201,13 @@ def forget_row(tx: Transaction, ident: str) -> None:
     tx.connection.execute(delete(schema.backups).where(schema.backups.c.id == ident))
 
 
-# --- removing backups from destinations --------------------------------------------------------
-
-
-def remove_stored(repository: Repository, structure: int, engine_id: str) -> None:
-    """Delete a backup's snapshot or archive from its repository (a missing one is already gone)."""
-    try:
-        if structure == Structure.INCREMENTAL:
-            repository.delete_snapshot(engine_id)
-        else:
-            tarball.delete_archive(repository, engine_id)
-    except NotFoundError:
-        pass
+# --- deleting and retention ------------------------------------------------------------------
 
 
 def refuse_locked(backup: Any, now: _dt.datetime) -> None:
     """Raise ConflictError when ``backup`` is locked at ``now``."""
     if is_locked(backup, now):
         raise ConflictError(f"Backup {backup.id} is locked; unlock it with manageBackupLock first")
-
-
-def delete_backup(tx: Transaction, backup: Any, repository: Repository) -> None:
-    """Delete a backup from its destination (``repository``), then from the catalog. Raises
-    ConflictError while it is locked."""
-    refuse_locked(backup, tx.clock.now())
-    remove_stored(repository, backup.structure, backup.engine_id)
-    forget_row(tx, backup.id)
 
 
 def retention_plan(
@@ -331,8 +229,3 @@ def retention_plan(
     ]
     labels = {ident: f"schedule {name!r}" for ident, name in schedule_names.items()}
     return retention.decide(records, retain, now, labels=labels)
-
-
-def prune_repository(repository: Repository) -> int:
-    """Prune ``repository`` (Incremental structure); return the bytes freed."""
-    return prune(repository).bytes_freed

@@ -3,7 +3,7 @@
 A store is a flat namespace of immutable-by-convention objects addressed by names such as
 ``data/ab/ab12...`` or ``snapshots/5f...``. Stores know nothing of backups.
 
-Guarantees every backend gives (the contract suite in ``snapkeep.storage.testing`` checks them):
+Guarantees every backend gives (the contract suite in ``tests/contract/store_contract.py`` checks them):
 
 * ``store`` and ``store_stream`` are atomic: a reader sees the old object or the whole new one,
   never a part. Replacing an existing object is allowed and atomic too.

@@ -1,106 +1,165 @@
-"""Turn a location string into a store, through a table of URL schemes.
+"""The one route to a store: typed parameters per backend, and a table from backend kind to opener.
 
-``open_store("/backups/job")`` and ``open_store("file:///backups/job")`` give a ``LocalStore``;
-``open_store("memory://name")`` gives the process-wide ``MemoryStore`` of that name (the same object
-on every call, so tests and tools can share it). ``sftp://`` and ``s3://`` (``s3+http://`` for a plain
-HTTP endpoint) open the remote stores as ``storage.remote_locations`` describes.
+Every store snapkeep opens is opened here. A caller describes the place with the parameters of its
+backend (``LocalParams``, ``MemoryParams``, ``SftpParams``, ``S3Params``, each a frozen dataclass
+whose ``kind`` names its backend) and calls ``open_store(params)``; ``BACKENDS`` maps the kind to
+the opener that builds the store. Credentials are fields of the parameters: nothing is read from
+the environment. The parameters' ``repr`` leaves secrets out.
+
+Who builds the parameters: ``jobs.destinations`` from a catalog destination, and
+``storage.locations`` from a location string (``/path``, ``sftp://``, ``s3://``, ``memory://``)
+plus the credentials the CLI was given.
+
+``memory`` gives the process-wide ``MemoryStore`` of that name (the same object on every call, so
+tests and tools can share it). The SFTP and S3 backends are imported on first use, so that opening a
+local store never pays for importing paramiko and boto3. Whoever opens a store closes it.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from snapkeep.errors import ConfigError
 from snapkeep.storage.base import Store
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
 
-#: An opener takes the location as given and the caller's options.
-Opener = Callable[..., Store]
+
+@dataclass(frozen=True, kw_only=True)
+class StoreParams:
+    """Where a store is; each backend's subclass adds its fields and names its ``kind``."""
+
+    kind: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalParams(StoreParams):
+    """A folder on this machine; ``create`` makes it when missing (else a missing one is an error)."""
+
+    kind: ClassVar[str] = "local"
+    path: str
+    create: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryParams(StoreParams):
+    """The process-wide memory store called ``name``."""
+
+    kind: ClassVar[str] = "memory"
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SftpParams(StoreParams):
+    """A folder on an SSH server (see ``storage.sftp.SftpStore`` for each field)."""
+
+    kind: ClassVar[str] = "sftp"
+    host: str
+    username: str
+    path: str
+    port: int = 22
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    fingerprint: str | None = None
+    timeout: float = 30.0
+    threads: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Params(StoreParams):
+    """A key prefix in an S3 bucket (see ``storage.s3.S3Store`` for each field)."""
+
+    kind: ClassVar[str] = "s3"
+    bucket: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+    endpoint: str | None = None
+    path: str = ""
+    threads: int = 4
+    timeout: float = 60.0
+
+
+#: An opener builds the store its parameters describe.
+Opener = Callable[[Any], Store]
 
 _memory_stores: dict[str, MemoryStore] = {}
 _memory_lock = threading.Lock()
 
 
-def _open_local(location: str, **options: Any) -> Store:
-    if location.startswith("file://"):
-        parsed = urllib.parse.urlsplit(location)
-        if parsed.netloc not in ("", "localhost"):
-            raise ConfigError(f"location {location!r}: file:// URLs must name a local path (file:///path)")
-        path = urllib.parse.unquote(parsed.path)
-    else:
-        path = location
-    if not path:
-        raise ConfigError(f"location {location!r}: empty path")
-    return LocalStore(path, **options)
+def _open_local(params: LocalParams) -> Store:
+    if not params.path:
+        raise ConfigError("local store: empty path")
+    return LocalStore(params.path, create=params.create)
 
 
-def _open_memory(location: str, **options: Any) -> Store:
-    name = location[len("memory://") :]
-    if not name:
-        raise ConfigError(f"location {location!r}: memory:// needs a name (memory://NAME)")
+def _open_memory(params: MemoryParams) -> Store:
+    if not params.name:
+        raise ConfigError("memory store: empty name")
     with _memory_lock:
-        store = _memory_stores.get(name)
+        store = _memory_stores.get(params.name)
         if store is None:
-            store = _memory_stores[name] = MemoryStore(name, **options)
+            store = _memory_stores[params.name] = MemoryStore(params.name)
         return store
 
 
-def _remote(function: str) -> Opener:
-    """An opener from ``storage.remote_locations``, imported on first use so that opening a local
-    repository never pays for importing paramiko and boto3."""
+def _open_sftp(params: SftpParams) -> Store:
+    sftp = importlib.import_module("snapkeep.storage.sftp")
+    store: Store = sftp.SftpStore(
+        host=params.host,
+        port=params.port,
+        username=params.username,
+        path=params.path,
+        password=params.password,
+        private_key=params.private_key,
+        passphrase=params.passphrase,
+        fingerprint=params.fingerprint,
+        timeout=params.timeout,
+        threads=params.threads,
+    )
+    return store
 
-    def open_remote(location: str, **options: Any) -> Store:
-        module = importlib.import_module("snapkeep.storage.remote_locations")
-        opener: Opener = getattr(module, function)
-        return opener(location, **options)
 
-    return open_remote
+def _open_s3(params: S3Params) -> Store:
+    s3 = importlib.import_module("snapkeep.storage.s3")
+    store: Store = s3.S3Store(
+        bucket=params.bucket,
+        access_key=params.access_key,
+        secret_key=params.secret_key,
+        region=params.region,
+        endpoint=params.endpoint,
+        path=params.path,
+        threads=params.threads,
+        timeout=params.timeout,
+    )
+    return store
 
 
-#: scheme -> opener; "" is a plain path.
-SCHEMES: dict[str, Opener] = {
-    "": _open_local,
-    "file": _open_local,
-    "memory": _open_memory,
-    "sftp": _remote("open_sftp"),
-    "s3": _remote("open_s3"),
-    "s3+http": _remote("open_s3"),
-    "s3+https": _remote("open_s3"),
+#: backend kind -> opener. Tests may replace an entry to wrap a backend (fault injection).
+BACKENDS: dict[str, Opener] = {
+    LocalParams.kind: _open_local,
+    MemoryParams.kind: _open_memory,
+    SftpParams.kind: _open_sftp,
+    S3Params.kind: _open_s3,
 }
 
 
-def register_scheme(scheme: str, opener: Opener) -> None:
-    """Install (or replace) the opener for ``scheme://`` locations."""
-    SCHEMES[scheme.lower()] = opener
+def open_store(params: StoreParams) -> Store:
+    """Open the store ``params`` describe; the caller closes it.
 
-
-def scheme_of(location: str) -> str:
-    """The URL scheme of ``location`` in lower case, or ``""`` for a plain path."""
-    head, separator, _ = location.partition("://")
-    if not separator or "/" in head or not head.isascii() or not head.replace("+", "").isalnum():
-        return ""
-    return head.lower()
-
-
-def open_store(location: str, **options: Any) -> Store:
-    """Open the store at ``location``; ``options`` go to the backend's constructor.
-
-    Raises ``ConfigError`` for an empty location, an unknown scheme or a scheme whose backend is
-    not available, and the backend's ``StorageError`` when it cannot open the place.
+    Raises ``ConfigError`` for a kind without a backend or incomplete parameters, and the backend's
+    ``StorageError`` when it cannot open the place (a missing folder, an unreadable private key).
     """
-    if not location:
-        raise ConfigError("store location is empty")
-    scheme = scheme_of(location)
-    opener = SCHEMES.get(scheme)
+    opener = BACKENDS.get(params.kind)
     if opener is None:
-        known = ", ".join(f"{name}://" for name in sorted(SCHEMES) if name)
-        raise ConfigError(f"location {location!r}: unknown scheme {scheme!r} (known: a path, {known})")
-    return opener(location, **options)
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"no storage backend for {params.kind or type(params).__name__!r} (known: {known})")
+    return opener(params)
 
 
 def forget_memory_store(name: str) -> None:

@@ -26,7 +26,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.api.functions.logs import home_of
-from snapkeep.jobs import backups
+from snapkeep.jobs import backups, repositories
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
 
@@ -87,16 +87,13 @@ def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
         row = backups.row(tx, ident)
         backups.refuse_locked(row, tx.clock.now())
         destination = tx.require("destinations", row.destination_id, "Destination")
-    store = backups.open_destination_store(destination, row.job_id)
-    password = backups.job_password(home, row.job_id, bool(row.encrypted), create=False)
-    repository = backups.open_repository(store, password=password, create=False)
-    try:
+    with repositories.job_repository(
+        destination, row.job_id, home=home, encrypted=bool(row.encrypted)
+    ) as repository:
         with context.catalog.transaction() as tx:
-            backups.delete_backup(tx, backups.row(tx, row.id), repository)
+            repositories.delete_backup(tx, backups.row(tx, row.id), repository)
         if row.structure == Structure.INCREMENTAL:
-            backups.prune_repository(repository)
-    finally:
-        repository.close()
+            repositories.prune_repository(repository)
     return "Backup Deleted Successfully", {"_id": row.id}
 
 

@@ -1,7 +1,7 @@
 """Destination functions (API.md section 5): manage, get, list, delete, listDestinationTypes.
 
 Options are validated and stored per type. Secrets are masked in every answer; the mask sent back on
-modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.destinations``);
+modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.repositories``);
 ``validateDestination`` probes it and records an SFTP server's host key on first contact (shown as
 ``options.fingerprint``, read-only; ``options[fingerprint]=`` on modify forgets it).
 """
@@ -24,7 +24,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import ConflictError, SnapkeepError, StorageError, ValidationError
-from snapkeep.jobs import destinations
+from snapkeep.jobs import destinations, repositories
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
 from snapkeep.jobs.models.destination import (
@@ -42,7 +42,7 @@ READ_ONLY = ("disk_usage", "count")
 
 def _disk_usage(destination: dict[str, Any]) -> dict[str, int]:
     """``{usage, free, total}``: Local from its file system, SFTP/S3 by asking the server."""
-    return destinations.disk_usage(destination)
+    return repositories.disk_usage(destination)
 
 
 def present(destination: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,13 +146,11 @@ def validate_destination_call(context: CallContext, params: dict[str, Any]) -> R
     with context.catalog.transaction(write=False) as tx:
         destination = tx.require("destinations", ident, LABEL)
     try:
-        opened = destinations.open_destination(destination, "", attempts=1)
+        opened = repositories.open_destination(destination, "", retry=repositories.NO_RETRY)
     except SnapkeepError as error:
         raise StorageError(f"Destination {destination['name']!r} ({ident}): cannot open: {error}") from None
-    try:
+    with opened:
         report = probe(opened.store)
-    finally:
-        opened.close()
     fingerprint = destination.get("fingerprint") or ""
     if opened.fingerprint and not fingerprint:
         with context.catalog.transaction() as tx:

@@ -20,7 +20,7 @@ from snapkeep.engine import retention
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import backups, destinations, hooks
+from snapkeep.jobs import backups, hooks, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, ItemStatus, JobType, QueueStatus, Structure
 from snapkeep.jobs.logs import RunLog
@@ -305,14 +305,14 @@ def open_target(
         target.problem = (Outcome.SKIPPED, "disabled")
         yield target
         return
-    opened: destinations.Opened | None = None
+    opened: repositories.Opened | None = None
     try:
         try:
-            opened = destinations.open_destination(document, job_id, clock=context.clock)
+            opened = repositories.open_destination(document, job_id, clock=context.clock)
             target.problem = _over_limit(context, spec, opened) if create else None
             if target.problem is None:
-                password = backups.job_password(context.home, job_id, encrypted, create=create)
-                target.repository = backups.open_repository(
+                password = repositories.job_password(context.home, job_id, encrypted, create=create)
+                target.repository = repositories.open_repository(
                     opened.store, password=password, create=create, clock=context.clock
                 )
                 if lock:
@@ -327,7 +327,7 @@ def open_target(
         _release(context, target.where, "lock", target.locks.close)
         if target.repository is not None:
             _release(context, target.where, "repository", target.repository.close)
-        destinations.finish(context.catalog, context.log, opened, ident, target.where)
+        repositories.finish(context.catalog, opened, ident).report(context.log, target.where)
 
 
 def _release(context: RunContext, where: str, what: str, close: Callable[[], None]) -> None:
@@ -338,7 +338,7 @@ def _release(context: RunContext, where: str, what: str, close: Callable[[], Non
 
 
 def _over_limit(
-    context: RunContext, spec: DestinationSpec, opened: destinations.Opened
+    context: RunContext, spec: DestinationSpec, opened: repositories.Opened
 ) -> tuple[Outcome, str] | None:
     if not spec.disk_limit:
         return None
@@ -368,14 +368,14 @@ def apply_retention(context: RunContext, job: JobSpec, target: Target) -> None:
         if decision.keep:
             continue
         row = by_id[decision.id]
-        backups.remove_stored(repository, row.structure, row.engine_id)
+        repositories.remove_stored(repository, row.structure, row.engine_id)
         with context.catalog.transaction() as tx:
             backups.forget_row(tx, row.id)
         removed += 1
         why = "; ".join(decision.reasons)
         context.log.info(f"retention removed backup {row.id} of {row.created:%Y-%m-%d %H:%M:%S}: {why}")
     if removed and any(row.structure == Structure.INCREMENTAL for row in stored):
-        freed = backups.prune_repository(repository)
+        freed = repositories.prune_repository(repository)
         context.log.info(f"prune freed {freed} bytes")
 
 

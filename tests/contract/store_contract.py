@@ -9,7 +9,7 @@ A test module subclasses ``StoreContract`` and provides a ``store`` fixture yiel
                 yield store
 
 Every test method then runs against that backend. The tests exercise only the ``Store`` interface,
-so SFTP and S3 join by subclassing. This module imports pytest: import it from tests only.
+so SFTP and S3 join by subclassing. It lives under ``tests/`` so the installed package never needs pytest.
 """
 
 from __future__ import annotations
