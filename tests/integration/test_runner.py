@@ -59,7 +59,7 @@ def test_three_runs_then_restore_the_second(world: World, structure: int, encryp
 
 
 def open_repo(world: World, job: dict) -> object:
-    from snapkeep.jobs.backups import open_repository
+    from snapkeep.jobs.repositories import open_repository
     from snapkeep.storage.local import LocalStore
 
     return open_repository(LocalStore(world.backups / job["_id"]), password=None, create=False)
