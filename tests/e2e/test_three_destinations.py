@@ -129,7 +129,8 @@ def test_one_job_three_destinations_restore_each_and_recover_on_a_fresh_server(
     for number, (location, flags, env) in enumerate(recoveries):
         password = ["--password-file", str(password_file)]
         listed = json.loads(cli_ok(fresh, "repo", *flags, "snapshots", location, *password, "--json", **env))
-        assert len(listed) == 1 and listed[0]["paths"] == [str(source)]
+        assert len(listed) == 1
+        assert listed[0]["paths"] == [str(source)]
         target = tmp_path / f"recovered-{number}"
         cli_ok(fresh, "repo", *flags, "restore", location, "latest", str(target), *password, **env)
         assert tree_state(target / str(source).lstrip("/")) == expected, location

@@ -179,5 +179,6 @@ def test_fork_settings(world) -> None:
     assert fork_setting(world.catalog, "backup_forks") == 4
     assert fork_setting(world.catalog, "queueable_forks") == 1
     running = service(world)
-    assert running.backups.limit() == 4 and running.restores.limit() == 1
+    assert running.backups.limit() == 4
+    assert running.restores.limit() == 1
     assert service(world, backup_forks=3).backups.limit() == 3

@@ -167,5 +167,6 @@ def test_a_runner_bug_still_ends_the_group(world) -> None:
     pool = world.pool(executor=broken)
     assert pool.run_pending() == [(group_id, 102)]
     row = world.groups(job["_id"])[0]
-    assert row.status == 102 and "RuntimeError: boom" in row.document["error"]
+    assert row.status == 102
+    assert "RuntimeError: boom" in row.document["error"]
     assert not world.job_row(job["_id"]).running

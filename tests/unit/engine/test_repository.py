@@ -73,8 +73,10 @@ def test_blobs_round_trip_through_a_reopened_repository(password: str | None) ->
     assert [reopened.load_blob(i) for i in ids] == blobs
     compressible = reopened.lookup(ids[1])
     random_blob = reopened.lookup(ids[0])
-    assert compressible is not None and random_blob is not None
-    assert compressible.compression is Compression.ZSTD and compressible.length < 1000
+    assert compressible is not None
+    assert random_blob is not None
+    assert compressible.compression is Compression.ZSTD
+    assert compressible.length < 1000
     assert random_blob.compression is Compression.NONE
     assert reopened.blob_id(blobs[0]) == ids[0]
     reopened.close()

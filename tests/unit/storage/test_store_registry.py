@@ -15,7 +15,8 @@ from snapkeep.storage.registry import SCHEMES, forget_memory_store, open_store, 
 def test_plain_path_and_file_url_open_local_stores(tmp_path: Path) -> None:
     by_path = open_store(str(tmp_path / "plain"))
     by_url = open_store(f"file://{tmp_path}/url%20dir")
-    assert isinstance(by_path, LocalStore) and isinstance(by_url, LocalStore)
+    assert isinstance(by_path, LocalStore)
+    assert isinstance(by_url, LocalStore)
     assert by_path.root == tmp_path / "plain"
     assert by_url.root == tmp_path / "url dir"
 
