@@ -88,7 +88,7 @@ def test_parallel_transfers_use_several_connections(sshd: SshServer) -> None:
             try:
                 barrier.wait(timeout=10)
                 store.store(f"data/{number:02x}/object", bytes([number]) * 200_000)
-            except BaseException as error:  # reported below
+            except BaseException as error:  # noqa: BLE001 - collected and asserted below
                 errors.append(error)
 
         threads = [threading.Thread(target=worker, args=(number,)) for number in range(3)]

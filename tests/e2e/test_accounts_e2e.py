@@ -30,9 +30,9 @@ from tests.integration.test_account_runs import (
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     """A SQLite data directory (overrides the two-backend fixture of conftest)."""
-    yield Instance("sqlite", tmp_path_factory.mktemp("e2e-accounts") / "home", None)
+    return Instance("sqlite", tmp_path_factory.mktemp("e2e-accounts") / "home", None)
 
 
 @pytest.fixture

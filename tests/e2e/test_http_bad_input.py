@@ -211,7 +211,8 @@ def test_ten_megabyte_value_is_refused_by_name_and_the_service_stays_up(server: 
         response = server.client.post("/", json=payload, headers=server.auth())
     assert response.status_code == 200
     answer = response.json()
-    assert answer["success"] == 0 and "name" in answer["message"], answer["message"][:300]
+    assert answer["success"] == 0, answer["message"][:300]
+    assert "name" in answer["message"], answer["message"][:300]
     assert server.instance.dump() == before
     assert server.call("listDestinationTypes", {})["success"] == 1
 

@@ -31,7 +31,8 @@ from servers import RcloneS3Server, SshServer
 
 def ok(instance: Instance, function: str, params: dict[str, Any]) -> dict[str, Any]:
     code, answer = instance.api(function, params)
-    assert code == 0 and answer["success"] == 1, (function, answer)
+    assert code == 0, (function, answer)
+    assert answer["success"] == 1, (function, answer)
     data: dict[str, Any] = answer["data"]
     return data
 

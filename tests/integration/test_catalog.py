@@ -47,9 +47,14 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
 
 def test_a_failing_transaction_writes_nothing(catalog: Catalog) -> None:
     before = catalog.dump()
-    with pytest.raises(ValidationError), catalog.transaction() as tx:
-        tx.insert("hooks", {"name": "h", "script": "/bin/true"})
-        raise ValidationError(field="x", problem="late failure")
+
+    def insert_then_fail() -> None:
+        with catalog.transaction() as tx:
+            tx.insert("hooks", {"name": "h", "script": "/bin/true"})
+            raise ValidationError(field="x", problem="late failure")
+
+    with pytest.raises(ValidationError, match="late failure"):
+        insert_then_fail()
     assert catalog.dump() == before
 
 

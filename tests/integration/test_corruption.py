@@ -115,7 +115,8 @@ def test_flipped_byte_in_a_pack(setup: Setup, tmp_path: Path) -> None:
         assert setup.inside(tmp_path / "good", rel).read_bytes() == setup.files[rel]
 
     bad = setup.run("restore", setup.second.id[:10], str(tmp_path / "bad"))
-    assert bad.returncode != 0 and "victim.bin" in bad.stderr, bad.stderr
+    assert bad.returncode != 0, bad.stderr
+    assert "victim.bin" in bad.stderr, bad.stderr
     victim = setup.inside(tmp_path / "bad", "victim.bin")
     assert not victim.exists() or victim.read_bytes() != setup.files["victim.bin"]
     assert not victim.exists(), "a file whose content failed verification is removed, never left wrong"
@@ -158,7 +159,8 @@ def test_flipped_byte_in_a_snapshot_file(setup: Setup, tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert setup.inside(tmp_path / "one", "keep/b.txt").read_bytes() == setup.files["keep/b.txt"]
     bad = setup.run("restore", setup.second.id[:10], str(tmp_path / "two"))
-    assert bad.returncode == 8 and setup.second.id in bad.stderr, bad.stderr
+    assert bad.returncode == 8, bad.stderr
+    assert setup.second.id in bad.stderr, bad.stderr
 
 
 def test_check_command_in_process_clean_subset_and_bad_percentage(setup: Setup) -> None:

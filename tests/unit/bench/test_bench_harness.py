@@ -82,7 +82,7 @@ def test_measure_kills_a_command_after_the_timeout(tmp_path: Path) -> None:
 
 def test_a_missing_program_becomes_a_failed_measurement(tmp_path: Path) -> None:
     command = [str(tmp_path / "no-such-program")]
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(FileNotFoundError) as raised:
         run_measured(command, log_prefix=tmp_path / "missing")
     result = failed_to_start(command, raised.value)
 
