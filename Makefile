@@ -8,20 +8,30 @@ PORT ?= 3035
 DATA ?=
 SIZE ?= 2G
 
-.PHONY: run test test-fast bench lint format servers clean
+.PHONY: run test test-fast bench lint format servers lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the project metadata changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Install the locked versions (requirements*.lock, made by `make lock`), then the project itself
+# without resolving again, and check that the lock satisfies pyproject.toml; reinstall when the
+# project metadata or a lock file changes.
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check || { echo 'requirements.lock does not fit pyproject.toml: make lock'; exit 1; }
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements-test.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-test.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check || { echo 'requirements-test.lock does not fit pyproject.toml: make lock'; exit 1; }
 	touch $@ $(VENV)/.installed
+
+# Regenerate the lock files from pyproject.toml in fresh virtual environments.
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 run: $(VENV)/.installed
 	$(BIN)/snapkeep --home $(HOME_DIR) serve --host $(HOST) --port $(PORT)
@@ -29,7 +39,8 @@ run: $(VENV)/.installed
 servers:
 	bash scripts/test-servers.sh
 
-test: $(VENV)/.installed-test servers
+# Lint first (fail fast), then the whole suite: this is what CI runs (.ci/run).
+test: lint servers
 	$(BIN)/python -m pytest -q
 
 test-fast: $(VENV)/.installed-test

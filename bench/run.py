@@ -293,7 +293,7 @@ class Bench:
         self.remote_records[name] = records
         try:
             target.start()
-        except Exception as error:  # a missing sshd/rclone is a FAIL row, never a crash
+        except Exception as error:  # noqa: BLE001 - a missing sshd/rclone is a FAIL row, never a crash
             for steps in records.values():
                 for step in ("init", "first", "restore"):
                     self.skip(steps, step, "fail", f"{name} server did not start: {error}")

@@ -51,7 +51,7 @@ def postgres_url():
             autocommit=True,
             connect_timeout=3,
         )
-    except Exception:  # any failure to reach the server means "not available"
+    except Exception:  # noqa: BLE001 - any failure to reach the server means "not available"
         require_server(False, f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT}")
         return
     schema = f"snapkeep_test_{os.getpid()}_{secrets.token_hex(4)}"

@@ -247,7 +247,7 @@ class StoreContract:
                     assert store.load(name) == payload
                     store.store_stream(f"stream/{number}-{item}", iter([payload, payload]))
                     assert store.load(f"stream/{number}-{item}") == payload * 2
-            except BaseException as error:  # reported to the main thread below
+            except BaseException as error:  # noqa: BLE001 - reported to the main thread below
                 errors.append(error)
 
         threads = [threading.Thread(target=worker, args=(number,)) for number in range(8)]

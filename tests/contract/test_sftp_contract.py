@@ -74,7 +74,8 @@ def test_info_reports_space_from_statvfs(sshd: SshServer) -> None:
         store.store("data/cd/two", b"y" * 766)
         info = store.info()
         assert info.usage == 2000
-        assert info.total is not None and info.free is not None
+        assert info.total is not None
+        assert info.free is not None
         assert 0 < info.free <= info.total
 
 
@@ -87,7 +88,7 @@ def test_parallel_transfers_use_several_connections(sshd: SshServer) -> None:
             try:
                 barrier.wait(timeout=10)
                 store.store(f"data/{number:02x}/object", bytes([number]) * 200_000)
-            except BaseException as error:  # reported below
+            except BaseException as error:  # noqa: BLE001 - collected and asserted below
                 errors.append(error)
 
         threads = [threading.Thread(target=worker, args=(number,)) for number in range(3)]
@@ -129,4 +130,5 @@ def test_repr_masks_secrets(sshd: SshServer) -> None:
     text = repr(store) + str(store.__dict__)
     for secret in ("hunter2-password", KEY_PASSPHRASE, sshd.encrypted_key.splitlines()[1]):
         assert secret not in text
-    assert "***" in repr(store) and "sftp://" in repr(store)
+    assert "***" in repr(store)
+    assert "sftp://" in repr(store)

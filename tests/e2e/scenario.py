@@ -68,7 +68,8 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
             "options": {"path": f"/srv/backups/{tag}"},
         },
     )
-    assert ID.match(local["_id"]) and local["name"] == f"Disk {tag}"
+    assert ID.match(local["_id"])
+    assert local["name"] == f"Disk {tag}"
     sftp = door.ok(
         "manageDestination",
         {
@@ -86,7 +87,8 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     )
     assert sftp["options"]["password"] == MASK
     fetched = door.ok("getDestination", {"_id": sftp["_id"]})
-    assert fetched["options"]["password"] == MASK and "s3cret-pass" not in json.dumps(fetched)
+    assert fetched["options"]["password"] == MASK
+    assert "s3cret-pass" not in json.dumps(fetched)
     if thorough:
         renamed = door.ok(
             "manageDestination", {"action": "modify", "_id": sftp["_id"], "name": f"Remote {tag} renamed"}
@@ -106,7 +108,8 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
             "type_data": ["1", "2", "3", "4", "5", "6", "7"],
         },
     )
-    assert ID.match(daily["_id"]) and int(daily["type"]) == 2
+    assert ID.match(daily["_id"])
+    assert int(daily["type"]) == 2
     hourly = door.ok(
         "manageSchedule", {"action": "create", "name": f"Hourly {tag}", "type": "1", "type_data": "6"}
     )
@@ -156,8 +159,10 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
             "monitor": {"notran": "2", "ranfor": "1"},
         },
     )
-    assert ID.match(job["_id"]) and job["destination_name"] == [f"Disk {tag}"]
-    assert job["schedules"][0]["_id"] == daily["_id"] and int(job["schedules"][0]["retain"]) == 7
+    assert ID.match(job["_id"])
+    assert job["destination_name"] == [f"Disk {tag}"]
+    assert job["schedules"][0]["_id"] == daily["_id"]
+    assert int(job["schedules"][0]["retain"]) == 7
     assert job["running"] is None
 
     # Hooks attach to jobs through data_list.
@@ -179,11 +184,14 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert [item["_id"] for item in listed(hooks, "hooks")] == [hook["_id"]]
 
     fetched_job = door.ok("getBackupJob", {"_id": job["_id"]})
-    assert fetched_job["name"] == f"Sites {tag}" and fetched_job["filters"] == [[group["group_id"]]]
+    assert fetched_job["name"] == f"Sites {tag}"
+    assert fetched_job["filters"] == [[group["group_id"]]]
     modified = door.ok("manageBackupJob", {"action": "modify", "_id": job["_id"], "name": f"Sites {tag} v2"})
-    assert modified["name"] == f"Sites {tag} v2" and modified["exclude_list"] == ["**/cache"]
+    assert modified["name"] == f"Sites {tag} v2"
+    assert modified["exclude_list"] == ["**/cache"]
     copy = door.ok("duplicateBackupJob", {"_id": job["_id"]})
-    assert copy["_id"] != job["_id"] and copy["disabled"] == 1
+    assert copy["_id"] != job["_id"]
+    assert copy["disabled"] == 1
     assert copy["name"].startswith(f"Sites {tag} v2 - ")
     jobs = door.ok("listBackupJobs", {"filter": f"sites {tag}", "sort": {"name": "1"}})
     assert [item["_id"] for item in listed(jobs, "jobs")] == [job["_id"], copy["_id"]]
@@ -240,9 +248,11 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
             "webhook": {"enabled": "0", "url": f"https://hooks.example.test/{tag}", "levels": ["3"]},
         },
     )
-    assert channels["email"]["password"] == MASK and channels["webhook"]["levels"] == [3]
+    assert channels["email"]["password"] == MASK
+    assert channels["webhook"]["levels"] == [3]
     fetched_channels = door.ok("getSettingsNotification")
-    assert fetched_channels == channels and "smtp-s3cret" not in json.dumps(fetched_channels)
+    assert fetched_channels == channels
+    assert "smtp-s3cret" not in json.dumps(fetched_channels)
     if thorough:
         sent_back = door.ok("manageSettingsNotification", {"email": {**channels["email"], "port": "587"}})
         assert sent_back["email"] == {**channels["email"], "port": 587}

@@ -30,9 +30,9 @@ from tests.integration.test_account_runs import (
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     """A SQLite data directory (overrides the two-backend fixture of conftest)."""
-    yield Instance("sqlite", tmp_path_factory.mktemp("e2e-accounts") / "home", None)
+    return Instance("sqlite", tmp_path_factory.mktemp("e2e-accounts") / "home", None)
 
 
 @pytest.fixture
@@ -105,7 +105,8 @@ def test_show_accounts_backup_drop_and_restore_through_the_command_line_and_http
     assert [entry["account"] for entry in with_backups] == [alice, bob]
     (backup,) = ok(server, "listBackups", {"account_id": alice})["backups"]
     items = {item["name"]: item for item in ok(server, "getBackupItems", {"_id": backup["_id"]})["items"]}
-    assert len(items) == 9 and items["email"]["backup_contains"] == 8
+    assert len(items) == 9
+    assert items["email"]["backup_contains"] == 8
 
     mariadb(f"DROP DATABASE `{alice}_wp`")
     postgres(f'DROP DATABASE "{alice}_app" WITH (FORCE)')

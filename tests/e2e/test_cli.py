@@ -28,7 +28,8 @@ def test_every_function_through_the_command_line(instance: Instance) -> None:
 def test_failure_prints_the_envelope_and_exits_2(instance: Instance) -> None:
     code, answer = instance.api("getBackupJob", f"_id={MISSING_ID}")
     assert code == 2
-    assert answer["success"] == 0 and MISSING_ID in answer["message"]
+    assert answer["success"] == 0
+    assert MISSING_ID in answer["message"]
 
 
 def test_jobs_list_and_show_are_tables_for_people(instance: Instance) -> None:

@@ -169,7 +169,9 @@ def test_raw_non_utf8_bytes_in_a_form_body(server: Server, objects: Objects) -> 
         f"action=create&type=1&contains=511&structure=1&destination[0]={objects.destination}&name=".encode()
     )
     answer = post_form(server, "manageBackupJob", body + b"caf\xe9").json()
-    assert answer["success"] == 0 and "name" in answer["message"] and "UTF-8" in answer["message"]
+    assert answer["success"] == 0
+    assert "name" in answer["message"]
+    assert "UTF-8" in answer["message"]
     assert server.instance.dump() == before
 
 
@@ -183,7 +185,9 @@ def test_non_utf8_bytes_in_a_multipart_body(server: Server) -> None:
     response = server.client.post("/", files=files, headers=server.auth())
     assert response.status_code == 200
     answer = response.json()
-    assert answer["success"] == 0 and "name" in answer["message"] and "UTF-8" in answer["message"]
+    assert answer["success"] == 0
+    assert "name" in answer["message"]
+    assert "UTF-8" in answer["message"]
     assert server.instance.dump() == before
 
 
@@ -207,7 +211,8 @@ def test_ten_megabyte_value_is_refused_by_name_and_the_service_stays_up(server: 
         response = server.client.post("/", json=payload, headers=server.auth())
     assert response.status_code == 200
     answer = response.json()
-    assert answer["success"] == 0 and "name" in answer["message"], answer["message"][:300]
+    assert answer["success"] == 0, answer["message"][:300]
+    assert "name" in answer["message"], answer["message"][:300]
     assert server.instance.dump() == before
     assert server.call("listDestinationTypes", {})["success"] == 1
 
@@ -229,7 +234,8 @@ def test_missing_or_bad_token_is_401_with_an_envelope(server: Server, header: st
     )
     assert response.status_code == 401
     answer = response.json()
-    assert answer["success"] == 0 and answer["message"].startswith("Authentication failed: ")
+    assert answer["success"] == 0
+    assert answer["message"].startswith("Authentication failed: ")
     assert server.instance.dump() == before
 
 
@@ -257,4 +263,5 @@ def test_unparseable_body_is_400_with_an_envelope(server: Server, content_type: 
     response = server.client.post("/", content=body, headers=headers)
     assert response.status_code == 400, response.text
     answer = response.json()
-    assert answer["success"] == 0 and "body" in answer["message"]
+    assert answer["success"] == 0
+    assert "body" in answer["message"]

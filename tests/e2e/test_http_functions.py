@@ -20,7 +20,8 @@ def test_every_function_over_http(server: Server, how: str) -> None:
 
 def test_envelope_shape_and_unknown_function(server: Server) -> None:
     answer = server.call("noSuchFunction", {}, how="query")
-    assert answer["success"] == 0 and "noSuchFunction" in answer["message"]
+    assert answer["success"] == 0
+    assert "noSuchFunction" in answer["message"]
     assert answer["data"] == {}
     assert set(answer["system"]) == {"version", "tier", "type", "licenseIssue"}
 
@@ -28,27 +29,32 @@ def test_envelope_shape_and_unknown_function(server: Server) -> None:
 def test_missing_function_is_a_bad_parameter_not_a_bad_request(server: Server) -> None:
     response = server.client.get("/?api=1", headers=server.auth())
     assert response.status_code == 200
-    assert response.json()["success"] == 0 and "function" in response.json()["message"]
+    assert response.json()["success"] == 0
+    assert "function" in response.json()["message"]
 
 
 def test_function_that_is_not_a_name_is_a_bad_parameter(server: Server) -> None:
     response = server.client.post("/", json={"function": ["listBackupJobs"]}, headers=server.auth())
     assert response.status_code == 200
-    assert response.json()["success"] == 0 and response.json()["message"].startswith("function: ")
+    assert response.json()["success"] == 0
+    assert response.json()["message"].startswith("function: ")
 
 
 def test_query_string_and_body_combine(server: Server) -> None:
     response = server.client.post("/?api=1&function=listDestinationTypes", content=b"", headers=server.auth())
-    assert response.status_code == 200 and response.json()["success"] == 1
+    assert response.status_code == 200
+    assert response.json()["success"] == 1
 
 
 def test_token_create_prints_the_bearer_string_last(server: Server) -> None:
     done = server.instance.cli("token", "create", "--user", "ops")
     assert done.returncode == 0, done.stderr
     token = done.stdout.rstrip("\n").splitlines()[-1]
-    assert token.startswith("ops:") and " " not in token
+    assert token.startswith("ops:")
+    assert " " not in token
     response = server.client.get("/?api=1&function=listBackupJobs", headers=server.auth(token))
-    assert response.status_code == 200 and response.json()["success"] == 1
+    assert response.status_code == 200
+    assert response.json()["success"] == 1
     assert server.call("listBackupJobs", {"limit": "1"})["success"] == 1, "the first token still works"
 
 

@@ -58,7 +58,8 @@ def test_readme_tour_runs_verbatim(instance: Instance, tmp_path: Path) -> None:
     _, jobs = after.api("listBackupJobs", "")
     assert [job["name"] for job in jobs["data"]["jobs"]] == ["Website files"], "the copy was deleted"
     (job,) = jobs["data"]["jobs"]
-    assert job["running"] == 1 and job["destination_name"] == ["Local disk"]
+    assert job["running"] == 1
+    assert job["destination_name"] == ["Local disk"]
     assert [schedule["name"] for schedule in job["schedules"]] == ["Nightly"]
     _, groups = after.api("listQueueGroups", f"type=1&find[data._id]={job['_id']}")
     assert groups["data"]["total"] == 1

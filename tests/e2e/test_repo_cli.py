@@ -54,7 +54,8 @@ def test_init_backup_snapshots_ls_restore(tmp_path: Path) -> None:
     assert first["tags"] == ["nightly"]
     (source / "public_html" / "index.php").write_text("<?php echo 'changed'; ?>\n")
     second = run("backup", repo, source, "--exclude", "**/cache").stdout
-    assert "snapshot" in second and "2 unchanged" in second
+    assert "snapshot" in second
+    assert "2 unchanged" in second
 
     listed = json.loads(run("snapshots", repo, "--json").stdout)
     assert listed[0]["id"] == first["id"]
@@ -140,7 +141,8 @@ def test_unknown_snapshot_and_damaged_file_exit_non_zero(tmp_path: Path) -> None
     else:
         raise AssertionError("the logo's bytes are in no pack")
     done = run("restore", repo, "latest", tmp_path / "out", password=None, check=3)
-    assert "logo.png" in done.stderr and "FAILED" in done.stdout
+    assert "logo.png" in done.stderr
+    assert "FAILED" in done.stdout
     copy = Path(str(tmp_path / "out") + str(source))
     assert not (copy / "public_html" / "img" / "logo.png").exists()
     assert (copy / "public_html" / "index.php").read_text() == "<?php echo 'hi'; ?>\n"

@@ -95,16 +95,20 @@ def test_three_runs_list_restore_second(
         newest = ok(server, "listBackups", {"account_id": job["_id"], "limit": "1"})["backups"][0]
         backup_ids.append(newest["_id"])
     listed = ok(server, "listBackups", {"account_id": job["_id"]})
-    assert listed["total"] == 3 and [item["_id"] for item in listed["backups"]] == backup_ids[::-1]
+    assert listed["total"] == 3
+    assert [item["_id"] for item in listed["backups"]] == backup_ids[::-1]
     assert all(
         item["backup_structure"] == structure and item["encrypted"] == encrypted for item in listed["backups"]
     )
     fetched = ok(server, "getBackupJob", {"_id": job["_id"]})
-    assert fetched["running"] is None and fetched["last_run"]
+    assert fetched["running"] is None
+    assert fetched["last_run"]
     groups = ok(server, "listQueueGroups", {"type": "1", "find": {"data._id": job["_id"]}})
-    assert groups["total"] == 3 and {group["status"] for group in groups["groups"]} == {100}
+    assert groups["total"] == 3
+    assert {group["status"] for group in groups["groups"]} == {100}
     log = ok(server, "getLog", {"_id": groups["groups"][0]["data"]["log_id"], "content": "1"})
-    assert log["status"] == 1 and "stored" in log["content"]
+    assert log["status"] == 1
+    assert "stored" in log["content"]
 
     target = tmp_path / "restored"
     group = ok(
@@ -123,6 +127,7 @@ def test_three_runs_list_restore_second(
 
     if encrypted:
         exported = server.instance.cli("keys", "export", job["_id"])
-        assert exported.returncode == 0 and len(exported.stdout.strip()) == 64
+        assert exported.returncode == 0
+        assert len(exported.stdout.strip()) == 64
         key_file = server.instance.home / "keys" / job["_id"]
         assert os.stat(key_file).st_mode & 0o777 == 0o600

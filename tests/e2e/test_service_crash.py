@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +21,9 @@ WAIT = 180.0
 
 
 @pytest.fixture
-def instance(tmp_path: Path) -> Iterator[Instance]:
+def instance(tmp_path: Path) -> Instance:
     """A SQLite instance (the daemon's crash handling does not depend on the catalog backend)."""
-    yield Instance("sqlite", tmp_path / "home", None)
+    return Instance("sqlite", tmp_path / "home", None)
 
 
 @pytest.fixture(scope="module")

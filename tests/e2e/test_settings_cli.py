@@ -13,7 +13,8 @@ def test_settings_set_and_show_through_the_command(instance: Instance) -> None:
     assert done.returncode == 0, done.stderr
     assert "America/New_York" in done.stdout
     code, answer = instance.api("getSettingsGeneral")
-    assert code == 0 and answer["data"] == {"timezone": "America/New_York", "logs_ttl": 9}
+    assert code == 0
+    assert answer["data"] == {"timezone": "America/New_York", "logs_ttl": 9}
 
     done = instance.cli(
         "settings",
@@ -27,12 +28,16 @@ def test_settings_set_and_show_through_the_command(instance: Instance) -> None:
     assert done.returncode == 0, done.stderr
     shown = instance.cli("settings", "show")
     assert shown.returncode == 0, shown.stderr
-    assert MASK in shown.stdout and "cli-s3cret" not in shown.stdout
-    assert "America/New_York" in shown.stdout and "backup_forks" in shown.stdout
+    assert MASK in shown.stdout
+    assert "cli-s3cret" not in shown.stdout
+    assert "America/New_York" in shown.stdout
+    assert "backup_forks" in shown.stdout
     (row,) = [row for row in instance.dump()["settings"] if row["key"] == "notify.email"]
-    assert row["value"]["password"] == "cli-s3cret" and row["value"]["enabled"] is False
+    assert row["value"]["password"] == "cli-s3cret"
+    assert row["value"]["enabled"] is False
 
     refused = instance.cli("settings", "set", "email.security=tls")
-    assert refused.returncode == 2 and "email[security]: must be none, starttls or ssl" in refused.stderr
+    assert refused.returncode == 2
+    assert "email[security]: must be none, starttls or ssl" in refused.stderr
     assert instance.cli("settings", "set", "notification.email=").returncode == 0
     assert instance.api("getSettingsNotification")[1]["data"] == {"email": None, "webhook": None}

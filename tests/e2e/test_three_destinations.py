@@ -31,7 +31,8 @@ from servers import RcloneS3Server, SshServer
 
 def ok(instance: Instance, function: str, params: dict[str, Any]) -> dict[str, Any]:
     code, answer = instance.api(function, params)
-    assert code == 0 and answer["success"] == 1, (function, answer)
+    assert code == 0, (function, answer)
+    assert answer["success"] == 1, (function, answer)
     data: dict[str, Any] = answer["data"]
     return data
 
@@ -129,7 +130,8 @@ def test_one_job_three_destinations_restore_each_and_recover_on_a_fresh_server(
     for number, (location, flags, env) in enumerate(recoveries):
         password = ["--password-file", str(password_file)]
         listed = json.loads(cli_ok(fresh, "repo", *flags, "snapshots", location, *password, "--json", **env))
-        assert len(listed) == 1 and listed[0]["paths"] == [str(source)]
+        assert len(listed) == 1
+        assert listed[0]["paths"] == [str(source)]
         target = tmp_path / f"recovered-{number}"
         cli_ok(fresh, "repo", *flags, "restore", location, "latest", str(target), *password, **env)
         assert tree_state(target / str(source).lstrip("/")) == expected, location

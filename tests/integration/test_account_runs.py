@@ -253,7 +253,8 @@ def test_show_backup_two_of_three_accounts_drop_and_restore(world: World, site: 
     docs_before = tree_state(site.account_home("alice") / "docs")
     status, group = world.run(job)
     assert status == 100, world.log_text(group)
-    assert group["progress"]["total"] == 2 and group["progress"]["completed"] == 2
+    assert group["progress"]["total"] == 2
+    assert group["progress"]["completed"] == 2
     assert [item["name"] for item in world.ok("listQueueItems", {"group_id": group["_id"]})["items"]] == [
         f"{alice} on Disk 0",
         f"{bob} on Disk 0",
@@ -262,7 +263,8 @@ def test_show_backup_two_of_three_accounts_drop_and_restore(world: World, site: 
     assert [entry["account"] for entry in accounts] == [alice, bob]  # carol is not selected
     assert world.ok("listBackups", {"account_id": carol})["backups"] == []
     backup = backup_of(world, alice)
-    assert backup["backup_type"] == 1 and backup["backup_contains"] == 511
+    assert backup["backup_type"] == 1
+    assert backup["backup_contains"] == 511
     items = items_of(world, backup["_id"])
     assert list(items) == [
         "config", "homedir", "databases", "email", "cron", "domains", "certificates", "database_users", "ftp",
@@ -340,7 +342,8 @@ def test_restore_keeps_existing_files_unless_merge_0_and_restores_under_another_
     assert mariadb_checksum(f"{alice}_wp_copy") == mariadb_checksum(f"{alice}_wp")
     status, done = restore(world, {"items": [db_item], "files": wanted})
     # the users and grants are recreated (rerunnable), the existing database is kept: partial
-    assert status == 101 and "the database exists" in world.log_text(done)
+    assert status == 101
+    assert "the database exists" in world.log_text(done)
 
     # to another account: the home files go to bob's home
     shutil.rmtree(site.account_home("bob") / "docs")
@@ -379,7 +382,8 @@ def test_a_dump_killed_halfway_leaves_the_account_partial_and_retry_completes_it
     status, group = world.run(job)
     assert status == 101, world.log_text(group)
     text = world.log_text(group)
-    assert f"{alice}_shop.sql" in text and "left out of the backup" in text
+    assert f"{alice}_shop.sql" in text
+    assert "left out of the backup" in text
     statuses = {
         item["name"]: item["status"]
         for item in world.ok("listQueueItems", {"group_id": group["_id"]})["items"]
@@ -467,5 +471,6 @@ def test_mail_cron_zone_and_certificate_components_go_back_to_their_places(world
     assert certificate.read_text().startswith("-----BEGIN CERTIFICATE-----")
     # the whole account over itself: every file exists and every database exists, nothing is replaced
     status, done = restore(world, {"snapshot_id": items["config"]["parent_id"]})
-    assert status == 101 and "the database exists" in world.log_text(done)
+    assert status == 101
+    assert "the database exists" in world.log_text(done)
     assert "kept existing" in world.log_text(done)

@@ -23,10 +23,12 @@ def test_create_returns_the_whole_job_with_derived_fields(make: Any) -> None:
     assert job["schedules"] == [
         {"_id": schedule["_id"], "name": "Nightly", "type": 2, "next_run": None, "retain": 3}
     ]
-    assert job["time"] == 200 and job["monitor"] == {"notran": 2, "ranfor": 0}
+    assert job["time"] == 200
+    assert job["monitor"] == {"notran": 2, "ranfor": 0}
     assert (job["encrypted"], job["running"], job["disabled"]) == (1, None, None)
     assert (job["retry_failed"], job["manually_retain"], job["owner"]) == (0, 14, "root")
-    assert job["last_run"] is None and job["next_run"] is None
+    assert job["last_run"] is None
+    assert job["next_run"] is None
     assert make.ok("getBackupJob", {"_id": job["_id"]}) == job
 
 
@@ -38,7 +40,8 @@ def test_create_through_a_query_string(make: Any) -> None:
         "&include_list[0]=%2Fvar%2Fwww"
         "&exclude_list[]=*.log&exclude_list[]=%2Ftmp%2F**",
     )
-    assert job["name"] == "Daily Backup" and job["structure"] == 4
+    assert job["name"] == "Daily Backup"
+    assert job["structure"] == 4
     assert job["exclude_list"] == ["*.log", "/tmp/**"]
 
 
@@ -66,8 +69,11 @@ def test_duplicate_makes_a_disabled_copy(make: Any, api: Any) -> None:
     copy = make.ok("duplicateBackupJob", {"_id": job["_id"]})
     assert copy["_id"] != job["_id"]
     millis = int(api.clock.time() * 1000)
-    assert copy["name"].startswith("Sites - ") and abs(int(copy["name"].split(" - ")[1]) - millis) < 1000
-    assert copy["disabled"] == 1 and copy["last_run"] is None and copy["next_run"] is None
+    assert copy["name"].startswith("Sites - ")
+    assert abs(int(copy["name"].split(" - ")[1]) - millis) < 1000
+    assert copy["disabled"] == 1
+    assert copy["last_run"] is None
+    assert copy["next_run"] is None
     same = {key: value for key, value in job.items() if key not in ("_id", "name", "disabled")}
     assert {key: value for key, value in copy.items() if key in same} == same
 
@@ -75,7 +81,8 @@ def test_duplicate_makes_a_disabled_copy(make: Any, api: Any) -> None:
 def test_run_manually_queues_a_group_and_sets_running(make: Any, api: Any) -> None:
     job = make.job()
     answer = api.call("runBackupJobManually", {"_id": job["_id"]})
-    assert answer["success"] == 1 and "queued" in answer["message"]
+    assert answer["success"] == 1
+    assert "queued" in answer["message"]
     assert answer["data"]["running"] == 1
     groups = make.ok("listQueueGroups", f"type=1&find[data._id]={job['_id']}")
     assert groups["total"] == 1
@@ -104,7 +111,8 @@ def test_delete_removes_the_job_and_frees_its_destination(make: Any) -> None:
     assert make.ok("deleteBackupJob", {"_id": job["_id"]}) == {"_id": job["_id"]}
     assert make.ok("listBackupJobs")["total"] == 0
     orphan = make.ok("getHook", {"_id": hook["_id"]})
-    assert orphan["data_list"] == [] and orphan["disabled"] == 1
+    assert orphan["data_list"] == []
+    assert orphan["disabled"] == 1
     make.ok("deleteDestination", {"_id": destination["_id"]})
 
 
@@ -112,7 +120,8 @@ def test_delete_is_refused_while_an_after_job_schedule_waits_on_it(make: Any, ap
     job = make.job()
     make.schedule(name="Chained", type=5, type_data=job["_id"])
     answer = api.call("deleteBackupJob", {"_id": job["_id"]})
-    assert answer["success"] == 0 and "'Chained'" in answer["message"]
+    assert answer["success"] == 0
+    assert "'Chained'" in answer["message"]
 
 
 @pytest.fixture
@@ -131,12 +140,14 @@ def names(data: dict[str, Any]) -> list[str]:
 
 def test_list_defaults_and_total(make: Any, three_jobs: list[dict[str, Any]]) -> None:
     data = make.ok("listBackupJobs")
-    assert names(data) == ["beta", "Alpha", "gamma"] and data["total"] == 3
+    assert names(data) == ["beta", "Alpha", "gamma"]
+    assert data["total"] == 3
 
 
 def test_list_limit_skip_keep_the_total(make: Any, three_jobs: list[dict[str, Any]]) -> None:
     data = make.ok("listBackupJobs", "sort[name]=1&limit=1&skip=1")
-    assert names(data) == ["beta"] and data["total"] == 3
+    assert names(data) == ["beta"]
+    assert data["total"] == 3
     assert len(make.ok("listBackupJobs", "limit=0")["jobs"]) == 3
 
 

@@ -23,13 +23,15 @@ def test_secrets_are_masked_and_the_mask_keeps_them(make: Any, catalog: Any) -> 
         "manageDestination", {"action": "create", "name": "Remote", "type": "sftp", "options": SFTP}
     )
     assert created["type"] == "SFTP"
-    assert created["options"]["password"] == SECRET_MASK and created["options"]["port"] == 22
+    assert created["options"]["password"] == SECRET_MASK
+    assert created["options"]["port"] == 22
     assert "s3cret!" not in str(make.ok("listDestinations"))
     modified = make.ok(
         "manageDestination",
         {"action": "modify", "_id": created["_id"], "options": {**created["options"], "path": "elsewhere"}},
     )
-    assert modified["options"]["path"] == "elsewhere" and modified["options"]["password"] == SECRET_MASK
+    assert modified["options"]["path"] == "elsewhere"
+    assert modified["options"]["password"] == SECRET_MASK
     stored = next(row for row in catalog.dump()["destinations"] if row["id"] == created["_id"])
     assert stored["document"]["options"]["password"] == "s3cret!"
     make.ok(
@@ -44,7 +46,8 @@ def test_s3_options_are_validated_and_masked(make: Any, api: Any) -> None:
     created = make.ok(
         "manageDestination", {"action": "create", "name": "Bucket", "type": "S3", "options": S3}
     )
-    assert created["options"]["secret_key"] == SECRET_MASK and created["options"]["region"] == "us-east-1"
+    assert created["options"]["secret_key"] == SECRET_MASK
+    assert created["options"]["region"] == "us-east-1"
     answer = api.call(
         "manageDestination",
         {"action": "create", "name": "B", "type": "S3", "options": {**S3, "secret_key": ""}},
@@ -91,11 +94,9 @@ def test_destination_types_describe_their_options(make: Any) -> None:
     data = make.ok("listDestinationTypes")
     assert [item["type"] for item in data["types"]] == ["Local", "SFTP", "S3"]
     sftp = {option["name"]: option for option in data["types"][1]["options"]}
-    assert (
-        sftp["password"]["secret"] == 1
-        and sftp["host"]["required"] == 1
-        and sftp["port"]["type"] == "integer"
-    )
+    assert sftp["password"]["secret"] == 1
+    assert sftp["host"]["required"] == 1
+    assert sftp["port"]["type"] == "integer"
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,9 @@ def test_destination_types_describe_their_options(make: Any) -> None:
 )
 def test_schedule_types_store_their_type_data(make: Any, query: str, type_data: Any) -> None:
     schedule = make.ok("manageSchedule", f"action=create&name=S&{query}")
-    assert schedule["type_data"] == type_data and schedule["count"] == 0 and schedule["jobs"] == []
+    assert schedule["type_data"] == type_data
+    assert schedule["count"] == 0
+    assert schedule["jobs"] == []
 
 
 def test_after_job_schedule_needs_an_existing_job(make: Any, api: Any) -> None:
@@ -125,7 +128,8 @@ def test_schedule_lists_the_jobs_using_it(make: Any, api: Any) -> None:
     job = make.job(schedules=[{"_id": schedule["_id"]}])
     assert job["schedules"][0]["retain"] == 7
     got = make.ok("getSchedule", {"_id": schedule["_id"]})
-    assert got["count"] == 1 and got["jobs"] == [{"_id": job["_id"], "name": job["name"]}]
+    assert got["count"] == 1
+    assert got["jobs"] == [{"_id": job["_id"], "name": job["name"]}]
     answer = api.call("manageSchedule", {"action": "modify", "_id": schedule["_id"], "type": 1})
     assert "type_data: must be one of 1, 2, 3, 4, 6, 8 or 12" in answer["message"]
     assert (
@@ -165,7 +169,8 @@ def test_account_filters_form_groups(make: Any, api: Any) -> None:
     assert job["filters"] == [[first["group_id"], alone["group_id"]]]
     make.ok("deleteAccountFilter", {"_id": second["_id"]})  # the group keeps a filter
     answer = api.call("deleteAccountFilter", {"_id": first["_id"]})
-    assert answer["success"] == 0 and job["_id"] in answer["message"]
+    assert answer["success"] == 0
+    assert job["_id"] in answer["message"]
     answer = api.call(
         "manageAccountFilter", {"action": "create", "name": "x", "type": 8, "group_id": "0" * 24}
     )
@@ -201,8 +206,10 @@ def test_flat_bracket_pairs_are_decoded_by_the_dispatcher(make: Any) -> None:
 
 def test_unknown_function_answers_with_a_suggestion(api: Any) -> None:
     answer = api.call("listBackupJob", {})
-    assert answer["success"] == 0 and "did you mean listBackupJobs?" in answer["message"]
-    assert answer["system"]["tier"] == "STABLE" and answer["system"]["licenseIssue"] == 0
+    assert answer["success"] == 0
+    assert "did you mean listBackupJobs?" in answer["message"]
+    assert answer["system"]["tier"] == "STABLE"
+    assert answer["system"]["licenseIssue"] == 0
 
 
 def test_module_level_call_uses_the_default_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -210,6 +217,7 @@ def test_module_level_call_uses_the_default_catalog(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("SNAPKEEP_CATALOG_URL", raising=False)
     monkeypatch.setattr(snapkeep.api, "_default", None)
     answer = snapkeep.api.call("listBackupJobs", {"limit": 10})
-    assert answer["success"] == 1 and answer["data"] == {"jobs": [], "total": 0}
+    assert answer["success"] == 1
+    assert answer["data"] == {"jobs": [], "total": 0}
     assert (tmp_path / "home" / "catalog.db").exists()
     snapkeep.api.default_api().catalog.close()

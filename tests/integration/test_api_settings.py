@@ -35,7 +35,8 @@ def refused(api: Api, catalog: Catalog, function: str, params: Any, *needles: st
         params = decode_query(params)
     before = catalog.dump()
     answer = api.call(function, params)
-    assert answer["success"] == 0 and answer["data"] == {}, answer
+    assert answer["success"] == 0, answer
+    assert answer["data"] == {}, answer
     for needle in needles:
         assert needle in answer["message"], answer["message"]
     assert catalog.dump() == before
@@ -119,7 +120,8 @@ def test_notification_is_masked_and_the_mask_keeps_the_password(make: Any, catal
     assert make.ok("getSettingsNotification") == {"email": None, "webhook": None}
     created = make.ok("manageSettingsNotification", {"email": EMAIL})
     email = created["email"]
-    assert email["password"] == SECRET_MASK and created["webhook"] is None
+    assert email["password"] == SECRET_MASK
+    assert created["webhook"] is None
     assert (email["port"], email["enabled"], email["levels"], email["timeout"]) == (587, 1, [2, 3], 10)
     assert make.ok("getSettingsNotification") == created
     assert "smtp-s3cret" not in str(make.ok("getSettingsNotification"))
@@ -132,7 +134,8 @@ def test_notification_is_masked_and_the_mask_keeps_the_password(make: Any, catal
     # only the fields given change
     make.ok("manageSettingsNotification", "email[enabled]=0&email[recipients]=a@example.test,b@example.test")
     row = stored(catalog)["notify.email"]
-    assert row["enabled"] is False and row["recipients"] == ["a@example.test", "b@example.test"]
+    assert row["enabled"] is False
+    assert row["recipients"] == ["a@example.test", "b@example.test"]
     assert (row["host"], row["password"]) == ("mail.example.test", "smtp-s3cret")
     make.ok("manageSettingsNotification", {"email": {"password": "new-pass"}})
     assert stored(catalog)["notify.email"]["password"] == "new-pass"
@@ -188,7 +191,8 @@ def test_notification_bad_input_names_the_field(api: Api, catalog: Catalog, make
 
 def test_a_new_channel_needs_its_required_fields(api: Api, catalog: Catalog) -> None:
     message = refused(api, catalog, "manageSettingsNotification", {"email": {"host": "smtp.example.test"}})
-    assert "email[sender]: is required" in message and "email[recipients]: is required" in message
+    assert "email[sender]: is required" in message
+    assert "email[recipients]: is required" in message
     refused(
         api,
         catalog,
@@ -208,9 +212,12 @@ def test_save_notification_replaces_whole_channels(catalog: Catalog) -> None:
     with catalog.transaction() as tx:
         settings.save_notification(tx, email=EMAIL)
         replaced = settings.save_notification(tx, email={**EMAIL, "username": ""} | {"password": ""})
-        assert replaced.email is not None and replaced.email.username == ""
+        assert replaced.email is not None
+        assert replaced.email.username == ""
     with catalog.transaction() as tx, pytest.raises(ValidationError, match=r"email\[host\]: is required"):
         settings.save_notification(tx, email={"port": 25})
     with catalog.transaction(write=False) as tx:
         loaded = settings.notification(tx)
-    assert loaded.email is not None and loaded.email.host == EMAIL["host"] and loaded.webhook is None
+    assert loaded.email is not None
+    assert loaded.email.host == EMAIL["host"]
+    assert loaded.webhook is None

@@ -47,9 +47,14 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
 
 def test_a_failing_transaction_writes_nothing(catalog: Catalog) -> None:
     before = catalog.dump()
-    with pytest.raises(ValidationError), catalog.transaction() as tx:
-        tx.insert("hooks", {"name": "h", "script": "/bin/true"})
-        raise ValidationError(field="x", problem="late failure")
+
+    def insert_then_fail() -> None:
+        with catalog.transaction() as tx:
+            tx.insert("hooks", {"name": "h", "script": "/bin/true"})
+            raise ValidationError(field="x", problem="late failure")
+
+    with pytest.raises(ValidationError, match="late failure"):
+        insert_then_fail()
     assert catalog.dump() == before
 
 
@@ -87,14 +92,16 @@ def test_tokens_are_stored_hashed_and_verified(catalog: Catalog) -> None:
     assert catalog.count_tokens() == 0
     bearer = catalog.create_token("alice")
     user, secret = bearer.split(":")
-    assert user == "alice" and len(secret) == 64
+    assert user == "alice"
+    assert len(secret) == 64
     assert catalog.verify_token(bearer) == "alice"
     assert catalog.verify_token(f"bob:{secret}") is None
     assert catalog.verify_token("alice:" + "0" * 64) is None
     assert catalog.verify_token("garbage") is None
     assert catalog.count_tokens() == 1
     stored = catalog.dump()["tokens"][0]
-    assert secret not in str(stored) and stored["secret_hash"] != secret
+    assert secret not in str(stored)
+    assert stored["secret_hash"] != secret
 
 
 def test_token_user_must_not_contain_a_colon(catalog: Catalog) -> None:

@@ -102,7 +102,8 @@ def test_flipped_byte_in_a_pack(setup: Setup, tmp_path: Path) -> None:
     assert setup.run("check").returncode == 0
     result = setup.run("check", "--read-data")
     assert result.returncode == 8, result.stdout + result.stderr
-    assert f"pack {location.pack_id}" in result.stderr and f"blob {blob_id.hex()}" in result.stderr
+    assert f"pack {location.pack_id}" in result.stderr
+    assert f"blob {blob_id.hex()}" in result.stderr
     assert f"snapshot {setup.second.id[:12]} {setup.source}/victim.bin" in result.stderr
     assert setup.first.id[:12] not in result.stderr
     assert "1 ERRORS" in result.stdout or "ERRORS" in result.stdout
@@ -114,7 +115,8 @@ def test_flipped_byte_in_a_pack(setup: Setup, tmp_path: Path) -> None:
         assert setup.inside(tmp_path / "good", rel).read_bytes() == setup.files[rel]
 
     bad = setup.run("restore", setup.second.id[:10], str(tmp_path / "bad"))
-    assert bad.returncode != 0 and "victim.bin" in bad.stderr, bad.stderr
+    assert bad.returncode != 0, bad.stderr
+    assert "victim.bin" in bad.stderr, bad.stderr
     victim = setup.inside(tmp_path / "bad", "victim.bin")
     assert not victim.exists() or victim.read_bytes() != setup.files["victim.bin"]
     assert not victim.exists(), "a file whose content failed verification is removed, never left wrong"
@@ -157,7 +159,8 @@ def test_flipped_byte_in_a_snapshot_file(setup: Setup, tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert setup.inside(tmp_path / "one", "keep/b.txt").read_bytes() == setup.files["keep/b.txt"]
     bad = setup.run("restore", setup.second.id[:10], str(tmp_path / "two"))
-    assert bad.returncode == 8 and setup.second.id in bad.stderr, bad.stderr
+    assert bad.returncode == 8, bad.stderr
+    assert setup.second.id in bad.stderr, bad.stderr
 
 
 def test_check_command_in_process_clean_subset_and_bad_percentage(setup: Setup) -> None:
@@ -166,6 +169,9 @@ def test_check_command_in_process_clean_subset_and_bad_percentage(setup: Setup) 
     clean = runner.invoke(check_command, [str(setup.repo), "--read-data-subset", "50%", "--json"], env=env)
     assert clean.exit_code == 0, clean.output
     report = json.loads(clean.output)
-    assert report["ok"] and report["packs_read"] >= 1 and report["problems"] == []
+    assert report["ok"]
+    assert report["packs_read"] >= 1
+    assert report["problems"] == []
     wrong = runner.invoke(check_command, [str(setup.repo), "--read-data-subset", "150%"], env=env)
-    assert wrong.exit_code == 2 and "at most 100%" in wrong.output
+    assert wrong.exit_code == 2
+    assert "at most 100%" in wrong.output

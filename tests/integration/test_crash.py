@@ -198,17 +198,23 @@ def test_forget_and_prune_commands_report_in_json_and_text(tmp_path: Path) -> No
         (harness.source / "d" / "file").write_bytes(rng.randbytes(5000))
         harness.backup_done(run("backup", str(harness.repo), str(harness.source), "--json"))
     dry = run("forget", str(harness.repo), "--keep-last", "1", "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.count("would remove snapshot") == 2, dry.stdout
+    assert dry.returncode == 0, dry.stdout
+    assert dry.stdout.count("would remove snapshot") == 2, dry.stdout
     missing = run("forget", str(harness.repo))
-    assert missing.returncode == 2 and "--keep-last N or the snapshot IDs" in missing.stderr
+    assert missing.returncode == 2
+    assert "--keep-last N or the snapshot IDs" in missing.stderr
     oldest = min(harness.expected)
     done = run("forget", str(harness.repo), oldest[:10])
-    assert done.returncode == 0 and f"removed snapshot {oldest[:12]}" in done.stdout
+    assert done.returncode == 0
+    assert f"removed snapshot {oldest[:12]}" in done.stdout
     del harness.expected[oldest]
     text = run("prune", str(harness.repo), "--dry-run")
-    assert text.returncode == 0 and "would delete 1 packs" in text.stdout, text.stdout
+    assert text.returncode == 0, text.stdout
+    assert "would delete 1 packs" in text.stdout, text.stdout
     pruned = run("prune", str(harness.repo), "--json")
-    assert pruned.returncode == 0 and len(json.loads(pruned.stdout)["deleted_packs"]) == 1
+    assert pruned.returncode == 0
+    assert len(json.loads(pruned.stdout)["deleted_packs"]) == 1
     clean = run("check", str(harness.repo), "--read-data")
-    assert clean.returncode == 0 and "no errors" in clean.stdout, clean.stdout + clean.stderr
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no errors" in clean.stdout, clean.stdout + clean.stderr
     harness.verify("after forget and prune")

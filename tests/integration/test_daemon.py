@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from tests.unit.daemon.conftest import START, World
@@ -35,6 +37,29 @@ def wait_for(condition, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+class Rounds:
+    """Counts the finished calls of one object's method (a spy: the original still runs)."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        original = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.count += 1
+
+        setattr(owner, name, counted)
+
+    def more(self, rounds: int) -> Callable[[], bool]:
+        """A condition: ``rounds`` more calls than now have finished."""
+        target = self.count + rounds
+        return lambda: self.count >= target
 
 
 def service(world: World, **options) -> Service:
@@ -119,11 +144,14 @@ def test_a_schedule_missed_while_down_runs_once_on_start(world) -> None:
         tx.set_job_times(job["_id"], next_run=dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC))
     world.advance_to(dt.datetime(2026, 3, 5, 12, 0, tzinfo=dt.UTC))
     running = service(world)
+    ticks = Rounds(running.scheduler, "tick")  # every scheduler pass after the catch-up
+    claims = Rounds(running.backups, "claim")  # every backup pool round with a free slot
     running.start()
     try:
         wait_for(lambda: statuses(world, job["_id"]) == [100], "the catch-up run")
-        time.sleep(0.5)  # a few more scheduler and pool rounds queue nothing more
-        assert statuses(world, job["_id"]) == [100]
+        more_ticks, more_claims = ticks.more(3), claims.more(3)
+        wait_for(lambda: more_ticks() and more_claims(), "three more scheduler and pool rounds")
+        assert statuses(world, job["_id"]) == [100], "those rounds queue nothing more"
         assert world.groups(job["_id"])[0].document["schedules"] == [daily["_id"]]
         assert world.job_row(job["_id"]).next_run == dt.datetime(2026, 3, 6, 2, 0, tzinfo=dt.UTC)
 
@@ -151,5 +179,6 @@ def test_fork_settings(world) -> None:
     assert fork_setting(world.catalog, "backup_forks") == 4
     assert fork_setting(world.catalog, "queueable_forks") == 1
     running = service(world)
-    assert running.backups.limit() == 4 and running.restores.limit() == 1
+    assert running.backups.limit() == 4
+    assert running.restores.limit() == 1
     assert service(world, backup_forks=3).backups.limit() == 3

@@ -199,7 +199,8 @@ def test_mariadb_users_and_grants_are_recreated(mariadb_account):
     mariadb_query(SETTINGS, f"DROP USER {user}", what="drop")
     node = find_node(repository, bytes.fromhex(result.snapshot.tree), "database_users/mariadb.sql")
     sql = b"".join(read_content(repository, node))
-    assert b"CREATE USER IF NOT EXISTS" in sql and b"GRANT SELECT" in sql
+    assert b"CREATE USER IF NOT EXISTS" in sql
+    assert b"GRANT SELECT" in sql
     restore_users(SETTINGS, MARIADB, sql)
     grants_after = sorted(row[0] for row in mariadb_query(SETTINGS, f"SHOW GRANTS FOR {user}", what="grants"))
     assert grants_after == grants_before
@@ -351,7 +352,8 @@ def test_exclude_by_size_skips_large_databases_with_a_warning(mariadb_account):
     result = backup_account(repository, sources, job_id="j")
     assert result.failures == []
     messages = [w["message"] for w in result.snapshot.stats["warnings"]]
-    assert len(messages) == 2 and all("mysql_exclude_db_by_size" in m for m in messages)
+    assert len(messages) == 2
+    assert all("mysql_exclude_db_by_size" in m for m in messages)
     tree = bytes.fromhex(result.snapshot.tree)
     assert find_node(repository, tree, "databases").type == "dir"
     with pytest.raises(NotFoundError):
@@ -373,4 +375,5 @@ def test_exclude_by_size_skips_large_databases_with_a_warning(mariadb_account):
 
 def test_option_4_leaves_databases_out(mariadb_account):
     sources = account_sources(mariadb_account, 511, 4, settings=SETTINGS)
-    assert "databases" not in sources.names and "database_users" in sources.names
+    assert "databases" not in sources.names
+    assert "database_users" in sources.names

@@ -55,7 +55,8 @@ def test_old_logs_go_recent_and_running_ones_stay(catalog: Catalog, tmp_path: Pa
     kept, items = rows(catalog)
     assert kept == items == {recent, still_running}
     assert not any(log_path(home, ident).exists() for ident in old)
-    assert log_path(home, recent).exists() and log_path(home, still_running).exists()
+    assert log_path(home, recent).exists()
+    assert log_path(home, still_running).exists()
     assert prune(catalog, home) == [], "a second pass finds nothing"
 
     set_ttl(catalog, 3)
@@ -70,7 +71,8 @@ def test_zero_keeps_every_log(catalog: Catalog, tmp_path: Path) -> None:
     kept = finished_log(catalog, home, "ancient")
     clock.sleep(3650 * DAY)
     assert prune(catalog, home) == []
-    assert rows(catalog) == ({kept}, {kept}) and log_path(home, kept).exists()
+    assert rows(catalog) == ({kept}, {kept})
+    assert log_path(home, kept).exists()
 
 
 def test_a_log_without_its_file_is_pruned_too(catalog: Catalog, tmp_path: Path) -> None:

@@ -222,9 +222,11 @@ def test_sftp_server_stopped_mid_backup_then_back(
         monkeypatch.setitem(registry.BACKENDS, "sftp", open_sftp)
         sshd.start()
     text = world.log_text(group)
-    assert hooks and hooks[0].fired
+    assert hooks
+    assert hooks[0].fired
     assert status == 102, text
-    assert "backup failed" in text and "connection refused" in text
+    assert "backup failed" in text
+    assert "connection refused" in text
     assert "retries" in text
     alerts = world.ok("listAlerts", {"limit": 0})["alerts"]
     assert any(group["_id"] in alert["message"] for alert in alerts)
@@ -250,7 +252,8 @@ def test_s3_503_answers_are_retried_and_counted(world: World, s3_server: RcloneS
         assert status == 100, text
         assert proxy.refused > 0
         counted = [line for line in text.splitlines() if " retries (last: " in line]
-        assert counted and ("503" in counted[0] or "SlowDown" in counted[0])
+        assert counted
+        assert "503" in counted[0] or "SlowDown" in counted[0]
         number = int(counted[0].split(" retries (last: ")[0].rsplit(" ", 1)[-1])
         assert 1 <= number <= proxy.refused
         restore_and_compare(world, job, tree_state(world.source))

@@ -96,7 +96,8 @@ def secrets_absent(world: World, group: dict[str, Any], *values: str | None) -> 
         for line in value.splitlines():
             if len(line.strip()) < 8 or line.startswith("-----"):
                 continue
-            assert line not in text and line not in files
+            assert line not in text
+            assert line not in files
             assert all(line not in item["message"] for item in items)
 
 
@@ -129,10 +130,12 @@ def test_sftp_password_destination_validates_runs_and_restores(world: World, ssh
     expected = tree_state(world.source)
     status, group = world.run(job)
     assert status == 100, world.log_text(group)
-    assert "backup" in world.log_text(group) and "stored" in world.log_text(group)
+    assert "backup" in world.log_text(group)
+    assert "stored" in world.log_text(group)
     restored = restore_and_compare(world, job, expected)
     usage = world.ok("getDestination", {"_id": destination["_id"]})["disk_usage"]
-    assert usage["usage"] > 0 and usage["total"] > usage["free"] > 0
+    assert usage["usage"] > 0
+    assert usage["total"] > usage["free"] > 0
     listed = world.ok("listDestinations")["destinations"]
     assert [item["disk_usage"]["usage"] for item in listed if item["_id"] == destination["_id"]] == [
         usage["usage"]
@@ -154,7 +157,8 @@ def test_sftp_private_key_text_destination_runs_and_records_the_host_key(
         status, group = world.run(job)
         logs.append(world.log_text(group))
         assert status == 100, logs[-1]
-    assert f"host key {sshd.fingerprint} recorded" in logs[0] and "recorded" not in logs[1]
+    assert f"host key {sshd.fingerprint} recorded" in logs[0]
+    assert "recorded" not in logs[1]
     shown = world.ok("getDestination", {"_id": destination["_id"]})
     assert shown["options"]["fingerprint"] == sshd.fingerprint
     assert shown["options"]["privatekey"] == SECRET_MASK
@@ -180,6 +184,7 @@ def test_s3_destination_validates_runs_and_restores(
         path.stat().st_size for path in (s3_server.root / "runs" / prefix).rglob("*") if path.is_file()
     )
     usage = world.ok("getDestination", {"_id": destination["_id"]})["disk_usage"]
-    assert usage == {"usage": stored, "free": 0, "total": 0} and stored > 0
+    assert usage == {"usage": stored, "free": 0, "total": 0}
+    assert stored > 0
     secrets_absent(world, group, s3_server.secret_key)
     secrets_absent(world, restored, s3_server.secret_key)

@@ -39,19 +39,23 @@ def test_three_runs_then_restore_the_second(world: World, structure: int, encryp
         states.append(tree_state(world.source))
         status, group = world.run(job)
         assert status == 100, world.log_text(group)
-        assert group["status"] == 100 and group["progress"]["completed"] == 1
+        assert group["status"] == 100
+        assert group["progress"]["completed"] == 1
     listed = world.ok("listBackups", {"account_id": job["_id"]})
     assert listed["total"] == 3
     second = listed["backups"][1]  # newest first
-    assert second["backup_structure"] == structure and second["encrypted"] == encrypted
-    assert second["schedules"] == ["manual"] and len(second["_id"]) == 24
+    assert second["backup_structure"] == structure
+    assert second["encrypted"] == encrypted
+    assert second["schedules"] == ["manual"]
+    assert len(second["_id"]) == 24
     target = world.root / "restored"
     status, group = restore_into(world, second["_id"], target)
     assert status == 100, group
     restored = target / str(world.source).lstrip("/")
     assert tree_state(restored) == states[1]
     fetched = world.ok("getBackupJob", {"_id": job["_id"]})
-    assert fetched["running"] is None and fetched["last_run"] is not None
+    assert fetched["running"] is None
+    assert fetched["last_run"] is not None
     key = world.home / "keys" / job["_id"]
     assert key.exists() == bool(encrypted)
     if encrypted:
@@ -129,13 +133,18 @@ def test_unwritable_destination_fails_with_the_cause_logged_and_an_alert(world: 
     make_tree(world.source, 1)
     job = world.job(world.destination(blocker / "backups"))
     status, group = world.run(job)
-    assert status == 102 and group["status"] == 102
+    assert status == 102
+    assert group["status"] == 102
     text = world.log_text(group)
-    assert "backup failed" in text and "not-a-folder" in text
+    assert "backup failed" in text
+    assert "not-a-folder" in text
     alerts = world.ok("listAlerts")["alerts"]
-    assert len(alerts) == 1 and alerts[0]["level"] == 3 and job["_id"] in alerts[0]["message"]
+    assert len(alerts) == 1
+    assert alerts[0]["level"] == 3
+    assert job["_id"] in alerts[0]["message"]
     log = world.ok("listLogs", {"find": {"job_id": job["_id"]}})["logs"][0]
-    assert log["status"] == 2 and log["status_name"] == "Failed"
+    assert log["status"] == 2
+    assert log["status_name"] == "Failed"
     items = world.ok("listQueueItems", {"group_id": group["_id"]})["items"]
     assert [item["status"] for item in items] == [102]
 
@@ -203,7 +212,8 @@ def test_restore_hooks_run_around_a_restore_and_a_failing_pre_hook_stops_it(
     refusing = hook(world, "before", "echo not-now; exit 4", stage=1, position=2)
 
     status, refused = restore_into(world, backup_id, tmp_path / "refused")
-    assert status == 103 and refused["status"] == 103
+    assert status == 103
+    assert refused["status"] == 103
     assert not (tmp_path / "refused").exists(), "a pre Restore hook that fails stops the restore"
     assert not seen.exists(), "post hooks do not run for a restore that never started"
 
@@ -223,7 +233,8 @@ def test_stop_queue_group_aborts_a_pending_run_and_rerun_queues_again(world: Wor
     assert stopped["status"] == 103
     assert world.ok("getBackupJob", {"_id": job["_id"]})["running"] is None
     again = world.ok("rerunFailedQueueGroup", {"_id": group["_id"]})
-    assert again["status"] == 1 and again["_id"] != group["_id"]
+    assert again["status"] == 1
+    assert again["_id"] != group["_id"]
     assert execute_group(world.catalog, world.home, again["_id"], stop=threading.Event()) == 100
 
 
@@ -244,7 +255,8 @@ def test_download_packs_a_tar_zst_and_partial_restore_stays_in_target(world: Wor
     assert execute_group(world.catalog, world.home, group["_id"], stop=threading.Event()) == 100
     done = world.ok("getQueueGroup", {"_id": group["_id"]})
     path = Path(done["data"]["file"])
-    assert path.parent == world.home / "downloads" and path.name.endswith(".tar.zst")
+    assert path.parent == world.home / "downloads"
+    assert path.name.endswith(".tar.zst")
     with (
         path.open("rb") as raw,
         zstandard.ZstdDecompressor().stream_reader(raw) as stream,

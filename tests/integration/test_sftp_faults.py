@@ -96,7 +96,8 @@ def test_changed_host_key_is_refused(sshd: SshServer) -> None:
     try:
         with pytest.raises(HostKeyChangedError, match=r"host key of 127\.0\.0\.1") as caught:
             first.load("config")  # the pooled connection died; the reconnect sees the new key
-        assert recorded in str(caught.value) and sshd.fingerprint in str(caught.value)
+        assert recorded in str(caught.value)
+        assert sshd.fingerprint in str(caught.value)
         saved = connect(sshd, fingerprint=recorded, path=first.root)
         with pytest.raises(HostKeyChangedError):
             saved.stat("config")

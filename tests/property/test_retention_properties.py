@@ -77,7 +77,8 @@ def test_invariants(case) -> None:
             if tag not in retain or rank(backups, backup, tag) < retain[tag]:
                 assert decision.keep
         if not decision.keep:  # removed only when every rule agrees
-            assert backup.tags and all(tag in retain for tag in backup.tags)
+            assert backup.tags
+            assert all(tag in retain for tag in backup.tags)
             assert all(rank(backups, backup, tag) >= retain[tag] for tag in backup.tags)
             assert backup.locked_until is None or backup.locked_until <= NOW
             assert newest_good.get(backup.source) is not backup

@@ -147,7 +147,8 @@ def test_next_run_matches_the_minute_by_minute_reference(case) -> None:
     answer = next_run(schedule, job_time, after, tz)
     assert answer is not None
     assert answer > after
-    assert answer.second == 0 and answer.microsecond == 0
+    assert answer.second == 0
+    assert answer.microsecond == 0
     expected = reference_next(schedule, job_time, after, tz, answer)
     assert expected == answer, (schedule, job_time, after, tz, answer)
 
@@ -159,7 +160,8 @@ def test_following_slots_never_skip_a_due_minute(case, steps) -> None:
     moment = after
     for _ in range(steps):
         following = next_run(schedule, job_time, moment, tz)
-        assert following is not None and following > moment
+        assert following is not None
+        assert following > moment
         if schedule["type"] == 1:  # cheap enough to scan the whole gap for hourly schedules
             assert reference_next(schedule, job_time, moment, tz, following) == following
         else:
@@ -228,6 +230,7 @@ def test_a_slot_skipped_by_the_clocks_runs_at_the_first_valid_minute(case) -> No
     answer = next_run(schedule, job_time, after, tz)
     assert answer == reference_next(schedule, job_time, after, tz, jump)
     if schedule["type"] == 1:  # an earlier hourly slot may come first
-        assert answer is not None and answer <= jump
+        assert answer is not None
+        assert answer <= jump
     else:
         assert answer == jump

@@ -209,8 +209,8 @@ class Catalog:
     def open(cls, home: Path, url: str | None = None, *, clock: Clock = SYSTEM) -> Catalog:
         """Open (creating ``home`` and the database when needed) and migrate the catalog.
 
-        Raises ConfigError for an unsupported URL, CatalogError when the database cannot be opened
-        or migrated.
+        Raises ConfigError for an unsupported URL or a PostgreSQL URL without the ``psycopg`` driver
+        (the ``postgres`` extra), CatalogError when the database cannot be opened or migrated.
         """
         target = catalog_url(Path(home), url)
         try:
@@ -223,6 +223,10 @@ class Catalog:
             migrations.apply(engine, clock=clock)
         except OSError as error:
             raise CatalogError(f"cannot create the data directory {home}: {error.strerror}") from None
+        except ImportError as error:  # the driver is the optional extra snapkeep[postgres]
+            raise ConfigError(
+                f"a PostgreSQL catalog needs the psycopg driver: pip install 'snapkeep[postgres]' ({error})"
+            ) from None
         except SQLAlchemyError as error:
             where = make_url(target).render_as_string(hide_password=True)
             raise CatalogError(f"cannot open the catalog {where}: {_reason(error)}") from None

@@ -206,7 +206,8 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
     except OSError as error:
         reason = error.strerror or str(error)
         return HookResult(ident, name, None, "", 0.0, error=f"cannot run {script}: {reason}")
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     try:
         process.stdin.write(context.json_input())
         process.stdin.close()

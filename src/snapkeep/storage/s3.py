@@ -24,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from snapkeep.errors import ObjectNotFoundError, StorageError
+from snapkeep.errors import InvalidNameError, ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
 from snapkeep.storage.s3_errors import error_code, translate
 
@@ -238,7 +238,7 @@ class S3Store(Store):
                     name = item["Key"][len(self.prefix) :]
                     try:
                         validate_name(name)
-                    except Exception:
+                    except InvalidNameError:
                         continue  # not one of ours (a folder marker, another tool's file)
                     found.append(ObjectInfo(name, int(item["Size"])))
         except (ClientError, BotoCoreError) as error:

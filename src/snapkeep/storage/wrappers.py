@@ -86,7 +86,7 @@ class RetryingStore(StoreWrapper):
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._clock = clock
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # noqa: S311 - jitter between retries, not a secret
         self._random_lock = threading.Lock()
         self._on_retry = on_retry
 
@@ -279,7 +279,7 @@ class FaultyStore(StoreWrapper):
         self.partial_writes = partial_writes
         self.calls = 0
         self.failures = 0
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # noqa: S311 - which calls fail in fault tests, not a secret
         self._lock = threading.Lock()
 
     def _should_fail(self, operation: str) -> int | None:

@@ -21,7 +21,8 @@ def test_success_prints_json_and_exits_0(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
-    assert answer["success"] == 1 and answer["data"]["options"] == {"path": "/srv"}
+    assert answer["success"] == 1
+    assert answer["data"]["options"] == {"path": "/srv"}
 
 
 def test_failure_prints_the_envelope_and_exits_2(tmp_path: Path) -> None:
@@ -34,7 +35,8 @@ def test_plain_output_is_an_indented_tree(tmp_path: Path) -> None:
     result = run(tmp_path, "-F", "listBackupJobs", "-D", "limit=5", "-O", "plain")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0] == "success: 1" and "  licenseIssue: 0" in lines
+    assert lines[0] == "success: 1"
+    assert "  licenseIssue: 0" in lines
     assert lines[-3:] == ["data:", "  jobs:", "  total: 0"]
 
 

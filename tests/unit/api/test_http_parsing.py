@@ -53,7 +53,8 @@ def test_multipart_body_keeps_raw_bytes_until_decoded() -> None:
 def test_non_utf8_values_are_refused_by_field_name(content_type: str, body: bytes) -> None:
     with pytest.raises(ParameterError) as raised:
         parse_body(content_type, body)
-    assert raised.value.field == "name" and "UTF-8" in str(raised.value)
+    assert raised.value.field == "name"
+    assert "UTF-8" in str(raised.value)
 
 
 def test_json_object_body_and_sniffing() -> None:
@@ -92,7 +93,8 @@ def test_bearer_header_parsing_and_authentication() -> None:
     assert bearer_from_header("Bearer root:good") == "root:good"
     assert bearer_from_header("bearer  root:good ") == "root:good"
     caller = authenticate(Tokens(), "Bearer root:good")
-    assert caller.user == "root" and caller.admin
+    assert caller.user == "root"
+    assert caller.admin
     for header, reason in [
         (None, "missing"),
         ("", "missing"),

@@ -31,7 +31,8 @@ def test_measure_reports_the_childs_peak_rss_cpu_and_wall(tmp_path: Path) -> Non
     big = run_measured([sys.executable, "-c", ALLOCATE_AND_SPIN], log_prefix=tmp_path / "big")
     small = run_measured([sys.executable, "-c", "pass"], log_prefix=tmp_path / "small")
 
-    assert big.ok and big.returncode == 0
+    assert big.ok
+    assert big.returncode == 0
     assert big.max_rss_kib >= 96 * 1024  # the 96 MiB buffer was touched page by page
     assert small.max_rss_kib < big.max_rss_kib - 64 * 1024  # per child, not cumulative over children
     assert big.cpu_s >= 0.3
@@ -72,7 +73,8 @@ def test_measure_kills_a_command_after_the_timeout(tmp_path: Path) -> None:
         [sys.executable, "-c", "import time; time.sleep(30)"], log_prefix=tmp_path / "slow", timeout=0.5
     )
 
-    assert result.timed_out and not result.ok
+    assert result.timed_out
+    assert not result.ok
     assert result.returncode == -9
     assert result.wall_s < 10
     assert result.error_text().startswith("timed out after")
@@ -80,7 +82,7 @@ def test_measure_kills_a_command_after_the_timeout(tmp_path: Path) -> None:
 
 def test_a_missing_program_becomes_a_failed_measurement(tmp_path: Path) -> None:
     command = [str(tmp_path / "no-such-program")]
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(FileNotFoundError) as raised:
         run_measured(command, log_prefix=tmp_path / "missing")
     result = failed_to_start(command, raised.value)
 
@@ -151,9 +153,12 @@ def test_ensure_dataset_generates_once_then_reuses_the_stamped_tree(tmp_path: Pa
         data, script=dataset.DEFAULT_SCRIPT, seed=4, size=4 * 1024**2, accounts=2, log=messages.append
     )
 
-    assert first["files"] > 100 and first["bytes"] > 1024**2
-    assert second == first and "reusing" in messages[1]
-    assert third["seed"] == 4 and not marker.exists()  # another seed: generated anew
+    assert first["files"] > 100
+    assert first["bytes"] > 1024**2
+    assert second == first
+    assert "reusing" in messages[1]
+    assert third["seed"] == 4
+    assert not marker.exists()
     stamp = json.loads((tmp_path / dataset.STAMP_NAME).read_text())
     assert stamp["seed"] == 4
 
@@ -217,7 +222,8 @@ def test_ratio_table_formats_figures_and_aligns_columns() -> None:
     table = report.ratio_table(report.ratio_rows(results)).splitlines()
 
     assert len({len(line) for line in table}) == 1  # every line padded to the same width
-    assert table[1].startswith("| ---") and ": |" in table[1]  # numbers right-aligned
+    assert table[1].startswith("| ---")
+    assert ": |" in table[1]
     size_line = next(line for line in table if line.startswith("| repository size after first backup"))
     cells = [cell.strip() for cell in size_line.strip("|").split("|")]
     assert cells[1:] == ["3.00 GiB", "2.00 GiB", "1.50", "≤ 1.00", "FAIL", "≤ 1.05", "FAIL"]
@@ -253,15 +259,18 @@ def test_write_report_replaces_only_the_generated_part(tmp_path: Path) -> None:
     path = tmp_path / "REPORT.md"
     report.write_report(path, "first table")
     text = path.read_text()
-    assert "first table" in text and "## Analysis" in text
+    assert "first table" in text
+    assert "## Analysis" in text
     path.write_text(text.replace("(Hand-written.", "Snapkeep spends its time hashing. (Hand-written."))
 
     report.write_report(path, "second table")
 
     text = path.read_text()
-    assert "second table" in text and "first table" not in text
+    assert "second table" in text
+    assert "first table" not in text
     assert "Snapkeep spends its time hashing." in text
-    assert text.count(report.START_MARKER) == 1 and text.count(report.END_MARKER) == 1
+    assert text.count(report.START_MARKER) == 1
+    assert text.count(report.END_MARKER) == 1
 
 
 def test_parse_collapsed_counts_self_and_inclusive_samples() -> None:

@@ -32,17 +32,21 @@ def test_show_prints_every_section_with_defaults(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     for text in ("Settings: performance", "backup_forks", "Settings: general", "(the server's zone)"):
         assert text in result.output
-    assert "logs_ttl" in result.output and "30" in result.output
-    assert "email" in result.output and "(not set up)" in result.output
+    assert "logs_ttl" in result.output
+    assert "30" in result.output
+    assert "email" in result.output
+    assert "(not set up)" in result.output
     only = run(tmp_path, "show", "general")
-    assert "Settings: general" in only.output and "backup_forks" not in only.output
+    assert "Settings: general" in only.output
+    assert "backup_forks" not in only.output
     assert run(tmp_path, "show", "colours").exit_code == 2
 
 
 def test_set_changes_one_section_through_the_api(tmp_path: Path) -> None:
     result = run(tmp_path, "set", "timezone=Europe/Berlin", "general.logs_ttl=14")
     assert result.exit_code == 0, result.output
-    assert "Europe/Berlin" in result.output and "14" in result.output
+    assert "Europe/Berlin" in result.output
+    assert "14" in result.output
     assert stored(tmp_path) == {"timezone": "Europe/Berlin", "logs_ttl": 14}
     assert run(tmp_path, "set", "performance.backup_forks=3").exit_code == 0
     assert stored(tmp_path)["performance"] == {"backup_forks": 3, "queueable_forks": 2}
@@ -59,10 +63,12 @@ def test_notification_secrets_are_masked_and_kept(tmp_path: Path) -> None:
         "notification.webhook.url=https://hooks.example.test/x",
     )
     assert result.exit_code == 0, result.output
-    assert SECRET_MASK in result.output and "smtp-s3cret" not in result.output
+    assert SECRET_MASK in result.output
+    assert "smtp-s3cret" not in result.output
     assert "a@example.test, b@example.test" in result.output
     shown = run(tmp_path, "show", "notification")
-    assert "email.password" in shown.output and SECRET_MASK in shown.output
+    assert "email.password" in shown.output
+    assert SECRET_MASK in shown.output
     assert "smtp-s3cret" not in shown.output
     assert run(tmp_path, "set", f"email.password={SECRET_MASK}", "email.port=587").exit_code == 0
     assert stored(tmp_path)["notify.email"]["password"] == "smtp-s3cret"

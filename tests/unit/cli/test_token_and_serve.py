@@ -27,7 +27,8 @@ def test_token_create_prints_the_bearer_string_as_its_last_line(tmp_path: Path) 
 def test_token_create_refuses_a_bad_user_name(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--home", str(tmp_path), "token", "create", "--user", "a:b"])
     assert isinstance(result.exception, ValidationError)
-    assert result.exception.field == "user" and result.exception.exit_code == 2
+    assert result.exception.field == "user"
+    assert result.exception.exit_code == 2
 
 
 def test_first_start_creates_and_prints_a_token_later_starts_do_not(tmp_path: Path) -> None:
@@ -35,10 +36,12 @@ def test_first_start_creates_and_prints_a_token_later_starts_do_not(tmp_path: Pa
     try:
         printed: list[str] = []
         token = announce_token(catalog, printed.append)
-        assert token is not None and printed == [TOKEN_HEADING, token]
+        assert token is not None
+        assert printed == [TOKEN_HEADING, token]
         assert catalog.verify_token(token) == "root"
         printed.clear()
         assert announce_token(catalog, printed.append) is None
-        assert printed == [TOKENS_HASHED] and catalog.count_tokens() == 1
+        assert printed == [TOKENS_HASHED]
+        assert catalog.count_tokens() == 1
     finally:
         catalog.close()

@@ -157,10 +157,12 @@ def test_recovery_marks_dead_runs_never_finished_and_leaves_live_ones(world) -> 
         )
         marked = queue.mark_never_finished(tx)
     assert [group["_id"] for group in marked] == [dead]
-    assert marked[0]["status"] == 104 and marked[0]["ended"] is not None
+    assert marked[0]["status"] == 104
+    assert marked[0]["ended"] is not None
     assert [status_of(world, ident) for ident in (dead, other, live)] == [104, 2, 2]
     assert not world.job_row(crashed["_id"]).running
-    assert world.job_row(elsewhere["_id"]).running and world.job_row(alive["_id"]).running
+    assert world.job_row(elsewhere["_id"]).running
+    assert world.job_row(alive["_id"]).running
     assert not world.job_row(stale_flag["_id"]).running, "a flag without a group is cleared"
     with world.catalog.transaction(write=False) as tx:
         assert tx.connection.execute(schema.logs.select()).one().status == 5

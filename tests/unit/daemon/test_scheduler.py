@@ -101,7 +101,8 @@ def test_a_failed_leader_does_not_fire_the_follower(world, tmp_path) -> None:
     world.advance_to(dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC))
     scheduler.tick()
     statuses = [status for _, status in pool.run_pending()]
-    assert statuses and statuses[0] != 100
+    assert statuses
+    assert statuses[0] != 100
     world.advance_to(dt.datetime(2026, 3, 2, 2, 30, tzinfo=dt.UTC))
     assert scheduler.tick() == []
     assert world.groups(follower["_id"]) == []

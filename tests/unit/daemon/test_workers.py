@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 from tests.unit.daemon.test_queue_claims import enqueue, insert_group
 
@@ -24,21 +25,42 @@ def wait_for(condition, what: str) -> None:
 
 
 class Recorder:
-    """Wraps the runner; records when each group ran, holding each run open for ``hold`` seconds."""
+    """Wraps the runner; records when each group ran, holding each run open for ``hold`` seconds.
 
-    def __init__(self, hold: float = 0.3) -> None:
+    ``together``: the first that many runs each wait until all of them are running at once (a
+    barrier; if the pool does not run them side by side, the barrier breaks and those runs fail).
+    ``ready``: each run first waits until the condition this makes for it holds (a number of pool
+    rounds, so a negative check gets its chances to fail before the run ends).
+    """
+
+    def __init__(
+        self,
+        hold: float = 0.3,
+        *,
+        together: int = 0,
+        ready: Callable[[], Callable[[], bool]] | None = None,
+    ) -> None:
         self.hold = hold
         self.intervals: list[tuple[str, str, float, float]] = []
         self.lock = threading.Lock()
         self.peak = 0
         self.active = 0
+        self.started = 0
+        self.barrier = threading.Barrier(together) if together else None
+        self.ready = ready
 
     def __call__(self, catalog, home, group_id, *, stop, clock) -> int:
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
+            number = self.started
+            self.started += 1
         began = time.monotonic()
         try:
+            if self.barrier is not None and number < self.barrier.parties:
+                self.barrier.wait(WAIT)
+            if self.ready is not None:
+                wait_for(self.ready(), "the run's condition")
             stop.wait(self.hold)
             with catalog.transaction(write=False) as tx:
                 job_id = queue.get_group(tx, group_id)["data"]["_id"]
@@ -51,12 +73,32 @@ class Recorder:
         return status
 
 
+class Rounds:
+    """Counts the dispatcher's rounds of a pool through its ``limit`` call (made every round, also
+    when the pool is full)."""
+
+    def __init__(self, pool) -> None:
+        self.count = 0
+        original = pool.limit
+
+        def counted() -> int:
+            self.count += 1  # only the dispatcher thread calls it
+            return original()
+
+        pool.limit = counted
+
+    def more(self, rounds: int) -> Callable[[], bool]:
+        """A condition: ``rounds`` more rounds than now have been made."""
+        target = self.count + rounds
+        return lambda: self.count >= target
+
+
 def test_the_pool_never_runs_one_job_twice_at_once(world) -> None:
     jobs = [world.job(f"Job {index}", []) for index in range(3)]
     groups = [enqueue(world, job)["_id"] for job in jobs]
     # two more groups of the first job, as another node could have queued them
     groups += [insert_group(world, jobs[0]["_id"], status=QueueStatus.PENDING) for _ in range(2)]
-    recorder = Recorder()
+    recorder = Recorder(together=3)  # the first group of each job: they must run side by side
     pool = world.pool(limit=4, executor=recorder)
     pool.start()
     try:
@@ -67,21 +109,24 @@ def test_the_pool_never_runs_one_job_twice_at_once(world) -> None:
     for job in jobs:
         spans = sorted((start, end) for job_id, _, start, end in recorder.intervals if job_id == job["_id"])
         assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), spans
-    assert recorder.peak >= 2, "different jobs do run side by side"
-    assert recorder.peak <= 4
+    assert recorder.peak == 3, "different jobs run side by side, but never one job twice"
     assert {group.status for group in world.groups()} == {100}
 
 
 def test_the_pool_respects_its_limit(world) -> None:
     groups = [enqueue(world, world.job(f"Job {index}", []))["_id"] for index in range(4)]
-    recorder = Recorder(hold=0.2)
-    pool = world.pool(limit=1, executor=recorder)
+    pool = world.pool(limit=1)
+    rounds = Rounds(pool)
+    # every run lasts three more dispatcher rounds: three chances to start a second run beside it
+    recorder = Recorder(hold=0, ready=lambda: rounds.more(3))
+    pool.executor = recorder
     pool.start()
     try:
         wait_for(lambda: len(recorder.intervals) == len(groups), "every group to run")
     finally:
         pool.stop(WAIT)
     assert recorder.peak == 1
+    assert {group.status for group in world.groups()} == {100}
 
 
 def test_stop_queue_group_reaches_the_running_run(world) -> None:
@@ -123,5 +168,6 @@ def test_a_runner_bug_still_ends_the_group(world) -> None:
     pool = world.pool(executor=broken)
     assert pool.run_pending() == [(group_id, 102)]
     row = world.groups(job["_id"])[0]
-    assert row.status == 102 and "RuntimeError: boom" in row.document["error"]
+    assert row.status == 102
+    assert "RuntimeError: boom" in row.document["error"]
     assert not world.job_row(job["_id"]).running

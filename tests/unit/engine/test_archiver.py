@@ -32,7 +32,8 @@ def entries(repository: Repository, tree_hex: str, *path: bytes) -> dict[bytes, 
     tree_id = bytes.fromhex(tree_hex)
     for part in path:
         node = Tree.decode(repository.load_blob(tree_id)).by_name()[part]
-        assert node.type == DIR and node.subtree is not None
+        assert node.type == DIR
+        assert node.subtree is not None
         tree_id = node.subtree
     return Tree.decode(repository.load_blob(tree_id)).by_name()
 
@@ -161,7 +162,8 @@ def test_hardlinks_share_a_group_and_content(repository: Repository, tmp_path: P
     snapshot = backup(repository, [tmp_path], options=BackupOptions(workers=2))
     top = entries(repository, snapshot.tree, *components(tmp_path))
     below = entries(repository, snapshot.tree, *components(tmp_path), b"sub")
-    assert top[b"first"].hardlink and top[b"first"].hardlink == below[b"second"].hardlink
+    assert top[b"first"].hardlink
+    assert top[b"first"].hardlink == below[b"second"].hardlink
     assert top[b"first"].content == below[b"second"].content
     assert top[b"single"].hardlink == ""
     assert snapshot.stats["read_bytes"] == len(b"linked content") + len(b"alone")  # read once
@@ -182,8 +184,10 @@ def test_tags_paths_and_stats(repository: Repository, tmp_path: Path) -> None:
     assert snapshot.tags == ["a", "b"]
     assert snapshot.paths == [str(tmp_path)]
     assert snapshot.job_id == "job1"
-    assert snapshot.stats["files"] == 1 and snapshot.stats["bytes"] == 5
-    assert progress.bytes == 5 and progress.finished
+    assert snapshot.stats["files"] == 1
+    assert snapshot.stats["bytes"] == 5
+    assert progress.bytes == 5
+    assert progress.finished
     assert repository.load_snapshot("latest").id == snapshot.id
     other_job = backup(repository, [str(tmp_path)], job_id="job2")
     assert other_job.parent is None

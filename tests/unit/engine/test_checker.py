@@ -81,12 +81,15 @@ def test_clean_repository_passes_structure_and_data(tmp_path: Path, password: st
     _, repository, _, _, _ = two_snapshots(tmp_path, password)
     report = check(repository)
     assert report.ok, report.problems
-    assert report.snapshots == 2 and report.trees >= 3 and report.packs_read == 0
+    assert report.snapshots == 2
+    assert report.trees >= 3
+    assert report.packs_read == 0
     full = check(repository, read_data=True)
     assert full.ok, full.problems
     assert full.packs_read == full.packs > 1
     assert full.blobs_verified >= len(full.used_blobs)
-    assert full.affected == [] and full.unindexed_packs == []
+    assert full.affected == []
+    assert full.unindexed_packs == []
 
 
 def test_unindexed_pack_is_reported_but_not_an_error(tmp_path: Path) -> None:
@@ -113,7 +116,8 @@ def test_flipped_pack_byte_names_pack_blob_snapshots_and_file(tmp_path: Path, pa
     report = check(repository, read_data=True)
     assert not report.ok
     named = {(p.kind, p.name) for p in report.problems}
-    assert ("pack", pack_id) in named and ("blob", blob_id.hex()) in named
+    assert ("pack", pack_id) in named
+    assert ("blob", blob_id.hex()) in named
     for snapshot in (first, second):
         assert "/src/docs/a.txt" in "".join(paths_of(report, snapshot.id)), report.affected
         assert not any("b.txt" in path for path in paths_of(report, snapshot.id))
@@ -200,6 +204,7 @@ def test_read_data_subset_reads_that_share(tmp_path: Path) -> None:
     store, repository, _, _, _ = two_snapshots(tmp_path, "secret")
     packs = len(list(store.list(DATA_PREFIX)))
     report = check(repository, subset_percent=50)
-    assert report.ok and report.packs_read == -(-packs // 2)
+    assert report.ok
+    assert report.packs_read == -(-packs // 2)
     with pytest.raises(ValueError, match="0-100"):
         check(repository, subset_percent=120)

@@ -45,7 +45,8 @@ def test_keep_last_keeps_the_newest_by_time() -> None:
 
 def test_explicit_ids_prefixes_and_latest_are_removed_even_within_keep_last() -> None:
     plan = plan_forget(SNAPSHOTS, ids=["b2", "latest"])
-    assert ids(plan.remove) == ["b2", "d4"] and ids(plan.keep) == ["a1", "c3"]
+    assert ids(plan.remove) == ["b2", "d4"]
+    assert ids(plan.keep) == ["a1", "c3"]
     combined = plan_forget(SNAPSHOTS, keep_last=3, ids=["d4"])
     assert ids(combined.remove) == ["a1", "d4"]
     assert combined.reasons[SNAPSHOTS[3].id] == "named (d4)"
@@ -68,7 +69,8 @@ def test_unreadable_snapshots_are_removed_only_by_id() -> None:
     broken = "e5" + "0" * 62
     assert plan_forget(SNAPSHOTS, keep_last=1, unreadable=[broken]).remove_unreadable == []
     plan = plan_forget(SNAPSHOTS, ids=["e5"], unreadable=[broken])
-    assert plan.removed_ids == [broken] and len(plan.keep) == 4
+    assert plan.removed_ids == [broken]
+    assert len(plan.keep) == 4
 
 
 def saved(repository: Repository, day: int) -> Snapshot:
@@ -87,7 +89,8 @@ def test_forget_removes_snapshot_files_only_and_dry_run_nothing() -> None:
     made = [saved(repository, day) for day in range(4)]
     packs = sorted(info.name for info in store.list("data/"))
     dry = forget(repository, keep_last=1, dry_run=True)
-    assert len(dry.removed_ids) == 3 and len(repository.snapshots.ids()) == 4
+    assert len(dry.removed_ids) == 3
+    assert len(repository.snapshots.ids()) == 4
     plan = forget(repository, keep_last=1)
     assert sorted(plan.removed_ids) == sorted(s.id for s in made[:3])
     assert repository.snapshots.ids() == [made[3].id]
@@ -101,7 +104,8 @@ def test_forget_removes_a_damaged_snapshot_by_id_and_refuses_while_locked() -> N
     good, bad = saved(repository, 0), saved(repository, 1)
     store.store(f"{SNAPSHOTS_PREFIX}{bad.id}", b"garbage")
     readable, unreadable = read_snapshots(repository)
-    assert [s.id for s in readable] == [good.id] and unreadable == [bad.id]
+    assert [s.id for s in readable] == [good.id]
+    assert unreadable == [bad.id]
     with repository.lock(exclusive=False, holder="a running backup"), pytest.raises(LockError):
         forget(repository, ids=[bad.id[:8]])
     assert forget(repository, ids=[bad.id[:8]]).removed_ids == [bad.id]

@@ -73,8 +73,10 @@ def test_blobs_round_trip_through_a_reopened_repository(password: str | None) ->
     assert [reopened.load_blob(i) for i in ids] == blobs
     compressible = reopened.lookup(ids[1])
     random_blob = reopened.lookup(ids[0])
-    assert compressible is not None and random_blob is not None
-    assert compressible.compression is Compression.ZSTD and compressible.length < 1000
+    assert compressible is not None
+    assert random_blob is not None
+    assert compressible.compression is Compression.ZSTD
+    assert compressible.length < 1000
     assert random_blob.compression is Compression.NONE
     assert reopened.blob_id(blobs[0]) == ids[0]
     reopened.close()
@@ -196,7 +198,8 @@ def test_upload_errors_surface_and_never_commit_a_snapshot() -> None:
     store = FailingStore(good_packs=1)
     repository = new_repository(store, pack_size=2048)
     tree = b"root tree"
-    with pytest.raises(StorageError, match="disk full"):
+
+    def back_up() -> None:
         for _ in range(50):
             repository.add_blob(BlobType.DATA, os.urandom(3000))
         repository.add_blob(BlobType.TREE, tree)
@@ -209,6 +212,9 @@ def test_upload_errors_surface_and_never_commit_a_snapshot() -> None:
                 tree=repository.blob_id(tree).hex(),
             )
         )
+
+    with pytest.raises(StorageError, match="disk full"):
+        back_up()
     with pytest.raises(StorageError, match="uploading a pack failed"):
         repository.flush()
     assert names(store, "snapshots/") == []
@@ -219,10 +225,14 @@ def test_interrupted_backup_resumes_without_uploading_again() -> None:
     store = FailingStore(good_packs=5)
     repository = new_repository(store, pack_size=10_000, index_interval=0)
     blobs = [os.urandom(6000) for _ in range(12)]
-    with pytest.raises(StorageError):
+
+    def back_up() -> None:
         for blob in blobs:
             repository.add_blob(BlobType.DATA, blob)
         repository.flush()
+
+    with pytest.raises(StorageError):
+        back_up()
     repository.close()
     assert len(names(store, "index/")) == 5
 

@@ -97,4 +97,4 @@ def test_ties_in_time_are_broken_by_id_and_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 0"):
         decide(backups, {DAILY: -1}, NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
-        decide(backups, {DAILY: 1}, dt.datetime(2026, 1, 1))
+        decide(backups, {DAILY: 1}, dt.datetime(2026, 1, 1))  # noqa: DTZ001 - the naive time refused

@@ -45,7 +45,7 @@ def test_json_round_trip_keeps_every_field() -> None:
 
 def test_naive_time_is_refused_and_other_zones_become_utc() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        Snapshot(id="", time=dt.datetime(2026, 1, 1), hostname="h", paths=[], tree="")
+        Snapshot(id="", time=dt.datetime(2026, 1, 1), hostname="h", paths=[], tree="")  # noqa: DTZ001
     east = dt.timezone(dt.timedelta(hours=2))
     assert Snapshot(
         id="", time=dt.datetime(2026, 1, 1, 2, tzinfo=east), hostname="h", paths=[], tree=""

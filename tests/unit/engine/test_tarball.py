@@ -136,7 +136,8 @@ def test_round_trip_keeps_contents_and_metadata(
         destination, [str(source)], compressed=compressed, tags=["daily"], progress=progress
     )
     assert manifest.stats["warnings"] == []
-    assert progress.finished and progress.bytes == manifest.stats["bytes"]
+    assert progress.finished
+    assert progress.bytes == manifest.stats["bytes"]
 
     result = restore_archive(destination, manifest.id, tmp_path / "target")
     assert result.warnings == []
@@ -189,7 +190,8 @@ def test_stored_layout_and_manifest(source: Path, compressed: bool, encrypted: b
     stored = destination.store.load(manifest.archive_name)
     assert loaded.size == len(stored)
     if encrypted:
-        assert b"alpha\nalpha" not in stored and b"docs/a.txt" not in stored
+        assert b"alpha\nalpha" not in stored
+        assert b"docs/a.txt" not in stored
         assert b"docs" not in destination.store.load(f"archives/{manifest.id}.manifest")
     elif not compressed:
         with tarfile.open(fileobj=io.BytesIO(stored)) as archive:  # a standard tar
@@ -239,7 +241,8 @@ def test_restore_chosen_paths(tmp_path: Path, source: Path) -> None:
     # a.txt is stored as a hard link to a-hardlink, which was not chosen: it carries the contents
     assert (root / "docs" / "a.txt").read_bytes() == b"alpha\n" * 1000
     assert os.getxattr(root / "docs" / "a.txt", "user.origin") == b"\x00binary\xffvalue"
-    assert result.files == 1 and result.directories == 1
+    assert result.files == 1
+    assert result.directories == 1
     with pytest.raises(NotFoundError, match="not in archive"):
         restore_archive(destination, "latest", target, includes=[f"{source}/nothing-here"])
 
@@ -257,7 +260,9 @@ def test_excludes_and_missing_sources_become_warnings(tmp_path: Path, source: Pa
         excludes=["*.bin", "/**/empty-dir"],
     )
     paths = {entry.path.rsplit("/", 1)[-1] for entry in manifest.entries}
-    assert "random.bin" not in paths and "empty-dir" not in paths and "a.txt" in paths
+    assert "random.bin" not in paths
+    assert "empty-dir" not in paths
+    assert "a.txt" in paths
     listener.close()
     assert [warning["path"] for warning in manifest.stats["warnings"]] == [str(tmp_path / "vanished")]
     assert manifest.stats["sockets_skipped"] == 1
@@ -312,7 +317,8 @@ def test_memory_stays_bounded_with_streaming(tmp_path: Path) -> None:
     write_archive(
         ArchiveKeys(store, make_cipher(CipherId.AES_256_GCM, os.urandom(32))), [str(big)], compressed=False
     )
-    assert len(sizes) > 6 and max(sizes) <= 2 * 1024 * 1024 + 64
+    assert len(sizes) > 6
+    assert max(sizes) <= 2 * 1024 * 1024 + 64
 
 
 # --- damage is detected, never restored silently -------------------------------------------------------

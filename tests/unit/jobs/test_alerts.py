@@ -25,7 +25,8 @@ def clock(catalog) -> FrozenClock:
 def test_an_alert_is_stored_with_the_api_fields(catalog, clock) -> None:
     with catalog.transaction() as tx:
         alert = alerts.raise_alert(tx, title="Disk nearly full", message="/srv is 97% full", level=2)
-    assert alert is not None and is_id(alert.id)
+    assert alert is not None
+    assert is_id(alert.id)
     with catalog.transaction(write=False) as tx:
         stored = alerts.get_alert(tx, alert.id)
     assert stored.as_api() == {
@@ -55,7 +56,8 @@ def test_an_incident_raises_one_alert_until_it_is_resolved(catalog, clock) -> No
         assert alerts.resolve(tx, "monitor.notran:j1") is True
         assert alerts.resolve(tx, "monitor.notran:j1") is False
     second = check()
-    assert second is not None and second.id != first.id
+    assert second is not None
+    assert second.id != first.id
 
 
 def test_bad_alerts_are_refused_by_field(catalog, clock) -> None:
@@ -73,14 +75,17 @@ def test_run_alerts_follow_the_queue_status(catalog, clock) -> None:
         failed = alerts.run_alert(tx, job, 102, group_id="b" * 24, detail="destination unreachable")
         partial = alerts.run_alert(tx, job, 101, group_id="c" * 24)
         never = alerts.run_alert(tx, job, 104, group_id="d" * 24)
-    assert failed is not None and failed.level == alerts.CRITICAL
+    assert failed is not None
+    assert failed.level == alerts.CRITICAL
     assert failed.title == "Backup Job failed"
     assert (
         failed.message
         == f"Backup Job 'Sites' ({'a' * 24}) failed (queue group {'b' * 24}): destination unreachable"
     )
-    assert partial is not None and partial.level == alerts.WARNING
-    assert never is not None and never.level == alerts.CRITICAL
+    assert partial is not None
+    assert partial.level == alerts.WARNING
+    assert never is not None
+    assert never.level == alerts.CRITICAL
 
 
 # --- through the API -----------------------------------------------------------------------------
@@ -102,11 +107,13 @@ def seed(catalog, clock, count: int = 3) -> list[str]:
 def test_list_alerts_newest_first_with_list_params(api, catalog, clock, make: Any) -> None:
     ids = seed(catalog, clock)
     listed = make.ok("listAlerts")
-    assert [item["_id"] for item in listed["alerts"]] == ids[::-1] and listed["total"] == 3
+    assert [item["_id"] for item in listed["alerts"]] == ids[::-1]
+    assert listed["total"] == 3
     assert make.ok("listAlerts", "find[level]=3")["alerts"][0]["_id"] == ids[2]
     assert make.ok("listAlerts", "filter=DETAILS%201")["total"] == 1
     page = make.ok("listAlerts", "sort[created]=1&limit=1&skip=1")
-    assert [item["_id"] for item in page["alerts"]] == [ids[1]] and page["total"] == 3
+    assert [item["_id"] for item in page["alerts"]] == [ids[1]]
+    assert page["total"] == 3
     assert "bogus: unknown field" in api.call("listAlerts", {"bogus": 1})["message"]
 
 
@@ -114,14 +121,16 @@ def test_get_alert(api, catalog, clock, make: Any) -> None:
     (ident,) = seed(catalog, clock, 1)
     assert make.ok("getAlert", {"_id": ident})["title"] == "Alert 0"
     missing = api.call("getAlert", {"_id": "f" * 24})
-    assert missing["success"] == 0 and missing["message"] == f"Alert not found: {'f' * 24}"
+    assert missing["success"] == 0
+    assert missing["message"] == f"Alert not found: {'f' * 24}"
     assert "_id: must be an ID" in api.call("getAlert", {"_id": "nope"})["message"]
 
 
 def test_clear_alerts_by_id_or_all(api, catalog, clock, make: Any) -> None:
     ids = seed(catalog, clock, 4)
     refused = api.call("clearAlerts", f"_id[]={ids[0]}&_id[]={'f' * 24}")
-    assert refused["success"] == 0 and "Alert not found: " + "f" * 24 in refused["message"]
+    assert refused["success"] == 0
+    assert "Alert not found: " + "f" * 24 in refused["message"]
     assert make.ok("listAlerts")["total"] == 4  # nothing was cleared
     assert make.ok("clearAlerts", f"_id[]={ids[0]}&_id[]={ids[1]}") == {"cleared": 2}
     assert make.ok("clearAlerts", {"_id": ids[2]}) == {"cleared": 1}

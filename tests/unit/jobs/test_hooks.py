@@ -66,7 +66,9 @@ def backup_context(stage: int = PRE, status: int | None = None) -> HookContext:
 
 def test_a_pre_hook_that_exits_0_lets_the_run_go_on(tmp_path: Path) -> None:
     outcome = run_stage([hook(script(tmp_path, "ok", "echo all good"))], backup_context())
-    assert outcome.verdict is Verdict.OK and outcome.status is None and not outcome.alert
+    assert outcome.verdict is Verdict.OK
+    assert outcome.status is None
+    assert not outcome.alert
     assert outcome.results[0].exit_code == 0
     assert (1, "  | all good") in outcome.log_lines
 
@@ -79,7 +81,8 @@ def test_a_failing_pre_hook_aborts_with_an_alert_and_stops_later_hooks(tmp_path:
     ]
     outcome = run_stage(hooks, backup_context())
     assert outcome.verdict is Verdict.FAILED
-    assert outcome.status == 103 and outcome.alert
+    assert outcome.status == 103
+    assert outcome.alert
     assert outcome.message == "aborted: pre hook '1-fail' " + outcome.results[0].describe()
     assert "exited 3" in outcome.message
     assert any("cannot dump" in text for _, text in outcome.log_lines)
@@ -89,7 +92,8 @@ def test_a_failing_pre_hook_aborts_with_an_alert_and_stops_later_hooks(tmp_path:
 def test_exit_75_skips_the_run_quietly(tmp_path: Path) -> None:
     outcome = run_stage([hook(script(tmp_path, "skip", "exit 75"))], backup_context())
     assert outcome.verdict is Verdict.SKIPPED
-    assert outcome.status == 103 and not outcome.alert
+    assert outcome.status == 103
+    assert not outcome.alert
     assert outcome.message == SKIPPED_MESSAGE
 
 
@@ -103,7 +107,8 @@ def test_a_failing_post_hook_is_a_warning_and_every_post_hook_runs(tmp_path: Pat
     ]
     outcome = run_stage(hooks, backup_context(POST, status=100))
     assert outcome.verdict is Verdict.WARNING
-    assert outcome.status is None and not outcome.alert
+    assert outcome.status is None
+    assert not outcome.alert
     assert marker.exists()
     assert [level for level, text in outcome.log_lines if "hook" in text] == [2, 2]
 
@@ -180,9 +185,11 @@ wait
     outcome = run_stage([hook(script(tmp_path, "slow", body), timeout=1)], backup_context())
     assert time.monotonic() - started < 10
     result = outcome.results[0]
-    assert result.timed_out and result.exit_code is None
+    assert result.timed_out
+    assert result.exit_code is None
     assert "started" in result.output
-    assert outcome.verdict is Verdict.FAILED and "timed out after" in outcome.message
+    assert outcome.verdict is Verdict.FAILED
+    assert "timed out after" in outcome.message
     child = int(pid_file.read_text())
     for _ in range(50):  # the killed child may take a moment to be reaped by init
         try:
@@ -213,12 +220,14 @@ def test_a_script_that_cannot_run_fails_the_pre_stage(tmp_path: Path) -> None:
     assert outcome.verdict is Verdict.FAILED
     assert outcome.results[0].error.startswith(f"cannot run {tmp_path / 'missing'}: No such file")
     post = run_stage([hook(str(not_executable), position_type=POST)], backup_context(POST, status=100))
-    assert post.verdict is Verdict.WARNING and "Permission denied" in post.message
+    assert post.verdict is Verdict.WARNING
+    assert "Permission denied" in post.message
 
 
 def test_a_script_that_ignores_stdin_is_fine(tmp_path: Path) -> None:
     result = run_hook(hook(script(tmp_path, "quick", "exit 0")), backup_context())
-    assert result.exit_code == 0 and result.output == ""
+    assert result.exit_code == 0
+    assert result.output == ""
 
 
 def test_selection_by_position_stage_job_and_disabled_in_name_order() -> None:

@@ -17,7 +17,8 @@ def test_created_once_with_private_modes(tmp_path: Path) -> None:
     keys = KeyStore(tmp_path)
     assert not keys.has(JOB)
     first = keys.get_or_create(JOB)
-    assert len(first) == 64 and keys.get_or_create(JOB) == first == keys.get(JOB)
+    assert len(first) == 64
+    assert keys.get_or_create(JOB) == first == keys.get(JOB)
     assert stat.S_IMODE((tmp_path / "keys" / JOB).stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
     assert KeyStore(tmp_path).get_or_create("6b0a0000bbbbbbbbbbbbbbbb") != first

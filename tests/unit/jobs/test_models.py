@@ -90,14 +90,16 @@ def test_filter_rules_per_type() -> None:
 
 def test_destination_options_are_checked_per_type() -> None:
     local = validate_destination({"name": "d", "type": "LOCAL", "options": {"path": "/b"}})
-    assert local.type == "Local" and local.options == {"path": "/b"}
+    assert local.type == "Local"
+    assert local.options == {"path": "/b"}
     with pytest.raises(ValidationError, match=r"options\[bucket\]: unknown field"):
         validate_destination({"name": "d", "type": "Local", "options": {"path": "/b", "bucket": "x"}})
 
 
 def test_long_values_are_shortened_in_messages() -> None:
     message = problem(JobFields, {**JOB, "type": "x" * 5000})
-    assert len(message) < 300 and "5000 characters" in message
+    assert len(message) < 300
+    assert "5000 characters" in message
 
 
 def test_describe_lists_choices() -> None:

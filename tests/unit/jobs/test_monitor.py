@@ -71,7 +71,8 @@ def test_notran_counts_from_creation_and_alerts_once_per_incident(catalog, clock
     assert check(catalog, clock) == []
     clock.advance(60)
     (alert,) = check(catalog, clock)
-    assert alert.level == alerts.CRITICAL and alert.title == "Backup Job has not run"
+    assert alert.level == alerts.CRITICAL
+    assert alert.title == "Backup Job has not run"
     assert f"'Sites' ({job}) has had no successful run for 2 days" in alert.message
     assert "created on 2026-04-01T08:00:00+00:00" in alert.message
     clock.advance(DAY)

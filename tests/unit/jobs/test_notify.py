@@ -167,7 +167,8 @@ def test_an_alert_is_mailed_with_login(catalog, smtp: SmtpServer) -> None:
     assert deliveries == [notify.Delivery("email", "a" * 24, True)]
     (sent,) = smtp.messages
     assert sent["auth"] == ("mailer", "s3cret")
-    assert "snapkeep@example.test" in sent["from"] and len(sent["rcpt"]) == 2
+    assert "snapkeep@example.test" in sent["from"]
+    assert len(sent["rcpt"]) == 2
     message = email.message_from_bytes(sent["data"])
     assert message["Subject"] == "[snapkeep critical] Backup Job failed"
     assert "Backup Job 'Sites' failed" in message.get_payload()
@@ -179,7 +180,8 @@ def test_a_webhook_gets_the_alert_as_json(catalog, webhook: WebhookServer) -> No
     deliveries = notify.notify(catalog, [alert(WARNING), alert(INFO, "b" * 24)])
     assert deliveries == [notify.Delivery("webhook", "a" * 24, True)]  # info is not wanted
     ((path, content_type, body),) = webhook.received
-    assert path == "/alerts" and content_type == "application/json"
+    assert path == "/alerts"
+    assert content_type == "application/json"
     assert body == {
         "_id": "a" * 24,
         "title": "Backup Job failed",
@@ -240,10 +242,12 @@ def test_settings_are_validated_stored_and_removed(catalog, smtp: SmtpServer) ->
         settings.save_notification(tx, webhook={"url": "ftp://x"})
     with catalog.transaction() as tx:
         saved = settings.save_notification(tx, email=email_settings(smtp, password="s3cret"))
-    assert saved.email is not None and "s3cret" not in repr(saved.email)
+    assert saved.email is not None
+    assert "s3cret" not in repr(saved.email)
     assert saved.email.password.get_secret_value() == "s3cret"
     with catalog.transaction() as tx:
         saved = settings.save_notification(tx, webhook={"url": "https://hooks.example.test/x"})
         assert saved.email is not None
         cleared = settings.save_notification(tx, email={})
-    assert cleared.email is None and cleared.webhook is not None
+    assert cleared.email is None
+    assert cleared.webhook is not None

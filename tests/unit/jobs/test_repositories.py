@@ -83,7 +83,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[CountingStore]]:
     """Local stores opened through the registry are counted when closed."""
     CountingStore.closes = 0
     monkeypatch.setitem(registry.BACKENDS, "local", lambda params: CountingStore(LocalStore(params.path)))
-    yield CountingStore
+    return CountingStore
 
 
 def local_row(path: Path) -> dict[str, Any]:
@@ -92,10 +92,12 @@ def local_row(path: Path) -> dict[str, Any]:
 
 def test_local_and_remote_stores_are_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with repositories.open_destination(local_row(tmp_path), "job") as opened:
-        assert isinstance(opened.store, RetryingStore) and isinstance(opened.store.inner, LocalStore)
+        assert isinstance(opened.store, RetryingStore)
+        assert isinstance(opened.store.inner, LocalStore)
     monkeypatch.setitem(registry.BACKENDS, "sftp", lambda params: MemoryStore())
     with repositories.open_destination(sftp_row(), "job") as opened:
-        assert isinstance(opened.store, RetryingStore) and isinstance(opened.store.inner, LimitedStore)
+        assert isinstance(opened.store, RetryingStore)
+        assert isinstance(opened.store.inner, LimitedStore)
         assert isinstance(opened.backend, MemoryStore)
 
 
@@ -149,7 +151,8 @@ def test_finish_closes_and_reports_the_retries(tmp_path: Path, monkeypatch: pyte
     finally:
         catalog.close()
     assert opened.closed
-    assert closed.retries == 1 and closed.recorded_fingerprint is None
+    assert closed.retries == 1
+    assert closed.recorded_fingerprint is None
     log = ListLog()
     closed.report(log, "destination 'disk' (d2)")
     assert log.lines == [f"warning destination 'disk' (d2): 1 retries (last: {closed.last_retry})"]

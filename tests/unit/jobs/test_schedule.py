@@ -130,7 +130,7 @@ def test_catch_up_is_skipped_when_the_next_slot_is_under_30_minutes_away() -> No
 
 def test_bad_input_names_the_field() -> None:
     with pytest.raises(ValidationError, match="after: must be a timezone-aware"):
-        next_run(EVERY_DAY, 200, dt.datetime(2026, 1, 1), UTC)
+        next_run(EVERY_DAY, 200, dt.datetime(2026, 1, 1), UTC)  # noqa: DTZ001 - the naive time refused
     with pytest.raises(ValidationError, match="time: must be HHMM"):
         next_run(EVERY_DAY, 2460, utc(2026, 1, 1), UTC)
     with pytest.raises(ValidationError, match="type_data: hourly interval"):

@@ -69,9 +69,12 @@ def test_everything_lands_in_the_fixed_layout(account, tmp_path):
     sources = account_sources(account, ALL_COMPONENTS, 0, ["**/*.log", "/nowhere"])
     assert sources.names == [name for _bit, name in COMPONENTS]
     result = backup_account(repository, sources, job_id="job", tags=["manual"])
-    assert result.failures == [] and not result.partial
+    assert result.failures == []
+    assert not result.partial
     snapshot = result.snapshot
-    assert snapshot.account == "alice" and snapshot.job_id == "job" and snapshot.tags == ["manual"]
+    assert snapshot.account == "alice"
+    assert snapshot.job_id == "job"
+    assert snapshot.tags == ["manual"]
     target = tmp_path / "restored"
     restore(repository, snapshot, str(target))
     assert walk(target) == [
@@ -89,7 +92,8 @@ def test_everything_lands_in_the_fixed_layout(account, tmp_path):
     # empty components are present as folders
     assert sorted(os.listdir(target)) == sorted(name for _bit, name in COMPONENTS)
     record = json.loads((target / "config/account.json").read_text())
-    assert record["account"]["username"] == "alice" and record["contains"] == 511
+    assert record["account"]["username"] == "alice"
+    assert record["contains"] == 511
     assert Account.from_record(record["account"]) == account
     assert json.loads((target / "ftp/accounts.json").read_text())[0]["name"] == "alice_ftp"
     assert (target / "cron/crontab").read_text().startswith("0 * * * *")
@@ -123,6 +127,7 @@ def test_missing_sources_are_warnings_not_failures(tmp_path):
     ghost = Account("ghost", str(tmp_path / "nohome"), cron_file=str(tmp_path / "nocron"))
     repository = Repository.init(MemoryStore(), password=None)
     result = backup_account(repository, account_sources(ghost, 2 | 16, 0), job_id="j")
-    assert result.failures == [] and result.partial
+    assert result.failures == []
+    assert result.partial
     assert result.snapshot.stats["warning_count"] == 2
     repository.close()

@@ -57,7 +57,8 @@ def test_parses_every_field_sorted_by_username(tmp_path):
     assert alice.database_users == (DatabaseUser("mariadb", "alice_wp", "localhost"),)
     assert alice.domains == (Domain("alice.example", "/var/named/alice.example.db"),)
     assert alice.ftp_accounts[0].directory == "/home/alice/public_html"
-    assert alice.tags == ("vip",) and alice.excludes == ("cache/**",)
+    assert alice.tags == ("vip",)
+    assert alice.excludes == ("cache/**",)
     assert Account.from_record(alice.to_record()) == alice
     assert accounts[1].suspended is True
     with pytest.raises(NotFoundError, match="Account not found: carol"):

@@ -35,10 +35,14 @@ def test_users_in_range_with_home_crontab_and_maildir(tmp_path):
     accounts = provider.list_accounts()
     assert [account.username for account in accounts] == ["alice", "bob"]
     alice, bob = accounts
-    assert alice.cron_file == str(spool / "alice") and bob.cron_file == ""
-    assert alice.mail_root == str(homes["alice"] / "Maildir") and bob.mail_root == ""
-    assert alice.disk_usage == 5 and alice.inodes == 4  # the home, Maildir, cur, file
-    assert bob.suspended and not alice.suspended
+    assert alice.cron_file == str(spool / "alice")
+    assert bob.cron_file == ""
+    assert alice.mail_root == str(homes["alice"] / "Maildir")
+    assert bob.mail_root == ""
+    assert alice.disk_usage == 5
+    assert alice.inodes == 4
+    assert bob.suspended
+    assert not alice.suspended
     assert alice.extra["uid"] == 1000
     assert provider.get_account("bob").home == str(homes["bob"])
     with pytest.raises(NotFoundError):

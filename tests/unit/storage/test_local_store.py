@@ -124,5 +124,6 @@ def test_info_reports_file_system_space(tmp_path: Path) -> None:
     store.store("b/c", b"y" * 3000)
     info = store.info()
     assert info.usage == 8000
-    assert info.total is not None and info.free is not None
+    assert info.total is not None
+    assert info.free is not None
     assert 0 <= info.free <= info.total

@@ -19,7 +19,8 @@ def test_probe_passes_and_leaves_nothing(kind: str, tmp_path: Path) -> None:
     store: Store = MemoryStore() if kind == "memory" else LocalStore(tmp_path / "destination")
     report = probe(store)
     assert report.ok, report.message
-    assert report.failed_step is None and report.error is None
+    assert report.failed_step is None
+    assert report.error is None
     assert [step.name for step in report.steps] == ["write", "read", "list", "delete"]
     assert "all work" in report.message
     assert list(store.list()) == []

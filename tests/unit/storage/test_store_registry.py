@@ -27,7 +27,8 @@ from snapkeep.storage.registry import (
 def test_plain_path_and_file_url_open_local_stores(tmp_path: Path) -> None:
     by_path = open_location(str(tmp_path / "plain"))
     by_url = open_location(f"file://{tmp_path}/url%20dir")
-    assert isinstance(by_path, LocalStore) and isinstance(by_url, LocalStore)
+    assert isinstance(by_path, LocalStore)
+    assert isinstance(by_url, LocalStore)
     assert by_path.root == tmp_path / "plain"
     assert by_url.root == tmp_path / "url dir"
 
@@ -65,8 +66,10 @@ def test_sftp_location_parses_into_parameters(tmp_path: Path) -> None:
         fingerprint="SHA256:abc",
     )
     with_password = parse_location("sftp://u:p%2Fw@h/x", Credentials(password="ignored"))
-    assert isinstance(with_password, SftpParams) and with_password.password == "p/w"
-    assert with_password.port == 22 and with_password.path == "/x"
+    assert isinstance(with_password, SftpParams)
+    assert with_password.password == "p/w"
+    assert with_password.port == 22
+    assert with_password.path == "/x"
 
 
 def test_s3_locations_parse_into_parameters() -> None:
@@ -81,7 +84,9 @@ def test_s3_locations_parse_into_parameters() -> None:
     assert isinstance(secure, S3Params)
     assert (secure.endpoint, secure.path, secure.region) == ("https://s3.example.com", "", "eu-1")
     aws = parse_location("s3:///b/p", credentials)
-    assert isinstance(aws, S3Params) and aws.endpoint is None and aws.region == "us-east-1"
+    assert isinstance(aws, S3Params)
+    assert aws.endpoint is None
+    assert aws.region == "us-east-1"
 
 
 def test_parameters_never_show_secrets() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -126,40 +127,70 @@ def test_retry_rejects_zero_attempts() -> None:
 # --- LimitedStore --------------------------------------------------------------------------------
 
 
-class SlowStore(StoreWrapper):
-    """Records how many calls run at the same time."""
+WAIT = 60.0
+
+
+class GatedStore(StoreWrapper):
+    """Holds every ``store`` call inside until ``release`` is set; counts the calls inside."""
 
     def __init__(self, inner: Store) -> None:
         super().__init__(inner)
-        self.active = 0
+        self.inside = 0
         self.peak = 0
-        self._lock = threading.Lock()
+        self.changed = threading.Condition()
+        self.release = threading.Event()
 
     def store(self, name: str, data: bytes) -> None:
-        with self._lock:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        time.sleep(0.01)
-        super().store(name, data)
-        with self._lock:
-            self.active -= 1
+        with self.changed:
+            self.inside += 1
+            self.peak = max(self.peak, self.inside)
+            self.changed.notify_all()
+        try:
+            assert self.release.wait(WAIT), "the test never released the gate"
+            super().store(name, data)
+        finally:
+            with self.changed:
+                self.inside -= 1
+                self.changed.notify_all()
+
+    def wait_inside(self, count: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.inside == count, WAIT), (self.inside, count)
+
+
+def waiting_for_a_slot(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked in ``LimitedStore.store`` taking a slot (its semaphore), not
+    inside the wrapped store."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_qualname)
+        frame = frame.f_back
+    if "LimitedStore.store" not in names or "GatedStore.store" in names:
+        return False
+    return names[names.index("LimitedStore.store") - 1] == "Semaphore.acquire"
 
 
 def test_limit_caps_concurrency() -> None:
-    slow = SlowStore(MemoryStore())
-    store = LimitedStore(slow, max_concurrent=3)
-
-    def worker(number: int) -> None:
-        for item in range(5):
-            store.store(f"o/{number}-{item}", b"x")
-
-    threads = [threading.Thread(target=worker, args=(number,)) for number in range(10)]
-    for thread in threads:
+    gated = GatedStore(MemoryStore())
+    store = LimitedStore(gated, max_concurrent=3)
+    threads = [threading.Thread(target=store.store, args=(f"o/{number}", b"x")) for number in range(6)]
+    for thread in threads[:3]:
         thread.start()
+    gated.wait_inside(3)  # three calls are inside the wrapped store at once
+    for thread in threads[3:]:
+        thread.start()
+    deadline = time.monotonic() + WAIT
+    while not all(waiting_for_a_slot(thread) for thread in threads[3:]):
+        assert time.monotonic() < deadline, "the other calls never reached the limit"
+        time.sleep(0.001)
+    assert gated.inside == 3, "the fourth and later calls wait outside"
+    gated.release.set()
     for thread in threads:
-        thread.join()
-    assert slow.peak == 3
-    assert len(list(store.list("o/"))) == 50
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert gated.peak == 3
+    assert len(list(store.list("o/"))) == 6
 
 
 def test_bandwidth_limit_sleeps_on_the_clock() -> None:

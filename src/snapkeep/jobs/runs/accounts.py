@@ -181,7 +181,8 @@ class AccountsBody:
             return target.problem
         if self.context.stopping():
             return Outcome.STOPPED, "stopped"
-        assert target.repository is not None and target.destination is not None
+        assert target.repository is not None
+        assert target.destination is not None
         progress = BackupProgress(self.group)
         job = self.job
         try:

@@ -357,7 +357,8 @@ def _over_limit(
 
 def apply_retention(context: RunContext, job: JobSpec, target: Target) -> None:
     """Remove the backups of ``job`` on ``target`` that retention does not keep, then prune."""
-    assert target.repository is not None and target.destination is not None
+    assert target.repository is not None
+    assert target.destination is not None
     repository = target.repository
     with context.catalog.transaction(write=False) as tx:
         stored = backups.rows(tx, job_id=job.id, destination_id=target.destination.id)

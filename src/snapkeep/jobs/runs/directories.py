@@ -97,7 +97,8 @@ class DirectoriesBody:
 
     def store(self, target: Target, progress: BackupProgress) -> str:
         """Write the snapshot or archive and record it in the catalog; return the backup's catalog ID."""
-        assert target.repository is not None and target.destination is not None
+        assert target.repository is not None
+        assert target.destination is not None
         context, job, tags = self.context, self.job, self.tags
         extra = {"schedules": scheduled_only(tags), "structure": "incremental"}
         if job.structure == Structure.INCREMENTAL:

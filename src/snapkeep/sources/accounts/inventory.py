@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +104,55 @@ _TABLES: dict[str, Callable[[str, Any], Any]] = {
 _KNOWN = {"username", "home", *_STRINGS, *_BOOLEANS, *_COUNTS, *_STRING_LISTS, *_TABLES}
 
 
-def parse_account(raw: Any, position: int, *, measure: bool = True) -> Account:
-    """One ``[[account]]`` table as an ``Account``; raises ``ConfigError`` naming the field."""
+def _string(where: str, key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}.{key}: must be a string")
+    if key in _ABSOLUTE and value and not value.startswith("/"):
+        raise ConfigError(f"{where}.{key}: must be an absolute path (got {value!r})")
+    return value
+
+
+def _boolean(where: str, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: must be true or false")
+    return value
+
+
+def _count(where: str, key: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}.{key}: must be a non-negative integer")
+    return value
+
+
+def _string_list(where: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigError(f"{where}.{key}: must be a list of non-empty strings")
+    if key in _ABSOLUTE_LISTS:
+        for item in value:
+            if not item.startswith("/"):
+                raise ConfigError(f"{where}.{key}: {item!r} is not an absolute path")
+    return tuple(value)
+
+
+def _table(where: str, key: str, value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}.{key}: must be an array of tables ([[account.{key}]])")
+    parse = _TABLES[key]
+    return tuple(parse(f"{where}.{key}[{index}]", item) for index, item in enumerate(value))
+
+
+#: each optional field's checker, by the kind of value it takes
+_FIELD_CHECKS: tuple[tuple[Iterable[str], Callable[[str, str, Any], Any]], ...] = (
+    (_STRINGS, _string),
+    (_BOOLEANS, _boolean),
+    (_COUNTS, _count),
+    (_STRING_LISTS, _string_list),
+    (_TABLES, _table),
+)
+
+
+def _identity(raw: Any, position: int) -> tuple[str, dict[str, Any]]:
+    """Where log lines name the account, and its ``username`` and ``home``; raises ConfigError."""
     where = f"account[{position}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: must be a table")
@@ -119,45 +166,26 @@ def parse_account(raw: Any, position: int, *, measure: bool = True) -> Account:
     home = raw.get("home")
     if not isinstance(home, str) or not home.startswith("/"):
         raise ConfigError(f"{where}.home: required, an absolute path (got {home!r})")
-    values: dict[str, Any] = {"username": username, "home": home.rstrip("/") or "/"}
-    for key in _STRINGS:
-        if key in raw:
-            if not isinstance(raw[key], str):
-                raise ConfigError(f"{where}.{key}: must be a string")
-            if key in _ABSOLUTE and raw[key] and not raw[key].startswith("/"):
-                raise ConfigError(f"{where}.{key}: must be an absolute path (got {raw[key]!r})")
-            values[key] = raw[key]
-    for key in _BOOLEANS:
-        if key in raw:
-            if not isinstance(raw[key], bool):
-                raise ConfigError(f"{where}.{key}: must be true or false")
-            values[key] = raw[key]
-    for key in _COUNTS:
-        if key in raw:
-            if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 0:
-                raise ConfigError(f"{where}.{key}: must be a non-negative integer")
-            values[key] = raw[key]
-    for key in _STRING_LISTS:
-        if key in raw:
-            items = raw[key]
-            if not isinstance(items, list) or not all(isinstance(item, str) and item for item in items):
-                raise ConfigError(f"{where}.{key}: must be a list of non-empty strings")
-            if key in _ABSOLUTE_LISTS:
-                for item in items:
-                    if not item.startswith("/"):
-                        raise ConfigError(f"{where}.{key}: {item!r} is not an absolute path")
-            values[key] = tuple(items)
-    for key, parse in _TABLES.items():
-        if key in raw:
-            if not isinstance(raw[key], list):
-                raise ConfigError(f"{where}.{key}: must be an array of tables ([[account.{key}]])")
-            values[key] = tuple(parse(f"{where}.{key}[{index}]", item) for index, item in enumerate(raw[key]))
-    for index, item in enumerate(values.get("databases", ()) + values.get("database_users", ())):
-        if item.engine not in DATABASE_ENGINES:
-            kind = "databases" if index < len(values.get("databases", ())) else "database_users"
-            raise ConfigError(
-                f"{where}.{kind}: engine {item.engine!r} is not one of {', '.join(DATABASE_ENGINES)}"
-            )
+    return where, {"username": username, "home": home.rstrip("/") or "/"}
+
+
+def _check_engines(where: str, values: dict[str, Any]) -> None:
+    for kind in ("databases", "database_users"):
+        for item in values.get(kind, ()):
+            if item.engine not in DATABASE_ENGINES:
+                raise ConfigError(
+                    f"{where}.{kind}: engine {item.engine!r} is not one of {', '.join(DATABASE_ENGINES)}"
+                )
+
+
+def parse_account(raw: Any, position: int, *, measure: bool = True) -> Account:
+    """One ``[[account]]`` table as an ``Account``; raises ``ConfigError`` naming the field."""
+    where, values = _identity(raw, position)
+    for keys, check in _FIELD_CHECKS:
+        for key in keys:
+            if key in raw:
+                values[key] = check(where, key, raw[key])
+    _check_engines(where, values)
     if measure and ("disk_usage" not in values or "inodes" not in values):
         used, inodes = measure_home(values["home"])
         values.setdefault("disk_usage", used)
