@@ -31,8 +31,8 @@ from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_remote_runs import restore_and_compare, s3_destination, sftp_destination
 
 from servers import RcloneS3Server, SshServer
-from snapkeep.engine.checker import check, open_without_index
 from snapkeep.engine.format import DATA_PREFIX
+from snapkeep.engine.maintenance.check import check, open_without_index
 from snapkeep.jobs import backups, destinations
 from snapkeep.storage.base import Store
 from snapkeep.storage.wrappers import StoreWrapper

@@ -29,12 +29,12 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, Node, Tree
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, Node, Tree
+from snapkeep.engine.restore import restore
 from snapkeep.errors import ConfigError, NotFoundError
 from snapkeep.storage.registry import open_store
 

@@ -4,14 +4,7 @@ Everything written to a destination is described by a value in this module. A va
 been released is never changed or reused: a new algorithm gets a new ID, a new layout a new
 ``FORMAT_VERSION``. A checked-in repository of each released version (``tests/fixtures/golden-v1``)
 keeps the readers honest.
-
-Glossary of the engine:
-
-* **chunk**: a piece of a file cut by the content-defined chunker.
-* **blob**: a chunk or a tree, compressed and sealed, addressed by its keyed BLAKE3 ID.
-* **pack**: a file of about ``PACK_TARGET_SIZE`` holding blobs and a sealed trailer listing them.
-* **index**: files mapping blob IDs to their place in packs; rebuildable from pack trailers.
-* **snapshot**: one backup run, pointing at a root tree; written last.
+The engine's glossary is in ``snapkeep.engine``'s docstring.
 """
 
 from __future__ import annotations

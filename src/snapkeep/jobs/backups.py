@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from snapkeep.clock import SYSTEM, Clock, isoformat
-from snapkeep.engine import retention, tarball
-from snapkeep.engine.prune import prune
+from snapkeep.engine import archive as tarball
+from snapkeep.engine.maintenance import retention
+from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import ConfigError, ConflictError, NotFoundError, RepositoryNotFoundError
 from snapkeep.ids import new_id

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import and_, exists, select, update
 
 from snapkeep.clock import isoformat
-from snapkeep.engine.locks import is_stale, list_locks
+from snapkeep.engine.repository.locks import is_stale, list_locks
 from snapkeep.errors import ConflictError, NotFoundError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction

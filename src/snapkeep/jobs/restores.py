@@ -27,9 +27,9 @@ from typing import Any
 import zstandard
 
 from snapkeep.clock import Clock
+from snapkeep.engine.archive import restore_archive
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.tarball import restore_archive
+from snapkeep.engine.restore import restore
 from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs import account_restores, backups, destinations, hooks

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine import retention
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.archive import write_archive
+from snapkeep.engine.backup import backup
+from snapkeep.engine.maintenance import retention
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.tarball import write_archive
 from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import (
     account_runs,

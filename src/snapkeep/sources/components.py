@@ -33,11 +33,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.archiver import BackupOptions
-from snapkeep.engine.layout import LayoutBackup, find_layout_parent
+from snapkeep.engine.backup import BackupOptions
+from snapkeep.engine.backup.composed import LayoutBackup, find_layout_parent
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import DatabaseError, DumpError
 from snapkeep.sources.accounts.base import Account, Database
 from snapkeep.sources.databases import DumpStream, database_size, open_dump

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from snapkeep.engine import index as index_module
 from snapkeep.engine.format import BlobType, Compression
-from snapkeep.engine.index import BlobLocation, Index, decode_index_file, encode_index_file
+from snapkeep.engine.repository import index as index_module
+from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
 from snapkeep.errors import IntegrityError
 
 

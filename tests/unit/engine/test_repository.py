@@ -10,9 +10,9 @@ import threading
 import pytest
 
 from snapkeep.clock import UTC, FrozenClock
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import BlobType, Compression, pack_name
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import (
     BlobNotFoundError,
     IntegrityError,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from snapkeep.engine.retention import FOREVER, MANUAL, Backup, decide, to_remove
+from snapkeep.engine.maintenance.retention import FOREVER, MANUAL, Backup, decide, to_remove
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAILY, WEEKLY = "d" * 24, "w" * 24

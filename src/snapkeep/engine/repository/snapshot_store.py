@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import blake3
 
-from snapkeep.engine.crypto import Cipher
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import AD_SNAPSHOT, SNAPSHOTS_PREFIX
-from snapkeep.engine.snapshot import Snapshot
+from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.errors import IntegrityError, NotFoundError, ObjectNotFoundError, ValidationError
 from snapkeep.storage.base import Store
 

@@ -78,7 +78,7 @@ def chunk_file(source: BinaryIO, size_hint: int | None = None) -> Iterator[Chunk
     """Cut an open binary file from its current position to its end.
 
     ``size_hint`` (the size from ``stat``) selects the whole-read path for small files; a file that
-    grew meanwhile is still read to its end. Raises ``OSError`` from reading: the archiver, which
+    grew meanwhile is still read to its end. Raises ``OSError`` from reading: the backup, which
     opened the file, turns it into a per-file warning.
     """
     if size_hint is None:

@@ -12,9 +12,9 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, decode_entries, entry_name
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, decode_entries, entry_name
 from snapkeep.errors import BlobNotFoundError, IntegrityError, ObjectNotFoundError
 
 __all__ = [

@@ -233,7 +233,7 @@ def encode_entries(entries: list[dict[str, Any]]) -> bytes:
 def decode_entries(data: bytes) -> list[dict[str, Any]]:
     """The raw entry dictionaries of a tree blob, without building nodes or checking names.
 
-    For comparing with a parent snapshot only (never for writing files): the archiver reuses a
+    For comparing with a parent snapshot only (never for writing files): the backup reuses a
     parent folder's tree when its fresh entries equal these. Raises ``IntegrityError``."""
     try:
         document = json.loads(data.decode("utf-8", "surrogatepass"))

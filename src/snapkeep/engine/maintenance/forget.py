@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import IntegrityError, NotFoundError, ValidationError
 
 LATEST = "latest"

@@ -26,7 +26,6 @@ from typing import Any
 
 from argon2.low_level import Type, hash_secret_raw
 
-from snapkeep.engine.crypto import AesGcmCipher
 from snapkeep.engine.format import (
     AD_MASTER_KEY,
     ARGON2_DEFAULTS,
@@ -36,6 +35,7 @@ from snapkeep.engine.format import (
     KdfId,
     kdf_by_name,
 )
+from snapkeep.engine.repository.crypto import AesGcmCipher
 from snapkeep.errors import IntegrityError, RepositoryError, WrongPasswordError
 
 KEY_FILE_VERSION = 1

@@ -24,10 +24,7 @@ from typing import Any
 import blake3
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine import keys as keyfiles
-from snapkeep.engine.blobs import BlobCodec
-from snapkeep.engine.config import RepositoryConfig
-from snapkeep.engine.crypto import Cipher, make_cipher
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import (
     AD_INDEX,
     CONFIG_NAME,
@@ -42,12 +39,15 @@ from snapkeep.engine.format import (
     cipher_by_name,
     pack_name,
 )
-from snapkeep.engine.index import BlobLocation, Index, decode_index_file, encode_index_file
-from snapkeep.engine.locks import RepositoryLock
-from snapkeep.engine.packer import DEFAULT_UPLOADERS, Packer
-from snapkeep.engine.packs import PackEntry, read_pack_trailer
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.snapshots import SnapshotStore
+from snapkeep.engine.repository import keys as keyfiles
+from snapkeep.engine.repository.codec import BlobCodec
+from snapkeep.engine.repository.config import RepositoryConfig
+from snapkeep.engine.repository.crypto import Cipher, make_cipher
+from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
+from snapkeep.engine.repository.locks import RepositoryLock
+from snapkeep.engine.repository.pack_format import PackEntry, read_pack_trailer
+from snapkeep.engine.repository.packer import DEFAULT_UPLOADERS, Packer
+from snapkeep.engine.repository.snapshot_store import SnapshotStore
 from snapkeep.errors import (
     BlobNotFoundError,
     IntegrityError,

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 import blake3
 import zstandard
 
-from snapkeep.engine.crypto import SEAL_OVERHEAD, Cipher
+from snapkeep.engine.repository.crypto import SEAL_OVERHEAD, Cipher
 from snapkeep.errors import IntegrityError
 
 SEGMENT_MAGIC = b"SKSEG001"

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import blake3
 
-from snapkeep.engine.crypto import Cipher
+from snapkeep.engine.archive.writer import ArchiveEntry
 from snapkeep.engine.format import ARCHIVES_PREFIX
-from snapkeep.engine.tarwriter import ArchiveEntry
+from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.base import Store
 

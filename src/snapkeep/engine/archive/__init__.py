@@ -8,7 +8,7 @@ one password opens both)::
     archives/<id>.manifest   sealed JSON written after the archive: what it holds and its hashes
 
 For an encrypted repository the stored object is the stream sealed in segments
-(``engine.segments``); for an unencrypted one it is a standard ``.tar``/``.tar.zst`` that ``tar``
+(``archive.segments``); for an unencrypted one it is a standard ``.tar``/``.tar.zst`` that ``tar``
 and ``zstd`` read. Nothing is staged locally: ``write_archive`` streams through ``store_stream``
 and ``restore_archive`` through ranged ``load`` calls, so memory stays bounded by a few MiB.
 
@@ -27,19 +27,19 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.crypto import Cipher
-from snapkeep.engine.format import ARCHIVES_PREFIX, CIPHER_NAMES, DEFAULT_COMPRESSION_LEVEL, CipherId
-from snapkeep.engine.manifest import (
+from snapkeep.engine.archive.manifest import (
     ArchiveDestination,
     ArchiveKeys,
     ArchiveManifest,
     decode_manifest,
     encode_manifest,
 )
+from snapkeep.engine.archive.reader import ArchiveRestore, ArchiveRestoreResult
+from snapkeep.engine.archive.segments import SEGMENT_SIZE, HashingTap, compress_zstd, seal_segments
+from snapkeep.engine.archive.writer import READ_SIZE, TarWriter
+from snapkeep.engine.format import ARCHIVES_PREFIX, CIPHER_NAMES, DEFAULT_COMPRESSION_LEVEL, CipherId
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.segments import SEGMENT_SIZE, HashingTap, compress_zstd, seal_segments
-from snapkeep.engine.tarrestore import ArchiveRestore, ArchiveRestoreResult
-from snapkeep.engine.tarwriter import READ_SIZE, TarWriter
+from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.errors import NotFoundError, ValidationError
 
 STRUCTURE_ARCHIVED = "archived"

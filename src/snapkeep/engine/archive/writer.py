@@ -1,6 +1,6 @@
 """Writing a pax tar stream of source trees, one bounded piece at a time.
 
-``TarWriter.stream()`` walks the sources (exclude globs as in the incremental archiver) and yields
+``TarWriter.stream()`` walks the sources (exclude globs as in the incremental backup) and yields
 the tar bytes; it never holds more than one read block of a file. Member names are the source paths
 without the leading ``/`` (``/home/alice/x`` -> ``home/alice/x``), as GNU tar writes them, so a
 plain archive also restores with ``tar -x``. Names that are not valid UTF-8 travel as pax
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import blake3
 
+from snapkeep.engine.fs.walker import Describer, Excludes, read_xattrs
 from snapkeep.engine.progress import Progress
-from snapkeep.engine.walker import Describer, Excludes, read_xattrs
 
 BLOCK = tarfile.BLOCKSIZE
 READ_SIZE = 1024 * 1024

@@ -17,9 +17,9 @@ import queue
 import threading
 from collections.abc import Callable
 
-from snapkeep.engine.crypto import Cipher
 from snapkeep.engine.format import PACK_TARGET_SIZE, BlobType, Compression, pack_name
-from snapkeep.engine.packs import PackBuilder, PackEntry
+from snapkeep.engine.repository.crypto import Cipher
+from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry
 from snapkeep.errors import SnapkeepError, StorageError
 from snapkeep.storage.base import Store
 

@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import blake3
 
-from snapkeep.engine.crypto import Cipher
 from snapkeep.engine.format import (
     AD_PACK_TRAILER,
     PACK_MAGIC,
@@ -33,7 +32,8 @@ from snapkeep.engine.format import (
     Compression,
     pack_name,
 )
-from snapkeep.engine.index import BlobLocation
+from snapkeep.engine.repository.crypto import Cipher
+from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.base import Store
 

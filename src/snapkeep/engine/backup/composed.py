@@ -2,10 +2,10 @@
 
 A Directories backup mirrors absolute paths; an account backup instead holds a fixed layout
 (``homedir/``, ``databases/mariadb/x.sql``, ``cron/crontab``...). ``LayoutBackup`` builds one: each
-target path inside the snapshot receives either a file-system path (walked exactly as the archiver
+target path inside the snapshot receives either a file-system path (walked exactly as the incremental backup
 walks, with its exclude globs, parent reuse of unchanged files and per-file warnings), a stream
-(``engine.streams``: a dump from a pipe) or bytes. Folders between targets are synthetic (mode
-0700, owned by root). ``save()`` writes the snapshot last, like ``archiver.backup``.
+(``backup.streams``: a dump from a pipe) or bytes. Folders between targets are synthetic (mode
+0700, owned by root). ``save()`` writes the snapshot last, like ``backup.backup``.
 
 Streams are stored when added (``add_stream``), so the caller checks a dump's exit status before
 the node is placed; paths are walked by ``finish()``.
@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.archiver import Archiver, Frame
-from snapkeep.engine.backup_pool import BackupOptions
-from snapkeep.engine.parents import load_parent_folder, parent_subtree
+from snapkeep.engine.backup import BackupWalk, Frame
+from snapkeep.engine.backup.parents import load_parent_folder, parent_subtree
+from snapkeep.engine.backup.pool import BackupOptions
+from snapkeep.engine.backup.streams import Readable, store_stream
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, Node, validate_name
+from snapkeep.engine.fs.walker import Excludes
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.streams import Readable, store_stream
-from snapkeep.engine.tree import DIR, Node, validate_name
-from snapkeep.engine.walker import Excludes
 from snapkeep.errors import ValidationError
 
 
@@ -87,7 +87,7 @@ class LayoutBackup:
         self.paths: list[str] = []
         self.excludes: list[str] = []
         self.stream_bytes = 0
-        self.archiver = Archiver(repository, Excludes(()), self.progress, options or BackupOptions())
+        self.walk = BackupWalk(repository, Excludes(()), self.progress, options or BackupOptions())
         self.progress.on_start(None, None)
         self._finished = False
 
@@ -129,16 +129,16 @@ class LayoutBackup:
             mtime_ns=self._now_ns(),
             on_bytes=self.progress.on_bytes,
         )
-        with self.archiver.lock:
-            self.archiver.stats.new_blobs += stats.new_blobs
-            self.archiver.stats.new_bytes += stats.new_bytes
+        with self.walk.lock:
+            self.walk.stats.new_blobs += stats.new_blobs
+            self.walk.stats.new_bytes += stats.new_bytes
         return node
 
     def commit(self, target: str, node: Node) -> None:
         """Place a stored stream's ``node`` at ``target`` (counted as a file of the snapshot)."""
         self._place(target, node)
-        self.archiver.stats.files += 1
-        self.archiver.stats.bytes += node.size
+        self.walk.stats.files += 1
+        self.walk.stats.bytes += node.size
         self.stream_bytes += node.size
         self.progress.on_file("/" + target.strip("/"), node.size)
 
@@ -150,14 +150,14 @@ class LayoutBackup:
 
     def warn(self, path: str, message: str) -> None:
         """Record a per-entry warning in the snapshot's stats (a component that could not be read)."""
-        self.archiver.warn(os.fsencode(path), message)
+        self.walk.warn(os.fsencode(path), message)
 
     def abort(self) -> None:
         """Give up (nothing is saved): stop the worker threads. Blobs already added stay unreferenced
         until a prune."""
         if not self._finished:
             self._finished = True
-            self.archiver.shutdown()
+            self.walk.shutdown()
             self.progress.on_finish()
 
     def finish(self) -> bytes:
@@ -165,21 +165,21 @@ class LayoutBackup:
         if self._finished:
             raise RuntimeError("LayoutBackup.finish called twice")
         self._finished = True
-        archiver = self.archiver
-        archiver.excludes = Excludes(self.excludes)
+        walk = self.walk
+        walk.excludes = Excludes(self.excludes)
         root_parent = bytes.fromhex(self.parent.tree) if self.parent else None
         try:
             root = self._walk(self.root, b"", None, root_parent)
-            archiver.drain()
+            walk.drain()
         finally:
-            archiver.shutdown()
+            walk.shutdown()
             self.progress.on_finish()
-        if root.tree_id is None or archiver.frames:
+        if root.tree_id is None or walk.frames:
             raise RuntimeError("layout backup ended with unfinished folders")
         return root.tree_id
 
     def _walk(self, folder: _Folder, path: bytes, node: Node | None, parent_tree: bytes | None) -> Frame:
-        archiver = self.archiver
+        walk = self.walk
         frame = Frame(path=path or b"/", node=node, parent_tree=parent_tree)
         frame.old = load_parent_folder(self.repository, parent_tree)
         for name in sorted(folder.children):
@@ -191,17 +191,17 @@ class LayoutBackup:
                 child = Node(
                     name=name, type=DIR, mode=0o700, user="root", group="root", mtime_ns=self._now_ns()
                 )
-                archiver.stats.dirs += 1
+                walk.stats.dirs += 1
                 self._walk(item, path + b"/" + name, child, parent_subtree(old))
                 frame.nodes.append(child)
             else:
                 try:
                     info = os.lstat(item.source)
                 except OSError as error:
-                    archiver.warn(item.source, f"cannot read: {error.strerror or error}")
+                    walk.warn(item.source, f"cannot read: {error.strerror or error}")
                     continue
-                archiver.add_entry(frame, name, item.source, info, old)
-        archiver.close_frame(frame)
+                walk.add_entry(frame, name, item.source, info, old)
+        walk.close_frame(frame)
         return frame
 
     def _now_ns(self) -> int:
@@ -220,7 +220,7 @@ class LayoutBackup:
         """Finish and save the snapshot (written last); returns it with its ID. ``extra`` adds
         snapshot fields (schedules, structure) and ``stats`` keys (under ``extra["stats"]``)."""
         tree_id = self.finish()
-        stats = self.archiver.stats
+        stats = self.walk.stats
         fields = dict(extra or {})
         more_stats = fields.pop("stats", {})
         snapshot = Snapshot(

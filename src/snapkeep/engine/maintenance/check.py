@@ -31,14 +31,14 @@ from typing import Any
 import blake3
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine import keys as keyfiles
-from snapkeep.engine.config import RepositoryConfig
+from snapkeep.engine.data.tree import DIR, Tree
 from snapkeep.engine.format import CONFIG_NAME, DATA_PREFIX, KEYS_PREFIX, PACK_MAGIC, BlobType, pack_name
-from snapkeep.engine.index import BlobLocation, Index
-from snapkeep.engine.packs import parse_pack
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.tree import DIR, Tree
+from snapkeep.engine.repository import keys as keyfiles
+from snapkeep.engine.repository.config import RepositoryConfig
+from snapkeep.engine.repository.index import BlobLocation, Index
+from snapkeep.engine.repository.pack_format import parse_pack
 from snapkeep.errors import (
     IntegrityError,
     NotFoundError,

@@ -13,9 +13,9 @@ import threading
 import blake3
 import zstandard
 
-from snapkeep.engine.crypto import Cipher
 from snapkeep.engine.format import Compression
-from snapkeep.engine.index import BlobLocation
+from snapkeep.engine.repository.crypto import Cipher
+from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.errors import IntegrityError
 
 

@@ -1,12 +1,12 @@
 """Restore: a whole snapshot or chosen paths, to any target folder, never outside it.
 
-Plan (main thread, ``restore_plan``): walk the snapshot's trees depth first. Every name comes from
+Plan (main thread, ``restore.plan``): walk the snapshot's trees depth first. Every name comes from
 ``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names (``UnsafePathError``). Folders are
 created and opened one component at a time relative to their parent's descriptor with
-``O_NOFOLLOW`` (``restore_folders``); a symlink or file planted where a folder or file belongs is
+``O_NOFOLLOW`` (``fs.safe_target``); a symlink or file planted where a folder or file belongs is
 removed, never followed. Symlinks, fifos and device nodes (when root) are made there too.
 
-Content (worker threads, ``restore_writer``): the needed blobs are grouped by pack; each worker
+Content (worker threads, ``restore.writer``): the needed blobs are grouped by pack; each worker
 reads one pack's blobs with ``repository.load_blobs`` (ranged reads, every blob verified against its
 ID) and writes each blob at its offsets in every file that uses it, skipping zero runs of sparse
 files. A file gets its metadata (owner, mode, xattrs and ACLs, mtime in ns) through its descriptor
@@ -21,12 +21,12 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restore_folders import DIR_FLAGS, Folders, descriptor_budget
-from snapkeep.engine.restore_plan import RestorePlanner, parse_include
-from snapkeep.engine.restore_writer import RestoreResult
-from snapkeep.engine.snapshot import Snapshot
+from snapkeep.engine.restore.plan import RestorePlanner, parse_include
+from snapkeep.engine.restore.writer import RestoreResult
 
 __all__ = ["RestoreResult", "parse_include", "restore"]
 

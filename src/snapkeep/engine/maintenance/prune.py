@@ -26,14 +26,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapkeep.engine.checker import check
 from snapkeep.engine.format import pack_name
-from snapkeep.engine.index import BlobLocation
-from snapkeep.engine.locks import LockInfo, list_locks
-from snapkeep.engine.packer import Packer
-from snapkeep.engine.packs import PackEntry
+from snapkeep.engine.maintenance.check import check
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository.index import BlobLocation
+from snapkeep.engine.repository.locks import LockInfo, list_locks
+from snapkeep.engine.repository.pack_format import PackEntry
+from snapkeep.engine.repository.packer import Packer
 from snapkeep.errors import IntegrityError, RepositoryError
 
 #: Packs that no index lists are kept when a lock this recent (seconds) was broken on the way in.

@@ -3,7 +3,7 @@
 Content (worker threads): each worker reads a group of one pack's blobs with
 ``repository.load_blobs`` (ranged reads, every blob verified against its ID) and writes each blob
 at its offsets in every file that uses it, skipping zero runs of sparse files. Files are created
-with ``O_EXCL | O_NOFOLLOW`` relative to their folder's descriptor (``restore_folders``). A file
+with ``O_EXCL | O_NOFOLLOW`` relative to their folder's descriptor (``fs.safe_target``). A file
 gets its metadata (owner, mode, xattrs and ACLs, mtime in ns) through its descriptor when its last
 blob is written. Hard links are linked to their first member afterwards; folder metadata is
 applied last, deepest first. A blob that is missing or damaged fails the files using it (their
@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapkeep.engine.index import BlobLocation
+from snapkeep.engine.data.tree import SYMLINK, Node
+from snapkeep.engine.fs.safe_target import Folders, remove_existing
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restore_folders import Folders, remove_existing
-from snapkeep.engine.tree import SYMLINK, Node
+from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.errors import SnapkeepError
 
 __all__ = ["FileJob", "RestoreResult", "RestoreWriter", "Users"]

@@ -19,11 +19,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from snapkeep.engine.manifest import ArchiveDestination, ArchiveManifest
-from snapkeep.engine.progress import Progress
-from snapkeep.engine.segments import HashingTap, decompress_zstd, open_segments
-from snapkeep.engine.tarextract import Metadata, SafeExtractor, split_member_path
-from snapkeep.engine.tarwriter import (
+from snapkeep.engine.archive.extract import Metadata, SafeExtractor, split_member_path
+from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
+from snapkeep.engine.archive.segments import HashingTap, decompress_zstd, open_segments
+from snapkeep.engine.archive.writer import (
     ENCODING,
     ERRORS,
     READ_SIZE,
@@ -33,6 +32,7 @@ from snapkeep.engine.tarwriter import (
     parse_pax_time,
     xattrs_digest,
 )
+from snapkeep.engine.progress import Progress
 from snapkeep.errors import IntegrityError, NotFoundError
 from snapkeep.storage.base import Store
 
@@ -193,7 +193,7 @@ class ArchiveRestore:
         return not self.wanted or any(path == item or path.startswith(item + "/") for item in self.wanted)
 
     def run(self) -> ArchiveRestoreResult:
-        """Restore; see ``tarball.restore_archive`` for what raises."""
+        """Restore; see ``archive.restore_archive`` for what raises."""
         chosen = [entry for entry in self.manifest.entries if self.selected(entry.path)]
         self.progress.on_start(len(chosen), sum(entry.size for entry in chosen))
         hashing = HashingTap(_stored_chunks(self.destination.store, self.manifest.archive_name))

@@ -1,16 +1,19 @@
-"""Backup: walk the sources, store new file contents and one tree blob per folder, save a snapshot.
+"""The incremental backup: walk the sources, store new file contents and one tree blob per folder,
+save a snapshot.
 
-The main thread walks (``walker``) in byte-sorted order and builds nodes. A regular file whose
-(size, mtime, ctime, inode) equal its node in the parent snapshot (``parents``) keeps that node's
-content list and is not read. Other files go to the worker pool (``backup_pool``), which reads,
-chunks and stores them with bounded memory. Folders are finished in post-order once the files
-under them are done, so a tree blob only names stored blobs; the snapshot is saved last.
+The main thread walks (``fs.walker``) in byte-sorted order and builds nodes. A regular file whose
+(size, mtime, ctime, inode) equal its node in the parent snapshot (``backup.parents``) keeps that
+node's content list and is not read. Other files go to the worker pool (``backup.pool``), which
+reads (``backup.reading``), chunks (``backup.chunker``) and stores them with bounded memory.
+Folders are finished in post-order once the files under them are done, so a tree blob only names
+stored blobs; the snapshot is saved last.
 
 Files that vanish or cannot be read, and folders that cannot be listed, become warnings (path and
 message) in the snapshot's stats and are left out of the tree; the backup still completes.
 
-``Archiver`` is also the walk behind ``layout.LayoutBackup``: ``add_entry`` walks one entry into a
-``Frame``, ``close_frame`` ends a folder's walk and ``drain`` waits for the files still being read.
+``BackupWalk`` is also the walk behind ``backup.composed.LayoutBackup`` (an account's composed
+snapshot): ``add_entry`` walks one entry into a ``Frame``, ``close_frame`` ends a folder's walk and
+``drain`` waits for the files still being read. ``backup.streams`` stores produced streams (dumps).
 """
 
 from __future__ import annotations
@@ -23,29 +26,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.backup_pool import BackupOptions, BackupPool
-from snapkeep.engine.format import BlobType
-from snapkeep.engine.parents import (
+from snapkeep.engine.backup.parents import (
     ParentFolder,
     decode_xattrs,
     find_parent,
     load_parent_folder,
     parent_subtree,
 )
-from snapkeep.engine.progress import Progress
-from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, FILE, Node, encode_entries
-from snapkeep.engine.walker import (
+from snapkeep.engine.backup.pool import BackupOptions, BackupPool
+from snapkeep.engine.backup.reading import PendingFile
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, FILE, Node, encode_entries
+from snapkeep.engine.format import BlobType
+from snapkeep.engine.fs.walker import (
     Describer,
     Excludes,
-    PendingFile,
     prepare_sources,
     scan_directory,
 )
+from snapkeep.engine.progress import Progress
+from snapkeep.engine.repository import Repository
 from snapkeep.errors import NotFoundError
 
-__all__ = ["AUTO_PARENT", "Archiver", "BackupOptions", "Frame", "backup", "find_parent", "load_parent_folder"]
+__all__ = [
+    "AUTO_PARENT",
+    "BackupOptions",
+    "BackupWalk",
+    "Frame",
+    "backup",
+    "find_parent",
+    "load_parent_folder",
+]
 
 AUTO_PARENT = "auto"
 
@@ -105,17 +116,17 @@ def backup(
         parent_snapshot = repository.load_snapshot(parent)
     else:
         parent_snapshot = parent
-    walker = Archiver(repository, Excludes(excludes), progress, options)
+    walk = BackupWalk(repository, Excludes(excludes), progress, options)
     for path in missing:
-        walker.warn(path, "source does not exist")
+        walk.warn(path, "source does not exist")
     progress.on_start(None, None)
     try:
         root_parent = bytes.fromhex(parent_snapshot.tree) if parent_snapshot else None
-        tree_id = walker.run(roots, root_parent)
+        tree_id = walk.run(roots, root_parent)
     finally:
-        walker.shutdown()
+        walk.shutdown()
         progress.on_finish()
-    stats = walker.stats
+    stats = walk.stats
     snapshot = Snapshot(
         id="",
         time=clock.now(),
@@ -146,7 +157,7 @@ def backup(
     return snapshot
 
 
-class Archiver(BackupPool):
+class BackupWalk(BackupPool):
     """One backup run's walking state (main thread) on top of its worker pool."""
 
     def __init__(

@@ -3,21 +3,20 @@
 A database dump comes from a pipe and a config record from memory; ``store_stream`` chunks such a
 stream with the chunker (FastCDC, so an unchanged dump costs only the chunks that changed), adds
 the blobs the repository lacks and returns a regular-file ``Node`` to place in a tree. Nothing is
-written to a temporary file. Additive to the archiver: ``engine.layout`` places these nodes.
+written to a temporary file. ``backup.composed`` places these nodes; reading a stored file back is
+``restore.content``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from snapkeep.engine.chunker import chunk_file
+from snapkeep.engine.backup.chunker import chunk_file
+from snapkeep.engine.data.tree import FILE, Node
 from snapkeep.engine.format import BlobType
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.tree import DIR, FILE, Node, Tree
-from snapkeep.errors import NotFoundError
 
 
 class Readable(Protocol):
@@ -77,33 +76,3 @@ def store_stream(
         content=content,
     )
     return node, stats
-
-
-def find_node(repository: Repository, tree_id: bytes, path: str) -> Node:
-    """The node at ``path`` (``databases/mariadb/x.sql``) below the tree ``tree_id``. Raises
-    ``NotFoundError`` naming the path when a component is missing or not a folder, and
-    ``IntegrityError`` for a damaged tree."""
-    parts = [os.fsencode(part) for part in path.strip("/").split("/") if part]
-    if not parts:
-        raise NotFoundError(kind="snapshot path", ident=path or "/")
-    current: bytes | None = tree_id
-    node: Node | None = None
-    for index, part in enumerate(parts):
-        if current is None:
-            raise NotFoundError(
-                kind="snapshot path", ident="/".join(path.strip("/").split("/")[:index]) + " (not a folder)"
-            )
-        tree = Tree.decode(repository.load_blob(current))
-        node = next((entry for entry in tree.nodes if entry.name == part), None)
-        if node is None:
-            raise NotFoundError(kind="snapshot path", ident=path)
-        current = node.subtree if node.type == DIR else None
-    assert node is not None
-    return node
-
-
-def read_content(repository: Repository, node: Node) -> Iterator[bytes]:
-    """The content of a file node, blob by blob (verified). Raises ``IntegrityError`` (or
-    ``BlobNotFoundError``) when a blob is damaged or missing."""
-    for blob_id in node.content:
-        yield repository.load_blob(blob_id)

@@ -2,10 +2,10 @@
 
 The plan (main thread) walks the snapshot's trees depth first, prefetching the trees it will visit
 next. Every name comes from ``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names
-(``UnsafePathError``). Folders are created as the plan reaches them (``restore_folders``); regular
+(``UnsafePathError``). Folders are created as the plan reaches them (``fs.safe_target``); regular
 files are planned (empty ones created at once); symlinks, fifos and device nodes (when root) are
 made there too. The blobs the planned files need are grouped by pack and handed to the workers
-(``restore_writer``) every ``_BATCH_BYTES`` or ``_BATCH_FILES``, so writing starts while the plan
+(``restore.writer``) every ``_BATCH_BYTES`` or ``_BATCH_FILES``, so writing starts while the plan
 goes on; at most ``_BATCHES_AHEAD`` batches wait, which bounds the plan's memory.
 """
 
@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from snapkeep.engine.index import BlobLocation
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree, validate_name
+from snapkeep.engine.fs.safe_target import open_folder, remove_existing
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restore_folders import open_folder, remove_existing
-from snapkeep.engine.restore_writer import FileJob, RestoreWriter, Users
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree, validate_name
+from snapkeep.engine.repository.index import BlobLocation
+from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
 from snapkeep.errors import NotFoundError, UnsafePathError
 
 __all__ = ["Filters", "RestorePlanner", "parse_include"]

@@ -1,6 +1,6 @@
 """A backup's worker pool: the file-content path, its bounded queue, its stats and warnings.
 
-The walk (``archiver``) queues each regular file that must be read; small files go in batches (one
+The walk (``backup.BackupWalk``) queues each regular file that must be read; small files go in batches (one
 hand-off per batch, not per file), large ones alone. A worker reads, chunks (``chunker``), hashes
 (``repository.blob_id``) and adds the blobs the repository lacks (``repository.add_blob`` compresses
 and seals in the worker; full packs upload on the repository's own threads). At most
@@ -17,11 +17,11 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from snapkeep.engine.chunker import buffer_size
+from snapkeep.engine.backup.chunker import buffer_size
+from snapkeep.engine.backup.reading import PendingFile, read_file_content
 from snapkeep.engine.format import CHUNK_MIN_SIZE, BlobType
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.walker import PendingFile, read_file_content
 
 __all__ = ["BackupOptions", "BackupPool", "BackupStats"]
 
