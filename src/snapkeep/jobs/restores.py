@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tarfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -28,9 +27,10 @@ import zstandard
 
 from snapkeep.clock import Clock
 from snapkeep.engine.archive import restore_archive
+from snapkeep.engine.fs.safe_target import remove_below
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.restore import restore
-from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError, ValidationError
+from snapkeep.errors import BackupAbortedError, SnapkeepError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs import account_restores, backups, destinations, hooks
 from snapkeep.jobs.catalog import Catalog, Transaction
@@ -118,26 +118,11 @@ class _Progress(Progress):
             self.warnings.append((path, message))
 
 
-def _inside(target: Path, path: str) -> Path:
-    """``target/path`` for a backed-up path; UnsafePathError when it would leave the target."""
-    parts = [part for part in path.split("/") if part and part != "."]
-    if not parts or ".." in parts:
-        raise UnsafePathError(path=path, reason="must name a path inside the backup")
-    return target.joinpath(*parts)
-
-
 def _clear(target: Path, paths: Sequence[str]) -> None:
-    """Remove what is at each path inside ``target`` (merge=0), never following a symlink out."""
+    """Remove what is at each path inside ``target`` (merge=0), never following a symlink out
+    (``engine.fs.safe_target.remove_below``)."""
     for path in paths:
-        place = _inside(target, path)
-        try:
-            info = place.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            shutil.rmtree(place)
-        else:
-            place.unlink()
+        remove_below(target, path)
 
 
 def _pack(folder: Path, output: Path) -> int:

@@ -1,12 +1,14 @@
 """Writing archive members into a restore target without ever leaving it.
 
-``tarfile.extractall`` is not used. Every member path is split and checked (no absolute path, no
-empty, ``.`` or ``..`` segment, no NUL), and every file operation is relative to a directory file
-descriptor opened component by component with ``O_NOFOLLOW``: a symlink (from the archive or
-already in the target) where a directory is expected raises ``UnsafePathError`` instead of being
-followed. Files are written to a temporary dot-name, verified against the manifest's BLAKE3 hash
-and only then renamed into place, so a damaged file never appears. Zero pages become holes again.
-Directory modes and times are applied at the end, deepest first.
+``tarfile.extractall`` is not used. Every member path is split and checked by
+``fs.safe_target.split_path`` (no absolute path, no empty, ``.`` or ``..`` segment, no NUL), and
+every file operation is relative to a folder descriptor opened component by component with
+``O_NOFOLLOW`` (``fs.safe_target.descend``): a symlink (from the archive or already in the target)
+where a folder is expected raises ``UnsafePathError`` instead of being followed. Files are written
+to a temporary dot-name, verified against the manifest's BLAKE3 hash and only then renamed into
+place, so a damaged file never appears. Zero pages become holes again. Metadata is applied by
+``fs.safe_target.MetadataApplier`` (owners by name, then ID; a refused owner is a warning); folder
+modes and times at the end, deepest first.
 """
 
 from __future__ import annotations
@@ -16,41 +18,14 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import blake3
 
-from snapkeep.errors import ConflictError, IntegrityError, UnsafePathError
+from snapkeep.engine.fs.safe_target import Metadata, MetadataApplier, descend, remove_existing
+from snapkeep.errors import ConflictError, IntegrityError
 
-_OPEN_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _HOLE_BLOCK = 4096
 _ZEROS = bytes(_HOLE_BLOCK)
-
-
-def split_member_path(path: str) -> tuple[bytes, ...]:
-    """The components of a member path; ``UnsafePathError`` when it could leave the target."""
-    if not path:
-        raise UnsafePathError(path=path, reason="empty path")
-    if path.startswith("/"):
-        raise UnsafePathError(path=path, reason="absolute path")
-    if "\x00" in path:
-        raise UnsafePathError(path=path, reason="NUL byte in path")
-    parts = tuple(os.fsencode(part) for part in path.split("/"))
-    for part in parts:
-        if part in (b"", b".", b".."):
-            raise UnsafePathError(path=path, reason=f"path segment {os.fsdecode(part)!r} is not allowed")
-    return parts
-
-
-@dataclass(frozen=True, slots=True)
-class Metadata:
-    """What is applied to a restored entry besides its contents."""
-
-    mode: int
-    uid: int
-    gid: int
-    mtime_ns: int
-    xattrs: dict[str, bytes] = field(default_factory=dict)
 
 
 class SafeExtractor:
@@ -60,11 +35,14 @@ class SafeExtractor:
         target_path = os.fsencode(target)
         os.makedirs(target_path, mode=0o700, exist_ok=True)
         self.root = os.open(target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.owners = os.geteuid() == 0 if owners is None else owners
         self._cached: tuple[tuple[bytes, ...], int] | None = None
         self._directories: list[tuple[tuple[bytes, ...], Metadata]] = []
-        #: (path, message) for metadata the target file system refused (extended attributes).
+        #: (path, message) for metadata that could not be applied (owner, extended attributes).
         self.warnings: list[tuple[str, str]] = []
+        self.metadata = MetadataApplier(os.geteuid() == 0 if owners is None else owners, self._warn)
+
+    def _warn(self, path: str, message: str) -> None:
+        self.warnings.append((path, message))
 
     def close(self) -> None:
         """Release the descriptors (without applying directory metadata)."""
@@ -81,64 +59,17 @@ class SafeExtractor:
         if self._cached is not None and self._cached[0] == parts:
             return self._cached[1]
         self._drop_cache()
-        descriptor = os.dup(self.root)
-        try:
-            for part in parts:
-                try:
-                    child = os.open(part, _OPEN_DIRECTORY, dir_fd=descriptor)
-                except FileNotFoundError:
-                    os.mkdir(part, 0o700, dir_fd=descriptor)
-                    child = os.open(part, _OPEN_DIRECTORY, dir_fd=descriptor)
-                except OSError as error:
-                    if error.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise UnsafePathError(
-                            path=shown, reason=f"{os.fsdecode(part)!r} is a symlink or file, not a folder"
-                        ) from None
-                    raise
-                os.close(descriptor)
-                descriptor = child
-        except BaseException:
-            os.close(descriptor)
-            raise
-        self._cached = (parts, descriptor)
-        return descriptor
+        self._cached = (parts, descend(self.root, parts, create=True, shown=shown))
+        return self._cached[1]
 
     def _clear(self, folder: int, name: bytes, shown: str) -> None:
-        """Remove a non-folder entry at ``name`` so a new one can take its place."""
+        """Remove a non-folder entry or an empty folder at ``name`` so a new one can take its place."""
         try:
-            existing = os.stat(name, dir_fd=folder, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(existing.st_mode):
-            try:
-                os.rmdir(name, dir_fd=folder)
-            except OSError:
-                raise ConflictError(f"cannot restore {shown!r}: a non-empty folder is in the way") from None
-            return
-        os.unlink(name, dir_fd=folder)
-
-    def _own(
-        self, name: bytes | int, folder: int | None, metadata: Metadata, shown: str, *, symlink: bool = False
-    ) -> None:
-        """Owner, extended attributes (open files and folders only), mode (after chown, which
-        clears set-id bits), then times."""
-        nanoseconds = (metadata.mtime_ns, metadata.mtime_ns)
-        if isinstance(name, int):
-            if self.owners:
-                os.fchown(name, metadata.uid, metadata.gid)
-            for attribute, value in metadata.xattrs.items():
-                try:
-                    os.setxattr(name, attribute, value)
-                except OSError as error:
-                    self.warnings.append((shown, f"cannot set attribute {attribute}: {error.strerror}"))
-            os.fchmod(name, metadata.mode)
-            os.utime(name, ns=nanoseconds)
-            return
-        if self.owners:
-            os.chown(name, metadata.uid, metadata.gid, dir_fd=folder, follow_symlinks=False)
-        if not symlink:
-            os.chmod(name, metadata.mode, dir_fd=folder)
-        os.utime(name, ns=nanoseconds, dir_fd=folder, follow_symlinks=False)
+            remove_existing(name, folder, empty_folder=True)
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise ConflictError(f"cannot restore {shown!r}: a non-empty folder is in the way") from None
 
     def directory(self, parts: tuple[bytes, ...], metadata: Metadata | None, shown: str) -> None:
         """Make sure folder ``parts`` exists; its metadata is applied by ``finish``."""
@@ -177,7 +108,7 @@ class SafeExtractor:
                 raise IntegrityError(
                     what=f"archive member {shown!r}", reason="contents do not match the manifest"
                 )
-            self._own(descriptor, None, metadata, shown)
+            self.metadata.apply(metadata, shown, fd=descriptor)
             self._clear(folder, parts[-1], shown)
             os.rename(temporary, parts[-1], src_dir_fd=folder, dst_dir_fd=folder)
             published = True
@@ -192,7 +123,7 @@ class SafeExtractor:
         folder = self._folder(parts[:-1], shown)
         self._clear(folder, parts[-1], shown)
         os.symlink(os.fsencode(target), parts[-1], dir_fd=folder)
-        self._own(parts[-1], folder, metadata, shown, symlink=True)
+        self.metadata.apply(metadata, shown, name=parts[-1], dir_fd=folder, symlink=True)
 
     def hardlink(self, parts: tuple[bytes, ...], existing: tuple[bytes, ...], shown: str) -> None:
         """Link ``parts`` to the already restored ``existing`` file."""
@@ -216,14 +147,14 @@ class SafeExtractor:
             os.mkfifo(parts[-1], 0o600, dir_fd=folder)
         else:
             os.mknod(parts[-1], kind | 0o600, device, dir_fd=folder)
-        self._own(parts[-1], folder, metadata, shown)
+        self.metadata.apply(metadata, shown, name=parts[-1], dir_fd=folder)
 
     def finish(self) -> None:
         """Apply folder owners, modes and times, deepest first; then close."""
         self._drop_cache()
         for parts, metadata in sorted(self._directories, key=lambda item: len(item[0]), reverse=True):
             shown = os.fsdecode(b"/".join(parts))
-            self._own(self._folder(parts, shown), None, metadata, shown)
+            self.metadata.apply(metadata, shown, fd=self._folder(parts, shown))
             self._drop_cache()
         self.close()
 

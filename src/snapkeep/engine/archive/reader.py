@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from snapkeep.engine.archive.extract import Metadata, SafeExtractor, split_member_path
+from snapkeep.engine.archive.extract import SafeExtractor
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
-from snapkeep.engine.archive.segments import HashingTap, decompress_zstd, open_segments
+from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
 from snapkeep.engine.archive.writer import (
     ENCODING,
     ERRORS,
@@ -32,6 +32,7 @@ from snapkeep.engine.archive.writer import (
     parse_pax_time,
     xattrs_digest,
 )
+from snapkeep.engine.fs.safe_target import Metadata, split_path
 from snapkeep.engine.progress import Progress
 from snapkeep.errors import IntegrityError, NotFoundError
 from snapkeep.storage.base import Store
@@ -60,36 +61,6 @@ def _stored_chunks(store: Store, name: str) -> Iterator[bytes]:
         if len(block) < LOAD_BLOCK:
             return
         offset += len(block)
-
-
-class _ChunkReader:
-    """A minimal readable file over an iterator of chunks, for ``tarfile`` stream mode."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._buffer = b""
-
-    def read(self, size: int = -1) -> bytes:
-        parts = [self._buffer]
-        have = len(self._buffer)
-        while size < 0 or have < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            parts.append(chunk)
-            have += len(chunk)
-        data = b"".join(parts)
-        if size < 0:
-            self._buffer = b""
-            return data
-        self._buffer = data[size:]
-        return data[:size]
-
-    def drain(self) -> None:
-        """Consume the rest, so end-of-stream checks run."""
-        self._buffer = b""
-        for _ in self._chunks:
-            pass
 
 
 def _member_type(member: tarfile.TarInfo) -> str:
@@ -202,7 +173,7 @@ class ArchiveRestore:
             stream = open_segments(stream, self.destination.cipher, self.manifest.id.encode(), what=self.what)
         if self.manifest.compression == "zstd":
             stream = decompress_zstd(stream, what=self.what)
-        reader = _ChunkReader(stream)
+        reader = ChunkReader(stream)
         extractor = SafeExtractor(self.target, owners=self.owners)
         seen = 0
         try:
@@ -240,7 +211,7 @@ class ArchiveRestore:
 
     def _member(self, archive: tarfile.TarFile, member: tarfile.TarInfo, extractor: SafeExtractor) -> None:
         path = member.name.rstrip("/") if member.isdir() else member.name
-        parts = split_member_path(path)
+        parts = split_path(path)
         entry = self.entries.get(path)
         if entry is None:
             raise IntegrityError(what=self.what, reason=f"member {path!r} is not in the manifest")
@@ -248,10 +219,18 @@ class ArchiveRestore:
         carrier = self.carriers.get(path)
         if not self.selected(path) and carrier is None:
             return
-        metadata = Metadata(entry.mode, entry.uid, entry.gid, entry.mtime_ns, member_xattrs(member))
+        metadata = Metadata(
+            entry.mode,
+            entry.uid,
+            entry.gid,
+            entry.mtime_ns,
+            member_xattrs(member),
+            member.uname,
+            member.gname,
+        )
         result = self.result
         if entry.type == "file":
-            place = split_member_path(carrier) if carrier is not None else parts
+            place = split_path(carrier) if carrier is not None else parts
             shown = carrier or path
             written = extractor.file(
                 place, _content(archive, member), entry.size, entry.blake3, metadata, shown

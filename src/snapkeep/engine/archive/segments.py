@@ -55,21 +55,24 @@ def seal_segments(
     yield _LENGTH.pack(len(sealed)) + sealed
 
 
-class ByteFeed:
-    """Reads exact byte counts from an iterator of chunks of any size."""
+class ChunkReader:
+    """A readable binary file over an iterator of chunks of any size: the segment reader and
+    ``tarfile``'s stream mode read from it."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
         self._buffer = bytearray()
         self.exhausted = False
 
-    def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes; fewer only at the end of the stream."""
-        while len(self._buffer) < size and not self.exhausted:
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); fewer only at the end."""
+        while (size < 0 or len(self._buffer) < size) and not self.exhausted:
             try:
                 self._buffer += next(self._chunks)
             except StopIteration:
                 self.exhausted = True
+        if size < 0:
+            size = len(self._buffer)
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
@@ -78,6 +81,13 @@ class ByteFeed:
         """Whether every byte has been read (consumes one byte when not)."""
         return not self._buffer and not self.read(1)
 
+    def drain(self) -> None:
+        """Consume the rest of the chunks, so end-of-stream checks in them run."""
+        self._buffer.clear()
+        for _ in self._chunks:
+            pass
+        self.exhausted = True
+
 
 def open_segments(chunks: Iterable[bytes], cipher: Cipher, context: bytes, *, what: str) -> Iterator[bytes]:
     """Verify and yield the plaintext of a stream written by ``seal_segments``.
@@ -85,7 +95,7 @@ def open_segments(chunks: Iterable[bytes], cipher: Cipher, context: bytes, *, wh
     Raises ``IntegrityError`` naming ``what`` for a bad header, a damaged, misplaced or missing
     segment, a stream cut short or bytes after the final segment.
     """
-    feed = ByteFeed(chunks)
+    feed = ChunkReader(chunks)
     header = feed.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise IntegrityError(what=what, reason="stream too short for its header")

@@ -13,12 +13,13 @@ Per-file problems are returned or raised as ``OSError`` for the backup to turn i
 from __future__ import annotations
 
 import errno
+import functools
 import grp
 import os
 import pwd
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 
@@ -112,33 +113,28 @@ def _first(item: tuple[bytes, os.stat_result]) -> bytes:
     return item[0]
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
 class Describer:
     """Builds nodes from ``lstat`` results, caching owner names."""
 
     def __init__(self) -> None:
-        self._users: dict[int, str] = {}
-        self._groups: dict[int, str] = {}
+        #: Owner names by ID, looked up once per describer ("" for an unknown ID).
+        self.user: Callable[[int], str] = functools.lru_cache(maxsize=None)(_user_name)
+        self.group: Callable[[int], str] = functools.lru_cache(maxsize=None)(_group_name)
         self.read_xattrs = True
-
-    def user(self, uid: int) -> str:
-        name = self._users.get(uid)
-        if name is None:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = ""
-            self._users[uid] = name
-        return name
-
-    def group(self, gid: int) -> str:
-        name = self._groups.get(gid)
-        if name is None:
-            try:
-                name = grp.getgrgid(gid).gr_name
-            except KeyError:
-                name = ""
-            self._groups[gid] = name
-        return name
 
     def describe(
         self, name: bytes, path: bytes, info: os.stat_result, xattrs: dict[str, bytes] | None = None

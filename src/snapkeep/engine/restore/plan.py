@@ -21,13 +21,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from snapkeep.engine.data.snapshot import Snapshot
-from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree, validate_name
-from snapkeep.engine.fs.safe_target import open_folder, remove_existing
+from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
+from snapkeep.engine.fs.safe_target import open_folder, remove_existing, split_path
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
-from snapkeep.errors import NotFoundError, UnsafePathError
+from snapkeep.errors import NotFoundError
 
 __all__ = ["Filters", "RestorePlanner", "parse_include"]
 
@@ -45,14 +45,10 @@ T = TypeVar("T")
 
 
 def parse_include(include: str | bytes) -> list[bytes]:
-    """A path inside the snapshot as validated components; ``UnsafePathError`` for ``..``."""
-    raw = os.fsencode(include)
-    parts = [part for part in raw.split(b"/") if part and part != b"."]
-    for part in parts:
-        validate_name(part)
-    if not parts:
-        raise UnsafePathError(path=include, reason="an include must name a path inside the snapshot")
-    return parts
+    """A path inside the snapshot as validated components (``fs.safe_target.split_path``,
+    lenient: ``/home//a/.`` is ``home/a``); ``UnsafePathError`` for ``..`` or a path naming
+    nothing."""
+    return list(split_path(include, lenient=True))
 
 
 class RestorePlanner(RestoreWriter):

@@ -13,17 +13,13 @@ partial content is removed) and the failure names them; every other file still r
 from __future__ import annotations
 
 import contextlib
-import errno
-import grp
 import os
-import pwd
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from snapkeep.engine.data.tree import SYMLINK, Node
-from snapkeep.engine.fs.safe_target import Folders, remove_existing
+from snapkeep.engine.fs.safe_target import Folders, MetadataApplier, remove_existing
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.index import BlobLocation
@@ -82,12 +78,9 @@ class RestoreWriter:
         self.links: list[tuple[int, bytes, str, str]] = []  # (folder, name, display, group)
         self.folders = Folders(-1, 0)
         self.folder_nodes: list[tuple[int, str, Node]] = []
-        self.uids: dict[str, int | None] = {}
-        self.gids: dict[str, int | None] = {}
+        self.metadata = MetadataApplier(owners, self.warn)
         #: Per folder: whether new files in it get a group other than ours (a set-group-ID folder).
         self.inherits_group: list[bool] = []
-        self.identity = (os.geteuid(), os.getegid())
-        self.umask = _current_umask()
 
     def fail(self, display: str, message: str) -> None:
         with self.lock:
@@ -260,74 +253,19 @@ class RestoreWriter:
         created: int = -1,
     ) -> None:
         """Owner (as root), mode, xattrs and times, through ``fd``, or on ``name`` in ``dir_fd``
-        without following a symlink. ``created`` is the folder of a file ``create`` just made
-        (owned by us, permission bits set): calls that would change nothing are left out. Raises
-        ``OSError`` when the mode or times cannot be set."""
-        if fd is not None:
-            target: int | bytes = fd
-            where: dict[str, Any] = {}
-        else:
-            target = name
-            where = {"dir_fd": dir_fd, "follow_symlinks": False}
-        if self.owners:
-            owner = (self.uid(node), self.gid(node))
-            if created < 0 or owner != self.identity or self.inherits_group[created]:
-                try:
-                    os.chown(target, *owner, **where)
-                except OSError as error:
-                    self.warn(display, f"cannot set owner: {error.strerror or error}")
-        if created >= 0 and not node.mode & 0o7000 and not node.mode & self.umask:
-            pass  # created with these permission bits; chown clears only set-ID bits
-        elif node.type != SYMLINK:
-            # Linux has no lchmod: a name here is a fifo or device node this restore just made.
-            os.chmod(target, node.mode, dir_fd=None if fd is not None else dir_fd)
-        for key, value in node.xattrs.items():
-            try:
-                if fd is not None:
-                    os.setxattr(fd, key, value)
-                else:  # no dir_fd form: the folder is ours and the last component is not followed
-                    raise OSError(errno.ENOTSUP, "extended attributes on special files are not restored")
-            except OSError as error:
-                self.warn(display, f"cannot set xattr {key}: {error.strerror or error}")
-        os.utime(target, ns=(node.mtime_ns, node.mtime_ns), **where)
-
-    def uid(self, node: Node) -> int:
-        if node.user:
-            if node.user not in self.uids:
-                try:
-                    self.uids[node.user] = pwd.getpwnam(node.user).pw_uid
-                except KeyError:
-                    self.uids[node.user] = None
-            found = self.uids[node.user]
-            if found is not None:
-                return found
-        return node.uid
-
-    def gid(self, node: Node) -> int:
-        if node.group:
-            if node.group not in self.gids:
-                try:
-                    self.gids[node.group] = grp.getgrnam(node.group).gr_gid
-                except KeyError:
-                    self.gids[node.group] = None
-            found = self.gids[node.group]
-            if found is not None:
-                return found
-        return node.gid
-
-
-def _current_umask() -> int:
-    """The process umask, read without changing it (Linux ``/proc``), else by setting it back."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        without following a symlink (``fs.safe_target.MetadataApplier``). ``created`` is the
+        folder of a file ``create`` just made (owned by us, permission bits set): calls that would
+        change nothing are left out. Raises ``OSError`` when the mode or times cannot be set."""
+        self.metadata.apply(
+            node,
+            display,
+            fd=fd,
+            name=name,
+            dir_fd=dir_fd,
+            symlink=node.type == SYMLINK,
+            fresh=created >= 0,
+            inherits_group=created >= 0 and self.inherits_group[created],
+        )
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:
