@@ -95,11 +95,9 @@ CIPHER_NAMES: Final = {
     CipherId.CHACHA20_POLY1305: "chacha20-poly1305",
 }
 KDF_NAMES: Final = {KdfId.NONE: "none", KdfId.ARGON2ID: "argon2id", KdfId.SCRYPT: "scrypt"}
-COMPRESSION_NAMES: Final = {Compression.NONE: "none", Compression.ZSTD: "zstd"}
 
 DEFAULT_COMPRESSION_LEVEL: Final = 3
 DEFAULT_CIPHER: Final = CipherId.AES_256_GCM
-DEFAULT_KDF: Final = KdfId.ARGON2ID
 
 #: Argon2id defaults (memory in KiB). Stored in each key file, so they may change for new keys.
 #: OWASP's second recommended setting (19 MiB, t=2, p=1; as strong as its 46 MiB, t=1): about

@@ -192,6 +192,39 @@ def test_a_damaged_blob_is_named_with_its_pack(password: str | None) -> None:
     repository.close()
 
 
+class IndexFailingStore(MemoryStore):
+    """Refuses index files once ``refuse`` is set."""
+
+    refuse = False
+
+    def store(self, name: str, data: bytes) -> None:
+        if self.refuse and name.startswith("index/"):
+            raise StorageError(f"disk full while writing {name}")
+        super().store(name, data)
+
+
+def test_a_failed_last_index_write_is_raised_by_close() -> None:
+    store = IndexFailingStore()
+    repository = new_repository(store, pack_size=2048)
+    for _ in range(5):
+        repository.add_blob(BlobType.DATA, os.urandom(3000))  # full packs go to the uploaders
+    store.refuse = True
+    with pytest.raises(StorageError, match="disk full while writing index/"):
+        repository.close()
+    assert names(store, "data/") and not names(store, "index/")
+
+
+def test_an_error_in_flight_wins_over_a_failed_close() -> None:
+    store = IndexFailingStore()
+    repository = new_repository(store, pack_size=2048)
+    with pytest.raises(ValueError, match="the run failed") as raised, repository:
+        for _ in range(5):
+            repository.add_blob(BlobType.DATA, os.urandom(3000))
+        store.refuse = True
+        raise ValueError("the run failed")
+    assert any("closing the repository failed too" in note for note in raised.value.__notes__)
+
+
 def test_upload_errors_surface_and_never_commit_a_snapshot() -> None:
     store = FailingStore(good_packs=1)
     repository = new_repository(store, pack_size=2048)

@@ -27,11 +27,13 @@ from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.engine.backup.parents import (
+    AUTO_PARENT,
     ParentFolder,
     decode_xattrs,
     find_parent,
     load_parent_folder,
     parent_subtree,
+    resolve_parent,
 )
 from snapkeep.engine.backup.pool import BackupOptions, BackupPool
 from snapkeep.engine.backup.reading import PendingFile
@@ -57,8 +59,6 @@ __all__ = [
     "find_parent",
     "load_parent_folder",
 ]
-
-AUTO_PARENT = "auto"
 
 
 @dataclass(slots=True)
@@ -110,12 +110,9 @@ def backup(
     paths = [os.fsdecode(root) for root in roots]
     if not roots:
         raise NotFoundError(kind="backup source", ident=", ".join(os.fsdecode(m) for m in missing))
-    if parent == AUTO_PARENT:
-        parent_snapshot = find_parent(repository, paths, job_id=job_id, account=account)
-    elif isinstance(parent, str):
-        parent_snapshot = repository.load_snapshot(parent)
-    else:
-        parent_snapshot = parent
+    parent_snapshot = resolve_parent(
+        repository, parent, lambda: find_parent(repository, paths, job_id=job_id, account=account)
+    )
     walk = BackupWalk(repository, Excludes(excludes), progress, options)
     for path in missing:
         walk.warn(path, "source does not exist")
@@ -137,19 +134,7 @@ def backup(
         parent=parent_snapshot.id if parent_snapshot else None,
         job_id=job_id,
         account=account,
-        stats={
-            "files": stats.files,
-            "dirs": stats.dirs,
-            "other_entries": stats.others,
-            "bytes": stats.bytes,
-            "unchanged_files": stats.unchanged_files,
-            "read_bytes": stats.read_bytes,
-            "new_blobs": stats.new_blobs,
-            "new_bytes": stats.new_bytes,
-            "warnings": stats.warnings,
-            "warning_count": stats.warning_count,
-            "duration": round(clock.monotonic() - started, 3),
-        },
+        stats=stats.as_dict(clock.monotonic() - started),
         **(extra or {}),
     )
     snapshot_id = repository.save_snapshot(snapshot)

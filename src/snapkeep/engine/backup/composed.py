@@ -13,6 +13,7 @@ the node is placed; paths are walked by ``finish()``.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 from dataclasses import dataclass, field
@@ -24,11 +25,12 @@ from snapkeep.engine.backup.parents import load_parent_folder, parent_subtree
 from snapkeep.engine.backup.pool import BackupOptions
 from snapkeep.engine.backup.streams import Readable, store_stream
 from snapkeep.engine.data.snapshot import Snapshot
-from snapkeep.engine.data.tree import DIR, Node, validate_name
+from snapkeep.engine.data.tree import DIR, Node
+from snapkeep.engine.fs.safe_target import split_path
 from snapkeep.engine.fs.walker import Excludes
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.errors import ValidationError
+from snapkeep.errors import UnsafePathError, ValidationError
 
 
 @dataclass(slots=True)
@@ -42,17 +44,13 @@ class _Folder:
 
 
 def split_target(target: str) -> list[bytes]:
-    """The components of a relative target path; raises ``ValidationError`` for an empty or unsafe
-    one (``..``, empty components are refused by ``validate_name``)."""
-    parts = [os.fsencode(part) for part in target.strip("/").split("/")]
-    if not target.strip("/"):
-        raise ValidationError(field="target", problem="empty path inside the snapshot")
-    for part in parts:
-        try:
-            validate_name(part)
-        except Exception as error:
-            raise ValidationError(field="target", problem=f"{target!r}: {error}") from None
-    return parts
+    """The components of a relative target path (``/`` at either end ignored); raises
+    ``ValidationError`` for an empty or unsafe one (``..``, empty or ``.`` components:
+    ``fs.safe_target.split_path``)."""
+    try:
+        return list(split_path(target.strip("/")))
+    except UnsafePathError as error:
+        raise ValidationError(field="target", problem=f"{target!r}: {error}") from None
 
 
 def find_layout_parent(repository: Repository, *, job_id: str | None, account: str | None) -> Snapshot | None:
@@ -144,7 +142,7 @@ class LayoutBackup:
 
     def add_bytes(self, target: str, data: bytes, *, mode: int = 0o600) -> Node:
         """Store ``data`` as the file ``target`` and place it."""
-        node = self.add_stream(target, _BytesReader(data), mode=mode)
+        node = self.add_stream(target, io.BytesIO(data), mode=mode)
         self.commit(target, node)
         return node
 
@@ -235,34 +233,11 @@ class LayoutBackup:
             account=account,
             components=list(components),
             stats={
-                "files": stats.files,
-                "dirs": stats.dirs,
-                "other_entries": stats.others,
-                "bytes": stats.bytes,
-                "unchanged_files": stats.unchanged_files,
-                "read_bytes": stats.read_bytes + self.stream_bytes,
-                "new_blobs": stats.new_blobs,
-                "new_bytes": stats.new_bytes,
-                "warnings": stats.warnings,
-                "warning_count": stats.warning_count,
-                "duration": round(self.clock.monotonic() - self.started, 3),
+                **stats.as_dict(self.clock.monotonic() - self.started),
+                "read_bytes": stats.read_bytes + self.stream_bytes,  # dumps are read too
                 **more_stats,
             },
             **fields,
         )
         snapshot.id = self.repository.save_snapshot(snapshot)
         return snapshot
-
-
-class _BytesReader:
-    """``readinto`` over an in-memory value."""
-
-    def __init__(self, data: bytes) -> None:
-        self._view = memoryview(data)
-        self._offset = 0
-
-    def readinto(self, buffer: bytearray | memoryview, /) -> int:
-        count = min(len(buffer), len(self._view) - self._offset)
-        buffer[:count] = self._view[self._offset : self._offset + count]
-        self._offset += count
-        return count

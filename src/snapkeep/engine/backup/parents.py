@@ -9,7 +9,7 @@ A parent folder that cannot be read is treated as empty (its files are then simp
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from snapkeep.engine.data.snapshot import Snapshot
@@ -18,13 +18,18 @@ from snapkeep.engine.repository import Repository
 from snapkeep.errors import BlobNotFoundError, IntegrityError, ObjectNotFoundError
 
 __all__ = [
+    "AUTO_PARENT",
     "NO_PARENT",
     "ParentFolder",
     "decode_xattrs",
     "find_parent",
     "load_parent_folder",
     "parent_subtree",
+    "resolve_parent",
 ]
+
+#: The ``parent`` argument that asks for the usual parent (each kind of backup says which).
+AUTO_PARENT = "auto"
 
 
 class ParentFolder:
@@ -39,6 +44,19 @@ class ParentFolder:
 
 
 NO_PARENT = ParentFolder(None, [])
+
+
+def resolve_parent(
+    repository: Repository, parent: Snapshot | str | None, auto: Callable[[], Snapshot | None]
+) -> Snapshot | None:
+    """The parent snapshot ``parent`` names: ``AUTO_PARENT`` asks ``auto`` (a finder such as
+    ``find_parent``), ``None`` is none (read everything), a snapshot is itself and another string a
+    reference for ``repository.load_snapshot`` (which raises ``NotFoundError``)."""
+    if parent == AUTO_PARENT:
+        return auto()
+    if isinstance(parent, str):
+        return repository.load_snapshot(parent)
+    return parent
 
 
 def find_parent(

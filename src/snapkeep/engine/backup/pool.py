@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from snapkeep.engine.backup.chunker import buffer_size
 from snapkeep.engine.backup.reading import PendingFile, read_file_content
@@ -58,6 +59,22 @@ class BackupStats:
     read_bytes: int = 0
     warnings: list[dict[str, str]] = field(default_factory=list)
     warning_count: int = 0
+
+    def as_dict(self, duration: float) -> dict[str, Any]:
+        """The snapshot's ``stats``: these counters and the run's ``duration`` in seconds."""
+        return {
+            "files": self.files,
+            "dirs": self.dirs,
+            "other_entries": self.others,
+            "bytes": self.bytes,
+            "unchanged_files": self.unchanged_files,
+            "read_bytes": self.read_bytes,
+            "new_blobs": self.new_blobs,
+            "new_bytes": self.new_bytes,
+            "warnings": self.warnings,
+            "warning_count": self.warning_count,
+            "duration": round(duration, 3),
+        }
 
 
 class BackupPool:

@@ -166,24 +166,13 @@ class Tree:
         for before, after in itertools.pairwise(nodes):
             if before.name == after.name:
                 raise IntegrityError(what="tree", reason=f"duplicate name {before.name!r}")
-        document = {"v": TREE_VERSION, "nodes": [node.to_json() for node in nodes]}
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8", "surrogatepass"
-        )
+        return encode_entries([node.to_json() for node in nodes])
 
     @classmethod
     def decode(cls, data: bytes) -> Tree:
         """Parse a tree blob. Raises ``UnsafePathError`` for an unsafe name, ``IntegrityError`` for a
         malformed or duplicate entry or an unknown version."""
-        try:
-            document = json.loads(data.decode("utf-8", "surrogatepass"))
-        except (UnicodeDecodeError, ValueError) as error:
-            raise IntegrityError(what="tree", reason=f"not a tree blob: {error}") from error
-        if not isinstance(document, dict) or document.get("v") != TREE_VERSION:
-            raise IntegrityError(what="tree", reason="unknown tree version")
-        raw_nodes = document.get("nodes")
-        if not isinstance(raw_nodes, list):
-            raise IntegrityError(what="tree", reason="no node list")
+        raw_nodes = decode_entries(data)
         nodes = []
         for raw in raw_nodes:
             if not isinstance(raw, dict):

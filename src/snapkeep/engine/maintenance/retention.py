@@ -131,8 +131,3 @@ def decide(
         else:
             decisions.append(Decision(backup, False, tuple(beyond[backup.id])))
     return decisions
-
-
-def to_remove(decisions: Iterable[Decision]) -> list[str]:
-    """The IDs of the backups ``decisions`` remove, in order."""
-    return [decision.id for decision in decisions if not decision.keep]

@@ -54,6 +54,7 @@ from snapkeep.errors import (
     ObjectNotFoundError,
     RepositoryError,
     RepositoryNotFoundError,
+    SnapkeepError,
     WrongPasswordError,
 )
 from snapkeep.storage.base import Store
@@ -430,18 +431,23 @@ class Repository:
     def close(self) -> None:
         """Finish queued uploads and stop the uploader threads; index what was uploaded.
 
-        The open (unfilled) pack is dropped: call ``flush`` or ``save_snapshot`` to keep it. Errors
-        are not raised here: ``flush`` reports them.
+        The open (unfilled) pack is dropped: call ``flush`` or ``save_snapshot`` to keep it. A
+        failed upload is not raised again (``add_blob`` and ``flush`` report it); the packs that
+        were uploaded are indexed all the same. Raises ``StorageError`` when that last index file
+        cannot be written (its packs stay unindexed: ``check`` reports them). Used as a context
+        manager, an error already in flight wins and this one is added to it as a note.
         """
         self._packer.close()
-        try:
-            self._packer.check()
-            self._save_index()
-        except Exception:  # close is best effort; flush reports errors, check finds unindexed packs
-            return
+        self._save_index()
 
     def __enter__(self) -> Repository:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if error is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except SnapkeepError as failure:
+            error.add_note(f"closing the repository failed too: {failure}")

@@ -22,7 +22,6 @@ Not thread-safe: the repository serialises access.
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -230,28 +229,6 @@ class Index:
                 for start in range(0, len(bucket), _RECORD)
             )
         return {self._pack_ids[number] for number in used}
-
-    def remove_packs(self, pack_ids: Iterable[str]) -> int:
-        """Forget every blob stored in ``pack_ids`` (after prune deleted them); returns how many."""
-        doomed = {self._pack_numbers[pack] for pack in pack_ids if pack in self._pack_numbers}
-        if not doomed:
-            return 0
-        removed = 0
-        for slot, bucket in enumerate(self._buckets):
-            kept = [
-                bucket[start : start + _RECORD]
-                for start in range(0, len(bucket), _RECORD)
-                if _PACK_NUMBER.unpack_from(bucket, start + BLOB_ID_SIZE)[0] not in doomed
-            ]
-            if len(kept) * _RECORD != len(bucket):
-                removed += len(bucket) // _RECORD - len(kept)
-                self._buckets[slot] = b"".join(kept)
-        self._count -= removed
-        return removed
-
-    def memory_bytes(self) -> int:
-        """Bytes held by the records and their buckets (the per-blob cost), for measurements."""
-        return sum(sys.getsizeof(bucket) for bucket in self._buckets) + sys.getsizeof(self._buckets)
 
 
 def _split_index_file(plaintext: bytes, *, what: str) -> tuple[list[str], bytes]:

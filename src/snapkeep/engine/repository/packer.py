@@ -129,11 +129,6 @@ class Packer:
         self._queue.join()
         self.check()
 
-    def pending_blobs(self) -> int:
-        """Blobs in the open pack (not yet handed to an uploader)."""
-        with self._lock:
-            return len(self._open)
-
     def close(self) -> None:
         """Finish queued uploads (the open pack is discarded) and stop the threads. Never raises."""
         with self._lock:
