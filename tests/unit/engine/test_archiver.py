@@ -229,3 +229,13 @@ def test_xattrs_of_unchanged_files_come_from_the_parent_and_changes_are_seen(
     assert nodes[b"kept"].xattrs == {"user.note": b"one"}
     assert nodes[b"changed"].xattrs == {"user.note": b"two"}
     assert first.tree != second.tree
+
+
+def test_every_backup_tunes_the_allocator_once_per_process(repository: Repository, tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    backup_pool.tune_memory.cache_clear()
+    backup(repository, [tmp_path])
+    backup(repository, [tmp_path])
+    info = backup_pool.tune_memory.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert backup_pool.tune_memory() is True  # glibc: the threshold was set

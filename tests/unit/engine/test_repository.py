@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import os
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from snapkeep.errors import (
 )
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
+from snapkeep.storage.wrappers import ReadOnlyStore
 
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -349,3 +352,24 @@ def test_repository_lock_is_exclusive_against_other_holders() -> None:
         assert len(names(store, "locks/")) == 2
     assert names(store, "locks/") == []
     repository.close()
+
+
+def test_opening_removes_old_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "repo")
+    new_repository(store).close()
+    old = tmp_path / "repo" / "data" / ".tmp-crashed"
+    old.parent.mkdir(exist_ok=True)
+    old.write_bytes(b"half a pack")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    fresh = tmp_path / "repo" / "keys" / ".tmp-in-flight"
+    fresh.write_bytes(b"being written")
+    with Repository.open(store, password="secret") as repository:
+        assert repository.cleanup_error is None
+    assert not old.exists()
+    assert fresh.exists()  # a write in flight keeps touching its file
+    read_only = ReadOnlyStore(store)
+    old.write_bytes(b"again")
+    os.utime(old, (two_days_ago, two_days_ago))
+    Repository.open(read_only, password="secret").close()
+    assert old.exists()  # a read-only store removes nothing

@@ -7,10 +7,16 @@ and seals in the worker; full packs upload on the repository's own threads). At 
 ``max_pending`` tasks and ``max_pending_bytes`` of file size are queued at once, and a worker holds
 one chunk at a time. A file that cannot be read keeps its error on its ``PendingFile``; the walk
 turns it into a warning when it finishes the file's folder (``finish_ready_frames``).
+
+Every pool first calls ``tune_memory`` (once per process), so each backup path (``snapkeep repo
+backup``, ``snapkeep run``, the service) gets the same allocator setting.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import threading
 from collections import deque
@@ -77,6 +83,27 @@ class BackupStats:
         }
 
 
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+_MMAP_THRESHOLD = 128 * 1024
+
+
+@functools.cache
+def tune_memory() -> bool:
+    """Give freed buffers back to the system at once (glibc only; skipped elsewhere). Runs once per
+    process (later calls return the first result); returns whether the setting was applied.
+
+    Backup passes many 1-16 MiB buffers between threads. glibc raises its mmap threshold
+    after the first such buffer is freed, and the later ones then fragment the per-thread heaps:
+    peak RSS doubled in the benchmark. A fixed threshold keeps big buffers in mmap, unmapped when
+    freed. (A restore in the same process, in the service, then maps its big buffers afresh too.)
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
 class BackupPool:
     """One backup run's worker pool and the queue of files waiting for it.
 
@@ -84,6 +111,7 @@ class BackupPool:
     overrides it to finish the folders whose files are all stored."""
 
     def __init__(self, repository: Repository, progress: Progress, options: BackupOptions) -> None:
+        tune_memory()
         self.repository = repository
         self.progress = progress
         #: Whether anyone listens to per-file events (saves a path decode per file otherwise).

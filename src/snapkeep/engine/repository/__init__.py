@@ -55,6 +55,7 @@ from snapkeep.errors import (
     RepositoryError,
     RepositoryNotFoundError,
     SnapkeepError,
+    StorageError,
     WrongPasswordError,
 )
 from snapkeep.storage.base import Store
@@ -84,6 +85,8 @@ class Repository:
     ) -> None:
         """Use ``init`` or ``open``; this constructor reads nothing from the store."""
         self.store = store
+        #: Why removing crash leftovers failed when the repository was opened, if it did.
+        self.cleanup_error: StorageError | None = None
         self.config = config
         self.master_key = master_key
         self.clock = clock
@@ -158,7 +161,8 @@ class Repository:
         uploaders: int = DEFAULT_UPLOADERS,
         load_index: bool = True,
     ) -> Repository:
-        """Open the repository in ``store`` and load its index (unless ``load_index`` is false).
+        """Open the repository in ``store``, remove crash leftovers (``cleanup_temporary``) and load
+        its index (unless ``load_index`` is false).
 
         Raises ``RepositoryNotFoundError`` when there is none, ``RepositoryError`` for an unknown
         format version or missing keys, ``WrongPasswordError`` when no key file opens with
@@ -174,9 +178,19 @@ class Repository:
         repository = cls(
             store, config, master, clock=clock, index_interval=index_interval, uploaders=uploaders
         )
+        repository.cleanup_temporary()
         if load_index:
             repository.reload_index()
         return repository
+
+    def cleanup_temporary(self) -> None:
+        """Remove what writes a crash interrupted left in the store (``Store.cleanup_temporary``).
+        A failure (a read-only medium) does not stop the open: it is kept in ``cleanup_error``;
+        the leftovers are harmless, never listed as objects."""
+        try:
+            self.store.cleanup_temporary()
+        except StorageError as error:
+            self.cleanup_error = error
 
     @staticmethod
     def _unlock(store: Store, config: RepositoryConfig, password: str | None) -> keyfiles.MasterKey:
