@@ -155,7 +155,7 @@ class FlakyS3Proxy:
 def repository_checks_clean(
     world: World, destination: Mapping[str, Any], job: Mapping[str, Any], **options: Any
 ) -> None:
-    """``engine.checker.check`` with all data read, on the job's repository on ``destination``
+    """``engine.maintenance.check.check`` with all data read, on the job's repository on ``destination``
     (``options`` override the destination's options, e.g. an S3 endpoint past the test proxy)."""
     with world.catalog.transaction(write=False) as tx:
         full = {**tx.require("destinations", destination["_id"], "Destination")}

@@ -8,7 +8,7 @@ backups listed and restorable (the row keeps the job's name, structure and encry
 
 Repositories: one per (destination, job) at ``<destination root>/<job id>/`` (DESIGN.md section 3),
 opened with ``open_store`` from the destination's options; encrypted jobs use the job's password
-from the key store. ``apply_retention`` removes what ``engine.retention`` decides, from the
+from the key store. ``apply_retention`` removes what ``engine.maintenance.retention`` decides, from the
 destination first and then from the catalog, and prunes.
 """
 

@@ -1,7 +1,7 @@
 """Account components: what each ``contains`` bit backs up, and where it goes in the snapshot.
 
 ``account_sources(account, contains, options, excludes)`` answers, per component, what to feed the
-engine; ``write_account(layout, sources)`` feeds it to an ``engine.layout.LayoutBackup``. The fixed
+engine; ``write_account(layout, sources)`` feeds it to an ``engine.backup.composed.LayoutBackup``. The fixed
 layout inside an account's snapshot (each component's folder is present whenever its bit is set,
 empty when the account has nothing of that kind):
 
