@@ -56,7 +56,6 @@ from snapkeep.errors import (
     RepositoryNotFoundError,
     SnapkeepError,
     StorageError,
-    WrongPasswordError,
 )
 from snapkeep.storage.base import Store
 
@@ -174,7 +173,7 @@ class Repository:
         except ObjectNotFoundError:
             raise RepositoryNotFoundError(location=store.location) from None
         config = RepositoryConfig.from_json(config_data, location=store.location)
-        master = cls._unlock(store, config, password)
+        master = keyfiles.unlock(store, config.repository_id, password, encrypted=config.encrypted)
         repository = cls(
             store, config, master, clock=clock, index_interval=index_interval, uploaders=uploaders
         )
@@ -191,31 +190,6 @@ class Repository:
             self.store.cleanup_temporary()
         except StorageError as error:
             self.cleanup_error = error
-
-    @staticmethod
-    def _unlock(store: Store, config: RepositoryConfig, password: str | None) -> keyfiles.MasterKey:
-        names = sorted(info.name for info in store.list(KEYS_PREFIX))
-        if not names:
-            raise RepositoryError(f"{store.location}: the repository has no key file under {KEYS_PREFIX}")
-        if config.encrypted and password is None:
-            raise WrongPasswordError(
-                f"the repository at {store.location} is encrypted: a password is required"
-            )
-        candidates = 0
-        for name in names:
-            data = store.load(name)
-            if keyfiles.repository_of(data) not in (None, config.repository_id):
-                continue  # left behind by an interrupted init of another repository
-            candidates += 1
-            try:
-                return keyfiles.unwrap(data, password, location=store.location)
-            except WrongPasswordError:
-                continue
-        if not candidates:
-            raise RepositoryError(
-                f"{store.location}: no key file belongs to repository {config.repository_id}"
-            )
-        raise WrongPasswordError(location=store.location)
 
     # --- blobs ----------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ A key file (``keys/<id>``) is JSON::
 ``wrapped`` is ``encryption_key || id_key`` sealed with AES-256-GCM under the key-encryption key
 derived from the password (Argon2id via argon2-cffi, or scrypt via hashlib). A plain key file has
 ``"kdf": "none"`` and the two keys in ``"master"``, unwrapped. ``"repository"`` holds the ID of the
-repository (from ``config``) the key belongs to.
+repository (from ``config``) the key belongs to. ``unlock`` finds the repository's key file that a
+password opens.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from snapkeep.engine.format import (
     ARGON2_DEFAULTS,
     KDF_NAMES,
     KEY_SIZE,
+    KEYS_PREFIX,
     SCRYPT_DEFAULTS,
     KdfId,
     kdf_by_name,
 )
 from snapkeep.engine.repository.crypto import AesGcmCipher
 from snapkeep.errors import IntegrityError, RepositoryError, WrongPasswordError
+from snapkeep.storage.base import Store
 
 KEY_FILE_VERSION = 1
 SALT_SIZE = 16
@@ -202,3 +205,27 @@ def unwrap(data: bytes, password: str | None, *, location: str = "") -> MasterKe
         return MasterKey.from_bytes(raw)
     except ValueError as problem:
         raise RepositoryError(f"key file: {problem}") from None
+
+
+def unlock(store: Store, repository_id: str, password: str | None, *, encrypted: bool) -> MasterKey:
+    """The master key of the repository ``repository_id`` in ``store``, from the first of its key
+    files that ``password`` opens. Raises ``RepositoryError`` when it has no key file (or none of
+    its own), ``WrongPasswordError`` when none opens (or an encrypted one has no password)."""
+    names = sorted(info.name for info in store.list(KEYS_PREFIX))
+    if not names:
+        raise RepositoryError(f"{store.location}: the repository has no key file under {KEYS_PREFIX}")
+    if encrypted and password is None:
+        raise WrongPasswordError(f"the repository at {store.location} is encrypted: a password is required")
+    candidates = 0
+    for name in names:
+        data = store.load(name)
+        if repository_of(data) not in (None, repository_id):
+            continue  # left behind by an interrupted init of another repository
+        candidates += 1
+        try:
+            return unwrap(data, password, location=store.location)
+        except WrongPasswordError:
+            continue
+    if not candidates:
+        raise RepositoryError(f"{store.location}: no key file belongs to repository {repository_id}")
+    raise WrongPasswordError(location=store.location)
