@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import require_server
 from tests.integration.runner_helpers import World, tree_state
 
-from snapkeep.engine.streams import find_node
+from snapkeep.engine.restore.content import find_node
 from snapkeep.errors import DatabaseError, NotFoundError
 from snapkeep.jobs import backups, repositories
 from snapkeep.jobs.runs import execute_group

@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from snapkeep.cli.repo_maint_cmd import check_command
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import Tree
 from snapkeep.engine.format import INDEX_PREFIX, SNAPSHOTS_PREFIX, pack_name
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import Tree
+from snapkeep.engine.restore import restore
 from snapkeep.storage.local import LocalStore
 
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

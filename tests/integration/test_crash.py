@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine.checker import check
-from snapkeep.engine.locks import is_stale, list_locks
+from snapkeep.engine.maintenance.check import check
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
+from snapkeep.engine.repository.locks import is_stale, list_locks
+from snapkeep.engine.restore import restore
 from snapkeep.storage.local import LocalStore
 
 FAST = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}

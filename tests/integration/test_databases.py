@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import require_server
 
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.streams import find_node, read_content
+from snapkeep.engine.restore.content import find_node, read_content
 from snapkeep.errors import DatabaseError, DumpError, NotFoundError
 from snapkeep.sources.accounts.base import MARIADB, POSTGRESQL, Account, Database, DatabaseUser
 from snapkeep.sources.components import account_sources, backup_account

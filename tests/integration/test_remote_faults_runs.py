@@ -31,8 +31,8 @@ from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_remote_runs import restore_and_compare, s3_destination, sftp_destination
 
 from servers import RcloneS3Server, SshServer
-from snapkeep.engine.checker import check, open_without_index
 from snapkeep.engine.format import DATA_PREFIX
+from snapkeep.engine.maintenance.check import check, open_without_index
 from snapkeep.jobs import repositories
 from snapkeep.storage import registry
 from snapkeep.storage.base import Store
@@ -155,7 +155,7 @@ class FlakyS3Proxy:
 def repository_checks_clean(
     world: World, destination: Mapping[str, Any], job: Mapping[str, Any], **options: Any
 ) -> None:
-    """``engine.checker.check`` with all data read, on the job's repository on ``destination``
+    """``engine.maintenance.check.check`` with all data read, on the job's repository on ``destination``
     (``options`` override the destination's options, e.g. an S3 endpoint past the test proxy)."""
     with world.catalog.transaction(write=False) as tx:
         full = {**tx.require("destinations", destination["_id"], "Destination")}

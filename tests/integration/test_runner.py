@@ -100,7 +100,7 @@ def test_retention_keeps_manually_retain_and_locked_backups(world: World) -> Non
 
 
 def test_stop_event_mid_run_commits_nothing_and_repository_stays_valid(world: World) -> None:
-    from snapkeep.engine.checker import check
+    from snapkeep.engine.maintenance.check import check
 
     for index in range(300):
         (world.source / f"file-{index:03}.txt").write_text(f"contents {index}\n" * 20)

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from tests.property.strategies import Dir, describe_tree, materialize, trees
 
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.backup import backup
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
+from snapkeep.engine.restore import restore
 from snapkeep.storage.base import Store
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore

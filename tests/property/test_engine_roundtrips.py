@@ -8,14 +8,13 @@ import blake3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from snapkeep.engine import index as index_module
-from snapkeep.engine import keys
-from snapkeep.engine.chunker import chunk_buffer
-from snapkeep.engine.crypto import AesGcmCipher, ChaChaCipher, NullCipher
+from snapkeep.engine.backup.chunker import chunk_buffer
 from snapkeep.engine.format import CHUNK_MIN_SIZE, BlobType, Compression
-from snapkeep.engine.index import BlobLocation, Index, decode_index_file, encode_index_file
-from snapkeep.engine.packs import PackBuilder, parse_pack
-from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository import Repository, keys
+from snapkeep.engine.repository import index as index_module
+from snapkeep.engine.repository.crypto import AesGcmCipher, ChaChaCipher, NullCipher
+from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
+from snapkeep.engine.repository.pack_format import PackBuilder, parse_pack
 from snapkeep.storage.memory import MemoryStore
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapkeep.engine.retention import FOREVER, MANUAL, Backup, decide
+from snapkeep.engine.maintenance.retention import FOREVER, MANUAL, Backup, decide
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 TAGS = ["s1", "s2", "s3", MANUAL]

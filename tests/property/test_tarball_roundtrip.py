@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from tests.property.strategies import Dir, describe_tree, materialize, trees
 
+from snapkeep.engine.archive import delete_archive, list_archives, restore_archive, write_archive
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.tarball import delete_archive, list_archives, restore_archive, write_archive
 from snapkeep.storage.memory import MemoryStore
 
 AS_ROOT = os.geteuid() == 0

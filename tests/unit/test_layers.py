@@ -32,7 +32,7 @@ def test_engine_and_storage_import_without_heavy_libraries() -> None:
         "import sys, pkgutil, importlib\n"
         "import snapkeep.storage, snapkeep.engine\n"
         "for package in (snapkeep.storage, snapkeep.engine):\n"
-        "    for info in pkgutil.iter_modules(package.__path__, package.__name__ + '.'):\n"
+        "    for info in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
         "        importlib.import_module(info.name)\n"
         "heavy = {'fastapi', 'sqlalchemy', 'pydantic', 'starlette', 'uvicorn', 'click', 'rich'}\n"
         "print(sorted(heavy & set(sys.modules)))\n"

@@ -17,8 +17,6 @@ other codes come from the error (``snapkeep.errors``), e.g. 7 for a wrong passwo
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import os
 import sys
@@ -29,19 +27,17 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, Node, Tree
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, Node, Tree
+from snapkeep.engine.restore import restore
 from snapkeep.errors import ConfigError, NotFoundError
 from snapkeep.storage.base import Store
 from snapkeep.storage.locations import NO_CREDENTIALS, Credentials, open_location
 
 F = TypeVar("F", bound=Callable[..., Any])
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-_MMAP_THRESHOLD = 128 * 1024
 PASSWORD_ENV = "SNAPKEEP_PASSWORD"
 #: Secrets for sftp:// locations read only from the environment (never an argument other users could see).
 SFTP_PASSWORD_ENV = "SNAPKEEP_SFTP_PASSWORD"
@@ -169,20 +165,6 @@ class _BarProgress(Progress):
         self.bar.stop()
 
 
-def tune_memory() -> None:
-    """Give freed buffers back to the system at once (glibc only; silently skipped elsewhere).
-
-    Backup passes many 1-16 MiB buffers between threads. glibc raises its mmap threshold
-    after the first such buffer is freed, and the later ones then fragment the per-thread heaps:
-    peak RSS doubled in the benchmark. A fixed threshold keeps big buffers in mmap, unmapped when freed.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-    except (OSError, AttributeError):
-        pass
-
-
 def make_progress(description: str, as_json: bool) -> Progress:
     """A progress bar when stderr is a terminal and the output is not JSON; silence otherwise."""
     if not as_json and sys.stderr.isatty():
@@ -302,7 +284,6 @@ def backup_command(
     as_json: bool,
 ) -> None:
     """Back up SOURCE folders and files into the repository at PATH."""
-    tune_memory()
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         progress = make_progress("backup", as_json)
         snapshot = backup(
@@ -393,7 +374,6 @@ def restore_command(
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT (or the --include paths of it) into the folder TARGET."""
-    # No tune_memory() here: restore's buffers are few and short-lived, and fresh mmaps cost page faults.
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         snapshot = repository.load_snapshot(snapshot_ref)
         progress = make_progress("restore", as_json)

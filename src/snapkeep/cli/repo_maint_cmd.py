@@ -33,9 +33,9 @@ from snapkeep.cli.repo_cmd import (
     read_password,
     repo_group,
 )
-from snapkeep.engine.checker import CheckReport, check, open_without_index
-from snapkeep.engine.forget import forget
-from snapkeep.engine.prune import prune
+from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index
+from snapkeep.engine.maintenance.forget import forget
+from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import IntegrityError
 

@@ -4,14 +4,7 @@ Everything written to a destination is described by a value in this module. A va
 been released is never changed or reused: a new algorithm gets a new ID, a new layout a new
 ``FORMAT_VERSION``. A checked-in repository of each released version (``tests/fixtures/golden-v1``)
 keeps the readers honest.
-
-Glossary of the engine:
-
-* **chunk**: a piece of a file cut by the content-defined chunker.
-* **blob**: a chunk or a tree, compressed and sealed, addressed by its keyed BLAKE3 ID.
-* **pack**: a file of about ``PACK_TARGET_SIZE`` holding blobs and a sealed trailer listing them.
-* **index**: files mapping blob IDs to their place in packs; rebuildable from pack trailers.
-* **snapshot**: one backup run, pointing at a root tree; written last.
+The engine's glossary is in ``snapkeep.engine``'s docstring.
 """
 
 from __future__ import annotations
@@ -102,11 +95,9 @@ CIPHER_NAMES: Final = {
     CipherId.CHACHA20_POLY1305: "chacha20-poly1305",
 }
 KDF_NAMES: Final = {KdfId.NONE: "none", KdfId.ARGON2ID: "argon2id", KdfId.SCRYPT: "scrypt"}
-COMPRESSION_NAMES: Final = {Compression.NONE: "none", Compression.ZSTD: "zstd"}
 
 DEFAULT_COMPRESSION_LEVEL: Final = 3
 DEFAULT_CIPHER: Final = CipherId.AES_256_GCM
-DEFAULT_KDF: Final = KdfId.ARGON2ID
 
 #: Argon2id defaults (memory in KiB). Stored in each key file, so they may change for new keys.
 #: OWASP's second recommended setting (19 MiB, t=2, p=1; as strong as its 46 MiB, t=1): about

@@ -1,6 +1,6 @@
 """Progress callbacks for backup and restore: the engine reports, it never prints.
 
-The archiver and restorer call these methods, possibly from several worker threads at once; an
+The backup and restore call these methods, possibly from several worker threads at once; an
 implementation that keeps state must guard it. ``Progress`` itself does nothing, so callers
 subclass it and override what they need (the CLI draws a progress bar, the job runner writes log
 lines). ``ProgressCounter`` keeps thread-safe totals, which tests and simple callers use.

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from snapkeep.clock import SYSTEM, Clock, isoformat
-from snapkeep.engine import retention
+from snapkeep.engine.maintenance import retention
 from snapkeep.errors import ConflictError, NotFoundError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction

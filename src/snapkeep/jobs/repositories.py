@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine import tarball
-from snapkeep.engine.prune import prune
+from snapkeep.engine import archive as tarball
+from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import ConfigError, NotFoundError, RepositoryNotFoundError, StorageError
 from snapkeep.jobs import backups, destinations

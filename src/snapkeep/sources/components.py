@@ -1,7 +1,7 @@
 """Account components: what each ``contains`` bit backs up, and where it goes in the snapshot.
 
 ``account_sources(account, contains, options, excludes)`` answers, per component, what to feed the
-engine; ``write_account(layout, sources)`` feeds it to an ``engine.layout.LayoutBackup``. The fixed
+engine; ``write_account(layout, sources)`` feeds it to an ``engine.backup.composed.LayoutBackup``. The fixed
 layout inside an account's snapshot (each component's folder is present whenever its bit is set,
 empty when the account has nothing of that kind):
 
@@ -33,11 +33,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.archiver import BackupOptions
-from snapkeep.engine.layout import LayoutBackup, find_layout_parent
+from snapkeep.engine.backup import BackupOptions
+from snapkeep.engine.backup.composed import LayoutBackup, find_layout_parent
+from snapkeep.engine.backup.parents import AUTO_PARENT, resolve_parent
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import DatabaseError, DumpError
 from snapkeep.sources.accounts.base import Account, Database
 from snapkeep.sources.databases import DumpStream, database_size, open_dump
@@ -301,7 +302,7 @@ def backup_account(
     *,
     job_id: str | None = None,
     tags: list[str] | tuple[str, ...] = (),
-    parent: Snapshot | str | None = "auto",
+    parent: Snapshot | str | None = AUTO_PARENT,
     progress: Progress | None = None,
     options: BackupOptions | None = None,
     clock: Clock = SYSTEM,
@@ -312,11 +313,10 @@ def backup_account(
     listed in ``stats["failures"]``. ``parent="auto"`` reuses the newest snapshot of the same job
     and account. Storage, repository and abort errors propagate and nothing is saved."""
     username = sources.account.username
-    if parent == "auto":
-        parent = find_layout_parent(repository, job_id=job_id, account=username)
-    elif isinstance(parent, str):
-        parent = repository.load_snapshot(parent)
-    layout = LayoutBackup(repository, parent=parent, progress=progress, options=options, clock=clock)
+    parent_snapshot = resolve_parent(
+        repository, parent, lambda: find_layout_parent(repository, job_id=job_id, account=username)
+    )
+    layout = LayoutBackup(repository, parent=parent_snapshot, progress=progress, options=options, clock=clock)
     try:
         failures = write_account(layout, sources)
     except BaseException:

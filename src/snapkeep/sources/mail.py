@@ -16,7 +16,7 @@ value   email contents
 6       everything, junk folders included
 ======  =============================================================================
 
-The rules are exclude globs (``engine.walker`` syntax) anchored at the mail root.
+The rules are exclude globs (``engine.fs.walker`` syntax) anchored at the mail root.
 """
 
 from __future__ import annotations

@@ -130,6 +130,11 @@ class Store(abc.ABC):
         """Usage, free and total bytes where the backend can tell."""
         return StoreInfo(usage=None, free=None, total=None)
 
+    def cleanup_temporary(self) -> int:
+        """Remove what interrupted writes left behind, where the backend keeps such leftovers (a
+        local folder's temporary files); return how many. Optional hook: most stores have none."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections. The store must not be used afterwards."""
 

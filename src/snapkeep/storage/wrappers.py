@@ -53,6 +53,9 @@ class StoreWrapper(Store):
     def info(self) -> StoreInfo:
         return self.inner.info()
 
+    def cleanup_temporary(self) -> int:
+        return self.inner.cleanup_temporary()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -241,6 +244,9 @@ class ReadOnlyStore(StoreWrapper):
 
     def delete(self, name: str, *, missing_ok: bool = False) -> None:
         raise ReadOnlyError(operation="delete", name=name)
+
+    def cleanup_temporary(self) -> int:
+        return 0  # removes nothing: read-only
 
 
 class FaultyStore(StoreWrapper):

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine import archiver, backup_pool, walker
-from snapkeep.engine.archiver import BackupOptions, backup
+from snapkeep.engine import backup as backup_module
+from snapkeep.engine.backup import BackupOptions, backup, reading
+from snapkeep.engine.backup import pool as backup_pool
+from snapkeep.engine.data.tree import DIR, Node, Tree
 from snapkeep.engine.progress import ProgressCounter
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.tree import DIR, Node, Tree
 from snapkeep.errors import NotFoundError
 from snapkeep.storage.memory import MemoryStore
 
@@ -82,9 +83,9 @@ def test_unchanged_files_are_not_read_again(
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "deep").write_bytes(b"deep")
     reads: list[bytes] = []
-    original = walker.read_file_content
+    original = reading.read_file_content
 
-    def counting(pending: walker.PendingFile, *args: object) -> None:
+    def counting(pending: reading.PendingFile, *args: object) -> None:
         reads.append(pending.path)
         original(pending, *args)  # type: ignore[arg-type]
 
@@ -113,7 +114,7 @@ def test_vanished_and_unreadable_files_become_warnings(
     (tmp_path / "keep").write_bytes(b"keep")
     (tmp_path / "vanishes").write_bytes(b"soon gone")
     (tmp_path / "locked").write_bytes(b"secret")
-    original = walker._open_for_reading
+    original = reading._open_for_reading
 
     def opener(path: bytes) -> int:
         if path.endswith(b"/vanishes"):
@@ -122,7 +123,7 @@ def test_vanished_and_unreadable_files_become_warnings(
             raise PermissionError(13, "Permission denied")  # root reads everything: simulate the refusal
         return original(path)
 
-    monkeypatch.setattr(walker, "_open_for_reading", opener)
+    monkeypatch.setattr(reading, "_open_for_reading", opener)
     progress = ProgressCounter()
     missing = tmp_path.with_name(tmp_path.name + "-missing")
     snapshot = backup(repository, [tmp_path, missing], progress=progress)
@@ -198,7 +199,7 @@ def test_root_source_walks_the_root_folder(
 ) -> None:
     (tmp_path / "only").write_bytes(b"x")
     walked: list[bytes] = []
-    original = archiver.scan_directory
+    original = backup_module.scan_directory
 
     inside = os.fsencode(tmp_path)
 
@@ -209,7 +210,7 @@ def test_root_source_walks_the_root_folder(
             return [(name, info) for name, info in original(path) if name == wanted]
         return original(path)
 
-    monkeypatch.setattr(archiver, "scan_directory", scan)
+    monkeypatch.setattr(backup_module, "scan_directory", scan)
     snapshot = backup(repository, ["/"])
     assert walked[0] == b"/"
     assert snapshot.paths == ["/"]
@@ -232,3 +233,13 @@ def test_xattrs_of_unchanged_files_come_from_the_parent_and_changes_are_seen(
     assert nodes[b"kept"].xattrs == {"user.note": b"one"}
     assert nodes[b"changed"].xattrs == {"user.note": b"two"}
     assert first.tree != second.tree
+
+
+def test_every_backup_tunes_the_allocator_once_per_process(repository: Repository, tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    backup_pool.tune_memory.cache_clear()
+    backup(repository, [tmp_path])
+    backup(repository, [tmp_path])
+    info = backup_pool.tune_memory.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    assert backup_pool.tune_memory() is True  # glibc: the threshold was set

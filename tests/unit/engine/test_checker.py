@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine.archiver import backup
-from snapkeep.engine.checker import check, open_without_index, subset_of
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import Node, Tree
 from snapkeep.engine.format import DATA_PREFIX, INDEX_PREFIX, SNAPSHOTS_PREFIX, BlobType, pack_name
+from snapkeep.engine.maintenance.check import check, open_without_index, subset_of
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import Node, Tree
 from snapkeep.errors import WrongPasswordError
 from snapkeep.storage.memory import MemoryStore
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import blake3
 import pytest
 
-from snapkeep.engine.blobs import BlobCodec
-from snapkeep.engine.chunker import buffer_size, chunk_buffer, chunk_file, chunk_into, chunks
-from snapkeep.engine.crypto import NullCipher
+from snapkeep.engine.backup.chunker import buffer_size, chunk_buffer, chunk_file, chunk_into, chunks
 from snapkeep.engine.format import CHUNK_MAX_SIZE
+from snapkeep.engine.repository.codec import BlobCodec
+from snapkeep.engine.repository.crypto import NullCipher
 
 MIB = 1024 * 1024
 #: BLAKE3 of the input itself, so a changed generator is not mistaken for moved cut points.

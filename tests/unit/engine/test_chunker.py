@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine import chunker
+from snapkeep.engine.backup import chunker
 from snapkeep.engine.format import CHUNK_MAX_SIZE, CHUNK_MIN_SIZE
 
 MIB = 1024 * 1024

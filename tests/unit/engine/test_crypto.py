@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-from snapkeep.engine.crypto import SEAL_OVERHEAD, AesGcmCipher, ChaChaCipher, NullCipher, make_cipher
 from snapkeep.engine.format import CipherId
+from snapkeep.engine.repository.crypto import (
+    SEAL_OVERHEAD,
+    AesGcmCipher,
+    ChaChaCipher,
+    NullCipher,
+    make_cipher,
+)
 from snapkeep.errors import IntegrityError
 
 KEY = bytes(range(32))

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from snapkeep.engine.forget import forget, plan_forget, read_snapshots, resolve
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import SNAPSHOTS_PREFIX, BlobType
+from snapkeep.engine.maintenance.forget import forget, plan_forget, read_snapshots, resolve
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import LockError, NotFoundError, ValidationError
 from snapkeep.storage.memory import MemoryStore
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from snapkeep.clock import UTC
+from snapkeep.engine.data.tree import DIR, FILE, SYMLINK, Tree
 from snapkeep.engine.format import CipherId, Compression
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.tree import DIR, FILE, SYMLINK, Tree
 from snapkeep.errors import WrongPasswordError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.wrappers import ReadOnlyStore

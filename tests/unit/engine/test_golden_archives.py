@@ -20,9 +20,9 @@ import zstandard
 from tests.fixtures.make_golden import restored_view
 
 from snapkeep.clock import UTC
+from snapkeep.engine.archive import ArchiveKeys, list_archives, load_manifest, restore_archive
+from snapkeep.engine.archive.segments import SEGMENT_MAGIC
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.segments import SEGMENT_MAGIC
-from snapkeep.engine.tarball import ArchiveKeys, list_archives, load_manifest, restore_archive
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.wrappers import ReadOnlyStore

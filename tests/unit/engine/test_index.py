@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from snapkeep.engine import index as index_module
 from snapkeep.engine.format import BlobType, Compression
-from snapkeep.engine.index import BlobLocation, Index, decode_index_file, encode_index_file
+from snapkeep.engine.repository import index as index_module
+from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
 from snapkeep.errors import IntegrityError
 
 
@@ -26,7 +26,6 @@ def test_lookup_before_and_after_merges(monkeypatch: pytest.MonkeyPatch) -> None
     for loc in locations:
         index.add(loc)
     assert len(index) == 200
-    assert index.memory_bytes() > 0
     for loc in locations:
         assert index.lookup(loc.blob_id) == loc
         assert loc.blob_id in index
@@ -43,18 +42,6 @@ def test_first_location_of_a_blob_wins() -> None:
     index.add(location("b" * 64, 2, blob_id=first.blob_id))
     assert index.lookup(first.blob_id) == first
     assert len(index) == 1
-
-
-def test_remove_packs_forgets_their_blobs() -> None:
-    index = Index()
-    kept = [location("a" * 64, n) for n in range(10)]
-    gone = [location("b" * 64, n) for n in range(10)]
-    index.add_many(kept + gone)
-    assert index.remove_packs(["b" * 64, "c" * 64]) == 10
-    assert index.remove_packs(["c" * 64]) == 0
-    assert all(index.lookup(loc.blob_id) is None for loc in gone)
-    assert all(index.lookup(loc.blob_id) == loc for loc in kept)
-    assert index.pack_ids() == {"a" * 64}
 
 
 def test_index_file_round_trip() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from snapkeep.engine import keys
+from snapkeep.engine.repository import keys
 from snapkeep.errors import RepositoryError, WrongPasswordError
 
 FAST_ARGON2 = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from snapkeep.clock import FrozenClock
-from snapkeep.engine.locks import RepositoryLock, list_locks
+from snapkeep.engine.repository.locks import RepositoryLock, list_locks
 from snapkeep.errors import LockError
 from snapkeep.storage.memory import MemoryStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from snapkeep.engine.packer import STREAM_PIECE, coalesce
+from snapkeep.engine.repository.packer import STREAM_PIECE, coalesce
 
 
 def test_coalesce_joins_small_parts_and_keeps_large_ones_in_order() -> None:

@@ -7,9 +7,9 @@ import os
 import blake3
 import pytest
 
-from snapkeep.engine.crypto import AesGcmCipher, Cipher, NullCipher
 from snapkeep.engine.format import PACK_MAGIC, BlobType, Compression, pack_name
-from snapkeep.engine.packs import PackBuilder, parse_pack, read_pack_trailer
+from snapkeep.engine.repository.crypto import AesGcmCipher, Cipher, NullCipher
+from snapkeep.engine.repository.pack_format import PackBuilder, parse_pack, read_pack_trailer
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.memory import MemoryStore
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine.archiver import backup
-from snapkeep.engine.checker import check
-from snapkeep.engine.forget import forget
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import DATA_PREFIX, LOCKS_PREFIX, BlobType, pack_name
-from snapkeep.engine.prune import prune
+from snapkeep.engine.maintenance.check import check
+from snapkeep.engine.maintenance.forget import forget
+from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
+from snapkeep.engine.restore import restore
 from snapkeep.errors import LockError, RepositoryError, StorageError
 from snapkeep.storage.memory import MemoryStore
 from snapkeep.storage.wrappers import FaultyStore

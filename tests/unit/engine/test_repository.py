@@ -6,13 +6,15 @@ import datetime as dt
 import json
 import os
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from snapkeep.clock import UTC, FrozenClock
+from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import BlobType, Compression, pack_name
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.snapshot import Snapshot
 from snapkeep.errors import (
     BlobNotFoundError,
     IntegrityError,
@@ -25,6 +27,7 @@ from snapkeep.errors import (
 )
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
+from snapkeep.storage.wrappers import ReadOnlyStore
 
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
@@ -194,6 +197,45 @@ def test_a_damaged_blob_is_named_with_its_pack(password: str | None) -> None:
     repository.close()
 
 
+class IndexFailingStore(MemoryStore):
+    """Refuses index files once ``refuse`` is set."""
+
+    refuse = False
+
+    def store(self, name: str, data: bytes) -> None:
+        if self.refuse and name.startswith("index/"):
+            raise StorageError(f"disk full while writing {name}")
+        super().store(name, data)
+
+
+def test_a_failed_last_index_write_is_raised_by_close() -> None:
+    store = IndexFailingStore()
+    repository = new_repository(store, pack_size=2048)
+    for _ in range(5):
+        repository.add_blob(BlobType.DATA, os.urandom(3000))  # full packs go to the uploaders
+    store.refuse = True
+    with pytest.raises(StorageError, match="disk full while writing index/"):
+        repository.close()
+    assert names(store, "data/")
+    assert not names(store, "index/")
+
+
+def test_an_error_in_flight_wins_over_a_failed_close() -> None:
+    store = IndexFailingStore()
+    repository = new_repository(store, pack_size=2048)
+
+    def fail_with_the_repository_open() -> None:
+        with repository:
+            for _ in range(5):
+                repository.add_blob(BlobType.DATA, os.urandom(3000))
+            store.refuse = True
+            raise ValueError("the run failed")
+
+    with pytest.raises(ValueError, match="the run failed") as raised:
+        fail_with_the_repository_open()
+    assert any("closing the repository failed too" in note for note in raised.value.__notes__)
+
+
 def test_upload_errors_surface_and_never_commit_a_snapshot() -> None:
     store = FailingStore(good_packs=1)
     repository = new_repository(store, pack_size=2048)
@@ -326,3 +368,24 @@ def test_repository_lock_is_exclusive_against_other_holders() -> None:
         assert len(names(store, "locks/")) == 2
     assert names(store, "locks/") == []
     repository.close()
+
+
+def test_opening_removes_old_leftovers_of_interrupted_writes(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "repo")
+    new_repository(store).close()
+    old = tmp_path / "repo" / "data" / ".tmp-crashed"
+    old.parent.mkdir(exist_ok=True)
+    old.write_bytes(b"half a pack")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    fresh = tmp_path / "repo" / "keys" / ".tmp-in-flight"
+    fresh.write_bytes(b"being written")
+    with Repository.open(store, password="secret") as repository:
+        assert repository.cleanup_error is None
+    assert not old.exists()
+    assert fresh.exists()  # a write in flight keeps touching its file
+    read_only = ReadOnlyStore(store)
+    old.write_bytes(b"again")
+    os.utime(old, (two_days_ago, two_days_ago))
+    Repository.open(read_only, password="secret").close()
+    assert old.exists()  # a read-only store removes nothing

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine.archiver import backup
+from snapkeep.engine.backup import backup
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, FILE, Node
 from snapkeep.engine.format import BlobType
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.tree import DIR, FILE, Node
+from snapkeep.engine.restore import restore
 from snapkeep.errors import NotFoundError, UnsafePathError
 from snapkeep.storage.memory import MemoryStore
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from snapkeep.engine.retention import FOREVER, MANUAL, Backup, decide, to_remove
+from snapkeep.engine.maintenance.retention import FOREVER, MANUAL, Backup, decide
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAILY, WEEKLY = "d" * 24, "w" * 24
@@ -24,6 +24,10 @@ def backup(day: int, *tags: str, source: str = "job J", ok: bool = True, locked_
     )
 
 
+def removed(decisions) -> list[str]:
+    return [decision.id for decision in decisions if not decision.keep]
+
+
 def reasons(decisions) -> dict[str, tuple[bool, tuple[str, ...]]]:
     return {decision.id: (decision.keep, decision.reasons) for decision in decisions}
 
@@ -31,7 +35,7 @@ def reasons(decisions) -> dict[str, tuple[bool, tuple[str, ...]]]:
 def test_a_week_of_daily_runs_with_retain_3_keeps_the_newest_three() -> None:
     backups = [backup(day, DAILY) for day in range(1, 8)]
     decisions = decide(backups, {DAILY: 3}, NOW, labels=LABELS)
-    assert to_remove(decisions) == ["b01", "b02", "b03", "b04"]
+    assert removed(decisions) == ["b01", "b02", "b03", "b04"]
     result = reasons(decisions)
     assert result["b05"] == (True, ("kept: newest 3 of schedule 'Daily'",))
     assert result["b07"] == (
@@ -77,7 +81,7 @@ def test_the_newest_good_backup_of_each_source_is_never_removed() -> None:
 
 def test_counts_are_per_source() -> None:
     backups = [backup(day, DAILY, source=f"account u{day % 2}") for day in range(1, 7)]
-    assert to_remove(decide(backups, {DAILY: 2}, NOW)) == ["b01", "b02"]
+    assert removed(decide(backups, {DAILY: 2}, NOW)) == ["b01", "b02"]
 
 
 def test_tags_without_a_retain_count_keep_their_backups() -> None:
@@ -91,7 +95,7 @@ def test_tags_without_a_retain_count_keep_their_backups() -> None:
 def test_ties_in_time_are_broken_by_id_and_bad_input_is_refused() -> None:
     same = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
     backups = [Backup(id=name, created=same, source="s", tags=frozenset({DAILY})) for name in "abc"]
-    assert to_remove(decide(backups, {DAILY: 1}, NOW)) == ["a", "b"]
+    assert removed(decide(backups, {DAILY: 1}, NOW)) == ["a", "b"]
     with pytest.raises(ValueError, match="unique"):
         decide([backups[0], backups[0]], {}, NOW)
     with pytest.raises(ValueError, match="at least 0"):

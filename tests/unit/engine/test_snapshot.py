@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from snapkeep.clock import UTC
-from snapkeep.engine.crypto import AesGcmCipher, NullCipher
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.snapshots import SnapshotStore
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.repository.crypto import AesGcmCipher, NullCipher
+from snapkeep.engine.repository.snapshot_store import SnapshotStore
 from snapkeep.errors import IntegrityError, NotFoundError, ValidationError
 from snapkeep.storage.memory import MemoryStore
 

@@ -15,13 +15,7 @@ import blake3
 import pytest
 
 from snapkeep.clock import FrozenClock
-from snapkeep.engine.crypto import NullCipher, make_cipher
-from snapkeep.engine.format import CipherId
-from snapkeep.engine.manifest import ArchiveManifest, encode_manifest
-from snapkeep.engine.progress import ProgressCounter
-from snapkeep.engine.repository import Repository
-from snapkeep.engine.segments import open_segments, seal_segments
-from snapkeep.engine.tarball import (
+from snapkeep.engine.archive import (
     ArchiveKeys,
     delete_archive,
     list_archives,
@@ -29,7 +23,13 @@ from snapkeep.engine.tarball import (
     restore_archive,
     write_archive,
 )
-from snapkeep.engine.tarwriter import ArchiveEntry
+from snapkeep.engine.archive.manifest import ArchiveManifest, encode_manifest
+from snapkeep.engine.archive.segments import open_segments, seal_segments
+from snapkeep.engine.archive.writer import ArchiveEntry
+from snapkeep.engine.format import CipherId
+from snapkeep.engine.progress import ProgressCounter
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository.crypto import NullCipher, make_cipher
 from snapkeep.errors import IntegrityError, NotFoundError, StorageError, UnsafePathError, WrongPasswordError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore

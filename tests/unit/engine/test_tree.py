@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from snapkeep.engine.tree import DIR, FILE, SYMLINK, Node, Tree, validate_name
+from snapkeep.engine.data.tree import DIR, FILE, SYMLINK, Node, Tree, validate_name
 from snapkeep.errors import IntegrityError, UnsafePathError
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from snapkeep.engine.tree import DIR, FIFO, FILE, SYMLINK
-from snapkeep.engine.walker import Describer, Excludes, has_holes, prepare_sources, scan_directory
+from snapkeep.engine.data.tree import DIR, FIFO, FILE, SYMLINK
+from snapkeep.engine.fs.walker import Describer, Excludes, has_holes, prepare_sources, scan_directory
 
 
 @pytest.mark.parametrize(

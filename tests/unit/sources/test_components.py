@@ -8,8 +8,8 @@ import os
 import pytest
 
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.streams import find_node, read_content
+from snapkeep.engine.restore import restore
+from snapkeep.engine.restore.content import find_node, read_content
 from snapkeep.sources.accounts.base import Account, Domain, FtpAccount
 from snapkeep.sources.components import (
     ALL_COMPONENTS,

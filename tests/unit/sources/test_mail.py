@@ -7,7 +7,7 @@ import os
 import pytest
 
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
+from snapkeep.engine.restore import restore
 from snapkeep.errors import ValidationError
 from snapkeep.sources.accounts.base import Account
 from snapkeep.sources.components import account_sources, backup_account

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import exists, select, update
 
-from snapkeep.engine.locks import is_stale, list_locks, process_alive
+from snapkeep.engine.repository.locks import is_stale, list_locks, process_alive
 from snapkeep.jobs import logs
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import ACTIVE, FINISHED, ItemStatus, QueueStatus, QueueType

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from snapkeep.clock import Clock
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import DIR, Tree
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.snapshot import Snapshot
-from snapkeep.engine.streams import find_node, read_content
-from snapkeep.engine.tree import DIR, Tree
+from snapkeep.engine.restore import restore
+from snapkeep.engine.restore.content import find_node, read_content
 from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
 from snapkeep.jobs import accounts, backups
 from snapkeep.jobs.codes import QueueStatus

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from snapkeep.clock import Clock
-from snapkeep.engine import retention
+from snapkeep.engine.maintenance import retention
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import BackupAbortedError, SnapkeepError

@@ -8,8 +8,8 @@ destinations once more at the end when ``retry_failed``; post Backup hooks.
 
 from __future__ import annotations
 
-from snapkeep.engine.archiver import backup
-from snapkeep.engine.tarball import write_archive
+from snapkeep.engine.archive import write_archive
+from snapkeep.engine.backup import backup
 from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import backups
 from snapkeep.jobs.codes import HookPosition, HookStage, QueueStatus, QueueType, Structure

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,9 +25,10 @@ from typing import Any
 import zstandard
 
 from snapkeep.clock import Clock
-from snapkeep.engine.restorer import restore
-from snapkeep.engine.tarball import restore_archive
-from snapkeep.errors import BackupAbortedError, SnapkeepError, UnsafePathError
+from snapkeep.engine.archive import restore_archive
+from snapkeep.engine.fs.safe_target import remove_below
+from snapkeep.engine.restore import restore
+from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import backups
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, LogType, QueueStatus, QueueType, Structure
@@ -47,26 +47,11 @@ from snapkeep.jobs.runs.common import (
 DOWNLOADS = "downloads"
 
 
-def _inside(target: Path, path: str) -> Path:
-    """``target/path`` for a backed-up path; UnsafePathError when it would leave the target."""
-    parts = [part for part in path.split("/") if part and part != "."]
-    if not parts or ".." in parts:
-        raise UnsafePathError(path=path, reason="must name a path inside the backup")
-    return target.joinpath(*parts)
-
-
-def _clear(target: Path, paths: Sequence[str]) -> None:
-    """Remove what is at each path inside ``target`` (merge=0), never following a symlink out."""
+def clear_paths(target: Path, paths: Sequence[str]) -> None:
+    """Remove what is at each path inside ``target`` (merge=0), never following a symlink out
+    (``engine.fs.safe_target.remove_below``)."""
     for path in paths:
-        place = _inside(target, path)
-        try:
-            info = place.lstat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            shutil.rmtree(place)
-        else:
-            place.unlink()
+        remove_below(target, path)
 
 
 def _pack(folder: Path, output: Path) -> int:
@@ -203,7 +188,7 @@ class RestoreRun:
                 else:
                     target.mkdir(parents=True, exist_ok=True)
                     if not int(self.options.get("merge", 1)):
-                        _clear(target, paths or list(dict(row.document or {}).get("paths", [])))
+                        clear_paths(target, paths or list(dict(row.document or {}).get("paths", [])))
                     context.log.info(f"restoring {where} ({', '.join(paths) or 'everything'}) into {target}")
                     if row.structure == Structure.INCREMENTAL:
                         snapshot = opened.repository.load_snapshot(row.engine_id)

@@ -1,0 +1,265 @@
+"""Reading an Archived/Compressed archive back: verify every member, extract it safely.
+
+``ArchiveRestore`` streams the stored object through ranged loads, opens the sealed segments (when
+encrypted), decompresses (when zstd) and parses the tar with ``tarfile`` in stream mode; it never
+uses ``tarfile``'s extraction. Each member is checked against the manifest (type, mode, owner,
+mtime, link target, size) and handed to ``SafeExtractor``, which verifies contents before
+publishing them. The whole stream's size and BLAKE3 hash and the member count are checked at the
+end, so a cut or altered archive raises ``IntegrityError``.
+
+A selected hard link whose first path is not selected "carries" the contents itself: the first
+path's data is written under the link's name.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, cast
+
+from snapkeep.engine.archive.extract import SafeExtractor
+from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
+from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
+from snapkeep.engine.archive.writer import (
+    ENCODING,
+    ERRORS,
+    READ_SIZE,
+    TYPE_NAMES,
+    XATTR_PREFIX,
+    ArchiveEntry,
+    parse_pax_time,
+    xattrs_digest,
+)
+from snapkeep.engine.fs.safe_target import Metadata, split_path
+from snapkeep.engine.progress import Progress
+from snapkeep.errors import IntegrityError, NotFoundError
+from snapkeep.storage.base import Store
+
+LOAD_BLOCK = 4 * 1024 * 1024
+_SPECIAL = {"fifo": 0o010000, "chardev": 0o020000, "blockdev": 0o060000}
+
+
+@dataclass
+class ArchiveRestoreResult:
+    """What a restore wrote, and the entries it could not create."""
+
+    files: int = 0
+    directories: int = 0
+    links: int = 0
+    bytes: int = 0
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _stored_chunks(store: Store, name: str) -> Iterator[bytes]:
+    offset = 0
+    while True:
+        block = store.load(name, offset, LOAD_BLOCK)
+        if block:
+            yield block
+        if len(block) < LOAD_BLOCK:
+            return
+        offset += len(block)
+
+
+def _member_type(member: tarfile.TarInfo) -> str:
+    kind = tarfile.REGTYPE if member.type in (tarfile.AREGTYPE, tarfile.CONTTYPE) else member.type
+    return TYPE_NAMES.get(kind, f"unsupported type {member.type!r}")
+
+
+def _check_member(manifest: ArchiveManifest, member: tarfile.TarInfo, path: str, entry: ArchiveEntry) -> None:
+    """``IntegrityError`` unless the member matches its manifest entry field by field."""
+    from_stream = {
+        "type": _member_type(member),
+        "mode": member.mode,
+        "uid": member.uid,
+        "gid": member.gid,
+        "mtime_ns": _member_mtime(member),
+        "link": member.linkname if member.type in (tarfile.SYMTYPE, tarfile.LNKTYPE) else "",
+        "xattrs": xattrs_digest(member_xattrs(member)),
+    }
+    if from_stream["type"] == "file":
+        from_stream["size"] = member.size
+    for key, value in from_stream.items():
+        expected = getattr(entry, key)
+        if value != expected:
+            raise IntegrityError(
+                what=f"archive {manifest.id}",
+                reason=f"member {path!r}: {key} is {value!r} in the stream but {expected!r} in the manifest",
+            )
+
+
+def member_xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+    """Extended attributes carried by a member's ``SCHILY.xattr.*`` pax records."""
+    return {
+        keyword[len(XATTR_PREFIX) :]: value.encode(ENCODING, ERRORS)
+        for keyword, value in member.pax_headers.items()
+        if keyword.startswith(XATTR_PREFIX)
+    }
+
+
+def _member_mtime(member: tarfile.TarInfo) -> int:
+    exact = member.pax_headers.get("mtime")
+    try:
+        return parse_pax_time(exact) if exact is not None else int(member.mtime) * 1_000_000_000
+    except ValueError:
+        return -1
+
+
+def _content(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Iterator[bytes]:
+    handle = tar.extractfile(member)
+    if handle is None:
+        return
+    remaining = member.size
+    while remaining > 0:
+        block = handle.read(min(READ_SIZE, remaining))
+        if not block:
+            return
+        remaining -= len(block)
+        yield block
+
+
+def _selector(includes: Sequence[str], manifest: ArchiveManifest) -> tuple[str, ...]:
+    """Normalised include paths; ``NotFoundError`` for one that matches nothing."""
+    wanted = tuple(include.strip("/") for include in includes)
+    for include in wanted:
+        if not any(
+            entry.path == include or entry.path.startswith(include + "/") for entry in manifest.entries
+        ):
+            raise NotFoundError(f"{include!r} is not in archive {manifest.id}", kind="path", ident=include)
+    return wanted
+
+
+class ArchiveRestore:
+    """One restore of ``manifest``'s archive into ``target``; ``run`` does the work once."""
+
+    def __init__(
+        self,
+        destination: ArchiveDestination,
+        manifest: ArchiveManifest,
+        target: str | bytes,
+        *,
+        includes: Sequence[str] = (),
+        progress: Progress | None = None,
+        owners: bool | None = None,
+    ) -> None:
+        self.destination = destination
+        self.manifest = manifest
+        self.target = target
+        self.owners = owners
+        self.progress = progress or Progress()
+        self.wanted = _selector(includes, manifest)
+        self.entries = {entry.path: entry for entry in manifest.entries}
+        self.what = f"archive {manifest.id}"
+        self.result = ArchiveRestoreResult()
+        self.carriers: dict[str, str] = {}
+        for entry in manifest.entries:
+            if entry.type == "hardlink" and self.selected(entry.path) and not self.selected(entry.link):
+                self.carriers.setdefault(entry.link, entry.path)
+        self._restored: dict[str, tuple[bytes, ...]] = {}
+
+    def selected(self, path: str) -> bool:
+        """Whether ``path`` is inside one of the includes (every path when there are none)."""
+        return not self.wanted or any(path == item or path.startswith(item + "/") for item in self.wanted)
+
+    def run(self) -> ArchiveRestoreResult:
+        """Restore; see ``archive.restore_archive`` for what raises."""
+        chosen = [entry for entry in self.manifest.entries if self.selected(entry.path)]
+        self.progress.on_start(len(chosen), sum(entry.size for entry in chosen))
+        hashing = HashingTap(_stored_chunks(self.destination.store, self.manifest.archive_name))
+        stream: Iterable[bytes] = hashing
+        if self.manifest.segment_size:
+            stream = open_segments(stream, self.destination.cipher, self.manifest.id.encode(), what=self.what)
+        if self.manifest.compression == "zstd":
+            stream = decompress_zstd(stream, what=self.what)
+        reader = ChunkReader(stream)
+        extractor = SafeExtractor(self.target, owners=self.owners)
+        seen = 0
+        try:
+            with tarfile.open(
+                fileobj=cast(IO[bytes], reader),
+                mode="r|",
+                encoding=ENCODING,
+                errors=ERRORS,
+                bufsize=READ_SIZE,
+            ) as archive:
+                for member in archive:
+                    self._member(archive, member, extractor)
+                    seen += 1
+            reader.drain()
+            if seen != len(self.manifest.entries):
+                reason = f"stream holds {seen} of {len(self.manifest.entries)} members (truncated)"
+                raise IntegrityError(what=self.what, reason=reason)
+            if hashing.size != self.manifest.size or hashing.hasher.hexdigest() != self.manifest.blake3:
+                raise IntegrityError(
+                    what=self.what, reason="the stored stream does not match its manifest hash"
+                )
+            extractor.finish()
+            for path, message in extractor.warnings:
+                self.result.warnings.append((path, message))
+                self.progress.on_warning(path, message)
+        except (tarfile.TarError, EOFError) as error:
+            extractor.close()
+            raise IntegrityError(what=self.what, reason=f"tar stream damaged: {error}") from None
+        except BaseException:
+            extractor.close()
+            raise
+        finally:
+            self.progress.on_finish()
+        return self.result
+
+    def _member(self, archive: tarfile.TarFile, member: tarfile.TarInfo, extractor: SafeExtractor) -> None:
+        path = member.name.rstrip("/") if member.isdir() else member.name
+        parts = split_path(path)
+        entry = self.entries.get(path)
+        if entry is None:
+            raise IntegrityError(what=self.what, reason=f"member {path!r} is not in the manifest")
+        _check_member(self.manifest, member, path, entry)
+        carrier = self.carriers.get(path)
+        if not self.selected(path) and carrier is None:
+            return
+        metadata = Metadata(
+            entry.mode,
+            entry.uid,
+            entry.gid,
+            entry.mtime_ns,
+            member_xattrs(member),
+            member.uname,
+            member.gname,
+        )
+        result = self.result
+        if entry.type == "file":
+            place = split_path(carrier) if carrier is not None else parts
+            shown = carrier or path
+            written = extractor.file(
+                place, _content(archive, member), entry.size, entry.blake3, metadata, shown
+            )
+            self._restored[path] = place
+            result.files += 1
+            result.bytes += written
+            self.progress.on_bytes(written)
+        elif entry.type == "hardlink":
+            if self.carriers.get(entry.link) != path:
+                existing = self._restored.get(entry.link)
+                if existing is None:
+                    raise IntegrityError(
+                        what=self.what, reason=f"hard link {path!r} to unknown {entry.link!r}"
+                    )
+                extractor.hardlink(parts, existing, path)
+            result.links += 1
+        elif entry.type == "dir":
+            extractor.directory(parts, metadata, path)
+            result.directories += 1
+        elif entry.type == "symlink":
+            extractor.symlink(parts, entry.link, metadata, path)
+            result.links += 1
+        else:
+            device = os.makedev(member.devmajor, member.devminor)
+            try:
+                extractor.special(parts, _SPECIAL[entry.type], device, metadata, path)
+            except PermissionError as error:
+                message = f"cannot create {entry.type}: {error.strerror}"
+                result.warnings.append((path, message))
+                self.progress.on_warning(path, message)
+        self.progress.on_file(path, entry.size)

@@ -1,0 +1,71 @@
+"""Turning a blob's plaintext into its stored bytes and back: keyed ID, zstd, sealing, verification.
+
+``encode`` compresses with zstd at the repository's level (a compressor per thread: zstandard
+compressors are not thread-safe; the work itself runs without the GIL), keeps the plaintext when
+zstd does not make it smaller, and seals the result with the blob ID as associated data, so a blob
+moved to another ID fails to open. ``decode`` reverses it and checks the length and the ID.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import blake3
+import zstandard
+
+from snapkeep.engine.format import Compression
+from snapkeep.engine.repository.crypto import Cipher
+from snapkeep.engine.repository.index import BlobLocation
+from snapkeep.errors import IntegrityError
+
+
+class BlobCodec:
+    """Encodes and decodes blobs for one repository. Thread-safe."""
+
+    def __init__(self, cipher: Cipher, id_key: bytes, compression_level: int) -> None:
+        self.cipher = cipher
+        self._id_key = id_key
+        self.compression_level = compression_level
+        self._local = threading.local()
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """The 32-byte keyed BLAKE3 ID of ``data``."""
+        return blake3.blake3(data, key=self._id_key).digest()
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        compressor: zstandard.ZstdCompressor | None = getattr(self._local, "compressor", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self.compression_level)
+            self._local.compressor = compressor
+        return compressor
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        decompressor: zstandard.ZstdDecompressor | None = getattr(self._local, "decompressor", None)
+        if decompressor is None:
+            decompressor = zstandard.ZstdDecompressor()
+            self._local.decompressor = decompressor
+        return decompressor
+
+    def encode(self, blob_id: bytes, data: bytes | memoryview) -> tuple[Compression, bytes]:
+        """The compression used and the sealed bytes to store for ``data``."""
+        compression, payload = Compression.NONE, data
+        if self.compression_level:
+            compressed = self._compressor().compress(data)
+            if len(compressed) < len(data):
+                compression, payload = Compression.ZSTD, compressed
+        return compression, self.cipher.seal(payload, blob_id)
+
+    def decode(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
+        """Open, decompress and verify a stored blob; raises ``IntegrityError`` naming blob and pack."""
+        what = f"blob {location.blob_id.hex()} in pack {location.pack_id}"
+        if len(stored) != location.length:
+            raise IntegrityError(what=what, reason=f"read {len(stored)} bytes, expected {location.length}")
+        plaintext = self.cipher.open(stored, location.blob_id, what=what)
+        if location.compression is Compression.ZSTD:
+            try:
+                plaintext = self._decompressor().decompress(plaintext, max_output_size=location.raw_length)
+            except zstandard.ZstdError as problem:
+                raise IntegrityError(what=what, reason=f"cannot decompress: {problem}") from None
+        if len(plaintext) != location.raw_length or self.blob_id(plaintext) != location.blob_id:
+            raise IntegrityError(what=what, reason="contents do not match the blob ID")
+        return plaintext

@@ -1,0 +1,174 @@
+"""Assembling sealed blobs into packs and uploading full packs from background threads.
+
+``Packer.add`` appends a sealed blob to the open pack under a short lock; a pack that reaches the
+target size is handed to a bounded queue (so a slow destination slows the producers instead of
+filling memory) and finished there: the uploader threads seal the trailer, hash the pack for its
+ID, stream its parts to the store (no pack-sized copy) and report ``on_uploaded(pack_id, entries)``.
+Memory: the open pack, one queued and at most one per uploader (about 64 MiB in all).
+
+An uploader error is kept and raised in the caller of the next ``add``/``flush``/``check`` as a
+``StorageError``; later packs are dropped, never half-written, so nothing after the failure can be
+committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+from snapkeep.engine.format import PACK_TARGET_SIZE, BlobType, Compression, pack_name
+from snapkeep.engine.repository.crypto import Cipher
+from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry
+from snapkeep.errors import SnapkeepError, StorageError
+from snapkeep.storage.base import Store
+
+UploadedCallback = Callable[[str, list[PackEntry]], None]
+#: Full packs waiting for an uploader, beyond the ones being uploaded (memory: about 16 MiB each).
+#: One is enough to keep both uploaders busy; more only holds memory (measured: docs/engine.md).
+DEFAULT_QUEUE_DEPTH = 1
+DEFAULT_UPLOADERS = 2
+#: Blobs smaller than this are joined into pieces of about this size before they are streamed
+#: (fewer writes, fewer SFTP requests); larger ones are written as they are.
+STREAM_PIECE = 1024 * 1024
+
+
+def coalesce(parts: list[bytes]) -> list[bytes]:
+    """``parts`` with runs of small ones joined into pieces of about ``STREAM_PIECE`` bytes.
+
+    Consumes ``parts`` (emptied as it goes), so a pack is never held twice while it is joined."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    run_size = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        if len(part) >= STREAM_PIECE:
+            if run:
+                out.append(b"".join(run))
+                run, run_size = [], 0
+            out.append(part)
+            continue
+        run.append(part)
+        run_size += len(part)
+        if run_size >= STREAM_PIECE:
+            out.append(b"".join(run))
+            run, run_size = [], 0
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
+class Packer:
+    """Packs sealed blobs and uploads them. Thread-safe."""
+
+    def __init__(
+        self,
+        store: Store,
+        cipher: Cipher,
+        on_uploaded: UploadedCallback,
+        *,
+        pack_size: int = PACK_TARGET_SIZE,
+        uploaders: int = DEFAULT_UPLOADERS,
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+    ) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._on_uploaded = on_uploaded
+        self._pack_size = pack_size
+        self._uploader_count = uploaders
+        self._queue: queue.Queue[PackBuilder | None] = queue.Queue(maxsize=queue_depth)
+        self._lock = threading.Lock()
+        self._open = PackBuilder()
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        self.packs_uploaded = 0
+        self.bytes_uploaded = 0
+
+    def _start(self) -> None:
+        # Called with the lock held.
+        if self._threads:
+            return
+        for number in range(self._uploader_count):
+            thread = threading.Thread(
+                target=self._upload_loop, name=f"snapkeep-uploader-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def check(self) -> None:
+        """Raise ``StorageError`` when an upload has failed."""
+        error = self._error
+        if error is not None:
+            if isinstance(error, StorageError):
+                raise StorageError(f"uploading a pack failed: {error}") from error
+            raise StorageError(f"uploading a pack failed: {type(error).__name__}: {error}") from error
+
+    def add(
+        self, blob_id: bytes, blob_type: BlobType, compression: Compression, sealed: bytes, raw_length: int
+    ) -> None:
+        """Append a sealed blob; may block while the upload queue is full. Raises ``StorageError``."""
+        self.check()
+        full = None
+        with self._lock:
+            self._start()
+            self._open.add(blob_id, blob_type, compression, sealed, raw_length)
+            if self._open.size >= self._pack_size:
+                full, self._open = self._open, PackBuilder()
+        if full is not None:
+            self._queue.put(full)
+
+    def flush(self) -> None:
+        """Send the open pack and wait until every queued pack is stored. Raises ``StorageError``."""
+        with self._lock:
+            full, self._open = (self._open, PackBuilder()) if len(self._open) else (None, self._open)
+            if full is not None:
+                self._start()
+        if full is not None:
+            self._queue.put(full)
+        self._queue.join()
+        self.check()
+
+    def close(self) -> None:
+        """Finish queued uploads (the open pack is discarded) and stop the threads. Never raises."""
+        with self._lock:
+            threads, self._threads = self._threads, []
+            self._open = PackBuilder()
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
+
+    def _upload_loop(self) -> None:
+        while True:
+            builder = self._queue.get()
+            try:
+                if builder is None:
+                    return
+                if self._error is None:
+                    self._upload(builder)
+            except BaseException as error:  # noqa: BLE001 - kept and raised in the producer's thread
+                if self._error is None:
+                    self._error = error
+            finally:
+                self._queue.task_done()
+
+    def _upload(self, builder: PackBuilder) -> None:
+        entries = list(builder.entries)
+        pack_id, parts = builder.finish_parts(self._cipher)
+        parts = coalesce(parts)
+        try:
+            if len(parts) == 1:
+                self._store.store(pack_name(pack_id), parts[0])
+                size = len(parts[0])
+            else:
+                size = self._store.store_stream(pack_name(pack_id), parts)
+        except SnapkeepError:
+            raise
+        except OSError as error:  # a backend that leaked a foreign error: translate it here
+            raise StorageError(f"storing pack {pack_id}: {error}") from error
+        del parts
+        with self._lock:
+            self.packs_uploaded += 1
+            self.bytes_uploaded += size
+        self._on_uploaded(pack_id, entries)

@@ -1,0 +1,78 @@
+"""Restore: a whole snapshot or chosen paths, to any target folder, never outside it.
+
+Plan (main thread, ``restore.plan``): walk the snapshot's trees depth first. Every name comes from
+``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names (``UnsafePathError``). Folders are
+created and opened one component at a time relative to their parent's descriptor with
+``O_NOFOLLOW`` (``fs.safe_target``); a symlink or file planted where a folder or file belongs is
+removed, never followed. Symlinks, fifos and device nodes (when root) are made there too.
+
+Content (worker threads, ``restore.writer``): the needed blobs are grouped by pack; each worker
+reads one pack's blobs with ``repository.load_blobs`` (ranged reads, every blob verified against its
+ID) and writes each blob at its offsets in every file that uses it, skipping zero runs of sparse
+files. A file gets its metadata (owner, mode, xattrs and ACLs, mtime in ns) through its descriptor
+when its last blob is written. Hard links are linked to their first member afterwards; folder
+metadata is applied last, deepest first. A blob that is missing or damaged fails the files using it
+(their partial content is removed) and the failure names them; every other file still restores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
+from snapkeep.engine.progress import Progress
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.restore.plan import RestorePlanner, parse_include
+from snapkeep.engine.restore.writer import RestoreResult
+
+__all__ = ["RestoreResult", "parse_include", "restore"]
+
+#: Threads that load the trees the plan will visit next (more only add GIL contention locally).
+_TREE_READERS = 2
+
+
+def restore(
+    repository: Repository,
+    snapshot: Snapshot,
+    target: str | bytes,
+    *,
+    includes: Iterable[str | bytes] = (),
+    progress: Progress | None = None,
+    workers: int = 2,
+    restore_owners: bool | None = None,
+) -> RestoreResult:
+    """Restore ``snapshot`` (or only ``includes``, paths inside it) into the folder ``target``.
+
+    ``workers`` write contents (2 by default: on 2 cores a third only adds GIL contention; 512 MiB:
+    1.95-2.4 s with 2, 2.2-2.7 s with 3). Raises ``UnsafePathError`` for a crafted tree or include,
+    ``NotFoundError`` when an include names nothing, ``IntegrityError`` when a tree is damaged, and
+    storage errors. Per-file problems are listed in the result's ``failures``.
+    """
+    filters = [parse_include(include) for include in includes] or None
+    restorer = RestorePlanner(
+        repository, progress or Progress(), os.geteuid() == 0 if restore_owners is None else restore_owners
+    )
+    if filters is not None:
+        restorer.check_includes(bytes.fromhex(snapshot.tree), filters)
+    base = os.path.abspath(os.fsencode(target))
+    os.makedirs(base, exist_ok=True)
+    folders = Folders(os.open(base, DIR_FLAGS), descriptor_budget())
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore")
+    tree_pool = ThreadPoolExecutor(max_workers=_TREE_READERS, thread_name_prefix="snapkeep-trees")
+    try:
+        restorer.folders = folders
+        restorer.start(pool, tree_pool, workers, snapshot if filters is None else None)
+        restorer.plan(bytes.fromhex(snapshot.tree), 0, [], b"", filters)
+        restorer.write_contents()
+        restorer.link_hardlinks()
+        restorer.apply_folder_metadata()
+    finally:
+        tree_pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        folders.close()
+        os.close(folders.fds[0])
+        restorer.progress.on_finish()
+    return restorer.result

@@ -1,0 +1,262 @@
+"""Restore planning: walk the snapshot's trees, apply the includes, batch the files by pack.
+
+The plan (main thread) walks the snapshot's trees depth first, prefetching the trees it will visit
+next. Every name comes from ``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names
+(``UnsafePathError``). Folders are created as the plan reaches them (``fs.safe_target``); regular
+files are planned (empty ones created at once); symlinks, fifos and device nodes (when root) are
+made there too. The blobs the planned files need are grouped by pack and handed to the workers
+(``restore.writer``) every ``_BATCH_BYTES`` or ``_BATCH_FILES``, so writing starts while the plan
+goes on; at most ``_BATCHES_AHEAD`` batches wait, which bounds the plan's memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
+from snapkeep.engine.fs.safe_target import open_folder, remove_existing, split_path
+from snapkeep.engine.progress import Progress
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository.index import BlobLocation
+from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
+from snapkeep.errors import NotFoundError
+
+__all__ = ["Filters", "RestorePlanner", "parse_include"]
+
+#: The plan hands its packs to the workers every this many planned bytes or files, so writing
+#: starts while the plan (trees, folders) goes on.
+_BATCH_BYTES = 64 * 1024 * 1024
+_BATCH_FILES = 2048
+#: Batches handed to the workers and not yet written before the plan waits (2 GiB set: peak RSS
+#: 168 MiB when the plan ran ahead of all 80,000 files).
+_BATCHES_AHEAD = 3
+#: Largest span of a pack read at once by one worker.
+_READ_SPAN = 4 * 1024 * 1024
+Filters = list[list[bytes]] | None
+T = TypeVar("T")
+
+
+def parse_include(include: str | bytes) -> list[bytes]:
+    """A path inside the snapshot as validated components (``fs.safe_target.split_path``,
+    lenient: ``/home//a/.`` is ``home/a``); ``UnsafePathError`` for ``..`` or a path naming
+    nothing."""
+    return list(split_path(include, lenient=True))
+
+
+class RestorePlanner(RestoreWriter):
+    """One restore: the plan (main thread) feeding the writer's worker pool."""
+
+    def __init__(self, repository: Repository, progress: Progress, owners: bool) -> None:
+        super().__init__(repository, progress, owners)
+        self.blob_users: Users = {}
+        self.packs: dict[str, list[BlobLocation]] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        self.tree_pool: ThreadPoolExecutor | None = None
+        self.trees: dict[bytes, Future[Tree]] = {}
+        self.ways = 1
+        self.batches: deque[list[Future[None]]] = deque()
+        self.planned_bytes = 0
+        self.planned_files = 0
+
+    def start(
+        self, pool: ThreadPoolExecutor, tree_pool: ThreadPoolExecutor, ways: int, snapshot: Snapshot | None
+    ) -> None:
+        """Content is written by ``pool`` while the plan goes on, trees are prefetched by
+        ``tree_pool`` (totals from the snapshot's stats for a whole restore)."""
+        self.pool = pool
+        self.tree_pool = tree_pool
+        self.ways = max(1, ways)
+        self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
+        stats = snapshot.stats if snapshot is not None else {}
+        files, size = stats.get("files"), stats.get("bytes")
+        self.progress.on_start(
+            files if isinstance(files, int) else None, size if isinstance(size, int) else None
+        )
+
+    # --- plan -------------------------------------------------------------------------------------
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        """A tree (prefetched when ``prefetch`` asked for it). Raises what loading raises."""
+        future = self.trees.pop(tree_id, None)
+        if future is not None:
+            return future.result()
+        return Tree.decode(self.repository.load_blob(tree_id))
+
+    def prefetch(self, tree_id: bytes) -> None:
+        """Start loading a tree the plan will need soon: a remote store answers many requests at
+        once, one after the other costs a round trip per folder."""
+        if self.tree_pool is not None and tree_id not in self.trees:
+            self.trees[tree_id] = self.tree_pool.submit(_load_tree, self.repository, tree_id)
+
+    def check_includes(self, root: bytes, filters: list[list[bytes]]) -> None:
+        """Raises ``NotFoundError`` when an include names nothing in the snapshot."""
+        for parts in filters:
+            tree_id: bytes | None = root
+            for index, part in enumerate(parts):
+                node = self.load_tree(tree_id).by_name().get(part) if tree_id is not None else None
+                if node is None:
+                    raise NotFoundError(kind="path in snapshot", ident="/" + os.fsdecode(b"/".join(parts)))
+                tree_id = node.subtree if index + 1 < len(parts) else None
+
+    def plan(self, tree_id: bytes, folder: int, parts: list[bytes], display: bytes, filters: Filters) -> None:
+        chosen: list[tuple[Node, Filters]] = []
+        for node in self.load_tree(tree_id).nodes:
+            below: Filters = None
+            if filters is not None:
+                matching = [include for include in filters if include[0] == node.name]
+                if not matching:
+                    continue
+                if all(len(include) > 1 for include in matching):
+                    below = [include[1:] for include in matching]
+            chosen.append((node, below))
+            if node.type == DIR and node.subtree is not None:
+                self.prefetch(node.subtree)
+        for node, below in chosen:
+            shown = display + b"/" + node.name
+            try:
+                self.plan_entry(node, folder, parts, shown, below)
+            except OSError as error:
+                self.fail(os.fsdecode(shown), f"cannot restore: {error.strerror or error}")
+
+    def plan_entry(self, node: Node, folder: int, parts: list[bytes], shown: bytes, below: Filters) -> None:
+        name = node.name
+        display = os.fsdecode(shown)
+        if node.type == DIR:
+            assert node.subtree is not None
+            with self.folders.open(folder) as dir_fd:
+                fd = open_folder(name, dir_fd)
+            self.inherits_group.append(bool(os.fstat(fd).st_mode & stat.S_ISGID))
+            child = self.folders.add(fd, [*parts, name])
+            self.plan(node.subtree, child, [*parts, name], shown, below)
+            self.folder_nodes.append((child, display, node))
+            self.result.dirs += 1
+            return
+        if below is not None:
+            return  # an include goes deeper but this entry is not a folder
+        if node.type == FILE:
+            self.plan_file(node, folder, display)
+            return
+        with self.folders.open(folder) as dir_fd:
+            remove_existing(name, dir_fd)
+            if node.type == SYMLINK:
+                os.symlink(node.target, name, dir_fd=dir_fd)
+            elif node.type == FIFO:
+                os.mkfifo(name, 0o600, dir_fd=dir_fd)
+            elif node.type in (CHARDEV, BLOCKDEV) and self.owners:
+                kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+                os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
+            else:
+                self.warn(
+                    display,
+                    f"{node.type} entries are recorded, not restored"
+                    + (" (device nodes need root)" if node.type in (CHARDEV, BLOCKDEV) else ""),
+                )
+                return
+            self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
+        self.result.others += 1
+        self.progress.on_file(display, 0)
+
+    def plan_file(self, node: Node, folder: int, display: str) -> None:
+        if node.hardlink:
+            if node.hardlink in self.hardlink_first:
+                self.links.append((folder, node.name, display, node.hardlink))
+                return
+            self.hardlink_first[node.hardlink] = (folder, node.name)
+        job = FileJob(folder, node.name, display, node, len(node.content), None)
+        if not node.content:
+            self.create_and_finish(job, b"")
+            return
+        if len(node.content) > 1:
+            job.lock = threading.Lock()
+        if node.hardlink:
+            self.hardlink_first[node.hardlink] = job
+        offset = 0
+        for blob_id in node.content:
+            location = self.repository.lookup(blob_id)
+            if location is None:
+                self.fail_job(job, f"blob {blob_id.hex()} is missing from the repository")
+                return
+            users = self.blob_users.get(blob_id)
+            if users is None:
+                self.blob_users[blob_id] = [(job, offset)]
+                self.packs.setdefault(location.pack_id, []).append(location)
+            else:
+                users.append((job, offset))
+            offset += location.raw_length
+        node.content = []  # the blob users hold what is needed; keeps a big plan small
+        self.planned_files += 1
+        self.planned_bytes += node.size
+        if self.planned_bytes >= _BATCH_BYTES or self.planned_files >= _BATCH_FILES:
+            self.submit_planned()
+
+    # --- hand-off to the workers -------------------------------------------------------------------
+
+    def submit_planned(self) -> None:
+        """Hand the packs needed by the files planned so far to the workers.
+
+        The plan goes on meanwhile: a batch has its own blob users, so a blob that files of a
+        later batch need too is read again then (rare: duplicates within one snapshot)."""
+        packs, users = self.packs, self.blob_users
+        self.packs, self.blob_users = {}, {}
+        self.planned_bytes = self.planned_files = 0
+        assert self.pool is not None
+        tasks = [(pack, group) for pack, locations in packs.items() for group in _read_groups(locations)]
+        self.batches.append(
+            [
+                self.pool.submit(self.restore_pack, pack, group, users)
+                for pack, group in _interleave(tasks, self.ways)
+            ]
+        )
+        while len(self.batches) > _BATCHES_AHEAD:  # bounds the plan's lead, and so its memory
+            for future in self.batches.popleft():
+                future.result()
+
+    def write_contents(self) -> None:
+        """Submit the rest of the plan and wait for every write. Raises what a worker raised."""
+        self.submit_planned()
+        while self.batches:
+            for future in self.batches.popleft():
+                future.result()
+
+
+def _load_tree(repository: Repository, tree_id: bytes) -> Tree:
+    return Tree.decode(repository.load_blob(tree_id))
+
+
+def _read_groups(locations: list[BlobLocation]) -> Iterator[list[BlobLocation]]:
+    """A pack's blobs in offset order, split so one read spans at most ``_READ_SPAN`` bytes
+    (bounds the memory of each worker)."""
+    group: list[BlobLocation] = []
+    start = 0
+    for location in sorted(locations, key=_offset):
+        if group and location.offset + location.length - start > _READ_SPAN:
+            yield group
+            group = []
+        if not group:
+            start = location.offset
+        group.append(location)
+    if group:
+        yield group
+
+
+def _interleave(tasks: list[T], ways: int) -> list[T]:
+    """Take tasks from ``ways`` far-apart stretches in turn: packs follow the backup's walk, so
+    neighbouring tasks fill the same folders, and workers creating files in one folder wait on
+    its lock."""
+    if ways < 2 or len(tasks) < 2 * ways:
+        return tasks
+    size = -(-len(tasks) // ways)
+    stretches = [tasks[start : start + size] for start in range(0, len(tasks), size)]
+    return [task for row in itertools.zip_longest(*stretches) for task in row if task is not None]
+
+
+def _offset(location: BlobLocation) -> int:
+    return location.offset
