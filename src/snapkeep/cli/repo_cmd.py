@@ -84,13 +84,19 @@ def open_location_store(location: str) -> Store:
 
 
 @contextmanager
-def open_repository(location: str, password_file: Path | None) -> Iterator[Repository]:
-    """Open the repository at ``location``; closes it (and its store) afterwards.
+def open_repository(
+    location: str,
+    password_file: Path | None,
+    *,
+    opener: Callable[..., Repository] = Repository.open,
+) -> Iterator[Repository]:
+    """Open the repository at ``location`` with ``opener`` (``maintenance.check.open_without_index``
+    for a repository whose index may be damaged); closes it (and its store) afterwards.
 
     Raises ``RepositoryNotFoundError`` and ``WrongPasswordError`` (exit codes 6 and 7)."""
     store = open_location_store(location)
     try:
-        repository = Repository.open(store, password=read_password(password_file))
+        repository = opener(store, password=read_password(password_file))
         try:
             yield repository
         finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -27,35 +26,18 @@ from snapkeep.cli.repo_cmd import (
     json_option,
     location_argument,
     make_progress,
-    open_location_store,
     open_repository,
     password_option,
-    read_password,
     repo_group,
 )
 from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index
 from snapkeep.engine.maintenance.forget import forget
 from snapkeep.engine.maintenance.prune import prune
-from snapkeep.engine.repository import Repository
 from snapkeep.errors import IntegrityError
 
 __all__ = ["check_command", "forget_command", "prune_command", "register", "repo_group"]
 
 EXIT_DAMAGED = IntegrityError.exit_code
-
-
-@contextmanager
-def _open_unindexed(location: str, password_file: Path | None) -> Iterator[Repository]:
-    """Open without loading the index, so a damaged index file can still be checked or forgotten."""
-    store = open_location_store(location)
-    try:
-        repository = open_without_index(store, password=read_password(password_file))
-        try:
-            yield repository
-        finally:
-            repository.close()
-    finally:
-        store.close()
 
 
 def describe(report: CheckReport) -> Iterator[str]:
@@ -96,7 +78,7 @@ def check_command(
 ) -> None:
     """Verify the repository at PATH; exit 8 and name the damage when there is any."""
     percent = _percent(subset)
-    with _open_unindexed(location, password_file) as repository:
+    with open_repository(location, password_file, opener=open_without_index) as repository:
         lock = (
             contextlib.nullcontext() if no_lock else repository.lock(exclusive=False, holder="snapkeep check")
         )
@@ -141,7 +123,7 @@ def forget_command(
     as_json: bool,
 ) -> None:
     """Remove snapshots (by ID or prefix, or all but the newest N); prune frees their data."""
-    with _open_unindexed(location, password_file) as repository:
+    with open_repository(location, password_file, opener=open_without_index) as repository:
         plan = forget(repository, keep_last=keep_last, ids=snapshot_ids, dry_run=dry_run)
     if as_json:
         emit_json(plan.to_dict(dry_run=dry_run))

@@ -8,13 +8,12 @@ Exit 0 when the restore completed, 1 otherwise.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from snapkeep.cli.main import Context
-from snapkeep.cli.run_cmd import STATUS_EXIT, execute_in_foreground
+from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.jobs import restores
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueType
@@ -49,4 +48,4 @@ def restore_command(
         status = execute_in_foreground(context, catalog, group["_id"], f"Restore of backup {backup_id}")
     finally:
         catalog.close()
-    sys.exit(STATUS_EXIT.get(status, 1))
+    exit_with(status)

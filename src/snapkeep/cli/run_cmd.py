@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +27,11 @@ from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
 
 STATUS_EXIT: dict[int, int] = {QueueStatus.COMPLETED: 0}  # any other final status exits 1
+
+
+def exit_with(status: int) -> NoReturn:
+    """End the command with the exit code of a run's final queue ``status``."""
+    exit_with(status)
 
 
 @contextmanager
@@ -97,10 +102,9 @@ def run_command(context: Context, job_id: str) -> None:
         with catalog.transaction() as tx:
             job = tx.require("jobs", job_id, "Backup Job", lock=True)
             group = queue.enqueue_backup(tx, job, owner="root")
-            claim(
-                tx, group["_id"], worker=worker_identity()
-            )  # ours from the start: a service never picks it up
+            # ours from the start: a service never picks it up
+            claim(tx, group["_id"], worker=worker_identity())
         status = execute_in_foreground(context, catalog, group["_id"], f"Backup Job {job['name']!r}")
     finally:
         catalog.close()
-    sys.exit(STATUS_EXIT.get(status, 1))
+    exit_with(status)

@@ -7,15 +7,13 @@ waits for the service to finish it. Exit 0 when the group completed.
 
 from __future__ import annotations
 
-import sys
-
 import click
 from rich.table import Table
 
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console, when
-from snapkeep.cli.run_cmd import STATUS_EXIT, execute_in_foreground
+from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.clock import SYSTEM
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
@@ -75,4 +73,4 @@ def execute_command(context: Context, group_id: str) -> None:
             click.echo(f"{group['type_name']} {group_id}: {group['status_name']} (status {status})")
     finally:
         catalog.close()
-    sys.exit(STATUS_EXIT.get(status, 1))
+    exit_with(status)

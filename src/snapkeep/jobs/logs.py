@@ -99,16 +99,19 @@ class RunLog:
                     # at least a microsecond apart, so items sort in the order written
                     moment = max(now + _dt.timedelta(microseconds=offset), self._last + _MICRO)
                     self._last = moment
-                    tx.connection.execute(
-                        schema.log_items.insert().values(
-                            id=new_id(tx.clock),
-                            log_id=self.id,
-                            level=int(level),
-                            created=moment,
-                            message=line,
-                            document={},
-                        )
-                    )
+                    self._insert_item(tx, level, moment, line)
+
+    def _insert_item(self, tx: Transaction, level: LogLevel, moment: _dt.datetime, line: str) -> None:
+        tx.connection.execute(
+            schema.log_items.insert().values(
+                id=new_id(tx.clock),
+                log_id=self.id,
+                level=int(level),
+                created=moment,
+                message=line,
+                document={},
+            )
+        )
 
     def info(self, message: str) -> None:
         self.write(INFO, message)
@@ -131,15 +134,8 @@ class RunLog:
         except OSError as error:
             self._file_failed = True
             with self.catalog.transaction() as tx:
-                tx.connection.execute(
-                    schema.log_items.insert().values(
-                        id=new_id(tx.clock),
-                        log_id=self.id,
-                        level=int(WARNING),
-                        created=now,
-                        message=f"cannot write the log file {self.path}: {error.strerror}",
-                        document={},
-                    )
+                self._insert_item(
+                    tx, WARNING, now, f"cannot write the log file {self.path}: {error.strerror}"
                 )
 
     def finish(self, queue_status: QueueStatus, *, summary: dict[str, Any] | None = None) -> None:

@@ -28,12 +28,9 @@ from snapkeep.jobs import alerts
 
 def list_alerts(context: CallContext, params: dict[str, Any]) -> Result:
     options = list_params(params)
-    text = options.filter.lower()
     with context.catalog.transaction(write=False) as tx:
         items = [alert.as_api() for alert in alerts.list_alerts(tx)]
-    if text:
-        items = [item for item in items if text in f"{item['title']}\n{item['message']}".lower()]
-    page, total = apply_list(items, options.model_copy(update={"filter": ""}))
+    page, total = apply_list(items, options, text_of=lambda item: f"{item['title']}\n{item['message']}")
     return "Alerts Listed Successfully", {"alerts": page, "total": total}
 
 

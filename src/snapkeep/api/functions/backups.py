@@ -57,10 +57,7 @@ def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
         and (options.contains is None or item["backup_contains"] & options.contains or options.contains == 0)
         and (options.account_id is None or item["account"] == options.account_id)
     ]
-    text = options.filter.lower()
-    if text:
-        items = [item for item in items if text in f"{item['job_name']} {item['account']}".lower()]
-    page, total = apply_list(items, options.model_copy(update={"filter": ""}))
+    page, total = apply_list(items, options, text_of=lambda item: f"{item['job_name']} {item['account']}")
     return "Backups Listed Successfully", {"backups": page, "total": total}
 
 

@@ -196,15 +196,26 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value).lower())
 
 
-def apply_list(items: list[dict[str, Any]], params: ListParams) -> tuple[list[dict[str, Any]], int]:
-    """Filter, sort and page ``items`` (already in API shape); return the page and the total."""
+def _name_of(item: Mapping[str, Any]) -> str:
+    return str(item.get("name", ""))
+
+
+def apply_list(
+    items: list[dict[str, Any]],
+    params: ListParams,
+    *,
+    text_of: Callable[[Mapping[str, Any]], str] = _name_of,
+) -> tuple[list[dict[str, Any]], int]:
+    """Filter, sort and page ``items`` (already in API shape); return the page and the total.
+
+    ``filter`` is free text matched, ignoring case, against ``text_of(item)`` (default: its name)."""
     conditions = [pair for key, value in params.find.items() for pair in _flatten(str(key), value)]
     text = params.filter.lower()
     selected = [
         item
         for item in items
         if all(_matches(_lookup(item, path), expected) for path, expected in conditions)
-        and (not text or text in str(item.get("name", "")).lower())
+        and (not text or text in text_of(item).lower())
     ]
     for path, order in reversed(list(params.sort.items())):
 
@@ -248,6 +259,33 @@ def names_of(jobs: Iterable[Mapping[str, Any]]) -> str:
 
 
 Presenter = Callable[[dict[str, Any]], dict[str, Any]]
+Stored = dict[str, Any] | None
+
+
+def _merge_fields(model: type[BaseModel]) -> Callable[[Transaction, Stored, dict[str, Any]], dict[str, Any]]:
+    def merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
+        base = {key: value for key, value in (stored or {}).items() if key in model.model_fields}
+        return {**base, **params}
+
+    return merge
+
+
+@dataclass(frozen=True)
+class ManageRules:
+    """What differs between the ``manageX`` functions of ``ObjectKind``s; each step has a default.
+
+    ``merge(tx, stored, params)`` builds what is validated (stored is None on create; default: the
+    stored writable fields, then ``params``); ``check(tx, fields, stored)`` raises ValidationError
+    for what the model cannot see (references); ``document(tx, fields, stored, params)`` is what is
+    stored (default: the model's dump). ``read_only`` fields are dropped from the request: they are
+    what ``getX`` shows but no one writes, so a read-modify-write sends them back harmlessly.
+    """
+
+    read_only: tuple[str, ...] = ()
+    merge: Callable[[Transaction, Stored, dict[str, Any]], dict[str, Any]] | None = None
+    validate: Callable[[dict[str, Any]], BaseModel] | None = None
+    check: Callable[[Transaction, Any, Stored], None] | None = None
+    document: Callable[[Transaction, Any, Stored, dict[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -257,7 +295,8 @@ class ObjectKind:
     ``view`` builds, once per transaction, the function that turns a stored object into its API
     object (so related rows are loaded once per call, not once per item); ``refuse_delete`` raises
     ``ConflictError`` naming what still uses an object. The generic ``get``, ``list`` and ``delete``
-    handlers and their function-table entries come from here; each module writes its own ``manage``.
+    handlers, ``manage`` (with the object's ``ManageRules``) and their function-table entries come
+    from here.
     """
 
     table: str  # catalog kind
@@ -267,6 +306,30 @@ class ObjectKind:
     fields: type[BaseModel]
     view: Callable[[Transaction], Presenter]
     refuse_delete: Callable[[Transaction, dict[str, Any]], None] | None = None
+    rules: ManageRules = field(default_factory=ManageRules)
+
+    def manage(self, context: CallContext, params: dict[str, Any]) -> Result:
+        """``manageX``: create (no ``_id``) or modify an object, validated whole before anything is
+        written; answers the object as ``getX`` shows it."""
+        rules = self.rules
+        action, ident = manage_action(params)
+        for key in rules.read_only:
+            params.pop(key, None)
+        merge = rules.merge or _merge_fields(self.fields)
+        with context.catalog.transaction() as tx:
+            stored = None if ident is None else tx.require(self.table, ident, self.label, lock=True)
+            merged = merge(tx, stored, params)
+            fields = rules.validate(merged) if rules.validate else validate(self.fields, merged)
+            if rules.check is not None:
+                rules.check(tx, fields, stored)
+            document = rules.document(tx, fields, stored, params) if rules.document else fields.model_dump()
+            if ident is None:
+                ident = tx.insert(self.table, document)
+            else:
+                tx.replace(self.table, ident, document)
+            answer = self.view(tx)(tx.require(self.table, ident, self.label))
+        verb = "Created" if action == "create" else "Modified"
+        return f"{self.label} {verb} Successfully", answer
 
     def get(self, context: CallContext, params: dict[str, Any]) -> Result:
         ident = only_id(params)
@@ -293,7 +356,7 @@ class ObjectKind:
 
     def functions(
         self,
-        manage: Handler,
+        manage: Handler | None = None,
         *,
         delete: Handler | None = None,
         delete_summary: str | None = None,
@@ -307,7 +370,12 @@ class ObjectKind:
             *param_specs(self.fields, optional=True, note="required on create"),
         ]
         return [
-            FunctionSpec(f"manage{self.name}", f"Create or modify a {self.label}", manage_parameters, manage),
+            FunctionSpec(
+                f"manage{self.name}",
+                f"Create or modify a {self.label}",
+                manage_parameters,
+                manage or self.manage,
+            ),
             FunctionSpec(f"get{self.name}", f"Get one {self.label}", ident, self.get),
             FunctionSpec(
                 f"list{self.name}s", f"List {self.label}s", param_specs(ListParams), self.list_items

@@ -13,12 +13,13 @@ from typing import Any
 from snapkeep.api.functions.base import (
     CallContext,
     FunctionSpec,
+    ManageRules,
     ObjectKind,
     ParamSpec,
     Presenter,
     Result,
+    Stored,
     flag,
-    manage_action,
     names_of,
     only_id,
     param_specs,
@@ -68,38 +69,30 @@ def _stored_fields(destination: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in destination.items() if key in DestinationFields.model_fields}
 
 
-def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    action, ident = manage_action(params)
-    for key in READ_ONLY:
-        params.pop(key, None)
-    with context.catalog.transaction() as tx:
-        if ident is None:
-            fields = validate_destination(params)
-            document: dict[str, Any] = fields.model_dump()
-            ident = tx.insert("destinations", document)
-        else:
-            stored = tx.require("destinations", ident, LABEL, lock=True)
-            merged = {**_stored_fields(stored), **params}
-            if isinstance(merged.get("options"), dict) and "type" in merged:
-                same_type = str(merged["type"]).lower() == stored["type"].lower()
-                merged["options"] = unmask(
-                    stored["type"], merged["options"], stored["options"] if same_type else {}
-                )
-            fields = validate_destination(merged)
-            document = fields.model_dump()
-            keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored[
-                "options"
-            ].get("host")
-            sent = params.get("options")
-            cleared = (
-                isinstance(sent, dict) and sent.get("fingerprint") == ""
-            )  # options[fingerprint]= forgets
-            if keeps_host and stored.get("fingerprint") and not cleared:
-                document["fingerprint"] = stored["fingerprint"]
-            tx.replace("destinations", ident, document)
-        answer = present(tx.require("destinations", ident, LABEL), tx.all("jobs"))
-    verb = "Created" if action == "create" else "Modified"
-    return f"Destination {verb} Successfully", answer
+def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
+    if stored is None:
+        return params
+    merged = {**_stored_fields(stored), **params}
+    if isinstance(merged.get("options"), dict) and "type" in merged:
+        same_type = str(merged["type"]).lower() == stored["type"].lower()
+        merged["options"] = unmask(stored["type"], merged["options"], stored["options"] if same_type else {})
+    return merged
+
+
+def _document(
+    tx: Transaction, fields: DestinationFields, stored: Stored, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored destination; a modify keeps the recorded host key while the host stays the same
+    (``options[fingerprint]=`` forgets it)."""
+    document: dict[str, Any] = fields.model_dump()
+    if stored is None:
+        return document
+    keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored["options"].get("host")
+    sent = params.get("options")
+    cleared = isinstance(sent, dict) and sent.get("fingerprint") == ""
+    if keeps_host and stored.get("fingerprint") and not cleared:
+        document["fingerprint"] = stored["fingerprint"]
+    return document
 
 
 def users_of(tx: Transaction, ident: str) -> list[dict[str, Any]]:
@@ -178,10 +171,10 @@ KIND = ObjectKind(
     fields=DestinationFields,
     view=_view,
     refuse_delete=_refuse_delete,
+    rules=ManageRules(read_only=READ_ONLY, merge=_merge, validate=validate_destination, document=_document),
 )
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
 FUNCTIONS = KIND.functions(
-    manage,
     delete_summary="Delete a Destination no Backup Job uses",
     extra=[
         FunctionSpec(

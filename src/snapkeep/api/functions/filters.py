@@ -9,16 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from snapkeep.api.functions.base import (
-    CallContext,
+    ManageRules,
     ObjectKind,
-    Result,
-    manage_action,
+    Stored,
     names_of,
 )
 from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.models import FilterFields, validate
+from snapkeep.jobs.models import FilterFields
 
 LABEL = "Account Filter"
 
@@ -51,31 +50,26 @@ def _refuse_emptying(tx: Transaction, item: dict[str, Any], what: str) -> None:
         )
 
 
-def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    action, ident = manage_action(params)
-    with context.catalog.transaction() as tx:
-        stored = None if ident is None else tx.require("account_filters", ident, LABEL, lock=True)
-        base = {} if stored is None else {key: value for key, value in stored.items() if key != "_id"}
-        fields = validate(FilterFields, {**base, **params})
-        document = fields.model_dump(by_alias=True)
-        if fields.group_id is None:
-            document["group_id"] = new_id(context.clock)
-        elif (stored is None or stored["group_id"] != fields.group_id) and not tx.all(
-            "account_filters", group_id=fields.group_id
-        ):
-            raise ValidationError(
-                field="group_id", problem=f"no such account filter group: {fields.group_id}"
-            )
-        if stored is None:
-            ident = tx.insert("account_filters", document)
-        else:
-            if stored["group_id"] != document["group_id"]:
-                _refuse_emptying(tx, stored, "move")
-            tx.replace("account_filters", stored["_id"], document)
-            ident = stored["_id"]
-        answer = present(tx.require("account_filters", ident, LABEL))
-    verb = "Created" if action == "create" else "Modified"
-    return f"Account Filter {verb} Successfully", answer
+def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
+    base = {} if stored is None else {key: value for key, value in stored.items() if key != "_id"}
+    return {**base, **params}
+
+
+def _document(
+    tx: Transaction, fields: FilterFields, stored: Stored, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The stored filter: a new group when none is named; a named group must exist, and moving the
+    last filter out of its group is refused."""
+    document = fields.model_dump(by_alias=True)
+    if fields.group_id is None:
+        document["group_id"] = new_id(tx.clock)
+    elif (stored is None or stored["group_id"] != fields.group_id) and not tx.all(
+        "account_filters", group_id=fields.group_id
+    ):
+        raise ValidationError(field="group_id", problem=f"no such account filter group: {fields.group_id}")
+    if stored is not None and stored["group_id"] != document["group_id"]:
+        _refuse_emptying(tx, stored, "move")
+    return document
 
 
 def _refuse_delete(tx: Transaction, item: dict[str, Any]) -> None:
@@ -90,5 +84,6 @@ KIND = ObjectKind(
     fields=FilterFields,
     view=lambda tx: present,
     refuse_delete=_refuse_delete,
+    rules=ManageRules(merge=_merge, document=_document),
 )
-FUNCTIONS = KIND.functions(manage)
+FUNCTIONS = KIND.functions()

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from snapkeep.api.functions.base import (
-    CallContext,
+    ManageRules,
     ObjectKind,
-    Result,
+    Stored,
     flag,
-    manage_action,
 )
 from snapkeep.errors import ValidationError
-from snapkeep.jobs.models import HookFields, validate
+from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.models import HookFields
 
 LABEL = "Hook"
 
@@ -31,28 +31,19 @@ def present(hook: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    action, ident = manage_action(params)
-    with context.catalog.transaction() as tx:
-        if ident is None:
-            fields = validate(HookFields, params)
-        else:
-            stored = tx.require("hooks", ident, LABEL, lock=True)
-            base = {key: value for key, value in stored.items() if key in HookFields.model_fields}
-            fields = validate(HookFields, {**base, **params})
-        for index, job_id in enumerate(fields.data_list):
-            if tx.get("jobs", job_id) is None:
-                raise ValidationError(field=f"data_list[{index}]", problem=f"no such Backup Job: {job_id}")
-        if ident is None:
-            ident = tx.insert("hooks", fields.model_dump())
-        else:
-            tx.replace("hooks", ident, fields.model_dump())
-        answer = present(tx.require("hooks", ident, LABEL))
-    verb = "Created" if action == "create" else "Modified"
-    return f"Hook {verb} Successfully", answer
+def _check(tx: Transaction, fields: HookFields, stored: Stored) -> None:
+    for index, job_id in enumerate(fields.data_list):
+        if tx.get("jobs", job_id) is None:
+            raise ValidationError(field=f"data_list[{index}]", problem=f"no such Backup Job: {job_id}")
 
 
 KIND = ObjectKind(
-    table="hooks", label=LABEL, name="Hook", plural="hooks", fields=HookFields, view=lambda tx: present
+    table="hooks",
+    label=LABEL,
+    name="Hook",
+    plural="hooks",
+    fields=HookFields,
+    view=lambda tx: present,
+    rules=ManageRules(check=_check),
 )
-FUNCTIONS = KIND.functions(manage)
+FUNCTIONS = KIND.functions()

@@ -7,12 +7,13 @@ from typing import Any
 from snapkeep.api.functions.base import (
     CallContext,
     FunctionSpec,
+    ManageRules,
     ObjectKind,
     ParamSpec,
     Result,
+    Stored,
     boolean,
     flag,
-    manage_action,
     names_of,
     only_id,
     when,
@@ -85,7 +86,7 @@ def stored_fields(job: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in job.items() if key in JobFields.model_fields}
 
 
-def check_references(tx: Transaction, fields: JobFields) -> None:
+def check_references(tx: Transaction, fields: JobFields, stored: Stored = None) -> None:
     """Every destination, schedule and filter group the job names must exist. Raises ValidationError."""
     for index, ident in enumerate(fields.destination):
         if tx.get("destinations", ident, lock=True) is None:
@@ -106,24 +107,9 @@ def _document(fields: JobFields) -> dict[str, Any]:
 
 
 def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    action, ident = manage_action(params)
-    for key in READ_ONLY:
-        params.pop(key, None)
-    with context.catalog.transaction() as tx:
-        if ident is None:
-            params.setdefault("owner", context.caller.user)
-            fields = validate(JobFields, params)
-        else:
-            stored = tx.require("jobs", ident, LABEL, lock=True)
-            fields = validate(JobFields, {**stored_fields(stored), **params})
-        check_references(tx, fields)
-        if ident is None:
-            ident = tx.insert("jobs", _document(fields))
-        else:
-            tx.replace("jobs", ident, _document(fields))
-        job = JobView(tx).present(tx.require("jobs", ident, LABEL))
-    verb = "Created" if action == "create" else "Modified"
-    return f"Backup Job {verb} Successfully", job
+    if params.get("action") == "create":
+        params.setdefault("owner", context.caller.user)
+    return KIND.manage(context, params)
 
 
 def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
@@ -181,6 +167,11 @@ KIND = ObjectKind(
     plural="jobs",
     fields=JobFields,
     view=lambda tx: JobView(tx).present,
+    rules=ManageRules(
+        read_only=READ_ONLY,
+        check=check_references,
+        document=lambda tx, fields, stored, params: _document(fields),
+    ),
 )
 FUNCTIONS = KIND.functions(
     manage,

@@ -75,12 +75,7 @@ def list_items(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(LogItemParams, params)
     with context.catalog.transaction(write=False) as tx:
         items = logs.list_items(tx, options.log_id)
-    page, total = apply_list(items, options.model_copy(update={"filter": ""}))
-    if options.filter:
-        text = options.filter.lower()
-        page = [item for item in items if text in item["message"].lower()]
-        total = len(page)
-        page = page[options.skip :][: options.limit or None]
+    page, total = apply_list(items, options, text_of=lambda item: str(item["message"]))
     return "Log Items Listed Successfully", {"items": page, "total": total}
 
 

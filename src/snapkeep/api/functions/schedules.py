@@ -5,16 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from snapkeep.api.functions.base import (
-    CallContext,
+    ManageRules,
     ObjectKind,
     Presenter,
-    Result,
-    manage_action,
+    Stored,
     names_of,
 )
 from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.models import ScheduleFields, validate
+from snapkeep.jobs.models import ScheduleFields
 from snapkeep.jobs.models.schedule import AFTER_JOB
 
 LABEL = "Schedule"
@@ -41,32 +40,16 @@ def present(schedule: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def _check_after_job(tx: Transaction, fields: ScheduleFields) -> None:
+def _check_after_job(tx: Transaction, fields: ScheduleFields, stored: Stored) -> None:
     if fields.type == AFTER_JOB and tx.get("jobs", fields.type_data) is None:
         raise ValidationError(field="type_data", problem=f"no such Backup Job: {fields.type_data}")
 
 
-def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    action, ident = manage_action(params)
-    for key in READ_ONLY:
-        params.pop(key, None)
-    with context.catalog.transaction() as tx:
-        if ident is None:
-            fields = validate(ScheduleFields, params)
-        else:
-            stored = tx.require("schedules", ident, LABEL, lock=True)
-            base = {key: value for key, value in stored.items() if key in ScheduleFields.model_fields}
-            if "type" in params and "type_data" not in params:
-                base.pop("type_data")  # a new type needs its own type_data: let validation say so
-            fields = validate(ScheduleFields, {**base, **params})
-        _check_after_job(tx, fields)
-        if ident is None:
-            ident = tx.insert("schedules", fields.model_dump())
-        else:
-            tx.replace("schedules", ident, fields.model_dump())
-        answer = present(tx.require("schedules", ident, LABEL), tx.all("jobs"))
-    verb = "Created" if action == "create" else "Modified"
-    return f"Schedule {verb} Successfully", answer
+def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
+    base = {key: value for key, value in (stored or {}).items() if key in ScheduleFields.model_fields}
+    if "type" in params and "type_data" not in params:
+        base.pop("type_data", None)  # a new type needs its own type_data: let validation say so
+    return {**base, **params}
 
 
 def _view(tx: Transaction) -> Presenter:
@@ -90,5 +73,6 @@ KIND = ObjectKind(
     fields=ScheduleFields,
     view=_view,
     refuse_delete=_refuse_delete,
+    rules=ManageRules(read_only=READ_ONLY, merge=_merge, check=_check_after_job),
 )
-FUNCTIONS = KIND.functions(manage, delete_summary="Delete a Schedule no Backup Job uses")
+FUNCTIONS = KIND.functions(delete_summary="Delete a Schedule no Backup Job uses")

@@ -19,20 +19,18 @@ retention).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
-from snapkeep.jobs.queue import GroupRecord, ProgressCallback, RunningGroup
+from snapkeep.jobs.queue import ProgressCallback, RunningGroup
 from snapkeep.jobs.runs.backup import BackupRun
+from snapkeep.jobs.runs.common import GroupRun
 from snapkeep.jobs.runs.restore import RestoreRun
 
-Runner = Callable[[Catalog, Path, RunningGroup, GroupRecord, Clock], "BackupRun | RestoreRun"]
-
 #: queue type -> what runs a group of it
-RUNNERS: dict[QueueType, Runner] = {
+RUNNERS: dict[QueueType, type[GroupRun]] = {
     QueueType.BACKUP: BackupRun,
     QueueType.RESTORE: RestoreRun,
     QueueType.DOWNLOAD: RestoreRun,

@@ -32,6 +32,7 @@ from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import accounts, backups, hooks
 from snapkeep.jobs.codes import HookPosition, HookStage, QueueStatus, QueueType, Structure
 from snapkeep.jobs.runs.common import (
+    BackupBody,
     BackupProgress,
     JobSpec,
     Outcome,
@@ -53,23 +54,15 @@ INCREMENTAL_ONLY = (
     "database dumps in a fixed layout that Archived (2) and Compressed (4) cannot take; change the "
     "job's structure to 1"
 )
-DETAILS = {
-    QueueStatus.FAILED: "no backup was stored",
-    QueueStatus.PARTIAL: "some accounts failed or had warnings",
-    QueueStatus.ABORTED: "stopped on request",
-}
 
 
-class AccountsBody:
+class AccountsBody(BackupBody):
     """One run of an Accounts job."""
 
+    units = "accounts"
+
     def __init__(self, context: RunContext, job: JobSpec, tags: list[str], destinations: list[str]) -> None:
-        self.context = context
-        self.log = context.log
-        self.group = context.group
-        self.job = job
-        self.tags = tags
-        self.destinations = destinations
+        super().__init__(context, job, tags, destinations)
         self.settings = DatabaseSettings()
         self.results: dict[tuple[str, str], Outcome] = {}
         self.incomplete: set[str] = set()
@@ -82,9 +75,9 @@ class AccountsBody:
         chosen = self.select_accounts()
         if chosen is None:
             return RunResult(QueueStatus.FAILED, self.failure)
-        outcome = self.context.hooks(self.job.document, HookPosition.BACKUP, HookStage.PRE, None)
-        if outcome.status is not None:
-            return RunResult(QueueStatus(outcome.status), outcome.message, outcome.alert)
+        stopped = self.hooks(HookStage.PRE)
+        if stopped is not None:
+            return stopped
         self.group.advance(force=True, total=len(chosen) * len(self.destinations))
         with contextlib.ExitStack() as stack:
             targets = [
@@ -96,9 +89,7 @@ class AccountsBody:
                 for ident in self.destinations
             ]
             self.accounts(chosen, targets)
-        status = QueueStatus.COMPLETED if not chosen else self.status(self.results.values())
-        self.context.hooks(self.job.document, HookPosition.BACKUP, HookStage.POST, status)
-        return RunResult(status, DETAILS.get(status, ""))
+        return self.result(QueueStatus.COMPLETED if not chosen else self.status(self.results.values()))
 
     def status(self, outcomes: Iterable[Outcome]) -> QueueStatus:
         return rollup(outcomes, stopped=self.group.stop.is_set())

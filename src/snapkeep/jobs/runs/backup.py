@@ -24,23 +24,19 @@ from snapkeep.jobs.codes import JobType, LogType, QueueStatus
 from snapkeep.jobs.logs import RunLog
 from snapkeep.jobs.queue import GroupRecord, RunningGroup
 from snapkeep.jobs.runs.accounts import AccountsBody
-from snapkeep.jobs.runs.common import JobSpec, RunContext, RunResult, run_tags
+from snapkeep.jobs.runs.common import GroupRun, JobSpec, RunContext, RunResult, run_tags
 from snapkeep.jobs.runs.directories import DirectoriesBody
 
 log = logging.getLogger(__name__)
 
 
-class BackupRun:
+class BackupRun(GroupRun):
     """One run of a backup job (queue type 1)."""
 
     def __init__(
         self, catalog: Catalog, home: Path, group: RunningGroup, record: GroupRecord, clock: Clock
     ) -> None:
-        self.catalog = catalog
-        self.home = home
-        self.group = group
-        self.record = record
-        self.clock = clock
+        super().__init__(catalog, home, group, record, clock)
         self.job_id: str = record.job_id or str(record.data.get("_id", ""))
         self.started: _dt.datetime = record.started or clock.now()
         self.log: RunLog | None = None

@@ -7,6 +7,7 @@ Directories runs (``runs.directories``), Accounts runs (``runs.accounts``) and r
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import enum
 import threading
@@ -24,7 +25,7 @@ from snapkeep.jobs import backups, hooks, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, ItemStatus, JobType, QueueStatus, Structure
 from snapkeep.jobs.logs import RunLog
-from snapkeep.jobs.queue import RunningGroup
+from snapkeep.jobs.queue import GroupRecord, RunningGroup
 
 #: warnings of one destination (or account on a destination) written to the log; the rest are counted
 LOGGED_WARNINGS = 50
@@ -250,6 +251,62 @@ class RestoreProgress(RunProgress):
 
     def on_bytes(self, count: int) -> None:
         self.group.advance(completed_bytes=count)
+
+
+# --- what a run is ------------------------------------------------------------------------------------
+
+
+class GroupRun(abc.ABC):
+    """The run of one queue group (``runs.RUNNERS`` maps queue types to subclasses)."""
+
+    def __init__(
+        self, catalog: Catalog, home: Path, group: RunningGroup, record: GroupRecord, clock: Clock
+    ) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.group = group
+        self.record = record
+        self.clock = clock
+
+    @abc.abstractmethod
+    def run(self) -> QueueStatus:
+        """Execute the group to its end; its final status. Never raises for the run's own failures."""
+
+
+class BackupBody(abc.ABC):
+    """What a backup run does between its pre and post Backup hooks, by job type."""
+
+    #: what "some ... failed" names in the run's detail
+    units = "destinations"
+
+    def __init__(self, context: RunContext, job: JobSpec, tags: list[str], destinations: list[str]) -> None:
+        self.context = context
+        self.log = context.log
+        self.group = context.group
+        self.job = job
+        self.tags = tags
+        self.destinations = destinations
+
+    @abc.abstractmethod
+    def run(self) -> RunResult:
+        """The body's work; its status, detail and whether to alert."""
+
+    def hooks(self, stage: HookStage, status: QueueStatus | None = None) -> RunResult | None:
+        """Run the job's Backup hooks of ``stage``; the run's result when a pre hook stops it."""
+        outcome = self.context.hooks(self.job.document, HookPosition.BACKUP, stage, status)
+        if outcome.status is None:
+            return None
+        return RunResult(QueueStatus(outcome.status), outcome.message, outcome.alert)
+
+    def result(self, status: QueueStatus) -> RunResult:
+        """The run's result for ``status``, after the post hooks."""
+        self.hooks(HookStage.POST, status)
+        details = {
+            QueueStatus.FAILED: "no backup was stored",
+            QueueStatus.PARTIAL: f"some {self.units} failed or had warnings",
+            QueueStatus.ABORTED: "stopped on request",
+        }
+        return RunResult(status, details.get(status, ""))
 
 
 # --- a destination's repository ---------------------------------------------------------------------

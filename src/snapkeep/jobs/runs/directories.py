@@ -12,12 +12,11 @@ from snapkeep.engine.archive import write_archive
 from snapkeep.engine.backup import backup
 from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import backups
-from snapkeep.jobs.codes import HookPosition, HookStage, QueueStatus, QueueType, Structure
+from snapkeep.jobs.codes import HookStage, QueueType, Structure
 from snapkeep.jobs.runs.common import (
+    BackupBody,
     BackupProgress,
-    JobSpec,
     Outcome,
-    RunContext,
     RunResult,
     Target,
     apply_retention,
@@ -27,27 +26,15 @@ from snapkeep.jobs.runs.common import (
     scheduled_only,
 )
 
-DETAILS = {
-    QueueStatus.FAILED: "no backup was stored",
-    QueueStatus.PARTIAL: "some destinations failed or had warnings",
-    QueueStatus.ABORTED: "stopped on request",
-}
 
-
-class DirectoriesBody:
+class DirectoriesBody(BackupBody):
     """The destinations loop of one Directories run."""
-
-    def __init__(self, context: RunContext, job: JobSpec, tags: list[str], destinations: list[str]) -> None:
-        self.context = context
-        self.job = job
-        self.tags = tags
-        self.destinations = destinations
 
     def run(self) -> RunResult:
         context = self.context
-        outcome = context.hooks(self.job.document, HookPosition.BACKUP, HookStage.PRE, None)
-        if outcome.status is not None:
-            return RunResult(QueueStatus(outcome.status), outcome.message, outcome.alert)
+        stopped = self.hooks(HookStage.PRE)
+        if stopped is not None:
+            return stopped
         context.group.advance(force=True, total=len(self.destinations))
         results = {ident: self.destination(ident) for ident in self.destinations}
         failed = [ident for ident, result in results.items() if result == Outcome.FAILURE]
@@ -55,9 +42,7 @@ class DirectoriesBody:
             context.log.info(f"retrying {len(failed)} failed destination(s) once")
             for ident in failed:
                 results[ident] = self.destination(ident, retry=True)
-        status = rollup(results.values(), stopped=context.group.stop.is_set())
-        context.hooks(self.job.document, HookPosition.BACKUP, HookStage.POST, status)
-        return RunResult(status, DETAILS.get(status, ""))
+        return self.result(rollup(results.values(), stopped=context.group.stop.is_set()))
 
     def destination(self, ident: str, *, retry: bool = False) -> Outcome:
         """Back up to one destination, recorded as one queue item."""

@@ -36,6 +36,7 @@ from snapkeep.jobs.logs import RunLog
 from snapkeep.jobs.queue import GroupRecord, RunningGroup
 from snapkeep.jobs.runs import account_restore
 from snapkeep.jobs.runs.common import (
+    GroupRun,
     Outcome,
     RestoreProgress,
     RunContext,
@@ -68,17 +69,13 @@ def _pack(folder: Path, output: Path) -> int:
     return output.stat().st_size
 
 
-class RestoreRun:
+class RestoreRun(GroupRun):
     """One restore or download group."""
 
     def __init__(
         self, catalog: Catalog, home: Path, group: RunningGroup, record: GroupRecord, clock: Clock
     ) -> None:
-        self.catalog = catalog
-        self.home = home
-        self.group = group
-        self.record = record
-        self.clock = clock
+        super().__init__(catalog, home, group, record, clock)
         self.download = record.type == QueueType.DOWNLOAD
         self.options: dict[str, Any] = dict(record.document.get("options", {}))
         self.job: dict[str, Any] = {}
