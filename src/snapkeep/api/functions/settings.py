@@ -18,13 +18,16 @@ Nothing is written when a field is bad, and the error names it (``email[port]: m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, boolean, param_specs
 from snapkeep.errors import ValidationError
 from snapkeep.jobs import settings
+from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models.base import Strict, objectish, validate
 from snapkeep.jobs.models.destination import SECRET_MASK
 
@@ -67,72 +70,71 @@ def present_notification(value: settings.Notification) -> dict[str, Any]:
     return {"email": _email(value.email), "webhook": _webhook(value.webhook)}
 
 
-def get_performance(context: CallContext, params: dict[str, Any]) -> Result:
-    _no_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = settings.performance(tx).model_dump()
-    return "Performance Settings Retrieved Successfully", answer
-
-
-def manage_performance(context: CallContext, params: dict[str, Any]) -> Result:
-    with context.catalog.transaction() as tx:
-        answer = settings.save_performance(tx, params).model_dump()
-    return "Performance Settings Modified Successfully", answer
-
-
-def get_general(context: CallContext, params: dict[str, Any]) -> Result:
-    _no_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = settings.general(tx).model_dump()
-    return "General Settings Retrieved Successfully", answer
-
-
-def manage_general(context: CallContext, params: dict[str, Any]) -> Result:
-    with context.catalog.transaction() as tx:
-        answer = settings.save_general(tx, params).model_dump()
-    return "General Settings Modified Successfully", answer
-
-
-def get_notification(context: CallContext, params: dict[str, Any]) -> Result:
-    _no_params(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = present_notification(settings.notification(tx))
-    return "Notification Settings Retrieved Successfully", answer
-
-
-def manage_notification(context: CallContext, params: dict[str, Any]) -> Result:
+def _save_notification(tx: Transaction, params: dict[str, Any]) -> dict[str, Any]:
     options = validate(NotificationParams, params)
-    with context.catalog.transaction() as tx:
-        saved = settings.update_notification(tx, email=options.email, webhook=options.webhook)
-        answer = present_notification(saved)
-    return "Notification Settings Modified Successfully", answer
+    return present_notification(
+        settings.update_notification(tx, email=options.email, webhook=options.webhook)
+    )
 
 
-FUNCTIONS = [
-    FunctionSpec("getSettingsPerformance", "The performance settings", [], get_performance),
-    FunctionSpec(
-        "manageSettingsPerformance",
-        "Change backup_forks and queueable_forks",
-        param_specs(settings.Performance, optional=True),
-        manage_performance,
+@dataclass(frozen=True)
+class SettingsKind:
+    """One group of settings: its ``getSettingsX`` and ``manageSettingsX`` functions."""
+
+    name: str  # in function names and messages: "Performance"
+    read: Callable[[Transaction], dict[str, Any]]
+    save: Callable[[Transaction, dict[str, Any]], dict[str, Any]]
+    fields: type[BaseModel]
+    get_summary: str
+    manage_summary: str
+
+    def get(self, context: CallContext, params: dict[str, Any]) -> Result:
+        _no_params(params)
+        with context.catalog.transaction(write=False) as tx:
+            answer = self.read(tx)
+        return f"{self.name} Settings Retrieved Successfully", answer
+
+    def manage(self, context: CallContext, params: dict[str, Any]) -> Result:
+        with context.catalog.transaction() as tx:
+            answer = self.save(tx, params)
+        return f"{self.name} Settings Modified Successfully", answer
+
+    def functions(self) -> list[FunctionSpec]:
+        return [
+            FunctionSpec(f"getSettings{self.name}", self.get_summary, [], self.get),
+            FunctionSpec(
+                f"manageSettings{self.name}",
+                self.manage_summary,
+                param_specs(self.fields, optional=True),
+                self.manage,
+            ),
+        ]
+
+
+KINDS = [
+    SettingsKind(
+        "Performance",
+        read=lambda tx: settings.performance(tx).model_dump(),
+        save=lambda tx, params: settings.save_performance(tx, params).model_dump(),
+        fields=settings.Performance,
+        get_summary="The performance settings",
+        manage_summary="Change backup_forks and queueable_forks",
     ),
-    FunctionSpec("getSettingsGeneral", "The general settings: time zone, log retention", [], get_general),
-    FunctionSpec(
-        "manageSettingsGeneral",
-        "Change the time zone and how long run logs are kept",
-        param_specs(settings.General, optional=True),
-        manage_general,
+    SettingsKind(
+        "General",
+        read=lambda tx: settings.general(tx).model_dump(),
+        save=lambda tx, params: settings.save_general(tx, params).model_dump(),
+        fields=settings.General,
+        get_summary="The general settings: time zone, log retention",
+        manage_summary="Change the time zone and how long run logs are kept",
     ),
-    FunctionSpec(
-        "getSettingsNotification",
-        "The notification channels (e-mail, webhook), secrets masked",
-        [],
-        get_notification,
-    ),
-    FunctionSpec(
-        "manageSettingsNotification",
-        "Set up, change or remove the e-mail and webhook notification channels",
-        param_specs(NotificationParams, optional=True),
-        manage_notification,
+    SettingsKind(
+        "Notification",
+        read=lambda tx: present_notification(settings.notification(tx)),
+        save=_save_notification,
+        fields=NotificationParams,
+        get_summary="The notification channels (e-mail, webhook), secrets masked",
+        manage_summary="Set up, change or remove the e-mail and webhook notification channels",
     ),
 ]
+FUNCTIONS = [function for kind in KINDS for function in kind.functions()]
