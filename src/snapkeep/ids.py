@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import re
 
-from snapkeep.clock import SYSTEM, UTC, Clock
+from snapkeep.clock import SYSTEM, Clock
 
 ID_PATTERN = re.compile(r"^[0-9a-f]{24}$")
 
@@ -20,10 +19,3 @@ def new_id(clock: Clock = SYSTEM) -> str:
 def is_id(value: object) -> bool:
     """Whether ``value`` is a well-formed ID string."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
-
-
-def id_time(value: str) -> _dt.datetime:
-    """The creation time encoded in an ID. Raises ValueError for a malformed ID."""
-    if not is_id(value):
-        raise ValueError(f"not an ID: {value!r}")
-    return _dt.datetime.fromtimestamp(int(value[:8], 16), UTC)

@@ -13,7 +13,6 @@ from snapkeep.api.dispatch import Caller
 from snapkeep.errors import AuthError
 
 SCHEME = "bearer"
-ROOT_USER = "root"
 
 
 class TokenVerifier(Protocol):

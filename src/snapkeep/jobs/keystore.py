@@ -81,7 +81,3 @@ class KeyStore:
                 f"cannot write the repository password in {self.folder}: {error.strerror}"
             ) from None
         return self.get(job_id)
-
-    def has(self, job_id: str) -> bool:
-        """Whether ``job_id`` has a stored password."""
-        return self.path(job_id).exists()

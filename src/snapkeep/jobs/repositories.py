@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine import archive as tarball
+from snapkeep.engine.archive import delete_archive
 from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import ConfigError, NotFoundError, RepositoryNotFoundError, StorageError
@@ -266,7 +266,7 @@ def remove_stored(repository: Repository, structure: int, engine_id: str) -> Non
         if structure == Structure.INCREMENTAL:
             repository.delete_snapshot(engine_id)
         else:
-            tarball.delete_archive(repository, engine_id)
+            delete_archive(repository, engine_id)
     except NotFoundError:
         pass
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import calendar
 import datetime as _dt
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -227,19 +227,6 @@ def catch_up_due(
         return False
     upcoming = next_run(schedule, job_time, now, tz)
     return upcoming is None or upcoming - _aware("now", now) >= window
-
-
-def slots_between(
-    schedule: Mapping[str, Any], job_time: int, start: _dt.datetime, end: _dt.datetime, tz: ZoneInfo
-) -> Sequence[_dt.datetime]:
-    """Every distinct slot in ``(start, end]``, ascending (for tests and reports; may be long)."""
-    result: list[_dt.datetime] = []
-    moment = next_run(schedule, job_time, start, tz)
-    end = _aware("end", end)
-    while moment is not None and moment <= end:
-        result.append(moment)
-        moment = next_run(schedule, job_time, moment, tz)
-    return result
 
 
 def zone(name: str | None) -> ZoneInfo:

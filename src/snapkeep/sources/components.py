@@ -124,11 +124,6 @@ class ComponentFailure:
     message: str
 
 
-def component_names(contains: int) -> list[str]:
-    """The names of the components a ``contains`` bitmask selects, in layout order."""
-    return [name for bit, name in COMPONENTS if contains & bit]
-
-
 def home_excludes(account: Account, patterns: list[str] | tuple[str, ...]) -> list[str]:
     """Exclude globs made absolute: a pattern with a leading ``/`` stays, any other is relative to
     the account's home (``cache/**`` -> ``/home/alice/cache/**``)."""

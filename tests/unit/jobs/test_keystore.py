@@ -15,7 +15,7 @@ JOB = "6b0a0000aaaaaaaaaaaaaaaa"
 
 def test_created_once_with_private_modes(tmp_path: Path) -> None:
     keys = KeyStore(tmp_path)
-    assert not keys.has(JOB)
+    assert not keys.path(JOB).exists()
     first = keys.get_or_create(JOB)
     assert len(first) == 64
     assert keys.get_or_create(JOB) == first == keys.get(JOB)

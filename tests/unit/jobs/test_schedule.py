@@ -14,7 +14,6 @@ from snapkeep.jobs.schedule import (
     job_next_run,
     missed_runs,
     next_run,
-    slots_between,
     zone,
 )
 
@@ -31,6 +30,18 @@ def utc(*parts: int) -> dt.datetime:
 
 def local(tz: ZoneInfo, *parts: int, fold: int = 0) -> dt.datetime:
     return dt.datetime(*parts, tzinfo=tz, fold=fold).astimezone(dt.UTC)
+
+
+def slots_between(
+    schedule: dict, job_time: int, start: dt.datetime, end: dt.datetime, tz: ZoneInfo
+) -> list[dt.datetime]:
+    """Every slot in ``(start, end]`` by stepping ``next_run``."""
+    result: list[dt.datetime] = []
+    moment = next_run(schedule, job_time, start, tz)
+    while moment is not None and moment <= end:
+        result.append(moment)
+        moment = next_run(schedule, job_time, moment, tz)
+    return result
 
 
 def test_hourly_slots_fall_at_hours_divisible_by_n_at_the_jobs_minute() -> None:

@@ -16,7 +16,6 @@ from snapkeep.sources.components import (
     COMPONENTS,
     account_sources,
     backup_account,
-    component_names,
     home_excludes,
 )
 from snapkeep.storage.memory import MemoryStore
@@ -111,7 +110,6 @@ def test_everything_lands_in_the_fixed_layout(account, tmp_path):
 @pytest.mark.parametrize(("bit", "name"), COMPONENTS)
 def test_each_contains_bit_selects_its_component_only(account, bit, name):
     assert account_sources(account, bit, 0).names == [name]
-    assert component_names(bit) == [name]
     assert name not in account_sources(account, ALL_COMPONENTS & ~bit, 0).names
 
 
