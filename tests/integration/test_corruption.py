@@ -27,9 +27,9 @@ from snapkeep.storage.local import LocalStore
 
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 PASSWORD = "corruption test"
-#: Runs the real command root with the maintenance commands attached (whether or not main does it).
+#: Runs the real command root (its `repo` group holds every repository command).
 BOOT = (
-    "import sys; import snapkeep.cli.repo_maint_cmd; from snapkeep.cli.main import main; "
+    "import sys; from snapkeep.cli.main import main; "
     "sys.exit(main(sys.argv[1:]))"
 )
 

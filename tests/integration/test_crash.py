@@ -32,7 +32,7 @@ PASSWORD = "crash test"
 SEED = 20260301
 KILLS = 20
 BOOT = (
-    "import sys; import snapkeep.cli.repo_maint_cmd; from snapkeep.cli.main import main; "
+    "import sys; from snapkeep.cli.main import main; "
     "sys.exit(main(sys.argv[1:]))"
 )
 

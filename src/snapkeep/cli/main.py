@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "token": "snapkeep.cli.token_cmd:token_group",
     "jobs": "snapkeep.cli.jobs_cmd:jobs_group",
     "serve": "snapkeep.cli.serve_cmd:serve_command",
-    "repo": "snapkeep.cli.repo_maint_cmd:repo_group",
+    "repo": "snapkeep.cli.repo:repo_group",
     "run": "snapkeep.cli.run_cmd:run_command",
     "runs": "snapkeep.cli.runs_cmd:runs_group",
     "backups": "snapkeep.cli.backups_cmd:backups_group",

@@ -8,8 +8,8 @@
 
 The password comes from ``SNAPKEEP_PASSWORD`` or ``--password-file``, never from an argument.
 ``SNAPSHOT`` is ``latest`` or a unique ID prefix. A progress bar is drawn on a terminal only;
-``--json`` prints machine-readable output. New sub-commands (check, forget, prune) use the shared
-decorators ``location_argument``, ``password_option`` and ``json_option`` and ``open_repository``.
+``--json`` prints machine-readable output. The shared decorators and openers are ``repo_common``;
+the group and its credentials options are ``repo``.
 
 Exit codes: 0 done; 3 backup saved but some files could not be read, or restore left files out;
 other codes come from the error (``snapkeep.errors``), e.g. 7 for a wrong password.
@@ -20,225 +20,34 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
+from snapkeep.cli.repo_common import (
+    EXIT_INCOMPLETE,
+    PASSWORD_ENV,
+    emit_json,
+    json_option,
+    location_argument,
+    make_progress,
+    open_location_store,
+    open_repository,
+    password_option,
+    read_password,
+    snapshot_document,
+)
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Node, Tree
-from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import restore
 from snapkeep.errors import ConfigError, NotFoundError
-from snapkeep.storage.base import Store
-from snapkeep.storage.locations import NO_CREDENTIALS, Credentials, open_location
-
-F = TypeVar("F", bound=Callable[..., Any])
-PASSWORD_ENV = "SNAPKEEP_PASSWORD"
-#: Secrets for sftp:// locations read only from the environment (never an argument other users could see).
-SFTP_PASSWORD_ENV = "SNAPKEEP_SFTP_PASSWORD"
-SFTP_PASSPHRASE_ENV = "SNAPKEEP_SFTP_PASSPHRASE"
-_CREDENTIALS = "snapkeep.repo.credentials"
-EXIT_INCOMPLETE = 3
 
 
-# --- shared pieces for every repo sub-command -----------------------------------------------------
-
-
-def location_argument(function: F) -> F:
-    """The repository location: a path, or an sftp://, s3:// (s3+http://) or memory:// URL."""
-    return click.argument("location", metavar="PATH")(function)
-
-
-def password_option(function: F) -> F:
-    return click.option(
-        "--password-file",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None,
-        help=f"Read the repository password from this file (else ${PASSWORD_ENV}).",
-    )(function)
-
-
-def json_option(function: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(function)
-
-
-def read_password(password_file: Path | None) -> str | None:
-    """The password from ``--password-file`` (first line) or ``$SNAPKEEP_PASSWORD``; ``None`` if neither."""
-    if password_file is not None:
-        text = password_file.read_text(encoding="utf-8")
-        return text.splitlines()[0] if text.strip() else ""
-    return os.environ.get(PASSWORD_ENV)
-
-
-def open_location_store(location: str) -> Store:
-    """Open the store at ``location`` with the credentials given to ``snapkeep repo`` (the caller
-    closes it). Raises ``ConfigError`` for a bad location or missing credentials, ``StorageError``."""
-    context = click.get_current_context(silent=True)
-    credentials = context.meta.get(_CREDENTIALS, NO_CREDENTIALS) if context is not None else NO_CREDENTIALS
-    return open_location(location, credentials)
-
-
-@contextmanager
-def open_repository(
-    location: str,
-    password_file: Path | None,
-    *,
-    opener: Callable[..., Repository] = Repository.open,
-) -> Iterator[Repository]:
-    """Open the repository at ``location`` with ``opener`` (``maintenance.check.open_without_index``
-    for a repository whose index may be damaged); closes it (and its store) afterwards.
-
-    Raises ``RepositoryNotFoundError`` and ``WrongPasswordError`` (exit codes 6 and 7)."""
-    store = open_location_store(location)
-    try:
-        repository = opener(store, password=read_password(password_file))
-        try:
-            yield repository
-        finally:
-            repository.close()
-    finally:
-        store.close()
-
-
-def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
-
-
-def snapshot_document(snapshot: Snapshot) -> dict[str, Any]:
-    return {
-        "id": snapshot.id,
-        "short_id": snapshot.short_id,
-        "time": snapshot.time.isoformat(),
-        "hostname": snapshot.hostname,
-        "paths": snapshot.paths,
-        "tags": snapshot.tags,
-        "tree": snapshot.tree,
-        "parent": snapshot.parent,
-        "job_id": snapshot.job_id,
-        "account": snapshot.account,
-        "structure": snapshot.structure,
-        "stats": snapshot.stats,
-    }
-
-
-class _BarProgress(Progress):
-    """Engine callbacks drawn as a rich progress bar on stderr (terminals only)."""
-
-    def __init__(self, description: str) -> None:
-        # rich is imported only when a terminal shows the bar: piped runs start faster.
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TransferSpeedColumn,
-        )
-        from rich.progress import Progress as RichProgress
-
-        self.bar = RichProgress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TextColumn("{task.fields[files]} files"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.files = 0
-        self.task = self.bar.add_task(description, total=None, files=0)
-        self.bar.start()
-
-    def on_start(self, total_files: int | None, total_bytes: int | None) -> None:
-        self.bar.update(self.task, total=total_bytes)
-
-    def on_file(self, path: str, size: int) -> None:
-        self.files += 1
-        if self.files % 64 == 0:
-            self.bar.update(self.task, files=self.files)
-
-    def on_bytes(self, count: int) -> None:
-        self.bar.advance(self.task, count)
-
-    def on_finish(self) -> None:
-        self.bar.update(self.task, files=self.files)
-        self.bar.stop()
-
-
-def make_progress(description: str, as_json: bool) -> Progress:
-    """A progress bar when stderr is a terminal and the output is not JSON; silence otherwise."""
-    if not as_json and sys.stderr.isatty():
-        return _BarProgress(description)
-    return Progress()
-
-
-# --- commands ---------------------------------------------------------------------------------------
-
-
-@click.group("repo")
-@click.option(
-    "--sftp-key-file",
-    type=click.Path(dir_okay=False),
-    envvar="SNAPKEEP_SFTP_KEY_FILE",
-    default=None,
-    help="Private key file for sftp:// locations (else $SNAPKEEP_SFTP_KEY_FILE).",
-)
-@click.option(
-    "--sftp-fingerprint",
-    envvar="SNAPKEEP_SFTP_FINGERPRINT",
-    default=None,
-    help="Expected SSH host key (SHA256:...) for sftp:// locations (else $SNAPKEEP_SFTP_FINGERPRINT).",
-)
-@click.option(
-    "--s3-access-key",
-    envvar="SNAPKEEP_S3_ACCESS_KEY",
-    default=None,
-    help="Access key for s3:// locations (else $SNAPKEEP_S3_ACCESS_KEY).",
-)
-@click.option(
-    "--s3-secret-key",
-    envvar="SNAPKEEP_S3_SECRET_KEY",
-    default=None,
-    help="Secret key for s3:// locations (else $SNAPKEEP_S3_SECRET_KEY, which other users cannot see in ps).",
-)
-@click.option(
-    "--s3-region",
-    envvar="SNAPKEEP_S3_REGION",
-    default=None,
-    help="Region for s3:// locations (else $SNAPKEEP_S3_REGION, else us-east-1).",
-)
-@click.pass_context
-def repo_group(
-    ctx: click.Context,
-    sftp_key_file: str | None,
-    sftp_fingerprint: str | None,
-    s3_access_key: str | None,
-    s3_secret_key: str | None,
-    s3_region: str | None,
-) -> None:
-    """Work on a repository directly (disaster recovery: needs only the destination).
-
-    PATH may also be sftp://USER@HOST:PORT/PATH or s3://ENDPOINT/BUCKET/PREFIX (s3+http:// for plain HTTP).
-    An SFTP password or key passphrase is read from $SNAPKEEP_SFTP_PASSWORD / $SNAPKEEP_SFTP_PASSPHRASE.
-    """
-    ctx.meta[_CREDENTIALS] = Credentials(
-        key_file=sftp_key_file or None,
-        password=os.environ.get(SFTP_PASSWORD_ENV) or None,
-        passphrase=os.environ.get(SFTP_PASSPHRASE_ENV) or None,
-        fingerprint=sftp_fingerprint or None,
-        access_key=s3_access_key or None,
-        secret_key=s3_secret_key or None,
-        region=s3_region or None,
-    )
-
-
-@repo_group.command("init")
+@click.command("init")
 @location_argument
 @click.option("--no-encryption", is_flag=True, help="Store blobs unencrypted (still verified by ID).")
 @password_option
@@ -264,7 +73,7 @@ def init_command(location: str, no_encryption: bool, password_file: Path | None,
         )
 
 
-@repo_group.command("backup")
+@click.command("backup")
 @location_argument
 @click.argument("sources", nargs=-1, required=True)
 @click.option(
@@ -310,7 +119,7 @@ def backup_command(
         sys.exit(EXIT_INCOMPLETE)
 
 
-@repo_group.command("snapshots")
+@click.command("snapshots")
 @location_argument
 @password_option
 @json_option
@@ -331,7 +140,7 @@ def snapshots_command(location: str, password_file: Path | None, as_json: bool) 
     click.echo(f"{len(snapshots)} snapshots")
 
 
-@repo_group.command("ls")
+@click.command("ls")
 @location_argument
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
 @click.argument("subpath", required=False, default="/")
@@ -362,7 +171,7 @@ def ls_command(
                 click.echo(shown)
 
 
-@repo_group.command("restore")
+@click.command("restore")
 @location_argument
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
 @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
@@ -461,3 +270,6 @@ def _size(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{count} B"
+
+
+COMMANDS = [init_command, backup_command, snapshots_command, ls_command, restore_command]

@@ -4,8 +4,7 @@
     snapkeep repo forget PATH [--keep-last N] [SNAPSHOT...] [--dry-run] [--json]
     snapkeep repo prune PATH [--repack-threshold F] [--dry-run] [--json]
 
-Importing this module adds the three commands to ``repo_cmd.repo_group`` (``register``); the
-command root reaches them through ``snapkeep.cli.repo_maint_cmd:repo_group``.
+The commands are added to the ``repo`` group by ``cli.repo``.
 
 Exit codes: 0 done (check: no damage; unindexed packs are not damage); 8 check found damage (the
 problems and the snapshots and files they affect are printed); other codes come from the error
@@ -21,21 +20,20 @@ from pathlib import Path
 
 import click
 
-from snapkeep.cli.repo_cmd import (
+from snapkeep.cli.repo_common import (
     emit_json,
     json_option,
     location_argument,
     make_progress,
     open_repository,
     password_option,
-    repo_group,
 )
 from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index
 from snapkeep.engine.maintenance.forget import forget
 from snapkeep.engine.maintenance.prune import prune
 from snapkeep.errors import IntegrityError
 
-__all__ = ["check_command", "forget_command", "prune_command", "register", "repo_group"]
+__all__ = ["COMMANDS", "check_command", "forget_command", "prune_command"]
 
 EXIT_DAMAGED = IntegrityError.exit_code
 
@@ -180,11 +178,4 @@ def prune_command(
         click.echo(f"warning: pack {pack_id} was not rewritten: a used blob in it is damaged", err=True)
 
 
-def register(group: click.Group) -> None:
-    """Add ``check``, ``forget`` and ``prune`` to ``group`` (idempotent)."""
-    for command in (check_command, forget_command, prune_command):
-        if command.name not in group.commands:
-            group.add_command(command)
-
-
-register(repo_group)
+COMMANDS = [check_command, forget_command, prune_command]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from snapkeep.cli import repo_cmd
+from snapkeep.cli import repo_common
 from snapkeep.cli.main import cli
 from snapkeep.errors import ConfigError
 from snapkeep.storage.base import Store
@@ -37,7 +37,7 @@ def given(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Credentials]]:
         seen.append((location, credentials))
         raise ConfigError("stopped by the test")
 
-    monkeypatch.setattr(repo_cmd, "open_location", open_location)
+    monkeypatch.setattr(repo_common, "open_location", open_location)
     return seen
 
 
