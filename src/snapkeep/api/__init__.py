@@ -3,7 +3,8 @@
 params      the bracket parameter syntax: decode and encode
 envelope    the answer of every call
 dispatch    ``Api.call`` and the function table (``FUNCTIONS``)
-functions/  one module per object: jobs, destinations, schedules, hooks, filters, queue
+functions/  one module per object (see ``functions/__init__``)
+http        the HTTP door (FastAPI on uvicorn); openapi: the function table as OpenAPI
 
 ``call(function, params, caller)`` uses a default ``Api`` over the catalog of ``SNAPKEEP_HOME`` /
 ``SNAPKEEP_CATALOG_URL`` (the same defaults as the command line), opened on first use.

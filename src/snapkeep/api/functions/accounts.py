@@ -14,7 +14,6 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ListParams, Result, apply_list, param_specs
-from snapkeep.api.functions.logs import home_of
 from snapkeep.jobs import accounts, backups
 from snapkeep.jobs.models.base import NonNegative, Strict, validate
 
@@ -31,16 +30,14 @@ class BackupAccountsParams(ListParams):
 
 def list_accounts(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(ListParams, params)
-    items = [accounts.present(account) for account in accounts.list_accounts(home_of(context))]
+    items = [accounts.present(account) for account in accounts.list_accounts(context.home)]
     page, total = apply_list(items, options)
     return "Accounts Listed Successfully", {"accounts": page, "total": total}
 
 
 def get_account(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(AccountParams, params)
-    return "Account Retrieved Successfully", accounts.present(
-        accounts.get_account(home_of(context), options.id)
-    )
+    return "Account Retrieved Successfully", accounts.present(accounts.get_account(context.home, options.id))
 
 
 def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result:

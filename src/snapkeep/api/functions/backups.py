@@ -25,7 +25,6 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
-from snapkeep.api.functions.logs import home_of
 from snapkeep.jobs import backups, repositories
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
@@ -79,7 +78,7 @@ def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:
 
 def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
-    home = home_of(context)
+    home = context.home
     with context.catalog.transaction() as tx:
         row = backups.row(tx, ident)
         backups.refuse_locked(row, tx.clock.now())

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
 from snapkeep.clock import SYSTEM, Clock, isoformat
 from snapkeep.errors import ValidationError
+from snapkeep.home import default_home
 from snapkeep.ids import is_id
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.models.base import NonNegative, Strict, choice, objectish, shown, validate
@@ -46,6 +48,11 @@ class CallContext:
     catalog: Catalog
     caller: Caller
     clock: Clock = SYSTEM
+
+    @property
+    def home(self) -> Path:
+        """The data directory of the catalog behind this call (where logs, keys and downloads live)."""
+        return self.catalog.home if self.catalog.home is not None else default_home()
 
 
 Result = tuple[str, Any]

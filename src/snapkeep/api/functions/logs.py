@@ -6,7 +6,6 @@ Log items come in the order they were written.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -21,7 +20,6 @@ from snapkeep.api.functions.base import (
     list_params,
     param_specs,
 )
-from snapkeep.home import default_home
 from snapkeep.jobs import logs
 from snapkeep.jobs.codes import LogType
 from snapkeep.jobs.models.base import Flag, ObjectId, choice, validate
@@ -57,17 +55,12 @@ def list_logs(context: CallContext, params: dict[str, Any]) -> Result:
     return "Logs Listed Successfully", {"logs": page, "total": total}
 
 
-def home_of(context: CallContext) -> Path:
-    """The data directory of the catalog behind ``context`` (where logs, keys and downloads live)."""
-    return context.catalog.home if context.catalog.home is not None else default_home()
-
-
 def get_log(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(GetLogParams, params)
     with context.catalog.transaction(write=False) as tx:
         answer = logs.get_log(tx, options.id)
     if options.content:
-        answer["content"] = logs.log_text(home_of(context), options.id)
+        answer["content"] = logs.log_text(context.home, options.id)
     return "Log Retrieved Successfully", answer
 
 
