@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -75,26 +76,52 @@ def record(
     return ident
 
 
-def rows(tx: Transaction, **equal: Any) -> list[Any]:
+@dataclass(frozen=True)
+class BackupRecord:
+    """A stored backup as the catalog knows it (one row of ``backups``)."""
+
+    id: str
+    item_id: str
+    job_id: str
+    destination_id: str
+    engine_id: str
+    structure: int
+    account: str
+    created: _dt.datetime
+    size: int
+    encrypted: int
+    locked: int
+    lock_ttl: int
+    locked_until: _dt.datetime | None
+    document: dict[str, Any]
+
+    @classmethod
+    def of(cls, found: Any) -> BackupRecord:
+        """The record of a ``backups`` row."""
+        return cls(**{**found._mapping, "document": dict(found.document or {})})
+
+
+def rows(tx: Transaction, **equal: Any) -> list[BackupRecord]:
     """Backup rows (oldest first), optionally where columns equal values."""
     table = schema.backups
     query = select(table).order_by(table.c.created, table.c.id)
     for column, value in equal.items():
         query = query.where(table.c[column] == value)
-    return list(tx.connection.execute(query))
+    return [BackupRecord.of(found) for found in tx.connection.execute(query)]
 
 
-def row(tx: Transaction, ident: str) -> Any:
+def row(tx: Transaction, ident: str) -> BackupRecord:
     """The backup with catalog ID ``ident`` (or whose item has that ID). Raises NotFoundError."""
     table = schema.backups
     found = tx.connection.execute(
         select(table).where((table.c.id == ident) | (table.c.item_id == ident))
     ).first()
-    if found is None:
-        found = _component_owner(tx, ident)
-    if found is None:
+    if found is not None:
+        return BackupRecord.of(found)
+    owner = _component_owner(tx, ident)
+    if owner is None:
         raise NotFoundError(kind=LABEL, ident=ident)
-    return found
+    return owner
 
 
 # --- the components of an Accounts backup (one item per ``contains`` bit) ----------------------
@@ -105,30 +132,30 @@ def component_items(names: list[str], clock: Clock = SYSTEM) -> list[dict[str, A
     return [{"_id": new_id(clock), "name": name, "bit": COMPONENT_BITS.get(name, 0)} for name in names]
 
 
-def _component_owner(tx: Transaction, ident: str) -> Any:
+def _component_owner(tx: Transaction, ident: str) -> BackupRecord | None:
     """The account backup one of whose component items has ID ``ident`` (None when none)."""
     table = schema.backups
     for candidate in tx.connection.execute(select(table).where(table.c.account != "")):
         if any(item.get("_id") == ident for item in dict(candidate.document or {}).get("components", [])):
-            return candidate
+            return BackupRecord.of(candidate)
     return None
 
 
-def component_of(backup: Any, ident: str) -> str | None:
+def component_of(backup: BackupRecord, ident: str) -> str | None:
     """The component name of item ``ident`` of an account backup (None: the backup itself)."""
-    for item in dict(backup.document or {}).get("components", []):
+    for item in backup.document.get("components", []):
         if item.get("_id") == ident:
             return str(item["name"])
     return None
 
 
-def present_items(backup: Any) -> list[dict[str, Any]]:
+def present_items(backup: BackupRecord) -> list[dict[str, Any]]:
     """The items of a backup: one per component for an Accounts backup, else its one item."""
-    components = dict(backup.document or {}).get("components")
+    components = backup.document.get("components")
     if not components:
         return [present_item(backup)]
     answer = []
-    failed = set(dict(backup.document or {}).get("failures", []))
+    failed = set(backup.document.get("failures", []))
     for component in components:
         item = present(backup)
         item.update(
@@ -144,9 +171,9 @@ def present_items(backup: Any) -> list[dict[str, Any]]:
     return answer
 
 
-def present(backup: Any) -> dict[str, Any]:
+def present(backup: BackupRecord) -> dict[str, Any]:
     """A backup in API shape (the fields of a backup item, API.md section 6)."""
-    document = dict(backup.document or {})
+    document = backup.document
     account = backup.account or (backup.job_id if document.get("job_type") == JobType.DIRECTORIES else "")
     return {
         "_id": backup.id,
@@ -170,14 +197,14 @@ def present(backup: Any) -> dict[str, Any]:
     }
 
 
-def present_item(backup: Any) -> dict[str, Any]:
+def present_item(backup: BackupRecord) -> dict[str, Any]:
     """The one item of a Directories backup: the job's folders."""
     answer = present(backup)
     answer.update({"_id": backup.item_id, "parent_id": backup.id, "name": ", ".join(answer["paths"])})
     return answer
 
 
-def set_lock(tx: Transaction, ident: str, *, locked: bool, lock_ttl: int) -> Any:
+def set_lock(tx: Transaction, ident: str, *, locked: bool, lock_ttl: int) -> BackupRecord:
     """Lock (``lock_ttl`` seconds from now, 0 = with no end) or unlock a backup; return its row."""
     backup = row(tx, ident)
     until = None
@@ -191,7 +218,7 @@ def set_lock(tx: Transaction, ident: str, *, locked: bool, lock_ttl: int) -> Any
     return row(tx, backup.id)
 
 
-def is_locked(backup: Any, now: _dt.datetime) -> bool:
+def is_locked(backup: BackupRecord, now: _dt.datetime) -> bool:
     """Whether a backup's lock still holds at ``now``."""
     return bool(backup.locked) and (backup.locked_until is None or backup.locked_until > now)
 
@@ -204,14 +231,14 @@ def forget_row(tx: Transaction, ident: str) -> None:
 # --- deleting and retention ------------------------------------------------------------------
 
 
-def refuse_locked(backup: Any, now: _dt.datetime) -> None:
+def refuse_locked(backup: BackupRecord, now: _dt.datetime) -> None:
     """Raise ConflictError when ``backup`` is locked at ``now``."""
     if is_locked(backup, now):
         raise ConflictError(f"Backup {backup.id} is locked; unlock it with manageBackupLock first")
 
 
 def retention_plan(
-    job: Mapping[str, Any], backups: list[Any], schedule_names: Mapping[str, str], now: _dt.datetime
+    job: Mapping[str, Any], backups: list[BackupRecord], schedule_names: Mapping[str, str], now: _dt.datetime
 ) -> list[retention.Decision]:
     """What retention decides for one job's backups on one destination."""
     retain = {str(link["_id"]): int(link["retain"]) for link in job.get("schedules", [])}
@@ -221,9 +248,9 @@ def retention_plan(
             id=backup.id,
             created=backup.created,
             source=f"account {backup.account}" if backup.account else f"job {backup.job_id}",
-            tags=frozenset(dict(backup.document or {}).get("schedules", [])),
+            tags=frozenset(backup.document.get("schedules", [])),
             locked_until=(backup.locked_until or retention.FOREVER) if backup.locked else None,
-            ok=not dict(backup.document or {}).get("partial"),
+            ok=not backup.document.get("partial"),
         )
         for backup in backups
     ]

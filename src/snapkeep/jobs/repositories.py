@@ -39,6 +39,7 @@ from snapkeep.engine.maintenance.prune import prune
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import ConfigError, NotFoundError, RepositoryNotFoundError, StorageError
 from snapkeep.jobs import backups, destinations
+from snapkeep.jobs.backups import BackupRecord
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import Structure
 from snapkeep.jobs.keystore import KeyStore
@@ -271,7 +272,7 @@ def remove_stored(repository: Repository, structure: int, engine_id: str) -> Non
         pass
 
 
-def delete_backup(tx: Transaction, backup: Any, repository: Repository) -> None:
+def delete_backup(tx: Transaction, backup: BackupRecord, repository: Repository) -> None:
     """Delete a backup from its destination (``repository``), then from the catalog. Raises
     ConflictError while it is locked."""
     backups.refuse_locked(backup, tx.clock.now())

@@ -46,6 +46,7 @@ from snapkeep.engine.restore import restore
 from snapkeep.engine.restore.content import find_node, read_content
 from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
 from snapkeep.jobs import accounts, backups
+from snapkeep.jobs.backups import BackupRecord
 from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.logs import RunLog
 from snapkeep.sources.accounts.base import MARIADB, POSTGRESQL, Account, Database
@@ -58,12 +59,12 @@ COMPLETED, PARTIAL, FAILED = QueueStatus.COMPLETED, QueueStatus.PARTIAL, QueueSt
 STAGING = "restores"
 
 
-def entry_paths(row: Any, ident: str, paths: Sequence[str]) -> list[str]:
+def entry_paths(row: BackupRecord, ident: str, paths: Sequence[str]) -> list[str]:
     """The layout paths (``/homedir/www``) a request names for account backup ``row`` through
     ``ident`` (the backup or one of its component items); [] = the whole account. Raises
     ValidationError naming ``files[ident][path]`` for a path that is in no component."""
     component = backups.component_of(row, ident)
-    home = str(dict(row.document or {}).get("home") or "").rstrip("/")
+    home = str(row.document.get("home") or "").rstrip("/")
     chosen: list[str] = []
     for path in paths:
         parts = [part for part in path.split("/") if part and part != "."]
@@ -87,7 +88,7 @@ def entry_paths(row: Any, ident: str, paths: Sequence[str]) -> list[str]:
     return chosen
 
 
-def check_options(rows: Sequence[Any], options: Mapping[str, Any]) -> dict[str, str]:
+def check_options(rows: Sequence[BackupRecord], options: Mapping[str, Any]) -> dict[str, str]:
     """The account options of a restore request (``database_name``, ``target_account``). Raises
     ValidationError when they are given for a backup that is not an account's."""
     extra = {key: str(options.get(key) or "") for key in ("database_name", "target_account")}
@@ -101,7 +102,13 @@ class AccountRestore:
     """The restore of one account backup (one queue item); ``run()`` returns its status."""
 
     def __init__(
-        self, home: Path, group_id: str, run_log: RunLog, row: Any, options: Mapping[str, Any], clock: Clock
+        self,
+        home: Path,
+        group_id: str,
+        run_log: RunLog,
+        row: BackupRecord,
+        options: Mapping[str, Any],
+        clock: Clock,
     ) -> None:
         self.home = Path(home)
         self.group_id = group_id

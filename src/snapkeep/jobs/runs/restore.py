@@ -185,7 +185,7 @@ class RestoreRun(GroupRun):
                 else:
                     target.mkdir(parents=True, exist_ok=True)
                     if not int(self.options.get("merge", 1)):
-                        clear_paths(target, paths or list(dict(row.document or {}).get("paths", [])))
+                        clear_paths(target, paths or list(row.document.get("paths", [])))
                     context.log.info(f"restoring {where} ({', '.join(paths) or 'everything'}) into {target}")
                     if row.structure == Structure.INCREMENTAL:
                         snapshot = opened.repository.load_snapshot(row.engine_id)
