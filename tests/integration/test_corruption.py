@@ -28,10 +28,7 @@ from snapkeep.storage.local import LocalStore
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 PASSWORD = "corruption test"
 #: Runs the real command root (its `repo` group holds every repository command).
-BOOT = (
-    "import sys; from snapkeep.cli.main import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
+BOOT = "import sys; from snapkeep.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def snapkeep(*args: str, password: str | None) -> subprocess.CompletedProcess[str]:

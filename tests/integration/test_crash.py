@@ -31,10 +31,7 @@ FAST = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 PASSWORD = "crash test"
 SEED = 20260301
 KILLS = 20
-BOOT = (
-    "import sys; from snapkeep.cli.main import main; "
-    "sys.exit(main(sys.argv[1:]))"
-)
+BOOT = "import sys; from snapkeep.cli.main import main; sys.exit(main(sys.argv[1:]))"
 
 
 def command(*args: str) -> list[str]:
