@@ -31,7 +31,7 @@ STATUS_EXIT: dict[int, int] = {QueueStatus.COMPLETED: 0}  # any other final stat
 
 def exit_with(status: int) -> NoReturn:
     """End the command with the exit code of a run's final queue ``status``."""
-    exit_with(status)
+    sys.exit(STATUS_EXIT.get(status, 1))
 
 
 @contextmanager
