@@ -90,7 +90,7 @@ def rollup(outcomes: Iterable[Outcome], *, stopped: bool = False) -> QueueStatus
 # --- typed views of catalog documents --------------------------------------------------------------
 
 
-def _ints(values: Any) -> list[str]:
+def _strings(values: Any) -> list[str]:
     return [str(value) for value in values or []]
 
 
@@ -121,9 +121,9 @@ class JobSpec:
             type=JobType(int(document.get("type", JobType.DIRECTORIES))),
             structure=Structure(int(document.get("structure", Structure.INCREMENTAL))),
             encrypted=bool(document.get("encrypted")),
-            include_list=_ints(document.get("include_list")),
-            exclude_list=_ints(document.get("exclude_list")),
-            destinations=_ints(document.get("destination")),
+            include_list=_strings(document.get("include_list")),
+            exclude_list=_strings(document.get("exclude_list")),
+            destinations=_strings(document.get("destination")),
             retry_failed=bool(document.get("retry_failed")),
             contains=int(document.get("contains") or 0),
             options=int(document.get("options") or 0),
