@@ -8,6 +8,7 @@ most once a second (and at the end); ``on_progress`` sees every change.
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ class GroupRecord:
     type: QueueType
     owner: str
     job_id: str | None
-    started: Any
+    started: _dt.datetime
     document: dict[str, Any]
 
     @property

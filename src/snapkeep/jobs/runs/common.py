@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import datetime as _dt
 import enum
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -170,7 +171,7 @@ class RunContext:
     clock: Clock
     group: RunningGroup
     log: RunLog
-    started: Any
+    started: _dt.datetime
 
     def stopping(self) -> bool:
         return self.group.stopping()
