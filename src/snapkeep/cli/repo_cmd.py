@@ -2,14 +2,18 @@
 
     snapkeep repo init PATH [--no-encryption] [--password-file F]
     snapkeep repo backup PATH SOURCE... [--exclude GLOB] [--tag T]
-    snapkeep repo snapshots PATH [--json]
-    snapkeep repo ls PATH SNAPSHOT [SUBPATH]
-    snapkeep repo restore PATH SNAPSHOT TARGET [--include P]
+    snapkeep repo snapshots PATH [--account USER] [--structure S] [--json]
+    snapkeep repo ls PATH SNAPSHOT [SUBPATH] [--account USER] [--component NAME] [--database NAME]
+    snapkeep repo restore PATH SNAPSHOT TARGET [--include P] [--account USER] [--component NAME]
+                          [--database NAME]
 
 The password comes from ``SNAPKEEP_PASSWORD`` or ``--password-file``, never from an argument.
-``SNAPSHOT`` is ``latest`` or a unique ID prefix. A progress bar is drawn on a terminal only;
-``--json`` prints machine-readable output. The shared decorators and openers are ``repo_common``;
-the group and its credentials options are ``repo``.
+All three structures are read: incremental snapshots and Archived/Compressed archives
+(``repo_structures``). ``SNAPSHOT`` is ``latest``, ``latest:STRUCTURE`` or a unique prefix of a
+snapshot's or an archive's ID; ``--account`` narrows ``latest`` to one hosting account, and
+``--component``/``--database`` pick one component or one database dump of an account's backup.
+A progress bar is drawn on a terminal only; ``--json`` prints machine-readable output. The shared
+decorators and openers are ``repo_common``; the group and its credentials options are ``repo``.
 
 Exit codes: 0 done; 3 backup saved but some files could not be read, or restore left files out;
 other codes come from the error (``snapkeep.errors``), e.g. 7 for a wrong password.
@@ -26,6 +30,7 @@ from typing import Any
 
 import click
 
+from snapkeep.cli import repo_structures
 from snapkeep.cli.repo_common import (
     EXIT_INCOMPLETE,
     PASSWORD_ENV,
@@ -121,23 +126,30 @@ def backup_command(
 
 @click.command("snapshots")
 @location_argument
+@click.option("--account", default=None, metavar="USER", help="Only this hosting account's backups.")
+@click.option(
+    "--structure",
+    type=click.Choice(repo_structures.STRUCTURES),
+    default=None,
+    help="Only backups of this structure.",
+)
 @password_option
 @json_option
-def snapshots_command(location: str, password_file: Path | None, as_json: bool) -> None:
-    """List the snapshots of the repository at PATH, oldest first."""
+def snapshots_command(
+    location: str, account: str | None, structure: str | None, password_file: Path | None, as_json: bool
+) -> None:
+    """List the backups at PATH, oldest first: incremental snapshots and Archived/Compressed archives."""
     with open_repository(location, password_file) as repository:
-        snapshots = sorted(repository.list_snapshots(), key=lambda snapshot: snapshot.time)
+        backups = [
+            listed
+            for listed in repo_structures.list_backups(repository)
+            if (account is None or listed.account == account)
+            and (structure is None or listed.structure == structure)
+        ]
     if as_json:
-        emit_json([snapshot_document(snapshot) for snapshot in snapshots])
+        emit_json([listed.document() for listed in backups])
         return
-    for snapshot in snapshots:
-        stats = snapshot.stats
-        click.echo(
-            f"{snapshot.short_id}  {snapshot.time:%Y-%m-%d %H:%M:%S}  {snapshot.hostname}  "
-            f"{_size(int(stats.get('bytes', 0))):>10}  {', '.join(snapshot.paths)}"
-            + (f"  [{', '.join(snapshot.tags)}]" if snapshot.tags else "")
-        )
-    click.echo(f"{len(snapshots)} snapshots")
+    repo_structures.print_listing(backups, _size)
 
 
 @click.command("ls")
@@ -145,6 +157,7 @@ def snapshots_command(location: str, password_file: Path | None, as_json: bool) 
 @click.argument("snapshot_ref", metavar="SNAPSHOT")
 @click.argument("subpath", required=False, default="/")
 @click.option("--long", "-l", "long_format", is_flag=True, help="Show type, mode, owner, size and time.")
+@repo_structures.selection_options
 @password_option
 @json_option
 def ls_command(
@@ -152,23 +165,30 @@ def ls_command(
     snapshot_ref: str,
     subpath: str,
     long_format: bool,
+    selection: repo_structures.Selection,
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """List the entries of SNAPSHOT under SUBPATH (recursively)."""
+    """List the entries of SNAPSHOT (a snapshot or an archive ID) under SUBPATH (recursively)."""
     with open_repository(location, password_file) as repository:
-        snapshot = repository.load_snapshot(snapshot_ref)
-        for path, node in _walk_snapshot(repository, snapshot, subpath):
-            shown = os.fsdecode(path)
-            if as_json:
-                click.echo(json.dumps({"path": shown, **_node_summary(node)}))
-            elif long_format:
-                click.echo(
-                    f"{node.type:8} {node.mode:04o} {node.user or node.uid}/{node.group or node.gid} "
-                    f"{node.size:>12} {node.mtime_ns // 1_000_000_000:>11} {shown}"
-                )
-            else:
-                click.echo(shown)
+        found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
+        if found.manifest is not None:
+            selection.paths(repository, found)  # refuses --component/--database for an archive
+            repo_structures.list_archive(found.manifest, subpath, long_format, as_json)
+            return
+        snapshot = repository.load_snapshot(found.id)
+        for start in selection.paths(repository, found) or [subpath]:
+            for path, node in _walk_snapshot(repository, snapshot, start):
+                shown = os.fsdecode(path)
+                if as_json:
+                    click.echo(json.dumps({"path": shown, **_node_summary(node)}))
+                elif long_format:
+                    click.echo(
+                        f"{node.type:8} {node.mode:04o} {node.user or node.uid}/{node.group or node.gid} "
+                        f"{node.size:>12} {node.mtime_ns // 1_000_000_000:>11} {shown}"
+                    )
+                else:
+                    click.echo(shown)
 
 
 @click.command("restore")
@@ -178,6 +198,7 @@ def ls_command(
 @click.option(
     "--include", "includes", multiple=True, metavar="P", help="Restore only this path (repeatable)."
 )
+@repo_structures.selection_options
 @password_option
 @json_option
 def restore_command(
@@ -185,12 +206,20 @@ def restore_command(
     snapshot_ref: str,
     target: Path,
     includes: tuple[str, ...],
+    selection: repo_structures.Selection,
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Restore SNAPSHOT (or the --include paths of it) into the folder TARGET."""
+    """Restore SNAPSHOT (a snapshot or an archive ID; or the --include paths of it) into the folder TARGET."""
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
-        snapshot = repository.load_snapshot(snapshot_ref)
+        found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
+        includes = (*includes, *selection.paths(repository, found))
+        if found.manifest is not None:
+            repo_structures.restore_archive_command(
+                repository, found.manifest, target, includes, as_json, _size
+            )
+            return
+        snapshot = repository.load_snapshot(found.id)
         progress = make_progress("restore", as_json)
         result = restore(repository, snapshot, os.fsencode(target), includes=includes, progress=progress)
     if as_json:

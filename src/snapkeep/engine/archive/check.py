@@ -1,0 +1,362 @@
+"""``check_archives``: verify the Archived and Compressed archives beside a repository.
+
+The incremental structure's ``check`` (``maintenance.check``) never looks under ``archives/``; this
+module does, with the same readers the restore uses (``archive.segments``, ``archive.reader``). It
+lives in the ``archive`` package because the engine's layers keep ``maintenance`` and ``archive``
+independent of each other (docs/engine.md); ``snapkeep repo check`` runs both.
+
+Always (the cheap check), for every archive:
+
+* its manifest opens (seal, checksum, the ID it names) and parses;
+* its data object exists under the name the manifest gives (``.tar`` or ``.tar.zst``) and its stored
+  size is the manifest's (a truncated or extended archive is named);
+* encrypted: every sealed segment opens (authenticated, in order, final segment present) and the
+  stored stream's BLAKE3 hash is the manifest's; this reads the archive's bytes once, but never
+  decompresses nor parses the tar;
+* unencrypted: only the size and the first bytes are looked at (the zstd magic, or a valid first
+  tar header): a flipped byte in the middle of a plain archive is found only by ``read_data``.
+
+Archive data with no manifest (the manifest was deleted, or the run was killed in the moment between
+writing the data and the manifest) is damage: nothing can list or restore it.
+
+``read_data`` also streams each archive through the segments, the zstd decoder and ``tarfile`` in
+stream mode, and verifies it against its manifest: every member's type, mode, owner, time, link
+target and size (``archive.reader``'s rule), every file's BLAKE3 hash, no member that the manifest
+lacks or twice, the member count, and the stored stream's size and hash. Memory stays bounded: one
+segment of plaintext, one read block of decompressed data (the zstd decoder is read through a
+bounded reader, so a frame that expands to gigabytes never lands in memory at once) and at most
+``MAX_HEADER_BYTES`` of tar headers between two members.
+
+Each problem names the archive, the stored object and what is wrong. A failing store (a
+``StorageError`` other than a missing object) is raised, never taken for damage.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, cast
+
+import blake3
+import zstandard
+
+from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, decode_manifest
+from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
+from snapkeep.engine.archive.segments import ChunkReader, HashingTap, open_segments
+from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
+from snapkeep.engine.format import ARCHIVES_PREFIX
+from snapkeep.engine.progress import Progress
+from snapkeep.errors import IntegrityError, ObjectNotFoundError
+
+#: Bytes of tar headers (pax records, long names) accepted between two members before the
+#: stream is called damaged: what ``tarfile`` may hold in memory at once.
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_SUFFIXES = (".manifest", ".tar.zst", ".tar")
+
+
+@dataclass(frozen=True)
+class ArchiveProblem:
+    """One damaged or missing archive object; ``kind`` is ``manifest`` or ``archive``, ``name`` the
+    stored object, ``archive`` the archive's ID (the same shape as ``check.Problem``, plus ``archive``)."""
+
+    kind: str
+    name: str
+    message: str
+    archive: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}: {self.message}"
+
+
+@dataclass
+class ArchiveCheckReport:
+    """What ``check_archives`` found. ``ok`` when there are no problems."""
+
+    problems: list[ArchiveProblem] = field(default_factory=list)
+    #: Archives whose manifest opened, by structure (``archived``, ``compressed``).
+    archives: dict[str, int] = field(default_factory=dict)
+    manifests: int = 0
+    #: Stored bytes of the archive data objects (as listed).
+    bytes: int = 0
+    #: Encrypted archives whose every sealed segment was opened (cheap check or ``read_data``).
+    sealed_checked: int = 0
+    archives_read: int = 0
+    #: Bytes of tar stream read and verified (``read_data``).
+    tar_bytes_read: int = 0
+    members_verified: int = 0
+    #: IDs of the archives that have a problem.
+    damaged: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def count(self) -> int:
+        """Archives whose manifest opened."""
+        return sum(self.archives.values())
+
+    def problem(self, kind: str, name: str, message: str, archive: str) -> None:
+        self.problems.append(ArchiveProblem(kind, name, message, archive))
+        if archive not in self.damaged:
+            self.damaged.append(archive)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {"ok": self.ok, "count": self.count, **asdict(self)}
+
+
+def check_archives(
+    destination: ArchiveDestination, *, read_data: bool = False, progress: Progress | None = None
+) -> ArchiveCheckReport:
+    """Check every archive under ``archives/`` of ``destination`` (see the module); returns the report.
+
+    Raises ``StorageError`` when the store fails (a missing object is reported, not raised).
+    """
+    progress = progress or Progress()
+    report = ArchiveCheckReport()
+    objects: dict[str, dict[str, int]] = {}
+    for item in destination.store.list(ARCHIVES_PREFIX):
+        name = item.name[len(ARCHIVES_PREFIX) :]
+        suffix = next((suffix for suffix in _SUFFIXES if name.endswith(suffix)), None)
+        if suffix is None or "/" in name:
+            continue  # not an archive object (nothing of ours is named otherwise)
+        objects.setdefault(name[: -len(suffix)], {})[suffix] = item.size
+    manifests: list[ArchiveManifest] = []
+    for archive_id in sorted(objects):
+        stored = objects[archive_id]
+        if ".manifest" not in stored:
+            for suffix in (".tar", ".tar.zst"):
+                if suffix in stored:
+                    report.problem(
+                        "archive",
+                        f"{ARCHIVES_PREFIX}{archive_id}{suffix}",
+                        "the archive has no manifest (deleted, or its run was killed before writing it): "
+                        "it cannot be listed or restored",
+                        archive_id,
+                    )
+            continue
+        report.manifests += 1
+        manifest = _load_manifest(destination, archive_id, report)
+        if manifest is None:
+            continue
+        report.archives[manifest.structure] = report.archives.get(manifest.structure, 0) + 1
+        data_name = manifest.archive_name
+        suffix = data_name[len(ARCHIVES_PREFIX) + len(archive_id) :]
+        size = stored.get(suffix)
+        if size is None:
+            report.problem("archive", data_name, "the archive data is missing", archive_id)
+            continue
+        report.bytes += size
+        if size != manifest.size:
+            shape = "truncated" if size < manifest.size else "longer than written"
+            report.problem(
+                "archive",
+                data_name,
+                f"{size} bytes stored but the manifest says {manifest.size} ({shape})",
+                archive_id,
+            )
+            continue
+        manifests.append(manifest)
+    total = sum(manifest.size for manifest in manifests)
+    progress.on_start(len(manifests), total if read_data else None)
+    try:
+        for manifest in manifests:
+            what = f"archive {manifest.id}"
+            try:
+                if read_data:
+                    _read_archive(destination, manifest, report, progress)
+                elif manifest.segment_size:
+                    _check_seals(destination, manifest, report)
+                else:
+                    _check_head(destination, manifest)
+            except IntegrityError as error:
+                report.problem("archive", manifest.archive_name, _reason(error, what), manifest.id)
+            except ObjectNotFoundError:
+                report.problem("archive", manifest.archive_name, "the archive data vanished", manifest.id)
+            progress.on_file(manifest.archive_name, manifest.size)
+    finally:
+        progress.on_finish()
+    return report
+
+
+def _reason(error: IntegrityError, what: str) -> str:
+    """The message of ``error`` without a leading ``<what>: `` (the report names the archive)."""
+    text = str(error)
+    for prefix in (f"{what}: ", f"{what} "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _load_manifest(
+    destination: ArchiveDestination, archive_id: str, report: ArchiveCheckReport
+) -> ArchiveManifest | None:
+    name = f"{ARCHIVES_PREFIX}{archive_id}.manifest"
+    try:
+        return decode_manifest(destination.store.load(name), destination.cipher, archive_id)
+    except IntegrityError as error:
+        report.problem("manifest", name, _reason(error, f"manifest of archive {archive_id}"), archive_id)
+    except ObjectNotFoundError:
+        report.problem("manifest", name, "the manifest vanished while checking", archive_id)
+    return None
+
+
+def _check_seals(
+    destination: ArchiveDestination, manifest: ArchiveManifest, report: ArchiveCheckReport
+) -> None:
+    """Open every sealed segment and compare the stored stream's hash with the manifest."""
+    tap = HashingTap(_stored_chunks(destination.store, manifest.archive_name))
+    what = f"archive {manifest.id}"
+    for _ in open_segments(tap, destination.cipher, manifest.id.encode(), what=what):
+        pass
+    _compare_stream(manifest, tap)
+    report.sealed_checked += 1
+
+
+def _check_head(destination: ArchiveDestination, manifest: ArchiveManifest) -> None:
+    """The first bytes of an unencrypted archive: the zstd magic, or a valid first tar header."""
+    what = f"archive {manifest.id}"
+    head = destination.store.load(manifest.archive_name, 0, tarfile.BLOCKSIZE)
+    if manifest.compression == "zstd":
+        if not head.startswith(_ZSTD_MAGIC):
+            raise IntegrityError(what=what, reason="not a zstd stream (bad magic number)")
+        return
+    if not manifest.entries:
+        return
+    try:
+        tarfile.TarInfo.frombuf(head, ENCODING, ERRORS)
+    except tarfile.HeaderError as error:
+        raise IntegrityError(what=what, reason=f"the first tar header is damaged: {error}") from None
+
+
+def _compare_stream(manifest: ArchiveManifest, tap: HashingTap) -> None:
+    if tap.size != manifest.size or tap.hasher.hexdigest() != manifest.blake3:
+        raise IntegrityError(
+            what=f"archive {manifest.id}", reason="the stored stream does not match its manifest hash"
+        )
+
+
+def bounded_zstd(chunks: Iterable[bytes], *, what: str, block: int = READ_SIZE) -> Iterator[bytes]:
+    """Decompress one zstd frame in pieces of at most ``block`` bytes, whatever its ratio; raises
+    ``IntegrityError`` naming ``what`` when the frame is damaged or followed by other data. A frame
+    cut short ends early: the caller compares sizes and hashes with the manifest."""
+    source = ChunkReader(chunks)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        cast(IO[bytes], source), read_size=block, read_across_frames=False, closefd=False
+    )
+    try:
+        while True:
+            piece = reader.read(block)
+            if not piece:
+                break
+            yield piece
+    except zstandard.ZstdError as error:
+        raise IntegrityError(what=what, reason=f"zstd stream damaged: {error}") from None
+    if not source.at_end():
+        raise IntegrityError(what=what, reason="unexpected data after the zstd frame")
+
+
+class _CappedReader:
+    """A readable file over a chunk iterator that refuses to deliver more than ``MAX_HEADER_BYTES``
+    between two ``mark`` calls (``tarfile`` keeps a member's headers in memory whole)."""
+
+    def __init__(self, chunks: Iterable[bytes], what: str) -> None:
+        self._feed = ChunkReader(chunks)
+        self._what = what
+        self._since = 0
+
+    def mark(self) -> None:
+        self._since = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or self._since + size > MAX_HEADER_BYTES:
+            raise IntegrityError(
+                what=self._what,
+                reason=f"more than {MAX_HEADER_BYTES} bytes of tar headers before a member (damaged)",
+            )
+        data = self._feed.read(size)
+        self._since += len(data)
+        return data
+
+    def drain(self) -> None:
+        self._feed.drain()
+
+
+def _read_archive(
+    destination: ArchiveDestination, manifest: ArchiveManifest, report: ArchiveCheckReport, progress: Progress
+) -> None:
+    """Stream the archive through its segments, zstd and tar; verify it against the manifest."""
+    what = f"archive {manifest.id}"
+    tap = HashingTap(_stored_chunks(destination.store, manifest.archive_name))
+    stream: Iterable[bytes] = _progress_bytes(tap, progress)
+    if manifest.segment_size:
+        stream = open_segments(stream, destination.cipher, manifest.id.encode(), what=what)
+    if manifest.compression == "zstd":
+        stream = bounded_zstd(stream, what=what)
+    counted = _Counted(stream)
+    reader = _CappedReader(counted, what)
+    entries = {entry.path: entry for entry in manifest.entries}
+    seen: set[str] = set()
+    verified = 0
+    try:
+        with tarfile.open(
+            fileobj=cast(IO[bytes], reader), mode="r|", encoding=ENCODING, errors=ERRORS, bufsize=READ_SIZE
+        ) as archive:
+            for member in archive:
+                reader.mark()
+                path = member.name.rstrip("/") if member.isdir() else member.name
+                entry = entries.get(path)
+                if entry is None:
+                    raise IntegrityError(what=what, reason=f"member {path!r} is not in the manifest")
+                if path in seen:
+                    raise IntegrityError(what=what, reason=f"member {path!r} appears twice")
+                seen.add(path)
+                _check_member(manifest, member, path, entry)
+                if entry.type == "file":
+                    hasher = blake3.blake3()
+                    size = 0
+                    for block in _content(archive, member):
+                        reader.mark()
+                        hasher.update(block)
+                        size += len(block)
+                    if size != entry.size or hasher.hexdigest() != entry.blake3:
+                        raise IntegrityError(
+                            what=what, reason=f"member {path!r}: its contents do not match the manifest hash"
+                        )
+                verified += 1
+        reader.drain()  # the rest (tar padding, the final segment's checks), so the hash covers every byte
+    except (tarfile.TarError, EOFError) as error:
+        raise IntegrityError(what=what, reason=f"tar stream damaged: {error}") from None
+    finally:
+        report.members_verified += verified
+        report.tar_bytes_read += counted.size
+    if len(seen) != len(manifest.entries):
+        raise IntegrityError(
+            what=what, reason=f"stream holds {len(seen)} of {len(manifest.entries)} members (truncated)"
+        )
+    _compare_stream(manifest, tap)
+    report.archives_read += 1
+    if manifest.segment_size:
+        report.sealed_checked += 1
+
+
+class _Counted:
+    """Counts the bytes of a stream as they flow through it."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.size = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.size += len(chunk)
+            yield chunk
+
+
+def _progress_bytes(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
+    for chunk in chunks:
+        progress.on_bytes(len(chunk))
+        yield chunk
