@@ -6,8 +6,13 @@
 
 The commands are added to the ``repo`` group by ``cli.repo``.
 
+``check`` covers both structures of a destination: the incremental repository (snapshots, trees,
+index, packs: ``maintenance.check``) and the Archived/Compressed archives (manifests, sizes, sealed
+segments; with ``--read-data`` the decompressed tar stream: ``archive.check``), and prints what it
+checked per structure.
+
 Exit codes: 0 done (check: no damage; unindexed packs are not damage); 8 check found damage (the
-problems and the snapshots and files they affect are printed); other codes come from the error
+problems and the snapshots, files and archives they affect are printed); other codes come from the error
 (``snapkeep.errors``), e.g. 7 wrong password, 9 locked.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -28,7 +34,9 @@ from snapkeep.cli.repo_common import (
     open_repository,
     password_option,
 )
-from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index
+from snapkeep.engine.archive.check import ArchiveCheckReport, check_archives
+from snapkeep.engine.format import DATA_PREFIX
+from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index, subset_of
 from snapkeep.engine.maintenance.forget import forget
 from snapkeep.engine.maintenance.prune import prune
 from snapkeep.errors import IntegrityError
@@ -61,8 +69,10 @@ def _percent(value: str | None) -> float | None:
 
 @click.command("check")
 @location_argument
-@click.option("--read-data", is_flag=True, help="Read every pack and verify every blob.")
-@click.option("--read-data-subset", "subset", metavar="N%", default=None, help="Read N% of the packs.")
+@click.option("--read-data", is_flag=True, help="Read every pack and archive, verify every blob and member.")
+@click.option(
+    "--read-data-subset", "subset", metavar="N%", default=None, help="Read N% of the packs and archives."
+)
 @click.option("--no-lock", is_flag=True, help="Take no lock (a read-only destination).")
 @password_option
 @json_option
@@ -74,7 +84,8 @@ def check_command(
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify the repository at PATH; exit 8 and name the damage when there is any."""
+    """Verify the repository at PATH (snapshots, packs, index and archives); exit 8 and name the
+    damage when there is any."""
     percent = _percent(subset)
     with open_repository(location, password_file, opener=open_without_index) as repository:
         lock = (
@@ -83,26 +94,79 @@ def check_command(
         with lock:
             progress = make_progress("check", as_json) if read_data or percent else None
             report = check(repository, read_data=read_data, subset_percent=percent, progress=progress)
+            seed = repository.config.repository_id
+            archives = check_archives(
+                repository,
+                read_data=read_data,
+                choose=(lambda ids: subset_of(ids, percent, seed)) if percent is not None else None,
+                progress=make_progress("check archives", as_json) if read_data or percent else None,
+            )
+            pack_bytes = sum(item.size for item in repository.store.list(DATA_PREFIX))
+    ok = report.ok and archives.ok
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(
+            {
+                **report.to_dict(),
+                "ok": ok,
+                "problems": [
+                    *(asdict(problem) for problem in report.problems),
+                    *(asdict(problem) for problem in archives.problems),
+                ],
+                "pack_bytes": pack_bytes,
+                "archives": archives.to_dict(),
+            }
+        )
     else:
         for line in describe(report):
             click.echo(line, err=True)
+        for problem in archives.problems:
+            click.echo(f"error: {problem}", err=True)
         if report.unindexed_packs:
             click.echo(
                 f"{len(report.unindexed_packs)} packs are not indexed (left by an interrupted backup; "
                 "prune removes them)"
             )
-        summary = (
-            f"{report.snapshots} snapshots, {report.trees} trees, {len(report.used_blobs)} blobs used, "
-            f"{report.packs} packs, {report.index_files} index files"
-        )
-        if read_data or percent:
-            summary += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
-        verdict = "no errors" if report.ok else f"{len(report.problems)} ERRORS"
-        click.echo(f"{summary}: {verdict}")
-    if not report.ok:
+        for line in summary_lines(report, archives, pack_bytes, read=bool(read_data or percent)):
+            click.echo(line)
+    if not ok:
         sys.exit(EXIT_DAMAGED)
+
+
+def summary_lines(
+    report: CheckReport, archives: ArchiveCheckReport, pack_bytes: int, *, read: bool
+) -> list[str]:
+    """What ``check`` looked at, one line per structure, then the verdict."""
+    incremental = (
+        f"incremental: {report.snapshots} snapshots, {report.trees} trees, "
+        f"{len(report.used_blobs)} blobs used, {report.packs} packs ({_size(pack_bytes)}), "
+        f"{report.index_files} index files"
+    )
+    if read:
+        incremental += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
+    incremental += ": " + ("ok" if report.ok else f"{len(report.problems)} problems")
+    counts = ", ".join(f"{count} {structure}" for structure, count in sorted(archives.archives.items()))
+    described = f"{counts or 'none'} ({_size(archives.bytes)})"
+    if archives.sealed_checked:
+        described += f", every sealed segment of {archives.sealed_checked} encrypted archives opened"
+    if read:
+        described += (
+            f"; read {archives.archives_read} archives ({_size(archives.tar_bytes_read)} of tar), "
+            f"verified {archives.members_verified} members"
+        )
+    damaged = f"{len(archives.problems)} problems in {len(archives.damaged)} archives"
+    lines = [incremental, f"archives: {described}: {'ok' if archives.ok else damaged}"]
+    problems = len(report.problems) + len(archives.problems)
+    lines.append("no errors" if not problems else f"{problems} ERRORS")
+    return lines
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 @click.command("forget")
