@@ -193,12 +193,13 @@ def check_archives(
 
 
 def _reason(error: IntegrityError, what: str) -> str:
-    """The message of ``error`` without a leading ``<what>: `` (the report names the archive)."""
-    text = str(error)
-    for prefix in (f"{what}: ", f"{what} "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
+    """The problem in ``error`` without the object's name (the report names it): ``reason``, with
+    what follows ``what`` in the error's own name (``segment 3``) in front."""
+    named, reason = error.fields.get("what"), error.fields.get("reason")
+    if not isinstance(named, str) or not isinstance(reason, str) or not named.startswith(what):
+        return str(error)
+    detail = named[len(what) :].strip()
+    return f"{detail}: {reason}" if detail else reason
 
 
 def _load_manifest(
