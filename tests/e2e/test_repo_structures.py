@@ -15,16 +15,22 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
+import zstandard
 from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_account_runs import Site, accounts_job, mariadb, mariadb_checksum, servers_answer
 
+from snapkeep.engine.archive.manifest import decode_manifest, encode_manifest
+from snapkeep.engine.repository import Repository
 from snapkeep.sources.dbclient import DatabaseSettings, mariadb_command, run_client
+from snapkeep.storage.local import LocalStore
 
 SNAPKEEP = Path(sys.executable).parent / "snapkeep"
 STRUCTURES = {"incremental": 1, "archived": 2, "compressed": 4}
@@ -359,3 +365,80 @@ def test_account_component_and_database_from_the_destination_alone(
     mismatch = repo(env, "ls", location, bob_id[:12], "--account", alice, *password, check=2)
     assert f"of account {bob!r}" in mismatch.stderr
     assert repo(env, "check", location, "--read-data", *password).stdout.splitlines()[-1] == "no errors"
+
+
+# --- bounded memory on hostile archives -----------------------------------------------------------
+
+PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+print(f"peak-rss-kib={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+sys.exit(done.returncode)
+"""
+MEMORY_BOUND_KIB = 300 * 1024
+
+
+def repo_peak(
+    env: dict[str, str], *args: str | Path, check: int
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``snapkeep repo ARGS`` and the peak resident memory (KiB) of that process."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(SNAPKEEP), "repo", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == check, (args, done.returncode, done.stdout, done.stderr)
+    peak = int(done.stdout.rsplit("peak-rss-kib=", 1)[1])
+    return done, peak
+
+
+def test_zstd_bomb_and_giant_tar_header_stay_in_bounded_memory(world: World, tmp_path: Path) -> None:
+    world.source.mkdir()
+    with (world.source / "zeros.bin").open("wb") as handle:
+        handle.truncate(1024**3)  # 1 GiB of zeros: a Compressed archive of some 32 KiB
+    job = run_job(world, structure=STRUCTURES["compressed"], encrypted=0)
+    lose_home(world)
+    env = bare_env(tmp_path)
+    location = world.backups / job["_id"]
+    (archive_id, data) = next(iter(archive_files(location).items()))
+    assert data.stat().st_size < 1024**2
+
+    checked, peak = repo_peak(env, "check", location, "--read-data", check=0)
+    assert "verified 2 members: ok" in checked.stdout
+    assert peak < MEMORY_BOUND_KIB, f"check --read-data of a 1 GiB stream peaked at {peak} KiB"
+    _, peak = repo_peak(env, "restore", location, "latest", tmp_path / "out", check=0)
+    assert (inside(tmp_path / "out", world.source) / "zeros.bin").stat().st_size == 1024**3
+    assert peak < MEMORY_BOUND_KIB, f"restore of a 1 GiB stream peaked at {peak} KiB"
+    shutil.rmtree(tmp_path / "out")
+
+    # Forge the (unencrypted, so only checksummed) archive: a pax header that claims 512 MiB and has it.
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = 512 * 1024**2
+    compressor = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+    hasher = blake3.blake3()
+    with data.open("wb") as handle:
+        pieces = [compressor.compress(header.tobuf(format=tarfile.USTAR_FORMAT))]
+        block = b"a" * 1024**2
+        pieces += (compressor.compress(block) for _ in range(512))
+        pieces.append(compressor.flush())
+        for piece in pieces:
+            handle.write(piece)
+            hasher.update(piece)
+    store = LocalStore(location)
+    repository = Repository.open(store, password=None)
+    name = f"archives/{archive_id}.manifest"
+    manifest = decode_manifest(store.load(name), repository.cipher, archive_id)
+    manifest.size, manifest.blake3 = data.stat().st_size, hasher.hexdigest()
+    store.store(name, encode_manifest(manifest, repository.cipher))
+    repository.close()
+
+    assert repo(env, "check", location).stdout.splitlines()[-1] == "no errors"  # size and head are right
+    damaged, peak = repo_peak(env, "check", location, "--read-data", check=8)
+    assert f"error: archive archives/{archive_id}.tar.zst: more than" in damaged.stderr
+    assert "bytes of tar headers" in damaged.stderr
+    assert peak < MEMORY_BOUND_KIB, f"check --read-data of a 512 MiB tar header peaked at {peak} KiB"

@@ -23,9 +23,9 @@ writing the data and the manifest) is damage: nothing can list or restore it.
 stream mode, and verifies it against its manifest: every member's type, mode, owner, time, link
 target and size (``archive.reader``'s rule), every file's BLAKE3 hash, no member that the manifest
 lacks or twice, the member count, and the stored stream's size and hash. Memory stays bounded: one
-segment of plaintext, one read block of decompressed data (the zstd decoder is read through a
-bounded reader, so a frame that expands to gigabytes never lands in memory at once) and at most
-``MAX_HEADER_BYTES`` of tar headers between two members.
+segment of plaintext, one bounded piece of decompressed data (``segments.decompress_zstd`` feeds
+the decoder small slices, so a frame that expands to gigabytes never lands in memory at once) and
+at most ``MAX_HEADER_BYTES`` of tar headers between two members.
 
 Each problem names the archive, the stored object and what is wrong. A failing store (a
 ``StorageError`` other than a missing object) is raised, never taken for damage.
@@ -39,11 +39,10 @@ from dataclasses import asdict, dataclass, field
 from typing import IO, Any, cast
 
 import blake3
-import zstandard
 
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, decode_manifest
 from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
-from snapkeep.engine.archive.segments import ChunkReader, HashingTap, open_segments
+from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
 from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
 from snapkeep.engine.format import ARCHIVES_PREFIX
 from snapkeep.engine.progress import Progress
@@ -51,7 +50,7 @@ from snapkeep.errors import IntegrityError, ObjectNotFoundError
 
 #: Bytes of tar headers (pax records, long names) accepted between two members before the
 #: stream is called damaged: what ``tarfile`` may hold in memory at once.
-MAX_HEADER_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _SUFFIXES = (".manifest", ".tar.zst", ".tar")
 
@@ -250,26 +249,6 @@ def _compare_stream(manifest: ArchiveManifest, tap: HashingTap) -> None:
         )
 
 
-def bounded_zstd(chunks: Iterable[bytes], *, what: str, block: int = READ_SIZE) -> Iterator[bytes]:
-    """Decompress one zstd frame in pieces of at most ``block`` bytes, whatever its ratio; raises
-    ``IntegrityError`` naming ``what`` when the frame is damaged or followed by other data. A frame
-    cut short ends early: the caller compares sizes and hashes with the manifest."""
-    source = ChunkReader(chunks)
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        cast(IO[bytes], source), read_size=block, read_across_frames=False, closefd=False
-    )
-    try:
-        while True:
-            piece = reader.read(block)
-            if not piece:
-                break
-            yield piece
-    except zstandard.ZstdError as error:
-        raise IntegrityError(what=what, reason=f"zstd stream damaged: {error}") from None
-    if not source.at_end():
-        raise IntegrityError(what=what, reason="unexpected data after the zstd frame")
-
-
 class _CappedReader:
     """A readable file over a chunk iterator that refuses to deliver more than ``MAX_HEADER_BYTES``
     between two ``mark`` calls (``tarfile`` keeps a member's headers in memory whole)."""
@@ -306,7 +285,7 @@ def _read_archive(
     if manifest.segment_size:
         stream = open_segments(stream, destination.cipher, manifest.id.encode(), what=what)
     if manifest.compression == "zstd":
-        stream = bounded_zstd(stream, what=what)
+        stream = decompress_zstd(stream, what=what)
     counted = _Counted(stream)
     reader = _CappedReader(counted, what)
     entries = {entry.path: entry for entry in manifest.entries}
