@@ -169,14 +169,17 @@ def ls_command(
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """List the entries of SNAPSHOT (a snapshot or an archive ID) under SUBPATH (recursively)."""
+    """List the entries of SNAPSHOT under SUBPATH (recursively).
+
+    SNAPSHOT is latest, latest:STRUCTURE (incremental, archived, compressed) or a unique prefix of
+    a snapshot's or an archive's ID."""
     with open_repository(location, password_file) as repository:
         found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
         if found.manifest is not None:
             selection.paths(repository, found)  # refuses --component/--database for an archive
             repo_structures.list_archive(found.manifest, subpath, long_format, as_json)
             return
-        snapshot = repository.load_snapshot(found.id)
+        snapshot = found.loaded_snapshot()
         for start in selection.paths(repository, found) or [subpath]:
             for path, node in _walk_snapshot(repository, snapshot, start):
                 shown = os.fsdecode(path)
@@ -210,7 +213,10 @@ def restore_command(
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Restore SNAPSHOT (a snapshot or an archive ID; or the --include paths of it) into the folder TARGET."""
+    """Restore SNAPSHOT (or the --include paths of it) into the folder TARGET.
+
+    SNAPSHOT is latest, latest:STRUCTURE (incremental, archived, compressed) or a unique prefix of
+    a snapshot's or an archive's ID."""
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
         includes = (*includes, *selection.paths(repository, found))
@@ -219,7 +225,7 @@ def restore_command(
                 repository, found.manifest, target, includes, as_json, _size
             )
             return
-        snapshot = repository.load_snapshot(found.id)
+        snapshot = found.loaded_snapshot()
         progress = make_progress("restore", as_json)
         result = restore(repository, snapshot, os.fsencode(target), includes=includes, progress=progress)
     if as_json:

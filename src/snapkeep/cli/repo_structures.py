@@ -69,6 +69,12 @@ class Listed:
             return self.snapshot.account
         return self._manifest.account or None
 
+    def loaded_snapshot(self) -> Snapshot:
+        """The snapshot (``AssertionError`` for an archive: callers dispatch on ``manifest`` first)."""
+        if self.snapshot is None:
+            raise AssertionError("an archive has no snapshot")
+        return self.snapshot
+
     @property
     def _manifest(self) -> ArchiveManifest:
         if self.manifest is None:
@@ -272,7 +278,7 @@ def selection_options(function: F) -> F:
         "--account",
         default=None,
         metavar="USER",
-        help="Only this hosting account's backups (``latest`` is its newest).",
+        help="Only this hosting account's backups (latest is its newest).",
     )
     @click.option(
         "--component",
