@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from tests.conftest import require_server
 from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_account_runs import Site, accounts_job, mariadb, mariadb_checksum, servers_answer
 
+from servers import RcloneS3Server
 from snapkeep.engine.archive.manifest import decode_manifest, encode_manifest
 from snapkeep.engine.repository import Repository
 from snapkeep.sources.dbclient import DatabaseSettings, mariadb_command, run_client
@@ -78,8 +80,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     made.close()
 
 
-def run_job(world: World, **fields: Any) -> dict[str, Any]:
-    job = world.job(**fields)
+def run_job(world: World, destination: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    job = world.job(destination, **fields)
     status, group = world.run(job)
     assert status == 100, world.log_text(group)
     return job
@@ -177,6 +179,51 @@ def test_each_structure_recovers_from_the_destination_alone(
     subset = repo(env, "check", location, "--read-data-subset", "50%", *password)
     assert "archives: " in subset.stdout
     assert subset.stdout.splitlines()[-1] == "no errors"
+
+
+def test_encrypted_archives_recover_from_an_s3_bucket(
+    world: World, tmp_path: Path, s3_server: RcloneS3Server
+) -> None:
+    """The same recovery on a remote destination: an encrypted Compressed job in an S3 bucket."""
+    bucket = s3_server.make_bucket("structures")
+    prefix = f"site/{secrets.token_hex(4)}"
+    destination = world.ok(
+        "manageDestination",
+        {
+            "action": "create",
+            "name": "Bucket",
+            "type": "S3",
+            "options": {
+                "bucket": bucket,
+                "endpoint": s3_server.endpoint,
+                "access_key": s3_server.access_key,
+                "secret_key": s3_server.secret_key,
+                "path": prefix,
+            },
+        },
+    )
+    make_tree(world.source, 1)
+    job = run_job(world, destination, structure=STRUCTURES["compressed"], encrypted=1)
+    state = tree_state(world.source)
+    password = export_key(world.home, job["_id"], tmp_path / "job.key")
+    lose_home(world)
+    env = {
+        **bare_env(tmp_path),
+        "SNAPKEEP_S3_ACCESS_KEY": s3_server.access_key,
+        "SNAPKEEP_S3_SECRET_KEY": s3_server.secret_key,
+    }
+    location = f"s3+http://127.0.0.1:{s3_server.port}/{bucket}/{prefix}/{job['_id']}"
+    listed = json.loads(repo(env, "snapshots", location, *password, "--json").stdout)
+    assert [item["structure"] for item in listed] == ["compressed"]
+    assert listed[0]["encryption"] != "none"
+    paths = repo(env, "ls", location, listed[0]["id"][:8], *password).stdout.splitlines()
+    assert f"{world.source}/sub/b.bin" in paths
+    repo(env, "restore", location, "latest:compressed", tmp_path / "out", *password)
+    assert tree_state(inside(tmp_path / "out", world.source)) == state
+    checked = json.loads(repo(env, "check", location, "--read-data", "--json", *password).stdout)
+    assert checked["ok"] is True
+    assert checked["archives"]["sealed_checked"] == 1
+    assert checked["archives"]["archives_read"] == 1
 
 
 def test_wrong_or_missing_key_for_an_encrypted_archive(world: World, tmp_path: Path) -> None:
