@@ -17,7 +17,9 @@ Always (the cheap check), for every archive:
   tar header): a flipped byte in the middle of a plain archive is found only by ``read_data``.
 
 Archive data with no manifest (the manifest was deleted, or the run was killed in the moment between
-writing the data and the manifest) is damage: nothing can list or restore it.
+writing the data and the manifest) is damage: nothing can list or restore it. The manifest is looked
+for again at the end of the check, so an archive that a backup running beside the check has just
+published (data first, then at once its manifest) is not called damaged.
 
 ``read_data`` also streams each archive through the segments, the zstd decoder and ``tarfile`` in
 stream mode, and verifies it against its manifest: every member's type, mode, owner, time, link
@@ -131,18 +133,11 @@ def check_archives(
             continue  # not an archive object (nothing of ours is named otherwise)
         objects.setdefault(name[: -len(suffix)], {})[suffix] = item.size
     manifests: list[ArchiveManifest] = []
+    orphans: list[tuple[str, str]] = []
     for archive_id in sorted(objects):
         stored = objects[archive_id]
         if ".manifest" not in stored:
-            for suffix in (".tar", ".tar.zst"):
-                if suffix in stored:
-                    report.problem(
-                        "archive",
-                        f"{ARCHIVES_PREFIX}{archive_id}{suffix}",
-                        "the archive has no manifest (deleted, or its run was killed before writing it): "
-                        "it cannot be listed or restored",
-                        archive_id,
-                    )
+            orphans.extend((archive_id, suffix) for suffix in (".tar", ".tar.zst") if suffix in stored)
             continue
         report.manifests += 1
         manifest = _load_manifest(destination, archive_id, report)
@@ -188,6 +183,17 @@ def check_archives(
             progress.on_file(manifest.archive_name, manifest.size)
     finally:
         progress.on_finish()
+    for archive_id, suffix in orphans:
+        # Asked again at the end: a backup running beside the check publishes its data, then at
+        # once its manifest; that archive is new, not damaged.
+        if not destination.store.exists(f"{ARCHIVES_PREFIX}{archive_id}.manifest"):
+            report.problem(
+                "archive",
+                f"{ARCHIVES_PREFIX}{archive_id}{suffix}",
+                "the archive has no manifest (deleted, or its run was killed before writing it): "
+                "it cannot be listed or restored",
+                archive_id,
+            )
     return report
 
 
