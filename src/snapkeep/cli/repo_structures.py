@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.cli.repo_common import emit_json, make_progress
+from snapkeep.cli.repo_common import emit_json, make_progress, snapshot_document
 from snapkeep.engine.archive import ArchiveManifest, load_manifest, restore_archive
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Tree
@@ -84,22 +84,7 @@ class Listed:
     def document(self) -> dict[str, Any]:
         """The JSON of ``repo snapshots --json`` (a snapshot's fields are ``snapshot_document``'s)."""
         if self.snapshot is not None:
-            snapshot = self.snapshot
-            return {
-                "id": snapshot.id,
-                "short_id": snapshot.short_id,
-                "time": snapshot.time.isoformat(),
-                "hostname": snapshot.hostname,
-                "paths": snapshot.paths,
-                "tags": snapshot.tags,
-                "tree": snapshot.tree,
-                "parent": snapshot.parent,
-                "job_id": snapshot.job_id,
-                "account": snapshot.account,
-                "components": snapshot.components,
-                "structure": INCREMENTAL,
-                "stats": snapshot.stats,
-            }
+            return {**snapshot_document(self.snapshot), "components": self.snapshot.components}
         manifest = self._manifest
         return {
             "id": manifest.id,
