@@ -443,6 +443,7 @@ def repo_peak(
     return done, peak
 
 
+@pytest.mark.slow
 def test_zstd_bomb_and_giant_tar_header_stay_in_bounded_memory(world: World, tmp_path: Path) -> None:
     world.source.mkdir()
     with (world.source / "zeros.bin").open("wb") as handle:
