@@ -96,7 +96,7 @@ def test_a_flipped_byte_in_a_plain_archive_needs_read_data(source: Path) -> None
         ("archive", manifest.archive_name)
     ]
     assert "random.bin" in report.problems[0].message
-    assert "do not match the manifest hash" in report.problems[0].message
+    assert "do not match the manifest" in report.problems[0].message
 
 
 def test_a_member_that_disagrees_with_the_manifest_is_named(source: Path) -> None:

@@ -21,13 +21,14 @@ writing the data and the manifest) is damage: nothing can list or restore it. Th
 for again at the end of the check, so an archive that a backup running beside the check has just
 published (data first, then at once its manifest) is not called damaged.
 
-``read_data`` also streams each archive through the segments, the zstd decoder and ``tarfile`` in
-stream mode, and verifies it against its manifest: every member's type, mode, owner, time, link
-target and size (``archive.reader``'s rule), every file's BLAKE3 hash, no member that the manifest
-lacks or twice, the member count, and the stored stream's size and hash. Memory stays bounded: one
-segment of plaintext, one bounded piece of decompressed data (``segments.decompress_zstd`` feeds
-the decoder small slices, so a frame that expands to gigabytes never lands in memory at once) and
-at most ``MAX_HEADER_BYTES`` of tar headers between two members.
+``read_data`` also reads each archive whole with ``verify.verify_archive`` (what the scheduled
+integrity check runs): through the segments, the zstd decoder and ``tarfile`` in stream mode,
+against its manifest: every member's type, mode, owner, time, link target, size and safe name,
+every file's BLAKE3 hash, the member count, and the stored stream's size and hash. Memory stays
+bounded: one segment of plaintext, one bounded piece of decompressed data
+(``segments.decompress_zstd`` feeds the decoder small slices, so a frame that expands to gigabytes
+never lands in memory at once) and at most ``bounded_tar.MAX_HEADER_BYTES`` of header records
+before a member.
 
 Each problem names the archive, the stored object and what is wrong. A failing store (a
 ``StorageError`` other than a missing object) is raised, never taken for damage.
@@ -36,23 +37,19 @@ Each problem names the archive, the stored object and what is wrong. A failing s
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, cast
-
-import blake3
+from typing import Any
 
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, decode_manifest
-from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
-from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
-from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
+from snapkeep.engine.archive.reader import _stored_chunks
+from snapkeep.engine.archive.segments import HashingTap, open_segments
+from snapkeep.engine.archive.verify import verify_archive
+from snapkeep.engine.archive.writer import ENCODING, ERRORS
 from snapkeep.engine.format import ARCHIVES_PREFIX
 from snapkeep.engine.progress import Progress
-from snapkeep.errors import IntegrityError, ObjectNotFoundError
+from snapkeep.errors import IntegrityError, NotFoundError, ObjectNotFoundError
 
-#: Bytes of tar headers (pax records, long names) accepted between two members before the
-#: stream is called damaged: what ``tarfile`` may hold in memory at once.
-MAX_HEADER_BYTES = 16 * 1024 * 1024
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _SUFFIXES = (".manifest", ".tar.zst", ".tar")
 
@@ -255,104 +252,27 @@ def _compare_stream(manifest: ArchiveManifest, tap: HashingTap) -> None:
         )
 
 
-class _CappedReader:
-    """A readable file over a chunk iterator that refuses to deliver more than ``MAX_HEADER_BYTES``
-    between two ``mark`` calls (``tarfile`` keeps a member's headers in memory whole)."""
+class _BytesOnly(Progress):
+    """Forwards only the byte counts of one archive's verification to the whole check's progress."""
 
-    def __init__(self, chunks: Iterable[bytes], what: str) -> None:
-        self._feed = ChunkReader(chunks)
-        self._what = what
-        self._since = 0
+    def __init__(self, outer: Progress) -> None:
+        self.outer = outer
 
-    def mark(self) -> None:
-        self._since = 0
-
-    def read(self, size: int = -1) -> bytes:
-        if size < 0 or self._since + size > MAX_HEADER_BYTES:
-            raise IntegrityError(
-                what=self._what,
-                reason=f"more than {MAX_HEADER_BYTES} bytes of tar headers before a member (damaged)",
-            )
-        data = self._feed.read(size)
-        self._since += len(data)
-        return data
-
-    def drain(self) -> None:
-        self._feed.drain()
+    def on_bytes(self, count: int) -> None:
+        self.outer.on_bytes(count)
 
 
 def _read_archive(
     destination: ArchiveDestination, manifest: ArchiveManifest, report: ArchiveCheckReport, progress: Progress
 ) -> None:
-    """Stream the archive through its segments, zstd and tar; verify it against the manifest."""
-    what = f"archive {manifest.id}"
-    tap = HashingTap(_stored_chunks(destination.store, manifest.archive_name))
-    stream: Iterable[bytes] = _progress_bytes(tap, progress)
-    if manifest.segment_size:
-        stream = open_segments(stream, destination.cipher, manifest.id.encode(), what=what)
-    if manifest.compression == "zstd":
-        stream = decompress_zstd(stream, what=what)
-    counted = _Counted(stream)
-    reader = _CappedReader(counted, what)
-    entries = {entry.path: entry for entry in manifest.entries}
-    seen: set[str] = set()
-    verified = 0
+    """Read the archive whole through ``verify.verify_archive`` (the one end-to-end reader the
+    scheduled integrity check uses too) and count what it verified."""
     try:
-        with tarfile.open(
-            fileobj=cast(IO[bytes], reader), mode="r|", encoding=ENCODING, errors=ERRORS, bufsize=READ_SIZE
-        ) as archive:
-            for member in archive:
-                reader.mark()
-                path = member.name.rstrip("/") if member.isdir() else member.name
-                entry = entries.get(path)
-                if entry is None:
-                    raise IntegrityError(what=what, reason=f"member {path!r} is not in the manifest")
-                if path in seen:
-                    raise IntegrityError(what=what, reason=f"member {path!r} appears twice")
-                seen.add(path)
-                _check_member(manifest, member, path, entry)
-                if entry.type == "file":
-                    hasher = blake3.blake3()
-                    size = 0
-                    for block in _content(archive, member):
-                        reader.mark()
-                        hasher.update(block)
-                        size += len(block)
-                    if size != entry.size or hasher.hexdigest() != entry.blake3:
-                        raise IntegrityError(
-                            what=what, reason=f"member {path!r}: its contents do not match the manifest hash"
-                        )
-                verified += 1
-        reader.drain()  # the rest (tar padding, the final segment's checks), so the hash covers every byte
-    except (tarfile.TarError, EOFError) as error:
-        raise IntegrityError(what=what, reason=f"tar stream damaged: {error}") from None
-    finally:
-        report.members_verified += verified
-        report.tar_bytes_read += counted.size
-    if len(seen) != len(manifest.entries):
-        raise IntegrityError(
-            what=what, reason=f"stream holds {len(seen)} of {len(manifest.entries)} members (truncated)"
-        )
-    _compare_stream(manifest, tap)
+        verify_archive(destination, manifest.id, progress=_BytesOnly(progress))
+    except NotFoundError:
+        raise IntegrityError(what=f"archive {manifest.id}", reason="its manifest vanished") from None
     report.archives_read += 1
+    report.members_verified += len(manifest.entries)
+    report.tar_bytes_read += int(manifest.stats.get("tar_size", 0))
     if manifest.segment_size:
         report.sealed_checked += 1
-
-
-class _Counted:
-    """Counts the bytes of a stream as they flow through it."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.size = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self.size += len(chunk)
-            yield chunk
-
-
-def _progress_bytes(chunks: Iterable[bytes], progress: Progress) -> Iterator[bytes]:
-    for chunk in chunks:
-        progress.on_bytes(len(chunk))
-        yield chunk
