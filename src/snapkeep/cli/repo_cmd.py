@@ -35,6 +35,7 @@ from snapkeep.cli.repo_common import (
     EXIT_INCOMPLETE,
     PASSWORD_ENV,
     emit_json,
+    human_size,
     json_option,
     location_argument,
     make_progress,
@@ -149,7 +150,7 @@ def snapshots_command(
     if as_json:
         emit_json([listed.document() for listed in backups])
         return
-    repo_structures.print_listing(backups, _size)
+    repo_structures.print_listing(backups)
 
 
 @click.command("ls")
@@ -221,9 +222,7 @@ def restore_command(
         found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
         includes = (*includes, *selection.paths(repository, found))
         if found.manifest is not None:
-            repo_structures.restore_archive_command(
-                repository, found.manifest, target, includes, as_json, _size
-            )
+            repo_structures.restore_archive_command(repository, found.manifest, target, includes, as_json)
             return
         snapshot = found.loaded_snapshot()
         progress = make_progress("restore", as_json)
@@ -298,13 +297,7 @@ def _node_summary(node: Node) -> dict[str, Any]:
     }
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
+_size = human_size
 
 
 COMMANDS = [init_command, backup_command, snapshots_command, ls_command, restore_command]

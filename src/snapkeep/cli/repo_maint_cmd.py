@@ -28,6 +28,7 @@ import click
 
 from snapkeep.cli.repo_common import (
     emit_json,
+    human_size,
     json_option,
     location_argument,
     make_progress,
@@ -138,19 +139,19 @@ def summary_lines(
     """What ``check`` looked at, one line per structure, then the verdict."""
     incremental = (
         f"incremental: {report.snapshots} snapshots, {report.trees} trees, "
-        f"{len(report.used_blobs)} blobs used, {report.packs} packs ({_size(pack_bytes)}), "
+        f"{len(report.used_blobs)} blobs used, {report.packs} packs ({human_size(pack_bytes)}), "
         f"{report.index_files} index files"
     )
     if read:
         incremental += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
     incremental += ": " + ("ok" if report.ok else f"{len(report.problems)} problems")
     counts = ", ".join(f"{count} {structure}" for structure, count in sorted(archives.archives.items()))
-    described = f"{counts or 'none'} ({_size(archives.bytes)})"
+    described = f"{counts or 'none'} ({human_size(archives.bytes)})"
     if archives.sealed_checked:
         described += f", every sealed segment of {archives.sealed_checked} encrypted archives opened"
     if read:
         described += (
-            f"; read {archives.archives_read} archives ({_size(archives.tar_bytes_read)} of tar), "
+            f"; read {archives.archives_read} archives ({human_size(archives.tar_bytes_read)} of tar), "
             f"verified {archives.members_verified} members"
         )
     damaged = f"{len(archives.problems)} problems in {len(archives.damaged)} archives"
@@ -158,15 +159,6 @@ def summary_lines(
     problems = len(report.problems) + len(archives.problems)
     lines.append("no errors" if not problems else f"{problems} ERRORS")
     return lines
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 @click.command("forget")

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.cli.repo_common import emit_json, make_progress, snapshot_document
+from snapkeep.cli.repo_common import emit_json, human_size, make_progress, snapshot_document
 from snapkeep.engine.archive import ArchiveManifest, load_manifest, restore_archive
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Tree
@@ -336,13 +336,13 @@ def _dump_path(database: str, dumps: dict[str, list[str]], snapshot: Snapshot) -
 # --- repo snapshots / ls / restore for archives --------------------------------------------------
 
 
-def print_listing(backups: Sequence[Listed], size: Callable[[int], str]) -> None:
+def print_listing(backups: Sequence[Listed]) -> None:
     """The text of ``repo snapshots``: one line per backup, then the counts by structure."""
     for listed in backups:
         tags = listed.tags()
         click.echo(
             f"{listed.short_id}  {listed.time:%Y-%m-%d %H:%M:%S}  {listed.structure:<11}  "
-            f"{listed.hostname()}  {size(listed.content_bytes()):>10}  {', '.join(listed.paths())}"
+            f"{listed.hostname()}  {human_size(listed.content_bytes()):>10}  {', '.join(listed.paths())}"
             + (f"  [{', '.join(tags)}]" if tags else "")
             + (f"  account {listed.account}" if listed.account else "")
         )
@@ -405,7 +405,6 @@ def restore_archive_command(
     target: Path,
     includes: Sequence[str],
     as_json: bool,
-    size: Callable[[int], str],
 ) -> None:
     """``repo restore`` of an archive: verified member by member (``engine.archive``); damage
     raises ``IntegrityError`` (exit 8) and a damaged file is never left in the target."""
@@ -440,7 +439,7 @@ def restore_archive_command(
             click.echo(f"warning: {path}: {message}", err=True)
         click.echo(
             f"restored {manifest.structure} archive {manifest.id[:8]} to {target}: {result.files} files, "
-            f"{result.directories} folders, {size(result.bytes)}"
+            f"{result.directories} folders, {human_size(result.bytes)}"
         )
 
 
