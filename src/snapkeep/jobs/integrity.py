@@ -192,6 +192,7 @@ def _save_state(
     job_id: str,
     objects: Mapping[ObjectKey, int],
     read: Mapping[ObjectKey, str | None],
+    now: _dt.datetime,
 ) -> None:
     """Forget objects that are gone; record the ones read now (``read``: key -> damage or None)."""
     table = schema.integrity_objects
@@ -201,7 +202,6 @@ def _save_state(
             tx.connection.execute(
                 delete(table).where(*where, table.c.kind == kind, table.c.object_id == object_id)
             )
-    now = tx.clock.now()
     for (kind, object_id), reason in read.items():
         values = {
             "size": objects.get((kind, object_id), 0),
@@ -461,7 +461,7 @@ class _Run:
             for key, reason in found.read.items()
             if reason is not None and not (key in before and before[key].damaged)
         ]
-        _save_state(tx, result.destination_id, result.job_id, objects, found.read)
+        _save_state(tx, result.destination_id, result.job_id, objects, found.read, self.clock.now())
         damaged_packs = [
             _label(key) for key, reason in found.read.items() if reason is not None and key[0] == PACK
         ]
