@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from tests.integration.runner_helpers import World
 
+from snapkeep.cli.main import cli
 from snapkeep.clock import UTC, FrozenClock
 from snapkeep.jobs import integrity, queue
 from snapkeep.jobs.migrations import schema
@@ -249,3 +252,35 @@ def test_a_run_that_never_finished_raises_a_critical_alert(world: World) -> None
     world.ok("runBackupJobManually", {"_id": job["_id"]})
     fresh = world.ok("listQueueGroups", {"type": 1, "find": {"status": 1}})["groups"][0]
     assert execute_group(world.catalog, world.home, fresh["_id"], stop=threading.Event()) == 100
+
+
+def test_the_command_line_runs_it_and_shows_the_settings(world: World, jobs: dict[str, Any]) -> None:
+    runner = CliRunner()
+    home = ["--home", str(world.home)]
+    shown = runner.invoke(cli, [*home, "settings", "set", "cycle_days=7", "bytes_per_run=5000000"])
+    assert shown.exit_code == 0, shown.output
+    assert "cycle_days" in shown.output
+    assert "5000000" in shown.output
+    refused = runner.invoke(cli, [*home, "settings", "set", "hour=24"])
+    assert refused.exit_code == 2
+    assert "hour" in refused.output
+    result = runner.invoke(cli, [*home, "integrity", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] == 1
+    assert {item["job_name"] for item in report["repositories"]} == {"Incremental", "Archived"}
+    pack = pack_files(world, jobs["a"])[0]
+    spoiled = bytearray(pack.read_bytes())
+    spoiled[-20] ^= 1  # the trailer
+    pack.write_bytes(bytes(spoiled))
+    other = runner.invoke(cli, [*home, "integrity", "run", "--all", "--destination", "f" * 24])
+    assert other.exit_code != 0
+    assert "Destination not found" in str(other.exception)
+    damaged = runner.invoke(
+        cli, [*home, "integrity", "run", "--all", "--destination", jobs["destination"]["_id"]]
+    )
+    assert damaged.exit_code == 8, damaged.output
+    assert pack.name in damaged.output
+    history = runner.invoke(cli, [*home, "integrity", "history"])
+    assert history.exit_code == 0
+    assert report["_id"] in history.output
