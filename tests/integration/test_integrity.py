@@ -284,3 +284,17 @@ def test_the_command_line_runs_it_and_shows_the_settings(world: World, jobs: dic
     history = runner.invoke(cli, [*home, "integrity", "history"])
     assert history.exit_code == 0
     assert report["_id"] in history.output
+
+
+def test_a_stop_request_ends_the_run_between_repositories(world: World, jobs: dict[str, Any]) -> None:
+    clock = FrozenClock(dt.datetime(2026, 5, 1, 3, tzinfo=UTC))
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # the first repository is read, then the service stops
+
+    report = check(world, clock, stop=stop)
+    assert len(report.repositories) == 1
+    assert report.ended is not None
+    assert {job_id for job_id, _kind, _object in object_reads(world)} == {report.repositories[0].job_id}

@@ -242,6 +242,8 @@ class IntegrityScheduler:
         self._tz = tz
         self._run = run
         self.next_due: _dt.datetime | None = None
+        #: set to end a running check after its current repository (``IntegrityThread.stop``)
+        self.stopping = threading.Event()
 
     def zone(self) -> ZoneInfo:
         return self._tz if isinstance(self._tz, ZoneInfo) else self._tz()
@@ -255,7 +257,9 @@ class IntegrityScheduler:
         report = None
         if due:
             log.info("starting the scheduled integrity check")
-            report = self._run(self.catalog, self.home, clock=self.clock, scheduled=True)
+            report = self._run(
+                self.catalog, self.home, clock=self.clock, scheduled=True, stop=self.stopping.is_set
+            )
         with self.catalog.transaction(write=False) as tx:
             self.next_due = integrity.next_due(tx, self.clock.now(), tz)
         return report
@@ -273,12 +277,14 @@ class IntegrityThread:
 
     def start(self) -> None:
         self._stop.clear()
+        self.scheduler.stopping.clear()
         self._thread = threading.Thread(target=self._loop, name="snapkeep-integrity", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the current pass (a check in progress finishes its repository first)."""
         self._stop.set()
+        self.scheduler.stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

@@ -548,9 +548,12 @@ def run_check(
     scheduled: bool = False,
     config: settings.Integrity | None = None,
     on_repository: Callable[[RepositoryResult], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> IntegrityReport:
     """Run the integrity check over every repository with backups (or those on ``destination_id``);
     see the module docstring. Alerts are sent (``jobs.notify``) after their transactions commit.
+    ``stop`` is asked before each repository: when it answers True the run ends there (what was
+    read so far is recorded; the rest waits for the next run).
 
     Raises NotFoundError for an unknown ``destination_id``, CatalogError; a repository that cannot
     be read is reported in its result (and a warning alert), not raised.
@@ -572,6 +575,8 @@ def run_check(
     run = _Run(catalog, home, clock, config, everything, report)
     try:
         for entry in entries:
+            if stop is not None and stop():
+                break
             result = run.repository(entry)
             report.repositories.append(result)
             if on_repository is not None:

@@ -17,10 +17,11 @@ UTC_ZONE = zone("UTC")
 def recording(world) -> tuple[list[dt.datetime], Any]:
     fired: list[dt.datetime] = []
 
-    def run(catalog, home, *, clock, scheduled) -> integrity.IntegrityReport:
+    def run(catalog, home, *, clock, scheduled, stop) -> integrity.IntegrityReport:
         assert scheduled
+        assert not stop()
         fired.append(clock.now())
-        return integrity.run_check(catalog, home, clock=clock, scheduled=scheduled)
+        return integrity.run_check(catalog, home, clock=clock, scheduled=scheduled, stop=stop)
 
     return fired, run
 

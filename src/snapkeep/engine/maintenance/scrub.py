@@ -147,7 +147,7 @@ def _verify_pack(
             verdict.problems.append(f"the pack is {size} bytes, more than any pack holds ({limit}); not read")
             verdict.damaged_blobs.update(location.blob_id for location in locations)
             return verdict
-        data = repository.store.load(name)
+        data = repository.store.load(name, 0, size) if size else b""  # never more than stat said
     except ObjectNotFoundError:
         if locations:
             verdict.problems.append(f"the pack is missing, yet the index lists {len(locations)} blobs in it")
