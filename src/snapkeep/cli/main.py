@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "restore": "snapkeep.cli.restore_cmd:restore_command",
     "keys": "snapkeep.cli.keys_cmd:keys_group",
     "settings": "snapkeep.cli.settings_cmd:settings_group",
+    "integrity": "snapkeep.cli.integrity_cmd:integrity_group",
 }
 
 
