@@ -287,7 +287,7 @@ class CatalogWorld:
                         "include_list": [str(self.source)],
                     },
                 )["_id"]
-                for structure in (1, 3)
+                for structure in (1, 4)
             ]
         finally:
             catalog.close()
