@@ -1,7 +1,7 @@
 """The current catalog schema, as the catalog queries it.
 
-At version 3 it is what migration 1 created plus migration 2's ``incidents`` table and migration
-3's ``backups`` table. When a later
+At version 4 it is what migration 1 created plus migration 2's ``incidents`` table, migration
+3's ``backups`` table and migration 4's ``orphan`` and ``key_required`` columns of it. When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData, Table
 
-from snapkeep.jobs.migrations import m0001_initial, m0002_incidents, m0003_backups
+from snapkeep.jobs.migrations import m0001_initial, m0002_incidents, m0003_backups, m0004_reindex
 
 metadata = MetaData()
 TABLES: dict[str, Table] = m0001_initial.define(metadata)
 TABLES.update(m0002_incidents.define(metadata))
 TABLES.update(m0003_backups.define(metadata))
+for _column in m0004_reindex.columns():
+    TABLES["backups"].append_column(_column)
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
