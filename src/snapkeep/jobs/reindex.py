@@ -26,9 +26,11 @@ it is neither added nor marked missing; reads go through the destination's own t
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from snapkeep.engine.archive import load_manifest
@@ -36,12 +38,22 @@ from snapkeep.engine.format import ARCHIVES_PREFIX, CONFIG_NAME
 from snapkeep.engine.maintenance import retention
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.config import RepositoryConfig
-from snapkeep.errors import IntegrityError, NotFoundError, ObjectNotFoundError, RepositoryNotFoundError
-from snapkeep.jobs import backups, queue
-from snapkeep.jobs.catalog import Transaction
+from snapkeep.errors import (
+    IntegrityError,
+    NotFoundError,
+    ObjectNotFoundError,
+    RepositoryNotFoundError,
+    SnapkeepError,
+    WrongPasswordError,
+)
+from snapkeep.jobs import backups, queue, repositories
+from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import JobType, Structure
+from snapkeep.jobs.keystore import KeyStore
 from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.storage.base import Store
+
+log = logging.getLogger(__name__)
 
 #: ``<job id>/config``: the one object every repository has
 REPOSITORY_CONFIG = re.compile(r"^([0-9a-f]{24})/" + re.escape(CONFIG_NAME) + "$")
@@ -327,3 +339,46 @@ def mark_lost_repositories(
             backups.set_missing(tx, row.id, True)
             marked.append(row.id)
     return marked
+
+
+# --- supplying a missing key ----------------------------------------------------------------------
+
+
+def import_key(catalog: Catalog, home: Path, job_id: str, password: str) -> str:
+    """Store ``password`` as job ``job_id``'s key after checking that it opens the job's repository
+    on a destination of this catalog (the job's own, those its backup rows name, then the others);
+    return the name of the destination it opened. Raises ValidationError (a malformed ID or
+    password), NotFoundError (no destination holds the repository; nothing stored),
+    WrongPasswordError (it does not open it; nothing stored), ConflictError (a different key is
+    stored already)."""
+    keys = KeyStore(home)
+    keys.path(job_id)  # the ID's shape, before any destination is contacted
+    text = password.strip()
+    with catalog.transaction(write=False) as tx:
+        job = tx.get("jobs", job_id) or {}
+        named = [str(ident) for ident in job.get("destination") or []]
+        named += [row.destination_id for row in backups.rows(tx, job_id=job_id)]
+        every = tx.all("destinations")
+    order = {ident: position for position, ident in enumerate(dict.fromkeys(named))}
+    candidates = sorted(every, key=lambda item: order.get(str(item["_id"]), len(order)))
+    wrong: WrongPasswordError | None = None
+    for destination in candidates:
+        try:
+            with repositories.open_destination(destination, job_id, retry=repositories.NO_RETRY) as opened:
+                if not opened.store.exists(CONFIG_NAME):
+                    continue
+                Repository.open(opened.store, password=text, load_index=False).close()
+        except WrongPasswordError as error:
+            wrong = error
+            continue
+        except (SnapkeepError, OSError) as error:
+            log.info("key import: destination %r not usable: %s", destination.get("name"), error)
+            continue
+        keys.put(job_id, text)
+        return str(destination.get("name", destination["_id"]))
+    if wrong is not None:
+        raise WrongPasswordError(f"the key does not open Backup Job {job_id}'s repository: {wrong}")
+    raise NotFoundError(
+        f"no destination of this catalog holds a repository of Backup Job {job_id} "
+        "(add the destination first); nothing was stored"
+    )
