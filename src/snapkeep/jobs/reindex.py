@@ -282,7 +282,9 @@ def apply(
                 backups.set_missing(tx, existing.id, False)
                 applied.found_again.append(existing.id)
             continue
-        applied.added.append(_record(tx, job, destination, backup, orphan, queue_group_id))
+        applied.added.append(
+            _record(tx, job, destination, backup, orphan, scan_result.encrypted, queue_group_id)
+        )
     for engine_id, existing in by_engine.items():
         if engine_id not in held and engine_id not in damaged and not existing.document.get("missing"):
             backups.set_missing(tx, existing.id, True)
@@ -296,11 +298,12 @@ def _record(
     destination: Mapping[str, Any],
     backup: FoundBackup,
     orphan: bool,
+    encrypted: bool,
     queue_group_id: str,
 ) -> str:
     details: dict[str, Any] = {"paths": backup.paths, "queue_group_id": queue_group_id, "reindexed": True}
-    linked = dict(job)
-    linked["structure"] = int(backup.structure)
+    # what the repository says wins over the job's current settings (it may have changed since)
+    linked = {**job, "structure": int(backup.structure), "encrypted": encrypted}
     if backup.account:
         details["account"] = backup.account
         details["contains"] = sum(COMPONENT_BITS.get(name, 0) for name in backup.components)
