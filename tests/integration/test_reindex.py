@@ -123,6 +123,15 @@ def test_known_job_backups_are_relinked_without_duplicates(world: World) -> None
     assert [item for item in listed(world) if item["missing"]] == []
     assert len(listed(world)) == 3
 
+    # a deleted job's backups stay listed; a reindex makes them orphans (same rows, owned by root)
+    world.ok("deleteBackupJob", {"_id": archived["_id"]})
+    assert reindex_now(world, destination)[0] == 100
+    (orphaned,) = [item for item in listed(world) if item["job_id"] == archived["_id"]]
+    assert orphaned["orphan"] == 1
+    assert orphaned["owner"] == "root"
+    assert orphaned["job_name"] == "Archived"
+    assert sorted(item["_id"] for item in listed(world)) == sorted(item["_id"] for item in after)
+
 
 def _rows(world: World) -> list[backups.BackupRecord]:
     with world.catalog.transaction(write=False) as tx:

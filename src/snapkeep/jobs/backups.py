@@ -251,6 +251,22 @@ def set_missing(tx: Transaction, ident: str, missing: bool) -> None:
     )
 
 
+def set_orphan(tx: Transaction, ident: str, job: Mapping[str, Any] | None) -> None:
+    """Link a backup row to its job as the catalog knows it now (``job``), or make it an orphan
+    (None: the job is unknown here, so the row is owned by root)."""
+    backup = row(tx, ident)
+    document = dict(backup.document)
+    if job is not None:
+        document.update(job_name=str(job.get("name", "")), owner=str(job.get("owner") or "root"))
+    else:
+        document["owner"] = "root"
+    tx.connection.execute(
+        update(schema.backups)
+        .where(schema.backups.c.id == backup.id)
+        .values(orphan=0 if job is not None else 1, document=document)
+    )
+
+
 def forget_row(tx: Transaction, ident: str) -> None:
     """Remove a backup row (after its data left the destination)."""
     tx.connection.execute(delete(schema.backups).where(schema.backups.c.id == ident))

@@ -8,7 +8,8 @@ manifests (``scan``) with the job's key from the key store, and makes the catalo
 * a backup the destination holds and the catalog does not gets a row, linked to its job when the
   catalog knows the job, else an **orphan** (``orphan`` 1, owned by root, restorable like any backup);
 * a backup that already has a row keeps it (its ID, lock and schedule tags): a reindex never makes a
-  duplicate, so running it twice changes nothing;
+  duplicate, so running it twice changes nothing. Only its ``orphan`` mark follows the catalog (a
+  row whose job was deleted becomes an orphan);
 * an encrypted repository whose key the key store does not hold gets one placeholder row with
   ``key_required`` 1 (and no engine ID): its backups cannot even be listed without the key. The row
   is locked, so retention and ``deleteSnapshot`` leave it alone. Once ``snapkeep keys import`` or
@@ -278,6 +279,8 @@ def apply(
         existing = by_engine.get(backup.engine_id)
         if existing is not None:
             applied.kept += 1
+            if bool(existing.orphan) != orphan:  # the job was deleted, or is known again
+                backups.set_orphan(tx, existing.id, None if orphan else job)
             if existing.document.get("missing"):
                 backups.set_missing(tx, existing.id, False)
                 applied.found_again.append(existing.id)
