@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from tests.integration.test_remote_runs import sftp_destination
 from tests.servers import SshServer
 
 from snapkeep.cli.main import cli
+from snapkeep.daemon.service import Service
 from snapkeep.errors import ConflictError, WrongPasswordError
 from snapkeep.jobs import backups, reindex
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.runs import execute_group
+from snapkeep.jobs.schedule import zone
 
 
 @pytest.fixture
@@ -266,3 +269,24 @@ def test_reindex_of_an_sftp_destination(world: World, new_server: World, sshd: S
     status, restored, finished = restore_into(world, backup)
     assert status == 100, world.log_text(finished)
     assert tree_state(restored) == expected
+
+
+def test_the_service_runs_a_queued_reindex(world: World) -> None:
+    destination = world.destination()
+    job = world.job(destination)
+    make_tree(world.source, 6)
+    assert world.run(job)[0] == 100
+    drop_rows(world)
+    running = Service(world.catalog, world.home, tz=zone("UTC"), poll_interval=0.1, schedule_interval=0.2)
+    running.start()
+    try:
+        group = world.ok("reindexDestination", {"_id": destination["_id"]})
+        deadline = time.monotonic() + 60
+        while world.ok("getQueueGroup", {"_id": group["_id"]})["status"] in (1, 2):
+            assert time.monotonic() < deadline, "the service did not run the reindex"
+            time.sleep(0.1)
+    finally:
+        assert running.stop(60) == []
+    finished = world.ok("getQueueGroup", {"_id": group["_id"]})
+    assert finished["status"] == 100, world.log_text(finished)
+    assert [item["job_id"] for item in listed(world)] == [job["_id"]]
