@@ -290,3 +290,29 @@ def test_the_service_runs_a_queued_reindex(world: World) -> None:
     finished = world.ok("getQueueGroup", {"_id": group["_id"]})
     assert finished["status"] == 100, world.log_text(finished)
     assert [item["job_id"] for item in listed(world)] == [job["_id"]]
+
+
+def test_a_damaged_snapshot_is_skipped_and_a_stopped_reindex_ends_aborted(world: World) -> None:
+    destination = world.destination()
+    job = world.job(destination)
+    for version in (1, 2):
+        make_tree(world.source, version)
+        assert world.run(job)[0] == 100
+    oldest, newest = _rows(world)
+    drop_rows(world)
+    damaged = world.backups / job["_id"] / "snapshots" / oldest.engine_id
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    status, group = reindex_now(world, destination)
+    assert status == 101
+    assert f"{oldest.engine_id[:12]} skipped: integrity check failed" in world.log_text(group)
+    assert [row.engine_id for row in _rows(world)] == [newest.engine_id]
+
+    stopped = world.ok("reindexDestination", {"_id": destination["_id"]})
+    stop = threading.Event()
+    stop.set()
+    assert execute_group(world.catalog, world.home, stopped["_id"], stop=stop) == 103
+    finished = world.ok("getQueueGroup", {"_id": stopped["_id"]})
+    assert finished["status"] == 103
+    assert "stopped on request" in world.log_text(finished)
