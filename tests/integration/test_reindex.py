@@ -22,11 +22,13 @@ from tests.servers import SshServer
 
 from snapkeep.cli.main import cli
 from snapkeep.daemon.service import Service
+from snapkeep.engine.repository.locks import RepositoryLock
 from snapkeep.errors import ConflictError, WrongPasswordError
 from snapkeep.jobs import backups, reindex
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.runs import execute_group
 from snapkeep.jobs.schedule import zone
+from snapkeep.storage.local import LocalStore
 
 
 @pytest.fixture
@@ -316,3 +318,22 @@ def test_a_damaged_snapshot_is_skipped_and_a_stopped_reindex_ends_aborted(world:
     finished = world.ok("getQueueGroup", {"_id": stopped["_id"]})
     assert finished["status"] == 103
     assert "stopped on request" in world.log_text(finished)
+
+
+def test_a_repository_a_backup_is_writing_is_skipped_as_in_use(world: World) -> None:
+    destination = world.destination()
+    job = world.job(destination)
+    make_tree(world.source, 8)
+    assert world.run(job)[0] == 100
+    drop_rows(world)
+    with (
+        LocalStore(world.backups / job["_id"]) as store,
+        RepositoryLock(store, exclusive=False, holder="snapkeep run (test)"),
+    ):
+        status, group = reindex_now(world, destination)
+        assert status == 101
+        assert "in use, not indexed" in world.log_text(group)
+        assert listed(world) == []
+    assert reindex_now(world, destination)[0] == 100
+    assert len(listed(world)) == 1
+    assert list((world.backups / job["_id"] / "locks").iterdir()) == []  # the reindex's lock is gone

@@ -2,20 +2,22 @@
 
 Pre Reindex hooks (position 5; the ones meant for every job: a reindex belongs to no job), then: the
 destination's root is listed for repositories (``jobs.reindex.repository_ids``); each repository is
-one queue item: opened with its job's key from the key store, read (``jobs.reindex.scan``) and made to
-agree with the catalog (``jobs.reindex.apply``), each in its own transaction, so a reindex stopped
+one queue item: opened with its job's key from the key store and, under an exclusive repository lock
+(a repository a backup is writing is skipped with a warning: "in use"), read (``jobs.reindex.scan``)
+and made to agree with the catalog (``jobs.reindex.apply``), each in its own transaction, so a reindex stopped
 half-way leaves every repository it finished indexed and the others as they were. Rows of jobs whose
 repository has left the destination are marked missing (only when the listing itself succeeded).
 Post Reindex hooks get the status.
 
-Status: 100 when every repository was read; 101 when some had damaged snapshots or manifests, or
-need a key; 102 when the destination could not be listed or no repository could be read; 103 when
+Status: 100 when every repository was read; 101 when some had damaged snapshots or manifests, need a
+key or were in use; 102 when the destination could not be listed or no repository could be read; 103 when
 stopped.
 """
 
 from __future__ import annotations
 
-from snapkeep.errors import SnapkeepError
+from snapkeep.engine.repository.locks import RepositoryLock
+from snapkeep.errors import LockError, SnapkeepError
 from snapkeep.jobs import reindex, repositories
 from snapkeep.jobs.codes import HookPosition, HookStage, LogType, QueueStatus, QueueType
 from snapkeep.jobs.keystore import KeyStore
@@ -111,15 +113,23 @@ class ReindexRun(GroupRun):
         try:
             opened = repositories.open_destination(spec.document, job_id, clock=self.clock)
             password = keys.get(job_id) if keys.has(job_id) else None
-            found = reindex.scan(opened.store, job_id, password)
+            # exclusive: a backup records its row while it holds its shared lock, so no backup can
+            # store a snapshot that this reindex would list as well (a duplicate row)
+            holder = f"snapkeep reindex {self.group.id}"
+            with RepositoryLock(opened.store, exclusive=True, holder=holder, clock=self.clock):
+                found = reindex.scan(opened.store, job_id, password)
+                with self.catalog.transaction() as tx:
+                    applied = reindex.apply(tx, spec.document, found, queue_group_id=self.group.id)
+        except LockError as error:
+            context.log.warning(f"{where}: in use, not indexed ({error}); reindex again when it is free")
+            self.group.end_item(item, Outcome.WARNINGS.item_status, "in use")
+            return Outcome.WARNINGS
         except (SnapkeepError, OSError) as error:
             context.log.error(f"{where}: cannot be read: {failure_reason(error)}")
             self.group.end_item(item, Outcome.FAILURE.item_status, failure_reason(error))
             return Outcome.FAILURE
         finally:
             repositories.finish(self.catalog, opened, spec.id).report(context.log, spec.where)
-        with self.catalog.transaction() as tx:
-            applied = reindex.apply(tx, spec.document, found, queue_group_id=self.group.id)
         context.log.info(f"{spec.where}: {applied.summary()}")
         for ident in applied.missing:
             context.log.warning(f"{where}: backup {ident} is no longer on the destination: marked missing")
