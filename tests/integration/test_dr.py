@@ -21,8 +21,9 @@ import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
 
 from snapkeep.errors import ConflictError, IntegrityError, ValidationError, WrongPasswordError
-from snapkeep.jobs import backups, dr, settings
+from snapkeep.jobs import backups, dr, reindex, settings
 from snapkeep.jobs.catalog import Catalog
+from snapkeep.jobs.codes import Structure
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.runs import execute_group
 
@@ -280,3 +281,67 @@ def test_dr_keys_and_reindex_commands(tmp_path: Path) -> None:
     assert by_job[job_id].key_required == 0
     assert by_job[job_id].orphan == 1
     assert by_job[jobs["incremental"]["_id"]].key_required == 1
+
+
+def test_import_and_reindex_rows_on_each_catalog_backend(catalog: Catalog, tmp_path: Path) -> None:
+    destination_id, job_id, orphan_id = "a" * 24, "b" * 24, "c" * 24
+    destination = {"name": "Disk", "type": "Local", "options": {"path": str(tmp_path / "backups")}}
+    job = {
+        "name": "Sites",
+        "owner": "root",
+        "type": 2,
+        "structure": 1,
+        "encrypted": 1,
+        "destination": [destination_id],
+    }
+    state = {
+        "format": dr.FORMAT,
+        "version": dr.VERSION,
+        "objects": {
+            "destinations": [{"_id": destination_id, **destination}],
+            "jobs": [{"_id": job_id, **job}],
+        },
+        "settings": {"logs_ttl": 9},
+        "keys": {job_id: "k" * 64},
+    }
+    home = tmp_path / "home"
+    done = dr.import_state(catalog, home, dr.check_state(json.loads(json.dumps(state))))
+    assert (
+        done.summary()
+        == "1 destinations, 0 schedules, 0 hooks, 0 account filters, 1 jobs, 1 settings, 1 job keys"
+    )
+    with catalog.transaction(write=False) as tx:
+        assert tx.get("jobs", job_id) is not None
+        assert settings.general(tx).logs_ttl == 9
+        stored = tx.require("destinations", destination_id, "Destination")
+    assert KeyStore(home).get(job_id) == "k" * 64
+
+    moment = catalog.clock.now()
+    found = reindex.FoundBackup(engine_id="e" * 64, structure=Structure.INCREMENTAL, created=moment, size=5)
+    for _ in range(2):  # the second time changes nothing
+        with catalog.transaction() as tx:
+            reindex.apply(
+                tx, stored, reindex.RepositoryScan(job_id, encrypted=True, found=[found]), queue_group_id="g"
+            )
+            reindex.apply(
+                tx,
+                stored,
+                reindex.RepositoryScan(orphan_id, encrypted=True, key_required=True),
+                queue_group_id="g",
+            )
+    with catalog.transaction(write=False) as tx:
+        rows = {row.job_id: row for row in backups.rows(tx)}
+    assert len(rows) == 2
+    assert (rows[job_id].orphan, rows[job_id].key_required, rows[job_id].engine_id) == (0, 0, "e" * 64)
+    assert (rows[orphan_id].orphan, rows[orphan_id].key_required, rows[orphan_id].locked) == (1, 1, 1)
+    with catalog.transaction() as tx:
+        applied = reindex.apply(
+            tx, stored, reindex.RepositoryScan(job_id, encrypted=True), queue_group_id="g"
+        )
+        assert applied.missing == [rows[job_id].id]
+        assert (
+            reindex.mark_lost_repositories(tx, stored, [job_id]) == []
+        )  # the placeholder goes, nothing to mark
+    with catalog.transaction(write=False) as tx:
+        (left,) = backups.rows(tx)
+    assert backups.present(left)["missing"] == 1
