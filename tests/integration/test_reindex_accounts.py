@@ -94,5 +94,13 @@ def test_an_encrypted_accounts_job_is_taken_over_by_a_new_server(
         )
         assert status == 100, new.log_text(restored)
         assert tree_state(site.account_home("alice") / "docs") == docs_before
+        # the new server's account provider tells the reindex where alice's home is: full paths work
+        shutil.rmtree(site.account_home("alice") / "docs" / "2024")
+        full = str(site.account_home("alice") / "docs" / "2024")
+        status, restored = restore(
+            new, {"snapshot_id": backup["_id"], "files": {backup["_id"]: {full: "Directory"}}}
+        )
+        assert status == 100, new.log_text(restored)
+        assert tree_state(site.account_home("alice") / "docs") == docs_before
     finally:
         new.close()

@@ -245,10 +245,16 @@ def _job_view(tx: Transaction, job_id: str, scan_result: RepositoryScan) -> tupl
 
 
 def apply(
-    tx: Transaction, destination: Mapping[str, Any], scan_result: RepositoryScan, *, queue_group_id: str
+    tx: Transaction,
+    destination: Mapping[str, Any],
+    scan_result: RepositoryScan,
+    *,
+    queue_group_id: str,
+    homes: Mapping[str, str] | None = None,
 ) -> Applied:
     """Make the catalog's rows of one repository agree with ``scan_result`` (see the module
-    docstring); return what changed."""
+    docstring); return what changed. ``homes`` (username -> home folder, from this server's
+    account provider) lets a found account backup take paths under the account's home in restores."""
     job, orphan = _job_view(tx, scan_result.job_id, scan_result)
     destination_id = str(destination["_id"])
     rows = backups.rows(tx, job_id=scan_result.job_id, destination_id=destination_id)
@@ -286,7 +292,7 @@ def apply(
                 applied.found_again.append(existing.id)
             continue
         applied.added.append(
-            _record(tx, job, destination, backup, orphan, scan_result.encrypted, queue_group_id)
+            _record(tx, job, destination, backup, orphan, scan_result.encrypted, queue_group_id, homes or {})
         )
     for engine_id, existing in by_engine.items():
         if engine_id not in held and engine_id not in damaged and not existing.document.get("missing"):
@@ -303,6 +309,7 @@ def _record(
     orphan: bool,
     encrypted: bool,
     queue_group_id: str,
+    homes: Mapping[str, str],
 ) -> str:
     details: dict[str, Any] = {"paths": backup.paths, "queue_group_id": queue_group_id, "reindexed": True}
     # what the repository says wins over the job's current settings (it may have changed since)
@@ -311,6 +318,8 @@ def _record(
         details["account"] = backup.account
         details["contains"] = sum(COMPONENT_BITS.get(name, 0) for name in backup.components)
         details["components"] = backups.component_items(backup.components, tx.clock)
+        if backup.account in homes:
+            details["home"] = homes[backup.account]
         linked["type"] = int(JobType.ACCOUNTS)
     elif orphan:
         linked["type"] = int(JobType.DIRECTORIES)

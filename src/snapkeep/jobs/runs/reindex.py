@@ -16,12 +16,17 @@ stopped.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from snapkeep.clock import Clock
 from snapkeep.engine.repository.locks import RepositoryLock
 from snapkeep.errors import LockError, SnapkeepError
-from snapkeep.jobs import reindex, repositories
+from snapkeep.jobs import accounts, reindex, repositories
+from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, LogType, QueueStatus, QueueType
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.logs import RunLog
+from snapkeep.jobs.queue import GroupRecord, RunningGroup
 from snapkeep.jobs.runs.common import (
     DestinationSpec,
     GroupRun,
@@ -37,6 +42,13 @@ NO_JOB = {"_id": ""}
 
 class ReindexRun(GroupRun):
     """One reindex group: a destination's repositories into the catalog."""
+
+    def __init__(
+        self, catalog: Catalog, home: Path, group: RunningGroup, record: GroupRecord, clock: Clock
+    ) -> None:
+        super().__init__(catalog, home, group, record, clock)
+        #: username -> home of this server's accounts, read once the destination has been listed
+        self.homes: dict[str, str] = {}
 
     def run(self) -> QueueStatus:
         """Execute the group; return its final status."""
@@ -85,6 +97,7 @@ class ReindexRun(GroupRun):
             context.log.error(f"{spec.where}: cannot list its repositories: {failure_reason(error)}")
             return QueueStatus.FAILED
         context.log.info(f"{spec.where}: {len(job_ids)} repositories found")
+        self.homes = self.account_homes(context)
         self.group.advance(force=True, total=len(job_ids))
         outcomes: list[Outcome] = []
         for job_id in job_ids:
@@ -104,6 +117,18 @@ class ReindexRun(GroupRun):
             return QueueStatus.COMPLETED
         return rollup(outcomes)
 
+    def account_homes(self, context: RunContext) -> dict[str, str]:
+        """Username -> home of this server's accounts (for found account backups); {} when the
+        server has no account provider or it cannot be read (a note in the log)."""
+        try:
+            return {account.username: account.home for account in accounts.list_accounts(self.home)}
+        except (SnapkeepError, OSError) as error:
+            context.log.info(
+                f"accounts of this server not known ({failure_reason(error)}): paths "
+                "under an account's home are not mapped for found account backups"
+            )
+            return {}
+
     def repository(self, context: RunContext, spec: DestinationSpec, job_id: str) -> Outcome:
         """Index one repository, recorded as one queue item."""
         item = self.group.add_item(QueueType.REINDEX, job_id, destination=spec.id, job_id=job_id)
@@ -119,7 +144,9 @@ class ReindexRun(GroupRun):
             with RepositoryLock(opened.store, exclusive=True, holder=holder, clock=self.clock):
                 found = reindex.scan(opened.store, job_id, password)
                 with self.catalog.transaction() as tx:
-                    applied = reindex.apply(tx, spec.document, found, queue_group_id=self.group.id)
+                    applied = reindex.apply(
+                        tx, spec.document, found, queue_group_id=self.group.id, homes=self.homes
+                    )
         except LockError as error:
             context.log.warning(f"{where}: in use, not indexed ({error}); reindex again when it is free")
             self.group.end_item(item, Outcome.WARNINGS.item_status, "in use")
