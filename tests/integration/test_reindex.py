@@ -8,6 +8,7 @@ data directory whose catalog has the same destination and nothing else.
 from __future__ import annotations
 
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from snapkeep.engine.repository.locks import RepositoryLock
 from snapkeep.errors import ConflictError, WrongPasswordError
 from snapkeep.jobs import backups, reindex
 from snapkeep.jobs.keystore import KeyStore
+from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
 from snapkeep.jobs.schedule import zone
 from snapkeep.storage.local import LocalStore
@@ -337,3 +339,20 @@ def test_a_repository_a_backup_is_writing_is_skipped_as_in_use(world: World) -> 
     assert reindex_now(world, destination)[0] == 100
     assert len(listed(world)) == 1
     assert list((world.backups / job["_id"] / "locks").iterdir()) == []  # the reindex's lock is gone
+
+
+def test_a_killed_reindex_does_not_block_the_next_one(world: World) -> None:
+    destination = world.destination()
+    job = world.job(destination)
+    make_tree(world.source, 9)
+    assert world.run(job)[0] == 100
+    drop_rows(world)
+    killed = world.ok("reindexDestination", {"_id": destination["_id"]})
+    child = subprocess.Popen(["true"])
+    child.wait()
+    with world.catalog.transaction() as tx:  # claimed by a process that is gone (kill -9)
+        assert claim(tx, killed["_id"], worker={"host": worker_identity()["host"], "pid": child.pid})
+    status, group = reindex_now(world, destination)
+    assert status == 100, world.log_text(group)
+    assert world.ok("getQueueGroup", {"_id": killed["_id"]})["status"] == 104
+    assert len(listed(world)) == 1

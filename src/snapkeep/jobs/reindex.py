@@ -40,6 +40,7 @@ from snapkeep.engine.maintenance import retention
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.config import RepositoryConfig
 from snapkeep.errors import (
+    ConflictError,
     IntegrityError,
     NotFoundError,
     ObjectNotFoundError,
@@ -82,8 +83,18 @@ def find_destination(tx: Transaction, reference: str) -> dict[str, Any]:
 
 def enqueue(tx: Transaction, reference: str, *, owner: str) -> queue.Group:
     """Queue a reindex of destination ``reference`` (ID or name); return the Pending group. Raises
-    NotFoundError, ConflictError (one is already queued or running for it)."""
-    return queue.enqueue_reindex(tx, find_destination(tx, reference), owner=owner)
+    NotFoundError, ConflictError (one is already queued or running for it).
+
+    A reindex whose process was killed leaves its group Processing: when that is what blocks, the
+    dead process's groups end as 104 Never Finished (``queue.mark_never_finished``, as the service
+    does when it starts) and the new reindex is queued."""
+    destination = find_destination(tx, reference)
+    try:
+        return queue.enqueue_reindex(tx, destination, owner=owner)
+    except ConflictError:
+        if not queue.mark_never_finished(tx):
+            raise
+    return queue.enqueue_reindex(tx, destination, owner=owner)
 
 
 # --- reading a destination ------------------------------------------------------------------------
