@@ -121,7 +121,8 @@ class Service:
             catalog,
             self.home,
             name="restores",
-            types=RESTORE_TYPES,
+            # reindexes share the restores' pool and its queueable_forks limit
+            types=(*RESTORE_TYPES, QueueType.REINDEX),
             limit=_limit(queueable_forks, catalog, "queueable_forks"),
             executor=run,
             clock=clock,

@@ -53,13 +53,18 @@ def record(
     size: int,
     tags: list[str],
     details: dict[str, Any],
+    orphan: bool = False,
+    key_required: bool = False,
+    item_id: str | None = None,
 ) -> str:
-    """Store a new backup row; return its catalog ID."""
+    """Store a new backup row; return its catalog ID. A reindex sets ``orphan`` (the job is unknown
+    here: the row is owned by root) and ``key_required`` (a placeholder for an encrypted repository
+    whose password is missing)."""
     ident = new_id(tx.clock)
     tx.connection.execute(
         schema.backups.insert().values(
             id=ident,
-            item_id=new_id(tx.clock),
+            item_id=item_id or new_id(tx.clock),
             job_id=job["_id"],
             destination_id=destination["_id"],
             engine_id=engine_id,
@@ -71,8 +76,11 @@ def record(
             locked=0,
             lock_ttl=0,
             locked_until=None,
+            orphan=1 if orphan else 0,
+            key_required=1 if key_required else 0,
             document={
                 "job_name": job.get("name", ""),
+                "owner": "root" if orphan else str(job.get("owner") or "root"),
                 "job_type": int(job.get("type", JobType.DIRECTORIES)),
                 "contains": int(job.get("contains", 0)),
                 "destination_name": destination.get("name", ""),
@@ -104,6 +112,8 @@ class BackupRecord:
     document: dict[str, Any]
     #: the integrity check's damage mark (``{"objects": [...], "reason": ...}``); None when intact
     damage: dict[str, Any] | None = None
+    orphan: int = 0
+    key_required: int = 0
 
     @classmethod
     def of(cls, found: Any) -> BackupRecord:
@@ -215,6 +225,10 @@ def present(backup: BackupRecord) -> dict[str, Any]:
         "lock_until": isoformat(backup.locked_until) if backup.locked else None,
         "schedules": list(document.get("schedules", [])),
         "paths": list(document.get("paths", [])),
+        "owner": "root" if backup.orphan else str(document.get("owner") or "root"),
+        "orphan": 1 if backup.orphan else 0,
+        "key_required": 1 if backup.key_required else 0,
+        "missing": 1 if document.get("missing") else 0,
     }
 
 
@@ -242,6 +256,36 @@ def set_lock(tx: Transaction, ident: str, *, locked: bool, lock_ttl: int) -> Bac
 def is_locked(backup: BackupRecord, now: _dt.datetime) -> bool:
     """Whether a backup's lock still holds at ``now``."""
     return bool(backup.locked) and (backup.locked_until is None or backup.locked_until > now)
+
+
+def set_missing(tx: Transaction, ident: str, missing: bool) -> None:
+    """Mark (or clear the mark of) a backup that a reindex did not find on its destination; the
+    document keeps when it was first missed."""
+    backup = row(tx, ident)
+    document = dict(backup.document)
+    if missing:
+        document.setdefault("missing", isoformat(tx.clock.now()))
+    else:
+        document.pop("missing", None)
+    tx.connection.execute(
+        update(schema.backups).where(schema.backups.c.id == backup.id).values(document=document)
+    )
+
+
+def set_orphan(tx: Transaction, ident: str, job: Mapping[str, Any] | None) -> None:
+    """Link a backup row to its job as the catalog knows it now (``job``), or make it an orphan
+    (None: the job is unknown here, so the row is owned by root)."""
+    backup = row(tx, ident)
+    document = dict(backup.document)
+    if job is not None:
+        document.update(job_name=str(job.get("name", "")), owner=str(job.get("owner") or "root"))
+    else:
+        document["owner"] = "root"
+    tx.connection.execute(
+        update(schema.backups)
+        .where(schema.backups.c.id == backup.id)
+        .values(orphan=0 if job is not None else 1, document=document)
+    )
 
 
 def forget_row(tx: Transaction, ident: str) -> None:

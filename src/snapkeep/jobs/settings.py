@@ -31,6 +31,8 @@ Interface
     the integrity check's settings, read and merged like ``performance``.
 ``save_notification(tx, *, email=None, webhook=None) -> Notification``
     replaces the channels given (each validated whole; ``{}`` removes one; None keeps it).
+``every_value(tx)``, ``restore_values(tx, values)``
+    every stored key as it is, and back (``snapkeep dr export`` / ``dr import``).
 ``update_notification(tx, *, email=None, webhook=None) -> Notification``
     merges the fields given over the stored channel (``{}`` removes it); ``SECRET_MASK`` sent as the
     password keeps the stored one, so a masked answer can be edited and sent back.
@@ -81,6 +83,18 @@ def _write(tx: Transaction, key: str, value: Any) -> None:
     tx.connection.execute(delete(table).where(table.c.key == key))
     if value is not None:
         tx.connection.execute(table.insert().values(key=key, value=value))
+
+
+def every_value(tx: Transaction) -> dict[str, Any]:
+    """Every stored setting by key, as stored (``dr export``)."""
+    table = schema.settings
+    return {str(row.key): row.value for row in tx.connection.execute(select(table.c.key, table.c.value))}
+
+
+def restore_values(tx: Transaction, values: Mapping[str, Any]) -> None:
+    """Store settings exactly as ``every_value`` gave them (``dr import`` into an empty catalog)."""
+    for key, value in values.items():
+        _write(tx, str(key), value)
 
 
 # --- performance ----------------------------------------------------------------------------------
