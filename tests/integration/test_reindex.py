@@ -228,6 +228,33 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
     assert tree_state(restored) == expected
 
 
+def test_a_key_made_by_a_run_before_the_import_is_replaced_by_the_working_one(
+    world: World, new_server: World, tmp_path: Path
+) -> None:
+    """A new server that ran the job before importing its key made a random key that opens nothing;
+    ``keys import`` replaces it (a stored key that opens the repository is never replaced)."""
+    job = world.job(world.destination(), name="Secret", encrypted=1)
+    make_tree(world.source, 2)
+    assert world.run(job)[0] == 100
+    useless = KeyStore(new_server.home)
+    useless.get_or_create(job["_id"])  # what a run on the new server did before the import
+    new_server.destination(world.backups)
+    key_file = tmp_path / "job.key"
+    key_file.write_text(KeyStore(world.home).get(job["_id"]) + "\n")
+    result = CliRunner().invoke(
+        cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(key_file)]
+    )
+    assert result.exit_code == 0, result.output
+    assert KeyStore(new_server.home).get(job["_id"]) == KeyStore(world.home).get(job["_id"])
+    other = tmp_path / "other.key"
+    other.write_text("0" * 64 + "\n")
+    refused = CliRunner().invoke(
+        cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(other)]
+    )
+    assert isinstance(refused.exception, WrongPasswordError)
+    assert KeyStore(new_server.home).get(job["_id"]) == KeyStore(world.home).get(job["_id"])
+
+
 def test_a_key_for_no_known_repository_is_not_stored(new_server: World, tmp_path: Path) -> None:
     new_server.destination(tmp_path / "empty")
     with pytest.raises(Exception, match="no destination of this catalog holds a repository"):

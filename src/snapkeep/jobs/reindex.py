@@ -375,8 +375,9 @@ def import_key(catalog: Catalog, home: Path, job_id: str, password: str) -> str:
     on a destination of this catalog (the job's own, those its backup rows name, then the others);
     return the name of the destination it opened. Raises ValidationError (a malformed ID or
     password), NotFoundError (no destination holds the repository; nothing stored),
-    WrongPasswordError (it does not open it; nothing stored), ConflictError (a different key is
-    stored already)."""
+    WrongPasswordError (it does not open it; nothing stored), ConflictError (a different key that
+    opens one of the job's repositories is stored already; a stored key that opens none of them,
+    made by a run before the import, is replaced)."""
     keys = KeyStore(home)
     keys.path(job_id)  # the ID's shape, before any destination is contacted
     text = password.strip()
@@ -387,24 +388,46 @@ def import_key(catalog: Catalog, home: Path, job_id: str, password: str) -> str:
         every = tx.all("destinations")
     order = {ident: position for position, ident in enumerate(dict.fromkeys(named))}
     candidates = sorted(every, key=lambda item: order.get(str(item["_id"]), len(order)))
-    wrong: WrongPasswordError | None = None
-    for destination in candidates:
+    opened_on, wrong = _opening_destination(candidates, job_id, text)
+    if opened_on is not None:
         try:
-            with repositories.open_destination(destination, job_id, retry=repositories.NO_RETRY) as opened:
-                if not opened.store.exists(CONFIG_NAME):
-                    continue
-                Repository.open(opened.store, password=text, load_index=False).close()
-        except WrongPasswordError as error:
-            wrong = error
-            continue
-        except (SnapkeepError, OSError) as error:
-            log.info("key import: destination %r not usable: %s", destination.get("name"), error)
-            continue
-        keys.put(job_id, text)
-        return str(destination.get("name", destination["_id"]))
+            keys.put(job_id, text)
+        except ConflictError:
+            # A run on this server before the import made a random key that opens none of the
+            # job's repositories: it protects nothing, so the working key replaces it.
+            if _opening_destination(candidates, job_id, keys.get(job_id))[0] is not None:
+                raise
+            log.warning(
+                "key import: replacing Backup Job %s's key, which opens none of its repositories", job_id
+            )
+            keys.remove(job_id)
+            keys.put(job_id, text)
+        return opened_on
     if wrong is not None:
         raise WrongPasswordError(f"the key does not open Backup Job {job_id}'s repository: {wrong}")
     raise NotFoundError(
         f"no destination of this catalog holds a repository of Backup Job {job_id} "
         "(add the destination first); nothing was stored"
     )
+
+
+def _opening_destination(
+    candidates: list[dict[str, Any]], job_id: str, password: str
+) -> tuple[str | None, WrongPasswordError | None]:
+    """The name of the first destination whose repository of ``job_id`` ``password`` opens (None if
+    none), and the last wrong-password error met."""
+    wrong: WrongPasswordError | None = None
+    for destination in candidates:
+        try:
+            with repositories.open_destination(destination, job_id, retry=repositories.NO_RETRY) as opened:
+                if not opened.store.exists(CONFIG_NAME):
+                    continue
+                Repository.open(opened.store, password=password, load_index=False).close()
+        except WrongPasswordError as error:
+            wrong = error
+            continue
+        except (SnapkeepError, OSError) as error:
+            log.info("key import: destination %r not usable: %s", destination.get("name"), error)
+            continue
+        return str(destination.get("name", destination["_id"])), wrong
+    return None, wrong
