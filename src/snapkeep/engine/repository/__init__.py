@@ -24,6 +24,7 @@ from typing import Any
 import blake3
 
 from snapkeep.clock import SYSTEM, Clock
+from snapkeep.engine.data.bounds import max_raw_length
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import (
     AD_INDEX,
@@ -40,7 +41,7 @@ from snapkeep.engine.format import (
     pack_name,
 )
 from snapkeep.engine.repository import keys as keyfiles
-from snapkeep.engine.repository.codec import BlobCodec
+from snapkeep.engine.repository.codec import BlobCodec, check_location
 from snapkeep.engine.repository.config import RepositoryConfig
 from snapkeep.engine.repository.crypto import Cipher, make_cipher
 from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
@@ -214,6 +215,16 @@ class Repository:
         the caller has it. Raises ``StorageError`` when an earlier pack upload failed.
         """
         self._packer.check()
+        if len(data) > max_raw_length(blob_type):
+            raise RepositoryError(
+                f"a {blob_type.name} blob of {len(data)} bytes is above the {max_raw_length(blob_type)} "
+                "the repository format accepts"
+                + (
+                    " (a folder with too many entries or too long a file list)"
+                    if blob_type is BlobType.TREE
+                    else ""
+                )
+            )
         if blob_id is None:
             blob_id = self.blob_id(data)
         with self._lock:
@@ -325,6 +336,7 @@ class Repository:
         location = self.lookup(blob_id)
         if location is None:
             raise BlobNotFoundError(blob=blob_id.hex())
+        check_location(location)
         try:
             stored = self.store.load(pack_name(location.pack_id), location.offset, location.length)
         except ObjectNotFoundError:
@@ -340,6 +352,18 @@ class Repository:
         blob; earlier ones were yielded) and ``StorageError``.
         """
         ordered = sorted(locations, key=lambda location: location.offset)
+        bad: BlobLocation | None = None
+        for number, location in enumerate(ordered):
+            try:
+                check_location(location)
+            except IntegrityError:
+                bad, ordered = location, ordered[:number]
+                break
+        yield from self._load_runs(pack_id, ordered)
+        if bad is not None:
+            check_location(bad)
+
+    def _load_runs(self, pack_id: str, ordered: Sequence[BlobLocation]) -> Iterator[tuple[bytes, bytes]]:
         position = 0
         while position < len(ordered):
             run_end = position + 1
