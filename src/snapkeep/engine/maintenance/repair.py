@@ -12,7 +12,8 @@ trees are rewritten bottom-up: a file with a chunk that is not indexed, or whose
 whose declared size is not the sum of its chunks (``Repository.file_problem``) is **removed** from
 its folder (as restic does: no file is restored with holes or zeros where its data was); a folder
 whose listing is missing or unreadable is removed with everything below it. Unchanged folders keep
-their tree blob. When anything was removed, a new snapshot is saved with the same time, host, paths
+their tree blob. When anything was removed, a new snapshot is saved (unless an earlier repair
+already saved the same one) with the same time, host, paths
 and job, the tag ``repaired`` and ``stats["repaired_from"]`` naming the original; the original is
 deleted only with ``forget``. A snapshot whose root folder is unreadable cannot be salvaged and is
 reported (and, with ``forget``, deleted). Run ``repair_index`` first when index files were lost.
@@ -198,14 +199,28 @@ def repair_snapshots(
                 "`snapkeep repo repair index` first, so no data they hold is taken for lost"
             )
         rewriter = _Rewriter(repository, packs, dry_run)
+        loaded: dict[str, Snapshot] = {}
+        broken: dict[str, str] = {}
+        copies: dict[tuple[str, str], str] = {}  # (original, tree) -> an earlier repaired copy
+        for snapshot_id in repository.snapshots.ids():
+            try:
+                found = loaded[snapshot_id] = repository.snapshots.load(snapshot_id)
+            except IntegrityError as error:
+                broken[snapshot_id] = str(error)
+                continue
+            origin = found.stats.get("repaired_from")
+            if isinstance(origin, str):
+                copies[(origin, found.tree)] = snapshot_id
         for snapshot_id in wanted:
             report.snapshots += 1
+            snapshot = loaded.get(snapshot_id)
             try:
-                snapshot = repository.snapshots.load(snapshot_id)
+                if snapshot is None:
+                    raise ValueError(broken.get(snapshot_id, "the snapshot vanished"))
                 root = bytes.fromhex(snapshot.tree)
-            except (IntegrityError, ValueError) as error:
+            except ValueError as error:
                 report.unreadable.append((snapshot_id, str(error)))
-                if forget and not dry_run:
+                if forget and not dry_run and snapshot_id in broken:
                     repository.snapshots.delete(snapshot_id)
                 continue
             removed: list[tuple[str, str]] = []
@@ -218,7 +233,9 @@ def repair_snapshots(
             if new_root is None:
                 item.salvageable = False
             elif not dry_run:
-                item.new_snapshot = repository.save_snapshot(_repaired(snapshot, new_root, len(removed)))
+                item.new_snapshot = copies.get((snapshot_id, new_root.hex())) or repository.save_snapshot(
+                    _repaired(snapshot, new_root, len(removed))
+                )
             if forget and not dry_run:
                 repository.snapshots.delete(snapshot_id)
                 item.forgotten = True
