@@ -227,14 +227,16 @@ def test_the_next_backup_reclaims_a_killed_backups_packs(tmp_path: Path) -> None
 
 
 def test_no_reclaim_while_another_lock_is_held_or_without_a_lock(tmp_path: Path) -> None:
-    folder, source, _ = setup(tmp_path, PASSWORD)
+    folder, _, _ = setup(tmp_path, PASSWORD)
     pack = leave_an_unindexed_pack(folder)
     other = Repository.open(LocalStore(folder), password=PASSWORD)
-    with other.lock(exclusive=False, holder="another backup"):
-        with Repository.open(LocalStore(folder), password=PASSWORD) as repository:
-            with repository.lock(exclusive=False):
-                assert repository.reclaim_unfinished_packs() == []
-            assert repository.reclaim_unfinished_packs() == []  # holds no lock
+    with (
+        other.lock(exclusive=False, holder="another backup"),
+        Repository.open(LocalStore(folder), password=PASSWORD) as repository,
+    ):
+        with repository.lock(exclusive=False):
+            assert repository.reclaim_unfinished_packs() == []
+        assert repository.reclaim_unfinished_packs() == []  # holds no lock
     assert unindexed(folder) == {pack}
     with (
         Repository.open(LocalStore(folder), password=PASSWORD) as repository,
