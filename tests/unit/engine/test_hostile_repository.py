@@ -429,3 +429,31 @@ def test_data_and_tree_packs_are_listed_apart_in_the_store(tmp_path: Path) -> No
     )
     assert kinds == [BlobType.DATA, BlobType.TREE]
     repository.close()
+
+
+def test_oversized_metadata_files_are_damage_read_with_a_ceiling(
+    plain: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from snapkeep.engine import repository as repository_module
+    from snapkeep.engine.repository import snapshot_store
+
+    save_root(plain, [good_file(plain, b"good.txt", b"ok")])
+    reads: list[tuple[str, int | None]] = []
+    load = plain.store.load
+
+    def recording(name: str, offset: int = 0, length: int | None = None) -> bytes:
+        reads.append((name, length))
+        return load(name, offset, length)
+
+    monkeypatch.setattr(plain.store, "load", recording)
+    monkeypatch.setattr(snapshot_store, "MAX_SNAPSHOT_FILE", 100)
+    monkeypatch.setattr(repository_module, "MAX_INDEX_FILE", 100)
+    report = check(plain)
+    kinds = sorted({problem.kind for problem in report.problems})
+    assert kinds == ["index", "snapshot"], report.problems
+    assert all(
+        "larger than the 100 bytes it can be" in p.message for p in report.problems if p.kind != "blob"
+    )
+    metadata = [length for name, length in reads if name.startswith(("snapshots/", "index/"))]
+    assert metadata
+    assert set(metadata) == {101}  # never read whole

@@ -43,6 +43,7 @@ from snapkeep.engine.format import (
     pack_name,
 )
 from snapkeep.engine.repository import keys as keyfiles
+from snapkeep.engine.repository.bounded import MAX_CONFIG_FILE, MAX_INDEX_FILE, load_bounded
 from snapkeep.engine.repository.codec import BlobCodec, check_location
 from snapkeep.engine.repository.config import RepositoryConfig
 from snapkeep.engine.repository.crypto import Cipher, make_cipher
@@ -175,7 +176,7 @@ class Repository:
         ``reload_index``.
         """
         try:
-            config_data = store.load(CONFIG_NAME)
+            config_data = load_bounded(store, CONFIG_NAME, MAX_CONFIG_FILE, what=CONFIG_NAME)
         except ObjectNotFoundError:
             raise RepositoryNotFoundError(location=store.location) from None
         config = RepositoryConfig.from_json(config_data, location=store.location)
@@ -279,7 +280,7 @@ class Repository:
 
     def _index_plaintext(self, index_id: str) -> bytes:
         what = f"index file {index_id}"
-        data = self.store.load(f"{INDEX_PREFIX}{index_id}")
+        data = load_bounded(self.store, f"{INDEX_PREFIX}{index_id}", MAX_INDEX_FILE, what=what)
         if blake3.blake3(data).hexdigest() != index_id:
             raise IntegrityError(what=what, reason="contents do not match the file name")
         return self.cipher.open(data, AD_INDEX, what=what)
