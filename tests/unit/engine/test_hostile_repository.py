@@ -457,3 +457,31 @@ def test_oversized_metadata_files_are_damage_read_with_a_ceiling(
     metadata = [length for name, length in reads if name.startswith(("snapshots/", "index/"))]
     assert metadata
     assert set(metadata) == {101}  # never read whole
+
+
+def test_check_reports_what_a_shared_subtree_fan_out_expands_to(plain: Repository) -> None:
+    """The attack report's depth-24 fan-out: folders ``a`` and ``b`` name the same subtree."""
+    leaf = encode_entries([good_file(plain, b"f", b"x" * 10)])
+    tree_id = plain.blob_id(leaf)
+    plain.add_blob(BlobType.TREE, leaf, tree_id)
+    for _ in range(24):
+        entries = [
+            Node(name=name, type="dir", mode=0o755, subtree=tree_id).to_json() for name in (b"a", b"b")
+        ]
+        data = encode_entries(entries)
+        tree_id = plain.blob_id(data)
+        plain.add_blob(BlobType.TREE, data, tree_id)
+    snapshot = Snapshot(id="", time=plain.clock.now(), hostname="forger", paths=["/x"], tree=tree_id.hex())
+    plain.save_snapshot(snapshot)
+    started = time.monotonic()
+    report = check(plain)
+    assert time.monotonic() - started < 5
+    assert report.ok
+    assert report.trees == 25
+    assert report.expanded[snapshot.id] == {
+        "files": 2**24,
+        "dirs": 2**25 - 2,
+        "others": 0,
+        "bytes": 10 * 2**24,
+    }
+    assert report.to_dict()["expanded"][snapshot.id]["dirs"] == 2**25 - 2

@@ -96,6 +96,10 @@ class CheckReport:
     packs: int = 0
     packs_read: int = 0
     blobs_verified: int = 0
+    #: Per snapshot, what restoring it whole creates: ``files``, ``dirs``, ``others`` and ``bytes``
+    #: counted through every folder (a subtree shared by N folders counts N times: a forged
+    #: snapshot can store 56 KB that expand to 2^24 folders). Damaged folders count as empty.
+    expanded: dict[str, dict[str, int]] = field(default_factory=dict)
     #: IDs of every blob reachable from a readable snapshot (trees and contents); used by prune.
     used_blobs: set[bytes] = field(default_factory=set, repr=False)
 
@@ -169,6 +173,8 @@ class _Checker:
         self.bad_files: dict[tuple[bytes, bytes], str] = {}
         self.roots: list[tuple[str, bytes]] = []
         self.trailers_read = False
+        #: Per readable tree: its own files, others, bytes, and the subtrees of its folders.
+        self.shapes: dict[bytes, tuple[int, int, int, list[bytes]]] = {}
 
     def problem(self, kind: str, name: str, message: str) -> None:
         self.report.problems.append(Problem(kind, name, message))
@@ -184,6 +190,7 @@ class _Checker:
             self.recover_from_trailers()
         self.load_snapshots()
         self.walk_trees()
+        self.expand()
 
     def check_config_and_keys(self) -> None:
         try:
@@ -339,6 +346,11 @@ class _Checker:
                 self.problem("tree", tree_id.hex(), str(error))
                 self.bad_trees[tree_id] = f"tree {tree_id.hex()} is damaged"
                 continue
+            files = sum(1 for node in tree.nodes if node.type == FILE)
+            size = sum(node.size for node in tree.nodes if node.type == FILE)
+            subtrees = [node.subtree for node in tree.nodes if node.type == DIR and node.subtree is not None]
+            others = len(tree.nodes) - files - len(subtrees)
+            self.shapes[tree_id] = (files, others, size, subtrees)
             for node in tree.nodes:
                 where = f"{node.name.decode('utf-8', 'replace')!r} in tree {tree_id.hex()[:12]}"
                 for blob_id in node.content:
@@ -350,6 +362,45 @@ class _Checker:
                         self.bad_files[(tree_id, node.name)] = why
                 if node.type == DIR and node.subtree is not None:
                     stack.append((node.subtree, where))
+
+    def expand(self) -> None:
+        """``report.expanded`` for every snapshot, each tree's totals computed once (post-order,
+        no recursion: a listing may be deep)."""
+        totals: dict[bytes, tuple[int, int, int, int]] = {}  # files, dirs, others, bytes
+        for snapshot_id, root in self.roots:
+            stack = [(root, False)]
+            opened: set[bytes] = set()  # a cycle cannot be forged (IDs hash contents); never loop
+            while stack:
+                tree_id, ready = stack.pop()
+                if tree_id in totals or (not ready and tree_id in opened):
+                    continue
+                shape = self.shapes.get(tree_id)
+                if shape is None:
+                    totals[tree_id] = (0, 0, 0, 0)
+                    continue
+                files, others, size, subtrees = shape
+                if not ready:
+                    opened.add(tree_id)
+                    stack.append((tree_id, True))
+                    stack.extend((sub, False) for sub in subtrees if sub not in totals)
+                    continue
+                dirs = len(subtrees)
+                for sub in subtrees:
+                    below = totals.get(sub, (0, 0, 0, 0))
+                    files, dirs, others, size = (
+                        files + below[0],
+                        dirs + below[1],
+                        others + below[2],
+                        size + below[3],
+                    )
+                totals[tree_id] = (files, dirs, others, size)
+            files, dirs, others, size = totals[root]
+            self.report.expanded[snapshot_id] = {
+                "files": files,
+                "dirs": dirs,
+                "others": others,
+                "bytes": size,
+            }
 
     # --- data -----------------------------------------------------------------------------------
 
