@@ -210,8 +210,10 @@ class Tree:
         """Parse a tree blob. Raises ``UnsafePathError`` for an unsafe name, ``IntegrityError`` for a
         malformed or duplicate entry or an unknown version."""
         raw_nodes = decode_entries(data)
+        raw_nodes.reverse()
         nodes = []
-        for raw in raw_nodes:
+        while raw_nodes:  # each raw entry is released once its node is built: a lower peak
+            raw = raw_nodes.pop()
             if not isinstance(raw, dict):
                 raise IntegrityError(what="tree", reason="entry is not an object")
             nodes.append(Node.from_json(raw))
