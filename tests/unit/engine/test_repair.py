@@ -244,3 +244,20 @@ def test_no_reclaim_while_another_lock_is_held_or_without_a_lock(tmp_path: Path)
     ):
         assert repository.reclaim_unfinished_packs() == [pack]
     other.close()
+
+
+def test_repair_index_keeps_old_entries_of_a_pack_whose_trailer_is_damaged(tmp_path: Path) -> None:
+    folder, source, snapshot = setup(tmp_path, PASSWORD)
+    store = LocalStore(folder)
+    with Repository.open(store, password=PASSWORD) as repository:
+        victim = sorted(repository.index.pack_ids())[0]
+    name = pack_name(victim)
+    data = bytearray(store.load(name))
+    data[-20] ^= 0x01  # inside the sealed trailer: the blobs before it are intact
+    store.store(name, bytes(data))
+    with open_without_index(LocalStore(folder), password=PASSWORD) as repository:
+        report = repair_index(repository)
+        assert [pack for pack, _ in report.unreadable_packs] == [victim]
+        assert victim in repository.index.pack_ids()
+        assert check(repository).ok
+    assert digest(restored(folder, PASSWORD, snapshot.id, tmp_path / "out", source)) == digest(source)

@@ -16,7 +16,7 @@ from snapkeep.engine.format import CHUNK_MAX_SIZE, MIB, NONCE_SIZE, TAG_SIZE, Bl
 #: Largest plaintext of a DATA blob: the chunker never cuts a larger chunk.
 MAX_DATA_BLOB: Final = CHUNK_MAX_SIZE
 #: Largest plaintext of a TREE blob (a folder listing): about 240,000 entries of small files, or
-#: one file of 7 TiB (67 bytes per 1 MiB chunk). Decoding one costs about 6 times this in memory.
+#: one file of 7 TiB (67 bytes per 1 MiB chunk). Decoding one costs about 5 times this in memory.
 MAX_TREE_BLOB: Final = 64 * MIB
 #: Most entries in one folder listing.
 MAX_TREE_ENTRIES: Final = 500_000
