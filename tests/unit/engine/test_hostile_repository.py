@@ -485,3 +485,20 @@ def test_check_reports_what_a_shared_subtree_fan_out_expands_to(plain: Repositor
         "bytes": 10 * 2**24,
     }
     assert report.to_dict()["expanded"][snapshot.id]["dirs"] == 2**25 - 2
+
+
+def test_the_backup_never_writes_what_it_could_not_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "wide"
+    source.mkdir()
+    for number in range(5):
+        (source / f"f{number}").write_bytes(b"x")
+    repository = Repository.init(LocalStore(tmp_path / "repo"), password=None)
+    with pytest.raises(RepositoryError, match="a DATA blob of 8388609 bytes is above the 8388608"):
+        repository.add_blob(BlobType.DATA, bytes(MAX_DATA_BLOB + 1))
+    monkeypatch.setattr(tree_module, "MAX_TREE_ENTRIES", 3)
+    with pytest.raises(RepositoryError, match="a folder of 5 entries is above the 3"):
+        backup(repository, [str(source)])
+    assert repository.snapshots.ids() == []
+    repository.close()

@@ -5,6 +5,7 @@ a killed backup's unindexed packs are reclaimed by the next backup, never while 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -261,3 +262,25 @@ def test_repair_index_keeps_old_entries_of_a_pack_whose_trailer_is_damaged(tmp_p
         assert victim in repository.index.pack_ids()
         assert check(repository).ok
     assert digest(restored(folder, PASSWORD, snapshot.id, tmp_path / "out", source)) == digest(source)
+
+
+def test_no_reclaim_after_breaking_the_lock_of_a_process_that_may_still_run(tmp_path: Path) -> None:
+    """A lock broken for its old heartbeat (another host: perhaps a paused backup) stops the reclaim."""
+    folder, _, _ = setup(tmp_path, PASSWORD)
+    pack = leave_an_unindexed_pack(folder)
+    stale = {
+        "holder": "snapkeep backup",
+        "pid": 1,
+        "host": "another-host",
+        "exclusive": False,
+        "created": 0.0,
+        "heartbeat": 0.0,
+        "timeout": 1800.0,
+    }
+    LocalStore(folder).store("locks/" + "ab" * 12, json.dumps(stale).encode())
+    with Repository.open(LocalStore(folder), password=PASSWORD) as repository:
+        with repository.lock(exclusive=False) as lock:
+            assert lock.broken == ["locks/" + "ab" * 12]
+            assert repository.reclaim_unfinished_packs() == []
+        with repository.lock(exclusive=False):  # the next one finds no such lock
+            assert repository.reclaim_unfinished_packs() == [pack]
