@@ -138,6 +138,8 @@ def snapshots_command(location: str, password_file: Path | None, as_json: bool) 
             + (f"  [{', '.join(snapshot.tags)}]" if snapshot.tags else "")
         )
     click.echo(f"{len(snapshots)} snapshots")
+    if not repository.authenticated:
+        click.echo("note: unencrypted repository: nothing proves who wrote these snapshots", err=True)
 
 
 @click.command("ls")

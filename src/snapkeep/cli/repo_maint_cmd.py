@@ -101,6 +101,8 @@ def check_command(
             summary += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
         verdict = "no errors" if report.ok else f"{len(report.problems)} ERRORS"
         click.echo(f"{summary}: {verdict}")
+        if not report.authenticated:
+            click.echo("note: unencrypted repository: nothing proves who wrote its contents", err=True)
     if not report.ok:
         sys.exit(EXIT_DAMAGED)
 
