@@ -18,9 +18,13 @@ from tests.integration.runner_helpers import World
 
 from snapkeep.cli.main import cli
 from snapkeep.clock import UTC, FrozenClock
+from snapkeep.engine.format import BlobType
+from snapkeep.engine.repository import Repository
 from snapkeep.jobs import integrity, queue
+from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.runs import execute_group
+from snapkeep.storage.local import LocalStore
 
 MIB = 1024 * 1024
 CYCLE = 4
@@ -125,8 +129,21 @@ def test_every_object_is_read_within_one_cycle(world: World, jobs: dict[str, Any
 
 
 def pack_files(world: World, job: dict[str, Any]) -> list[Path]:
-    """Job A's packs, in the order their backups wrote them."""
-    return sorted((world.backups / job["_id"] / "data").glob("*/*"), key=lambda path: path.stat().st_mtime_ns)
+    """The job's packs of file data (folder listings have packs of their own), in the order their
+    backups wrote them."""
+    root = world.backups / job["_id"]
+    repository = Repository.open(
+        LocalStore(root), password=KeyStore(world.home).get(job["_id"]), load_index=False
+    )
+    try:
+        packs = [
+            path
+            for path in (root / "data").glob("*/*")
+            if any(entry.blob_type is BlobType.DATA for entry in repository.read_pack_trailer(path.name))
+        ]
+    finally:
+        repository.close()
+    return sorted(packs, key=lambda path: path.stat().st_mtime_ns)
 
 
 def test_a_flipped_byte_names_exactly_its_backups_and_repair_clears_them(
