@@ -10,6 +10,15 @@ clearing):
 * Folders are opened one component at a time relative to their parent's descriptor with
   ``O_NOFOLLOW`` (``open_folder``, ``descend``, ``Folders``), so a symlink, planted or restored,
   is never followed out of the target; ``remove_below`` deletes an entry the same way.
+* What is already in the target is looked at without following it either: ``existing`` (``lstat``),
+  ``open_existing_folder`` (a real folder, or ``None``: a symlink or file where a folder belongs
+  means nothing below it exists), ``read_existing`` (a regular file opened ``O_NOFOLLOW``, for the
+  ``if-changed`` comparison). So a symlink the backup itself holds (``a -> /etc``, then
+  ``a/passwd``), restored earlier in the same run or by an earlier one, is never a way out either:
+  a later folder of that name replaces the link (incremental) or is refused (tar), and clearing
+  (``remove_below``) removes the link, never what it points at.
+* ``plain_mode`` drops the set-user/group-ID bits from a mode (``SPECIAL_BITS``): restores leave
+  them out unless special files are asked for.
 * ``MetadataApplier`` sets owner (by name, then by ID; a refused chown is a warning), mode,
   extended attributes and times, through a descriptor or on a name without following it.
 
@@ -37,18 +46,70 @@ from snapkeep.errors import UnsafePathError
 
 __all__ = [
     "DIR_FLAGS",
+    "SPECIAL_BITS",
     "Folders",
     "Metadata",
     "MetadataApplier",
     "descend",
     "descriptor_budget",
+    "existing",
+    "open_existing_folder",
     "open_folder",
+    "plain_mode",
+    "read_existing",
     "remove_below",
     "remove_existing",
     "split_path",
 ]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: The set-user-ID and set-group-ID permission bits.
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def plain_mode(mode: int) -> int:
+    """``mode`` without the set-user/group-ID bits."""
+    return mode & ~SPECIAL_BITS
+
+
+def existing(name: bytes, dir_fd: int | None) -> os.stat_result | None:
+    """What is at ``name`` in ``dir_fd`` (``lstat``: a symlink is described, never followed), or
+    ``None`` when nothing is there or ``dir_fd`` is ``None`` (a folder that does not exist yet)."""
+    if dir_fd is None:
+        return None
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def open_existing_folder(name: bytes, dir_fd: int | None) -> int | None:
+    """A new descriptor of the real folder ``name`` in ``dir_fd``, or ``None`` when there is none
+    (missing, or a symlink or file in its place: nothing exists below it). Creates nothing."""
+    if dir_fd is None:
+        return None
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise
+
+
+def read_existing(name: bytes, dir_fd: int) -> int | None:
+    """A read descriptor of the regular file ``name`` in ``dir_fd``, never through a symlink (and
+    never blocking on a fifo swapped in); ``None`` when it is not a regular file."""
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def split_path(path: str | bytes, *, lenient: bool = False) -> tuple[bytes, ...]:
