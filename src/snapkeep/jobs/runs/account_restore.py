@@ -21,14 +21,23 @@ and after MariaDB databases, for the backup's own account only.
 
 Existing data is never overwritten unless ``options[merge]=0``: with merge 1 (default) an existing
 file or database is kept (and named in the log); with merge 0 existing files the backup has are
-replaced and an existing database is dropped and recreated. Files the backup does not have are
-always left alone. Files restored to another account are given the owner of its home (as root).
-Raises nothing: every problem is a line in the run's log and the item's status.
+replaced and an existing database is dropped and recreated. ``options[overwrite]`` chooses another
+policy for files (``engine.fs.restore_policy``: ``if-changed`` compares contents, ``if-newer``
+times); the counts of files written, overwritten and kept go to the log. Files the backup does not
+have are always left alone. Files restored to another account are given the owner of its home (as
+root). Fifos, device nodes and set-user/group-ID bits are never created in an account.
+
+Files are restored into a private staging folder, then moved into the account through folder
+descriptors opened without following symlinks (``engine.fs.safe_target``): a symlink the account
+holds where a folder belongs stops that path (named in the log), never leads outside. A dry run
+(``options[dry_run]=1``) lists what would be written, overwritten or kept and changes nothing
+(databases included). Raises nothing: every problem is a line in the run's log and the item's status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -40,11 +49,28 @@ from typing import Any
 from snapkeep.clock import Clock
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Tree
+from snapkeep.engine.fs.restore_policy import (
+    ALWAYS,
+    NEVER,
+    SKIP,
+    WRITE,
+    Changes,
+    RestoreOptions,
+    decide,
+)
+from snapkeep.engine.fs.safe_target import (
+    DIR_FLAGS,
+    descend,
+    existing,
+    open_existing_folder,
+    read_existing,
+    split_path,
+)
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import restore
 from snapkeep.engine.restore.content import find_node, read_content
-from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
+from snapkeep.errors import NotFoundError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.jobs import accounts, backups
 from snapkeep.jobs.backups import BackupRecord
 from snapkeep.jobs.codes import QueueStatus
@@ -117,6 +143,9 @@ class AccountRestore:
         self.options = options
         self.clock = clock
         self.merge = bool(int(options.get("merge", 1)))
+        self.overwrite = str(options.get("overwrite") or (NEVER if self.merge else ALWAYS))
+        self.dry_run = bool(int(options.get("dry_run", 0)))
+        self.changes = Changes()
         self.problems: list[str] = []
         self.done: list[str] = []
         self.settings = DatabaseSettings()
@@ -141,6 +170,10 @@ class AccountRestore:
         if users and not same:
             self.log.info(f"database users of {self.row.account} are not recreated for {target.username}")
             users = []
+        if self.dry_run:
+            for engine, name in dumps:
+                self.log.info(f"dry run: database {engine} {name!r} would be restored")
+            dumps, users = [], []
         self.users(repository, tree, users, POSTGRESQL)
         if len(dumps) > 1 and self.options.get("database_name"):
             self.problems.append("options[database_name]: names one database, but the restore has several")
@@ -259,7 +292,15 @@ class AccountRestore:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True, mode=0o700)
         try:
-            result = restore(repository, snapshot, str(staging), includes=paths, progress=progress)
+            # into a fresh private folder: every entry is new; never special files in an account
+            result = restore(
+                repository,
+                snapshot,
+                str(staging),
+                includes=paths,
+                progress=progress,
+                options=RestoreOptions(),
+            )
             for path, message in [*result.failures, *result.warnings][:50]:
                 self.log.warning(f"backup {self.row.id}: {path}: {message}")
             if result.failures:
@@ -277,35 +318,50 @@ class AccountRestore:
                     continue
                 if not os.path.lexists(staged):
                     continue
-                kept = place(staged, destination, merge=self.merge, owner=owner)
+                mover = Placer(self.overwrite, owner, dry_run=self.dry_run)
+                try:
+                    mover.place_below(destination[0], destination[1], staged)
+                except (UnsafePathError, OSError) as error:
+                    reason = error.message if isinstance(error, UnsafePathError) else error.strerror or error
+                    self.problems.append(f"{path}: not restored: {reason}")
+                    continue
                 self.done.append(path)
-                note = f", {len(kept)} existing kept (merge=1)" if kept else ""
-                self.log.info(f"{path} restored to {destination}{note}")
-                for item in kept[:20]:
-                    self.log.info(f"  kept existing {item}")
+                where = Path(destination[0], *destination[1])
+                verb = "would be restored" if self.dry_run else "restored"
+                self.log.info(f"{path} {verb} to {where}: {mover.changes.summary()}")
+                for action, item in mover.changes.entries[:20] if not self.dry_run else mover.changes.entries:
+                    self.log.info(f"  {action} {item}" + (" (kept existing)" if action == SKIP else ""))
+                for action, count in mover.changes.counts.items():
+                    self.changes.counts[action] = self.changes.counts.get(action, 0) + count
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def destination(self, path: str, target: Account) -> Path | None:
-        """Where a layout path goes for ``target`` (None when the account has no such place)."""
+    def destination(self, path: str, target: Account) -> tuple[Path, tuple[str, ...]] | None:
+        """Where a layout path goes for ``target``: a folder of the account (its home, its mail
+        root, the folder of a zone or certificate file) and the path below it; None when the account
+        has no such place."""
         parts = path.strip("/").split("/")
-        component, rest = parts[0], parts[1:]
+        component, rest = parts[0], tuple(parts[1:])
         if component == "homedir":
-            return Path(target.home, *rest)
+            return Path(target.home), rest
         if component == "email":
-            return Path(target.mail_root, *rest) if target.mail_root else None
+            return (Path(target.mail_root), rest) if target.mail_root else None
         if component == "cron":
-            return Path(target.cron_file) if target.cron_file and rest else None
+            return _as_place(target.cron_file) if target.cron_file and rest else None
         if not rest:
             return None
         if component == "domains":
             names = {f"{domain.name}.db": domain.zone_file for domain in target.domains if domain.zone_file}
-            return Path(names[rest[0]]) if rest[0] in names else None
+            return _as_place(names[rest[0]]) if rest[0] in names else None
         files = target.certificates if component == "certificates" else target.ftp_files
         by_name = (
             {os.path.basename(path): path for path in files} if component in ("certificates", "ftp") else {}
         )
-        return Path(by_name[rest[0]]) if rest[0] in by_name else None
+        return _as_place(by_name[rest[0]]) if rest[0] in by_name else None
+
+
+def _as_place(file: str) -> tuple[Path, tuple[str, ...]]:
+    return Path(file).parent, (Path(file).name,)
 
 
 #: Metadata files of a component that have no place of their own on the host.
@@ -326,40 +382,178 @@ def expand(staging: Path, paths: Sequence[str]) -> list[str]:
     return expanded
 
 
-def place(staged: Path, destination: Path, *, merge: bool, owner: tuple[int, int] | None) -> list[str]:
-    """Move ``staged`` (a file or folder) to ``destination``; returns the existing paths kept.
+class Placer:
+    """Moves staged entries into an account, never through a symlink, by overwrite ``policy``.
 
-    Folders are merged entry by entry; an existing entry that is not a real folder (a file, or a
-    symlink: never followed) is kept when ``merge``, else replaced by the staged one."""
-    kept: list[str] = []
+    The account's folder (``root``) is opened as given; every folder below it is opened (or
+    made, 0700 then given its staged mode) one component at a time without following a symlink
+    (``engine.fs.safe_target.descend``): a symlink or file the account holds where a folder belongs
+    raises ``UnsafePathError``. Existing entries are written over, kept or merged into by
+    ``fs.restore_policy.decide``; ``changes`` counts and lists what happened (or, in a dry run,
+    would happen). Fifos, sockets and device nodes are never created."""
+
+    def __init__(self, policy: str, owner: tuple[int, int] | None, *, dry_run: bool = False) -> None:
+        self.policy = policy
+        self.owner = owner
+        self.dry_run = dry_run
+        self.changes = Changes()
+
+    def place_below(self, root: Path, parts: Sequence[str], staged: Path) -> None:
+        """Put ``staged`` at ``parts`` below ``root`` (no parts: merge the staged folder's
+        entries into ``root``)."""
+        shown = str(Path(root, *parts))
+        if not parts:
+            if staged.is_dir() and not staged.is_symlink():
+                for entry in sorted(staged.iterdir()):
+                    self.place_below(root, [entry.name], entry)
+            return
+        names = split_path("/".join(parts), lenient=True)
+        try:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not self.dry_run:
+                raise
+            self.changes.add(WRITE, shown)
+            return
+        try:
+            if self.dry_run:
+                folder: int | None = root_fd
+                for name in names[:-1]:
+                    child = open_existing_folder(name, folder)
+                    if folder != root_fd and folder is not None:
+                        os.close(folder)
+                    folder = child
+                try:
+                    self.place(staged, folder, names[-1], shown)
+                finally:
+                    if folder is not None and folder != root_fd:
+                        os.close(folder)
+                return
+            folder_fd = descend(root_fd, names[:-1], create=True, shown=shown)
+            try:
+                self.place(staged, folder_fd, names[-1], shown)
+            finally:
+                os.close(folder_fd)
+        finally:
+            os.close(root_fd)
+
+    def place(self, staged: Path, parent: int | None, name: bytes, shown: str) -> None:
+        """Put ``staged`` at ``name`` in the folder ``parent`` (``None`` in a dry run: the folder
+        does not exist yet)."""
+        source = staged.lstat()
+        if not (stat.S_ISREG(source.st_mode) or stat.S_ISDIR(source.st_mode) or stat.S_ISLNK(source.st_mode)):
+            return  # fifos, sockets, device nodes: never into an account
+        found = existing(name, parent)
+        if stat.S_ISDIR(source.st_mode) and found is not None and stat.S_ISDIR(found.st_mode):
+            child = open_existing_folder(name, parent)
+            if child is None:
+                raise UnsafePathError(path=shown, reason="the folder was replaced while restoring")
+            try:
+                for entry in sorted(staged.iterdir()):
+                    self.place(entry, child, os.fsencode(entry.name), f"{shown}/{entry.name}")
+            finally:
+                os.close(child)
+            return
+        action = decide(
+            self.policy,
+            found,
+            source.st_mtime_ns,
+            lambda info: _same_file(staged, source, info, name, parent),
+        )
+        if action == SKIP:
+            self.changes.add(SKIP, shown)
+            return
+        self.changes.add(action, shown, listed=action != WRITE or self.dry_run)
+        if self.dry_run:
+            return
+        assert parent is not None
+        if found is not None:
+            if stat.S_ISDIR(found.st_mode):
+                shutil.rmtree(name, dir_fd=parent)  # descriptor based: never follows a symlink
+            else:
+                os.unlink(name, dir_fd=parent)
+        self.put(staged, source, parent, name)
+
+    def put(self, staged: Path, source: os.stat_result, parent: int, name: bytes) -> None:
+        """Create ``name`` in ``parent`` as a copy of ``staged`` (a rename when on one file system)."""
+        try:
+            os.rename(staged, name, dst_dir_fd=parent)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            self.copy(staged, source, parent, name)
+        if self.owner is not None:
+            _chown_below(parent, name, self.owner)
+
+    def copy(self, staged: Path, source: os.stat_result, parent: int, name: bytes) -> None:
+        if stat.S_ISLNK(source.st_mode):
+            os.symlink(os.readlink(staged), name, dir_fd=parent)
+        elif stat.S_ISDIR(source.st_mode):
+            os.mkdir(name, 0o700, dir_fd=parent)
+            child = os.open(name, DIR_FLAGS, dir_fd=parent)
+            try:
+                for entry in sorted(staged.iterdir()):
+                    info = entry.lstat()
+                    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                        self.copy(entry, info, child, os.fsencode(entry.name))
+                os.chmod(child, stat.S_IMODE(source.st_mode))
+                os.utime(child, ns=(source.st_atime_ns, source.st_mtime_ns))
+            finally:
+                os.close(child)
+            return
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            descriptor = os.open(name, flags, 0o600, dir_fd=parent)
+            try:
+                with staged.open("rb") as reader:
+                    while block := reader.read(1024 * 1024):
+                        view = memoryview(block)
+                        while view:
+                            view = view[os.write(descriptor, view) :]
+                os.chmod(descriptor, stat.S_IMODE(source.st_mode))
+                os.utime(descriptor, ns=(source.st_atime_ns, source.st_mtime_ns))
+            finally:
+                os.close(descriptor)
+            return
+        os.utime(name, ns=(source.st_atime_ns, source.st_mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+
+def _same_file(
+    staged: Path, source: os.stat_result, info: os.stat_result, name: bytes, parent: int | None
+) -> bool:
+    """Whether the existing entry holds the staged content (``if-changed``): a regular file of the
+    same size and bytes, or a symlink with the same target; read without following a symlink."""
+    if parent is None:
+        return False
+    if stat.S_ISLNK(source.st_mode):
+        return stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=parent) == os.fsencode(
+            os.readlink(staged)
+        )
+    if not stat.S_ISREG(source.st_mode) or not stat.S_ISREG(info.st_mode) or info.st_size != source.st_size:
+        return False
+    descriptor = read_existing(name, parent)
+    if descriptor is None:
+        return False
     try:
-        existing = destination.lstat()
-    except FileNotFoundError:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), str(destination))
-        if owner is not None:
-            _chown_tree(destination, owner)
-        return kept
-    staged_dir = stat.S_ISDIR(staged.lstat().st_mode) and not staged.is_symlink()
-    if staged_dir and stat.S_ISDIR(existing.st_mode):
-        for child in sorted(staged.iterdir()):
-            kept += place(child, destination / child.name, merge=merge, owner=owner)
-        return kept
-    if merge:
-        return [str(destination)]
-    if stat.S_ISDIR(existing.st_mode):
-        shutil.rmtree(destination)
-    else:
-        destination.unlink()
-    shutil.move(str(staged), str(destination))
-    if owner is not None:
-        _chown_tree(destination, owner)
-    return kept
+        with staged.open("rb") as reader:
+            offset = 0
+            while block := reader.read(1024 * 1024):
+                if os.pread(descriptor, len(block), offset) != block:
+                    return False
+                offset += len(block)
+        return not os.pread(descriptor, 1, offset)
+    finally:
+        os.close(descriptor)
 
 
-def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
-    os.lchown(path, *owner)
-    if path.is_dir() and not path.is_symlink():
-        for folder, dirs, files in os.walk(path):
-            for name in dirs + files:
-                os.lchown(os.path.join(folder, name), *owner)
+def _chown_below(parent: int, name: bytes, owner: tuple[int, int]) -> None:
+    """Give ``name`` in ``parent`` and everything below it ``owner``, never following a symlink."""
+    os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
+    child = open_existing_folder(name, parent)
+    if child is None:
+        return
+    try:
+        for entry in os.listdir(child):
+            _chown_below(child, os.fsencode(entry), owner)
+    finally:
+        os.close(child)
