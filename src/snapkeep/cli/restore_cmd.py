@@ -69,7 +69,7 @@ def restore_command(
     if target is not None and in_place:
         raise click.UsageError("--target and --in-place exclude each other: choose one")
     if in_place and not dry_run and not yes:
-        if not sys.stdin.isatty():
+        if not _interactive():
             raise click.UsageError(
                 "--in-place without a terminal needs --yes (it overwrites the original paths)"
             )
@@ -107,6 +107,11 @@ def restore_command(
     finally:
         catalog.close()
     exit_with(status)
+
+
+def _interactive() -> bool:
+    """Whether a person can answer the confirmation (standard input is a terminal)."""
+    return sys.stdin.isatty()
 
 
 def print_log_changes(context: Context, log_id: str) -> None:

@@ -1,0 +1,318 @@
+"""Restore safety through every door (docs/restores.md): CLI ``--target``, CLI ``--in-place``, the API
+with each overwrite policy, merge=0, dry run, and a download.
+
+The backup holds a symlink that points outside (``out -> <outside>``) and an inside one
+(``link -> same.txt``). Before each restore the target holds a locally edited file (newer than the
+backup) and, where the backup has the folder ``data``, a planted symlink to the outside folder.
+Every test asserts that nothing outside changed, that the edited file was kept or replaced exactly
+as the defaults table says, and the counts the run's log gives.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from click.testing import CliRunner
+from tests.integration.runner_helpers import World
+
+from snapkeep.cli import restore_cmd
+from snapkeep.cli.main import cli
+from snapkeep.jobs.runs import execute_group
+
+OLD = 1_000_000_000
+NEW = 2_000_000_000
+EDIT = b"LOCAL EDIT\n"
+BACKED_UP = b"backed up version\n"
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[int, int, int, bytes]]:
+    seen: dict[str, tuple[int, int, int, bytes]] = {}
+    for path in [folder, *sorted(folder.rglob("*"))]:
+        info = path.lstat()
+        content = (
+            os.readlink(path).encode()
+            if stat.S_ISLNK(info.st_mode)
+            else path.read_bytes()
+            if stat.S_ISREG(info.st_mode)
+            else b""
+        )
+        seen[str(path)] = (info.st_mode, info.st_size, info.st_mtime_ns, content)
+    return seen
+
+
+class Safety:
+    """A world with one incremental backup of the source, and an outside folder to watch."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.outside = world.root / "outside"
+        (self.outside / "sub").mkdir(parents=True)
+        (self.outside / "passwd").write_bytes(b"root:x:0:0")
+        (self.outside / "sub" / "file.txt").write_bytes(b"outside")
+        source = world.source
+        (source / "data").mkdir(parents=True)
+        (source / "edited.txt").write_bytes(BACKED_UP)
+        (source / "same.txt").write_bytes(b"identical\n" * 50)
+        (source / "data" / "file.txt").write_bytes(b"data file")
+        (source / "data" / "file.txt").chmod(0o640)
+        (source / "link").symlink_to("same.txt")
+        (source / "out").symlink_to(self.outside)  # a symlink the backup itself holds
+        for path in [*source.rglob("*"), source]:
+            os.utime(path, ns=(OLD, OLD), follow_symlinks=False)
+        job = world.job()
+        status, group = world.run(job)
+        assert status == 100, world.log_text(group)
+        self.backup_id = world.ok("listBackups", {"account_id": job["_id"]})["backups"][0]["_id"]
+        self.before = fingerprint(self.outside)
+
+    def inside(self, target: Path) -> Path:
+        return target / str(self.world.source).lstrip("/")
+
+    def prepare(self, base: Path) -> None:
+        """``base`` (the source's place in a target) holds a restored copy, then a local edit and
+        a planted outside symlink where the backup has the folder ``data``."""
+        (base / "edited.txt").write_bytes(EDIT)
+        os.utime(base / "edited.txt", ns=(NEW, NEW))
+        for entry in sorted((base / "data").iterdir()):
+            entry.unlink()
+        (base / "data").rmdir()
+        (base / "data").symlink_to(self.outside)
+
+    def restored_target(self, name: str) -> Path:
+        target = self.world.root / name
+        status, _ = self.api_restore({"target": str(target), "overwrite": "always"})
+        assert status == 100
+        self.prepare(self.inside(target))
+        return target
+
+    def api_restore(self, options: dict[str, Any], **extra: Any) -> tuple[int, dict[str, Any]]:
+        group = self.world.ok(
+            "addQueueItems", {"type": 2, "snapshot_id": self.backup_id, "options": options, **extra}
+        )
+        status = execute_group(self.world.catalog, self.world.home, group["_id"], stop=threading.Event())
+        return status, self.world.ok("getQueueGroup", {"_id": group["_id"]})
+
+    def cli(self, *args: str, input: str | None = None) -> Any:
+        return CliRunner().invoke(
+            cli, ["--home", str(self.world.home), *args], input=input, catch_exceptions=False
+        )
+
+    def last_log(self) -> str:
+        group = self.world.ok("listQueueGroups", {"type": 2})["groups"][0]
+        return self.world.log_text(group)
+
+    def assert_outside_intact(self) -> None:
+        assert fingerprint(self.outside) == self.before
+
+
+@pytest.fixture
+def safety(tmp_path: Path) -> Iterator[Safety]:
+    world = World(tmp_path)
+    world.source.mkdir()
+    yield Safety(world)
+    world.close()
+
+
+def summary(written: int, overwritten: int, skipped: int, removed: int = 0) -> str:
+    return f"{written} written, {overwritten} overwritten, {skipped} skipped, {removed} removed"
+
+
+# --- API, each policy ------------------------------------------------------------------------------
+
+#: policy -> (edited.txt afterwards, whether data/ is a folder again, the log's counts)
+POLICIES = {
+    # existing edited, same, link, out and the planted data link replaced; data/file.txt new
+    "always": (BACKED_UP, True, summary(1, 5, 0)),
+    # identical same.txt, link and out kept; edited and the planted link replaced
+    "if-changed": (BACKED_UP, True, summary(1, 2, 3)),
+    # the edit and the planted link are newer than the backup: kept; the rest (equal times) replaced
+    "if-newer": (EDIT, False, summary(0, 3, 2)),
+    "never": (EDIT, False, summary(0, 0, 5)),
+}
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+def test_api_restore_with_each_policy(safety: Safety, policy: str) -> None:
+    target = safety.restored_target(f"api-{policy}")
+    base = safety.inside(target)
+    edited, folder_again, counts = POLICIES[policy]
+    status, group = safety.api_restore({"target": str(target), "overwrite": policy})
+    log = safety.world.log_text(group)
+    assert status == 100, log
+    safety.assert_outside_intact()
+    assert (base / "edited.txt").read_bytes() == edited
+    assert (base / "data").is_symlink() != folder_again
+    if folder_again:
+        assert (base / "data" / "file.txt").read_bytes() == b"data file"
+    assert os.readlink(base / "out") == str(safety.outside)
+    assert f"{counts}" in log, log
+    if policy == "never":
+        assert f"skip {safety.world.source}/edited.txt" in log
+
+
+def test_api_default_with_merge_1_keeps_existing_files(safety: Safety) -> None:
+    target = safety.restored_target("api-default")
+    status, group = safety.api_restore({"target": str(target)})
+    log = safety.world.log_text(group)
+    assert status == 100, log
+    assert "overwrite never" in log
+    assert (safety.inside(target) / "edited.txt").read_bytes() == EDIT  # API.md: existing files are kept
+    assert summary(0, 0, 5) in log
+    safety.assert_outside_intact()
+
+
+def test_api_merge_0_clears_then_restores(safety: Safety) -> None:
+    target = safety.restored_target("api-merge0")
+    base = safety.inside(target)
+    (base / "local-only.txt").write_bytes(b"not in the backup")
+    wanted = str(safety.world.source)
+    status, group = safety.api_restore(
+        {"target": str(target), "merge": 0}, files={safety.backup_id: {wanted: "Directory"}}
+    )
+    log = safety.world.log_text(group)
+    assert status == 100, log
+    safety.assert_outside_intact()  # the planted data -> outside link was removed, not followed
+    assert (base / "edited.txt").read_bytes() == BACKED_UP
+    assert not (base / "local-only.txt").exists()
+    assert (base / "data" / "file.txt").read_bytes() == b"data file"
+    assert summary(5, 0, 0, 1) in log
+    assert f"remove {wanted}" in log
+
+
+def test_api_merge_0_on_a_symlink_the_backup_restored(safety: Safety) -> None:
+    """merge=0 of ``out`` (a restored symlink to outside) removes the link, never its target."""
+    target = safety.restored_target("api-merge0-link")
+    out = f"{safety.world.source}/out"
+    status, group = safety.api_restore(
+        {"target": str(target), "merge": 0}, files={safety.backup_id: {out: "File"}}
+    )
+    assert status == 100, safety.world.log_text(group)
+    safety.assert_outside_intact()
+    assert os.readlink(safety.inside(target) / "out") == str(safety.outside)
+
+
+def test_api_dry_run_writes_nothing_and_lists(safety: Safety) -> None:
+    target = safety.restored_target("api-dry")
+    safety.inside(target)
+    before = fingerprint(target)
+    status, group = safety.api_restore({"target": str(target), "merge": 0, "dry_run": 1})
+    log = safety.world.log_text(group)
+    assert status == 100, log
+    assert fingerprint(target) == before
+    safety.assert_outside_intact()
+    assert "dry run, would be: " in log
+    assert f"remove {safety.world.source}" in log
+    assert f"overwrite {safety.world.source}/edited.txt" in log
+
+
+def test_api_refuses_unknown_policy_and_flags(safety: Safety) -> None:
+    message = safety.world.fails(
+        "addQueueItems", {"type": 2, "snapshot_id": safety.backup_id, "options": {"overwrite": "sometimes"}}
+    )
+    assert "options[overwrite]" in message
+    assert "if-changed" in message
+    message = safety.world.fails(
+        "addQueueItems", {"type": 4, "snapshot_id": safety.backup_id, "options": {"dry_run": 1}}
+    )
+    assert "options[dry_run]" in message
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+
+def test_cli_restore_needs_a_target(safety: Safety) -> None:
+    neither = safety.cli("restore", safety.backup_id)
+    assert neither.exit_code == 2
+    assert "--target DIR" in neither.output
+    assert "--in-place" in neither.output
+    both = safety.cli("restore", safety.backup_id, "--target", str(safety.world.root / "t"), "--in-place")
+    assert both.exit_code == 2
+    assert "exclude each other" in both.output
+    piped = safety.cli("restore", safety.backup_id, "--in-place")
+    assert piped.exit_code == 2
+    assert "needs --yes" in piped.output
+    assert (safety.world.source / "edited.txt").read_bytes() == BACKED_UP
+
+
+def test_cli_target_replaces_the_edit(safety: Safety) -> None:
+    target = safety.restored_target("cli-target")
+    result = safety.cli("restore", safety.backup_id, "--target", str(target))
+    assert result.exit_code == 0, result.output
+    safety.assert_outside_intact()
+    assert (safety.inside(target) / "edited.txt").read_bytes() == BACKED_UP
+    assert not (safety.inside(target) / "data").is_symlink()
+    assert summary(1, 5, 0) in safety.last_log()
+
+
+def test_cli_dry_run_prints_the_list(safety: Safety) -> None:
+    target = safety.restored_target("cli-dry")
+    before = fingerprint(target)
+    result = safety.cli("restore", safety.backup_id, "--target", str(target), "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert fingerprint(target) == before
+    assert f"overwrite {safety.world.source}/edited.txt" in result.output
+    assert f"write {safety.world.source}/data/file.txt" in result.output
+    assert "dry run, would be: " + summary(1, 5, 0) in result.output
+
+
+def test_cli_in_place_asks_on_a_terminal(safety: Safety, monkeypatch: pytest.MonkeyPatch) -> None:
+    safety.prepare(safety.world.source)
+    monkeypatch.setattr(restore_cmd, "_interactive", lambda: True)
+    refused = safety.cli("restore", safety.backup_id, "--in-place", input="n\n")
+    assert refused.exit_code == 1
+    assert "over the original paths" in refused.output
+    assert (safety.world.source / "edited.txt").read_bytes() == EDIT
+    accepted = safety.cli("restore", safety.backup_id, "--in-place", input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert (safety.world.source / "edited.txt").read_bytes() == BACKED_UP
+    safety.assert_outside_intact()
+
+
+def test_cli_in_place_with_yes_is_if_changed(safety: Safety) -> None:
+    safety.prepare(safety.world.source)  # the original place: edited, data -> outside
+    same_before = (safety.world.source / "same.txt").stat().st_mtime_ns
+    result = safety.cli("restore", safety.backup_id, "--in-place", "--yes")
+    assert result.exit_code == 0, result.output
+    safety.assert_outside_intact()
+    assert (safety.world.source / "edited.txt").read_bytes() == BACKED_UP
+    assert (safety.world.source / "data" / "file.txt").read_bytes() == b"data file"
+    assert (safety.world.source / "same.txt").stat().st_mtime_ns == same_before
+    log = safety.last_log()
+    assert "overwrite if-changed" in log
+    assert summary(1, 2, 3) in log
+
+
+# --- download ----------------------------------------------------------------------------------------
+
+
+def test_download_keeps_metadata_inside_and_is_private(safety: Safety) -> None:
+    group = safety.world.ok("addQueueItems", {"type": 4, "snapshot_id": safety.backup_id})
+    assert execute_group(safety.world.catalog, safety.world.home, group["_id"], stop=threading.Event()) == 100
+    done = safety.world.ok("getQueueGroup", {"_id": group["_id"]})
+    path = Path(done["data"]["file"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with (
+        path.open("rb") as raw,
+        zstandard.ZstdDecompressor().stream_reader(raw) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as archive,
+    ):
+        members = {member.name: member for member in archive}
+    prefix = str(safety.world.source).lstrip("/")
+    out = members[f"{prefix}/out"]
+    assert out.issym()
+    assert out.linkname == str(safety.outside)
+    data = members[f"{prefix}/data/file.txt"]
+    assert data.mode & 0o777 == 0o640
+    assert int(data.mtime) == OLD // 1_000_000_000
+    assert (data.uid, data.gid) == (os.getuid(), os.getgid())
+    safety.assert_outside_intact()
+    assert not (safety.world.home / "downloads" / f".{group['_id']}").exists()
