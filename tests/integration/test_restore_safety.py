@@ -10,6 +10,7 @@ as the defaults table says, and the counts the run's log gives.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat
 import tarfile
@@ -23,8 +24,11 @@ import zstandard
 from click.testing import CliRunner
 from tests.integration.runner_helpers import World
 
+from snapkeep.api.dispatch import Api, Caller
+from snapkeep.api.functions.restore import DOWNLOAD_DAYS
 from snapkeep.cli import restore_cmd
 from snapkeep.cli.main import cli
+from snapkeep.clock import FrozenClock
 from snapkeep.jobs.runs import execute_group
 
 OLD = 1_000_000_000
@@ -316,3 +320,23 @@ def test_download_keeps_metadata_inside_and_is_private(safety: Safety) -> None:
     assert (data.uid, data.gid) == (os.getuid(), os.getgid())
     safety.assert_outside_intact()
     assert not (safety.world.home / "downloads" / f".{group['_id']}").exists()
+
+
+def test_download_file_rule_pending_then_ready_then_expired(safety: Safety) -> None:
+    """``downloadBackupFile``: not ready while pending, the file once finished, the caller's own
+    only (a non-admin user sees another's download as missing), removed and "not found" after
+    ``DOWNLOAD_DAYS``."""
+    world = safety.world
+    group = world.ok("addQueueItems", {"type": 4, "snapshot_id": safety.backup_id})
+    assert "not ready" in world.fails("downloadBackupFile", {"_id": group["_id"]})
+    assert execute_group(world.catalog, world.home, group["_id"], stop=threading.Event()) == 100
+    ready = world.ok("downloadBackupFile", {"_id": group["_id"]})
+    assert Path(ready["file"]).stat().st_size == ready["size"] > 0
+    stranger = world.api.call("downloadBackupFile", {"_id": group["_id"]}, Caller(user="bob", admin=False))
+    assert stranger["success"] == 0
+    assert "not found" in stranger["message"].lower()
+    later = FrozenClock(dt.datetime.now(dt.UTC) + dt.timedelta(days=DOWNLOAD_DAYS, hours=1))
+    expired = Api(world.catalog, clock=later).call("downloadBackupFile", {"_id": group["_id"]})
+    assert expired["success"] == 0
+    assert "expired" in expired["message"]
+    assert not Path(ready["file"]).exists()
