@@ -340,3 +340,57 @@ def test_download_file_rule_pending_then_ready_then_expired(safety: Safety) -> N
     assert expired["success"] == 0
     assert "expired" in expired["message"]
     assert not Path(ready["file"]).exists()
+
+
+# --- snapkeep repo restore ---------------------------------------------------------------------------
+
+
+def test_repo_restore_policies_dry_run_and_special_files(tmp_path: Path) -> None:
+    """``repo restore`` (target required by its arguments): ``always`` by default, ``--overwrite``,
+    ``--dry-run``; from an unencrypted repository a set-user-ID bit only with ``--special-files``."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_bytes(b"root")
+    before = fingerprint(outside)
+    source = tmp_path / "source"
+    (source / "data").mkdir(parents=True)
+    (source / "edited.txt").write_bytes(BACKED_UP)
+    (source / "tool").write_bytes(b"#!/bin/sh\n")
+    (source / "tool").chmod(0o4755)
+    (source / "out").symlink_to(outside)
+    (source / "data" / "f").write_bytes(b"f")
+    repo = str(tmp_path / "repo")
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(
+            cli, ["--home", str(tmp_path / "home"), "repo", *args], catch_exceptions=False
+        )
+
+    assert run("init", repo, "--no-encryption").exit_code == 0
+    assert run("backup", repo, str(source)).exit_code == 0
+    target = tmp_path / "target"
+    first = run("restore", repo, "latest", str(target))
+    assert first.exit_code == 0, first.output
+    base = target / str(source).lstrip("/")
+    assert stat.S_IMODE((base / "tool").stat().st_mode) == 0o755  # unencrypted: no set-user-ID
+    assert "set-user/group-ID" in first.output
+    (base / "edited.txt").write_bytes(EDIT)
+    os.utime(base / "edited.txt", ns=(NEW, NEW))
+    (base / "data" / "f").unlink()
+    (base / "data").rmdir()
+    (base / "data").symlink_to(outside)
+
+    dry = run("restore", repo, "latest", str(target), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"overwrite {source}/edited.txt" in dry.output
+    assert (base / "edited.txt").read_bytes() == EDIT
+    kept = run("restore", repo, "latest", str(target), "--overwrite", "never", "--json")
+    assert kept.exit_code == 0, kept.output
+    assert (base / "edited.txt").read_bytes() == EDIT
+    assert (base / "data").is_symlink()
+    replaced = run("restore", repo, "latest", str(target), "--special-files")
+    assert replaced.exit_code == 0, replaced.output
+    assert (base / "edited.txt").read_bytes() == BACKED_UP
+    assert (base / "data" / "f").read_bytes() == b"f"
+    assert stat.S_IMODE((base / "tool").stat().st_mode) == 0o4755
+    assert fingerprint(outside) == before
