@@ -11,7 +11,9 @@ as the defaults table says, and the counts the run's log gives.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
+import shutil
 import stat
 import tarfile
 import threading
@@ -22,7 +24,16 @@ from typing import Any
 import pytest
 import zstandard
 from click.testing import CliRunner
+from tests.conftest import require_server
 from tests.integration.runner_helpers import World
+from tests.integration.test_account_runs import (
+    Site,
+    accounts_job,
+    backup_of,
+    items_of,
+    servers_answer,
+)
+from tests.integration.test_account_runs import restore as account_restore
 
 from snapkeep.api.dispatch import Api, Caller
 from snapkeep.api.functions.restore import DOWNLOAD_DAYS
@@ -30,6 +41,7 @@ from snapkeep.cli import restore_cmd
 from snapkeep.cli.main import cli
 from snapkeep.clock import FrozenClock
 from snapkeep.jobs.runs import execute_group
+from snapkeep.jobs.runs.account_restore import Placer
 
 OLD = 1_000_000_000
 NEW = 2_000_000_000
@@ -394,3 +406,103 @@ def test_repo_restore_policies_dry_run_and_special_files(tmp_path: Path) -> None
     assert (base / "data" / "f").read_bytes() == b"f"
     assert stat.S_IMODE((base / "tool").stat().st_mode) == 0o4755
     assert fingerprint(outside) == before
+
+
+# --- Accounts: restores into a hosting account ---------------------------------------------------
+
+
+@pytest.fixture
+def hosting(tmp_path: Path) -> Iterator[tuple[World, Site]]:
+    """test_account_runs' world and three hosting accounts (real MariaDB and PostgreSQL)."""
+    require_server(servers_answer(), "MariaDB at 127.0.0.1:3306 and PostgreSQL at 127.0.0.1:5432")
+    made_world = World(tmp_path)
+    made = Site(tmp_path, made_world.home)
+    try:
+        made.build()
+        yield made_world, made
+    finally:
+        made.drop()
+        made_world.close()
+
+
+def test_account_restore_never_follows_a_symlink_the_account_holds(
+    hosting: tuple[World, Site], tmp_path: Path
+) -> None:
+    """The account replaced ``public_html`` with a link to outside: a restore of a file below it
+    is refused for that path, merge=1 keeps the link, ``if-changed`` replaces it with the folder;
+    nothing outside changes, and the counts are in the log."""
+    world, site = hosting
+    alice = site.user("alice")
+    status, group = world.run(accounts_job(world, site))
+    assert status == 100, world.log_text(group)
+    backup = backup_of(world, alice)
+    homedir = items_of(world, backup["_id"])["homedir"]["_id"]
+    home = site.account_home("alice")
+    outside = tmp_path / "outside-account"
+    outside.mkdir()
+    (outside / "index.php").write_text("outside")
+    before = fingerprint(outside)
+    shutil.rmtree(home / "public_html")
+    (home / "public_html").symlink_to(outside)
+    (home / "docs" / "notes.md").write_text("edited by the account")
+
+    below_link = {backup["_id"]: {str(home / "public_html" / "index.php"): "File"}}
+    status, done = account_restore(
+        world, {"snapshot_id": backup["_id"], "files": below_link, "options": {"merge": 0}}
+    )
+    log = world.log_text(done)
+    assert status == 102, log
+    assert "not restored" in log
+    assert "symlink" in log
+    assert fingerprint(outside) == before
+
+    status, done = account_restore(world, {"items": [homedir]})
+    log = world.log_text(done)
+    assert status == 100, log
+    assert (home / "public_html").is_symlink()
+    assert (home / "docs" / "notes.md").read_text() == "edited by the account"
+    assert "(kept existing)" in log
+    assert "0 overwritten" in log
+    assert fingerprint(outside) == before
+
+    status, done = account_restore(world, {"items": [homedir], "options": {"overwrite": "if-changed"}})
+    log = world.log_text(done)
+    assert status == 100, log
+    assert not (home / "public_html").is_symlink()
+    assert (home / "public_html" / "index.php").read_text().startswith("<?php")
+    assert (home / "docs" / "notes.md").read_text() == "# notes\n"
+    assert "2 overwritten" in log  # public_html (the link) and docs/notes.md; the rest identical
+    assert fingerprint(outside) == before
+
+
+def test_account_placer_copies_across_file_systems_without_following(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When staging and the account are on different file systems (``EXDEV``), the placer
+    copies: files with their mode and times, links as links, never special files."""
+    staged = tmp_path / "staged" / "site"
+    (staged / "sub").mkdir(parents=True)
+    (staged / "sub" / "a.txt").write_bytes(b"a" * 3_000_000)
+    (staged / "sub" / "a.txt").chmod(0o640)
+    os.utime(staged / "sub" / "a.txt", ns=(OLD, OLD))
+    (staged / "link").symlink_to("/etc/passwd")
+    os.mkfifo(staged / "pipe")
+    root = tmp_path / "account"
+    root.mkdir()
+    real_rename = os.rename
+
+    def cross_device(source: Any, destination: Any, **kwargs: Any) -> None:
+        if str(source).startswith(str(tmp_path / "staged")):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_rename(source, destination, **kwargs)
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    placer = Placer("always", None)
+    placer.place_below(root, ["site"], staged)
+    copied = root / "site"
+    assert (copied / "sub" / "a.txt").read_bytes() == b"a" * 3_000_000
+    assert stat.S_IMODE((copied / "sub" / "a.txt").stat().st_mode) == 0o640
+    assert (copied / "sub" / "a.txt").stat().st_mtime_ns == OLD
+    assert os.readlink(copied / "link") == "/etc/passwd"
+    assert not (copied / "pipe").exists()
+    assert placer.changes.counts["write"] == 1
