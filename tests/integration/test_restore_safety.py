@@ -506,3 +506,93 @@ def test_account_placer_copies_across_file_systems_without_following(
     assert os.readlink(copied / "link") == "/etc/passwd"
     assert not (copied / "pipe").exists()
     assert placer.changes.counts["write"] == 1
+
+
+# --- special files and the tar structures through the API --------------------------------------
+
+
+@pytest.mark.parametrize("encrypted", [0, 1])
+def test_api_special_files_only_when_asked_or_authenticated(tmp_path: Path, encrypted: int) -> None:
+    """A set-user-ID file from an unencrypted repository comes back without the bit (a warning in
+    the log) unless ``options[special_files]=1``; from an encrypted one, as it was."""
+    world = World(tmp_path)
+    try:
+        world.source.mkdir()
+        tool = world.source / "tool"
+        tool.write_bytes(b"#!/bin/sh\n")
+        tool.chmod(0o4755)
+        job = world.job(encrypted=encrypted)
+        assert world.run(job)[0] == 100
+        backup_id = world.ok("listBackups", {"account_id": job["_id"]})["backups"][0]["_id"]
+        modes = {}
+        for asked in (0, 1):
+            target = tmp_path / f"restored-{asked}"
+            options = {"target": str(target), "special_files": asked}
+            group = world.ok("addQueueItems", {"type": 2, "snapshot_id": backup_id, "options": options})
+            execute_group(world.catalog, world.home, group["_id"], stop=threading.Event())
+            done = world.ok("getQueueGroup", {"_id": group["_id"]})
+            restored = target / str(tool).lstrip("/")
+            modes[asked] = (stat.S_IMODE(restored.stat().st_mode), done["status"], world.log_text(done))
+        assert modes[1][:2] == (0o4755, 100)
+        if encrypted:
+            assert modes[0][:2] == (0o4755, 100)
+        else:
+            assert modes[0][:2] == (0o755, 101)
+            assert "set-user/group-ID" in modes[0][2]
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("structure", [2, 4], ids=["archived", "compressed"])
+def test_api_tar_structures_policies_and_planted_link(tmp_path: Path, structure: int) -> None:
+    """Archived/Compressed through the API: merge=1 keeps the edit; ``if-changed`` replaces it and
+    keeps identical files; a planted link where the archive has a folder is kept by ``never`` and
+    refused (the restore fails, nothing written through it) by ``always``."""
+    world = World(tmp_path)
+    try:
+        world.source.mkdir()
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / "x").write_bytes(b"x")
+        before = fingerprint(outside)
+        source = world.source
+        (source / "data").mkdir()
+        (source / "data" / "f").write_bytes(b"f")
+        (source / "edited.txt").write_bytes(BACKED_UP)
+        (source / "same.txt").write_bytes(b"same")
+        for path in [*source.rglob("*"), source]:
+            os.utime(path, ns=(OLD, OLD), follow_symlinks=False)
+        job = world.job(structure=structure)
+        assert world.run(job)[0] == 100
+        backup_id = world.ok("listBackups", {"account_id": job["_id"]})["backups"][0]["_id"]
+
+        def restore(options: dict[str, Any]) -> tuple[int, str]:
+            group = world.ok("addQueueItems", {"type": 2, "snapshot_id": backup_id, "options": options})
+            status = execute_group(world.catalog, world.home, group["_id"], stop=threading.Event())
+            return status, world.log_text(world.ok("getQueueGroup", {"_id": group["_id"]}))
+
+        target = tmp_path / "target"
+        base = target / str(source).lstrip("/")
+        assert restore({"target": str(target), "overwrite": "always"})[0] == 100
+        (base / "edited.txt").write_bytes(EDIT)
+        os.utime(base / "edited.txt", ns=(NEW, NEW))
+        status, log = restore({"target": str(target)})
+        assert status == 100, log
+        assert (base / "edited.txt").read_bytes() == EDIT
+        assert summary(0, 0, 3) in log
+        status, log = restore({"target": str(target), "overwrite": "if-changed"})
+        assert status == 100, log
+        assert (base / "edited.txt").read_bytes() == BACKED_UP
+        assert summary(0, 1, 2) in log
+
+        shutil.rmtree(base / "data")
+        (base / "data").symlink_to(outside)
+        status, log = restore({"target": str(target), "overwrite": "never"})
+        assert status == 100, log
+        assert (base / "data").is_symlink()
+        status, log = restore({"target": str(target), "overwrite": "always"})
+        assert status == 102, log
+        assert "symlink" in log
+        assert fingerprint(outside) == before
+    finally:
+        world.close()
