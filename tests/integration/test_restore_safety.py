@@ -40,8 +40,8 @@ from snapkeep.api.functions.restore import DOWNLOAD_DAYS
 from snapkeep.cli import restore_cmd
 from snapkeep.cli.main import cli
 from snapkeep.clock import FrozenClock
+from snapkeep.engine.fs.safe_target import Placer
 from snapkeep.jobs.runs import execute_group
-from snapkeep.jobs.runs.account_restore import Placer
 
 OLD = 1_000_000_000
 NEW = 2_000_000_000
