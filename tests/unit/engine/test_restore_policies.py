@@ -325,3 +325,26 @@ def test_tar_symlink_in_the_archive_is_never_followed(tmp_path: Path, outside: P
     extractor.close()
     assert fingerprint(outside) == before
     assert (tmp_path / "target" / "a").is_symlink()
+
+
+def test_tar_kept_folder_leaves_its_members_and_their_hard_links_out(tmp_path: Path, outside: Path) -> None:
+    """``never`` keeps a planted link where the archive has ``data/``: ``data/f`` is left out, and
+    a hard link to it elsewhere is a warning, not a failure of the whole restore."""
+    source = tmp_path / "source"
+    (source / "data").mkdir(parents=True)
+    (source / "data" / "f").write_bytes(b"linked")
+    (source / "other").mkdir()
+    os.link(source / "data" / "f", source / "other" / "g")
+    keys, archive_id = tar_setup(tmp_path, source)
+    manifest = load_manifest(keys, archive_id)
+    target = tmp_path / "target"
+    base = target / source.relative_to("/")
+    base.mkdir(parents=True)
+    (base / "data").symlink_to(outside)
+    before = fingerprint(outside)
+    result = ArchiveRestore(keys, manifest, str(target), options=RestoreOptions(overwrite="never")).run()
+    assert fingerprint(outside) == before
+    assert (base / "data").is_symlink()
+    assert not (base / "other" / "g").exists()
+    assert any("kept out of the restore" in message for _, message in result.warnings)
+    assert result.skipped == 1

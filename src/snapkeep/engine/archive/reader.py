@@ -194,7 +194,9 @@ class ArchiveRestore:
         self.what = f"archive {manifest.id}"
         self.result = ArchiveRestoreResult(dry_run=self.options.dry_run)
         #: Folders kept as the non-folder entry the target holds there: their members are skipped.
-        self.kept: list[str] = []
+        self.kept: set[str] = set()
+        #: Members not restored because a folder above them was kept as something else.
+        self.left_out: set[str] = set()
         self.carriers: dict[str, str] = {}
         for entry in manifest.entries:
             if entry.type == "hardlink" and self.selected(entry.path) and not self.selected(entry.link):
@@ -209,7 +211,14 @@ class ArchiveRestore:
         self.result.changes.add(action, path, listed=action != WRITE or self.options.dry_run)
 
     def under_kept(self, path: str) -> bool:
-        return any(path.startswith(kept + "/") for kept in self.kept)
+        if not self.kept:
+            return False
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in self.kept:
+                return True
+            parent = parent.rpartition("/")[0]
+        return False
 
     def decision(self, extractor: SafeExtractor, parts: tuple[bytes, ...], entry: ArchiveEntry) -> str:
         """``WRITE``/``OVERWRITE``/``SKIP`` for ``entry`` against what the target holds at
@@ -250,7 +259,7 @@ class ArchiveRestore:
                     if action == WRITE:
                         continue
                     if action == SKIP:
-                        self.kept.append(entry.path)
+                        self.kept.add(entry.path)
                 self.note(action, entry.path)
         finally:
             extractor.close()
@@ -315,6 +324,7 @@ class ArchiveRestore:
         if not self.selected(path) and carrier is None:
             return
         if self.under_kept(path):
+            self.left_out.add(path)
             return
         if entry.type in _SPECIAL and not self.options.special_files:
             self.result.warnings.append((path, special_refused(entry.type)))
@@ -327,7 +337,7 @@ class ArchiveRestore:
             if entry.type == "file":
                 self._restored[path] = place
             elif entry.type == "dir":
-                self.kept.append(path)
+                self.kept.add(path)
             return
         if action == OVERWRITE and entry.type != "dir":
             self.note(OVERWRITE, carrier or path)
@@ -361,6 +371,11 @@ class ArchiveRestore:
         elif entry.type == "hardlink":
             if self.carriers.get(entry.link) != path:
                 existing = self._restored.get(entry.link)
+                if existing is None and entry.link in self.left_out:
+                    message = f"hard link to {entry.link!r}, which was kept out of the restore"
+                    result.warnings.append((path, message))
+                    self.progress.on_warning(path, message)
+                    return
                 if existing is None:
                     raise IntegrityError(
                         what=self.what, reason=f"hard link {path!r} to unknown {entry.link!r}"

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from snapkeep.engine.data.snapshot import Snapshot
-from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
+from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
 from snapkeep.engine.format import CHUNK_MAX_SIZE
 from snapkeep.engine.fs.restore_policy import (
     OVERWRITE,
@@ -203,11 +203,11 @@ class RestorePlanner(RestoreWriter):
             os.close(fd)
 
     def refused_special(self, node: Node, display: str) -> bool:
-        """Without special files: a fifo, socket or device node is left out (a warning), and a
+        """Without special files: a fifo or device node is left out (a warning), and a
         file's set-user/group-ID bits are dropped (a warning). True when ``node`` is left out."""
         if self.options.special_files:
             return False
-        if node.type in (FIFO, SOCKET, CHARDEV, BLOCKDEV):
+        if node.type in (FIFO, CHARDEV, BLOCKDEV):
             self.warn(display, special_refused(node.type))
             return True
         if node.type == FILE and node.mode & SPECIAL_BITS:
