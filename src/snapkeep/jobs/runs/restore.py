@@ -11,7 +11,7 @@ target (``engine.fs.restore_policy``), ``options[dry_run]`` writes nothing and l
 change, ``options[special_files]`` allows fifos, device nodes and set-user/group-ID bits (else only
 from an encrypted repository); the counts (written, overwritten, skipped, removed) and the paths
 overwritten or kept go to the run's log. Pre and post Restore hooks (position 2) of the backup's
-job run around a restore; a failing pre hook stops it before anything is written.
+job run around a restore (not a dry run); a failing pre hook stops it before anything is written.
 
 A download restores the chosen items into a private folder (0700) under ``<home>/downloads``, packs
 it as ``<home>/downloads/<group id>.tar.zst`` (0600; modes, owners and times kept inside) and names
@@ -164,9 +164,11 @@ class RestoreRun(GroupRun):
         job_id = str(data.get("job_id") or "")
         with self.catalog.transaction(write=False) as tx:
             self.job = (tx.get("jobs", job_id) if job_id else None) or {"_id": job_id}
-        stopped = None if self.download else self.hooks(context, HookStage.PRE)
+        # a download or a dry run changes nothing the Restore hooks guard: they do not run
+        hooked = not self.download and not int(self.options.get("dry_run", 0))
+        stopped = self.hooks(context, HookStage.PRE) if hooked else None
         status = stopped if stopped is not None else self.restore_all(context)
-        if not self.download and stopped is None:
+        if hooked and stopped is None:
             self.hooks(context, HookStage.POST, status)
         run_log.info(f"finished: {kind} status {int(status)}")
         run_log.finish(status)
