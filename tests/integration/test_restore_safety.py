@@ -596,3 +596,29 @@ def test_api_tar_structures_policies_and_planted_link(tmp_path: Path, structure:
         assert fingerprint(outside) == before
     finally:
         world.close()
+
+
+def test_dry_run_runs_no_restore_hooks(safety: Safety, tmp_path: Path) -> None:
+    world = safety.world
+    seen = tmp_path / "hook-ran"
+    script = tmp_path / "hook.sh"
+    script.write_text(f"#!/bin/sh\necho $SNAPKEEP_HOOK_STAGE >> {seen}\n")
+    script.chmod(0o755)
+    for stage in (1, 2):
+        world.ok(
+            "manageHook",
+            {
+                "action": "create",
+                "name": f"h{stage}",
+                "script": str(script),
+                "position_type": stage,
+                "position": 2,
+            },
+        )
+    status, _ = safety.api_restore({"target": str(tmp_path / "dry"), "dry_run": 1})
+    assert status == 100
+    assert not seen.exists()
+    assert not (tmp_path / "dry").exists()
+    status, _ = safety.api_restore({"target": str(tmp_path / "real")})
+    assert status == 100
+    assert seen.read_text().split() == ["pre", "post"]
