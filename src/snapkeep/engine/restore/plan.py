@@ -227,6 +227,7 @@ class RestorePlanner(RestoreWriter):
                 action = self.decision(node, dir_fd, display)
                 if action == SKIP:
                     self.note(SKIP, display)
+                    self.trees.pop(node.subtree, None)  # its prefetched tree is not needed
                     return
                 if action == OVERWRITE:
                     self.note(OVERWRITE, display)
@@ -293,6 +294,7 @@ class RestorePlanner(RestoreWriter):
             if action in (SKIP, OVERWRITE):
                 self.note(action, shown)
             if action == SKIP:
+                self.trees.pop(node.subtree, None)
                 return
             child = open_existing_folder(node.name, dir_fd) if action == WRITE else None
             try:
