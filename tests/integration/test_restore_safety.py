@@ -256,6 +256,13 @@ def test_cli_restore_needs_a_target(safety: Safety) -> None:
     assert piped.exit_code == 2
     assert "needs --yes" in piped.output
     assert (safety.world.source / "edited.txt").read_bytes() == BACKED_UP
+    # a dry run writes nothing: no confirmation needed, even without a terminal
+    (safety.world.source / "edited.txt").write_bytes(EDIT)
+    dry = safety.cli("restore", safety.backup_id, "--in-place", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"overwrite {safety.world.source}/edited.txt" in dry.output
+    assert "dry run, would be: 0 written, 1 overwritten, 4 skipped" in dry.output
+    assert (safety.world.source / "edited.txt").read_bytes() == EDIT
 
 
 def test_cli_target_replaces_the_edit(safety: Safety) -> None:
