@@ -519,9 +519,9 @@ def test_account_placer_copies_across_file_systems_without_following(
 
 
 @pytest.mark.parametrize("encrypted", [0, 1])
-def test_api_special_files_only_when_asked_or_authenticated(tmp_path: Path, encrypted: int) -> None:
-    """A set-user-ID file from an unencrypted repository comes back without the bit (a warning in
-    the log) unless ``options[special_files]=1``; from an encrypted one, as it was."""
+def test_api_special_files_only_when_asked(tmp_path: Path, encrypted: int) -> None:
+    """A set-user-ID file comes back without the bit (a warning in the log, the run Partial)
+    unless ``options[special_files]=1``, from an unencrypted and an encrypted repository alike."""
     world = World(tmp_path)
     try:
         world.source.mkdir()
@@ -541,11 +541,8 @@ def test_api_special_files_only_when_asked_or_authenticated(tmp_path: Path, encr
             restored = target / str(tool).lstrip("/")
             modes[asked] = (stat.S_IMODE(restored.stat().st_mode), done["status"], world.log_text(done))
         assert modes[1][:2] == (0o4755, 100)
-        if encrypted:
-            assert modes[0][:2] == (0o4755, 100)
-        else:
-            assert modes[0][:2] == (0o755, 101)
-            assert "set-user/group-ID" in modes[0][2]
+        assert modes[0][:2] == (0o755, 101)
+        assert "set-user/group-ID" in modes[0][2]
     finally:
         world.close()
 

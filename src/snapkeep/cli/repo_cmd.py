@@ -203,7 +203,7 @@ def restore_command(
         options = RestoreOptions(
             overwrite=overwrite,
             dry_run=dry_run,
-            special_files=special_files or repository.config.encrypted,
+            special_files=special_files,
         )
         result = restore(
             repository, snapshot, os.fsencode(target), includes=includes, progress=progress, options=options

@@ -8,7 +8,7 @@ original paths (``--overwrite if-changed`` by default: identical files are not r
 confirmation on a terminal, or with ``--yes`` (required without a terminal). ``--path``
 (repeatable) restores only those paths as they were backed up; ``--replace`` is
 ``options[merge]=0``; ``--dry-run`` prints what would change and writes nothing; ``--special-files``
-creates fifos, device nodes and set-user/group-ID bits from an unencrypted repository.
+creates fifos, device nodes and set-user/group-ID bits (left out by default).
 Exit 0 when the restore completed, 1 otherwise, 2 for a usage error.
 """
 

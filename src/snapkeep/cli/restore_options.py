@@ -2,8 +2,8 @@
 
 ``overwrite_option(default)``: what happens to files already in the target (always, if-changed,
 if-newer, never); ``dry_run_option``: list what would change and write nothing;
-``special_files_option``: create fifos, device nodes and set-user/group-ID bits from an unencrypted
-repository. ``print_changes`` prints a result's counts and listed paths.
+``special_files_option``: create fifos, device nodes and set-user/group-ID bits (left out by
+default, whatever the repository). ``print_changes`` prints a result's counts and listed paths.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ dry_run_option = click.option(
 special_files_option = click.option(
     "--special-files",
     is_flag=True,
-    help="Create fifos, device nodes and set-user/group-ID bits (an encrypted repository always may).",
+    help="Create fifos, device nodes and set-user/group-ID bits (left out by default).",
 )
 
 

@@ -12,8 +12,8 @@ What happens to files already in the target (docs/restores.md): ``options[overwr
 ``always``, ``if-changed``, ``if-newer`` or ``never``; without it, ``never`` with merge=1 (API.md:
 "existing files are kept") and ``always`` with merge=0 (the paths were cleared). ``options[dry_run]=1``
 writes nothing and lists what would change in the run's log. ``options[special_files]=1`` creates
-fifos, device nodes and set-user/group-ID bits from an unencrypted repository (an encrypted one is
-authenticated and restores them anyway; a restore into a hosting account never does).
+fifos, device nodes and set-user/group-ID bits, which are left out otherwise (an unencrypted
+repository cannot prove where they came from); a restore into a hosting account never creates them.
 
 A download (type 4) restores the chosen items into a private folder under ``<home>/downloads``,
 packs it as ``<home>/downloads/<group id>.tar.zst`` and names that file in the group's

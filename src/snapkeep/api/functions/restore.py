@@ -49,7 +49,7 @@ class RestoreOptions(Strict):
     dry_run: Flag = Field(False, description="1 writes nothing and lists what would change in the log")
     special_files: Flag = Field(
         False,
-        description="1 restores fifos, device nodes and set-user/group-ID bits (unencrypted repository)",
+        description="1 restores fifos, device nodes and set-user/group-ID bits (left out by default)",
     )
 
     @field_validator("overwrite")

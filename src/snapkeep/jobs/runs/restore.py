@@ -8,8 +8,8 @@ engine refuses crafted names). ``options[merge]`` 1 (default) keeps files in the
 backup does not have; 0 removes what is at each restored path inside the target first, so the
 result is exactly the backup. ``options[overwrite]`` decides what happens to files already in the
 target (``engine.fs.restore_policy``), ``options[dry_run]`` writes nothing and lists what would
-change, ``options[special_files]`` allows fifos, device nodes and set-user/group-ID bits (else only
-from an encrypted repository); the counts (written, overwritten, skipped, removed) and the paths
+change, ``options[special_files]`` allows fifos, device nodes and set-user/group-ID bits (never by
+default); the counts (written, overwritten, skipped, removed) and the paths
 overwritten or kept go to the run's log. Pre and post Restore hooks (position 2) of the backup's
 job run around a restore (not a dry run); a failing pre hook stops it before anything is written.
 
@@ -90,16 +90,16 @@ def _exists_below(target: Path, path: str) -> bool:
         os.close(folder)
 
 
-def restore_options(options: Mapping[str, Any], *, encrypted: bool, account: bool = False) -> RestoreOptions:
+def restore_options(options: Mapping[str, Any], *, account: bool = False) -> RestoreOptions:
     """The engine's options of a restore group: its policy (default by merge, for groups queued
-    before there was one), dry run, and special files (asked for, or an encrypted repository;
-    never into a hosting account)."""
+    before there was one), dry run, and special files (only when asked for; never into a hosting
+    account)."""
     merge = int(options.get("merge", 1))
     overwrite = str(options.get("overwrite") or (NEVER if merge else ALWAYS))
     return RestoreOptions(
         overwrite=overwrite,
         dry_run=bool(int(options.get("dry_run", 0))),
-        special_files=not account and (bool(int(options.get("special_files", 0))) or encrypted),
+        special_files=not account and bool(int(options.get("special_files", 0))),
     )
 
 
@@ -255,7 +255,7 @@ class RestoreRun(GroupRun):
                     status = restorer.run(opened.repository, paths, progress)
                     problems, counts = [], ", ".join(restorer.done) or "nothing"
                 else:
-                    options = restore_options(self.options, encrypted=bool(row.encrypted))
+                    options = restore_options(self.options)
                     if not options.dry_run:
                         target.mkdir(parents=True, exist_ok=True)
                     cleared = Changes()
