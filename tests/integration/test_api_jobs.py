@@ -196,6 +196,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "getSettingsIntegrity", "manageSettingsIntegrity",
         # issue 10: a destination's backups back into the catalog
         "reindexDestination",
+        # issue 10: the download behind GET /download/GROUP_ID
+        "downloadBackupFile",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -4,7 +4,7 @@
     snapkeep repo backup PATH SOURCE... [--exclude GLOB] [--tag T]
     snapkeep repo snapshots PATH [--json]
     snapkeep repo ls PATH SNAPSHOT [SUBPATH]
-    snapkeep repo restore PATH SNAPSHOT TARGET [--include P]
+    snapkeep repo restore PATH SNAPSHOT TARGET [--include P] [--overwrite P] [--dry-run] [--special-files]
 
 The password comes from ``SNAPKEEP_PASSWORD`` or ``--password-file``, never from an argument.
 ``SNAPSHOT`` is ``latest`` or a unique ID prefix. A progress bar is drawn on a terminal only;
@@ -39,9 +39,11 @@ from snapkeep.cli.repo_common import (
     read_password,
     snapshot_document,
 )
+from snapkeep.cli.restore_options import dry_run_option, overwrite_option, print_changes, special_files_option
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Node, Tree
+from snapkeep.engine.fs.restore_policy import ALWAYS, RestoreOptions
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import restore
 from snapkeep.errors import ConfigError, NotFoundError
@@ -180,6 +182,9 @@ def ls_command(
 @click.option(
     "--include", "includes", multiple=True, metavar="P", help="Restore only this path (repeatable)."
 )
+@overwrite_option(ALWAYS)
+@dry_run_option
+@special_files_option
 @password_option
 @json_option
 def restore_command(
@@ -187,6 +192,9 @@ def restore_command(
     snapshot_ref: str,
     target: Path,
     includes: tuple[str, ...],
+    overwrite: str,
+    dry_run: bool,
+    special_files: bool,
     password_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -194,16 +202,30 @@ def restore_command(
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         snapshot = repository.load_snapshot(snapshot_ref)
         progress = make_progress("restore", as_json)
-        result = restore(repository, snapshot, os.fsencode(target), includes=includes, progress=progress)
+        options = RestoreOptions(
+            overwrite=overwrite,
+            dry_run=dry_run,
+            special_files=special_files,
+        )
+        result = restore(
+            repository, snapshot, os.fsencode(target), includes=includes, progress=progress, options=options
+        )
+    counts = result.changes.counts
     if as_json:
         emit_json(
             {
                 "snapshot": snapshot.id,
                 "target": str(target),
+                "dry_run": dry_run,
                 "files": result.files,
                 "dirs": result.dirs,
                 "others": result.others,
                 "bytes": result.bytes,
+                "written": counts["write"],
+                "overwritten": counts["overwrite"],
+                "skipped": counts["skip"],
+                "changes": [{"action": action, "path": path} for action, path in result.changes.entries],
+                "changes_omitted": result.changes.omitted,
                 "failures": [{"path": path, "message": message} for path, message in result.failures],
                 "warnings": [{"path": path, "message": message} for path, message in result.warnings],
             }
@@ -213,11 +235,13 @@ def restore_command(
             click.echo(f"warning: {path}: {message}", err=True)
         for path, message in result.failures:
             click.echo(f"error: {path}: {message}", err=True)
-        click.echo(
-            f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, "
-            f"{result.dirs} folders, {_size(result.bytes)}"
-            + (f"; {len(result.failures)} FAILED" if result.failures else "")
-        )
+        print_changes(result.changes, dry_run=dry_run)
+        if not dry_run:
+            click.echo(
+                f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, "
+                f"{result.dirs} folders, {_size(result.bytes)}"
+                + (f"; {len(result.failures)} FAILED" if result.failures else "")
+            )
     if result.failures:
         sys.exit(EXIT_INCOMPLETE)
 
