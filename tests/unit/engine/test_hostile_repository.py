@@ -272,16 +272,19 @@ def test_bomb_repository_on_the_command_line_stays_small(plain: Repository, tmp_
 
 
 def test_a_file_declaring_8_tib_with_a_6_byte_blob_is_refused(plain: Repository, tmp_path: Path) -> None:
+    """Named by check; restore refuses that one file and restores the rest of its folder."""
     blob = good_file(plain, b"x", b"sixby!")["content"]
     huge = file_node(b"huge", [bytes.fromhex(blob[0])], 2**43, sparse=True).to_json()
     snapshot = save_root(plain, [huge, good_file(plain, b"good.txt", b"ok")])
     report = check(plain)
-    assert [p.kind for p in report.problems] == ["tree"]
-    assert "declares 8796093022208 bytes" in report.problems[0].message
-    assert [a.path for a in report.affected] == ["/"]
-    with pytest.raises(IntegrityError, match="more than its 1 chunks can hold"):
-        restore(plain, snapshot, str(tmp_path / "out"))
+    assert [(a.path, a.reason) for a in report.affected] == [
+        ("/huge", "declares 8796093022208 bytes but its 1 chunks hold 6")
+    ]
+    result = restore(plain, snapshot, str(tmp_path / "out"))
+    assert [path for path, _ in result.failures] == ["/huge"]
+    assert "declares 8796093022208 bytes" in result.failures[0][1]
     assert not (tmp_path / "out" / "huge").exists()
+    assert (tmp_path / "out" / "good.txt").read_bytes() == b"ok"
 
 
 def test_a_file_size_other_than_its_chunks_is_named_by_check(plain: Repository) -> None:

@@ -13,11 +13,11 @@ raises ``UnsafePathError``. The restorer relies on that to never write outside i
 
 It also holds every tree to ``data.bounds`` (at most ``MAX_TREE_BLOB`` bytes and
 ``MAX_TREE_ENTRIES`` entries) and every number to what a file system can hold (mode bits within
-0o7777, IDs within 32 bits, times and sizes within 64), and refuses a file whose declared size its
-chunks cannot hold (more than ``MAX_DATA_BLOB`` per chunk, or any size with no chunk): only a
-forged or damaged tree declares one, and restoring it would make an 8 TiB sparse file out of 6
-bytes. ``IntegrityError`` names the entry. The exact check (the size equals the sum of the
-chunks' lengths) needs the index: ``Repository.file_problem``.
+0o7777, IDs within 32 bits, times and sizes within 64); ``IntegrityError`` names the entry. A
+file's declared size is checked against its chunks per file, from the index
+(``Repository.file_problem``: the size must equal the sum of the chunks' lengths): ``check`` names
+such a file and restore refuses that file alone (an 8 TiB sparse file out of 6 bytes is never
+made), so one forged entry does not cost the rest of its folder.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from snapkeep.engine.data.bounds import MAX_DATA_BLOB, MAX_TREE_BLOB, MAX_TREE_ENTRIES
+from snapkeep.engine.data.bounds import MAX_TREE_BLOB, MAX_TREE_ENTRIES
 from snapkeep.errors import IntegrityError, RepositoryError, UnsafePathError
 
 TREE_VERSION: Final = 1
@@ -170,11 +170,8 @@ def _number_problem(node: Node) -> str | None:
         return f"size {node.size} or link count {node.links} is out of range"
     if not (0 <= node.rdev < _U64 and 0 <= node.inode < _U64 and 0 <= node.device < _U64):
         return "a device or inode number is outside 64 bits"
-    if node.type == FILE and node.size > len(node.content) * MAX_DATA_BLOB:
-        return (
-            f"declares {node.size} bytes, more than its {len(node.content)} chunks can hold "
-            f"({MAX_DATA_BLOB} bytes each)"
-        )
+    # A file's declared size against its chunks is checked per file, from the index
+    # (``Repository.file_problem``): one forged file fails alone, not the whole folder.
     return None
 
 

@@ -244,6 +244,9 @@ class RestorePlanner(RestoreWriter):
             return  # an include goes deeper but this entry is not a folder
         if self.refused_special(node, display):
             return
+        if node.type == FILE and (problem := self.repository.file_problem(node)) is not None:
+            self.fail(display, f"not restored: {problem}")  # e.g. 8 TiB declared for 6 bytes
+            return
         with self.folders.open(folder) as dir_fd:
             action = self.decision(node, dir_fd, display)
             if action == SKIP:
