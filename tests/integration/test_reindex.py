@@ -187,6 +187,8 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
     assert placeholder["orphan"] == 1
     assert placeholder["encrypted"] == 1
     assert placeholder["locked"] == 1  # retention and deleteSnapshot leave it alone
+    refused = new_server.fails("addQueueItems", {"type": 2, "snapshot_id": placeholder["_id"]})
+    assert f"snapkeep keys import {job['_id']} FILE" in refused  # refused when queued, not at run time
     assert reindex_now(new_server, destination)[0] == 101
     assert len(listed(new_server)) == 1  # still one placeholder
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from snapkeep.engine.fs.restore_policy import ALWAYS, NEVER, POLICIES
-from snapkeep.errors import ValidationError
+from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.jobs import backups, queue
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import QueueType
@@ -51,6 +51,11 @@ def enqueue(
     chosen: list[dict[str, Any]] = []
     for ident in backup_ids:
         row = backups.row(tx, ident)
+        if row.key_required:
+            raise ConflictError(
+                f"backup {row.id} is encrypted and this server has no key for Backup Job {row.job_id}: "
+                f"run 'snapkeep keys import {row.job_id} FILE', then reindex its destination"
+            )
         paths = list(files.get(ident, [])) + (list(files.get(row.id, [])) if row.id != ident else [])
         paths += list(files.get(row.item_id, [])) if row.item_id != ident else []
         if row.account:  # an Accounts backup: paths inside its layout (runs.account_restore)
