@@ -32,7 +32,8 @@ SNAPKEEP = Path(sys.executable).parent / "snapkeep"
 
 
 def build_old_server(root: Path) -> tuple[World, dict[str, Any], dict[str, dict[str, Any]]]:
-    """A server with a schedule, a hook, a filter, settings and two encrypted jobs that have run."""
+    """A server with a schedule, a hook, a filter, settings and three encrypted jobs (one per
+    structure) that have run."""
     world = World(root)
     world.source.mkdir()
     destination = world.destination()
@@ -56,6 +57,7 @@ def build_old_server(root: Path) -> tuple[World, dict[str, Any], dict[str, dict[
             destination, name="Sites", encrypted=1, schedules=[{"_id": schedule["_id"], "retain": 5}]
         ),
         "archived": world.job(destination, name="Archive", encrypted=1, structure=2),
+        "compressed": world.job(destination, name="Packed", encrypted=1, structure=4),
     }
     make_tree(world.source, 7)
     for job in jobs.values():
@@ -113,8 +115,8 @@ def test_export_delete_import_reindex_restore(tmp_path: Path) -> None:
     assert new.home == new_home
     new.source = old.source
     done = dr.import_state(new.catalog, new_home, state)
-    assert done.counts == {"destinations": 1, "schedules": 1, "hooks": 1, "account_filters": 1, "jobs": 2}
-    assert done.keys == 2
+    assert done.counts == {"destinations": 1, "schedules": 1, "hooks": 1, "account_filters": 1, "jobs": 3}
+    assert done.keys == 3
     assert catalog_objects(new.catalog) == expected_objects
     assert KeyStore(new_home).all() == expected_keys
     for job_id in expected_keys:
@@ -206,8 +208,8 @@ def test_dr_keys_and_reindex_commands(tmp_path: Path) -> None:
     assert "SNAPKEEP_DR_PASSPHRASE" in no_passphrase.stderr
     done = snapkeep(old.home, "dr", "export", str(export))
     assert done.returncode == 0, done.stderr
-    assert "2 jobs" in done.stdout
-    assert "2 job keys" in done.stdout
+    assert "3 jobs" in done.stdout
+    assert "3 job keys" in done.stdout
     assert export.stat().st_mode & 0o777 == 0o600
     again = snapkeep(old.home, "dr", "export", str(export))
     assert again.returncode == 2
@@ -229,12 +231,12 @@ def test_dr_keys_and_reindex_commands(tmp_path: Path) -> None:
         new_home, "dr", "import", str(export), "--passphrase-file", str(right_file), passphrase=None
     )
     assert imported.returncode == 0, imported.stderr
-    assert "2 jobs" in imported.stdout
+    assert "3 jobs" in imported.stdout
     assert "snapkeep reindex" in imported.stdout
     refused = snapkeep(new_home, "dr", "import", str(export))
     assert refused.returncode == 2
     assert "not empty" in refused.stderr
-    assert "2 jobs" in refused.stderr
+    assert "3 jobs" in refused.stderr
 
     reindexed = snapkeep(new_home, "reindex", destination["name"])
     assert reindexed.returncode == 0, reindexed.stdout + reindexed.stderr
