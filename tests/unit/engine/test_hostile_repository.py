@@ -9,6 +9,7 @@ in packs of their own). The CLI runs in subprocesses that report their own peak 
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import subprocess
@@ -328,7 +329,7 @@ def test_a_tree_of_too_many_entries_is_damage_not_a_crash(
 
 def test_numbers_beyond_a_file_system_are_refused() -> None:
     base = file_node(b"f", [], 0).to_json()
-    for field, value in (("mode", 0o100644), ("uid", 2**40), ("mtime", 2**70), ("size", -1)):
+    for field, value in (("mode", 0o100644), ("uid", 2**40), ("mtime", 2**100), ("size", -1)):
         with pytest.raises(IntegrityError):
             Tree.decode(json.dumps({"v": 1, "nodes": [{**base, field: value}]}).encode())
 
@@ -505,3 +506,47 @@ def test_the_backup_never_writes_what_it_could_not_read_back(
         backup(repository, [str(source)])
     assert repository.snapshots.ids() == []
     repository.close()
+
+
+def test_a_folder_fan_out_far_beyond_the_declared_entries_stops_the_restore(
+    plain: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Folders ``a`` and ``b`` share one subtree, 12 levels deep: 8 KB of trees, 2^13 folders.
+    A whole restore stops once it passes twice what the snapshot declares plus the slack."""
+    from snapkeep.engine.restore import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "ENTRY_SLACK", 1000)
+    leaf = Tree([file_node(b"leaf", [], 0)]).encode()
+    tree_id = plain.blob_id(leaf)
+    plain.add_blob(BlobType.TREE, leaf, tree_id)
+    for _ in range(12):
+        folder = Tree(
+            [Node(b"a", "dir", mode=0o755, subtree=tree_id), Node(b"b", "dir", mode=0o755, subtree=tree_id)]
+        ).encode()
+        tree_id = plain.blob_id(folder)
+        plain.add_blob(BlobType.TREE, folder, tree_id)
+    snapshot = plain.load_snapshot(
+        plain.save_snapshot(
+            Snapshot(id="", time=_dt.datetime.now(_dt.UTC), hostname="x", paths=["/"], tree=tree_id.hex())
+        )
+    )
+    with pytest.raises(IntegrityError, match="expand to more than 1000 entries"):
+        restore(plain, snapshot, str(tmp_path / "out"))
+    created = sum(len(dirs) + len(files) for _, dirs, files in os.walk(tmp_path / "out"))
+    assert created <= 1100
+    # the same snapshot, declaring what it holds, restores (a legitimately shared subtree)
+    honest = plain.load_snapshot(
+        plain.save_snapshot(
+            Snapshot(
+                id="",
+                time=_dt.datetime.now(_dt.UTC),
+                hostname="x",
+                paths=["/"],
+                tree=tree_id.hex(),
+                stats={"files": 2**12, "dirs": 2**13},
+            )
+        )
+    )
+    result = restore(plain, honest, str(tmp_path / "honest"))
+    assert result.ok
+    assert result.files == 2**12

@@ -156,6 +156,8 @@ class Node:
 _U32 = 2**32
 _I64 = 2**63
 _U64 = 2**64
+#: a time in ns from a timespec of 64-bit seconds (ext4 and XFS hold times past 2262, beyond 2^63 ns)
+_TIME_NS = 2**63 * 10**9
 
 
 def _number_problem(node: Node) -> str | None:
@@ -164,8 +166,8 @@ def _number_problem(node: Node) -> str | None:
         return f"mode {node.mode:o} holds more than permission bits"
     if not (0 <= node.uid < _U32 and 0 <= node.gid < _U32):
         return f"owner {node.uid}:{node.gid} is outside 32 bits"
-    if not (-_I64 <= node.mtime_ns < _I64 and -_I64 <= node.ctime_ns < _I64):
-        return "a time is outside 64 bits"
+    if not (-_TIME_NS <= node.mtime_ns < _TIME_NS and -_TIME_NS <= node.ctime_ns < _TIME_NS):
+        return "a time is outside what a 64-bit timespec holds"
     if not (0 <= node.size < _I64 and 0 <= node.links < _U32):
         return f"size {node.size} or link count {node.links} is out of range"
     if not (0 <= node.rdev < _U64 and 0 <= node.inode < _U64 and 0 <= node.device < _U64):

@@ -46,7 +46,7 @@ from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
-from snapkeep.errors import NotFoundError
+from snapkeep.errors import IntegrityError, NotFoundError
 
 __all__ = ["Filters", "RestorePlanner", "parse_include"]
 
@@ -70,6 +70,12 @@ def parse_include(include: str | bytes) -> list[bytes]:
     return list(split_path(include, lenient=True))
 
 
+#: Entries a whole restore may create beyond twice what its snapshot's stats declare (files,
+#: folders, others) before it stops as forged: a shared subtree may be listed once and restored
+#: many times (a depth-24 fan-out of 56 KB expands to 2^24 folders).
+ENTRY_SLACK = 100_000
+
+
 class RestorePlanner(RestoreWriter):
     """One restore: the plan (main thread) feeding the writer's worker pool."""
 
@@ -86,6 +92,9 @@ class RestorePlanner(RestoreWriter):
         self.batches: deque[list[Future[None]]] = deque()
         self.planned_bytes = 0
         self.planned_files = 0
+        self.entries = 0
+        #: refuse a whole restore whose folders expand far beyond what the snapshot declares
+        self.entry_limit: int | None = None
 
     def start(
         self, pool: ThreadPoolExecutor, tree_pool: ThreadPoolExecutor, ways: int, snapshot: Snapshot | None
@@ -98,6 +107,10 @@ class RestorePlanner(RestoreWriter):
         self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
         stats = snapshot.stats if snapshot is not None else {}
         files, size = stats.get("files"), stats.get("bytes")
+        counts = [stats.get(key) for key in ("files", "dirs", "other_entries")]
+        declared = sum(count for count in counts if isinstance(count, int) and count >= 0)
+        if snapshot is not None:  # a whole restore (every snapshot snapkeep writes has stats)
+            self.entry_limit = 2 * declared + ENTRY_SLACK
         self.progress.on_start(
             files if isinstance(files, int) else None, size if isinstance(size, int) else None
         )
@@ -146,6 +159,13 @@ class RestorePlanner(RestoreWriter):
     def plan(self, tree_id: bytes, folder: int, parts: list[bytes], display: bytes, filters: Filters) -> None:
         for node, below in self.choose(tree_id, filters):
             shown = display + b"/" + node.name
+            self.entries += 1
+            if self.entry_limit is not None and self.entries > self.entry_limit:
+                raise IntegrityError(
+                    what="snapshot",
+                    reason=f"its folders expand to more than {self.entry_limit} entries, far beyond what it "
+                    "declares (a forged or damaged folder structure; 'repo check' shows what it expands to)",
+                )
             try:
                 self.plan_entry(node, folder, parts, shown, below)
             except OSError as error:
