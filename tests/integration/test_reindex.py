@@ -25,7 +25,7 @@ from snapkeep.cli.main import cli
 from snapkeep.daemon.service import Service
 from snapkeep.engine.repository.locks import RepositoryLock
 from snapkeep.errors import ConflictError, WrongPasswordError
-from snapkeep.jobs import backups, reindex
+from snapkeep.jobs import backups, dr, reindex
 from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
@@ -233,14 +233,20 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
 def test_a_key_made_by_a_run_before_the_import_is_replaced_by_the_working_one(
     world: World, new_server: World, tmp_path: Path
 ) -> None:
-    """A new server that ran the job before importing its key made a random key that opens nothing;
-    ``keys import`` replaces it (a stored key that opens the repository is never replaced)."""
+    """A new server that runs the job before importing its key makes a random key: the run fails
+    and says how to import the right one; ``keys import`` then replaces the useless key (a stored
+    key that opens the repository is never replaced) and the job runs again."""
     job = world.job(world.destination(), name="Secret", encrypted=1)
     make_tree(world.source, 2)
-    assert world.run(job)[0] == 100
-    useless = KeyStore(new_server.home)
-    useless.get_or_create(job["_id"])  # what a run on the new server did before the import
-    new_server.destination(world.backups)
+    status, first = world.run(job)
+    assert status == 100
+    assert f"snapkeep keys export {job['_id']}" in world.log_text(first)  # told to export it
+    state = dr.export_state(world.catalog, world.home)
+    dr.import_state(new_server.catalog, new_server.home, state)
+    KeyStore(new_server.home).remove(job["_id"])  # the key did not come along
+    status, failed = new_server.run(job)
+    assert status == 102
+    assert f"snapkeep keys import {job['_id']} FILE" in new_server.log_text(failed)
     key_file = tmp_path / "job.key"
     key_file.write_text(KeyStore(world.home).get(job["_id"]) + "\n")
     result = CliRunner().invoke(
@@ -255,6 +261,9 @@ def test_a_key_made_by_a_run_before_the_import_is_replaced_by_the_working_one(
     )
     assert isinstance(refused.exception, WrongPasswordError)
     assert KeyStore(new_server.home).get(job["_id"]) == KeyStore(world.home).get(job["_id"])
+    status, again = new_server.run(job)
+    assert status == 100, new_server.log_text(again)
+    assert "a new repository password was made" not in new_server.log_text(again)
 
 
 def test_a_key_for_no_known_repository_is_not_stored(new_server: World, tmp_path: Path) -> None:
