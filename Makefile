@@ -8,7 +8,7 @@ PORT ?= 3035
 DATA ?=
 SIZE ?= 2G
 
-.PHONY: run test test-fast bench lint format servers lock clean
+.PHONY: run test test-fast bench reliability lint format servers lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	bash scripts/bench-tools.sh
 	$(BIN)/python bench/run.py --size $(SIZE) $(if $(DATA),--data $(DATA),)
+
+# kill -9 trials, crafted repositories and full disks; rewrites the tables in docs/RELIABILITY.md.
+reliability: $(VENV)/.installed-test servers
+	$(BIN)/python bench/reliability/run.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench

@@ -222,7 +222,9 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert "backup not found" in door.fails("manageBackupLock", {"_id": missing, "locked": "1"}).lower()
     assert "backup not found" in door.fails("deleteSnapshot", {"_id": missing}).lower()
     assert "backup not found" in door.fails("addQueueItems", {"type": "2", "snapshot_id": missing}).lower()
+    assert "queue group not found" in door.fails("downloadBackupFile", {"_id": missing}).lower()
     assert "destination not found" in door.fails("validateDestination", {"_id": missing}).lower()
+    assert "destination not found" in door.fails("reindexDestination", {"_id": missing}).lower()
     # Accounts (issue 6): with no inventory configured the host has no accounts.
     assert isinstance(listed(door.ok("listAccounts"), "accounts"), list)
     assert "account not found" in door.fails("getAccount", {"_id": f"nobody{tag}"}).lower()

@@ -153,6 +153,21 @@ def test_each_structure_recovers_from_the_destination_alone(
     done = json.loads(repo(env, "restore", location, "latest", target, "--json", *password).stdout)
     assert done["failures"] == []
     assert tree_state(inside(target, world.source)) == state
+    # an edited file in the target: a dry run only says what would change; --overwrite never keeps it
+    edited = inside(target, world.source) / "a.txt"
+    edited.write_text("edited after the restore\n")
+    dry = repo(env, "restore", location, "latest", target, "--dry-run", *password)
+    assert f"overwrite {world.source}/a.txt" in dry.stdout.splitlines()
+    assert "dry run, would be: " in dry.stdout
+    assert edited.read_text() == "edited after the restore\n"
+    kept = json.loads(
+        repo(env, "restore", location, "latest", target, "--overwrite", "never", "--json", *password).stdout
+    )
+    assert kept["skipped"] > 0
+    assert kept["overwritten"] == 0
+    assert edited.read_text() == "edited after the restore\n"
+    repo(env, "restore", location, "latest", target, *password)
+    assert tree_state(inside(target, world.source)) == state
     old = tmp_path / "old"
     repo(env, "restore", location, listed[0]["id"][:12], old, *password)
     assert tree_state(inside(old, world.source)) == first_state

@@ -192,6 +192,12 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         # issue 9: settings in one place
         "getSettingsGeneral", "manageSettingsGeneral",
         "getSettingsNotification", "manageSettingsNotification",
+        # issue 10: the scheduled integrity check
+        "getSettingsIntegrity", "manageSettingsIntegrity",
+        # issue 10: a destination's backups back into the catalog
+        "reindexDestination",
+        # issue 10: the download behind GET /download/GROUP_ID
+        "downloadBackupFile",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

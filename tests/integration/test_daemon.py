@@ -128,6 +128,8 @@ def test_a_crash_is_recovered_on_start(world) -> None:
     try:
         assert [group["_id"] for group in restarted.recovered] == [crashed]
         assert statuses(world, job["_id"]) == [100, 104]
+        never = [alert for alert in world.ok("listAlerts", {})["alerts"] if crashed in alert["message"]]
+        assert [alert["level"] for alert in never] == [3], "a Never Finished run raises a critical alert"
         assert list(repository.list("locks/")) == []
         world.clock.advance(60)
         world.ok("runBackupJobManually", {"_id": job["_id"]})

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from tests.property.strategies import Dir, describe_tree, materialize, trees
 
-from snapkeep.engine.archive import delete_archive, list_archives, restore_archive, write_archive
+from snapkeep.engine.archive import delete_archive, list_archives, write_archive
+from snapkeep.engine.archive.reader import ArchiveRestore
 from snapkeep.engine.repository import Repository
+from snapkeep.engine.restore import RestoreOptions
 from snapkeep.storage.memory import MemoryStore
 
 AS_ROOT = os.geteuid() == 0
@@ -50,7 +52,9 @@ def test_archive_restore_is_identical(setup: tuple[Repository, bool], spec: Dir)
         manifest = write_archive(repository, [os.fsdecode(source)], compressed=compressed)
         assert manifest.stats["warnings"] == []
         assert manifest.id in {archive.id for archive in list_archives(repository)}
-        result = restore_archive(repository, manifest.id, target)
+        # identical means fifos and set-user-ID bits too: asked for (docs/restores.md)
+        special = RestoreOptions(special_files=True)
+        result = ArchiveRestore(repository, manifest, target, options=special).run()
 
         assert result.warnings == []
         assert describe_tree(target + source) == expected

@@ -24,6 +24,7 @@ from snapkeep.api.functions import (
     jobs,
     logs,
     queue,
+    reindex,
     restore,
     schedules,
     settings,
@@ -49,6 +50,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         logs,
         backups,
         restore,
+        reindex,
         settings,
         accounts,
     )

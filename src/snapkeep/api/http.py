@@ -6,6 +6,9 @@ Routes (see docs/http.md):
   (``application/x-www-form-urlencoded`` or ``multipart/form-data``) or a JSON object body.
 - ``GET|POST /function/NAME``: the same call with the function named in the path; the OpenAPI document
   describes one such path per function, so a schema-driven client or fuzzer knows every parameter.
+- ``GET /download/GROUP_ID``: the file of a finished download (``addQueueItems`` type 4), streamed with
+  its ``Content-Length``. The function ``downloadBackupFile`` decides (the same permission rule as every
+  door: the user who queued it, or root); 404 with the envelope when it is not ready, expired or gone.
 
 Status codes follow API.md section 2: 401 for a missing or wrong token, 400 only for a body that cannot
 be parsed as a form or as JSON at all, 413 for a body beyond ``MAX_BODY_BYTES``, and 200 with the
@@ -16,11 +19,13 @@ params decoder undecoded, so non-UTF-8 input is refused naming its field.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import os
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -28,10 +33,11 @@ from starlette.concurrency import run_in_threadpool
 from snapkeep import __version__
 from snapkeep.api import envelope
 from snapkeep.api.auth import authenticate
-from snapkeep.api.dispatch import Api
+from snapkeep.api.dispatch import FUNCTIONS, Api
+from snapkeep.api.functions.base import CallContext
 from snapkeep.api.openapi import build_openapi
 from snapkeep.api.params import decode_pairs, decode_query
-from snapkeep.errors import AuthError, ParameterError, SnapkeepError
+from snapkeep.errors import AuthError, NotFoundError, ParameterError, SnapkeepError
 from snapkeep.jobs.catalog import Catalog
 
 # Above the params decoder's own per-value limit, so that a too-long value is refused naming its
@@ -44,6 +50,10 @@ DOOR_KEYS = ("api",)
 
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 MULTIPART_TYPE = "multipart/form-data"
+
+#: The dispatcher function behind ``GET /download/GROUP_ID``, and the size of each streamed piece.
+DOWNLOAD_FUNCTION = "downloadBackupFile"
+DOWNLOAD_BLOCK = 1024 * 1024
 
 
 class BadBody(SnapkeepError):
@@ -119,9 +129,61 @@ def create_app(catalog: Catalog) -> FastAPI:
     async def by_path(request: Request, name: str) -> JSONResponse:
         return await answer(request, name)
 
+    @app.get("/download/{group_id}", include_in_schema=False)
+    async def download(request: Request, group_id: str) -> Response:
+        header = request.headers.get("authorization")
+        status, body, descriptor, name = await run_in_threadpool(open_download, catalog, header, group_id)
+        if descriptor < 0:
+            return JSONResponse(body, status_code=status)
+        size = os.fstat(descriptor).st_size
+        return StreamingResponse(
+            _stream(descriptor, size),
+            media_type="application/zstd",
+            headers={"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     openapi_builder: Callable[[], dict[str, Any]] = lambda: build_openapi(app)  # noqa: E731
     app.openapi = openapi_builder  # type: ignore[method-assign]
     return app
+
+
+def open_download(
+    catalog: Catalog, header: str | None, group_id: str
+) -> tuple[int, dict[str, Any], int, str]:
+    """(status, envelope, open descriptor or -1, file name) of a download request."""
+    try:
+        caller = authenticate(catalog, header)
+    except AuthError as error:
+        return 401, envelope.failure(str(error)), -1, ""
+    try:
+        message, data = FUNCTIONS[DOWNLOAD_FUNCTION].handler(CallContext(catalog, caller), {"_id": group_id})
+        descriptor = os.open(data["file"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotFoundError as error:
+        return 404, envelope.failure(error.message), -1, ""
+    except FileNotFoundError:
+        return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
+    except SnapkeepError as error:
+        return 400, envelope.failure(error.message), -1, ""
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
+    return 200, envelope.success(message, data), descriptor, str(data["name"])
+
+
+def _stream(descriptor: int, size: int) -> Iterator[bytes]:
+    """The first ``size`` bytes of the open file (its size when it was opened: the promised
+    ``Content-Length``), piece by piece; the descriptor is closed at the end or when the client
+    goes away."""
+    try:
+        remaining = size
+        while remaining > 0:
+            piece = os.read(descriptor, min(DOWNLOAD_BLOCK, remaining))
+            if not piece:
+                raise OSError(f"the download shrank while it was sent ({remaining} bytes missing)")
+            remaining -= len(piece)
+            yield piece
+    finally:
+        os.close(descriptor)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:

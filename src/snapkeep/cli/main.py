@@ -30,7 +30,10 @@ COMMANDS: dict[str, str] = {
     "backups": "snapkeep.cli.backups_cmd:backups_group",
     "restore": "snapkeep.cli.restore_cmd:restore_command",
     "keys": "snapkeep.cli.keys_cmd:keys_group",
+    "dr": "snapkeep.cli.dr_cmd:dr_group",
+    "reindex": "snapkeep.cli.reindex_cmd:reindex_command",
     "settings": "snapkeep.cli.settings_cmd:settings_group",
+    "integrity": "snapkeep.cli.integrity_cmd:integrity_group",
 }
 
 

@@ -12,7 +12,7 @@ import os
 
 import click
 
-from snapkeep.cli import repo_cmd, repo_maint_cmd
+from snapkeep.cli import repo_cmd, repo_maint_cmd, repo_repair_cmd
 from snapkeep.cli.repo_common import _CREDENTIALS, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
 from snapkeep.storage.locations import Credentials
 
@@ -76,3 +76,4 @@ def repo_group(
 
 for _command in (*repo_cmd.COMMANDS, *repo_maint_cmd.COMMANDS):
     repo_group.add_command(_command)
+repo_group.add_command(repo_repair_cmd.repair_group)

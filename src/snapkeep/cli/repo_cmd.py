@@ -4,8 +4,8 @@
     snapkeep repo backup PATH SOURCE... [--exclude GLOB] [--tag T]
     snapkeep repo snapshots PATH [--account USER] [--structure S] [--json]
     snapkeep repo ls PATH SNAPSHOT [SUBPATH] [--account USER] [--component NAME] [--database NAME]
-    snapkeep repo restore PATH SNAPSHOT TARGET [--include P] [--account USER] [--component NAME]
-                          [--database NAME]
+    snapkeep repo restore PATH SNAPSHOT TARGET [--include P] [--overwrite P] [--dry-run] [--special-files]
+                          [--account USER] [--component NAME] [--database NAME]
 
 The password comes from ``SNAPKEEP_PASSWORD`` or ``--password-file``, never from an argument.
 All three structures are read: incremental snapshots and Archived/Compressed archives
@@ -45,9 +45,11 @@ from snapkeep.cli.repo_common import (
     read_password,
     snapshot_document,
 )
+from snapkeep.cli.restore_options import dry_run_option, overwrite_option, print_changes, special_files_option
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Node, Tree
+from snapkeep.engine.fs.restore_policy import ALWAYS, RestoreOptions
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import restore
 from snapkeep.errors import ConfigError, NotFoundError
@@ -147,10 +149,13 @@ def snapshots_command(
             if (account is None or listed.account == account)
             and (structure is None or listed.structure == structure)
         ]
+        authenticated = repository.authenticated
     if as_json:
         emit_json([listed.document() for listed in backups])
         return
     repo_structures.print_listing(backups)
+    if not authenticated:
+        click.echo("note: unencrypted repository: nothing proves who wrote these backups", err=True)
 
 
 @click.command("ls")
@@ -202,6 +207,9 @@ def ls_command(
 @click.option(
     "--include", "includes", multiple=True, metavar="P", help="Restore only this path (repeatable)."
 )
+@overwrite_option(ALWAYS)
+@dry_run_option
+@special_files_option
 @repo_structures.selection_options
 @password_option
 @json_option
@@ -210,6 +218,9 @@ def restore_command(
     snapshot_ref: str,
     target: Path,
     includes: tuple[str, ...],
+    overwrite: str,
+    dry_run: bool,
+    special_files: bool,
     selection: repo_structures.Selection,
     password_file: Path | None,
     as_json: bool,
@@ -218,24 +229,40 @@ def restore_command(
 
     SNAPSHOT is latest, latest:STRUCTURE (incremental, archived, compressed) or a unique prefix of
     a snapshot's or an archive's ID."""
+    options = RestoreOptions(
+        overwrite=overwrite,
+        dry_run=dry_run,
+        special_files=special_files,
+    )
     with open_repository(location, password_file) as repository, repository.lock(exclusive=False):
         found = repo_structures.resolve(repository, snapshot_ref, account=selection.account)
         includes = (*includes, *selection.paths(repository, found))
         if found.manifest is not None:
-            repo_structures.restore_archive_command(repository, found.manifest, target, includes, as_json)
+            repo_structures.restore_archive_command(
+                repository, found.manifest, target, includes, options, as_json
+            )
             return
         snapshot = found.loaded_snapshot()
         progress = make_progress("restore", as_json)
-        result = restore(repository, snapshot, os.fsencode(target), includes=includes, progress=progress)
+        result = restore(
+            repository, snapshot, os.fsencode(target), includes=includes, progress=progress, options=options
+        )
+    counts = result.changes.counts
     if as_json:
         emit_json(
             {
                 "snapshot": snapshot.id,
                 "target": str(target),
+                "dry_run": dry_run,
                 "files": result.files,
                 "dirs": result.dirs,
                 "others": result.others,
                 "bytes": result.bytes,
+                "written": counts["write"],
+                "overwritten": counts["overwrite"],
+                "skipped": counts["skip"],
+                "changes": [{"action": action, "path": path} for action, path in result.changes.entries],
+                "changes_omitted": result.changes.omitted,
                 "failures": [{"path": path, "message": message} for path, message in result.failures],
                 "warnings": [{"path": path, "message": message} for path, message in result.warnings],
             }
@@ -245,11 +272,13 @@ def restore_command(
             click.echo(f"warning: {path}: {message}", err=True)
         for path, message in result.failures:
             click.echo(f"error: {path}: {message}", err=True)
-        click.echo(
-            f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, "
-            f"{result.dirs} folders, {_size(result.bytes)}"
-            + (f"; {len(result.failures)} FAILED" if result.failures else "")
-        )
+        print_changes(result.changes, dry_run=dry_run)
+        if not dry_run:
+            click.echo(
+                f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, "
+                f"{result.dirs} folders, {_size(result.bytes)}"
+                + (f"; {len(result.failures)} FAILED" if result.failures else "")
+            )
     if result.failures:
         sys.exit(EXIT_INCOMPLETE)
 

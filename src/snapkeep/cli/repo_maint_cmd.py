@@ -129,6 +129,8 @@ def check_command(
             )
         for line in summary_lines(report, archives, pack_bytes, read=bool(read_data or percent)):
             click.echo(line)
+        if not report.authenticated:
+            click.echo("note: unencrypted repository: nothing proves who wrote its contents", err=True)
     if not ok:
         sys.exit(EXIT_DAMAGED)
 

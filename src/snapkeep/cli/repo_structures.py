@@ -28,10 +28,13 @@ from typing import Any, TypeVar
 import click
 
 from snapkeep.cli.repo_common import emit_json, human_size, make_progress, snapshot_document
-from snapkeep.engine.archive import ArchiveManifest, load_manifest, restore_archive
+from snapkeep.cli.restore_options import print_changes
+from snapkeep.engine.archive import ArchiveManifest, load_manifest
+from snapkeep.engine.archive.reader import ArchiveRestore
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Tree
 from snapkeep.engine.format import ARCHIVES_PREFIX, SNAPSHOTS_PREFIX
+from snapkeep.engine.fs.restore_policy import RestoreOptions
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import IntegrityError, NotFoundError, ValidationError
 
@@ -404,15 +407,17 @@ def restore_archive_command(
     manifest: ArchiveManifest,
     target: Path,
     includes: Sequence[str],
+    options: RestoreOptions,
     as_json: bool,
 ) -> None:
-    """``repo restore`` of an archive: verified member by member (``engine.archive``); damage
+    """``repo restore`` of an archive: verified member by member (``engine.archive``), with the
+    same ``--overwrite``, ``--dry-run`` and ``--special-files`` as a snapshot's restore; damage
     raises ``IntegrityError`` (exit 8) and a damaged file is never left in the target."""
     progress = make_progress("restore", as_json)
     try:
-        result = restore_archive(
-            repository, manifest, os.fsencode(target), includes=includes, progress=progress
-        )
+        result = ArchiveRestore(
+            repository, manifest, os.fsencode(target), includes=includes, progress=progress, options=options
+        ).run()
     except IntegrityError:
         click.echo(
             f"error: archive {manifest.id[:12]} is damaged: files restored before the damage are "
@@ -420,23 +425,36 @@ def restore_archive_command(
             err=True,
         )
         raise
+    # Archive members are named without the leading "/"; show them as a snapshot's restore does.
+    result.changes.entries = [
+        (action, path if path.startswith("/") else "/" + path) for action, path in result.changes.entries
+    ]
+    counts = result.changes.counts
     if as_json:
         emit_json(
             {
                 "archive": manifest.id,
                 "structure": manifest.structure,
                 "target": str(target),
+                "dry_run": options.dry_run,
                 "files": result.files,
                 "dirs": result.directories,
                 "others": result.links,
                 "bytes": result.bytes,
+                "written": counts["write"],
+                "overwritten": counts["overwrite"],
+                "skipped": counts["skip"],
+                "changes": [{"action": action, "path": path} for action, path in result.changes.entries],
+                "changes_omitted": result.changes.omitted,
                 "failures": [],
                 "warnings": [{"path": path, "message": message} for path, message in result.warnings],
             }
         )
-    else:
-        for path, message in result.warnings:
-            click.echo(f"warning: {path}: {message}", err=True)
+        return
+    for path, message in result.warnings:
+        click.echo(f"warning: {path}: {message}", err=True)
+    print_changes(result.changes, dry_run=options.dry_run)
+    if not options.dry_run:
         click.echo(
             f"restored {manifest.structure} archive {manifest.id[:8]} to {target}: {result.files} files, "
             f"{result.directories} folders, {human_size(result.bytes)}"

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console
+from snapkeep.errors import ConflictError
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus
@@ -101,7 +102,14 @@ def run_command(context: Context, job_id: str) -> None:
     try:
         with catalog.transaction() as tx:
             job = tx.require("jobs", job_id, "Backup Job", lock=True)
-            group = queue.enqueue_backup(tx, job, owner="root")
+            try:
+                group = queue.enqueue_backup(tx, job, owner="root")
+            except ConflictError:
+                # A `snapkeep run` killed (or stopped by a full disk) left its group Processing:
+                # recover it as the service does when it starts (104 Never Finished), then queue.
+                if not queue.mark_never_finished(tx):
+                    raise
+                group = queue.enqueue_backup(tx, job, owner="root")
             # ours from the start: a service never picks it up
             claim(tx, group["_id"], worker=worker_identity())
         status = execute_in_foreground(context, catalog, group["_id"], f"Backup Job {job['name']!r}")

@@ -28,6 +28,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "performance": ("getSettingsPerformance", "manageSettingsPerformance"),
     "general": ("getSettingsGeneral", "manageSettingsGeneral"),
     "notification": ("getSettingsNotification", "manageSettingsNotification"),
+    "integrity": ("getSettingsIntegrity", "manageSettingsIntegrity"),
 }
 NOT_SET_UP = "(not set up)"
 SERVER_ZONE = "(the server's zone)"
@@ -112,7 +113,7 @@ def settings_table(section: str, data: Mapping[str, Any]) -> Table:
 
 @click.group("settings")
 def settings_group() -> None:
-    """Settings shared by every server on the catalog: performance, general, notification."""
+    """Settings shared by every server on the catalog: performance, general, notification, integrity."""
 
 
 @settings_group.command("show")

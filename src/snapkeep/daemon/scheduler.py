@@ -17,6 +17,11 @@ On start (``catch_up``) the rule for timed schedules changes: a schedule that mi
 service was down runs once, unless its next slot is under ``schedule.CATCH_UP_WINDOW`` away
 (``schedule.catch_up_due``).
 
+The scheduled integrity check (``jobs.integrity``) is not a job: ``IntegrityScheduler.tick`` runs it
+once a day, at the first pass at or after the ``hour`` of the ``integrity`` setting (in the General
+time zone) when no scheduled check has started since that hour; ``IntegrityThread`` gives it a thread
+of its own, so a long check never delays the job schedules.
+
 All times come from the injected clock; ``tick`` and ``catch_up`` are synchronous, so tests drive them
 on a ``FrozenClock``. ``SchedulerThread`` runs them in the service: it sleeps until the earliest due
 time, at most ``poll_interval`` seconds, and wakes early on ``wake()``.
@@ -33,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ConflictError, NotFoundError, SnapkeepError
-from snapkeep.jobs import queue, schedule
+from snapkeep.jobs import integrity, queue, schedule
 from snapkeep.jobs.catalog import Catalog, JobState, Transaction
 from snapkeep.jobs.codes import ScheduleType
 
@@ -211,3 +216,92 @@ class SchedulerThread:
                 log.exception("scheduler pass failed")
             self._wake.wait(self._delay())
             self._wake.clear()
+
+
+# --- the daily integrity check ----------------------------------------------------------------------
+
+
+class IntegrityScheduler:
+    """Runs the integrity check when its daily slot is due (``jobs.integrity.is_due``).
+
+    ``run`` is ``jobs.integrity.run_check`` unless a test gives another (same signature).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        home: Any,
+        *,
+        clock: Clock = SYSTEM,
+        tz: ZoneInfo | Callable[[], ZoneInfo],
+        run: Callable[..., Any] = integrity.run_check,
+    ) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.clock = clock
+        self._tz = tz
+        self._run = run
+        self.next_due: _dt.datetime | None = None
+        #: set to end a running check after its current repository (``IntegrityThread.stop``)
+        self.stopping = threading.Event()
+
+    def zone(self) -> ZoneInfo:
+        return self._tz if isinstance(self._tz, ZoneInfo) else self._tz()
+
+    def tick(self) -> Any:
+        """Run the check when it is due; returns its report, or None when it was not due."""
+        now = self.clock.now()
+        tz = self.zone()
+        with self.catalog.transaction(write=False) as tx:
+            due = integrity.is_due(tx, now, tz)
+        report = None
+        if due:
+            log.info("starting the scheduled integrity check")
+            report = self._run(
+                self.catalog, self.home, clock=self.clock, scheduled=True, stop=self.stopping.is_set
+            )
+        with self.catalog.transaction(write=False) as tx:
+            self.next_due = integrity.next_due(tx, self.clock.now(), tz)
+        return report
+
+
+class IntegrityThread:
+    """Runs an ``IntegrityScheduler`` in its own thread: a pass, then sleep until the next slot
+    (at most ``poll_interval`` seconds, so a changed setting is seen)."""
+
+    def __init__(self, scheduler: IntegrityScheduler, *, poll_interval: float = 600.0) -> None:
+        self.scheduler = scheduler
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self.scheduler.stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="snapkeep-integrity", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current pass (a check in progress finishes its repository first)."""
+        self._stop.set()
+        self.scheduler.stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _delay(self) -> float:
+        due = self.scheduler.next_due
+        if due is None:
+            return self.poll_interval
+        seconds = (due - self.scheduler.clock.now()).total_seconds()
+        return min(self.poll_interval, max(1.0, seconds))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.scheduler.tick()
+            except SnapkeepError as error:
+                log.error("integrity check pass failed: %s", error)
+            except Exception:  # a bug: keep the service running
+                log.exception("integrity check pass failed")
+            self._stop.wait(self._delay())

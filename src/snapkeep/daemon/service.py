@@ -10,7 +10,9 @@
 3. starts two worker pools: Backups (``backup_forks`` at once, default 2) and Restores and Downloads
    (``queueable_forks``, default 2), both re-read from the ``performance`` setting on every round
    unless given;
-4. runs the job monitor (``jobs.monitor.check_jobs``) every ``monitor_interval`` seconds and sends the
+4. runs the daily integrity check in a thread of its own (``scheduler.IntegrityThread``; off with
+   ``integrity=False``) and sends the critical alerts of runs recovery marked Never Finished;
+5. runs the job monitor (``jobs.monitor.check_jobs``) every ``monitor_interval`` seconds and sends the
    alerts it raises (``jobs.notify``).
 
 ``stop(timeout)`` stops the scheduler, sets every running group's stop event and waits for the runs
@@ -27,10 +29,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.daemon.scheduler import Scheduler, SchedulerThread
+from snapkeep.daemon.scheduler import IntegrityScheduler, IntegrityThread, Scheduler, SchedulerThread
 from snapkeep.daemon.workers import Executor, WorkerPool
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs import logs, monitor, notify, queue, repositories, schedule, settings
+from snapkeep.jobs import alerts, logs, monitor, notify, queue, repositories, schedule, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueType
 from snapkeep.jobs.runs import execute_group
@@ -84,6 +86,7 @@ class Service:
         poll_interval: float = 2.0,
         schedule_interval: float = 30.0,
         monitor_interval: float = MONITOR_INTERVAL,
+        integrity: bool = True,
     ) -> None:
         self.catalog = catalog
         self.home = Path(home)
@@ -93,6 +96,15 @@ class Service:
         self.scheduler = Scheduler(catalog, clock=clock, tz=tz or (lambda: configured_zone(catalog)))
         self.scheduler_thread = SchedulerThread(
             self.scheduler, poll_interval=schedule_interval, on_queued=self._queued
+        )
+        self.integrity_thread = (
+            IntegrityThread(
+                IntegrityScheduler(
+                    catalog, self.home, clock=clock, tz=tz or (lambda: configured_zone(catalog))
+                )
+            )
+            if integrity
+            else None
         )
         self.backups = WorkerPool(
             catalog,
@@ -109,7 +121,8 @@ class Service:
             catalog,
             self.home,
             name="restores",
-            types=RESTORE_TYPES,
+            # reindexes share the restores' pool and its queueable_forks limit
+            types=(*RESTORE_TYPES, QueueType.REINDEX),
             limit=_limit(queueable_forks, catalog, "queueable_forks"),
             executor=run,
             clock=clock,
@@ -128,6 +141,8 @@ class Service:
         self.recovered = self.recover()
         self._closing.clear()
         self.scheduler_thread.start()
+        if self.integrity_thread is not None:
+            self.integrity_thread.start()
         self.backups.start()
         self.restores.start()
         self._monitor = threading.Thread(target=self._monitor_loop, name="snapkeep-monitor", daemon=True)
@@ -138,6 +153,8 @@ class Service:
         ``timeout`` seconds). Returns the groups still running when the time ran out."""
         self._closing.set()
         self.scheduler_thread.stop(timeout=min(timeout, 10.0))
+        if self.integrity_thread is not None:
+            self.integrity_thread.stop(timeout=min(timeout, 10.0))
         for stop in {**self.backups.running(), **self.restores.running()}.values():
             stop.set()
         deadline = self.clock.monotonic() + timeout
@@ -169,6 +186,11 @@ class Service:
                         places.append((destination, str(job_id)))
         for group in marked:
             log.warning("queue group %s was left running by a dead process: Never Finished", group["_id"])
+        raised = [str(group["alert_id"]) for group in marked if group.get("alert_id")]
+        if raised:
+            with self.catalog.transaction(write=False) as tx:
+                found = [alerts.get_alert(tx, ident) for ident in raised]
+            notify.notify(self.catalog, found)
         for destination, job_id in places:
             self._release_locks(destination, job_id)
         return marked

@@ -15,6 +15,10 @@ commits, never inside it.
 ``run_alert(tx, job, status, group_id=..., detail="")``
     the alert a finished run raises by its queue status: 101 warning, 102 critical, 103 warning
     (a run skipped by a hook raises none: do not call this), 104 critical; 100 raises nothing.
+``never_finished_alert(tx, group_id=..., group_type=..., job=None) -> Alert | None``
+    the alert for a run the service died under (104, ``queue.mark_never_finished``): critical, like a
+    failed run, because nothing it was doing can be trusted to be complete. Backups name the job;
+    restores, downloads and reindexes name their queue group.
 ``list_alerts(tx)`` (newest first), ``get_alert(tx, id)``, ``clear_alerts(tx, ids=None)``.
 
 Clearing an alert deletes it but leaves its incident open, so clearing does not make the monitor
@@ -34,7 +38,7 @@ from snapkeep.clock import isoformat
 from snapkeep.errors import NotFoundError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.codes import AlertLevel, QueueStatus
+from snapkeep.jobs.codes import AlertLevel, QueueStatus, QueueType
 from snapkeep.jobs.migrations import schema
 
 INFO, WARNING, CRITICAL = AlertLevel.INFO, AlertLevel.WARNING, AlertLevel.CRITICAL
@@ -145,6 +149,27 @@ def run_alert(
     if detail:
         message += f": {detail}"
     return raise_alert(tx, title=f"Backup Job {what}", message=message, level=level)
+
+
+_GROUP_LABELS: dict[int, str] = {
+    QueueType.RESTORE: "Restore",
+    QueueType.DOWNLOAD: "Download",
+    QueueType.REINDEX: "Reindex",
+}
+
+
+def never_finished_alert(
+    tx: Transaction, *, group_id: str, group_type: int, job: Mapping[str, Any] | None = None
+) -> Alert | None:
+    """The critical alert of a run that ended 104 Never Finished (the service died under it)."""
+    detail = "the service stopped while it ran; start it again and check the run's log"
+    if group_type == QueueType.BACKUP and job is not None:
+        return run_alert(tx, job, QueueStatus.NEVER_FINISHED, group_id=group_id, detail=detail)
+    level, what = RUN_ALERTS[QueueStatus.NEVER_FINISHED]
+    label = _GROUP_LABELS.get(group_type, "Backup Job")
+    return raise_alert(
+        tx, title=f"{label} {what}", message=f"{label} (queue group {group_id}) {what}: {detail}", level=level
+    )
 
 
 def list_alerts(tx: Transaction) -> list[Alert]:

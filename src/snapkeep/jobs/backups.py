@@ -6,6 +6,14 @@ job, the destination, the engine's own snapshot/archive ID (never shown), when, 
 tags that made it (or ``manual``), and its lock. Backups outlive their job: deleting a job keeps its
 backups listed and restorable (the row keeps the job's name, structure and encryption).
 
+A backup the scheduled integrity check (``jobs.integrity``) found damaged has a row in
+``backup_damage`` naming the damaged objects (packs, archives) it depends on; ``present`` shows it as
+``damaged: 1`` (``null`` when intact, as API.md writes a backup's flags), and the check removes the row
+when those objects read clean again (``mark_damaged``, ``clear_damaged``, ``damage_marks``).
+``authenticated`` is 1 for a backup in an encrypted repository: only there do the seals prove that the
+contents were written by a holder of the key; an unencrypted repository's hashes catch damage but not
+a forgery (issue 10, section 4).
+
 ``retention_plan`` says which of a job's backups on one destination ``engine.retention`` keeps; the
 runner removes the others from the destination (``jobs.repositories.remove_stored``) and then from the
 catalog (``forget_row``). Opening the repositories they live in is ``jobs.repositories``' business.
@@ -45,13 +53,18 @@ def record(
     size: int,
     tags: list[str],
     details: dict[str, Any],
+    orphan: bool = False,
+    key_required: bool = False,
+    item_id: str | None = None,
 ) -> str:
-    """Store a new backup row; return its catalog ID."""
+    """Store a new backup row; return its catalog ID. A reindex sets ``orphan`` (the job is unknown
+    here: the row is owned by root) and ``key_required`` (a placeholder for an encrypted repository
+    whose password is missing)."""
     ident = new_id(tx.clock)
     tx.connection.execute(
         schema.backups.insert().values(
             id=ident,
-            item_id=new_id(tx.clock),
+            item_id=item_id or new_id(tx.clock),
             job_id=job["_id"],
             destination_id=destination["_id"],
             engine_id=engine_id,
@@ -63,8 +76,11 @@ def record(
             locked=0,
             lock_ttl=0,
             locked_until=None,
+            orphan=1 if orphan else 0,
+            key_required=1 if key_required else 0,
             document={
                 "job_name": job.get("name", ""),
+                "owner": "root" if orphan else str(job.get("owner") or "root"),
                 "job_type": int(job.get("type", JobType.DIRECTORIES)),
                 "contains": int(job.get("contains", 0)),
                 "destination_name": destination.get("name", ""),
@@ -94,17 +110,31 @@ class BackupRecord:
     lock_ttl: int
     locked_until: _dt.datetime | None
     document: dict[str, Any]
+    #: the integrity check's damage mark (``{"objects": [...], "reason": ...}``); None when intact
+    damage: dict[str, Any] | None = None
+    orphan: int = 0
+    key_required: int = 0
 
     @classmethod
     def of(cls, found: Any) -> BackupRecord:
-        """The record of a ``backups`` row."""
-        return cls(**{**found._mapping, "document": dict(found.document or {})})
+        """The record of a ``backups`` row (joined with its damage mark by ``_select``)."""
+        mapping = dict(found._mapping)
+        damage = mapping.pop("damage", None)
+        return cls(**{**mapping, "document": dict(found.document or {}), "damage": damage})
+
+
+def _select() -> Any:
+    """``backups`` with each row's damage mark (``damage``: its document, or NULL)."""
+    table, marks = schema.backups, schema.backup_damage
+    return select(table, marks.c.document.label("damage")).select_from(
+        table.outerjoin(marks, marks.c.backup_id == table.c.id)
+    )
 
 
 def rows(tx: Transaction, **equal: Any) -> list[BackupRecord]:
     """Backup rows (oldest first), optionally where columns equal values."""
     table = schema.backups
-    query = select(table).order_by(table.c.created, table.c.id)
+    query = _select().order_by(table.c.created, table.c.id)
     for column, value in equal.items():
         query = query.where(table.c[column] == value)
     return [BackupRecord.of(found) for found in tx.connection.execute(query)]
@@ -113,9 +143,7 @@ def rows(tx: Transaction, **equal: Any) -> list[BackupRecord]:
 def row(tx: Transaction, ident: str) -> BackupRecord:
     """The backup with catalog ID ``ident`` (or whose item has that ID). Raises NotFoundError."""
     table = schema.backups
-    found = tx.connection.execute(
-        select(table).where((table.c.id == ident) | (table.c.item_id == ident))
-    ).first()
+    found = tx.connection.execute(_select().where((table.c.id == ident) | (table.c.item_id == ident))).first()
     if found is not None:
         return BackupRecord.of(found)
     owner = _component_owner(tx, ident)
@@ -135,7 +163,7 @@ def component_items(names: list[str], clock: Clock = SYSTEM) -> list[dict[str, A
 def _component_owner(tx: Transaction, ident: str) -> BackupRecord | None:
     """The account backup one of whose component items has ID ``ident`` (None when none)."""
     table = schema.backups
-    for candidate in tx.connection.execute(select(table).where(table.c.account != "")):
+    for candidate in tx.connection.execute(_select().where(table.c.account != "")):
         if any(item.get("_id") == ident for item in dict(candidate.document or {}).get("components", [])):
             return BackupRecord.of(candidate)
     return None
@@ -189,11 +217,18 @@ def present(backup: BackupRecord) -> dict[str, Any]:
         "created": isoformat(backup.created),
         "size": int(backup.size),
         "encrypted": 1 if backup.encrypted else 0,
+        "authenticated": 1 if backup.encrypted else 0,
+        "damaged": 1 if backup.damage is not None else None,
+        "damage": str(backup.damage.get("reason", "")) if backup.damage is not None else None,
         "locked": 1 if backup.locked else 0,
         "lock_ttl": int(backup.lock_ttl),
         "lock_until": isoformat(backup.locked_until) if backup.locked else None,
         "schedules": list(document.get("schedules", [])),
         "paths": list(document.get("paths", [])),
+        "owner": "root" if backup.orphan else str(document.get("owner") or "root"),
+        "orphan": 1 if backup.orphan else 0,
+        "key_required": 1 if backup.key_required else 0,
+        "missing": 1 if document.get("missing") else 0,
     }
 
 
@@ -223,9 +258,76 @@ def is_locked(backup: BackupRecord, now: _dt.datetime) -> bool:
     return bool(backup.locked) and (backup.locked_until is None or backup.locked_until > now)
 
 
+def set_missing(tx: Transaction, ident: str, missing: bool) -> None:
+    """Mark (or clear the mark of) a backup that a reindex did not find on its destination; the
+    document keeps when it was first missed."""
+    backup = row(tx, ident)
+    document = dict(backup.document)
+    if missing:
+        document.setdefault("missing", isoformat(tx.clock.now()))
+    else:
+        document.pop("missing", None)
+    tx.connection.execute(
+        update(schema.backups).where(schema.backups.c.id == backup.id).values(document=document)
+    )
+
+
+def set_orphan(tx: Transaction, ident: str, job: Mapping[str, Any] | None) -> None:
+    """Link a backup row to its job as the catalog knows it now (``job``), or make it an orphan
+    (None: the job is unknown here, so the row is owned by root)."""
+    backup = row(tx, ident)
+    document = dict(backup.document)
+    if job is not None:
+        document.update(job_name=str(job.get("name", "")), owner=str(job.get("owner") or "root"))
+    else:
+        document["owner"] = "root"
+    tx.connection.execute(
+        update(schema.backups)
+        .where(schema.backups.c.id == backup.id)
+        .values(orphan=0 if job is not None else 1, document=document)
+    )
+
+
 def forget_row(tx: Transaction, ident: str) -> None:
-    """Remove a backup row (after its data left the destination)."""
+    """Remove a backup row (after its data left the destination), and its damage mark."""
+    tx.connection.execute(delete(schema.backup_damage).where(schema.backup_damage.c.backup_id == ident))
     tx.connection.execute(delete(schema.backups).where(schema.backups.c.id == ident))
+
+
+# --- damage found by the integrity check ------------------------------------------------------------
+
+
+def damage_marks(tx: Transaction) -> dict[str, dict[str, Any]]:
+    """Every damage mark: backup ID -> ``{"objects": [...], "reason": ...}``."""
+    marks = schema.backup_damage
+    return {found.backup_id: dict(found.document or {}) for found in tx.connection.execute(select(marks))}
+
+
+def mark_damaged(tx: Transaction, ident: str, *, objects: list[str], reason: str) -> bool:
+    """Mark backup ``ident`` damaged by ``objects`` (``"pack:<id>"``, ``"archive:<id>"``), merged with
+    those already recorded; True when it was not marked before."""
+    marks = schema.backup_damage
+    current = damage_marks(tx).get(ident)
+    if current is None:
+        tx.connection.execute(
+            marks.insert().values(
+                backup_id=ident,
+                detected=tx.clock.now(),
+                document={"objects": sorted(set(objects)), "reason": reason},
+            )
+        )
+        return True
+    merged = sorted({*current.get("objects", []), *objects})
+    tx.connection.execute(
+        update(marks).where(marks.c.backup_id == ident).values(document={"objects": merged, "reason": reason})
+    )
+    return False
+
+
+def clear_damaged(tx: Transaction, ident: str) -> bool:
+    """Remove backup ``ident``'s damage mark; False when it had none."""
+    marks = schema.backup_damage
+    return bool(tx.connection.execute(delete(marks).where(marks.c.backup_id == ident)).rowcount)
 
 
 # --- deleting and retention ------------------------------------------------------------------

@@ -8,6 +8,13 @@ original place). Nothing is written outside the target (the engine refuses craft
 ``options[merge]`` 1 (default) keeps files in the target that the backup does not have; 0 removes
 what is at each restored path inside the target first, so the result is exactly the backup.
 
+What happens to files already in the target (docs/restores.md): ``options[overwrite]`` is
+``always``, ``if-changed``, ``if-newer`` or ``never``; without it, ``never`` with merge=1 (API.md:
+"existing files are kept") and ``always`` with merge=0 (the paths were cleared). ``options[dry_run]=1``
+writes nothing and lists what would change in the run's log. ``options[special_files]=1`` creates
+fifos, device nodes and set-user/group-ID bits, which are left out otherwise (an unencrypted
+repository cannot prove where they came from); a restore into a hosting account never creates them.
+
 A download (type 4) restores the chosen items into a private folder under ``<home>/downloads``,
 packs it as ``<home>/downloads/<group id>.tar.zst`` and names that file in the group's
 ``data.file``.
@@ -18,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from snapkeep.errors import ValidationError
+from snapkeep.engine.fs.restore_policy import ALWAYS, NEVER, POLICIES
+from snapkeep.errors import ConflictError, ValidationError
 from snapkeep.jobs import backups, queue
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import QueueType
@@ -43,6 +51,11 @@ def enqueue(
     chosen: list[dict[str, Any]] = []
     for ident in backup_ids:
         row = backups.row(tx, ident)
+        if row.key_required:
+            raise ConflictError(
+                f"backup {row.id} is encrypted and this server has no key for Backup Job {row.job_id}: "
+                f"run 'snapkeep keys import {row.job_id} FILE', then reindex its destination"
+            )
         paths = list(files.get(ident, [])) + (list(files.get(row.id, [])) if row.id != ident else [])
         paths += list(files.get(row.item_id, [])) if row.item_id != ident else []
         if row.account:  # an Accounts backup: paths inside its layout (runs.account_restore)
@@ -51,6 +64,15 @@ def enqueue(
     target = str(options.get("target") or "")
     if target and not target.startswith("/"):
         raise ValidationError(field="options[target]", problem=f"must be an absolute path (got {target!r})")
+    merge = 0 if options.get("merge", 1) in (0, False, "0", "false") else 1
+    overwrite = str(options.get("overwrite") or "") or (ALWAYS if merge == 0 else NEVER)
+    if overwrite not in POLICIES:
+        raise ValidationError(
+            field="options[overwrite]", problem=f"must be one of {', '.join(POLICIES)} (got {overwrite!r})"
+        )
+    dry_run = flag(options, "dry_run")
+    if dry_run and group_type == QueueType.DOWNLOAD:
+        raise ValidationError(field="options[dry_run]", problem="applies to restores (type 2) only")
     first = backups.row(tx, chosen[0]["backup"])
     name = dict(first.document or {}).get("job_name", "")
     document = {
@@ -58,8 +80,19 @@ def enqueue(
         "backups": chosen,
         "options": {
             "target": target,
-            "merge": 0 if options.get("merge", 1) in (0, False, "0", "false") else 1,
+            "merge": merge,
+            "overwrite": overwrite,
+            "dry_run": dry_run,
+            "special_files": flag(options, "special_files"),
             **account_restore.check_options([backups.row(tx, item["backup"]) for item in chosen], options),
         },
     }
     return queue.enqueue_restore(tx, QueueType(group_type), owner=owner, document=document)
+
+
+def flag(options: Mapping[str, Any], key: str) -> int:
+    """``options[key]`` as 0 or 1. Raises ValidationError naming ``options[key]`` otherwise."""
+    value = options.get(key, 0)
+    if value in (0, 1, False, True, "0", "1", "", None):
+        return 1 if value in (1, True, "1") else 0
+    raise ValidationError(field=f"options[{key}]", problem=f"must be 0 or 1 (got {value!r})")

@@ -10,6 +10,8 @@ key                     value (JSON)                                            
 ``logs_ttl``            days a finished run's log is kept (default 30; 0 keeps it)      *General
 ``notify.email``        the e-mail channel (``EmailSettings``); absent: none            *Notification
 ``notify.webhook``      the webhook channel (``WebhookSettings``); absent: none         *Notification
+``integrity``           ``{"enabled", "cycle_days", "bytes_per_run", "hour"}``: the        *Integrity
+                        scheduled integrity check (``Integrity``; docs/maintenance.md)
 ======================  ==============================================================  ===============
 
 What belongs to one server stays in that server's ``<home>/config.toml`` (``jobs.accounts``): its
@@ -25,8 +27,12 @@ Interface
 ``save_performance(tx, changes)``, ``save_general(tx, changes)`` -> the new value
     ``changes`` (strings or numbers, as the API receives them) are merged over the stored value and
     validated whole; a ValidationError names every bad field and nothing is written.
+``integrity(tx) -> Integrity``, ``save_integrity(tx, changes) -> Integrity``
+    the integrity check's settings, read and merged like ``performance``.
 ``save_notification(tx, *, email=None, webhook=None) -> Notification``
     replaces the channels given (each validated whole; ``{}`` removes one; None keeps it).
+``every_value(tx)``, ``restore_values(tx, values)``
+    every stored key as it is, and back (``snapkeep dr export`` / ``dr import``).
 ``update_notification(tx, *, email=None, webhook=None) -> Notification``
     merges the fields given over the stored channel (``{}`` removes it); ``SECRET_MASK`` sent as the
     password keeps the stored one, so a masked answer can be edited and sent back.
@@ -54,6 +60,8 @@ PERFORMANCE_KEY = "performance"
 TIMEZONE_KEY = "timezone"
 LOGS_TTL_KEY = "logs_ttl"
 EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
+INTEGRITY_KEY = "integrity"
+GIB = 1024**3
 DEFAULT_LOGS_TTL = 30
 SECURITY = ("none", "starttls", "ssl")
 
@@ -75,6 +83,18 @@ def _write(tx: Transaction, key: str, value: Any) -> None:
     tx.connection.execute(delete(table).where(table.c.key == key))
     if value is not None:
         tx.connection.execute(table.insert().values(key=key, value=value))
+
+
+def every_value(tx: Transaction) -> dict[str, Any]:
+    """Every stored setting by key, as stored (``dr export``)."""
+    table = schema.settings
+    return {str(row.key): row.value for row in tx.connection.execute(select(table.c.key, table.c.value))}
+
+
+def restore_values(tx: Transaction, values: Mapping[str, Any]) -> None:
+    """Store settings exactly as ``every_value`` gave them (``dr import`` into an empty catalog)."""
+    for key, value in values.items():
+        _write(tx, str(key), value)
 
 
 # --- performance ----------------------------------------------------------------------------------
@@ -103,6 +123,41 @@ def save_performance(tx: Transaction, changes: Mapping[str, Any]) -> Performance
     current = stored if isinstance(stored, dict) else {}
     value = validate(Performance, {**current, **changes})
     _write(tx, PERFORMANCE_KEY, value.model_dump())
+    return value
+
+
+# --- the scheduled integrity check --------------------------------------------------------------
+
+
+class Integrity(Strict):
+    """The scheduled integrity check: every pack and archive is read whole once per cycle."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: Flag = Field(True, description="run the integrity check every day (1) or never (0)")
+    cycle_days: Annotated[int, integer(1, 3650)] = Field(
+        30, description="days within which every pack and archive is read once (1-3650)"
+    )
+    bytes_per_run: Annotated[int, integer(1024 * 1024, 2**50)] = Field(
+        GIB, description="at most this many bytes read per repository per run (at least 1 MiB)"
+    )
+    hour: Annotated[int, integer(0, 23)] = Field(
+        3, description="hour of the day (in the General time zone) the daily check starts (0-23)"
+    )
+
+
+def integrity(tx: Transaction) -> Integrity:
+    """The ``integrity`` setting. Raises ValidationError when the stored value is not valid."""
+    stored = _read(tx, INTEGRITY_KEY)
+    return validate(Integrity, stored if isinstance(stored, dict) else {}, prefix=INTEGRITY_KEY)
+
+
+def save_integrity(tx: Transaction, changes: Mapping[str, Any]) -> Integrity:
+    """Merge ``changes`` over the ``integrity`` setting and store it. Raises ValidationError."""
+    stored = _read(tx, INTEGRITY_KEY, lock=True)
+    current = stored if isinstance(stored, dict) else {}
+    value = validate(Integrity, {**current, **changes})
+    _write(tx, INTEGRITY_KEY, value.model_dump())
     return value
 
 

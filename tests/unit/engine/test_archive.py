@@ -24,12 +24,14 @@ from snapkeep.engine.archive import (
     write_archive,
 )
 from snapkeep.engine.archive.manifest import ArchiveManifest, encode_manifest
+from snapkeep.engine.archive.reader import ArchiveRestore
 from snapkeep.engine.archive.segments import open_segments, seal_segments
 from snapkeep.engine.archive.writer import ArchiveEntry
 from snapkeep.engine.format import CipherId
 from snapkeep.engine.progress import ProgressCounter
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.crypto import NullCipher, make_cipher
+from snapkeep.engine.restore import RestoreOptions
 from snapkeep.errors import IntegrityError, NotFoundError, StorageError, UnsafePathError, WrongPasswordError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
@@ -139,7 +141,9 @@ def test_round_trip_keeps_contents_and_metadata(
     assert progress.finished
     assert progress.bytes == manifest.stats["bytes"]
 
-    result = restore_archive(destination, manifest.id, tmp_path / "target")
+    # special files asked for: the fifo comes back (fs.restore_policy leaves it out by default)
+    with_fifo = RestoreOptions(special_files=True)
+    result = ArchiveRestore(destination, manifest, tmp_path / "target", options=with_fifo).run()
     assert result.warnings == []
     target = restored_root(tmp_path / "target", source)
     assert describe(target) == describe(source)
@@ -219,7 +223,8 @@ def test_one_password_opens_repository_and_archives(tmp_path: Path, source: Path
     with pytest.raises(WrongPasswordError):
         Repository.open(store, password="wrong")
     reopened = Repository.open(store, password="s3cret")
-    restore_archive(reopened, "latest", tmp_path / "target")
+    latest = load_manifest(reopened, "latest")
+    ArchiveRestore(reopened, latest, tmp_path / "target", options=RestoreOptions(special_files=True)).run()
     reopened.close()
     assert describe(restored_root(tmp_path / "target", source)) == describe(source)
     assert manifest.encryption != "none"

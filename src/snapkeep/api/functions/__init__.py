@@ -8,4 +8,5 @@ filters       Account Filters      queue         queue groups and items
 alerts        Alerts               logs          run logs and their items
 backups       backups and locks    restore       addQueueItems (restores, downloads)
 accounts      hosting accounts     settings      performance, general, notification settings
+reindex       reindexDestination (a destination's backups back into the catalog)
 """

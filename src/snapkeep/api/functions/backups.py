@@ -6,6 +6,11 @@ Directories backup has one item (the job's folders), with its own ID and ``paren
 ``lock_ttl`` is in seconds from now, 0 = locked with no end; a locked backup survives retention and
 ``deleteSnapshot`` refuses it. ``deleteSnapshot`` removes the backup from its destination (and
 prunes an Incremental repository), then from the catalog.
+
+Each backup also shows ``damaged`` (``1`` when the scheduled integrity check found data it needs
+damaged, ``null`` otherwise, as API.md writes a backup's flags; ``damage`` says what) and
+``authenticated`` (``1`` in an encrypted repository, whose seals prove who wrote it; ``0`` in an
+unencrypted one, which can detect damage but not a forgery).
 """
 
 from __future__ import annotations

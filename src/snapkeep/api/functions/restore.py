@@ -4,20 +4,33 @@
 (backup or item IDs). ``files[ITEM][PATH]=File|Directory`` restores only those paths (as they were
 backed up, ``/home/site/x``) of that item or backup; ``options[target]`` restores below another
 folder instead of the original place; ``options[merge]=0`` replaces what is at each restored path
-instead of keeping files the backup does not have. The answer is the new queue group (Pending): poll
+instead of keeping files the backup does not have; ``options[overwrite]`` (always, if-changed,
+if-newer, never; default never with merge=1: existing files are kept), ``options[dry_run]=1`` and
+``options[special_files]=1`` are docs/restores.md's. The answer is the new queue group (Pending): poll
 ``getQueueGroup`` until it finishes; a download names its ``.tar.zst`` in ``data.file``.
+
+``downloadBackupFile`` (``_id`` = the download's queue group) decides whether a finished download
+may be fetched and where it is: the user who queued it or root (an admin) may; a download that is
+not finished, failed, expired (``DOWNLOAD_DAYS`` after it ended: the file is then removed) or whose
+file is gone is "not found". ``GET /download/GROUP_ID`` (``api.http``) streams the file it names.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import stat
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, param_specs
-from snapkeep.jobs import restores
-from snapkeep.jobs.codes import RESTORE_TYPES
+from snapkeep.api.functions.base import CallContext, FunctionSpec, ParamSpec, Result, only_id, param_specs
+from snapkeep.engine.fs.restore_policy import POLICIES
+from snapkeep.errors import NotFoundError, ValidationError
+from snapkeep.jobs import queue, restores
+from snapkeep.jobs.codes import RESTORE_TYPES, QueueStatus, QueueType
 from snapkeep.jobs.models.base import Flag, ObjectId, Strict, choice, listish, objectish, validate
+from snapkeep.jobs.runs.restore import DOWNLOADS
 
 QUEUE_ITEM_TYPES = {int(kind): kind.label for kind in RESTORE_TYPES}
 FILE_KINDS = ("File", "Directory")
@@ -28,6 +41,23 @@ class RestoreOptions(Strict):
     merge: Flag = Field(True, description="0 replaces what is at each restored path; 1 keeps other files")
     database_name: str = Field("", description="Accounts backups: restore the one database under this name")
     target_account: str = Field("", description="Accounts backups: restore into this account (username)")
+    overwrite: str = Field(
+        "",
+        description="files already in the target: always, if-changed, if-newer or never "
+        "(default never; always with merge=0)",
+    )
+    dry_run: Flag = Field(False, description="1 writes nothing and lists what would change in the log")
+    special_files: Flag = Field(
+        False,
+        description="1 restores fifos, device nodes and set-user/group-ID bits (left out by default)",
+    )
+
+    @field_validator("overwrite")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value and value not in POLICIES:
+            raise ValueError(f"must be one of {', '.join(POLICIES)} (got {value!r})")
+        return value
 
     @field_validator("target")
     @classmethod
@@ -48,7 +78,8 @@ class AddQueueItemsParams(Strict):
     ] = Field(default_factory=dict, description="files[ITEM][PATH]=File|Directory: restore only these paths")
     options: Annotated[RestoreOptions, BeforeValidator(objectish)] = Field(
         default_factory=lambda: RestoreOptions.model_validate({}),
-        description="options[target], options[merge]",
+        description="options[target], options[merge], options[overwrite], options[dry_run], "
+        "options[special_files]",
     )
 
     @field_validator("files")
@@ -72,10 +103,49 @@ def add_queue_items(context: CallContext, params: dict[str, Any]) -> Result:
             group_type=options.type,
             backup_ids=list(dict.fromkeys(chosen)),
             files={item: sorted(paths) for item, paths in options.files.items()},
-            options=options.options.model_dump(),
+            options={
+                **options.options.model_dump(),
+                "dry_run": int(options.options.dry_run),
+                "special_files": int(options.options.special_files),
+            },
             owner=context.caller.user,
         )
     return f"{QUEUE_ITEM_TYPES[options.type]} queued ({group['_id']})", group
+
+
+#: Days a finished download stays fetchable; then its file is removed and it is "not found".
+DOWNLOAD_DAYS = 7
+
+
+def download_file(context: CallContext, params: dict[str, Any]) -> Result:
+    """The file of a finished download the caller may fetch: ``{"file", "size", "name"}``.
+    Raises NotFoundError when there is none (any other user's download included), and
+    ValidationError for a group that is not a download."""
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        group = queue.get_group(tx, ident)
+    if group["type"] != QueueType.DOWNLOAD:
+        raise ValidationError(field="_id", problem=f"queue group {ident} is not a download")
+    if not context.caller.admin and group["owner"] != context.caller.user:
+        raise NotFoundError(kind="Download", ident=ident)  # another user's: not even its existence
+    if group["status"] not in (QueueStatus.COMPLETED, QueueStatus.PARTIAL):
+        raise NotFoundError(
+            f"download {ident} is not ready (status {group['status_name']})", kind="Download", ident=ident
+        )
+    path = context.home / DOWNLOADS / f"{ident}.tar.zst"
+    ended = dt.datetime.fromisoformat(group["ended"]) if group.get("ended") else None
+    if ended is not None and context.clock.now() - ended > dt.timedelta(days=DOWNLOAD_DAYS):
+        path.unlink(missing_ok=True)
+        raise NotFoundError(
+            f"download {ident} expired ({DOWNLOAD_DAYS} days after it ended)", kind="Download", ident=ident
+        )
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise NotFoundError(f"download {ident}: its file was removed", kind="Download", ident=ident) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise NotFoundError(f"download {ident}: its file was removed", kind="Download", ident=ident)
+    return "Download Ready", {"file": str(path), "size": info.st_size, "name": path.name}
 
 
 FUNCTIONS = [
@@ -84,5 +154,11 @@ FUNCTIONS = [
         "Queue a restore (type 2) or download (type 4) of backups",
         param_specs(AddQueueItemsParams),
         add_queue_items,
+    ),
+    FunctionSpec(
+        "downloadBackupFile",
+        "Where a finished download is (GET /download/GROUP_ID streams it)",
+        [ParamSpec("_id", "string", True, "the download's queue group")],
+        download_file,
     ),
 ]

@@ -9,6 +9,9 @@ Every setting lives in the catalog (``jobs.settings``), so servers sharing a cat
   ``logs_ttl``, the days a finished run's log is kept (default 30, 0 = forever), as JetBackup 5 names it.
 - **Notification**: the ``email`` and ``webhook`` channels, each an object or null when not set up.
   The SMTP password comes back as ``SK|HIDDEN|********``.
+- **Integrity**: the scheduled integrity check (docs/maintenance.md): ``enabled`` (1/0), ``cycle_days``
+  (every pack and archive is read once within it, default 30), ``bytes_per_run`` (the most read from
+  one repository per run, default 1 GiB) and ``hour`` (when the daily check starts, default 3).
 
 Every manage function changes only the fields it is given and answers the whole new value. A
 notification channel's fields are merged over the stored ones; the masked password sent back keeps the
@@ -77,6 +80,11 @@ def _save_notification(tx: Transaction, params: dict[str, Any]) -> dict[str, Any
     )
 
 
+def present_integrity(value: settings.Integrity) -> dict[str, Any]:
+    """The integrity settings in API shape (the flag as 1/0)."""
+    return {**value.model_dump(), "enabled": boolean(value.enabled)}
+
+
 @dataclass(frozen=True)
 class SettingsKind:
     """One group of settings: its ``getSettingsX`` and ``manageSettingsX`` functions."""
@@ -135,6 +143,14 @@ KINDS = [
         fields=NotificationParams,
         get_summary="The notification channels (e-mail, webhook), secrets masked",
         manage_summary="Set up, change or remove the e-mail and webhook notification channels",
+    ),
+    SettingsKind(
+        "Integrity",
+        read=lambda tx: present_integrity(settings.integrity(tx)),
+        save=lambda tx, params: present_integrity(settings.save_integrity(tx, params)),
+        fields=settings.Integrity,
+        get_summary="The scheduled integrity check's settings",
+        manage_summary="Change the integrity check's cycle, bytes per run, hour, or turn it off",
     ),
 ]
 FUNCTIONS = [function for kind in KINDS for function in kind.functions()]

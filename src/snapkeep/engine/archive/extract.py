@@ -9,6 +9,10 @@ to a temporary dot-name, verified against the manifest's BLAKE3 hash and only th
 place, so a damaged file never appears. Zero pages become holes again. Metadata is applied by
 ``fs.safe_target.MetadataApplier`` (owners by name, then ID; a refused owner is a warning); folder
 modes and times at the end, deepest first.
+
+What is already in the target is looked at without following it (``existing``, ``same_file``,
+``parent``) so the reader can apply the overwrite policy (``fs.restore_policy``) before a member
+replaces it; ``directory(..., keep_existing=True)`` leaves an existing folder's metadata alone.
 """
 
 from __future__ import annotations
@@ -21,7 +25,14 @@ from collections.abc import Iterable
 
 import blake3
 
-from snapkeep.engine.fs.safe_target import Metadata, MetadataApplier, descend, remove_existing
+from snapkeep.engine.fs.safe_target import (
+    Metadata,
+    MetadataApplier,
+    descend,
+    existing,
+    read_existing,
+    remove_existing,
+)
 from snapkeep.errors import ConflictError, IntegrityError
 
 _HOLE_BLOCK = 4096
@@ -31,10 +42,19 @@ _ZEROS = bytes(_HOLE_BLOCK)
 class SafeExtractor:
     """Creates entries below ``target``; ``owners`` restores uid/gid (root only)."""
 
-    def __init__(self, target: str | bytes, *, owners: bool | None = None) -> None:
+    def __init__(self, target: str | bytes, *, owners: bool | None = None, dry_run: bool = False) -> None:
+        """``dry_run``: nothing is created, the target is only looked at (it may not exist: then
+        ``root`` is -1 and every entry is new)."""
         target_path = os.fsencode(target)
-        os.makedirs(target_path, mode=0o700, exist_ok=True)
-        self.root = os.open(target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dry_run = dry_run
+        if not dry_run:
+            os.makedirs(target_path, mode=0o700, exist_ok=True)
+        try:
+            self.root = os.open(target_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            if not dry_run:
+                raise
+            self.root = -1
         self._cached: tuple[tuple[bytes, ...], int] | None = None
         self._directories: list[tuple[tuple[bytes, ...], Metadata]] = []
         #: (path, message) for metadata that could not be applied (owner, extended attributes).
@@ -47,7 +67,50 @@ class SafeExtractor:
     def close(self) -> None:
         """Release the descriptors (without applying directory metadata)."""
         self._drop_cache()
-        os.close(self.root)
+        if self.root >= 0:
+            os.close(self.root)
+            self.root = -1
+
+    def parent(self, parts: tuple[bytes, ...]) -> int | None:
+        """A descriptor of the existing folder holding ``parts`` (owned by the cache), or
+        ``None`` when it does not exist as a real folder: nothing below it exists. Creates nothing."""
+        folder = parts[:-1]
+        if self._cached is not None and self._cached[0] == folder:
+            return self._cached[1]
+        if self.root < 0:
+            return None
+        try:
+            descriptor = descend(self.root, folder)
+        except OSError as error:
+            if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+                return None
+            raise
+        self._drop_cache()
+        self._cached = (folder, descriptor)
+        return descriptor
+
+    def existing(self, parts: tuple[bytes, ...]) -> os.stat_result | None:
+        """What the target holds at ``parts`` (never followed), ``None`` when nothing."""
+        return existing(parts[-1], self.parent(parts))
+
+    def same_file(self, parts: tuple[bytes, ...], size: int, expected: str) -> bool:
+        """Whether the target holds at ``parts`` a regular file of ``size`` bytes whose BLAKE3 is
+        ``expected`` (read without following a symlink; size first, then content)."""
+        folder = self.parent(parts)
+        if folder is None:
+            return False
+        descriptor = read_existing(parts[-1], folder)
+        if descriptor is None:
+            return False
+        try:
+            if os.fstat(descriptor).st_size != size:
+                return False
+            hasher = blake3.blake3()
+            while block := os.read(descriptor, 1024 * 1024):
+                hasher.update(block)
+            return hasher.hexdigest() == expected
+        finally:
+            os.close(descriptor)
 
     def _drop_cache(self) -> None:
         if self._cached is not None:
@@ -71,10 +134,14 @@ class SafeExtractor:
                 raise
             raise ConflictError(f"cannot restore {shown!r}: a non-empty folder is in the way") from None
 
-    def directory(self, parts: tuple[bytes, ...], metadata: Metadata | None, shown: str) -> None:
-        """Make sure folder ``parts`` exists; its metadata is applied by ``finish``."""
+    def directory(
+        self, parts: tuple[bytes, ...], metadata: Metadata | None, shown: str, *, keep_existing: bool = False
+    ) -> None:
+        """Make sure folder ``parts`` exists; its metadata is applied by ``finish`` (not to a
+        folder that already existed when ``keep_existing``)."""
+        found = self.existing(parts) if keep_existing else None
         self._folder(parts, shown)
-        if metadata is not None:
+        if metadata is not None and not (found is not None and stat.S_ISDIR(found.st_mode)):
             self._directories.append((parts, metadata))
 
     def file(

@@ -9,11 +9,19 @@ end, so a cut or altered archive raises ``IntegrityError``.
 
 A selected hard link whose first path is not selected "carries" the contents itself: the first
 path's data is written under the link's name.
+
+``RestoreOptions`` (``fs.restore_policy``) decide what happens to entries already in the target: a
+member is written, overwrites, or is skipped (its data is still read: the stream's hash covers
+it). A symlink or file where the archive has a folder is kept with the folder's members when the
+policy keeps it, else the restore is refused (``UnsafePathError``), never followed. A dry run reads
+only the manifest and the target. Fifos and device nodes are created, and set-user/group-ID bits
+kept, only with ``special_files``.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +40,17 @@ from snapkeep.engine.archive.writer import (
     parse_pax_time,
     xattrs_digest,
 )
-from snapkeep.engine.fs.safe_target import Metadata, split_path
+from snapkeep.engine.fs.restore_policy import (
+    OVERWRITE,
+    REMOVE,
+    SKIP,
+    WRITE,
+    Changes,
+    RestoreOptions,
+    decide,
+    special_refused,
+)
+from snapkeep.engine.fs.safe_target import SPECIAL_BITS, Metadata, plain_mode, split_path
 from snapkeep.engine.progress import Progress
 from snapkeep.errors import IntegrityError, NotFoundError
 from snapkeep.storage.base import Store
@@ -43,13 +61,33 @@ _SPECIAL = {"fifo": 0o010000, "chardev": 0o020000, "blockdev": 0o060000}
 
 @dataclass
 class ArchiveRestoreResult:
-    """What a restore wrote, and the entries it could not create."""
+    """What a restore wrote, and the entries it could not create. ``changes`` counts and lists the
+    existing entries overwritten or skipped; in a dry run (``dry_run``) every entry that would be
+    written too, and nothing was."""
 
     files: int = 0
     directories: int = 0
     links: int = 0
     bytes: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    dry_run: bool = False
+
+    @property
+    def written(self) -> int:
+        return self.changes.counts[WRITE]
+
+    @property
+    def overwritten(self) -> int:
+        return self.changes.counts[OVERWRITE]
+
+    @property
+    def skipped(self) -> int:
+        return self.changes.counts[SKIP]
+
+    @property
+    def removed(self) -> int:
+        return self.changes.counts[REMOVE]
 
 
 def _stored_chunks(store: Store, name: str) -> Iterator[bytes]:
@@ -143,7 +181,9 @@ class ArchiveRestore:
         includes: Sequence[str] = (),
         progress: Progress | None = None,
         owners: bool | None = None,
+        options: RestoreOptions | None = None,
     ) -> None:
+        self.options = options or RestoreOptions()
         self.destination = destination
         self.manifest = manifest
         self.target = target
@@ -152,7 +192,11 @@ class ArchiveRestore:
         self.wanted = _selector(includes, manifest)
         self.entries = {entry.path: entry for entry in manifest.entries}
         self.what = f"archive {manifest.id}"
-        self.result = ArchiveRestoreResult()
+        self.result = ArchiveRestoreResult(dry_run=self.options.dry_run)
+        #: Folders kept as the non-folder entry the target holds there: their members are skipped.
+        self.kept: set[str] = set()
+        #: Members not restored because a folder above them was kept as something else.
+        self.left_out: set[str] = set()
         self.carriers: dict[str, str] = {}
         for entry in manifest.entries:
             if entry.type == "hardlink" and self.selected(entry.path) and not self.selected(entry.link):
@@ -163,8 +207,68 @@ class ArchiveRestore:
         """Whether ``path`` is inside one of the includes (every path when there are none)."""
         return not self.wanted or any(path == item or path.startswith(item + "/") for item in self.wanted)
 
+    def note(self, action: str, path: str) -> None:
+        self.result.changes.add(action, path, listed=action != WRITE or self.options.dry_run)
+
+    def under_kept(self, path: str) -> bool:
+        if not self.kept:
+            return False
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in self.kept:
+                return True
+            parent = parent.rpartition("/")[0]
+        return False
+
+    def decision(self, extractor: SafeExtractor, parts: tuple[bytes, ...], entry: ArchiveEntry) -> str:
+        """``WRITE``/``OVERWRITE``/``SKIP`` for ``entry`` against what the target holds at
+        ``parts`` (``fs.restore_policy.decide``). An existing folder is merged into by a folder and
+        is a ``ConflictError`` for anything else (unless kept)."""
+        info = extractor.existing(parts)
+        if info is not None and stat.S_ISDIR(info.st_mode) and entry.type == "dir":
+            return WRITE
+
+        def same(found: os.stat_result) -> bool:
+            content = self.entries.get(entry.link) if entry.type == "hardlink" else entry
+            if entry.type == "symlink":
+                folder = extractor.parent(parts)
+                return (
+                    folder is not None
+                    and stat.S_ISLNK(found.st_mode)
+                    and os.readlink(parts[-1], dir_fd=folder) == os.fsencode(entry.link)
+                )
+            if content is None or content.type != "file":
+                return False
+            return extractor.same_file(parts, content.size, content.blake3)
+
+        return decide(self.options.overwrite, info, entry.mtime_ns, same)
+
+    def dry_run(self) -> ArchiveRestoreResult:
+        """What ``run`` would do, from the manifest and the target alone; writes nothing."""
+        extractor = SafeExtractor(self.target, owners=self.owners, dry_run=True)
+        try:
+            for entry in self.manifest.entries:
+                if not self.selected(entry.path) or self.under_kept(entry.path):
+                    continue
+                if entry.type in _SPECIAL and not self.options.special_files:
+                    self.result.warnings.append((entry.path, special_refused(entry.type)))
+                    continue
+                action = self.decision(extractor, split_path(entry.path), entry)
+                if entry.type == "dir":
+                    self.result.directories += 1
+                    if action == WRITE:
+                        continue
+                    if action == SKIP:
+                        self.kept.add(entry.path)
+                self.note(action, entry.path)
+        finally:
+            extractor.close()
+        return self.result
+
     def run(self) -> ArchiveRestoreResult:
         """Restore; see ``archive.restore_archive`` for what raises."""
+        if self.options.dry_run:
+            return self.dry_run()
         chosen = [entry for entry in self.manifest.entries if self.selected(entry.path)]
         self.progress.on_start(len(chosen), sum(entry.size for entry in chosen))
         hashing = HashingTap(_stored_chunks(self.destination.store, self.manifest.archive_name))
@@ -219,8 +323,34 @@ class ArchiveRestore:
         carrier = self.carriers.get(path)
         if not self.selected(path) and carrier is None:
             return
+        if self.under_kept(path):
+            self.left_out.add(path)
+            return
+        if entry.type in _SPECIAL and not self.options.special_files:
+            self.result.warnings.append((path, special_refused(entry.type)))
+            self.progress.on_warning(path, special_refused(entry.type))
+            return
+        place = split_path(carrier) if carrier is not None and entry.type == "file" else parts
+        action = self.decision(extractor, place, entry)
+        if action == SKIP:
+            self.note(SKIP, carrier or path)
+            if entry.type == "file":
+                self._restored[path] = place
+            elif entry.type == "dir":
+                self.kept.add(path)
+            return
+        if action == OVERWRITE and entry.type != "dir":
+            self.note(OVERWRITE, carrier or path)
+        elif action == WRITE and entry.type != "dir":
+            self.note(WRITE, carrier or path)
+        mode = entry.mode
+        if entry.type == "file" and mode & SPECIAL_BITS and not self.options.special_files:
+            mode = plain_mode(mode)
+            message = "restored without its set-user/group-ID bits (special files not asked for)"
+            self.result.warnings.append((path, message))
+            self.progress.on_warning(path, message)
         metadata = Metadata(
-            entry.mode,
+            mode,
             entry.uid,
             entry.gid,
             entry.mtime_ns,
@@ -230,7 +360,6 @@ class ArchiveRestore:
         )
         result = self.result
         if entry.type == "file":
-            place = split_path(carrier) if carrier is not None else parts
             shown = carrier or path
             written = extractor.file(
                 place, _content(archive, member), entry.size, entry.blake3, metadata, shown
@@ -242,6 +371,11 @@ class ArchiveRestore:
         elif entry.type == "hardlink":
             if self.carriers.get(entry.link) != path:
                 existing = self._restored.get(entry.link)
+                if existing is None and entry.link in self.left_out:
+                    message = f"hard link to {entry.link!r}, which was kept out of the restore"
+                    result.warnings.append((path, message))
+                    self.progress.on_warning(path, message)
+                    return
                 if existing is None:
                     raise IntegrityError(
                         what=self.what, reason=f"hard link {path!r} to unknown {entry.link!r}"
@@ -249,7 +383,7 @@ class ArchiveRestore:
                 extractor.hardlink(parts, existing, path)
             result.links += 1
         elif entry.type == "dir":
-            extractor.directory(parts, metadata, path)
+            extractor.directory(parts, metadata, path, keep_existing=self.options.keeps_folders)
             result.directories += 1
         elif entry.type == "symlink":
             extractor.symlink(parts, entry.link, metadata, path)

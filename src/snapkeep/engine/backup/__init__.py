@@ -110,6 +110,7 @@ def backup(
     paths = [os.fsdecode(root) for root in roots]
     if not roots:
         raise NotFoundError(kind="backup source", ident=", ".join(os.fsdecode(m) for m in missing))
+    repository.reclaim_unfinished_packs()  # a killed backup's packs (docs/engine.md)
     parent_snapshot = resolve_parent(
         repository, parent, lambda: find_parent(repository, paths, job_id=job_id, account=account)
     )

@@ -10,6 +10,14 @@ IDs are hex. Extended attributes (POSIX ACLs included: they are the ``system.pos
 
 ``Tree.decode`` validates every name: an empty name, ``.``, ``..`` or a name holding ``/`` or NUL
 raises ``UnsafePathError``. The restorer relies on that to never write outside its target.
+
+It also holds every tree to ``data.bounds`` (at most ``MAX_TREE_BLOB`` bytes and
+``MAX_TREE_ENTRIES`` entries) and every number to what a file system can hold (mode bits within
+0o7777, IDs within 32 bits, times and sizes within 64); ``IntegrityError`` names the entry. A
+file's declared size is checked against its chunks per file, from the index
+(``Repository.file_problem``: the size must equal the sum of the chunks' lengths): ``check`` names
+such a file and restore refuses that file alone (an 8 TiB sparse file out of 6 bytes is never
+made), so one forged entry does not cost the rest of its folder.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from snapkeep.errors import IntegrityError, UnsafePathError
+from snapkeep.engine.data.bounds import MAX_TREE_BLOB, MAX_TREE_ENTRIES
+from snapkeep.errors import IntegrityError, RepositoryError, UnsafePathError
 
 TREE_VERSION: Final = 1
 
@@ -136,9 +145,36 @@ class Node:
             raise IntegrityError(what=f"tree entry {name!r}", reason=f"malformed: {error!r}") from error
         if node.type not in NODE_TYPES:
             raise IntegrityError(what=f"tree entry {name!r}", reason=f"unknown type {node.type!r}")
+        problem = _number_problem(node)
+        if problem is not None:
+            raise IntegrityError(what=f"tree entry {name!r}", reason=problem)
         if node.type == DIR and node.subtree is None:
             raise IntegrityError(what=f"tree entry {name!r}", reason="directory without subtree")
         return node
+
+
+_U32 = 2**32
+_I64 = 2**63
+_U64 = 2**64
+#: a time in ns from a timespec of 64-bit seconds (ext4 and XFS hold times past 2262, beyond 2^63 ns)
+_TIME_NS = 2**63 * 10**9
+
+
+def _number_problem(node: Node) -> str | None:
+    """Why a node's numbers are impossible (``None`` when they are fine)."""
+    if not 0 <= node.mode <= 0o7777:
+        return f"mode {node.mode:o} holds more than permission bits"
+    if not (0 <= node.uid < _U32 and 0 <= node.gid < _U32):
+        return f"owner {node.uid}:{node.gid} is outside 32 bits"
+    if not (-_TIME_NS <= node.mtime_ns < _TIME_NS and -_TIME_NS <= node.ctime_ns < _TIME_NS):
+        return "a time is outside what a 64-bit timespec holds"
+    if not (0 <= node.size < _I64 and 0 <= node.links < _U32):
+        return f"size {node.size} or link count {node.links} is out of range"
+    if not (0 <= node.rdev < _U64 and 0 <= node.inode < _U64 and 0 <= node.device < _U64):
+        return "a device or inode number is outside 64 bits"
+    # A file's declared size against its chunks is checked per file, from the index
+    # (``Repository.file_problem``): one forged file fails alone, not the whole folder.
+    return None
 
 
 def validate_name(name: bytes) -> bytes:
@@ -173,8 +209,10 @@ class Tree:
         """Parse a tree blob. Raises ``UnsafePathError`` for an unsafe name, ``IntegrityError`` for a
         malformed or duplicate entry or an unknown version."""
         raw_nodes = decode_entries(data)
+        raw_nodes.reverse()
         nodes = []
-        for raw in raw_nodes:
+        while raw_nodes:  # each raw entry is released once its node is built: a lower peak
+            raw = raw_nodes.pop()
             if not isinstance(raw, dict):
                 raise IntegrityError(what="tree", reason="entry is not an object")
             nodes.append(Node.from_json(raw))
@@ -215,6 +253,10 @@ def _get_bytes(raw: dict[str, Any], key: str) -> bytes:
 
 def encode_entries(entries: list[dict[str, Any]]) -> bytes:
     """The blob bytes of already sorted ``Node.to_json`` dictionaries (what ``Tree.encode`` writes)."""
+    if len(entries) > MAX_TREE_ENTRIES:
+        raise RepositoryError(
+            f"a folder of {len(entries)} entries is above the {MAX_TREE_ENTRIES} one folder listing may hold"
+        )
     document = {"v": TREE_VERSION, "nodes": entries}
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
 
@@ -223,7 +265,12 @@ def decode_entries(data: bytes) -> list[dict[str, Any]]:
     """The raw entry dictionaries of a tree blob, without building nodes or checking names.
 
     For comparing with a parent snapshot only (never for writing files): the backup reuses a
-    parent folder's tree when its fresh entries equal these. Raises ``IntegrityError``."""
+    parent folder's tree when its fresh entries equal these. Raises ``IntegrityError``, also for a
+    blob or entry list beyond ``data.bounds``."""
+    if len(data) > MAX_TREE_BLOB:
+        raise IntegrityError(
+            what="tree", reason=f"{len(data)} bytes, above the {MAX_TREE_BLOB} a tree may hold"
+        )
     try:
         document = json.loads(data.decode("utf-8", "surrogatepass"))
     except (UnicodeDecodeError, ValueError) as error:
@@ -233,6 +280,11 @@ def decode_entries(data: bytes) -> list[dict[str, Any]]:
     entries = document.get("nodes")
     if not isinstance(entries, list):
         raise IntegrityError(what="tree", reason="no node list")
+    if len(entries) > MAX_TREE_ENTRIES:
+        raise IntegrityError(
+            what="tree",
+            reason=f"{len(entries)} entries, above the {MAX_TREE_ENTRIES} a folder listing may hold",
+        )
     return entries
 
 

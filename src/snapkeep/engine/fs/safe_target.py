@@ -10,6 +10,17 @@ clearing):
 * Folders are opened one component at a time relative to their parent's descriptor with
   ``O_NOFOLLOW`` (``open_folder``, ``descend``, ``Folders``), so a symlink, planted or restored,
   is never followed out of the target; ``remove_below`` deletes an entry the same way.
+* What is already in the target is looked at without following it either: ``existing`` (``lstat``),
+  ``open_existing_folder`` (a real folder, or ``None``: a symlink or file where a folder belongs
+  means nothing below it exists), ``read_existing`` (a regular file opened ``O_NOFOLLOW``, for the
+  ``if-changed`` comparison). So a symlink the backup itself holds (``a -> /etc``, then
+  ``a/passwd``), restored earlier in the same run or by an earlier one, is never a way out either:
+  a later folder of that name replaces the link (incremental) or is refused (tar), and clearing
+  (``remove_below``) removes the link, never what it points at.
+* ``Placer`` moves a staged tree (an Accounts restore's) into a folder the same way, by the
+  overwrite policy (``fs.restore_policy``), copying when the staging is on another file system.
+* ``plain_mode`` drops the set-user/group-ID bits from a mode (``SPECIAL_BITS``): restores leave
+  them out unless special files are asked for.
 * ``MetadataApplier`` sets owner (by name, then by ID; a refused chown is a warning), mode,
   extended attributes and times, through a descriptor or on a name without following it.
 
@@ -30,25 +41,80 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from snapkeep.engine.data.tree import validate_name
+from snapkeep.engine.fs.restore_policy import SKIP, WRITE, Changes, decide
 from snapkeep.errors import UnsafePathError
 
 __all__ = [
     "DIR_FLAGS",
+    "SPECIAL_BITS",
     "Folders",
     "Metadata",
     "MetadataApplier",
+    "Placer",
     "descend",
     "descriptor_budget",
+    "existing",
+    "open_existing_folder",
     "open_folder",
+    "plain_mode",
+    "read_existing",
     "remove_below",
     "remove_existing",
     "split_path",
 ]
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: The set-user-ID and set-group-ID permission bits.
+SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def plain_mode(mode: int) -> int:
+    """``mode`` without the set-user/group-ID bits."""
+    return mode & ~SPECIAL_BITS
+
+
+def existing(name: bytes, dir_fd: int | None) -> os.stat_result | None:
+    """What is at ``name`` in ``dir_fd`` (``lstat``: a symlink is described, never followed), or
+    ``None`` when nothing is there or ``dir_fd`` is ``None`` (a folder that does not exist yet)."""
+    if dir_fd is None:
+        return None
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def open_existing_folder(name: bytes, dir_fd: int | None) -> int | None:
+    """A new descriptor of the real folder ``name`` in ``dir_fd``, or ``None`` when there is none
+    (missing, or a symlink or file in its place: nothing exists below it). Creates nothing."""
+    if dir_fd is None:
+        return None
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise
+
+
+def read_existing(name: bytes, dir_fd: int) -> int | None:
+    """A read descriptor of the regular file ``name`` in ``dir_fd``, never through a symlink (and
+    never blocking on a fifo swapped in); ``None`` when it is not a regular file."""
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno in (errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 def split_path(path: str | bytes, *, lenient: bool = False) -> tuple[bytes, ...]:
@@ -337,3 +403,180 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+class Placer:
+    """Moves staged entries into an account, never through a symlink, by overwrite ``policy``.
+
+    The account's folder (``root``) is opened as given; every folder below it is opened (or
+    made, 0700 then given its staged mode) one component at a time without following a symlink
+    (``descend``): a symlink or file the account holds where a folder belongs
+    raises ``UnsafePathError``. Existing entries are written over, kept or merged into by
+    ``fs.restore_policy.decide``; ``changes`` counts and lists what happened (or, in a dry run,
+    would happen). Fifos, sockets and device nodes are never created."""
+
+    def __init__(self, policy: str, owner: tuple[int, int] | None, *, dry_run: bool = False) -> None:
+        self.policy = policy
+        self.owner = owner
+        self.dry_run = dry_run
+        self.changes = Changes()
+
+    def place_below(self, root: Path, parts: Sequence[str], staged: Path) -> None:
+        """Put ``staged`` at ``parts`` below ``root`` (no parts: merge the staged folder's
+        entries into ``root``)."""
+        shown = str(Path(root, *parts))
+        if not parts:
+            if staged.is_dir() and not staged.is_symlink():
+                for entry in sorted(staged.iterdir()):
+                    self.place_below(root, [entry.name], entry)
+            return
+        names = split_path("/".join(parts), lenient=True)
+        try:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if not self.dry_run:
+                raise
+            self.changes.add(WRITE, shown)
+            return
+        try:
+            if self.dry_run:
+                folder: int | None = root_fd
+                for name in names[:-1]:
+                    child = open_existing_folder(name, folder)
+                    if folder != root_fd and folder is not None:
+                        os.close(folder)
+                    folder = child
+                try:
+                    self.place(staged, folder, names[-1], shown)
+                finally:
+                    if folder is not None and folder != root_fd:
+                        os.close(folder)
+                return
+            folder_fd = descend(root_fd, names[:-1], create=True, shown=shown)
+            try:
+                self.place(staged, folder_fd, names[-1], shown)
+            finally:
+                os.close(folder_fd)
+        finally:
+            os.close(root_fd)
+
+    def place(self, staged: Path, parent: int | None, name: bytes, shown: str) -> None:
+        """Put ``staged`` at ``name`` in the folder ``parent`` (``None`` in a dry run: the folder
+        does not exist yet)."""
+        source = staged.lstat()
+        if not (stat.S_ISREG(source.st_mode) or stat.S_ISDIR(source.st_mode) or stat.S_ISLNK(source.st_mode)):
+            return  # fifos, sockets, device nodes: never into an account
+        found = existing(name, parent)
+        if stat.S_ISDIR(source.st_mode) and found is not None and stat.S_ISDIR(found.st_mode):
+            child = open_existing_folder(name, parent)
+            if child is None:
+                raise UnsafePathError(path=shown, reason="the folder was replaced while restoring")
+            try:
+                for entry in sorted(staged.iterdir()):
+                    self.place(entry, child, os.fsencode(entry.name), f"{shown}/{entry.name}")
+            finally:
+                os.close(child)
+            return
+        action = decide(
+            self.policy,
+            found,
+            source.st_mtime_ns,
+            lambda info: _same_file(staged, source, info, name, parent),
+        )
+        if action == SKIP:
+            self.changes.add(SKIP, shown)
+            return
+        self.changes.add(action, shown, listed=action != WRITE or self.dry_run)
+        if self.dry_run:
+            return
+        assert parent is not None
+        if found is not None:
+            if stat.S_ISDIR(found.st_mode):
+                shutil.rmtree(name, dir_fd=parent)  # descriptor based: never follows a symlink
+            else:
+                os.unlink(name, dir_fd=parent)
+        self.put(staged, source, parent, name)
+
+    def put(self, staged: Path, source: os.stat_result, parent: int, name: bytes) -> None:
+        """Create ``name`` in ``parent`` as a copy of ``staged`` (a rename when on one file system)."""
+        try:
+            os.rename(staged, name, dst_dir_fd=parent)
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+            self.copy(staged, source, parent, name)
+        if self.owner is not None:
+            _chown_below(parent, name, self.owner)
+
+    def copy(self, staged: Path, source: os.stat_result, parent: int, name: bytes) -> None:
+        if stat.S_ISLNK(source.st_mode):
+            os.symlink(os.readlink(staged), name, dir_fd=parent)
+        elif stat.S_ISDIR(source.st_mode):
+            os.mkdir(name, 0o700, dir_fd=parent)
+            child = os.open(name, DIR_FLAGS, dir_fd=parent)
+            try:
+                for entry in sorted(staged.iterdir()):
+                    info = entry.lstat()
+                    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                        self.copy(entry, info, child, os.fsencode(entry.name))
+                os.chmod(child, stat.S_IMODE(source.st_mode))
+                os.utime(child, ns=(source.st_atime_ns, source.st_mtime_ns))
+            finally:
+                os.close(child)
+            return
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            descriptor = os.open(name, flags, 0o600, dir_fd=parent)
+            try:
+                with staged.open("rb") as reader:
+                    while block := reader.read(1024 * 1024):
+                        view = memoryview(block)
+                        while view:
+                            view = view[os.write(descriptor, view) :]
+                os.chmod(descriptor, stat.S_IMODE(source.st_mode))
+                os.utime(descriptor, ns=(source.st_atime_ns, source.st_mtime_ns))
+            finally:
+                os.close(descriptor)
+            return
+        os.utime(name, ns=(source.st_atime_ns, source.st_mtime_ns), dir_fd=parent, follow_symlinks=False)
+
+
+def _same_file(
+    staged: Path, source: os.stat_result, info: os.stat_result, name: bytes, parent: int | None
+) -> bool:
+    """Whether the existing entry holds the staged content (``if-changed``): a regular file of the
+    same size and bytes, or a symlink with the same target; read without following a symlink."""
+    if parent is None:
+        return False
+    if stat.S_ISLNK(source.st_mode):
+        return stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=parent) == os.fsencode(
+            os.readlink(staged)
+        )
+    if not stat.S_ISREG(source.st_mode) or not stat.S_ISREG(info.st_mode) or info.st_size != source.st_size:
+        return False
+    descriptor = read_existing(name, parent)
+    if descriptor is None:
+        return False
+    try:
+        with staged.open("rb") as reader:
+            offset = 0
+            while block := reader.read(1024 * 1024):
+                if os.pread(descriptor, len(block), offset) != block:
+                    return False
+                offset += len(block)
+        return not os.pread(descriptor, 1, offset)
+    finally:
+        os.close(descriptor)
+
+
+def _chown_below(parent: int, name: bytes, owner: tuple[int, int]) -> None:
+    """Give ``name`` in ``parent`` and everything below it ``owner``, never following a symlink."""
+    os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
+    child = open_existing_folder(name, parent)
+    if child is None:
+        return
+    try:
+        for entry in os.listdir(child):
+            _chown_below(child, os.fsencode(entry), owner)
+    finally:
+        os.close(child)

@@ -16,7 +16,15 @@ The report names each damaged object (pack, index file, snapshot, tree blob, blo
 damaged blobs back to the snapshots and file paths that use them. Check never trusts the
 in-memory index of the repository it is given: it builds its own from the index files, skipping
 damaged ones, so ``open_without_index`` can open a repository whose index is damaged. When an
-index file is damaged, the trailers of unindexed packs are read to find the blobs it listed.
+index file is damaged, or a used blob is in no index file (every index file lost), the trailers of
+unindexed packs are read to find it: such a blob is reported as intact but unindexed (``repo
+repair index`` writes the index again), not as lost.
+
+Hostile declarations are damage too (``data.bounds``): an index entry whose lengths are out of
+bounds, a tree beyond the entry or size limit or with an impossible entry (``Tree.decode``), and a
+file whose declared size is not the sum of its chunks' lengths (``Repository.file_problem``). Each
+is named with the snapshot paths it affects. ``authenticated`` is false for an unencrypted
+repository, whose contents anyone with write access to the destination could have forged.
 
 A failing store (``StorageError`` other than a missing object) is raised, never taken for damage.
 """
@@ -31,7 +39,8 @@ from typing import Any
 import blake3
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.engine.data.tree import DIR, Tree
+from snapkeep.engine.data.bounds import location_problem
+from snapkeep.engine.data.tree import DIR, FILE, Node, Tree
 from snapkeep.engine.format import CONFIG_NAME, DATA_PREFIX, KEYS_PREFIX, PACK_MAGIC, BlobType, pack_name
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
@@ -80,11 +89,17 @@ class CheckReport:
     affected: list[Affected] = field(default_factory=list)
     unindexed_packs: list[str] = field(default_factory=list)
     snapshots: int = 0
+    #: False for an unencrypted repository: nothing proves who wrote its contents.
+    authenticated: bool = True
     trees: int = 0
     index_files: int = 0
     packs: int = 0
     packs_read: int = 0
     blobs_verified: int = 0
+    #: Per snapshot, what restoring it whole creates: ``files``, ``dirs``, ``others`` and ``bytes``
+    #: counted through every folder (a subtree shared by N folders counts N times: a forged
+    #: snapshot can store 56 KB that expand to 2^24 folders). Damaged folders count as empty.
+    expanded: dict[str, dict[str, int]] = field(default_factory=dict)
     #: IDs of every blob reachable from a readable snapshot (trees and contents); used by prune.
     used_blobs: set[bytes] = field(default_factory=set, repr=False)
 
@@ -154,7 +169,12 @@ class _Checker:
         self.recovered: dict[bytes, BlobLocation] = {}
         self.damaged: dict[bytes, str] = {}  # blob id -> why its content is unusable
         self.bad_trees: dict[bytes, str] = {}
+        #: (tree id, entry name) -> why that file cannot be restored as declared.
+        self.bad_files: dict[tuple[bytes, bytes], str] = {}
         self.roots: list[tuple[str, bytes]] = []
+        self.trailers_read = False
+        #: Per readable tree: its own files, others, bytes, and the subtrees of its folders.
+        self.shapes: dict[bytes, tuple[int, int, int, list[bytes]]] = {}
 
     def problem(self, kind: str, name: str, message: str) -> None:
         self.report.problems.append(Problem(kind, name, message))
@@ -162,6 +182,7 @@ class _Checker:
     # --- structure ------------------------------------------------------------------------------
 
     def structure(self) -> None:
+        self.report.authenticated = self.repository.authenticated
         self.check_config_and_keys()
         self.list_packs()
         damaged_index = self.load_index()
@@ -169,6 +190,7 @@ class _Checker:
             self.recover_from_trailers()
         self.load_snapshots()
         self.walk_trees()
+        self.expand()
 
     def check_config_and_keys(self) -> None:
         try:
@@ -207,7 +229,11 @@ class _Checker:
             missing: dict[str, int] = {}
             for location in locations:
                 size = self.pack_sizes.get(location.pack_id)
-                if size is None:
+                bounds = location_problem(location.blob_type, location.length, location.raw_length)
+                if bounds is not None:
+                    self.problem("index", index_id, f"entry for blob {location.blob_id.hex()} {bounds}")
+                    self.damaged[location.blob_id] = f"blob {location.blob_id.hex()} {bounds}"
+                elif size is None:
                     missing[location.pack_id] = missing.get(location.pack_id, 0) + 1
                 elif location.offset + location.length > size - PACK_TAIL_SIZE:
                     self.problem(
@@ -226,7 +252,10 @@ class _Checker:
         return damaged
 
     def recover_from_trailers(self) -> None:
-        """Find the blobs of damaged index files in the trailers of unindexed packs."""
+        """Find the blobs of damaged or lost index files in the trailers of unindexed packs."""
+        if self.trailers_read:
+            return
+        self.trailers_read = True
         for pack_id in self.report.unindexed_packs:
             try:
                 entries = self.repository.read_pack_trailer(pack_id)
@@ -234,6 +263,8 @@ class _Checker:
                 self.problem("pack", pack_id, f"unindexed and its trailer is unreadable: {error}")
                 continue
             for e in entries:
+                if location_problem(e.blob_type, e.length, e.raw_length) is not None:
+                    continue
                 if e.blob_id not in self.index and e.blob_id not in self.recovered:
                     self.recovered[e.blob_id] = e.located_in(pack_id)
 
@@ -251,6 +282,8 @@ class _Checker:
 
     def locate(self, blob_id: bytes) -> BlobLocation | None:
         location = self.index.lookup(blob_id)
+        if location is None and blob_id not in self.recovered and not self.trailers_read:
+            self.recover_from_trailers()  # every index file that listed it may be lost
         return location if location is not None else self.recovered.get(blob_id)
 
     def use(self, blob_id: bytes, blob_type: BlobType, user: str) -> BlobLocation | None:
@@ -274,10 +307,23 @@ class _Checker:
             self.problem(
                 "blob",
                 blob_id.hex(),
-                f"listed only in a damaged index file; intact in unindexed pack {location.pack_id}",
+                f"in no readable index file; intact in unindexed pack {location.pack_id} "
+                "(`snapkeep repo repair index` indexes it again)",
             )
             self.damaged[blob_id] = f"blob {blob_id.hex()} is not indexed (pack {location.pack_id})"
         return location
+
+    def file_problem(self, node: Node) -> str | None:
+        """``Repository.file_problem`` against check's own index (and recovered locations)."""
+        total = 0
+        for blob_id in node.content:
+            location = self.locate(blob_id)
+            if location is None:
+                return f"blob {blob_id.hex()} is missing"
+            total += location.raw_length
+        if total != node.size:
+            return f"declares {node.size} bytes but its {len(node.content)} chunks hold {total}"
+        return None
 
     def load_tree(self, tree_id: bytes, location: BlobLocation) -> Tree:
         data = self.store.load(pack_name(location.pack_id), location.offset, location.length)
@@ -300,12 +346,61 @@ class _Checker:
                 self.problem("tree", tree_id.hex(), str(error))
                 self.bad_trees[tree_id] = f"tree {tree_id.hex()} is damaged"
                 continue
+            files = sum(1 for node in tree.nodes if node.type == FILE)
+            size = sum(node.size for node in tree.nodes if node.type == FILE)
+            subtrees = [node.subtree for node in tree.nodes if node.type == DIR and node.subtree is not None]
+            others = len(tree.nodes) - files - len(subtrees)
+            self.shapes[tree_id] = (files, others, size, subtrees)
             for node in tree.nodes:
                 where = f"{node.name.decode('utf-8', 'replace')!r} in tree {tree_id.hex()[:12]}"
                 for blob_id in node.content:
                     self.use(blob_id, BlobType.DATA, where)
+                if node.type == FILE and not any(blob_id in self.damaged for blob_id in node.content):
+                    why = self.file_problem(node)
+                    if why is not None:
+                        self.problem("tree", tree_id.hex(), f"file {where}: {why}")
+                        self.bad_files[(tree_id, node.name)] = why
                 if node.type == DIR and node.subtree is not None:
                     stack.append((node.subtree, where))
+
+    def expand(self) -> None:
+        """``report.expanded`` for every snapshot, each tree's totals computed once (post-order,
+        no recursion: a listing may be deep)."""
+        totals: dict[bytes, tuple[int, int, int, int]] = {}  # files, dirs, others, bytes
+        for snapshot_id, root in self.roots:
+            stack = [(root, False)]
+            opened: set[bytes] = set()  # a cycle cannot be forged (IDs hash contents); never loop
+            while stack:
+                tree_id, ready = stack.pop()
+                if tree_id in totals or (not ready and tree_id in opened):
+                    continue
+                shape = self.shapes.get(tree_id)
+                if shape is None:
+                    totals[tree_id] = (0, 0, 0, 0)
+                    continue
+                files, others, size, subtrees = shape
+                if not ready:
+                    opened.add(tree_id)
+                    stack.append((tree_id, True))
+                    stack.extend((sub, False) for sub in subtrees if sub not in totals)
+                    continue
+                dirs = len(subtrees)
+                for sub in subtrees:
+                    below = totals.get(sub, (0, 0, 0, 0))
+                    files, dirs, others, size = (
+                        files + below[0],
+                        dirs + below[1],
+                        others + below[2],
+                        size + below[3],
+                    )
+                totals[tree_id] = (files, dirs, others, size)
+            files, dirs, others, size = totals[root]
+            self.report.expanded[snapshot_id] = {
+                "files": files,
+                "dirs": dirs,
+                "others": others,
+                "bytes": size,
+            }
 
     # --- data -----------------------------------------------------------------------------------
 
@@ -358,7 +453,7 @@ class _Checker:
     # --- mapping damage to snapshots and files --------------------------------------------------
 
     def map_damage(self) -> None:
-        if not self.damaged and not self.bad_trees:
+        if not self.damaged and not self.bad_trees and not self.bad_files:
             return
         memo: dict[bytes, list[tuple[str, str]]] = {}
         for snapshot_id, root in self.roots:
@@ -386,6 +481,8 @@ class _Checker:
         for node in nodes:
             path = "/" + node.name.decode("utf-8", "surrogateescape")
             hurt = [self.damaged[blob_id] for blob_id in node.content if blob_id in self.damaged]
+            if (tree_id, node.name) in self.bad_files:
+                hurt.append(self.bad_files[(tree_id, node.name)])
             if hurt:
                 found.append((path, "; ".join(dict.fromkeys(hurt))))
             if node.type == DIR and node.subtree is not None:

@@ -18,13 +18,16 @@ Other engine modules use ``repository.store``, ``.config``, ``.cipher``, ``.mast
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import blake3
 
 from snapkeep.clock import SYSTEM, Clock
+from snapkeep.engine.data.bounds import location_problem, max_raw_length
 from snapkeep.engine.data.snapshot import Snapshot
+from snapkeep.engine.data.tree import FILE, Node
 from snapkeep.engine.format import (
     AD_INDEX,
     CONFIG_NAME,
@@ -40,11 +43,12 @@ from snapkeep.engine.format import (
     pack_name,
 )
 from snapkeep.engine.repository import keys as keyfiles
-from snapkeep.engine.repository.codec import BlobCodec
+from snapkeep.engine.repository.bounded import MAX_CONFIG_FILE, MAX_INDEX_FILE, load_bounded
+from snapkeep.engine.repository.codec import BlobCodec, check_location
 from snapkeep.engine.repository.config import RepositoryConfig
 from snapkeep.engine.repository.crypto import Cipher, make_cipher
 from snapkeep.engine.repository.index import BlobLocation, Index, decode_index_file, encode_index_file
-from snapkeep.engine.repository.locks import RepositoryLock
+from snapkeep.engine.repository.locks import RepositoryLock, known_dead, list_locks
 from snapkeep.engine.repository.pack_format import PackEntry, read_pack_trailer
 from snapkeep.engine.repository.packer import DEFAULT_UPLOADERS, Packer
 from snapkeep.engine.repository.snapshot_store import SnapshotStore
@@ -92,6 +96,9 @@ class Repository:
         self.cipher: Cipher = make_cipher(config.cipher, master_key.encryption_key)
         self.index = Index()
         self.damaged_index_files: list[str] = []
+        #: The index files ``reload_index`` read (``reclaim_unfinished_packs`` compares).
+        self.loaded_index_files: frozenset[str] = frozenset()
+        self._locks: weakref.WeakSet[RepositoryLock] = weakref.WeakSet()
         self.index_interval = index_interval
         self.snapshots = SnapshotStore(store, self.cipher)
         self._lock = threading.Lock()
@@ -169,7 +176,7 @@ class Repository:
         ``reload_index``.
         """
         try:
-            config_data = store.load(CONFIG_NAME)
+            config_data = load_bounded(store, CONFIG_NAME, MAX_CONFIG_FILE, what=CONFIG_NAME)
         except ObjectNotFoundError:
             raise RepositoryNotFoundError(location=store.location) from None
         config = RepositoryConfig.from_json(config_data, location=store.location)
@@ -214,6 +221,16 @@ class Repository:
         the caller has it. Raises ``StorageError`` when an earlier pack upload failed.
         """
         self._packer.check()
+        if len(data) > max_raw_length(blob_type):
+            raise RepositoryError(
+                f"a {blob_type.name} blob of {len(data)} bytes is above the {max_raw_length(blob_type)} "
+                "the repository format accepts"
+                + (
+                    " (a folder with too many entries or too long a file list)"
+                    if blob_type is BlobType.TREE
+                    else ""
+                )
+            )
         if blob_id is None:
             blob_id = self.blob_id(data)
         with self._lock:
@@ -263,7 +280,7 @@ class Repository:
 
     def _index_plaintext(self, index_id: str) -> bytes:
         what = f"index file {index_id}"
-        data = self.store.load(f"{INDEX_PREFIX}{index_id}")
+        data = load_bounded(self.store, f"{INDEX_PREFIX}{index_id}", MAX_INDEX_FILE, what=what)
         if blake3.blake3(data).hexdigest() != index_id:
             raise IntegrityError(what=what, reason="contents do not match the file name")
         return self.cipher.open(data, AD_INDEX, what=what)
@@ -286,7 +303,8 @@ class Repository:
         """
         index = Index()
         damaged: list[str] = []
-        for index_id in self.index_ids():
+        index_ids = self.index_ids()
+        for index_id in index_ids:
             try:
                 index.add_index_file(self._index_plaintext(index_id), what=f"index file {index_id}")
             except (IntegrityError, ObjectNotFoundError):
@@ -306,11 +324,37 @@ class Repository:
             index.add_many(self._unsaved)
             self.index = index
             self.damaged_index_files = damaged
+            self.loaded_index_files = frozenset(index_ids)
         return damaged
 
     def read_pack_trailer(self, pack_id: str) -> list[PackEntry]:
         """The blob list in a stored pack's trailer. Raises ``IntegrityError``, ``StorageError``."""
         return read_pack_trailer(self.store, pack_id, self.cipher)
+
+    def file_problem(self, node: Node) -> str | None:
+        """Why a file node's content cannot be what it declares, from the index alone (no data is
+        read): a chunk that is not indexed, not a DATA blob or out of bounds, or a declared size
+        other than the sum of its chunks' lengths. ``None`` for a sound node (and for non-files).
+
+        Restoring a node for which this returns a reason would write something other than the
+        file that was backed up (or an 8 TiB sparse file out of 6 bytes): refuse that one file.
+        """
+        if node.type != FILE:
+            return None
+        total = 0
+        for blob_id in node.content:
+            location = self.lookup(blob_id)
+            if location is None:
+                return f"blob {blob_id.hex()} is not in the index"
+            if location.blob_type is not BlobType.DATA:
+                return f"blob {blob_id.hex()} is a {location.blob_type.name} blob, not file content"
+            problem = location_problem(location.blob_type, location.length, location.raw_length)
+            if problem is not None:
+                return f"blob {blob_id.hex()} {problem}"
+            total += location.raw_length
+        if total != node.size:
+            return f"declares {node.size} bytes but its {len(node.content)} chunks hold {total}"
+        return None
 
     def decode_blob(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
         """Open, decompress and verify the stored bytes of a blob; raises ``IntegrityError``."""
@@ -325,6 +369,7 @@ class Repository:
         location = self.lookup(blob_id)
         if location is None:
             raise BlobNotFoundError(blob=blob_id.hex())
+        check_location(location)
         try:
             stored = self.store.load(pack_name(location.pack_id), location.offset, location.length)
         except ObjectNotFoundError:
@@ -340,6 +385,18 @@ class Repository:
         blob; earlier ones were yielded) and ``StorageError``.
         """
         ordered = sorted(locations, key=lambda location: location.offset)
+        bad: BlobLocation | None = None
+        for number, location in enumerate(ordered):
+            try:
+                check_location(location)
+            except IntegrityError:
+                bad, ordered = location, ordered[:number]
+                break
+        yield from self._load_runs(pack_id, ordered)
+        if bad is not None:
+            check_location(bad)
+
+    def _load_runs(self, pack_id: str, ordered: Sequence[BlobLocation]) -> Iterator[tuple[bytes, bytes]]:
         position = 0
         while position < len(ordered):
             run_end = position + 1
@@ -404,7 +461,62 @@ class Repository:
         Raises ``LockError`` on entry when a conflicting live lock exists. ``options`` go to
         ``RepositoryLock`` (timeout, refresh interval).
         """
-        return RepositoryLock(self.store, exclusive=exclusive, holder=holder, clock=self.clock, **options)
+        lock = RepositoryLock(self.store, exclusive=exclusive, holder=holder, clock=self.clock, **options)
+        self._locks.add(lock)
+        return lock
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the repository's contents prove where they came from: true when encrypted (every
+        blob, index file and snapshot is sealed with a key only password holders have). In an
+        unencrypted repository, anyone who can write the destination can forge a snapshot that
+        ``check`` accepts."""
+        return self.config.encrypted
+
+    def reclaim_unfinished_packs(self) -> list[str]:
+        """Delete the packs that no index file lists, left by a backup killed before it indexed them;
+        returns their IDs. Called at the start of a backup, under its lock (docs/engine.md).
+
+        Nothing is deleted, and ``[]`` returned, unless every condition holds: this repository
+        holds a lock; taking it broke no lock whose process may still run (another host, or only a
+        stale heartbeat: perhaps a paused backup); no other lock exists before and after the packs
+        are listed; no index file is damaged; and the set of index files did not change meanwhile
+        (a backup that started and finished in between). Any live writer holds a lock from before
+        its first pack until after its last index file, so a pack unindexed under these conditions
+        belongs to a process that is gone. Blobs of this repository still on their way into a pack
+        also stop it (a pack stored a moment before it is indexed). Raises ``StorageError`` from the store.
+        """
+        own = [lock for lock in self._locks if lock.name is not None]
+        with self._lock:
+            busy = bool(self._in_flight or self._unsaved)
+        if not own or busy or self.damaged_index_files:
+            return []
+        if any(not known_dead(info) for lock in own for info in lock.broken_info.values()):
+            return []
+        names = {lock.name for lock in own}
+
+        def others() -> bool:
+            return any(name not in names for name in list_locks(self.store))
+
+        if others():
+            return []
+        before = set(self.index_ids())
+        packs = [info.name.rsplit("/", 1)[-1] for info in self.store.list(DATA_PREFIX)]
+        with self._lock:
+            covered = self.index.pack_ids()
+        for index_id in sorted(before - self.loaded_index_files):
+            try:
+                covered.update(location.pack_id for location in self.load_index_file(index_id))
+            except (IntegrityError, ObjectNotFoundError):
+                return []
+        if others() or set(self.index_ids()) != before:
+            return []
+        removed = []
+        for pack_id in packs:
+            if pack_id not in covered and len(pack_id) == 64:
+                self.store.delete(pack_name(pack_id), missing_ok=True)
+                removed.append(pack_id)
+        return removed
 
     def stats(self) -> dict[str, int]:
         """Counters of this session: packs and bytes uploaded, blobs indexed."""

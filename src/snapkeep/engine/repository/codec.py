@@ -4,6 +4,12 @@
 compressors are not thread-safe; the work itself runs without the GIL), keeps the plaintext when
 zstd does not make it smaller, and seals the result with the blob ID as associated data, so a blob
 moved to another ID fails to open. ``decode`` reverses it and checks the length and the ID.
+
+``decode`` trusts no declared size: the location's lengths must be within ``data.bounds`` (a DATA
+blob holds at most one chunk, a TREE blob at most ``MAX_TREE_BLOB``), and a zstd frame whose header
+announces more than the declared plaintext is refused before it is expanded (python-zstandard
+allocates the header's content size whatever ``max_output_size`` says), so a 6-byte frame that
+expands to 10 GiB costs nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import threading
 import blake3
 import zstandard
 
+from snapkeep.engine.data.bounds import location_problem
 from snapkeep.engine.format import Compression
 from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.engine.repository.index import BlobLocation
@@ -58,14 +65,29 @@ class BlobCodec:
     def decode(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
         """Open, decompress and verify a stored blob; raises ``IntegrityError`` naming blob and pack."""
         what = f"blob {location.blob_id.hex()} in pack {location.pack_id}"
+        check_location(location)
         if len(stored) != location.length:
             raise IntegrityError(what=what, reason=f"read {len(stored)} bytes, expected {location.length}")
         plaintext = self.cipher.open(stored, location.blob_id, what=what)
         if location.compression is Compression.ZSTD:
             try:
+                announced = zstandard.frame_content_size(plaintext)
+                if announced > location.raw_length:
+                    raise IntegrityError(
+                        what=what,
+                        reason=f"its zstd frame expands to {announced} bytes, not {location.raw_length}",
+                    )
                 plaintext = self._decompressor().decompress(plaintext, max_output_size=location.raw_length)
             except zstandard.ZstdError as problem:
                 raise IntegrityError(what=what, reason=f"cannot decompress: {problem}") from None
         if len(plaintext) != location.raw_length or self.blob_id(plaintext) != location.blob_id:
             raise IntegrityError(what=what, reason="contents do not match the blob ID")
         return plaintext
+
+
+def check_location(location: BlobLocation) -> None:
+    """Raise ``IntegrityError`` naming the blob and its pack when its declared lengths are out of
+    bounds (``data.bounds.location_problem``): checked before anything is read or expanded."""
+    problem = location_problem(location.blob_type, location.length, location.raw_length)
+    if problem is not None:
+        raise IntegrityError(what=f"blob {location.blob_id.hex()} in pack {location.pack_id}", reason=problem)

@@ -70,6 +70,12 @@ def is_stale(info: LockInfo, now: float, *, hostname: str | None = None) -> bool
     return info.host == (hostname or socket.gethostname()) and not process_alive(info.pid)
 
 
+def known_dead(info: LockInfo, *, hostname: str | None = None) -> bool:
+    """Whether the process that held ``info`` is known to be gone (taken on this host, no such pid);
+    a lock from another host, or whose heartbeat merely stopped, may belong to a paused process."""
+    return info.host == (hostname or socket.gethostname()) and not process_alive(info.pid)
+
+
 def read_lock(store: Store, name: str) -> LockInfo | None:
     """The lock stored as ``name``; ``None`` when it vanished. Raises ``LockError`` when unreadable."""
     try:
@@ -126,6 +132,8 @@ class RepositoryLock:
         self.hostname = hostname or socket.gethostname()
         self.name: str | None = None
         self.broken: list[str] = []
+        #: The documents of the locks in ``broken``, by name.
+        self.broken_info: dict[str, LockInfo] = {}
         self._created = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,6 +160,7 @@ class RepositoryLock:
             if is_stale(info, now, hostname=self.hostname):
                 self.store.delete(name, missing_ok=True)
                 self.broken.append(name)
+                self.broken_info[name] = info
                 continue
             if self.exclusive or info.exclusive:
                 return f"{info.describe(now)} ({name})"

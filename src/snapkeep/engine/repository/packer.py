@@ -4,7 +4,12 @@
 target size is handed to a bounded queue (so a slow destination slows the producers instead of
 filling memory) and finished there: the uploader threads seal the trailer, hash the pack for its
 ID, stream its parts to the store (no pack-sized copy) and report ``on_uploaded(pack_id, entries)``.
-Memory: the open pack, one queued and at most one per uploader (about 64 MiB in all).
+Memory: the open packs, one queued and at most one per uploader (about 64 MiB in all).
+
+Folder listings (TREE blobs) and file contents (DATA blobs) never share a pack: the packer keeps
+one open pack per blob type (as restic does). A damaged or truncated data pack then loses only the
+files whose chunks it held, never the folders that list the rest of a snapshot; the tree packs are
+small and read by every restore and check. Format v1 readers accept either layout.
 
 An uploader error is kept and raised in the caller of the next ``add``/``flush``/``check`` as a
 ``StorageError``; later packs are dropped, never half-written, so nothing after the failure can be
@@ -79,7 +84,7 @@ class Packer:
         self._uploader_count = uploaders
         self._queue: queue.Queue[PackBuilder | None] = queue.Queue(maxsize=queue_depth)
         self._lock = threading.Lock()
-        self._open = PackBuilder()
+        self._open: dict[BlobType, PackBuilder] = {}
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self.packs_uploaded = 0
@@ -112,28 +117,32 @@ class Packer:
         full = None
         with self._lock:
             self._start()
-            self._open.add(blob_id, blob_type, compression, sealed, raw_length)
-            if self._open.size >= self._pack_size:
-                full, self._open = self._open, PackBuilder()
+            builder = self._open.get(blob_type)
+            if builder is None:
+                builder = self._open[blob_type] = PackBuilder()
+            builder.add(blob_id, blob_type, compression, sealed, raw_length)
+            if builder.size >= self._pack_size:
+                full = self._open.pop(blob_type)
         if full is not None:
             self._queue.put(full)
 
     def flush(self) -> None:
-        """Send the open pack and wait until every queued pack is stored. Raises ``StorageError``."""
+        """Send the open packs and wait until every queued pack is stored. Raises ``StorageError``."""
         with self._lock:
-            full, self._open = (self._open, PackBuilder()) if len(self._open) else (None, self._open)
-            if full is not None:
+            full = [builder for _, builder in sorted(self._open.items()) if len(builder)]
+            self._open = {}
+            if full:
                 self._start()
-        if full is not None:
-            self._queue.put(full)
+        for builder in full:
+            self._queue.put(builder)
         self._queue.join()
         self.check()
 
     def close(self) -> None:
-        """Finish queued uploads (the open pack is discarded) and stop the threads. Never raises."""
+        """Finish queued uploads (the open packs are discarded) and stop the threads. Never raises."""
         with self._lock:
             threads, self._threads = self._threads, []
-            self._open = PackBuilder()
+            self._open = {}
         for _ in threads:
             self._queue.put(None)
         for thread in threads:

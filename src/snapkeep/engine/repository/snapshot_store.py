@@ -11,6 +11,7 @@ import blake3
 
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import AD_SNAPSHOT, SNAPSHOTS_PREFIX
+from snapkeep.engine.repository.bounded import MAX_SNAPSHOT_FILE, load_bounded
 from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.errors import IntegrityError, NotFoundError, ObjectNotFoundError, ValidationError
 from snapkeep.storage.base import Store
@@ -44,7 +45,7 @@ class SnapshotStore:
         """
         what = f"snapshot {snapshot_id}"
         try:
-            data = self._store.load(f"{SNAPSHOTS_PREFIX}{snapshot_id}")
+            data = load_bounded(self._store, f"{SNAPSHOTS_PREFIX}{snapshot_id}", MAX_SNAPSHOT_FILE, what=what)
         except ObjectNotFoundError:
             raise NotFoundError(kind="snapshot", ident=snapshot_id) from None
         if blake3.blake3(data).hexdigest() != snapshot_id:

@@ -13,6 +13,11 @@ files. A file gets its metadata (owner, mode, xattrs and ACLs, mtime in ns) thro
 when its last blob is written. Hard links are linked to their first member afterwards; folder
 metadata is applied last, deepest first. A blob that is missing or damaged fails the files using it
 (their partial content is removed) and the failure names them; every other file still restores.
+
+What is already in the target is treated by ``RestoreOptions`` (``fs.restore_policy``): the overwrite
+policy (``always``, ``if-changed``, ``if-newer``, ``never``), the dry run (walks the backup and the
+target, writes nothing, lists what would change) and whether special files (fifos, device nodes,
+set-user/group-ID bits) are created.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from snapkeep.engine.data.snapshot import Snapshot
-from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
+from snapkeep.engine.fs.restore_policy import POLICIES, Changes, RestoreOptions
+from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget, open_existing_folder
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore.plan import RestorePlanner, parse_include
 from snapkeep.engine.restore.writer import RestoreResult
 
-__all__ = ["RestoreResult", "parse_include", "restore"]
+__all__ = ["POLICIES", "Changes", "RestoreOptions", "RestoreResult", "parse_include", "restore"]
 
 #: Threads that load the trees the plan will visit next (more only add GIL contention locally).
 _TREE_READERS = 2
@@ -43,21 +49,28 @@ def restore(
     progress: Progress | None = None,
     workers: int = 2,
     restore_owners: bool | None = None,
+    options: RestoreOptions | None = None,
 ) -> RestoreResult:
     """Restore ``snapshot`` (or only ``includes``, paths inside it) into the folder ``target``.
 
     ``workers`` write contents (2 by default: on 2 cores a third only adds GIL contention; 512 MiB:
     1.95-2.4 s with 2, 2.2-2.7 s with 3). Raises ``UnsafePathError`` for a crafted tree or include,
     ``NotFoundError`` when an include names nothing, ``IntegrityError`` when a tree is damaged, and
-    storage errors. Per-file problems are listed in the result's ``failures``.
+    storage errors. Per-file problems are listed in the result's ``failures``. ``options``: the
+    overwrite policy, dry run and special files (default: ``always``, a real restore, none).
     """
     filters = [parse_include(include) for include in includes] or None
     restorer = RestorePlanner(
-        repository, progress or Progress(), os.geteuid() == 0 if restore_owners is None else restore_owners
+        repository,
+        progress or Progress(),
+        os.geteuid() == 0 if restore_owners is None else restore_owners,
+        options,
     )
     if filters is not None:
         restorer.check_includes(bytes.fromhex(snapshot.tree), filters)
     base = os.path.abspath(os.fsencode(target))
+    if restorer.options.dry_run:
+        return _dry_run(restorer, snapshot, base, filters)
     os.makedirs(base, exist_ok=True)
     folders = Folders(os.open(base, DIR_FLAGS), descriptor_budget())
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore")
@@ -74,5 +87,30 @@ def restore(
         pool.shutdown(wait=True, cancel_futures=True)
         folders.close()
         os.close(folders.fds[0])
+        restorer.progress.on_finish()
+    return restorer.result
+
+
+def _dry_run(
+    restorer: RestorePlanner, snapshot: Snapshot, base: bytes, filters: list[list[bytes]] | None
+) -> RestoreResult:
+    """What the restore would do below ``base``; nothing is created or written."""
+    root: int | None = None
+    if os.path.isdir(base):
+        parent = os.open(os.path.dirname(base) or b"/", DIR_FLAGS)
+        try:
+            root = open_existing_folder(os.path.basename(base), parent) if os.path.basename(base) else parent
+        finally:
+            if root != parent:
+                os.close(parent)
+    tree_pool = ThreadPoolExecutor(max_workers=_TREE_READERS, thread_name_prefix="snapkeep-trees")
+    try:
+        restorer.tree_pool = tree_pool
+        restorer.progress.on_start(None, None)
+        restorer.dry_plan(bytes.fromhex(snapshot.tree), root, b"", filters)
+    finally:
+        tree_pool.shutdown(wait=True, cancel_futures=True)
+        if root is not None:
+            os.close(root)
         restorer.progress.on_finish()
     return restorer.result

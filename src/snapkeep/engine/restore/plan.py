@@ -11,6 +11,7 @@ goes on; at most ``_BATCHES_AHEAD`` batches wait, which bounds the plan's memory
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import stat
@@ -22,12 +23,30 @@ from typing import TypeVar
 
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node, Tree
-from snapkeep.engine.fs.safe_target import open_folder, remove_existing, split_path
+from snapkeep.engine.format import CHUNK_MAX_SIZE
+from snapkeep.engine.fs.restore_policy import (
+    OVERWRITE,
+    SKIP,
+    WRITE,
+    RestoreOptions,
+    decide,
+    special_refused,
+)
+from snapkeep.engine.fs.safe_target import (
+    SPECIAL_BITS,
+    existing,
+    open_existing_folder,
+    open_folder,
+    plain_mode,
+    read_existing,
+    remove_existing,
+    split_path,
+)
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
-from snapkeep.errors import NotFoundError
+from snapkeep.errors import IntegrityError, NotFoundError
 
 __all__ = ["Filters", "RestorePlanner", "parse_include"]
 
@@ -51,11 +70,19 @@ def parse_include(include: str | bytes) -> list[bytes]:
     return list(split_path(include, lenient=True))
 
 
+#: Entries a whole restore may create beyond twice what its snapshot's stats declare (files,
+#: folders, others) before it stops as forged: a shared subtree may be listed once and restored
+#: many times (a depth-24 fan-out of 56 KB expands to 2^24 folders).
+ENTRY_SLACK = 100_000
+
+
 class RestorePlanner(RestoreWriter):
     """One restore: the plan (main thread) feeding the writer's worker pool."""
 
-    def __init__(self, repository: Repository, progress: Progress, owners: bool) -> None:
-        super().__init__(repository, progress, owners)
+    def __init__(
+        self, repository: Repository, progress: Progress, owners: bool, options: RestoreOptions | None = None
+    ) -> None:
+        super().__init__(repository, progress, owners, options)
         self.blob_users: Users = {}
         self.packs: dict[str, list[BlobLocation]] = {}
         self.pool: ThreadPoolExecutor | None = None
@@ -65,6 +92,9 @@ class RestorePlanner(RestoreWriter):
         self.batches: deque[list[Future[None]]] = deque()
         self.planned_bytes = 0
         self.planned_files = 0
+        self.entries = 0
+        #: refuse a whole restore whose folders expand far beyond what the snapshot declares
+        self.entry_limit: int | None = None
 
     def start(
         self, pool: ThreadPoolExecutor, tree_pool: ThreadPoolExecutor, ways: int, snapshot: Snapshot | None
@@ -77,6 +107,10 @@ class RestorePlanner(RestoreWriter):
         self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
         stats = snapshot.stats if snapshot is not None else {}
         files, size = stats.get("files"), stats.get("bytes")
+        counts = [stats.get(key) for key in ("files", "dirs", "other_entries")]
+        declared = sum(count for count in counts if isinstance(count, int) and count >= 0)
+        if snapshot is not None:  # a whole restore (every snapshot snapkeep writes has stats)
+            self.entry_limit = 2 * declared + ENTRY_SLACK
         self.progress.on_start(
             files if isinstance(files, int) else None, size if isinstance(size, int) else None
         )
@@ -106,7 +140,8 @@ class RestorePlanner(RestoreWriter):
                     raise NotFoundError(kind="path in snapshot", ident="/" + os.fsdecode(b"/".join(parts)))
                 tree_id = node.subtree if index + 1 < len(parts) else None
 
-    def plan(self, tree_id: bytes, folder: int, parts: list[bytes], display: bytes, filters: Filters) -> None:
+    def choose(self, tree_id: bytes, filters: Filters) -> list[tuple[Node, Filters]]:
+        """The entries of a tree the includes select, each with the includes below it."""
         chosen: list[tuple[Node, Filters]] = []
         for node in self.load_tree(tree_id).nodes:
             below: Filters = None
@@ -119,12 +154,88 @@ class RestorePlanner(RestoreWriter):
             chosen.append((node, below))
             if node.type == DIR and node.subtree is not None:
                 self.prefetch(node.subtree)
-        for node, below in chosen:
+        return chosen
+
+    def plan(self, tree_id: bytes, folder: int, parts: list[bytes], display: bytes, filters: Filters) -> None:
+        for node, below in self.choose(tree_id, filters):
             shown = display + b"/" + node.name
+            self.entries += 1
+            if self.entry_limit is not None and self.entries > self.entry_limit:
+                raise IntegrityError(
+                    what="snapshot",
+                    reason=f"its folders expand to more than {self.entry_limit} entries, far beyond what it "
+                    "declares (a forged or damaged folder structure; 'repo check' shows what it expands to)",
+                )
             try:
                 self.plan_entry(node, folder, parts, shown, below)
             except OSError as error:
                 self.fail(os.fsdecode(shown), f"cannot restore: {error.strerror or error}")
+
+    # --- what is already in the target ------------------------------------------------------------
+
+    def decision(self, node: Node, dir_fd: int | None, display: str) -> str:
+        """``WRITE``, ``OVERWRITE`` or ``SKIP`` for ``node`` against what ``dir_fd`` holds at its
+        name (``fs.restore_policy.decide``); an existing folder where a non-folder belongs is a
+        failure (``IsADirectoryError``) unless the policy keeps it."""
+        info = existing(node.name, dir_fd)
+        if node.type == DIR:
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                return WRITE  # merged into
+            return decide(self.options.overwrite, info, node.mtime_ns, _never_same)
+        assert dir_fd is not None or info is None
+        action = decide(
+            self.options.overwrite,
+            info,
+            node.mtime_ns,
+            lambda found: self.same_entry(node, found, dir_fd if dir_fd is not None else -1),
+        )
+        if action == OVERWRITE and info is not None and stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way")
+        return action
+
+    def same_entry(self, node: Node, info: os.stat_result, dir_fd: int) -> bool:
+        """Whether the existing entry ``info`` already holds ``node``'s content: a regular file of
+        the same size whose every blob-sized piece has the blob's ID, or a symlink to the same
+        target. The size is the hint, the content decides."""
+        if node.type == SYMLINK:
+            return stat.S_ISLNK(info.st_mode) and os.readlink(node.name, dir_fd=dir_fd) == os.fsencode(
+                node.target
+            )
+        if node.type != FILE or not stat.S_ISREG(info.st_mode) or info.st_size != node.size:
+            return False
+        fd = read_existing(node.name, dir_fd)
+        if fd is None:
+            return False
+        try:
+            offset = 0
+            for blob_id in node.content:
+                location = self.repository.lookup(blob_id)
+                if location is None or location.raw_length > CHUNK_MAX_SIZE:
+                    return False
+                if offset + location.raw_length > node.size:
+                    return False
+                data = _read_at(fd, location.raw_length, offset)
+                if len(data) != location.raw_length or self.repository.blob_id(data) != blob_id:
+                    return False
+                offset += location.raw_length
+            return offset == node.size and not os.pread(fd, 1, offset)
+        finally:
+            os.close(fd)
+
+    def refused_special(self, node: Node, display: str) -> bool:
+        """Without special files: a fifo or device node is left out (a warning), and a
+        file's set-user/group-ID bits are dropped (a warning). True when ``node`` is left out."""
+        if self.options.special_files:
+            return False
+        if node.type in (FIFO, CHARDEV, BLOCKDEV):
+            self.warn(display, special_refused(node.type))
+            return True
+        if node.type == FILE and node.mode & SPECIAL_BITS:
+            node.mode = plain_mode(node.mode)
+            self.warn(display, "restored without its set-user/group-ID bits (special files not asked for)")
+        return False
+
+    # --- the real restore -------------------------------------------------------------------------
 
     def plan_entry(self, node: Node, folder: int, parts: list[bytes], shown: bytes, below: Filters) -> None:
         name = node.name
@@ -132,37 +243,94 @@ class RestorePlanner(RestoreWriter):
         if node.type == DIR:
             assert node.subtree is not None
             with self.folders.open(folder) as dir_fd:
+                info = existing(name, dir_fd)
+                action = self.decision(node, dir_fd, display)
+                if action == SKIP:
+                    self.note(SKIP, display)
+                    self.trees.pop(node.subtree, None)  # its prefetched tree is not needed
+                    return
+                if action == OVERWRITE:
+                    self.note(OVERWRITE, display)
                 fd = open_folder(name, dir_fd)
             self.inherits_group.append(bool(os.fstat(fd).st_mode & stat.S_ISGID))
             child = self.folders.add(fd, [*parts, name])
             self.plan(node.subtree, child, [*parts, name], shown, below)
-            self.folder_nodes.append((child, display, node))
+            merged = info is not None and stat.S_ISDIR(info.st_mode)
+            if not (merged and self.options.keeps_folders):
+                self.folder_nodes.append((child, display, node))
             self.result.dirs += 1
             return
         if below is not None:
             return  # an include goes deeper but this entry is not a folder
+        if self.refused_special(node, display):
+            return
+        if node.type == FILE and (problem := self.repository.file_problem(node)) is not None:
+            self.fail(display, f"not restored: {problem}")  # e.g. 8 TiB declared for 6 bytes
+            return
+        with self.folders.open(folder) as dir_fd:
+            action = self.decision(node, dir_fd, display)
+            if action == SKIP:
+                self.note(SKIP, display)
+                if node.hardlink and node.hardlink not in self.hardlink_first:
+                    self.hardlink_first[node.hardlink] = (folder, name)
+                return
+            self.note(action, display)
+            if node.type != FILE:
+                remove_existing(name, dir_fd)
+                if node.type == SYMLINK:
+                    os.symlink(node.target, name, dir_fd=dir_fd)
+                elif node.type == FIFO:
+                    os.mkfifo(name, 0o600, dir_fd=dir_fd)
+                elif node.type in (CHARDEV, BLOCKDEV) and self.owners:
+                    kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+                    os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
+                else:
+                    self.warn(
+                        display,
+                        f"{node.type} entries are recorded, not restored"
+                        + (" (device nodes need root)" if node.type in (CHARDEV, BLOCKDEV) else ""),
+                    )
+                    return
+                self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
         if node.type == FILE:
             self.plan_file(node, folder, display)
             return
-        with self.folders.open(folder) as dir_fd:
-            remove_existing(name, dir_fd)
-            if node.type == SYMLINK:
-                os.symlink(node.target, name, dir_fd=dir_fd)
-            elif node.type == FIFO:
-                os.mkfifo(name, 0o600, dir_fd=dir_fd)
-            elif node.type in (CHARDEV, BLOCKDEV) and self.owners:
-                kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
-                os.mknod(name, kind | 0o600, node.rdev, dir_fd=dir_fd)
-            else:
-                self.warn(
-                    display,
-                    f"{node.type} entries are recorded, not restored"
-                    + (" (device nodes need root)" if node.type in (CHARDEV, BLOCKDEV) else ""),
-                )
-                return
-            self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
         self.result.others += 1
         self.progress.on_file(display, 0)
+
+    # --- the dry run ------------------------------------------------------------------------------
+
+    def dry_plan(self, tree_id: bytes, dir_fd: int | None, display: bytes, filters: Filters) -> None:
+        """Record what the restore would do below the existing folder ``dir_fd`` (``None``: the
+        folder does not exist yet, everything is new); creates and writes nothing."""
+        for node, below in self.choose(tree_id, filters):
+            shown = os.fsdecode(display + b"/" + node.name)
+            try:
+                self.dry_entry(node, dir_fd, shown, below)
+            except OSError as error:
+                self.fail(shown, f"cannot restore: {error.strerror or error}")
+
+    def dry_entry(self, node: Node, dir_fd: int | None, shown: str, below: Filters) -> None:
+        if node.type == DIR:
+            assert node.subtree is not None
+            action = self.decision(node, dir_fd, shown)
+            if action in (SKIP, OVERWRITE):
+                self.note(action, shown)
+            if action == SKIP:
+                self.trees.pop(node.subtree, None)
+                return
+            child = open_existing_folder(node.name, dir_fd) if action == WRITE else None
+            try:
+                self.dry_plan(node.subtree, child, os.fsencode(shown), below)
+            finally:
+                if child is not None:
+                    os.close(child)
+            self.result.dirs += 1
+            return
+        if below is not None or self.refused_special(node, shown):
+            return
+        self.note(self.decision(node, dir_fd, shown), shown)
+        self.progress.on_file(shown, 0)
 
     def plan_file(self, node: Node, folder: int, display: str) -> None:
         if node.hardlink:
@@ -225,6 +393,23 @@ class RestorePlanner(RestoreWriter):
         while self.batches:
             for future in self.batches.popleft():
                 future.result()
+
+
+def _never_same(info: os.stat_result) -> bool:
+    return False
+
+
+def _read_at(fd: int, length: int, offset: int) -> bytes:
+    """Up to ``length`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file)."""
+    pieces: list[bytes] = []
+    while length > 0:
+        piece = os.pread(fd, length, offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        length -= len(piece)
+        offset += len(piece)
+    return b"".join(pieces)
 
 
 def _load_tree(repository: Repository, tree_id: bytes) -> Tree:

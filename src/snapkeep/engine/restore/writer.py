@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from snapkeep.engine.data.tree import SYMLINK, Node
+from snapkeep.engine.fs.restore_policy import OVERWRITE, REMOVE, SKIP, WRITE, Changes, RestoreOptions
 from snapkeep.engine.fs.safe_target import Folders, MetadataApplier, remove_existing
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
@@ -35,7 +36,9 @@ _ZEROS = bytes(_SPARSE_BLOCK)
 @dataclass
 class RestoreResult:
     """What a restore did. ``failures`` (path, message) are entries that were not restored;
-    ``warnings`` are metadata that could not be applied (owner, xattr, device node)."""
+    ``warnings`` are metadata that could not be applied (owner, xattr, device node). ``changes``
+    counts and lists the existing entries overwritten or skipped (``fs.restore_policy``); in a dry
+    run (``dry_run``) it lists every entry that would be written too, and nothing was written."""
 
     files: int = 0
     dirs: int = 0
@@ -43,10 +46,28 @@ class RestoreResult:
     bytes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    @property
+    def written(self) -> int:
+        return self.changes.counts[WRITE]
+
+    @property
+    def overwritten(self) -> int:
+        return self.changes.counts[OVERWRITE]
+
+    @property
+    def skipped(self) -> int:
+        return self.changes.counts[SKIP]
+
+    @property
+    def removed(self) -> int:
+        return self.changes.counts[REMOVE]
 
 
 @dataclass(slots=True, eq=False)
@@ -68,11 +89,14 @@ Users = dict[bytes, list[tuple[FileJob, int]]]
 class RestoreWriter:
     """Writes a restore's files, links and metadata under its target folder (``folders``)."""
 
-    def __init__(self, repository: Repository, progress: Progress, owners: bool) -> None:
+    def __init__(
+        self, repository: Repository, progress: Progress, owners: bool, options: RestoreOptions | None = None
+    ) -> None:
         self.repository = repository
         self.progress = progress
         self.owners = owners
-        self.result = RestoreResult()
+        self.options = options or RestoreOptions()
+        self.result = RestoreResult(dry_run=self.options.dry_run)
         self.lock = threading.Lock()
         self.hardlink_first: dict[str, FileJob | tuple[int, bytes]] = {}
         self.links: list[tuple[int, bytes, str, str]] = []  # (folder, name, display, group)
@@ -90,6 +114,11 @@ class RestoreWriter:
     def warn(self, display: str, message: str) -> None:
         with self.lock:
             self.result.warnings.append((display, message))
+
+    def note(self, action: str, display: str) -> None:
+        """Count ``action`` on ``display``; listed unless it is a new entry of a real restore."""
+        with self.lock:
+            self.result.changes.add(action, display, listed=action != WRITE or self.options.dry_run)
 
     # --- content ----------------------------------------------------------------------------------
 

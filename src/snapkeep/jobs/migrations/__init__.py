@@ -15,7 +15,13 @@ from types import ModuleType
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, select
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.jobs.migrations import m0001_initial, m0002_incidents, m0003_backups
+from snapkeep.jobs.migrations import (
+    m0001_initial,
+    m0002_incidents,
+    m0003_backups,
+    m0004_reindex,
+    m0005_integrity,
+)
 from snapkeep.jobs.migrations.m0001_initial import UtcDateTime
 
 
@@ -34,6 +40,8 @@ MIGRATIONS: list[Migration] = [
     _from(1, m0001_initial),
     _from(2, m0002_incidents),
     _from(3, m0003_backups),
+    _from(4, m0004_reindex),
+    _from(5, m0005_integrity),
 ]
 
 _metadata = MetaData()

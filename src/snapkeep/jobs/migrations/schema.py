@@ -1,7 +1,8 @@
 """The current catalog schema, as the catalog queries it.
 
-At version 3 it is what migration 1 created plus migration 2's ``incidents`` table and migration
-3's ``backups`` table. When a later
+At version 5 it is what migration 1 created plus migration 2's ``incidents`` table, migration
+3's ``backups`` table, migration 4's ``orphan`` and ``key_required`` columns of it and migration 5's
+integrity check tables. When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -10,12 +11,21 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData, Table
 
-from snapkeep.jobs.migrations import m0001_initial, m0002_incidents, m0003_backups
+from snapkeep.jobs.migrations import (
+    m0001_initial,
+    m0002_incidents,
+    m0003_backups,
+    m0004_reindex,
+    m0005_integrity,
+)
 
 metadata = MetaData()
 TABLES: dict[str, Table] = m0001_initial.define(metadata)
 TABLES.update(m0002_incidents.define(metadata))
 TABLES.update(m0003_backups.define(metadata))
+for _column in m0004_reindex.columns():
+    TABLES["backups"].append_column(_column)
+TABLES.update(m0005_integrity.define(metadata))
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -31,3 +41,6 @@ tokens = TABLES["tokens"]
 settings = TABLES["settings"]
 incidents = TABLES["incidents"]
 backups = TABLES["backups"]
+integrity_objects = TABLES["integrity_objects"]
+integrity_runs = TABLES["integrity_runs"]
+backup_damage = TABLES["backup_damage"]

@@ -4,7 +4,8 @@ This package is the only writer of ``queue_groups`` and ``queue_items`` (a test 
 the daemon, the CLI and the runs go through the functions below.
 
 - ``groups``: enqueue a backup (``enqueue_backup``: the job's ``running`` flag is set in the same
-  transaction, so a job is never queued twice) or a restore/download (``enqueue_restore``); read
+  transaction, so a job is never queued twice), a restore/download (``enqueue_restore``) or a
+  reindex of a destination (``enqueue_reindex``); read
   groups and items; ``claim``/``claim_next`` (one conditional UPDATE: of several claimers exactly one
   wins); ``request_stop`` (``stopQueueGroup``); ``rerun`` (``rerunFailedQueueGroup``); the
   scheduler's questions (``last_success``, ``fired_since``).
@@ -21,6 +22,7 @@ from snapkeep.jobs.queue.groups import (
     claim_next,
     empty_progress,
     enqueue_backup,
+    enqueue_reindex,
     enqueue_restore,
     fired_since,
     get_group,
@@ -51,6 +53,7 @@ __all__ = [
     "empty_progress",
     "end_unfinished",
     "enqueue_backup",
+    "enqueue_reindex",
     "enqueue_restore",
     "fired_since",
     "get_group",

@@ -101,6 +101,23 @@ def enqueue_restore(
     return _insert(tx, group_type, job_id=None, owner=owner, document=dict(document))
 
 
+def enqueue_reindex(tx: Transaction, destination: Mapping[str, Any], *, owner: str) -> Group:
+    """Queue a reindex of ``destination`` (``jobs.reindex.enqueue`` checks it); return the group.
+    Raises ConflictError while a reindex of the same destination is Pending or Processing."""
+    ident = str(destination["_id"])
+    table = schema.queue_groups
+    active = tx.connection.execute(
+        select(table.c.id, table.c.document).where(
+            table.c.type == int(QueueType.REINDEX), table.c.status.in_([int(status) for status in ACTIVE])
+        )
+    ).all()
+    for row in active:
+        if dict(row.document or {}).get("data", {}).get("_id") == ident:
+            raise ConflictError(f"Destination {ident} is already being reindexed (queue group {row.id})")
+    document = {"data": {"_id": ident, "name": str(destination.get("name", ""))}}
+    return _insert(tx, QueueType.REINDEX, job_id=None, owner=owner, document=document)
+
+
 # --- read -------------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 
 ``mark_never_finished`` runs when the service starts (and a shared catalog's other servers leave
 alone what is not theirs): groups left Processing by a dead process of this host become 104 Never
-Finished, with their logs and items. ``release_dead_locks`` then removes the repository locks such
+Finished, with their logs and items, and each raises a critical alert (``alerts.never_finished_alert``;
+its ID is in the returned group as ``alert_id``, for the caller to send once the transaction has
+committed). ``release_dead_locks`` then removes the repository locks such
 processes left behind. ``end_unfinished`` is the worker's last word on a run that raised.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 from sqlalchemy import exists, select, update
 
 from snapkeep.engine.repository.locks import is_stale, list_locks, process_alive
-from snapkeep.jobs import logs
+from snapkeep.jobs import alerts, logs
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import ACTIVE, FINISHED, ItemStatus, QueueStatus, QueueType
 from snapkeep.jobs.migrations import schema
@@ -35,7 +37,7 @@ def _orphaned(document: Mapping[str, Any], host: str) -> bool:
 
 def mark_never_finished(tx: Transaction, *, host: str | None = None) -> list[Group]:
     """Recover from a crash: groups left Processing by a dead process of ``host`` become 104 Never
-    Finished; return them.
+    Finished; return them, each with the ID of the critical alert it raised as ``alert_id``.
 
     Groups claimed on another host, or by a live process, are left alone (a shared PostgreSQL
     catalog). Their Backup jobs' ``running`` flags are cleared, their Processing logs become Never
@@ -67,7 +69,14 @@ def mark_never_finished(tx: Transaction, *, host: str | None = None) -> list[Gro
             .where(items.c.group_id == row.id, items.c.status.in_(active))
             .values(status=int(ItemStatus.NEVER_FINISHED), ended=now)
         )
-        marked.append(get_group(tx, row.id))
+        document = dict(row.document or {})
+        job = tx.get("jobs", row.job_id) if row.type == QueueType.BACKUP and row.job_id else None
+        if job is None and row.type == QueueType.BACKUP:
+            job = {"_id": row.job_id or "", "name": str(dict(document.get("data") or {}).get("name", ""))}
+        alert = alerts.never_finished_alert(tx, group_id=row.id, group_type=row.type, job=job)
+        group = get_group(tx, row.id)
+        group["alert_id"] = alert.id if alert is not None else None
+        marked.append(group)
     jobs = schema.jobs
     busy = exists().where(
         table.c.job_id == jobs.c.id, table.c.type == int(QueueType.BACKUP), table.c.status.in_(active)

@@ -1,4 +1,4 @@
-"""Runs: executing one queue group, a backup run of a job or a restore/download (API.md section 6).
+"""Runs: executing one queue group: a backup run of a job, a restore/download or a reindex (API.md section 6).
 
 Interface (for the daemon's workers and ``snapkeep run``/``restore``)
 --------------------------------------------------------------------
@@ -11,7 +11,8 @@ Interface (for the daemon's workers and ``snapkeep run``/``restore``)
     group and ConflictError for one that has already finished.
 
 The modules: ``backup`` (a job's run: log, end, alerts) with its bodies ``directories`` and
-``accounts``; ``restore`` (restores and downloads) with ``account_restore``; ``common`` (what they all
+``accounts``; ``restore`` (restores and downloads) with ``account_restore``; ``reindex`` (a
+destination's repositories into the catalog); ``common`` (what they all
 share: typed job and destination views, progress, ``open_target``, hooks, warnings, status roll-up,
 retention).
 """
@@ -27,6 +28,7 @@ from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.queue import ProgressCallback, RunningGroup
 from snapkeep.jobs.runs.backup import BackupRun
 from snapkeep.jobs.runs.common import GroupRun
+from snapkeep.jobs.runs.reindex import ReindexRun
 from snapkeep.jobs.runs.restore import RestoreRun
 
 #: queue type -> what runs a group of it
@@ -34,6 +36,7 @@ RUNNERS: dict[QueueType, type[GroupRun]] = {
     QueueType.BACKUP: BackupRun,
     QueueType.RESTORE: RestoreRun,
     QueueType.DOWNLOAD: RestoreRun,
+    QueueType.REINDEX: ReindexRun,
 }
 
 
@@ -50,7 +53,7 @@ def execute_group(
     group = RunningGroup(catalog, group_id, stop, on_progress)
     record = group.begin()
     runner = RUNNERS.get(record.type)
-    if runner is None:  # Reindex groups have no runner yet
+    if runner is None:  # a queue type this version cannot run
         with catalog.transaction() as tx:
             group.finish(tx, QueueStatus.FAILED)
         return QueueStatus.FAILED

@@ -21,9 +21,17 @@ and after MariaDB databases, for the backup's own account only.
 
 Existing data is never overwritten unless ``options[merge]=0``: with merge 1 (default) an existing
 file or database is kept (and named in the log); with merge 0 existing files the backup has are
-replaced and an existing database is dropped and recreated. Files the backup does not have are
-always left alone. Files restored to another account are given the owner of its home (as root).
-Raises nothing: every problem is a line in the run's log and the item's status.
+replaced and an existing database is dropped and recreated. ``options[overwrite]`` chooses another
+policy for files (``engine.fs.restore_policy``: ``if-changed`` compares contents, ``if-newer``
+times); the counts of files written, overwritten and kept go to the log. Files the backup does not
+have are always left alone. Files restored to another account are given the owner of its home (as
+root). Fifos, device nodes and set-user/group-ID bits are never created in an account.
+
+Files are restored into a private staging folder, then moved into the account through folder
+descriptors opened without following symlinks (``engine.fs.safe_target.Placer``): a symlink the account
+holds where a folder belongs stops that path (named in the log), never leads outside. A dry run
+(``options[dry_run]=1``) lists what would be written, overwritten or kept and changes nothing
+(databases included). Raises nothing: every problem is a line in the run's log and the item's status.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ import contextlib
 import json
 import os
 import shutil
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +47,19 @@ from typing import Any
 from snapkeep.clock import Clock
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, Tree
+from snapkeep.engine.fs.restore_policy import (
+    ALWAYS,
+    NEVER,
+    SKIP,
+    Changes,
+    RestoreOptions,
+)
+from snapkeep.engine.fs.safe_target import Placer
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import restore
 from snapkeep.engine.restore.content import find_node, read_content
-from snapkeep.errors import NotFoundError, SnapkeepError, ValidationError
+from snapkeep.errors import NotFoundError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.jobs import accounts, backups
 from snapkeep.jobs.backups import BackupRecord
 from snapkeep.jobs.codes import QueueStatus
@@ -117,6 +132,9 @@ class AccountRestore:
         self.options = options
         self.clock = clock
         self.merge = bool(int(options.get("merge", 1)))
+        self.overwrite = str(options.get("overwrite") or (NEVER if self.merge else ALWAYS))
+        self.dry_run = bool(int(options.get("dry_run", 0)))
+        self.changes = Changes()
         self.problems: list[str] = []
         self.done: list[str] = []
         self.settings = DatabaseSettings()
@@ -141,6 +159,10 @@ class AccountRestore:
         if users and not same:
             self.log.info(f"database users of {self.row.account} are not recreated for {target.username}")
             users = []
+        if self.dry_run:
+            for engine, name in dumps:
+                self.log.info(f"dry run: database {engine} {name!r} would be restored")
+            dumps, users = [], []
         self.users(repository, tree, users, POSTGRESQL)
         if len(dumps) > 1 and self.options.get("database_name"):
             self.problems.append("options[database_name]: names one database, but the restore has several")
@@ -259,7 +281,15 @@ class AccountRestore:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True, mode=0o700)
         try:
-            result = restore(repository, snapshot, str(staging), includes=paths, progress=progress)
+            # into a fresh private folder: every entry is new; never special files in an account
+            result = restore(
+                repository,
+                snapshot,
+                str(staging),
+                includes=paths,
+                progress=progress,
+                options=RestoreOptions(),
+            )
             for path, message in [*result.failures, *result.warnings][:50]:
                 self.log.warning(f"backup {self.row.id}: {path}: {message}")
             if result.failures:
@@ -277,35 +307,50 @@ class AccountRestore:
                     continue
                 if not os.path.lexists(staged):
                     continue
-                kept = place(staged, destination, merge=self.merge, owner=owner)
+                mover = Placer(self.overwrite, owner, dry_run=self.dry_run)
+                try:
+                    mover.place_below(destination[0], destination[1], staged)
+                except (UnsafePathError, OSError) as error:
+                    reason = error.message if isinstance(error, UnsafePathError) else error.strerror or error
+                    self.problems.append(f"{path}: not restored: {reason}")
+                    continue
                 self.done.append(path)
-                note = f", {len(kept)} existing kept (merge=1)" if kept else ""
-                self.log.info(f"{path} restored to {destination}{note}")
-                for item in kept[:20]:
-                    self.log.info(f"  kept existing {item}")
+                where = Path(destination[0], *destination[1])
+                verb = "would be restored" if self.dry_run else "restored"
+                self.log.info(f"{path} {verb} to {where}: {mover.changes.summary()}")
+                for action, item in mover.changes.entries[:20] if not self.dry_run else mover.changes.entries:
+                    self.log.info(f"  {action} {item}" + (" (kept existing)" if action == SKIP else ""))
+                for action, count in mover.changes.counts.items():
+                    self.changes.counts[action] = self.changes.counts.get(action, 0) + count
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def destination(self, path: str, target: Account) -> Path | None:
-        """Where a layout path goes for ``target`` (None when the account has no such place)."""
+    def destination(self, path: str, target: Account) -> tuple[Path, tuple[str, ...]] | None:
+        """Where a layout path goes for ``target``: a folder of the account (its home, its mail
+        root, the folder of a zone or certificate file) and the path below it; None when the account
+        has no such place."""
         parts = path.strip("/").split("/")
-        component, rest = parts[0], parts[1:]
+        component, rest = parts[0], tuple(parts[1:])
         if component == "homedir":
-            return Path(target.home, *rest)
+            return Path(target.home), rest
         if component == "email":
-            return Path(target.mail_root, *rest) if target.mail_root else None
+            return (Path(target.mail_root), rest) if target.mail_root else None
         if component == "cron":
-            return Path(target.cron_file) if target.cron_file and rest else None
+            return _as_place(target.cron_file) if target.cron_file and rest else None
         if not rest:
             return None
         if component == "domains":
             names = {f"{domain.name}.db": domain.zone_file for domain in target.domains if domain.zone_file}
-            return Path(names[rest[0]]) if rest[0] in names else None
+            return _as_place(names[rest[0]]) if rest[0] in names else None
         files = target.certificates if component == "certificates" else target.ftp_files
         by_name = (
             {os.path.basename(path): path for path in files} if component in ("certificates", "ftp") else {}
         )
-        return Path(by_name[rest[0]]) if rest[0] in by_name else None
+        return _as_place(by_name[rest[0]]) if rest[0] in by_name else None
+
+
+def _as_place(file: str) -> tuple[Path, tuple[str, ...]]:
+    return Path(file).parent, (Path(file).name,)
 
 
 #: Metadata files of a component that have no place of their own on the host.
@@ -324,42 +369,3 @@ def expand(staging: Path, paths: Sequence[str]) -> list[str]:
         elif name not in LISTINGS:
             expanded.append(path)
     return expanded
-
-
-def place(staged: Path, destination: Path, *, merge: bool, owner: tuple[int, int] | None) -> list[str]:
-    """Move ``staged`` (a file or folder) to ``destination``; returns the existing paths kept.
-
-    Folders are merged entry by entry; an existing entry that is not a real folder (a file, or a
-    symlink: never followed) is kept when ``merge``, else replaced by the staged one."""
-    kept: list[str] = []
-    try:
-        existing = destination.lstat()
-    except FileNotFoundError:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), str(destination))
-        if owner is not None:
-            _chown_tree(destination, owner)
-        return kept
-    staged_dir = stat.S_ISDIR(staged.lstat().st_mode) and not staged.is_symlink()
-    if staged_dir and stat.S_ISDIR(existing.st_mode):
-        for child in sorted(staged.iterdir()):
-            kept += place(child, destination / child.name, merge=merge, owner=owner)
-        return kept
-    if merge:
-        return [str(destination)]
-    if stat.S_ISDIR(existing.st_mode):
-        shutil.rmtree(destination)
-    else:
-        destination.unlink()
-    shutil.move(str(staged), str(destination))
-    if owner is not None:
-        _chown_tree(destination, owner)
-    return kept
-
-
-def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
-    os.lchown(path, *owner)
-    if path.is_dir() and not path.is_symlink():
-        for folder, dirs, files in os.walk(path):
-            for name in dirs + files:
-                os.lchown(os.path.join(folder, name), *owner)

@@ -63,7 +63,10 @@ class BackupRun(GroupRun):
             context = RunContext(self.catalog, self.home, self.clock, self.group, self.log, self.started)
             result = self.body(context, job)
         except Exception as error:  # a bug or a catalog failure: the run fails, the service goes on
-            log.exception("backup run of queue group %s failed", self.group.id)
+            if isinstance(error, SnapkeepError):  # e.g. the catalog's disk is full: no traceback
+                log.error("backup run of queue group %s failed: %s", self.group.id, error)
+            else:
+                log.exception("backup run of queue group %s failed", self.group.id)
             detail = f"internal error: {type(error).__name__}: {error}"
             if self.log is not None:
                 self.log.error(detail)

@@ -21,10 +21,11 @@ from snapkeep.clock import Clock
 from snapkeep.engine.maintenance import retention
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.errors import BackupAbortedError, SnapkeepError
+from snapkeep.errors import BackupAbortedError, SnapkeepError, WrongPasswordError
 from snapkeep.jobs import backups, hooks, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, ItemStatus, JobType, QueueStatus, Structure
+from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.logs import RunLog
 from snapkeep.jobs.queue import GroupRecord, RunningGroup
 
@@ -369,10 +370,26 @@ def open_target(
             opened = repositories.open_destination(document, job_id, clock=context.clock)
             target.problem = _over_limit(context, spec, opened) if create else None
             if target.problem is None:
+                new_key = encrypted and create and not KeyStore(context.home).has(job_id)
                 password = repositories.job_password(context.home, job_id, encrypted, create=create)
-                target.repository = repositories.open_repository(
-                    opened.store, password=password, create=create, clock=context.clock
-                )
+                try:
+                    target.repository = repositories.open_repository(
+                        opened.store, password=password, create=create, clock=context.clock
+                    )
+                except WrongPasswordError as error:
+                    if not new_key:
+                        raise
+                    raise WrongPasswordError(
+                        f"{error}: the destination holds this job's repository from another server; "
+                        f"import its key with 'snapkeep keys import {job_id} FILE' (from 'keys export' "
+                        "or 'dr export' there)"
+                    ) from None
+                if new_key:
+                    context.log.info(
+                        f"{target.where}: a new repository password was made for this encrypted job; "
+                        f"export it now ('snapkeep keys export {job_id}' or 'snapkeep dr export FILE') and "
+                        "keep it apart from the backups: without it no other server can read them"
+                    )
                 if lock:
                     holder = f"snapkeep run {context.group.id}"
                     target.locks.enter_context(target.repository.lock(exclusive=False, holder=holder))

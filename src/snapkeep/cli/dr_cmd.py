@@ -1,0 +1,105 @@
+"""``snapkeep dr export FILE`` / ``snapkeep dr import FILE``: what a new server needs to take over.
+
+The export holds the jobs, destinations (with their secrets), schedules, hooks, account filters,
+settings and every job key, sealed with a passphrase (``jobs.dr``); the file is 0600. The
+passphrase comes from ``SNAPKEEP_DR_PASSPHRASE``, from ``--passphrase-file`` (its first line), or is
+asked for on a terminal (twice when exporting); never from an argument, which other users could
+read in the process list. Import fills an empty data directory and keeps every ID; then reindex each
+destination (``snapkeep reindex DESTINATION``) to list its backups. See docs/disaster-recovery.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from snapkeep.cli.main import Context
+from snapkeep.errors import ValidationError
+from snapkeep.jobs import dr
+from snapkeep.jobs.catalog import Catalog
+
+ENVIRONMENT = "SNAPKEEP_DR_PASSPHRASE"
+MAX_PASSPHRASE_FILE = 4096
+
+
+def passphrase(file: Path | None, *, confirm: bool) -> str:
+    """The passphrase: ``--passphrase-file``, else the environment, else asked on a terminal.
+    Raises ValidationError when none can be had."""
+    if file is not None:
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(MAX_PASSPHRASE_FILE + 1)
+        except OSError as error:
+            raise ValidationError(
+                field="--passphrase-file", problem=f"cannot read {file}: {error.strerror}"
+            ) from None
+        if len(data) > MAX_PASSPHRASE_FILE:
+            raise ValidationError(field="--passphrase-file", problem=f"{file} is too long for a passphrase")
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise ValidationError(field="--passphrase-file", problem=f"{file} is not UTF-8 text") from None
+        return lines[0] if lines else ""
+    if os.environ.get(ENVIRONMENT):
+        return os.environ[ENVIRONMENT]
+    if not sys.stdin.isatty():
+        raise ValidationError(
+            field="passphrase",
+            problem=f"set {ENVIRONMENT} or give --passphrase-file (no terminal to ask on)",
+        )
+    value: str = click.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm)
+    return value
+
+
+PASSPHRASE_FILE = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help=f"Read the passphrase from this file's first line (else ${ENVIRONMENT}, else a prompt).",
+)
+
+
+@click.group("dr")
+def dr_group() -> None:
+    """Disaster recovery: export this server's setup, import it on a new one."""
+
+
+@dr_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@PASSPHRASE_FILE
+@click.option("--force", is_flag=True, help="Replace FILE when it exists.")
+@click.pass_obj
+def export_command(context: Context, file: Path, passphrase_file: Path | None, force: bool) -> None:
+    """Write jobs, destinations, schedules, hooks, filters, settings and job keys to FILE, sealed."""
+    secret = dr.check_passphrase(passphrase(passphrase_file, confirm=True))
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        state = dr.export_state(catalog, context.home)
+    finally:
+        catalog.close()
+    dr.write_file(file, dr.seal(state, secret), replace=force)
+    counts = ", ".join(f"{len(items)} {kind.replace('_', ' ')}" for kind, items in state["objects"].items())
+    click.echo(
+        f"exported {counts}, {len(state['settings'])} settings, {len(state['keys'])} job keys to {file}"
+    )
+    click.echo("keep the file and its passphrase apart from the backups: together they open every one")
+
+
+@dr_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@PASSPHRASE_FILE
+@click.pass_obj
+def import_command(context: Context, file: Path, passphrase_file: Path | None) -> None:
+    """Read FILE (from 'dr export') into this empty data directory, keeping every ID."""
+    data = dr.read_file(file)
+    state = dr.open_sealed(data, passphrase(passphrase_file, confirm=False), what=str(file))
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        done = dr.import_state(catalog, context.home, state)
+    finally:
+        catalog.close()
+    click.echo(f"imported {done.summary()} into {context.home}")
+    click.echo("next: 'snapkeep reindex DESTINATION' for each destination lists its backups")
