@@ -43,3 +43,10 @@ class BoundedTarInfo(tarfile.TarInfo):
         else:
             setattr(tarfile_, _COUNTER, 0)
         return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+def forget_members(archive: tarfile.TarFile) -> None:
+    """Drop the member list a streamed ``TarFile`` keeps of everything read so far: a stream is read
+    once, in order, so the list only grows (a forged archive of millions of members would hold them
+    all). ``TarFile.__iter__`` reads the next header when its index passes the list's end."""
+    archive.members = []  # type: ignore[attr-defined]

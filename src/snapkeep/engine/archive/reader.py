@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, cast
 
+from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
 from snapkeep.engine.archive.extract import SafeExtractor
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
@@ -287,10 +288,12 @@ class ArchiveRestore:
                 encoding=ENCODING,
                 errors=ERRORS,
                 bufsize=READ_SIZE,
+                tarinfo=BoundedTarInfo,
             ) as archive:
                 for member in archive:
                     self._member(archive, member, extractor)
                     seen += 1
+                    forget_members(archive)
             reader.drain()
             if seen != len(self.manifest.entries):
                 reason = f"stream holds {seen} of {len(self.manifest.entries)} members (truncated)"

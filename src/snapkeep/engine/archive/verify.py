@@ -21,7 +21,7 @@ from typing import IO, cast
 import blake3
 
 from snapkeep.engine.archive import load_manifest
-from snapkeep.engine.archive.bounded_tar import BoundedTarInfo
+from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
 from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
@@ -99,6 +99,7 @@ def _verify_stream(
                 if size != entry.size or hasher.hexdigest() != entry.blake3:
                     raise IntegrityError(what=what, reason=f"contents of {path!r} do not match the manifest")
             seen += 1
+            forget_members(archive)
     reader.drain()
     if seen != len(manifest.entries):
         raise IntegrityError(what=what, reason=f"stream holds {seen} of {len(manifest.entries)} members")
