@@ -113,8 +113,8 @@ class Outcome:
 
 
 def first_line(text: str, limit: int = 160) -> str:
-    """The last non-empty line of a command's error output, shortened for a table cell."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    """The last non-empty line of a command's output (notes left out), shortened for a table cell."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("note: ")]
     line = lines[-1] if lines else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
 

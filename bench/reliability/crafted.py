@@ -18,11 +18,14 @@ and restore either refuses with a message or restores what is intact.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import random
+import secrets
 import shutil
 import stat
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +47,14 @@ from bench.reliability.common import (
     snapkeep,
     snapkeep_command,
 )
-from snapkeep.engine.archive import write_archive
+from snapkeep.engine.archive import archive_name, manifest_name, write_archive
+from snapkeep.engine.archive.manifest import ArchiveManifest, encode_manifest
+from snapkeep.engine.archive.reader import _member_mtime, _member_type, member_xattrs
+from snapkeep.engine.archive.segments import SEGMENT_SIZE, seal_segments
+from snapkeep.engine.archive.writer import ArchiveEntry, xattrs_digest
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import encode_entries
-from snapkeep.engine.format import BlobType, Compression
+from snapkeep.engine.format import CIPHER_NAMES, BlobType, CipherId, Compression
 from snapkeep.engine.repository import Repository
 from snapkeep.storage.local import LocalStore
 
@@ -293,6 +300,100 @@ def forge_fanout(repository: Repository, depth: int) -> str:
     return _save(repository, tree, f"fan-out depth {depth}")
 
 
+def forge_archive(repository: Repository, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    """An Archived archive holding ``members``, with a manifest that matches the stream field by
+    field (sealed in segments for an encrypted repository): only the member names and links are
+    hostile, so what is tested is the restore's path safety, not the manifest check."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    raw = buffer.getvalue()
+    entries = []
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        for member in tar:
+            extracted = tar.extractfile(member) if member.isfile() else None
+            data = extracted.read() if extracted is not None else b""
+            entries.append(
+                ArchiveEntry(
+                    path=member.name.rstrip("/") if member.isdir() else member.name,
+                    type=_member_type(member),
+                    mode=member.mode,
+                    uid=member.uid,
+                    gid=member.gid,
+                    mtime_ns=_member_mtime(member),
+                    size=member.size if member.isfile() else 0,
+                    link=member.linkname if member.issym() or member.islnk() else "",
+                    blake3=blake3.blake3(data).hexdigest() if member.isfile() else "",
+                    xattrs=xattrs_digest(member_xattrs(member)),
+                )
+            )
+    archive_id = secrets.token_hex(32)
+    encrypted = repository.cipher.cipher_id is not CipherId.NONE
+    stored = (
+        b"".join(seal_segments(iter([raw]), repository.cipher, archive_id.encode(), SEGMENT_SIZE))
+        if encrypted
+        else raw
+    )
+    repository.store.store(archive_name(archive_id, False), stored)
+    manifest = ArchiveManifest(
+        id=archive_id,
+        time=_dt.datetime.now(_dt.UTC),
+        structure="archived",
+        compression="none",
+        encryption=CIPHER_NAMES[repository.cipher.cipher_id],
+        segment_size=SEGMENT_SIZE if encrypted else 0,
+        sources=["/forged"],
+        size=len(stored),
+        blake3=blake3.blake3(stored).hexdigest(),
+        entries=entries,
+    )
+    repository.store.store(manifest_name(archive_id), encode_manifest(manifest, repository.cipher))
+    return archive_id
+
+
+def _member(
+    name: str, kind: bytes = tarfile.REGTYPE, *, mode: int = 0o644, link: str = "", dev: int = 0
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname, info.mtime = kind, mode, link, 1_700_000_000
+    info.devmajor, info.devminor = os.major(dev), os.minor(dev)
+    return info
+
+
+def forge_tar_name(repository: Repository, name: str) -> str:
+    return forge_archive(repository, [(_member("ok.txt"), b"intact"), (_member(name), b"owned")])
+
+
+def forge_tar_link_escape(repository: Repository, outside: Path) -> str:
+    return forge_archive(
+        repository,
+        [
+            (_member("d", tarfile.SYMTYPE, mode=0o777, link=str(outside)), b""),
+            (_member("d/victim"), b"forged"),
+        ],
+    )
+
+
+def forge_tar_hardlink_out(repository: Repository) -> str:
+    return forge_archive(
+        repository,
+        [(_member("ok.txt"), b"intact"), (_member("h", tarfile.LNKTYPE, link="../../../../etc/passwd"), b"")],
+    )
+
+
+def forge_tar_specials(repository: Repository) -> str:
+    return forge_archive(
+        repository,
+        [
+            (_member("mem", tarfile.CHRTYPE, mode=0o666, dev=os.makedev(1, 1)), b""),
+            (_member("fifo", tarfile.FIFOTYPE, mode=0o666), b""),
+            (_member("suid-sh", mode=0o4755), b"#!/bin"),
+        ],
+    )
+
+
 # -- running the commands ---------------------------------------------------------------------------
 
 
@@ -442,6 +543,15 @@ def crafted_series(
             ),
             f"one tree of {wide:,} entries": (lambda r, o: [forge_wide(r, wide)], False),
             f"folder DAG of depth {depth} (2^{depth} paths)": (lambda r, o: [forge_fanout(r, depth)], False),
+            "tar member named a/../../b": (lambda r, o: [forge_tar_name(r, "a/../../b")], False),
+            "tar member named ../escape": (lambda r, o: [forge_tar_name(r, "../escape")], False),
+            f"tar member named {ESCAPE}": (lambda r, o: [forge_tar_name(r, ESCAPE)], False),
+            "tar symlink out of the target, then a member through it": (
+                lambda r, o: [forge_tar_link_escape(r, o)],
+                False,
+            ),
+            "tar hard link to ../../../../etc/passwd": (lambda r, o: [forge_tar_hardlink_out(r)], False),
+            "tar device node, FIFO and set-user-ID member": (lambda r, o: [forge_tar_specials(r)], False),
         }
         for name, (forge, is_damage) in forgeries.items():
 

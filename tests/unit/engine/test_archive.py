@@ -23,6 +23,7 @@ from snapkeep.engine.archive import (
     restore_archive,
     write_archive,
 )
+from snapkeep.engine.archive.check import check_archives
 from snapkeep.engine.archive.manifest import ArchiveManifest, encode_manifest
 from snapkeep.engine.archive.reader import ArchiveRestore
 from snapkeep.engine.archive.segments import open_segments, seal_segments
@@ -515,7 +516,8 @@ def test_members_leaving_the_target_are_refused(
     _plant(destination, members, "evil")
     outside = tmp_path / "work"
     target = outside / "a" / "target"
-    with pytest.raises(UnsafePathError, match=reason):
+    # refused by the path rule while extracting, or up front by the manifest's layout (below a link)
+    with pytest.raises((UnsafePathError, IntegrityError), match=reason):
         restore_archive(destination, "evil", target)
     escaped = [path for path in tmp_path.rglob("*") if "escape" in path.name or path.name == "f"]
     assert escaped == []
@@ -530,6 +532,28 @@ def test_hardlink_to_outside_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match="hard link"):
         restore_archive(destination, "evil", tmp_path / "target")
     assert not (tmp_path / "target" / "stolen").exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "named"),
+    [
+        ([(_member("stolen", tarfile.LNKTYPE, "../../etc/passwd"), b"")], "hard link 'stolen'"),
+        ([(_member("d", tarfile.SYMTYPE, "/tmp"), b""), (_member("d/f"), b"x")], "lies below 'd', a symlink"),
+        ([(_member("f"), b"x"), (_member("f/g"), b"y")], "lies below 'f', a file"),
+    ],
+    ids=["hardlink-out", "below-symlink", "below-file"],
+)
+def test_check_names_a_forged_layout_without_reading_the_data(
+    members: list[tuple[tarfile.TarInfo, bytes]], named: str
+) -> None:
+    """``tar`` never writes a member below a link or a file, nor a hard link to no earlier file:
+    the cheap check names it from the manifest alone, and so does --read-data."""
+    destination = keys(False)
+    _plant(destination, members, "evil")
+    for read_data in (False, True):
+        report = check_archives(destination, read_data=read_data)
+        assert not report.ok
+        assert any(named in problem.message for problem in report.problems), report.problems
 
 
 def test_existing_symlink_in_target_is_not_followed(tmp_path: Path, source: Path) -> None:

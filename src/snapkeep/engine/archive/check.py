@@ -41,7 +41,12 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, decode_manifest
+from snapkeep.engine.archive.manifest import (
+    ArchiveDestination,
+    ArchiveManifest,
+    decode_manifest,
+    layout_problem,
+)
 from snapkeep.engine.archive.reader import _stored_chunks
 from snapkeep.engine.archive.segments import HashingTap, open_segments
 from snapkeep.engine.archive.verify import verify_archive
@@ -141,6 +146,10 @@ def check_archives(
         if manifest is None:
             continue
         report.archives[manifest.structure] = report.archives.get(manifest.structure, 0) + 1
+        layout = layout_problem(manifest)
+        if layout is not None:
+            name = f"{ARCHIVES_PREFIX}{archive_id}.manifest"
+            report.problem("manifest", name, f"forged or damaged: {layout}", archive_id)
         data_name = manifest.archive_name
         suffix = data_name[len(ARCHIVES_PREFIX) + len(archive_id) :]
         size = stored.get(suffix)

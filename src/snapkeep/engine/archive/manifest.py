@@ -182,3 +182,22 @@ def decode_manifest(data: bytes, cipher: Cipher, archive_id: str) -> ArchiveMani
     if manifest.id != archive_id:
         raise IntegrityError(what=what, reason=f"it names archive {manifest.id!r}")
     return manifest
+
+
+def layout_problem(manifest: ArchiveManifest) -> str | None:
+    """Why the members a manifest lists cannot come from a real tree (``None`` when they can): a
+    member below a symlink or a file (restoring it would write through the link), or a hard link
+    to a member that is not an earlier regular file of the archive. ``tar`` never writes either;
+    a forger does. Cost: one set of the paths, which the manifest already holds."""
+    kinds: dict[str, str] = {}
+    for entry in manifest.entries:
+        parent = entry.path.rpartition("/")[0]
+        while parent:
+            kind = kinds.get(parent)
+            if kind is not None and kind != "dir":
+                return f"member {entry.path!r} lies below {parent!r}, a {kind}"
+            parent = parent.rpartition("/")[0]
+        if entry.type == "hardlink" and kinds.get(entry.link) != "file":
+            return f"hard link {entry.path!r} to {entry.link!r}, which is not an earlier file of the archive"
+        kinds[entry.path] = entry.type
+    return None

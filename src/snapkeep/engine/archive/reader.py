@@ -29,7 +29,7 @@ from typing import IO, cast
 
 from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
 from snapkeep.engine.archive.extract import SafeExtractor
-from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
+from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, layout_problem
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
 from snapkeep.engine.archive.writer import (
     ENCODING,
@@ -268,6 +268,9 @@ class ArchiveRestore:
 
     def run(self) -> ArchiveRestoreResult:
         """Restore; see ``archive.restore_archive`` for what raises."""
+        layout = layout_problem(self.manifest)
+        if layout is not None:  # refused before anything is written
+            raise IntegrityError(what=self.what, reason=f"forged or damaged manifest: {layout}")
         if self.options.dry_run:
             return self.dry_run()
         chosen = [entry for entry in self.manifest.entries if self.selected(entry.path)]

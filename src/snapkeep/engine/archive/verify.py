@@ -22,7 +22,7 @@ import blake3
 
 from snapkeep.engine.archive import load_manifest
 from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
-from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest
+from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, layout_problem
 from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
 from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
@@ -70,6 +70,9 @@ def _verify_stream(
     if manifest.compression == "zstd":
         stream = decompress_zstd(stream, what=what)
     reader = ChunkReader(stream)
+    layout = layout_problem(manifest)
+    if layout is not None:
+        raise IntegrityError(what=what, reason=f"forged or damaged manifest: {layout}")
     entries = {entry.path: entry for entry in manifest.entries}
     seen = 0
     with tarfile.open(
