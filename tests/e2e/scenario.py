@@ -237,6 +237,10 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     same = {"timezone": general["timezone"], "logs_ttl": str(general["logs_ttl"])}
     assert door.ok("manageSettingsGeneral", same) == general
     assert "timezone: unknown time zone" in door.fails("manageSettingsGeneral", {"timezone": "Mars/Olympus"})
+    # The scheduled integrity check's settings (issue 10): sent back unchanged, and a bad hour refused.
+    integrity = door.ok("getSettingsIntegrity")
+    assert door.ok("manageSettingsIntegrity", {"cycle_days": str(integrity["cycle_days"])}) == integrity
+    assert "hour" in door.fails("manageSettingsIntegrity", {"hour": "25"})
     channels = door.ok(
         "manageSettingsNotification",
         {
