@@ -13,7 +13,9 @@ are kilobytes.
 from __future__ import annotations
 
 import tarfile
-from typing import Any
+from typing import IO, Any
+
+from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
 
 #: Bytes of pax and GNU long-name records accepted before one member.
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -50,3 +52,11 @@ def forget_members(archive: tarfile.TarFile) -> None:
     once, in order, so the list only grows (a forged archive of millions of members would hold them
     all). ``TarFile.__iter__`` reads the next header when its index passes the list's end."""
     archive.members = []  # type: ignore[attr-defined]
+
+
+def open_stream(source: IO[bytes]) -> tarfile.TarFile:
+    """A tar stream read once, in order (``r|``), with the archives' name encoding and bounded
+    header records: what the restore and the full read both open."""
+    return tarfile.open(
+        fileobj=source, mode="r|", encoding=ENCODING, errors=ERRORS, bufsize=READ_SIZE, tarinfo=BoundedTarInfo
+    )

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
+from snapkeep.engine.archive.bounded_tar import forget_members, open_stream
 from snapkeep.engine.archive.extract import SafeExtractor
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, layout_problem
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
@@ -43,10 +43,9 @@ from snapkeep.engine.archive.writer import (
 )
 from snapkeep.engine.fs.restore_policy import (
     OVERWRITE,
-    REMOVE,
     SKIP,
     WRITE,
-    Changes,
+    PolicyOutcome,
     RestoreOptions,
     decide,
     special_refused,
@@ -61,7 +60,7 @@ _SPECIAL = {"fifo": 0o010000, "chardev": 0o020000, "blockdev": 0o060000}
 
 
 @dataclass
-class ArchiveRestoreResult:
+class ArchiveRestoreResult(PolicyOutcome):
     """What a restore wrote, and the entries it could not create. ``changes`` counts and lists the
     existing entries overwritten or skipped; in a dry run (``dry_run``) every entry that would be
     written too, and nothing was."""
@@ -71,24 +70,6 @@ class ArchiveRestoreResult:
     links: int = 0
     bytes: int = 0
     warnings: list[tuple[str, str]] = field(default_factory=list)
-    changes: Changes = field(default_factory=Changes)
-    dry_run: bool = False
-
-    @property
-    def written(self) -> int:
-        return self.changes.counts[WRITE]
-
-    @property
-    def overwritten(self) -> int:
-        return self.changes.counts[OVERWRITE]
-
-    @property
-    def skipped(self) -> int:
-        return self.changes.counts[SKIP]
-
-    @property
-    def removed(self) -> int:
-        return self.changes.counts[REMOVE]
 
 
 def _stored_chunks(store: Store, name: str) -> Iterator[bytes]:
@@ -285,14 +266,7 @@ class ArchiveRestore:
         extractor = SafeExtractor(self.target, owners=self.owners)
         seen = 0
         try:
-            with tarfile.open(
-                fileobj=cast(IO[bytes], reader),
-                mode="r|",
-                encoding=ENCODING,
-                errors=ERRORS,
-                bufsize=READ_SIZE,
-                tarinfo=BoundedTarInfo,
-            ) as archive:
+            with open_stream(cast(IO[bytes], reader)) as archive:
                 for member in archive:
                     self._member(archive, member, extractor)
                     seen += 1

@@ -21,11 +21,10 @@ from typing import IO, cast
 import blake3
 
 from snapkeep.engine.archive import load_manifest
-from snapkeep.engine.archive.bounded_tar import BoundedTarInfo, forget_members
+from snapkeep.engine.archive.bounded_tar import forget_members, open_stream
 from snapkeep.engine.archive.manifest import ArchiveDestination, ArchiveManifest, layout_problem
 from snapkeep.engine.archive.reader import _check_member, _content, _stored_chunks
 from snapkeep.engine.archive.segments import ChunkReader, HashingTap, decompress_zstd, open_segments
-from snapkeep.engine.archive.writer import ENCODING, ERRORS, READ_SIZE
 from snapkeep.engine.fs.safe_target import split_path
 from snapkeep.engine.progress import Progress
 from snapkeep.errors import IntegrityError, ObjectNotFoundError, UnsafePathError
@@ -75,14 +74,7 @@ def _verify_stream(
         raise IntegrityError(what=what, reason=f"forged or damaged manifest: {layout}")
     entries = {entry.path: entry for entry in manifest.entries}
     seen = 0
-    with tarfile.open(
-        fileobj=cast(IO[bytes], reader),
-        mode="r|",
-        encoding=ENCODING,
-        errors=ERRORS,
-        bufsize=READ_SIZE,
-        tarinfo=BoundedTarInfo,
-    ) as archive:
+    with open_stream(cast(IO[bytes], reader)) as archive:
         for member in archive:
             path = member.name.rstrip("/") if member.isdir() else member.name
             try:

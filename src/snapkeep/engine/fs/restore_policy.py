@@ -109,6 +109,32 @@ class Changes:
         )
 
 
+@dataclass
+class PolicyOutcome:
+    """What a restore's overwrite policy did: the part of a result both restores (incremental and
+    tar) share. ``changes`` holds the counts and the listed entries; ``dry_run`` says nothing was
+    written."""
+
+    changes: Changes = field(default_factory=Changes)
+    dry_run: bool = False
+
+    @property
+    def written(self) -> int:
+        return self.changes.counts[WRITE]
+
+    @property
+    def overwritten(self) -> int:
+        return self.changes.counts[OVERWRITE]
+
+    @property
+    def skipped(self) -> int:
+        return self.changes.counts[SKIP]
+
+    @property
+    def removed(self) -> int:
+        return self.changes.counts[REMOVE]
+
+
 def decide(
     policy: str, info: os.stat_result | None, mtime_ns: int, same: Callable[[os.stat_result], bool]
 ) -> str:

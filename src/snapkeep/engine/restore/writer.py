@@ -19,7 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from snapkeep.engine.data.tree import SYMLINK, Node
-from snapkeep.engine.fs.restore_policy import OVERWRITE, REMOVE, SKIP, WRITE, Changes, RestoreOptions
+from snapkeep.engine.fs.restore_policy import (
+    WRITE,
+    PolicyOutcome,
+    RestoreOptions,
+)
 from snapkeep.engine.fs.safe_target import Folders, MetadataApplier, remove_existing
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
@@ -34,7 +38,7 @@ _ZEROS = bytes(_SPARSE_BLOCK)
 
 
 @dataclass
-class RestoreResult:
+class RestoreResult(PolicyOutcome):
     """What a restore did. ``failures`` (path, message) are entries that were not restored;
     ``warnings`` are metadata that could not be applied (owner, xattr, device node). ``changes``
     counts and lists the existing entries overwritten or skipped (``fs.restore_policy``); in a dry
@@ -46,28 +50,10 @@ class RestoreResult:
     bytes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
-    changes: Changes = field(default_factory=Changes)
-    dry_run: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.failures
-
-    @property
-    def written(self) -> int:
-        return self.changes.counts[WRITE]
-
-    @property
-    def overwritten(self) -> int:
-        return self.changes.counts[OVERWRITE]
-
-    @property
-    def skipped(self) -> int:
-        return self.changes.counts[SKIP]
-
-    @property
-    def removed(self) -> int:
-        return self.changes.counts[REMOVE]
 
 
 @dataclass(slots=True, eq=False)
