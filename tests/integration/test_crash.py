@@ -7,13 +7,11 @@ commands run through the real command root in subprocesses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -26,6 +24,12 @@ from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.locks import is_stale, list_locks
 from snapkeep.engine.restore import restore
 from snapkeep.storage.local import LocalStore
+
+PROJECT = Path(__file__).resolve().parents[2]
+if str(PROJECT) not in sys.path:
+    sys.path.insert(0, str(PROJECT))
+
+from bench.reliability.common import digest, make_tree, mutate  # noqa: E402
 
 FAST = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
 PASSWORD = "crash test"
@@ -46,45 +50,6 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(*args), capture_output=True, text=True, env=environment(), timeout=300, check=False
     )
-
-
-def digest(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry below ``root``: type, mode, size, mtime (ns) and a content hash."""
-    found: dict[str, tuple[object, ...]] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            info = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISDIR(info.st_mode):
-                found[rel] = ("dir", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
-            else:
-                content = hashlib.sha256(path.read_bytes()).hexdigest()
-                found[rel] = ("file", stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns, content)
-    return found
-
-
-def make_tree(source: Path, rng: random.Random) -> None:
-    """A few hundred files of mixed sizes, four of them a few MiB."""
-    for number in range(300):
-        folder = source / f"d{number % 12}"
-        folder.mkdir(parents=True, exist_ok=True)
-        size = rng.choice([0, 100, 2000, 9000, 40000]) + rng.randrange(1000)
-        data = rng.randbytes(size) if number % 2 else (b"text %d " % number) * (size // 8)
-        (folder / f"f{number}.dat").write_bytes(data)
-        os.chmod(folder / f"f{number}.dat", rng.choice([0o644, 0o600, 0o755]))
-    for number in range(4):
-        (source / f"big{number}.bin").write_bytes(rng.randbytes(2 * 1024 * 1024 + rng.randrange(65536)))
-
-
-def mutate(source: Path, rng: random.Random, round_: int) -> None:
-    """Rewrite one big file and a few small ones, add two files: every backup has new data to send."""
-    (source / f"big{round_ % 4}.bin").write_bytes(rng.randbytes(2 * 1024 * 1024 + rng.randrange(65536)))
-    for _ in range(5):
-        path = source / f"d{rng.randrange(12)}" / f"f{rng.randrange(300)}.dat"
-        path.write_bytes(rng.randbytes(rng.randrange(1, 30000)))
-    for extra in range(2):
-        (source / f"d{round_ % 12}" / f"new{round_}_{extra}.dat").write_bytes(rng.randbytes(5000))
 
 
 class Harness:
