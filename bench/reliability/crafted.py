@@ -54,8 +54,9 @@ from snapkeep.engine.archive.segments import SEGMENT_SIZE, seal_segments
 from snapkeep.engine.archive.writer import ArchiveEntry, xattrs_digest
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import encode_entries
-from snapkeep.engine.format import CIPHER_NAMES, BlobType, CipherId, Compression
+from snapkeep.engine.format import CIPHER_NAMES, BlobType, CipherId, Compression, pack_name
 from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository.pack_format import PackBuilder
 from snapkeep.storage.local import LocalStore
 
 RSS_LIMIT_MIB = 512
@@ -220,7 +221,7 @@ def _data(repository: Repository, data: bytes) -> str:
     return blob_id.hex()
 
 
-def _save(repository: Repository, root_tree: str, note: str) -> str:
+def _save(repository: Repository, root_tree: str, note: str, stats: dict[str, Any] | None = None) -> str:
     snapshot = Snapshot(
         id="",
         time=_dt.datetime.now(_dt.UTC),
@@ -228,6 +229,7 @@ def _save(repository: Repository, root_tree: str, note: str) -> str:
         paths=["/forged"],
         tree=root_tree,
         tags=[note],
+        stats=stats or {},
     )
     return repository.save_snapshot(snapshot)
 
@@ -267,27 +269,38 @@ def forge_huge_size(repository: Repository) -> str:
 
 
 def forge_zstd_bomb(repository: Repository, expanded: int) -> str:
-    """A DATA blob whose stored zstd frame expands to ``expanded`` bytes of zeros."""
+    """A DATA blob whose stored zstd frame expands to ``expanded`` bytes of zeros while the index
+    declares the frame's own length as its content (so every stored-length bound holds and only the
+    frame header tells), in a pack and index file of its own. The frame is compressed piece by
+    piece: never ``expanded`` bytes in memory."""
     piece = bytes(16 * 1024 * 1024)
-    compressor = zstandard.ZstdCompressor(level=1).compressobj()
-    hasher = blake3.blake3(key=repository.codec._id_key)  # forging needs the ID key
+    compressor = zstandard.ZstdCompressor(level=1).compressobj(size=expanded)
     frame = bytearray()
     for start in range(0, expanded, len(piece)):
-        chunk = piece[: min(len(piece), expanded - start)]
-        hasher.update(chunk)
-        frame += compressor.compress(chunk)
+        frame += compressor.compress(memoryview(piece)[: min(len(piece), expanded - start)])
     frame += compressor.flush()
-    blob_id = hasher.digest()
-    sealed = repository.cipher.seal(bytes(frame), blob_id)
-    repository._packer.add(blob_id, BlobType.DATA, Compression.ZSTD, sealed, min(expanded, 2**32 - 1))
-    entry = _entry("bomb", "file", size=expanded, content=[blob_id.hex()])
+    blob_id = secrets.token_bytes(32)  # never reached: the frame is refused before it expands
+    builder = PackBuilder()
+    declared = len(frame)
+    builder.add(
+        blob_id, BlobType.DATA, Compression.ZSTD, repository.cipher.seal(bytes(frame), blob_id), declared
+    )
+    entries = list(builder.entries)
+    pack_id, data = builder.finish(repository.cipher)
+    repository.store.store(pack_name(pack_id), data)
+    repository.write_index_file([entry.located_in(pack_id) for entry in entries])
+    repository.reload_index()
+    entry = _entry("bomb", "file", size=declared, content=[blob_id.hex()])
     return _save(repository, _tree(repository, [entry]), "zstd bomb")
 
 
 def forge_wide(repository: Repository, count: int) -> str:
+    """One folder of ``count`` files, declared honestly in the snapshot's stats: a large listing
+    within the bounds, restored whole."""
     blob = _data(repository, b"x")
     entries = [_entry(f"f{number:06}", "file", size=1, content=[blob]) for number in range(count)]
-    return _save(repository, _tree(repository, entries), f"{count} entries")
+    stats = {"files": count, "dirs": 0}
+    return _save(repository, _tree(repository, entries), f"{count} entries", stats=stats)
 
 
 def forge_fanout(repository: Repository, depth: int) -> str:
@@ -537,7 +550,7 @@ def crafted_series(
             ),
             "device nodes, a FIFO and a set-user-ID file": (lambda r, o: [forge_specials(r)], False),
             "6-byte blob declared as a 1 TiB file": (lambda r, o: [forge_huge_size(r)], True),
-            f"zstd frame expanding to {bomb_bytes / 2**30:.0f} GiB": (
+            f"zstd frame expanding to {bomb_bytes / 2**30:.0f} GiB (its own length declared)": (
                 lambda r, o: [forge_zstd_bomb(r, bomb_bytes)],
                 True,
             ),
