@@ -148,7 +148,7 @@ def test_kill_backup_and_prune_at_random_moments(tmp_path: Path) -> None:
     assert final.returncode == 0, final.stderr
     harness.verify("after the final prune")
     repository = Repository.open(LocalStore(harness.repo), password=PASSWORD)
-    assert check(repository, read_data=True).unindexed_packs == []
+    assert check(repository, read_data=True).unindexed_packs == [], final.stdout
     harness.backup_done(run("backup", str(harness.repo), str(harness.source), "--json"))
 
 

@@ -244,9 +244,14 @@ class _Pruner:
         self.new_locations.extend(entry.located_in(pack_id) for entry in entries)
 
     def write_index(self, entries: Iterable[BlobLocation], gone: set[str]) -> set[str]:
-        """Store index files for every blob in a kept or new pack; returns their IDs."""
+        """Store index files for every blob in a kept or new pack; returns their IDs.
+
+        A blob held twice (a kept pack keeps a duplicate of a blob that was copied out of a
+        rewritten pack) is listed at its new copy: listing the kept duplicate first would leave a
+        new pack that no index names (an unindexed pack, prune's garbage next time) right after a
+        clean prune."""
         listed: dict[bytes, BlobLocation] = {}
-        for location in (*entries, *self.new_locations):
+        for location in (*self.new_locations, *entries):
             if location.pack_id not in gone and location.blob_id not in listed:
                 listed[location.blob_id] = location
         rows = list(listed.values())

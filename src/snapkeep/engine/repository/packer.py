@@ -64,6 +64,12 @@ def coalesce(parts: list[bytes]) -> list[bytes]:
     return out
 
 
+#: Folder listings close their packs sooner than file data: the open tree pack stays in memory
+#: beside the data pack for the whole backup (16 MiB of listings: +17 MiB peak RSS on 2 GiB, 80,000
+#: files), and listings are few, so smaller packs cost no extra requests worth counting.
+TREE_PACK_SIZE = 4 * 1024 * 1024
+
+
 class Packer:
     """Packs sealed blobs and uploads them. Thread-safe."""
 
@@ -121,7 +127,8 @@ class Packer:
             if builder is None:
                 builder = self._open[blob_type] = PackBuilder()
             builder.add(blob_id, blob_type, compression, sealed, raw_length)
-            if builder.size >= self._pack_size:
+            limit = self._pack_size if blob_type is BlobType.DATA else min(self._pack_size, TREE_PACK_SIZE)
+            if builder.size >= limit:
                 full = self._open.pop(blob_type)
         if full is not None:
             self._queue.put(full)
