@@ -265,3 +265,22 @@ def test_unparseable_body_is_400_with_an_envelope(server: Server, content_type: 
     answer = response.json()
     assert answer["success"] == 0
     assert "body" in answer["message"]
+
+
+def test_parameters_are_decoded_only_after_authentication_and_counted(server: Server) -> None:
+    """Attack report HIGH-2: 20,000 ``a[]=`` pairs without a token froze the service for 23 s.
+    Without a valid token the body is not decoded at all (401); with one, more than
+    ``MAX_PAIRS`` parameters are refused by name, and the service answers others meanwhile."""
+    flood = b"function=listBackupJobs&" + b"&".join([b"a[]=1"] * 20_000)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = server.client.post("/", content=flood, headers=form)
+    assert response.status_code == 401
+    assert response.json()["message"].startswith("Authentication failed: ")
+    response = server.client.post("/", content=flood, headers={**form, **server.auth()})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["success"] == 0
+    assert "more than 10000 parameters" in answer["message"]
+    within = b"function=listBackupJobs&" + b"&".join([b"find[x][]=1"] * 5_000)
+    assert server.client.post("/", content=within, headers={**form, **server.auth()}).status_code == 200
+    assert server.call("listDestinationTypes", {})["success"] == 1

@@ -95,31 +95,47 @@ def create_app(catalog: Catalog) -> FastAPI:
             return 200, envelope.failure(f"{FUNCTION_KEY}: missing; name the function to call")
         return 200, api.call(function, params, caller)
 
-    async def answer(request: Request, function_in_path: str | None) -> JSONResponse:
-        header = request.headers.get("authorization")
+    def decode_and_call(
+        header: str | None, function_in_path: str | None, query: bytes, content_type: str, body: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        """Authenticate first, then decode the parameters and call: nothing an unauthenticated
+        caller sends is decoded (attack report HIGH-2), and all of it runs in a worker thread."""
         try:
-            params = await read_parameters(request)
-        except BodyTooLarge as error:
-            return JSONResponse(envelope.failure(str(error)), status_code=413)
+            authenticate(catalog, header)
+        except AuthError as error:
+            return 401, envelope.failure(str(error))
+        try:
+            params = decode_parameters(query, content_type, body)
         except BadBody as error:
-            return JSONResponse(envelope.failure(str(error)), status_code=400)
+            return 400, envelope.failure(str(error))
         except ParameterError as error:
-            # Parameters that cannot be decoded are bad parameters (200, success 0), but only an
-            # authenticated caller learns that.
-            status, body = await run_in_threadpool(call, header, None, {}, error)
-            return JSONResponse(body, status_code=status)
+            return call(header, None, {}, error)
         function = function_in_path
         requested = params.pop(FUNCTION_KEY, None)
         if function is None:
             if requested is not None and not isinstance(requested, str):
                 refused = ParameterError(field=FUNCTION_KEY, problem="must be the name of a function")
-                status, body = await run_in_threadpool(call, header, None, {}, refused)
-                return JSONResponse(body, status_code=status)
+                return call(header, None, {}, refused)
             function = requested
         for key in DOOR_KEYS:
             params.pop(key, None)
-        status, body = await run_in_threadpool(call, header, function, params)
-        return JSONResponse(body, status_code=status)
+        return call(header, function, params)
+
+    async def answer(request: Request, function_in_path: str | None) -> JSONResponse:
+        header = request.headers.get("authorization")
+        try:
+            body = await read_body(request)
+        except BodyTooLarge as error:
+            return JSONResponse(envelope.failure(str(error)), status_code=413)
+        status, answer_body = await run_in_threadpool(
+            decode_and_call,
+            header,
+            function_in_path,
+            request.scope.get("query_string", b""),
+            request.headers.get("content-type", ""),
+            body,
+        )
+        return JSONResponse(answer_body, status_code=status)
 
     @app.api_route("/", methods=["GET", "POST"], include_in_schema=False)
     async def root(request: Request) -> JSONResponse:
@@ -206,17 +222,15 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-async def read_parameters(request: Request) -> dict[str, Any]:
+def decode_parameters(query: bytes, content_type: str, body: bytes) -> dict[str, Any]:
     """Decode the query string and the body into one parameter mapping (body keys win).
 
     Raises:
-        BodyTooLarge: the body exceeds ``MAX_BODY_BYTES``.
         BadBody: the body is not a form, a multipart form or a JSON object.
-        ParameterError: a parameter cannot be decoded (bracket syntax, encoding, size); names it.
+        ParameterError: a parameter cannot be decoded (bracket syntax, encoding, size, count); names it.
     """
-    params: dict[str, Any] = dict(decode_query(request.scope.get("query_string", b"")))
-    body = await read_body(request)
-    params.update(parse_body(request.headers.get("content-type", ""), body))
+    params: dict[str, Any] = dict(decode_query(query))
+    params.update(parse_body(content_type, body))
     return params
 
 

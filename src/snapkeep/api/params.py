@@ -9,7 +9,10 @@ Rules (PHP's, which JetBackup clients follow):
 - ``name[]`` appends to a list; ``name[key]`` sets a key; brackets nest.
 - A container whose keys are all decimal integers is a list, ordered by key.
 - A later pair for the same scalar name wins; a name used both as a scalar and as a container is refused.
-- One value may be at most ``MAX_VALUE_BYTES`` long.
+- One value may be at most ``MAX_VALUE_BYTES`` long; a request at most ``MAX_PAIRS`` pairs, a name
+  at most ``MAX_NAME_BYTES`` bytes and ``MAX_DEPTH`` brackets. Decoding is linear in the input: each
+  container keeps its next list index, so ``a[]=`` appends cost O(1) (attack report HIGH-2: 20,000
+  appends took 41 s when each append scanned the container's keys).
 
 Every problem raises ``ParameterError`` naming the field.
 """
@@ -24,6 +27,9 @@ from urllib.parse import quote, unquote_to_bytes
 from snapkeep.errors import ParameterError
 
 MAX_VALUE_BYTES = 1024 * 1024
+MAX_PAIRS = 10_000
+MAX_NAME_BYTES = 512
+MAX_DEPTH = 8
 
 _NAME = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _KEY = re.compile(r"\[([^\[\]]*)\]")
@@ -49,12 +55,19 @@ def _check_size(field: str, value: str | bytes) -> None:
 
 def split_name(name: str) -> tuple[str, list[str]]:
     """Split ``a[b][]`` into ``("a", ["b", ""])``. Raises ParameterError for malformed brackets."""
+    if len(name) > MAX_NAME_BYTES:
+        raise ParameterError(
+            field=name[:40] + "...", problem=f"parameter name is longer than {MAX_NAME_BYTES} characters"
+        )
     match = _NAME.match(name)
     if match is None:
         if not name or name.startswith("["):
             raise ParameterError(field=name or "(empty)", problem="parameter name is missing")
         raise ParameterError(field=name, problem="malformed brackets in the parameter name")
-    return match.group(1), _KEY.findall(match.group(2))
+    keys = _KEY.findall(match.group(2))
+    if len(keys) > MAX_DEPTH:
+        raise ParameterError(field=name, problem=f"more than {MAX_DEPTH} levels of brackets")
+    return match.group(1), keys
 
 
 def decode_query(query: str | bytes) -> dict[str, Any]:
@@ -81,15 +94,22 @@ def decode_query(query: str | bytes) -> dict[str, Any]:
 def decode_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Build nested params from already-decoded ``(name, value)`` pairs. Raises ParameterError."""
     root: dict[str, Any] = {}
-    for name, value in pairs:
+    next_index: dict[int, int] = {}  # id(container) -> the index ``[]`` appends at
+    for count, (name, value) in enumerate(pairs, 1):
+        if count > MAX_PAIRS:
+            raise ParameterError(field="(request)", problem=f"more than {MAX_PAIRS} parameters")
         _check_size(name, value)
         base, keys = split_name(name)
-        _assign(root, base, keys, value, name)
+        _assign(root, base, keys, value, name, next_index)
     result: dict[str, Any] = normalise(root)
     return result
 
 
-def _assign(container: dict[str, Any], key: str, rest: list[str], value: str, name: str) -> None:
+def _assign(
+    container: dict[str, Any], key: str, rest: list[str], value: str, name: str, next_index: dict[int, int]
+) -> None:
+    if _is_index(key):
+        next_index[id(container)] = max(next_index.get(id(container), 0), int(key) + 1)
     if not rest:
         if isinstance(container.get(key), dict):
             raise ParameterError(field=name, problem="is given both as a list/object and as a single value")
@@ -102,16 +122,20 @@ def _assign(container: dict[str, Any], key: str, rest: list[str], value: str, na
         raise ParameterError(field=name, problem="is given both as a single value and as a list/object")
     next_key = rest[0]
     if next_key == "":
-        numbers = [int(existing) for existing in child if existing.isdigit()]
-        next_key = str(max(numbers) + 1 if numbers else 0)
-    _assign(child, next_key, rest[1:], value, name)
+        next_key = str(next_index.get(id(child), 0))
+    _assign(child, next_key, rest[1:], value, name, next_index)
+
+
+def _is_index(key: str) -> bool:
+    """A list index: ASCII digits only (``"²".isdigit()`` is true, but ``int`` refuses it)."""
+    return key.isascii() and key.isdigit()
 
 
 def normalise(value: Any) -> Any:
     """Turn mappings whose keys are all decimal integers into lists (ordered by key), recursively."""
     if isinstance(value, Mapping):
         items = {str(key): normalise(item) for key, item in value.items()}
-        if items and all(key.isdigit() for key in items):
+        if items and all(_is_index(key) for key in items):
             return [items[key] for key in sorted(items, key=int)]
         return items
     if isinstance(value, list | tuple):

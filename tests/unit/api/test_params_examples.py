@@ -6,7 +6,15 @@ from urllib.parse import quote
 
 import pytest
 
-from snapkeep.api.params import MAX_VALUE_BYTES, decode_pairs, decode_query, encode
+from snapkeep.api.params import (
+    MAX_DEPTH,
+    MAX_NAME_BYTES,
+    MAX_PAIRS,
+    MAX_VALUE_BYTES,
+    decode_pairs,
+    decode_query,
+    encode,
+)
 from snapkeep.errors import ParameterError
 
 
@@ -110,3 +118,27 @@ def test_size_limit_counts_decoded_bytes_not_percent_encoding() -> None:
     assert decode_query("name=" + quote(text))["name"] == text
     with pytest.raises(ParameterError, match="name: value is too large"):
         decode_query("name=" + quote("é" * (MAX_VALUE_BYTES // 2 + 1)))
+
+
+def test_appends_continue_after_the_largest_index_given() -> None:
+    """PHP's rule, kept with an O(1) append per container (attack report HIGH-2)."""
+    assert decode_query("a[5]=x&a[]=y&a[2]=z") == {"a": ["z", "x", "y"]}
+    assert decode_query("m[k][]=1&m[k][]=2&m[j][3]=3&m[j][]=4") == {"m": {"k": ["1", "2"], "j": ["3", "4"]}}
+    many = decode_query("&".join(["a[]=v"] * MAX_PAIRS))
+    assert len(many["a"]) == MAX_PAIRS
+
+
+def test_counts_lengths_and_depths_are_capped() -> None:
+    with pytest.raises(ParameterError, match=f"more than {MAX_PAIRS} parameters"):
+        decode_query("&".join(["a[]=v"] * (MAX_PAIRS + 1)))
+    with pytest.raises(ParameterError, match="longer than"):
+        decode_query("a" * (MAX_NAME_BYTES + 1) + "=v")
+    with pytest.raises(ParameterError, match=f"more than {MAX_DEPTH} levels"):
+        decode_query("a" + "[x]" * (MAX_DEPTH + 1) + "=v")
+    assert decode_query("a" + "[x]" * MAX_DEPTH + "=v")["a"]["x"]
+
+
+def test_non_ascii_digits_are_keys_not_indexes() -> None:
+    """``"²".isdigit()`` is true but ``int("²")`` fails: such a key stays a key (it raised before)."""
+    assert decode_query("b[%C2%B2]=1") == {"b": {"²": "1"}}
+    assert decode_query("b[%C2%B2]=1&b[]=2") == {"b": {"²": "1", "0": "2"}}
