@@ -139,6 +139,18 @@ def test_negative_retain(api, catalog, world) -> None:
     refused(api, catalog, "manageBackupJob", params, "schedules[0][retain]: must be at least 1")
 
 
+def test_invalid_exclude_glob_is_refused_when_saved(api, catalog, world) -> None:
+    """Attack report LOW-13: ``[z-a]`` was accepted and failed only when the job ran."""
+    params = job_params(world, exclude_list=["*.tmp", "[z-a]"])
+    refused(
+        api,
+        catalog,
+        "manageBackupJob",
+        params,
+        "exclude_list[1]: is not a valid glob: bad character range z-a",
+    )
+
+
 def test_relative_path_in_include_list(api, catalog, world) -> None:
     params = job_params(world, include_list=["/srv", "home/site"])
     refused(api, catalog, "manageBackupJob", params, "include_list[1]: must be an absolute path")

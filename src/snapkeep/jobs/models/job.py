@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from snapkeep.engine.fs.walker import glob_to_regex
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import (
     AbsolutePath,
@@ -115,6 +117,16 @@ class JobFields(Strict):
                 "dumps beside its files (got {got})",
                 got=self.structure,
             )
+        for index, pattern in enumerate(self.exclude_list):
+            try:  # refused when saved, not when the run compiles it (attack report LOW-13)
+                re.compile(glob_to_regex(pattern))
+            except re.error as error:
+                raise field_error(
+                    f"exclude_list[{index}]",
+                    "is not a valid glob: {why} (got {got})",
+                    why=error.msg,
+                    got=pattern,
+                ) from None
         seen: set[str] = set()
         for index, link in enumerate(self.schedules):
             if link.id in seen:
