@@ -164,6 +164,14 @@ class Scheduler:
         return due, min(later, default=None)
 
 
+def delay_until(due: _dt.datetime | None, clock: Clock, poll_interval: float, *, floor: float) -> float:
+    """Seconds a scheduling thread sleeps: until ``due`` (at least ``floor``), never longer than
+    ``poll_interval`` (so a changed setting or a moved clock is seen)."""
+    if due is None:
+        return poll_interval
+    return min(poll_interval, max(floor, (due - clock.now()).total_seconds()))
+
+
 class SchedulerThread:
     """Runs a ``Scheduler`` in a thread: ``catch_up`` once, then a ``tick`` whenever something is due."""
 
@@ -196,11 +204,7 @@ class SchedulerThread:
             self._thread = None
 
     def _delay(self) -> float:
-        due = self.scheduler.next_due
-        if due is None:
-            return self.poll_interval
-        seconds = (due - self.scheduler.clock.now()).total_seconds()
-        return min(self.poll_interval, max(0.05, seconds))
+        return delay_until(self.scheduler.next_due, self.scheduler.clock, self.poll_interval, floor=0.05)
 
     def _run(self) -> None:
         first = True
@@ -290,11 +294,7 @@ class IntegrityThread:
             self._thread = None
 
     def _delay(self) -> float:
-        due = self.scheduler.next_due
-        if due is None:
-            return self.poll_interval
-        seconds = (due - self.scheduler.clock.now()).total_seconds()
-        return min(self.poll_interval, max(1.0, seconds))
+        return delay_until(self.scheduler.next_due, self.scheduler.clock, self.poll_interval, floor=1.0)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

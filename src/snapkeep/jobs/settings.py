@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator
@@ -102,6 +102,9 @@ def restore_values(tx: Transaction, values: Mapping[str, Any]) -> None:
 Forks = Annotated[int, integer(1, 10)]
 
 
+_Group = TypeVar("_Group", bound=Strict)
+
+
 class Performance(Strict):
     """How many runs may go at once."""
 
@@ -111,19 +114,31 @@ class Performance(Strict):
     queueable_forks: Forks = Field(2, description="restores and downloads that may run at once (1-10)")
 
 
+def _load_group(tx: Transaction, key: str, model: type[_Group]) -> _Group:
+    """A setting stored as one object under ``key``, as ``model``. Raises ValidationError when the
+    stored value is not valid (the message names ``key``)."""
+    stored = _read(tx, key)
+    return validate(model, stored if isinstance(stored, dict) else {}, prefix=key)
+
+
+def _save_group(tx: Transaction, key: str, model: type[_Group], changes: Mapping[str, Any]) -> _Group:
+    """Merge ``changes`` over the object stored under ``key``, validate it as ``model`` and store it.
+    Raises ValidationError."""
+    stored = _read(tx, key, lock=True)
+    current = stored if isinstance(stored, dict) else {}
+    value = validate(model, {**current, **changes})
+    _write(tx, key, value.model_dump())
+    return value
+
+
 def performance(tx: Transaction) -> Performance:
     """The ``performance`` setting. Raises ValidationError when the stored value is not valid."""
-    stored = _read(tx, PERFORMANCE_KEY)
-    return validate(Performance, stored if isinstance(stored, dict) else {}, prefix=PERFORMANCE_KEY)
+    return _load_group(tx, PERFORMANCE_KEY, Performance)
 
 
 def save_performance(tx: Transaction, changes: Mapping[str, Any]) -> Performance:
     """Merge ``changes`` over the ``performance`` setting and store it. Raises ValidationError."""
-    stored = _read(tx, PERFORMANCE_KEY, lock=True)
-    current = stored if isinstance(stored, dict) else {}
-    value = validate(Performance, {**current, **changes})
-    _write(tx, PERFORMANCE_KEY, value.model_dump())
-    return value
+    return _save_group(tx, PERFORMANCE_KEY, Performance, changes)
 
 
 # --- the scheduled integrity check --------------------------------------------------------------
@@ -148,17 +163,12 @@ class Integrity(Strict):
 
 def integrity(tx: Transaction) -> Integrity:
     """The ``integrity`` setting. Raises ValidationError when the stored value is not valid."""
-    stored = _read(tx, INTEGRITY_KEY)
-    return validate(Integrity, stored if isinstance(stored, dict) else {}, prefix=INTEGRITY_KEY)
+    return _load_group(tx, INTEGRITY_KEY, Integrity)
 
 
 def save_integrity(tx: Transaction, changes: Mapping[str, Any]) -> Integrity:
     """Merge ``changes`` over the ``integrity`` setting and store it. Raises ValidationError."""
-    stored = _read(tx, INTEGRITY_KEY, lock=True)
-    current = stored if isinstance(stored, dict) else {}
-    value = validate(Integrity, {**current, **changes})
-    _write(tx, INTEGRITY_KEY, value.model_dump())
-    return value
+    return _save_group(tx, INTEGRITY_KEY, Integrity, changes)
 
 
 # --- general --------------------------------------------------------------------------------------
