@@ -70,10 +70,13 @@ def _empty_catalog(catalog) -> None:
     from sqlalchemy import delete
 
     from snapkeep.jobs.migrations import schema
+    from snapkeep.jobs.users import ROOT_ID
 
     with catalog.transaction() as tx:
-        for table in schema.TABLES.values():
-            tx.connection.execute(delete(table))
+        for name, table in schema.TABLES.items():
+            # root is made by migration 6 and always exists: keep it, as a fresh catalog has it
+            query = delete(table).where(table.c.id != ROOT_ID) if name == "users" else delete(table)
+            tx.connection.execute(query)
 
 
 class TickingClock:

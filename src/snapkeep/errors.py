@@ -79,6 +79,18 @@ class AuthError(SnapkeepError):
 # --- catalog -----------------------------------------------------------------------------------
 
 
+class AccessDenied(SnapkeepError):
+    """The caller's role or ownership does not allow the call (the API answers "permission denied:
+    FUNCTION"; ``reason`` goes to the service's log only)."""
+
+    template = "permission denied: {reason}"
+    exit_code = 3
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason=reason)
+        self.reason = reason
+
+
 class CatalogError(SnapkeepError):
     """The catalog database cannot be opened, migrated or written."""
 

@@ -26,7 +26,8 @@ def test_create_returns_the_whole_job_with_derived_fields(make: Any) -> None:
     assert job["time"] == 200
     assert job["monitor"] == {"notran": 2, "ranfor": 0}
     assert (job["encrypted"], job["running"], job["disabled"]) == (1, None, None)
-    assert (job["retry_failed"], job["manually_retain"], job["owner"]) == (0, 14, "root")
+    assert (job["retry_failed"], job["manually_retain"]) == (0, 14)
+    assert (job["owner"], job["owner_name"]) == ("000000000000000000000000", "root")
     assert job["last_run"] is None
     assert job["next_run"] is None
     assert make.ok("getBackupJob", {"_id": job["_id"]}) == job
@@ -198,6 +199,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "reindexDestination",
         # issue 10: the download behind GET /download/GROUP_ID
         "downloadBackupFile",
+        # issue 11: users, roles and their tokens
+        "manageUser", "getUser", "listUsers", "deleteUser", "createToken", "listTokens", "revokeToken",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from snapkeep.errors import CatalogError, ConfigError, NotFoundError, ValidationError
 from snapkeep.ids import is_id
-from snapkeep.jobs import migrations
+from snapkeep.jobs import migrations, users
 from snapkeep.jobs.catalog import Catalog, catalog_url
 from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.users import ROOT_ID
 
 
 def test_every_migration_is_recorded_once(catalog: Catalog) -> None:
@@ -42,6 +43,7 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
         "integrity_objects",  # migration 5: the integrity check
         "integrity_runs",
         "backup_damage",
+        "users",  # migration 6: users and roles
         "schema_migrations",
     }
     assert set(dump) == expected
@@ -71,6 +73,7 @@ def test_documents_round_trip_with_their_columns(catalog: Catalog) -> None:
             "name": "d",
             "type": "Local",
             "options": {"path": "/x"},
+            "owner": ROOT_ID,  # the owner column: root when the document names none
         }
         tx.replace("destinations", ident, {"name": "e", "type": "Local", "options": {"path": "/y"}})
         row = tx.connection.execute(
@@ -93,11 +96,13 @@ def test_job_running_flag_is_set_once(catalog: Catalog) -> None:
 
 def test_tokens_are_stored_hashed_and_verified(catalog: Catalog) -> None:
     assert catalog.count_tokens() == 0
+    with catalog.transaction() as tx:
+        alice = users.save(tx, None, name="alice", role=users.ACCOUNT, document={"account": "alice"})
     bearer = catalog.create_token("alice")
     user, secret = bearer.split(":")
     assert user == "alice"
     assert len(secret) == 64
-    assert catalog.verify_token(bearer) == "alice"
+    assert catalog.verify_token(bearer) == alice
     assert catalog.verify_token(f"bob:{secret}") is None
     assert catalog.verify_token("alice:" + "0" * 64) is None
     assert catalog.verify_token("garbage") is None
@@ -107,9 +112,11 @@ def test_tokens_are_stored_hashed_and_verified(catalog: Catalog) -> None:
     assert stored["secret_hash"] != secret
 
 
-def test_token_user_must_not_contain_a_colon(catalog: Catalog) -> None:
-    with pytest.raises(ValidationError, match="user"):
+def test_a_token_is_only_made_for_an_existing_user(catalog: Catalog) -> None:
+    with pytest.raises(NotFoundError, match="no user named 'a:b'"):
         catalog.create_token("a:b")
+    with pytest.raises(ValidationError, match="name"):
+        users.check_name("a:b")
 
 
 def test_sqlite_catalog_is_in_wal_mode_and_reopens(tmp_path: Path) -> None:
@@ -120,7 +127,7 @@ def test_sqlite_catalog_is_in_wal_mode_and_reopens(tmp_path: Path) -> None:
     with sqlite3.connect(home / "catalog.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     second = Catalog.open(home)
-    assert second.verify_token(token) == "root"
+    assert second.verify_token(token) == ROOT_ID
     second.close()
 
 

@@ -30,6 +30,7 @@ from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
 from snapkeep.jobs.schedule import zone
+from snapkeep.jobs.users import ROOT_ID
 from snapkeep.storage.local import LocalStore
 
 
@@ -135,7 +136,7 @@ def test_known_job_backups_are_relinked_without_duplicates(world: World) -> None
     assert reindex_now(world, destination)[0] == 100
     (orphaned,) = [item for item in listed(world) if item["job_id"] == archived["_id"]]
     assert orphaned["orphan"] == 1
-    assert orphaned["owner"] == "root"
+    assert orphaned["owner"] == ROOT_ID
     assert orphaned["job_name"] == "Archived"
     assert sorted(item["_id"] for item in listed(world)) == sorted(item["_id"] for item in after)
 
@@ -158,7 +159,7 @@ def test_unknown_job_is_an_orphan_owned_by_root_and_restorable(world: World, new
     assert "orphan (job unknown here, owned by root)" in new_server.log_text(group)
     (orphan,) = listed(new_server)
     assert orphan["orphan"] == 1
-    assert orphan["owner"] == "root"
+    assert orphan["owner"] == ROOT_ID
     assert orphan["key_required"] == 0
     assert orphan["job_id"] == job["_id"]
     assert orphan["created"] == original["created"]

@@ -351,7 +351,11 @@ def test_download_file_rule_pending_then_ready_then_expired(safety: Safety) -> N
     assert execute_group(world.catalog, world.home, group["_id"], stop=threading.Event()) == 100
     ready = world.ok("downloadBackupFile", {"_id": group["_id"]})
     assert Path(ready["file"]).stat().st_size == ready["size"] > 0
-    stranger = world.api.call("downloadBackupFile", {"_id": group["_id"]}, Caller(user="bob", admin=False))
+    stranger = world.api.call(
+        "downloadBackupFile",
+        {"_id": group["_id"]},
+        Caller(id="5" * 24, name="bob", role="account", accounts=frozenset({"bob"})),
+    )
     assert stranger["success"] == 0
     assert "not found" in stranger["message"].lower()
     later = FrozenClock(dt.datetime.now(dt.UTC) + dt.timedelta(days=DOWNLOAD_DAYS, hours=1))

@@ -1,24 +1,18 @@
 """Who is calling: the ``Authorization: Bearer USER:TOKEN`` header checked against the catalog.
 
-Tokens are stored hashed in the catalog (``Catalog.create_token`` / ``Catalog.verify_token``); this
-module only reads the header, asks the catalog, and turns the answer into a dispatcher ``Caller``
-or an ``AuthError``. It knows nothing of HTTP frameworks, so any door can use it.
+Tokens are stored hashed in the catalog (``jobs.users``); this module only reads the header, asks the
+catalog, and turns the answer into a dispatcher ``Caller`` (the token's user, ``jobs.access``) or an
+``AuthError``. It knows nothing of HTTP frameworks, so any door can use it.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from snapkeep.api.dispatch import Caller
 from snapkeep.errors import AuthError
+from snapkeep.jobs import access, users
+from snapkeep.jobs.catalog import Catalog
 
 SCHEME = "bearer"
-
-
-class TokenVerifier(Protocol):
-    """The part of the catalog that checks tokens."""
-
-    def verify_token(self, bearer: str) -> str | None: ...
 
 
 def bearer_from_header(header: str | None) -> str:
@@ -39,17 +33,21 @@ def bearer_from_header(header: str | None) -> str:
     return credentials
 
 
-def authenticate(verifier: TokenVerifier, header: str | None) -> Caller:
-    """Check an ``Authorization`` header value and return the caller it names.
-
-    Every token holder is an administrator for now; per-user scoping (account owners, resellers,
-    DESIGN.md section 8) will narrow ``admin`` here, in one place.
+def authenticate(catalog: Catalog, header: str | None) -> Caller:
+    """Check an ``Authorization`` header value and return the caller it names: the token's user with
+    what that user may reach (``jobs.access.principal``). Revoked and expired tokens fail like
+    unknown ones.
 
     Raises:
-        AuthError: the header is missing or malformed, or the token is unknown or wrong.
+        AuthError: the header is missing or malformed, or the token is unknown, wrong, expired or
+        revoked (one message for all: nothing tells which).
     """
     bearer = bearer_from_header(header)
-    user = verifier.verify_token(bearer)
-    if user is None:
-        raise AuthError(reason="unknown or wrong token")
-    return Caller(user=user, admin=True)
+    user_id = catalog.verify_token(bearer)
+    if user_id is None:
+        raise AuthError(reason="unknown, wrong, expired or revoked token")
+    with catalog.transaction(write=False) as tx:
+        user = users.get(tx, user_id)
+        if user is None:
+            raise AuthError(reason="unknown, wrong, expired or revoked token")
+        return access.principal(tx, user, catalog.home)

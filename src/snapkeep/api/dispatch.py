@@ -28,11 +28,13 @@ from snapkeep.api.functions import (
     restore,
     schedules,
     settings,
+    users,
 )
 from snapkeep.api.functions.base import CallContext, Caller, FunctionSpec, ParamSpec
 from snapkeep.api.params import check_sizes, decode_pairs, decode_query, is_flat, normalise
+from snapkeep.api.permissions import decide
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.errors import ParameterError, SnapkeepError
+from snapkeep.errors import AccessDenied, ParameterError, SnapkeepError
 from snapkeep.jobs.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         reindex,
         settings,
         accounts,
+        users,
     )
     for spec in module.FUNCTIONS
 }
@@ -102,8 +105,18 @@ class Api:
             hint = f" (did you mean {close[0]}?)" if close else ""
             return envelope.failure(f"function: unknown function {function!r}{hint}")
         context = CallContext(self.catalog, caller or Caller(), self.clock)
+        who = context.caller
         try:
-            message, data = spec.handler(context, normalise_params(params))
+            decoded = normalise_params(params)
+            # The one decision point (api.permissions): before the handler, so a refused call
+            # writes nothing; an object the caller may not see is "not found" like a missing one.
+            decide(lambda: self.catalog.transaction(write=False), who, function, decoded)
+            message, data = spec.handler(context, decoded)
+        except AccessDenied as error:
+            log.warning(
+                "permission denied: %s for user %s (%s): %s", function, who.name, who.role, error.reason
+            )
+            return envelope.failure(f"permission denied: {function}")
         except SnapkeepError as error:
             return envelope.failure(error.message)
         except Exception as error:  # a bug: answer, log the traceback, keep serving

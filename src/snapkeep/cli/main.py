@@ -22,6 +22,7 @@ from snapkeep.home import default_home
 COMMANDS: dict[str, str] = {
     "api": "snapkeep.cli.api_cmd:api_command",
     "token": "snapkeep.cli.token_cmd:token_group",
+    "user": "snapkeep.cli.user_cmd:user_group",
     "jobs": "snapkeep.cli.jobs_cmd:jobs_group",
     "serve": "snapkeep.cli.serve_cmd:serve_command",
     "repo": "snapkeep.cli.repo:repo_group",

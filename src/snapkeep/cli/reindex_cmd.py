@@ -15,6 +15,7 @@ from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.jobs import reindex
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.queue import claim, worker_identity
+from snapkeep.jobs.users import ROOT_ID
 
 
 @click.command("reindex")
@@ -25,7 +26,7 @@ def reindex_command(context: Context, destination: str) -> None:
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
         with catalog.transaction() as tx:
-            group = reindex.enqueue(tx, destination, owner="root")
+            group = reindex.enqueue(tx, destination, owner=ROOT_ID)
             # ours from the start: a service never picks it up
             claim(tx, group["_id"], worker=worker_identity())
         name = group["data"].get("name") or destination

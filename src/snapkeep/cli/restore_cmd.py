@@ -29,6 +29,7 @@ from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueType
 from snapkeep.jobs.logs import log_text
 from snapkeep.jobs.queue import claim, worker_identity
+from snapkeep.jobs.users import ROOT_ID
 
 #: The lines of a restore's log that a dry run prints: the counts and the listed paths.
 _CHANGE_LINE = re.compile(
@@ -95,7 +96,7 @@ def restore_command(
                 backup_ids=[backup_id],
                 files={backup_id: list(paths)},
                 options=options,
-                owner="root",
+                owner=ROOT_ID,
             )
             claim(tx, group["_id"], worker=worker_identity())
         label = f"{'Dry run of the restore' if dry_run else 'Restore'} of backup {backup_id}"

@@ -26,6 +26,7 @@ from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
+from snapkeep.jobs.users import ROOT_ID
 
 STATUS_EXIT: dict[int, int] = {QueueStatus.COMPLETED: 0}  # any other final status exits 1
 
@@ -103,13 +104,13 @@ def run_command(context: Context, job_id: str) -> None:
         with catalog.transaction() as tx:
             job = tx.require("jobs", job_id, "Backup Job", lock=True)
             try:
-                group = queue.enqueue_backup(tx, job, owner="root")
+                group = queue.enqueue_backup(tx, job, owner=ROOT_ID)
             except ConflictError:
                 # A `snapkeep run` killed (or stopped by a full disk) left its group Processing:
                 # recover it as the service does when it starts (104 Never Finished), then queue.
                 if not queue.mark_never_finished(tx):
                     raise
-                group = queue.enqueue_backup(tx, job, owner="root")
+                group = queue.enqueue_backup(tx, job, owner=ROOT_ID)
             # ours from the start: a service never picks it up
             claim(tx, group["_id"], worker=worker_identity())
         status = execute_in_foreground(context, catalog, group["_id"], f"Backup Job {job['name']!r}")

@@ -41,6 +41,7 @@ from snapkeep.errors import ConflictError, NotFoundError, SnapkeepError
 from snapkeep.jobs import integrity, queue, schedule
 from snapkeep.jobs.catalog import Catalog, JobState, Transaction
 from snapkeep.jobs.codes import ScheduleType
+from snapkeep.jobs.users import ROOT_ID
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ class Scheduler:
         group = None
         if due and not job.get("disabled"):
             try:
-                group = queue.enqueue_backup(tx, job, owner=str(job.get("owner") or "root"), schedules=due)
+                group = queue.enqueue_backup(tx, job, owner=str(job.get("owner") or ROOT_ID), schedules=due)
                 log.info("queued Backup Job %r (%s) for schedules %s", job.get("name"), job_id, due)
             except ConflictError:
                 log.info(

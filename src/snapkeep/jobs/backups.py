@@ -35,6 +35,7 @@ from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import JobType
 from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.migrations.m0006_users import ROOT_ID
 from snapkeep.sources.components import COMPONENT_BITS
 
 LABEL = "Backup"
@@ -80,7 +81,7 @@ def record(
             key_required=1 if key_required else 0,
             document={
                 "job_name": job.get("name", ""),
-                "owner": "root" if orphan else str(job.get("owner") or "root"),
+                "owner": ROOT_ID if orphan else str(job.get("owner") or ROOT_ID),
                 "job_type": int(job.get("type", JobType.DIRECTORIES)),
                 "contains": int(job.get("contains", 0)),
                 "destination_name": destination.get("name", ""),
@@ -225,7 +226,7 @@ def present(backup: BackupRecord) -> dict[str, Any]:
         "lock_until": isoformat(backup.locked_until) if backup.locked else None,
         "schedules": list(document.get("schedules", [])),
         "paths": list(document.get("paths", [])),
-        "owner": "root" if backup.orphan else str(document.get("owner") or "root"),
+        "owner": ROOT_ID if backup.orphan else str(document.get("owner") or ROOT_ID),
         "orphan": 1 if backup.orphan else 0,
         "key_required": 1 if backup.key_required else 0,
         "missing": 1 if document.get("missing") else 0,
@@ -278,9 +279,9 @@ def set_orphan(tx: Transaction, ident: str, job: Mapping[str, Any] | None) -> No
     backup = row(tx, ident)
     document = dict(backup.document)
     if job is not None:
-        document.update(job_name=str(job.get("name", "")), owner=str(job.get("owner") or "root"))
+        document.update(job_name=str(job.get("name", "")), owner=str(job.get("owner") or ROOT_ID))
     else:
-        document["owner"] = "root"
+        document["owner"] = ROOT_ID
     tx.connection.execute(
         update(schema.backups)
         .where(schema.backups.c.id == backup.id)

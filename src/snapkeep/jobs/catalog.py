@@ -11,9 +11,6 @@ group) are derived from the document on every write.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import hmac
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,20 +22,22 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from snapkeep.clock import SYSTEM, Clock
-from snapkeep.errors import CatalogError, ConfigError, NotFoundError, SnapkeepError, ValidationError
+from snapkeep.errors import CatalogError, ConfigError, NotFoundError, SnapkeepError
 from snapkeep.ids import new_id
 from snapkeep.jobs import migrations
 from snapkeep.jobs.migrations import schema
+from snapkeep.jobs.migrations.m0006_users import ROOT_ID
 
 # document kind -> the columns copied from the document on every write
 DOCUMENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "jobs": ("name", "owner"),
-    "destinations": ("name", "type"),
-    "schedules": ("name", "type"),
-    "hooks": ("name",),
-    "account_filters": ("group_id", "name", "type"),
+    "destinations": ("name", "type", "owner"),
+    "schedules": ("name", "type", "owner"),
+    "hooks": ("name", "owner"),
+    "account_filters": ("group_id", "name", "type", "owner"),
 }
-TOKEN_BYTES = 32
+#: The user ID of root (``jobs.users``): the owner of objects stored without one.
+ROOT_OWNER = ROOT_ID
 
 
 def catalog_url(home: Path, url: str | None) -> str:
@@ -67,10 +66,6 @@ class JobState:
     next_run: _dt.datetime | None
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 class Transaction:
     """One open database transaction with document helpers. Obtain from ``Catalog.transaction``."""
 
@@ -80,6 +75,8 @@ class Transaction:
 
     def _row_to_object(self, kind: str, row: Any) -> dict[str, Any]:
         item: dict[str, Any] = {"_id": row.id, **row.document}
+        if "owner" in DOCUMENT_COLUMNS.get(kind, ()):
+            item["owner"] = row.owner  # the column is the truth (documents of old exports have none)
         if kind == "jobs":
             item["running"] = bool(row.running)
             item["last_run"] = row.last_run
@@ -145,7 +142,10 @@ class Transaction:
         )
 
     def _columns(self, kind: str, document: dict[str, Any]) -> dict[str, Any]:
-        return {column: document[column] for column in DOCUMENT_COLUMNS[kind]}
+        return {
+            column: document.get(column, ROOT_OWNER) if column == "owner" else document[column]
+            for column in DOCUMENT_COLUMNS[kind]
+        }
 
     def insert(self, kind: str, document: dict[str, Any], ident: str | None = None) -> str:
         """Store a new object; return its (new) ID."""
@@ -253,33 +253,29 @@ class Catalog:
         except SQLAlchemyError as error:
             raise CatalogError(f"catalog error: {_reason(error)}") from None
 
-    # --- tokens -------------------------------------------------------------------------------
+    # --- tokens (``jobs.users`` owns them; these are the doors the CLI and tests use) ------------
 
-    def create_token(self, user: str = "root") -> str:
-        """Create an API token for ``user``; return ``USER:SECRET`` (only its hash is stored)."""
-        if not user or ":" in user:
-            raise ValidationError(field="user", problem="must be a non-empty name without ':'")
-        secret = secrets.token_hex(TOKEN_BYTES)
+    def create_token(self, user: str = "root", *, name: str = "", expires: _dt.datetime | None = None) -> str:
+        """Create an API token for the user called ``user``; return ``USER:SECRET`` (only its hash
+        is stored). Raises NotFoundError for an unknown user."""
+        from snapkeep.jobs import users  # users imports this module
+
         with self.transaction() as tx:
-            tx.connection.execute(
-                schema.tokens.insert().values(
-                    id=new_id(self.clock), user=user, secret_hash=_hash(secret), created=self.clock.now()
-                )
-            )
-        return f"{user}:{secret}"
+            _ident, token = users.create_token(tx, users.named(tx, user), name=name, expires=expires)
+        return token
 
     def verify_token(self, bearer: str) -> str | None:
-        """The user a ``USER:SECRET`` bearer string belongs to, or None when it is not valid."""
-        user, separator, secret = bearer.strip().partition(":")
-        if not separator or not user or not secret:
-            return None
-        digest = _hash(secret)
-        tokens = schema.tokens
+        """The user ID a ``USER:SECRET`` bearer string belongs to, or None when it is not valid."""
+        from snapkeep.jobs import users
+
         with self.transaction(write=False) as tx:
-            row = tx.connection.execute(select(tokens).where(tokens.c.secret_hash == digest)).first()
-        if row is None or not hmac.compare_digest(row.user, user):
+            found = users.check_token(tx, bearer)
+        if found is None:
             return None
-        return str(row.user)
+        if found.touch:
+            with self.transaction() as tx:
+                users.touch_token(tx, found.token_id)
+        return found.user_id
 
     def count_tokens(self) -> int:
         """How many API tokens exist."""

@@ -52,6 +52,7 @@ from snapkeep.jobs import backups, queue, repositories
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.keystore import KeyStore
+from snapkeep.jobs.users import ROOT_ID
 from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.storage.base import Store
 
@@ -247,7 +248,7 @@ def _job_view(tx: Transaction, job_id: str, scan_result: RepositoryScan) -> tupl
     return {
         "_id": job_id,
         "name": "",
-        "owner": "root",
+        "owner": ROOT_ID,
         "type": int(job_type),
         "structure": int(structure),
         "encrypted": scan_result.encrypted,

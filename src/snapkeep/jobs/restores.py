@@ -26,8 +26,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from snapkeep.engine.fs.restore_policy import ALWAYS, NEVER, POLICIES
-from snapkeep.errors import ConflictError, ValidationError
-from snapkeep.jobs import backups, queue
+from snapkeep.errors import AccessDenied, ConflictError, ValidationError
+from snapkeep.jobs import access, backups, queue
+from snapkeep.jobs.access import ROOT_PRINCIPAL, Principal
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import QueueType
 from snapkeep.jobs.runs import account_restore
@@ -41,9 +42,11 @@ def enqueue(
     files: Mapping[str, Sequence[str]],
     options: Mapping[str, Any],
     owner: str,
+    who: Principal = ROOT_PRINCIPAL,
 ) -> dict[str, Any]:
     """Queue a restore or download of ``backup_ids`` (``files`` maps a backup or item ID to paths);
-    return the new group. Raises NotFoundError for an unknown backup, ValidationError otherwise."""
+    return the new group. Raises NotFoundError for an unknown backup, AccessDenied for an item
+    ``who`` may not restore or download (``jobs.access.item_allowed``), ValidationError otherwise."""
     if group_type not in (QueueType.RESTORE, QueueType.DOWNLOAD):
         raise ValidationError(field="type", problem=f"must be 2 (Restore) or 4 (Download) (got {group_type})")
     if not backup_ids:
@@ -60,6 +63,7 @@ def enqueue(
         paths += list(files.get(row.item_id, [])) if row.item_id != ident else []
         if row.account:  # an Accounts backup: paths inside its layout (runs.account_restore)
             paths = account_restore.entry_paths(row, ident, paths)
+            check_items(who, group_type, row, paths)
         chosen.append({"backup": row.id, "paths": sorted(set(paths))})
     target = str(options.get("target") or "")
     if target and not target.startswith("/"):
@@ -88,6 +92,21 @@ def enqueue(
         },
     }
     return queue.enqueue_restore(tx, QueueType(group_type), owner=owner, document=document)
+
+
+def check_items(who: Principal, group_type: int, row: backups.BackupRecord, paths: Sequence[str]) -> None:
+    """Every component a request reaches (``paths``; [] = the whole account) must be one ``who`` may
+    restore or download. Raises AccessDenied naming the component."""
+    if who.admin:
+        return
+    action = "download" if group_type == QueueType.DOWNLOAD else "restore"
+    if paths:
+        components = {path.strip("/").split("/")[0] for path in paths}
+    else:
+        components = {str(item.get("name")) for item in row.document.get("components", [])}
+    for component in sorted(components):
+        if not access.item_allowed(who, action, component):
+            raise AccessDenied(f"{action} of {component} (backup {row.id})")
 
 
 def flag(options: Mapping[str, Any], key: str) -> int:

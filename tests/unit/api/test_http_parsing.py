@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from snapkeep.api.auth import authenticate, bearer_from_header
 from snapkeep.api.http import BadBody, parse_body, parse_multipart
 from snapkeep.errors import AuthError, ParameterError
+from snapkeep.jobs.catalog import Catalog
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -84,16 +87,13 @@ def test_unparseable_bodies_raise_bad_body(content_type: str, body: bytes, probl
         parse_body(content_type, body)
 
 
-class Tokens:
-    def verify_token(self, bearer: str) -> str | None:
-        return "root" if bearer == "root:good" else None
-
-
-def test_bearer_header_parsing_and_authentication() -> None:
+def test_bearer_header_parsing_and_authentication(tmp_path: Path) -> None:
     assert bearer_from_header("Bearer root:good") == "root:good"
     assert bearer_from_header("bearer  root:good ") == "root:good"
-    caller = authenticate(Tokens(), "Bearer root:good")
-    assert caller.user == "root"
+    catalog = Catalog.open(tmp_path / "home")
+    token = catalog.create_token()
+    caller = authenticate(catalog, f"Bearer {token}")
+    assert (caller.name, caller.role) == ("root", "root")
     assert caller.admin
     for header, reason in [
         (None, "missing"),
@@ -101,7 +101,8 @@ def test_bearer_header_parsing_and_authentication() -> None:
         ("Basic cm9vdDpnb29k", "scheme must be Bearer"),
         ("Bearer rootgood", "USER:TOKEN"),
         ("Bearer :good", "USER:TOKEN"),
-        ("Bearer root:bad", "unknown or wrong token"),
+        ("Bearer root:bad", "unknown, wrong, expired or revoked token"),
     ]:
         with pytest.raises(AuthError, match=reason):
-            authenticate(Tokens(), header)
+            authenticate(catalog, header)
+    catalog.close()

@@ -30,7 +30,11 @@ class BackupAccountsParams(ListParams):
 
 def list_accounts(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(ListParams, params)
-    items = [accounts.present(account) for account in accounts.list_accounts(context.home)]
+    items = [
+        accounts.present(account)
+        for account in accounts.list_accounts(context.home)
+        if context.caller.sees_account(account.username)
+    ]
     page, total = apply_list(items, options)
     return "Accounts Listed Successfully", {"accounts": page, "total": total}
 
@@ -43,7 +47,7 @@ def get_account(context: CallContext, params: dict[str, Any]) -> Result:
 def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(BackupAccountsParams, params)
     with context.catalog.transaction(write=False) as tx:
-        rows = [row for row in backups.rows(tx) if row.account]
+        rows = [row for row in backups.rows(tx) if row.account and context.caller.sees_account(row.account)]
     found: dict[str, dict[str, Any]] = {}
     for row in rows:  # oldest first: the last one seen is the newest
         item = backups.present(row)

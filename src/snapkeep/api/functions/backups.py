@@ -30,7 +30,7 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
-from snapkeep.jobs import backups, repositories
+from snapkeep.jobs import access, backups, repositories
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
 
@@ -52,7 +52,11 @@ def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
     options = list_params(params, BackupListParams)
     assert isinstance(options, BackupListParams)
     with context.catalog.transaction(write=False) as tx:
-        items = [backups.present(row) for row in backups.rows(tx)]
+        items = [
+            backups.present(row)
+            for row in backups.rows(tx)
+            if access.sees_backup(context.caller, row.account, str(row.document.get("owner") or ""))
+        ]
     items.reverse()  # newest first unless sorted
     items = [
         item

@@ -20,16 +20,13 @@ from snapkeep.clock import SYSTEM, Clock, isoformat
 from snapkeep.errors import ValidationError
 from snapkeep.home import default_home
 from snapkeep.ids import is_id
+from snapkeep.jobs import users
+from snapkeep.jobs.access import Principal, owners
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.models.base import NonNegative, Strict, choice, objectish, shown, validate
 
-
-@dataclass
-class Caller:
-    """Who makes a call: an API user; ``admin`` users see and manage every object."""
-
-    user: str = "root"
-    admin: bool = True
+#: Who makes a call: an API user with what it may reach (``jobs.access``); the default is root.
+Caller = Principal
 
 
 @dataclass(frozen=True)
@@ -269,6 +266,26 @@ Presenter = Callable[[dict[str, Any]], dict[str, Any]]
 Stored = dict[str, Any] | None
 
 
+def visible_owners(context: CallContext) -> frozenset[str] | None:
+    """The owners whose objects the caller sees in a list (None: all, for root)."""
+    return owners(context.caller)
+
+
+def choose_owner(tx: Transaction, caller: Principal, asked: Any, stored: Stored) -> str:
+    """The owner a managed object gets: what root asks for (an existing user's ``_id``), else the
+    stored owner on modify, else the caller. Only root may set it (``api.permissions`` refuses
+    others before this runs; this is the second lock on that door)."""
+    if asked in (None, ""):
+        return str(stored["owner"]) if stored is not None else caller.id
+    if not isinstance(asked, str) or users.get(tx, asked) is None:
+        raise ValidationError(
+            field="owner", problem=f"must be the _id of an existing user (got {shown(asked)})"
+        )
+    if not caller.admin and asked != caller.id:
+        raise ValidationError(field="owner", problem="only root may set it")
+    return asked
+
+
 def _merge_fields(model: type[BaseModel]) -> Callable[[Transaction, Stored, dict[str, Any]], dict[str, Any]]:
     def merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
         base = {key: value for key, value in (stored or {}).items() if key in model.model_fields}
@@ -315,6 +332,20 @@ class ObjectKind:
     refuse_delete: Callable[[Transaction, dict[str, Any]], None] | None = None
     rules: ManageRules = field(default_factory=ManageRules)
 
+    def present(self, tx: Transaction) -> Presenter:
+        """``view`` with ``owner`` (a user ID) and ``owner_name`` added."""
+        view = self.view(tx)
+        names = users.names(tx)
+
+        def present(item: dict[str, Any]) -> dict[str, Any]:
+            answer = view(item)
+            owner = str(item.get("owner") or users.ROOT_ID)
+            answer["owner"] = owner
+            answer["owner_name"] = names.get(owner, "")
+            return answer
+
+        return present
+
     def manage(self, context: CallContext, params: dict[str, Any]) -> Result:
         """``manageX``: create (no ``_id``) or modify an object, validated whole before anything is
         written; answers the object as ``getX`` shows it."""
@@ -322,33 +353,40 @@ class ObjectKind:
         action, ident = manage_action(params)
         for key in rules.read_only:
             params.pop(key, None)
+        asked_owner = params.pop("owner", None)
         merge = rules.merge or _merge_fields(self.fields)
         with context.catalog.transaction() as tx:
             stored = None if ident is None else tx.require(self.table, ident, self.label, lock=True)
-            merged = merge(tx, stored, params)
+            owner = choose_owner(tx, context.caller, asked_owner, stored)
+            writable = None if stored is None else {k: v for k, v in stored.items() if k != "owner"}
+            merged = merge(tx, writable, params)
             fields = rules.validate(merged) if rules.validate else validate(self.fields, merged)
             if rules.check is not None:
                 rules.check(tx, fields, stored)
             document = rules.document(tx, fields, stored, params) if rules.document else fields.model_dump()
+            document["owner"] = owner
             if ident is None:
                 ident = tx.insert(self.table, document)
             else:
                 tx.replace(self.table, ident, document)
-            answer = self.view(tx)(tx.require(self.table, ident, self.label))
+            answer = self.present(tx)(tx.require(self.table, ident, self.label))
         verb = "Created" if action == "create" else "Modified"
         return f"{self.label} {verb} Successfully", answer
 
     def get(self, context: CallContext, params: dict[str, Any]) -> Result:
         ident = only_id(params)
         with context.catalog.transaction(write=False) as tx:
-            answer = self.view(tx)(tx.require(self.table, ident, self.label))
+            answer = self.present(tx)(tx.require(self.table, ident, self.label))
         return f"{self.label} Retrieved Successfully", answer
 
     def list_items(self, context: CallContext, params: dict[str, Any]) -> Result:
         options = list_params(params)
+        visible = visible_owners(context)
         with context.catalog.transaction(write=False) as tx:
-            present = self.view(tx)
-            items = [present(item) for item in tx.all(self.table)]
+            present = self.present(tx)
+            items = [
+                present(item) for item in tx.all(self.table) if visible is None or item["owner"] in visible
+            ]
         page, total = apply_list(items, options)
         return f"{self.label}s Listed Successfully", {self.plural: page, "total": total}
 
@@ -374,6 +412,7 @@ class ObjectKind:
         manage_parameters = [
             ParamSpec("action", "string", True, "create or modify"),
             ParamSpec("_id", "string", False, f"the {self.label}'s ID (modify only)"),
+            ParamSpec("owner", "string", False, "the owning user's _id (root only; default: the caller)"),
             *param_specs(self.fields, optional=True, note="required on create"),
         ]
         return [

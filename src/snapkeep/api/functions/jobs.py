@@ -72,8 +72,6 @@ class JobView:
             "retry_failed": boolean(job["retry_failed"]),
             "manually_retain": job["manually_retain"],
             "mysql_exclude_db_by_size": job["mysql_exclude_db_by_size"],
-            "owner": job["owner"],
-            "owner_name": job["owner"],
             "next_run": when(job.get("next_run")),
             "last_run": when(job.get("last_run")),
             "running": flag(job.get("running")),
@@ -106,12 +104,6 @@ def _document(fields: JobFields) -> dict[str, Any]:
     return fields.model_dump(by_alias=True)
 
 
-def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    if params.get("action") == "create":
-        params.setdefault("owner", context.caller.user)
-    return KIND.manage(context, params)
-
-
 def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
     with context.catalog.transaction() as tx:
@@ -120,8 +112,9 @@ def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
         suffix = f" - {int(context.clock.time() * 1000)}"
         document["name"] = document["name"][: 255 - len(suffix)] + suffix
         document["disabled"] = True
-        new_ident = tx.insert("jobs", _document(validate(JobFields, document)))
-        job = JobView(tx).present(tx.require("jobs", new_ident, LABEL))
+        copy = {**_document(validate(JobFields, document)), "owner": original["owner"]}
+        new_ident = tx.insert("jobs", copy)
+        job = KIND.present(tx)(tx.require("jobs", new_ident, LABEL))
     return "Backup Job Duplicated Successfully", job
 
 
@@ -130,7 +123,7 @@ def run_manually(context: CallContext, params: dict[str, Any]) -> Result:
     with context.catalog.transaction() as tx:
         job = tx.require("jobs", ident, LABEL, lock=True)
         group = queue.enqueue_backup(tx, job, owner=context.caller.user)
-        answer = JobView(tx).present(tx.require("jobs", ident, LABEL))
+        answer = KIND.present(tx)(tx.require("jobs", ident, LABEL))
     return f"Backup Job {job['name']!r} queued to run (queue group {group['_id']})", answer
 
 
@@ -174,7 +167,6 @@ KIND = ObjectKind(
     ),
 )
 FUNCTIONS = KIND.functions(
-    manage,
     delete=delete,
     delete_summary="Delete a Backup Job (its backups stay)",
     extra=[

@@ -20,7 +20,7 @@ from snapkeep.api.functions.base import (
     list_params,
     param_specs,
 )
-from snapkeep.jobs import logs
+from snapkeep.jobs import access, logs
 from snapkeep.jobs.codes import LogType
 from snapkeep.jobs.models.base import Flag, ObjectId, choice, validate
 
@@ -45,10 +45,12 @@ def list_logs(context: CallContext, params: dict[str, Any]) -> Result:
     assert isinstance(options, LogListParams)
     with context.catalog.transaction(write=False) as tx:
         items = logs.list_logs(tx)
+        mine = access.run_filter(tx, context.caller)
     items = [
         item
         for item in items
-        if (options.type is None or item["type"] == options.type)
+        if mine(item)
+        and (options.type is None or item["type"] == options.type)
         and (options.job_id is None or item["job_id"] == options.job_id)
     ]
     page, total = apply_list(items, options)

@@ -25,7 +25,7 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
-from snapkeep.jobs import queue
+from snapkeep.jobs import access, queue
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.models.base import ObjectId, choice, validate
 
@@ -41,6 +41,8 @@ def list_groups(context: CallContext, params: dict[str, Any]) -> Result:
     assert isinstance(options, QueueListParams)
     with context.catalog.transaction(write=False) as tx:
         groups = queue.list_groups(tx, group_type=options.type)
+        mine = access.run_filter(tx, context.caller)
+        groups = [group for group in groups if mine(group)]
     page, total = apply_list(groups, options)
     return "Queue Groups Listed Successfully", {"groups": page, "total": total}
 

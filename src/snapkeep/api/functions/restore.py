@@ -108,7 +108,8 @@ def add_queue_items(context: CallContext, params: dict[str, Any]) -> Result:
                 "dry_run": int(options.options.dry_run),
                 "special_files": int(options.options.special_files),
             },
-            owner=context.caller.user,
+            owner=context.caller.id,
+            who=context.caller,
         )
     return f"{QUEUE_ITEM_TYPES[options.type]} queued ({group['_id']})", group
 
@@ -126,7 +127,7 @@ def download_file(context: CallContext, params: dict[str, Any]) -> Result:
         group = queue.get_group(tx, ident)
     if group["type"] != QueueType.DOWNLOAD:
         raise ValidationError(field="_id", problem=f"queue group {ident} is not a download")
-    if not context.caller.admin and group["owner"] != context.caller.user:
+    if not context.caller.admin and group["owner"] != context.caller.id:
         raise NotFoundError(kind="Download", ident=ident)  # another user's: not even its existence
     if group["status"] not in (QueueStatus.COMPLETED, QueueStatus.PARTIAL):
         raise NotFoundError(

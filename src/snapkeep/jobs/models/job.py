@@ -101,7 +101,6 @@ class JobFields(Strict):
         DEFAULT_MANUALLY_RETAIN, description="backups of manual runs to keep"
     )
     mysql_exclude_db_by_size: NonNegative = Field(0, description="skip databases larger than this (bytes)")
-    owner: Name = Field("root", description="the user who owns the job")
     disabled: Flag = Field(False, description="a disabled job is never scheduled")
 
     @model_validator(mode="after")

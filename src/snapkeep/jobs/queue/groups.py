@@ -130,6 +130,7 @@ def _present(row: Any) -> Group:
         "status": row.status,
         "status_name": QueueStatus.label_of(row.status),
         "data": document.get("data", {}),
+        "job_id": row.job_id,
         "owner": row.owner,
         "created": isoformat(row.created),
         "started": isoformat(row.started),

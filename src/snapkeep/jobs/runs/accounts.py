@@ -104,6 +104,15 @@ class AccountsBody(BackupBody):
             everyone = found.list_accounts() if found is not None else []
             with self.context.catalog.transaction(write=False) as tx:
                 chosen = accounts.job_accounts(tx, everyone, dict(self.job.document))
+            owner = self.owner()
+            if not owner.admin:
+                others = [account.username for account in chosen if not owner.sees_account(account.username)]
+                if others:
+                    self.log.warning(
+                        f"left out {len(others)} account(s) the job's owner {owner.name!r} does not own: "
+                        + ", ".join(others[:20])
+                    )
+                chosen = [account for account in chosen if owner.sees_account(account.username)]
         except SnapkeepError as error:
             self.log.error(f"accounts: {error.message}")
             self.failure = f"accounts: {error.message}"

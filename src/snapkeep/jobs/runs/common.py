@@ -22,7 +22,7 @@ from snapkeep.engine.maintenance import retention
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.errors import BackupAbortedError, SnapkeepError, WrongPasswordError
-from snapkeep.jobs import backups, hooks, repositories
+from snapkeep.jobs import access, backups, hooks, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, ItemStatus, JobType, QueueStatus, Structure
 from snapkeep.jobs.keystore import KeyStore
@@ -292,6 +292,15 @@ class BackupBody(abc.ABC):
     @abc.abstractmethod
     def run(self) -> RunResult:
         """The body's work; its status, detail and whether to alert."""
+
+    def owner(self) -> access.Principal:
+        """What the job's owner may reach: a reseller's job backs up only that reseller's accounts
+        and folders, checked again at every run (accounts change owners)."""
+        owner = str(self.job.document.get("owner") or access.ROOT_PRINCIPAL.id)
+        if owner == access.ROOT_PRINCIPAL.id:
+            return access.ROOT_PRINCIPAL
+        with self.context.catalog.transaction(write=False) as tx:
+            return access.owner_principal(tx, owner, self.context.home)
 
     def hooks(self, stage: HookStage, status: QueueStatus | None = None) -> RunResult | None:
         """Run the job's Backup hooks of ``stage``; the run's result when a pre hook stops it."""

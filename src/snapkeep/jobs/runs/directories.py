@@ -11,8 +11,8 @@ from __future__ import annotations
 from snapkeep.engine.archive import write_archive
 from snapkeep.engine.backup import backup
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import backups
-from snapkeep.jobs.codes import HookStage, QueueType, Structure
+from snapkeep.jobs import access, backups
+from snapkeep.jobs.codes import HookStage, QueueStatus, QueueType, Structure
 from snapkeep.jobs.runs.common import (
     BackupBody,
     BackupProgress,
@@ -32,6 +32,14 @@ class DirectoriesBody(BackupBody):
 
     def run(self) -> RunResult:
         context = self.context
+        owner = self.owner()
+        outside = [path for path in self.job.include_list if not access.inside_homes(owner, path)]
+        if outside:
+            context.log.error(
+                f"the job's owner {owner.name!r} may back up only its accounts' home folders; "
+                f"outside them: {', '.join(outside[:10])}"
+            )
+            return RunResult(QueueStatus.FAILED, "folders outside the owner's accounts")
         stopped = self.hooks(HookStage.PRE)
         if stopped is not None:
             return stopped
