@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os.path
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import NotFoundError, SnapkeepError
 from snapkeep.jobs import accounts as account_provider
 from snapkeep.jobs import backups
@@ -86,16 +88,48 @@ class Principal:
 ROOT_PRINCIPAL = Principal()
 
 
+@dataclass(frozen=True)
+class Holding:
+    """What ownership needs of an account: its name, home folder and owner."""
+
+    username: str
+    home: str
+    owner: str
+
+
+#: seconds a listing of the provider's accounts serves callers (a listing may measure homes and ask
+#: database servers: far too slow for every request); an owner change shows within this time
+HOLDINGS_TTL = 30.0
+_holdings: dict[str, tuple[float, tuple[Holding, ...]]] = {}
+_holdings_lock = threading.Lock()
+
+
+def holdings(home: Path, clock: Clock = SYSTEM) -> tuple[Holding, ...]:
+    """The provider's accounts (name, home, owner), listed at most every ``HOLDINGS_TTL`` seconds per
+    data directory. A provider that cannot be read gives none: access narrows, never widens."""
+    key = str(home)
+    now = clock.monotonic()
+    with _holdings_lock:
+        cached = _holdings.get(key)
+        if cached is not None and now - cached[0] < HOLDINGS_TTL:
+            return cached[1]
+    try:
+        listed = tuple(Holding(a.username, a.home, a.owner) for a in account_provider.list_accounts(home))
+    except SnapkeepError as error:
+        log.warning("account provider: %s", error)
+        listed = ()
+    with _holdings_lock:
+        if len(_holdings) > 64:  # one entry per data directory; tests open many
+            _holdings.clear()
+        _holdings[key] = (now, listed)
+    return listed
+
+
 def principal(tx: Transaction, user: User, home: Path | None) -> Principal:
-    """``user`` with the accounts it owns (read from the account provider for a reseller)."""
+    """``user`` with the accounts it owns (a reseller's from the account provider's ``owner``)."""
     if user.role == ROOT:
         return Principal(id=user.id, name=user.name)
-    listed: list[Any] = []
-    if home is not None:
-        try:
-            listed = account_provider.list_accounts(home)
-        except SnapkeepError as error:  # a broken provider hides accounts, never widens access
-            log.warning("account provider: %s", error)
+    listed = holdings(home) if home is not None else ()
     if user.role == RESELLER:
         names = {a.username for a in listed if a.owner == user.name} | set(user.accounts)
     else:

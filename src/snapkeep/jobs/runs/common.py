@@ -297,8 +297,8 @@ class BackupBody(abc.ABC):
         """What the job's owner may reach: a reseller's job backs up only that reseller's accounts
         and folders, checked again at every run (accounts change owners)."""
         owner = str(self.job.document.get("owner") or access.ROOT_PRINCIPAL.id)
-        if owner == access.ROOT_PRINCIPAL.id:
-            return access.ROOT_PRINCIPAL
+        if owner in (access.ROOT_PRINCIPAL.id, access.ROOT_PRINCIPAL.name):  # the name: a stored job
+            return access.ROOT_PRINCIPAL  # written before owners were user IDs (migration 6)
         with self.context.catalog.transaction(write=False) as tx:
             return access.owner_principal(tx, owner, self.context.home)
 
