@@ -85,10 +85,13 @@ class ItemStatus(Code):
 
 
 class LogType(Code):
+    """JetBackup 5's log types (not the queue's numbers: migration 9 moved stored logs to these)."""
+
     BACKUP = 1, "Backup"
-    RESTORE = 2, "Restore"
-    DOWNLOAD = 4, "Download"
-    REINDEX = 8, "Reindex"
+    DOWNLOAD = 2, "Download"
+    RESTORE = 3, "Restore"
+    SYSTEM = 4, "System"
+    REINDEX = 5, "Reindex"
 
     @classmethod
     def of_queue(cls, queue_type: int) -> LogType:

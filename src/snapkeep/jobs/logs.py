@@ -164,8 +164,14 @@ def _present(row: Any) -> dict[str, Any]:
         "owner": row.owner,
         "created": isoformat(row.created),
         "ended": isoformat(row.ended),
+        "start_time": isoformat(row.created),
+        "end_time": isoformat(row.ended),
         "execution_time": int((row.ended - row.created).total_seconds()) if row.ended else None,
-        "info": {key: value for key, value in document.items() if key != "name"},
+        # JetBackup's scripts find a job's logs with find[info.ID]=JOB (and find[info.Backup Job]=NAME)
+        "info": {
+            **{key: value for key, value in document.items() if key != "name"},
+            **({"ID": row.job_id, "Backup Job": document.get("name", "")} if row.job_id else {}),
+        },
     }
 
 

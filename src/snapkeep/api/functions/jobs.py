@@ -124,6 +124,8 @@ def run_manually(context: CallContext, params: dict[str, Any]) -> Result:
         job = tx.require("jobs", ident, LABEL, lock=True)
         group = queue.enqueue_backup(tx, job, owner=context.caller.user)
         answer = KIND.present(tx)(tx.require("jobs", ident, LABEL))
+    # the queue group to poll (getQueueGroup) rides along; ``running`` is 1 from now on
+    answer["queue_group_id"] = group["_id"]
     return f"Backup Job {job['name']!r} queued to run (queue group {group['_id']})", answer
 
 

@@ -22,6 +22,7 @@ from snapkeep.jobs.migrations import (
     m0004_reindex,
     m0005_integrity,
     m0006_users,
+    m0009_log_types,
 )
 from snapkeep.jobs.migrations.m0001_initial import UtcDateTime
 
@@ -44,6 +45,7 @@ MIGRATIONS: list[Migration] = [
     _from(4, m0004_reindex),
     _from(5, m0005_integrity),
     _from(6, m0006_users),
+    _from(9, m0009_log_types),
 ]
 
 _metadata = MetaData()

@@ -131,6 +131,7 @@ def _present(row: Any) -> Group:
         "status_name": QueueStatus.label_of(row.status),
         "data": document.get("data", {}),
         "job_id": row.job_id,
+        "log_id": document.get("data", {}).get("log_id"),
         "owner": row.owner,
         "created": isoformat(row.created),
         "started": isoformat(row.started),

@@ -1,0 +1,83 @@
+"""Issue 13: answers in JetBackup 5's shape where a script reads them (conformance review D4, D5, D11).
+
+Logs use JetBackup's type numbers (1 Backup, 2 Download, 3 Restore, 4 System, 5 Reindex) and carry
+``info.ID``/``info.Backup Job``, ``start_time``, ``end_time`` and ``execution_time``; queue groups carry
+``log_id`` at the top level; ``runBackupJobManually`` names the queue group to poll. Migration 9
+renumbers logs stored with the queue's numbers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from tests.integration.runner_helpers import World, make_tree
+
+from snapkeep.jobs.codes import LogType
+from snapkeep.jobs.migrations import m0009_log_types, schema
+from snapkeep.jobs.runs import execute_group
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path)
+    yield made
+    made.close()
+
+
+def test_logs_and_queue_groups_have_jetbackup_fields(world: World) -> None:
+    make_tree(world.source, 1)
+    job = world.job()
+    queued = world.ok("runBackupJobManually", {"_id": job["_id"]})
+    assert queued["running"] == 1
+    group_id = queued["queue_group_id"]
+    assert execute_group(world.catalog, world.home, group_id, stop=threading.Event()) == 100
+    group = world.ok("getQueueGroup", {"_id": group_id})
+    assert group["log_id"] == group["data"]["log_id"]
+    assert group["job_id"] == job["_id"]
+    found = world.ok("listLogs", {"find": {"type": 1, "info.ID": job["_id"]}, "sort": {"start_time": -1}})
+    (log,) = found["logs"]
+    assert log["_id"] == group["log_id"]
+    assert log["info"]["Backup Job"] == job["name"]
+    assert log["start_time"] is not None
+    assert log["end_time"] is not None
+    assert log["execution_time"] >= 0
+
+    backup = world.ok("listBackups", {})["backups"][0]
+    download = world.ok("addQueueItems", {"type": 4, "snapshot_id": backup["_id"]})
+    assert execute_group(world.catalog, world.home, download["_id"], stop=threading.Event()) == 100
+    restore = world.ok(
+        "addQueueItems",
+        {"type": 2, "snapshot_id": backup["_id"], "options": {"target": str(world.root / "r")}},
+    )
+    assert execute_group(world.catalog, world.home, restore["_id"], stop=threading.Event()) == 100
+    by_type = {
+        kind: [log["queue_group_id"] for log in world.ok("listLogs", {"type": kind})["logs"]]
+        for kind in (LogType.DOWNLOAD, LogType.RESTORE)
+    }
+    assert by_type == {LogType.DOWNLOAD: [download["_id"]], LogType.RESTORE: [restore["_id"]]}
+    assert (
+        world.ok("getLog", {"_id": world.ok("getQueueGroup", {"_id": download["_id"]})["log_id"]})[
+            "type_name"
+        ]
+        == "Download"
+    )
+
+
+def test_migration_9_moves_stored_logs_to_jetbackup_numbers(world: World) -> None:
+    logs = schema.logs
+    now = world.catalog.clock.now()
+    with world.catalog.transaction() as tx:
+        for number, old in enumerate((1, 2, 4, 8)):
+            tx.connection.execute(
+                logs.insert().values(
+                    id=f"{number:024x}", type=old, status=1, job_id=None, queue_group_id=None,
+                    owner="x", created=now, document={"name": str(old)},
+                )
+            )  # fmt: skip
+        m0009_log_types.upgrade(tx.connection)
+        moved = {row.document["name"]: row.type for row in tx.connection.execute(select(logs))}
+    assert moved == {"1": 1, "2": 3, "4": 2, "8": 5}
