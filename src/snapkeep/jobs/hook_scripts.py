@@ -108,7 +108,10 @@ def resolve_folder(parts: list[str]) -> str:
             links += 1
             if links > MAX_LINKS:
                 raise UnsafeScript(f"{candidate}: too many symbolic links")
-            target = os.readlink(candidate)
+            try:
+                target = os.readlink(candidate)
+            except OSError as error:  # replaced since the lstat
+                raise UnsafeScript(f"{candidate} cannot be examined: {error.strerror or error}") from None
             if target.startswith("/"):
                 current = "/"
             pending[:0] = target.split("/")

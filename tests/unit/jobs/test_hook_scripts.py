@@ -174,4 +174,9 @@ def test_manage_hook_names_the_script_and_the_reason(api, trusted_dir: Path) -> 
     assert f"script: {script} is writable by group and others (mode 0777)" in answer["message"]
     assert api.call("listHooks", {})["data"]["total"] == 0
     script.chmod(0o755)
-    assert api.call("manageHook", {**fields, "script": str(script)})["success"] == 1
+    created = api.call("manageHook", {**fields, "script": str(script)})
+    assert created["success"] == 1
+    script.chmod(0o775)  # a modify re-checks the stored script
+    answer = api.call("manageHook", {"action": "modify", "_id": created["data"]["_id"], "timeout": 60})
+    assert answer["success"] == 0
+    assert f"script: {script} is writable by group (mode 0775)" in answer["message"]
