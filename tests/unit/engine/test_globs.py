@@ -58,8 +58,10 @@ def test_glob_rules(pattern: str, path: str, expected: bool) -> None:
 def test_unusable_globs_are_refused(pattern: str, problem: str) -> None:
     with pytest.raises(GlobError, match=re.escape(problem)):
         check_glob(pattern)
-    with pytest.raises(GlobError):
+    with pytest.raises(GlobError) as caught:  # a ValidationError: the command line prints it, exit 2
         GlobSet(["*.log", pattern])
+    assert caught.value.field == "exclude[1]"
+    assert caught.value.problem.startswith(f"{problem} (got {pattern[:50]!r}")
 
 
 def test_the_backtracking_pattern_is_linear_on_a_long_path() -> None:

@@ -25,12 +25,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from snapkeep.errors import ValidationError
+
 MAX_PATTERN = 4096
 MAX_CACHED = 1 << 16  # transitions kept before the cache starts over
 
 
-class GlobError(ValueError):
-    """A pattern that cannot be used; the message says why and where."""
+class GlobError(ValidationError):
+    """A pattern that cannot be used: ``problem`` says why and where, ``field`` names the glob
+    (``exclude``, or ``exclude[i]`` from a ``GlobSet``; a saved job names ``exclude_list[i]``)."""
+
+    def __init__(self, problem: str, field: str = "exclude") -> None:
+        super().__init__(field=field, problem=problem)
 
 
 # token kinds: a literal character, one character of a class, ``*``, ``**``, ``**/``
@@ -139,9 +145,14 @@ class GlobSet:
         self._folders = self._skip = self._loop_any = self._loop_inner = 0
         start = accept = 0
         bit = 0
-        for pattern in self.patterns:
+        for index, pattern in enumerate(self.patterns):
             start |= 1 << bit
-            for kind, value in parse(pattern):
+            try:
+                tokens = parse(pattern)
+            except GlobError as error:
+                got = repr(pattern) if len(pattern) <= 60 else repr(pattern[:50]) + "..."
+                raise GlobError(f"{error.problem} (got {got})", f"exclude[{index}]") from None
+            for kind, value in tokens:
                 mask = 1 << bit
                 if kind == LITERAL:
                     assert isinstance(value, str)

@@ -124,7 +124,7 @@ class JobFields(Strict):
                 raise field_error(
                     f"exclude_list[{index}]",
                     "is not a valid glob: {why} (got {got})",
-                    why=str(error),
+                    why=error.problem,
                     got=shown(pattern),
                 ) from None
         seen: set[str] = set()
