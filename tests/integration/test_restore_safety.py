@@ -606,10 +606,10 @@ def test_api_tar_structures_policies_and_planted_link(tmp_path: Path, structure:
         world.close()
 
 
-def test_dry_run_runs_no_restore_hooks(safety: Safety, tmp_path: Path) -> None:
+def test_dry_run_runs_no_restore_hooks(safety: Safety, tmp_path: Path, trusted_dir: Path) -> None:
     world = safety.world
     seen = tmp_path / "hook-ran"
-    script = tmp_path / "hook.sh"
+    script = trusted_dir / "hook.sh"
     script.write_text(f"#!/bin/sh\necho $SNAPKEEP_HOOK_STAGE >> {seen}\n")
     script.chmod(0o755)
     for stage in (1, 2):

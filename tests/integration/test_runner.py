@@ -162,8 +162,9 @@ def test_disabled_destination_is_skipped_with_a_warning(world: World) -> None:
     assert world.ok("listBackups")["total"] == 1
 
 
-def hook(world: World, name: str, body: str, stage: int, position: int = 1) -> dict:
-    script = world.root / f"{name}.sh"
+def hook(folder: Path, world: World, name: str, body: str, stage: int, position: int = 1) -> dict:
+    """A hook whose script lies in ``folder`` (a ``trusted_dir``: hook scripts may not live under /tmp)."""
+    script = folder / f"{name}.sh"
     script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(0o755)
     return world.ok(
@@ -188,11 +189,11 @@ def hook(world: World, name: str, body: str, stage: int, position: int = 1) -> d
     ],
 )
 def test_backup_hooks_exit_codes(
-    world: World, body: str, stage: int, status: int, alerts: int, phrase: str
+    world: World, trusted_dir: Path, body: str, stage: int, status: int, alerts: int, phrase: str
 ) -> None:
     make_tree(world.source, 1)
     job = world.job()
-    hook(world, "h", body, stage)
+    hook(trusted_dir, world, "h", body, stage)
     got, group = world.run(job)
     assert got == status
     assert phrase in world.log_text(group)
@@ -201,15 +202,15 @@ def test_backup_hooks_exit_codes(
 
 
 def test_restore_hooks_run_around_a_restore_and_a_failing_pre_hook_stops_it(
-    world: World, tmp_path: Path
+    world: World, trusted_dir: Path, tmp_path: Path
 ) -> None:
     make_tree(world.source, 1)
     job = world.job()
     assert world.run(job)[0] == 100
     backup_id = world.ok("listBackups")["backups"][0]["_id"]
     seen = tmp_path / "post-arguments"
-    hook(world, "after", f'echo "$SNAPKEEP_HOOK_STAGE $1 $9" > {seen}', stage=2, position=2)
-    refusing = hook(world, "before", "echo not-now; exit 4", stage=1, position=2)
+    hook(trusted_dir, world, "after", f'echo "$SNAPKEEP_HOOK_STAGE $1 $9" > {seen}', stage=2, position=2)
+    refusing = hook(trusted_dir, world, "before", "echo not-now; exit 4", stage=1, position=2)
 
     status, refused = restore_into(world, backup_id, tmp_path / "refused")
     assert status == 103

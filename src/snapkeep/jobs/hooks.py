@@ -17,6 +17,11 @@ Interface (for the runner)
     values as one JSON object on stdin (lower-case keys without the prefix; numbers as numbers,
     destinations as a list). Post hooks also get the queue status (100-104) as the last argument.
 
+Before every run the script is checked against the trust rule of ``jobs.hook_scripts`` (absolute plain
+path, a regular file owned by root or the service's user, nothing on the way writable by group or
+others); a script that fails it is not run and counts as a hook that could not start (pre: the run
+aborts with 103 and an alert; post: a warning), with the reason in the run's log.
+
 A hook script runs directly (it must be executable), in its own process group, with the server's
 environment minus any inherited ``SNAPKEEP_*`` variable; its stdout and stderr are captured together,
 bounded to ``OUTPUT_LIMIT`` bytes. When its ``timeout`` passes the whole group gets SIGTERM, then SIGKILL.
@@ -38,6 +43,7 @@ from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.jobs.codes import HookPosition, HookStage, LogLevel, QueueStatus
+from snapkeep.jobs.hook_scripts import UnsafeScript, open_script
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +199,14 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
     script = str(hook["script"])
     timeout = float(hook.get("timeout") or 3600)
     started = clock.monotonic()
+    try:  # checked again before every run: the file or a folder may have changed since it was saved
+        real, descriptor = open_script(script)
+    except UnsafeScript as unsafe:
+        return HookResult(ident, name, None, "", 0.0, error=f"refused to run {script}: {unsafe.reason}")
     try:
         process = subprocess.Popen(
             [script, *context.arguments()],
+            executable=real,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -206,6 +217,8 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
     except OSError as error:
         reason = error.strerror or str(error)
         return HookResult(ident, name, None, "", 0.0, error=f"cannot run {script}: {reason}")
+    finally:
+        os.close(descriptor)
     assert process.stdin is not None
     assert process.stdout is not None
     try:

@@ -64,8 +64,8 @@ def backup_context(stage: int = PRE, status: int | None = None) -> HookContext:
     )
 
 
-def test_a_pre_hook_that_exits_0_lets_the_run_go_on(tmp_path: Path) -> None:
-    outcome = run_stage([hook(script(tmp_path, "ok", "echo all good"))], backup_context())
+def test_a_pre_hook_that_exits_0_lets_the_run_go_on(trusted_dir: Path, tmp_path: Path) -> None:
+    outcome = run_stage([hook(script(trusted_dir, "ok", "echo all good"))], backup_context())
     assert outcome.verdict is Verdict.OK
     assert outcome.status is None
     assert not outcome.alert
@@ -73,11 +73,13 @@ def test_a_pre_hook_that_exits_0_lets_the_run_go_on(tmp_path: Path) -> None:
     assert (1, "  | all good") in outcome.log_lines
 
 
-def test_a_failing_pre_hook_aborts_with_an_alert_and_stops_later_hooks(tmp_path: Path) -> None:
+def test_a_failing_pre_hook_aborts_with_an_alert_and_stops_later_hooks(
+    trusted_dir: Path, tmp_path: Path
+) -> None:
     marker = tmp_path / "second-ran"
     hooks = [
-        hook(script(tmp_path, "fail", "echo cannot dump >&2; exit 3"), "1-fail"),
-        hook(script(tmp_path, "later", f"touch {marker}"), "2-later", ident="f" * 24),
+        hook(script(trusted_dir, "fail", "echo cannot dump >&2; exit 3"), "1-fail"),
+        hook(script(trusted_dir, "later", f"touch {marker}"), "2-later", ident="f" * 24),
     ]
     outcome = run_stage(hooks, backup_context())
     assert outcome.verdict is Verdict.FAILED
@@ -89,20 +91,23 @@ def test_a_failing_pre_hook_aborts_with_an_alert_and_stops_later_hooks(tmp_path:
     assert not marker.exists()
 
 
-def test_exit_75_skips_the_run_quietly(tmp_path: Path) -> None:
-    outcome = run_stage([hook(script(tmp_path, "skip", "exit 75"))], backup_context())
+def test_exit_75_skips_the_run_quietly(trusted_dir: Path, tmp_path: Path) -> None:
+    outcome = run_stage([hook(script(trusted_dir, "skip", "exit 75"))], backup_context())
     assert outcome.verdict is Verdict.SKIPPED
     assert outcome.status == 103
     assert not outcome.alert
     assert outcome.message == SKIPPED_MESSAGE
 
 
-def test_a_failing_post_hook_is_a_warning_and_every_post_hook_runs(tmp_path: Path) -> None:
+def test_a_failing_post_hook_is_a_warning_and_every_post_hook_runs(trusted_dir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "second-ran"
     hooks = [
-        hook(script(tmp_path, "fail", "exit 1"), "1-fail", position_type=POST),
+        hook(script(trusted_dir, "fail", "exit 1"), "1-fail", position_type=POST),
         hook(
-            script(tmp_path, "skip", f"touch {marker}; exit 75"), "2-75", ident="f" * 24, position_type=POST
+            script(trusted_dir, "skip", f"touch {marker}; exit 75"),
+            "2-75",
+            ident="f" * 24,
+            position_type=POST,
         ),
     ]
     outcome = run_stage(hooks, backup_context(POST, status=100))
@@ -113,7 +118,9 @@ def test_a_failing_post_hook_is_a_warning_and_every_post_hook_runs(tmp_path: Pat
     assert [level for level, text in outcome.log_lines if "hook" in text] == [2, 2]
 
 
-def test_arguments_environment_and_stdin_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_arguments_environment_and_stdin_json(
+    trusted_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     body = f"""
 printf '%s\\n' "$@" > {out}/args
@@ -122,7 +129,7 @@ cat > {out}/stdin
 """
     out.mkdir()
     monkeypatch.setenv("SNAPKEEP_CATALOG_URL", "postgresql://secret@db/x")  # never passed on
-    result = run_hook(hook(script(tmp_path, "show", body)), backup_context(POST, status=101))
+    result = run_hook(hook(script(trusted_dir, "show", body)), backup_context(POST, status=101))
     assert result.exit_code == 0, result.output
     destinations = "d" * 24 + "," + "f" * 24
     assert (out / "args").read_text().splitlines() == [
@@ -162,18 +169,18 @@ cat > {out}/stdin
     }
 
 
-def test_backup_account_hooks_get_job_account_user_and_log(tmp_path: Path) -> None:
+def test_backup_account_hooks_get_job_account_user_and_log(trusted_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "args"
     context = HookContext(
         position=BACKUP_ACCOUNT, stage=PRE, job_id=JOB, log_id=LOG, account_id="u1-id", username="u1"
     )
     body = f'printf "%s\\n" "$@" "$SNAPKEEP_USERNAME" "$SNAPKEEP_ACCOUNT_ID" > {out}'
-    result = run_hook(hook(script(tmp_path, "acct", body), position=BACKUP_ACCOUNT), context)
+    result = run_hook(hook(script(trusted_dir, "acct", body), position=BACKUP_ACCOUNT), context)
     assert result.exit_code == 0
     assert out.read_text().splitlines() == [JOB, "u1-id", "u1", LOG, "u1", "u1-id"]
 
 
-def test_a_hook_that_runs_too_long_is_killed_with_its_children(tmp_path: Path) -> None:
+def test_a_hook_that_runs_too_long_is_killed_with_its_children(trusted_dir: Path, tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     body = f"""
 sleep 300 &
@@ -182,7 +189,7 @@ echo started
 wait
 """
     started = time.monotonic()
-    outcome = run_stage([hook(script(tmp_path, "slow", body), timeout=1)], backup_context())
+    outcome = run_stage([hook(script(trusted_dir, "slow", body), timeout=1)], backup_context())
     assert time.monotonic() - started < 10
     result = outcome.results[0]
     assert result.timed_out
@@ -203,29 +210,33 @@ wait
         pytest.fail(f"the hook's child {child} survived the timeout")
 
 
-def test_output_is_bounded(tmp_path: Path) -> None:
+def test_output_is_bounded(trusted_dir: Path, tmp_path: Path) -> None:
     body = "head -c 300000 /dev/zero | tr '\\0' x"
-    result = run_hook(hook(script(tmp_path, "loud", body)), backup_context())
+    result = run_hook(hook(script(trusted_dir, "loud", body)), backup_context())
     assert result.exit_code == 0
     assert len(result.output) == OUTPUT_LIMIT
     assert result.truncated == 300000 - OUTPUT_LIMIT
 
 
-def test_a_script_that_cannot_run_fails_the_pre_stage(tmp_path: Path) -> None:
-    not_executable = tmp_path / "plain"
+def test_a_script_that_cannot_run_fails_the_pre_stage(trusted_dir: Path) -> None:
+    not_executable = trusted_dir / "plain"
     not_executable.write_text("#!/bin/sh\nexit 0\n")
-    outcome = run_stage(
-        [hook(str(tmp_path / "missing")), hook(str(not_executable), ident="f" * 24)], backup_context()
-    )
+    no_interpreter = script(trusted_dir, "orphan", "exit 0")
+    Path(no_interpreter).write_text("#!/nonexistent/sh\nexit 0\n")
+    missing = trusted_dir / "missing"
+    outcome = run_stage([hook(str(missing)), hook(str(not_executable), ident="f" * 24)], backup_context())
     assert outcome.verdict is Verdict.FAILED
-    assert outcome.results[0].error.startswith(f"cannot run {tmp_path / 'missing'}: No such file")
+    assert outcome.results[0].error == f"refused to run {missing}: {missing} does not exist"
     post = run_stage([hook(str(not_executable), position_type=POST)], backup_context(POST, status=100))
     assert post.verdict is Verdict.WARNING
-    assert "Permission denied" in post.message
+    assert "is not executable" in post.message
+    started = run_hook(hook(no_interpreter), backup_context())
+    assert started.exit_code is None
+    assert started.error.startswith(f"cannot run {no_interpreter}: No such file")
 
 
-def test_a_script_that_ignores_stdin_is_fine(tmp_path: Path) -> None:
-    result = run_hook(hook(script(tmp_path, "quick", "exit 0")), backup_context())
+def test_a_script_that_ignores_stdin_is_fine(trusted_dir: Path, tmp_path: Path) -> None:
+    result = run_hook(hook(script(trusted_dir, "quick", "exit 0")), backup_context())
     assert result.exit_code == 0
     assert result.output == ""
 

@@ -3,9 +3,9 @@
 Paths are bytes everywhere, so names that are not valid UTF-8 survive. ``scan_directory`` lists a
 directory with ``os.scandir`` in stable (byte-sorted) order; ``describe`` turns an ``lstat`` result
 into a ``Node`` (owner names, symlink target, extended attributes incl. POSIX ACLs, sparse flag).
-Exclude globs follow restic's rules: ``*`` and ``?`` stay inside one path component, ``**`` crosses
-folders, a pattern that does not start with ``/`` matches at any depth, and an excluded folder
-excludes everything in it.
+Exclude globs follow restic's rules (``engine.fs.globs``): ``*``, ``?`` and ``[...]`` stay inside one
+path component, ``**`` crosses folders, a pattern that does not start with ``/`` matches at any depth,
+and an excluded folder excludes everything in it. They are matched in linear time.
 
 Per-file problems are returned or raised as ``OSError`` for the backup to turn into warnings.
 """
@@ -17,11 +17,11 @@ import functools
 import grp
 import os
 import pwd
-import re
 import stat
 from collections.abc import Callable, Iterable
 
 from snapkeep.engine.data.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from snapkeep.engine.fs.globs import GlobSet
 
 _TYPES = {
     stat.S_IFREG: FILE,
@@ -35,64 +35,21 @@ _TYPES = {
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
 
 
-def glob_to_regex(pattern: str) -> str:
-    """Translate one exclude glob to a regular expression matched against a whole absolute path."""
-    pattern = pattern.rstrip("/") or "/"
-    anchored = pattern.startswith("/")
-    body = pattern.lstrip("/")
-    out: list[str] = []
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if body.startswith("**/", index):
-            out.append("(?:.*/)?")
-            index += 3
-        elif body.startswith("**", index):
-            out.append(".*")
-            index += 2
-        elif char == "*":
-            out.append("[^/]*")
-            index += 1
-        elif char == "?":
-            out.append("[^/]")
-            index += 1
-        elif char == "[":
-            end = body.find("]", index + 2)
-            if end < 0:
-                out.append(re.escape(char))
-                index += 1
-                continue
-            klass = body[index + 1 : end]
-            if klass.startswith("!"):
-                klass = "^" + klass[1:]
-            out.append("[" + klass.replace("\\", "\\\\") + "]")
-            index = end + 1
-        else:
-            out.append(re.escape(char))
-            index += 1
-    prefix = "/" if anchored else "(?:.*/)?"
-    return prefix + "".join(out)
-
-
 class Excludes:
-    """A set of exclude globs compiled into one regular expression."""
+    """A set of exclude globs (``engine.fs.globs``: restic's rules, matched in linear time)."""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        self.patterns = [pattern for pattern in patterns if pattern]
-        if self.patterns:
-            joined = "|".join(f"(?:{glob_to_regex(pattern)})" for pattern in self.patterns)
-            self._regex: re.Pattern[str] | None = re.compile(joined, re.DOTALL)
-        else:
-            self._regex = None
+        self._globs = GlobSet(patterns)
+        self.patterns = self._globs.patterns
 
     def __bool__(self) -> bool:
-        return self._regex is not None
+        return bool(self._globs)
 
     def match(self, path: bytes) -> bool:
         """Whether the absolute ``path`` is excluded."""
-        if self._regex is None:
+        if not self._globs:
             return False
-        return self._regex.fullmatch(os.fsdecode(path)) is not None
+        return self._globs.match(os.fsdecode(path))
 
 
 def scan_directory(path: bytes) -> list[tuple[bytes, os.stat_result]]:

@@ -8,10 +8,11 @@ pydantic problem into one ``ValidationError`` whose message names each bad field
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
@@ -151,10 +152,22 @@ def _absolute_path(value: Any) -> str:
     return value
 
 
+def _plain_name(value: str) -> str:
+    """Names reach logs, hook arguments, environment variables and file names: a NUL made every hook
+    run of the job fail (attack report LOW-15), and other control characters forge or hide log lines."""
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
+        raise PydanticCustomError(
+            "control_character",
+            "must not contain control characters such as NUL, tab or line breaks (got {got})",
+            {"got": shown(value)},
+        )
+    return value
+
+
 Flag = Annotated[bool, BeforeValidator(_flag)]
 ObjectId = Annotated[str, BeforeValidator(_object_id)]
 AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
-Name = Annotated[str, Field(min_length=1, max_length=255)]
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_plain_name)]
 Text = Annotated[str, Field(min_length=1)]
 NonNegative = Annotated[int, integer(0)]
 IdList = Annotated[list[ObjectId], BeforeValidator(listish)]

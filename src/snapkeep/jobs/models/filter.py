@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
 from snapkeep.jobs.models.base import Name, NonNegative, ObjectId, Strict, Text, choice, field_error, listish
+from snapkeep.sources.name_regex import RegexError, compile_name_regex
 
 FILTER_TYPES = {
     2: "accounts list",
@@ -42,7 +42,11 @@ class FilterFields(Strict):
     usage: NonNegative = Field(0, description="bytes (type 16) or inodes (type 32)")
     range_start: str = Field("", max_length=1, description="first character of the range (type 128)")
     range_end: str = Field("", max_length=1, description="last character of the range (type 128)")
-    regex: str = Field("", description="regular expression matched against the username (type 256)")
+    regex: str = Field(
+        "",
+        description="regular expression searched for in the username (type 256): at most 256 "
+        "characters, no back-references or look-arounds",
+    )
 
     @model_validator(mode="after")
     def _type_values(self) -> FilterFields:
@@ -58,10 +62,8 @@ class FilterFields(Strict):
         if self.type == 256:
             if not self.regex:
                 raise field_error("regex", "a regular-expression filter needs a pattern")
-            try:
-                re.compile(self.regex)
-            except re.error as error:
-                raise field_error(
-                    "regex", "is not a valid regular expression: {why}", why=str(error)
-                ) from None
+            try:  # the bounds of sources.name_regex: length, program size, regular constructs only
+                compile_name_regex(self.regex)
+            except RegexError as error:
+                raise field_error("regex", "{why}", why=str(error)) from None
         return self

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from snapkeep.engine.fs.walker import glob_to_regex
+from snapkeep.engine.fs.globs import GlobError, check_glob
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import (
     AbsolutePath,
@@ -23,6 +22,7 @@ from snapkeep.jobs.models.base import (
     integer,
     listish,
     objectish,
+    shown,
 )
 
 JOB_TYPES = JobType.labels()
@@ -118,13 +118,13 @@ class JobFields(Strict):
             )
         for index, pattern in enumerate(self.exclude_list):
             try:  # refused when saved, not when the run compiles it (attack report LOW-13)
-                re.compile(glob_to_regex(pattern))
-            except re.error as error:
+                check_glob(pattern)
+            except GlobError as error:
                 raise field_error(
                     f"exclude_list[{index}]",
                     "is not a valid glob: {why} (got {got})",
-                    why=error.msg,
-                    got=pattern,
+                    why=error.problem,
+                    got=shown(pattern),
                 ) from None
         seen: set[str] = set()
         for index, link in enumerate(self.schedules):
