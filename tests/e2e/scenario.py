@@ -271,6 +271,19 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert "alert not found" in door.fails("getAlert", {"_id": "f" * 24}).lower()
     assert isinstance(door.ok("clearAlerts")["cleared"], int)
 
+    # Users and tokens (issue 11): a reseller, its token listed without a secret, revoked, removed.
+    user = door.ok("manageUser", {"action": "create", "name": f"walk-{tag}", "role": "reseller"})
+    assert door.ok("getUser", {"_id": user["_id"]})["role"] == "reseller"
+    assert [
+        item["_id"] for item in listed(door.ok("listUsers", {"find": {"name": f"walk-{tag}"}}), "users")
+    ] == [user["_id"]]
+    token = door.ok("createToken", {"user": f"walk-{tag}", "name": "walk", "expires": "1h"})
+    assert token["token"].startswith(f"walk-{tag}:")
+    tokens = listed(door.ok("listTokens", {"user": f"walk-{tag}"}), "tokens")
+    assert [(item["_id"], "token" in item) for item in tokens] == [(token["_id"], False)]
+    assert door.ok("revokeToken", {"_id": token["_id"]})["state"] == "revoked"
+    door.ok("deleteUser", {"_id": user["_id"]})
+
     # Deleting what nothing uses any more.
     door.ok("deleteHook", {"_id": hook["_id"]})
     door.ok("deleteAccountFilter", {"_id": spare["_id"]})

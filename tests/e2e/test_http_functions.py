@@ -47,6 +47,8 @@ def test_query_string_and_body_combine(server: Server) -> None:
 
 
 def test_token_create_prints_the_bearer_string_last(server: Server) -> None:
+    added = server.instance.cli("user", "add", "ops", "--role", "reseller")
+    assert added.returncode == 0, added.stderr
     done = server.instance.cli("token", "create", "--user", "ops")
     assert done.returncode == 0, done.stderr
     token = done.stdout.rstrip("\n").splitlines()[-1]
@@ -55,6 +57,9 @@ def test_token_create_prints_the_bearer_string_last(server: Server) -> None:
     response = server.client.get("/?api=1&function=listBackupJobs", headers=server.auth(token))
     assert response.status_code == 200
     assert response.json()["success"] == 1
+    assert response.json()["data"]["total"] == 0, "a reseller sees only its own jobs"
+    refused = server.client.get("/?api=1&function=listHooks", headers=server.auth(token)).json()
+    assert refused["message"] == "permission denied: listHooks"
     assert server.call("listBackupJobs", {"limit": "1"})["success"] == 1, "the first token still works"
 
 
