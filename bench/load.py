@@ -97,6 +97,14 @@ class Server:
     base_url: str
     token: str
 
+    def cpu_seconds(self) -> float | None:
+        """User plus system CPU time the server has used so far (``/proc/PID/stat``)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mib(self) -> float | None:
         """The server's peak resident set so far (``VmHWM``), in MiB."""
         try:
@@ -297,10 +305,22 @@ async def concurrent_phase(
                 }
                 await call(client, tally, label, "manageBackupJob", change)
 
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     async with client_for(server, clients) as client:
         await asyncio.gather(*(one(number) for number in range(clients)))
     elapsed = time.perf_counter() - started
-    return load_report.summarise(tally.latencies, tally.errors, elapsed) | {"error_examples": tally.examples}
+    server_after = server.cpu_seconds()
+    cpu = {
+        "server_cpu_seconds": None
+        if server_cpu is None or server_after is None
+        else round(server_after - server_cpu, 1),
+        "client_cpu_seconds": round(time.process_time() - client_cpu, 1),
+    }
+    return (
+        load_report.summarise(tally.latencies, tally.errors, elapsed)
+        | cpu
+        | {"error_examples": tally.examples}
+    )
 
 
 async def one_client(server: Server, calls: int) -> dict[str, Any]:

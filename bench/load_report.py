@@ -121,7 +121,9 @@ def render(results: Mapping[str, Any]) -> str:
         f"{_number(every['p50_ms'])} | {_number(every['p99_ms'])} |",
         "",
         f"{_number(every['per_second'])} requests/s over {every['seconds']} s, {every['errors']} errors; "
-        f"server peak RSS {_number(mixed.get('server_peak_rss_mib'))} MiB.",
+        f"server peak RSS {_number(mixed.get('server_peak_rss_mib'))} MiB; CPU time used in the phase: "
+        f"server {_number(mixed.get('server_cpu_seconds'))} s, "
+        f"clients {_number(mixed.get('client_cpu_seconds'))} s.",
         "",
         "**One client, `listBackupJobs` (a 100-row page)**, milliseconds:",
         "",

@@ -259,3 +259,39 @@ def test_fields_name_every_key_the_presenters_show(make: Any, api: Any, catalog:
             present = object_kind.view(tx)
             shown = {key for item in tx.all(kind) for key in present(item)}
         assert shown == set(listing.FIELDS[kind]), kind
+
+
+def test_list_indexes_exist(catalog: Catalog) -> None:
+    from sqlalchemy import inspect
+
+    with catalog.transaction(write=False) as tx:
+        inspector = inspect(tx.connection)
+        for table in ("jobs", "destinations", "schedules", "hooks", "account_filters"):
+            names = {index["name"] for index in inspector.get_indexes(table)}
+            assert {f"ix_{table}_created", f"ix_{table}_name"} <= names, table
+        assert "ix_jobs_owner" in {index["name"] for index in inspector.get_indexes("jobs")}
+
+
+def test_a_default_page_is_read_in_index_order_without_sorting_the_table(tmp_path: Any) -> None:
+    """The plain page walks (created, id) and stops after the page: its cost does not grow with the table."""
+    catalog = Catalog.open(tmp_path / "home")
+    try:
+        statements: list[str] = []
+        event.listen(
+            catalog.engine,
+            "before_cursor_execute",
+            lambda conn, cur, statement, *rest: statements.append(statement),
+        )
+        with catalog.transaction(write=False) as tx:
+            listing.page(tx, "jobs", ListQuery(limit=100), owners={"alice"})
+            listing.page(tx, "jobs", ListQuery(limit=100))
+            ordered = [s for s in statements if "ORDER BY" in s]
+            plans = [
+                " ".join(str(row[-1]) for row in tx.connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {s}", p))
+                for s, p in zip(ordered, [("alice", 100, 0), (100, 0)], strict=True)
+            ]
+    finally:
+        catalog.close()
+    assert "ix_jobs_owner" in plans[0], plans[0]
+    assert "ix_jobs_created" in plans[1], plans[1]
+    assert not [plan for plan in plans if "TEMP B-TREE" in plan]
