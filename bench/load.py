@@ -194,8 +194,9 @@ async def call(
         response = await client.post("/", content=body)
         answer = response.json()
     except (httpx.HTTPError, ValueError) as error:
-        tally.latencies[label].append(time.perf_counter() - started)
-        tally.error(label, f"{type(error).__name__}: {error}")
+        elapsed = time.perf_counter() - started
+        tally.latencies[label].append(elapsed)
+        tally.error(label, f"{type(error).__name__} after {elapsed:.3f} s: {error!r}")
         return None
     tally.latencies[label].append(time.perf_counter() - started)
     if response.status_code != 200 or answer.get("success") != 1:
@@ -206,7 +207,11 @@ async def call(
 
 
 def client_for(server: Server, connections: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Idle connections are dropped after 2 s, before the server's 5 s keep-alive timeout closes them:
+    # at the same 5 s on both sides a request could go out on a connection the server was closing.
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0
+    )
     return httpx.AsyncClient(
         base_url=server.base_url,
         headers={
