@@ -287,6 +287,8 @@ class _Builder:
         """The rule of ``base._matches``: the presented value, as text, equals ``text``."""
         if found.kind is Kind.ABSENT:
             return true() if text == "" else false()
+        if "\x00" in text and not self.sqlite:
+            return false()  # PostgreSQL text holds no NUL (nor may a parameter): nothing stored equals it
         if found.kind in (Kind.FLAG, Kind.BOOLEAN):
             shown_false = "" if found.kind is Kind.FLAG else "0"
             if text == "1":
@@ -338,6 +340,8 @@ class _Builder:
         name = self.table.c.name
         if self.sqlite:
             return func.instr(self.fold(name), text) > 0
+        if "\x00" in text:
+            return false()
         return func.strpos(func.lower(name), text) > 0
 
 
