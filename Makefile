@@ -52,7 +52,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py
 
 # The API under load (2,000 jobs, 50 clients for 60 s; one client's lists at 100 to 10,000 jobs):
-# about 4 minutes; writes bench/load-results.json and its block of docs/RELIABILITY.md.
+# about 2 minutes; writes bench/load-results.json and its block of docs/RELIABILITY.md.
 bench-load: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py
 

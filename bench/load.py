@@ -27,15 +27,10 @@ import json
 import os
 import platform
 import random
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,14 +43,12 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
 from bench import load_report  # noqa: E402
+from bench.load_server import Server, serve  # noqa: E402
 from snapkeep.api.params import encode  # noqa: E402
 from snapkeep.jobs.catalog import Catalog  # noqa: E402
 from snapkeep.jobs.models import JobFields, validate  # noqa: E402
 
 BENCH = PROJECT / "bench"
-SNAPKEEP = Path(sys.executable).parent / "snapkeep"
-TOKEN_HEADING = 'API token (send as "Authorization: Bearer <token>"):'
-START_TIMEOUT = 60.0
 # (label, weight): what one concurrent client calls, chosen at random by weight
 MIX = [("list", 40), ("list sorted", 15), ("list find", 15), ("get", 25), ("modify", 5)]
 PAGE = {"limit": 100}
@@ -79,92 +72,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite the block in --doc")
     parser.add_argument("--seed", type=int, default=11)
     return parser.parse_args(argv)
-
-
-# --- the server -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Server:
-    home: Path
-    process: subprocess.Popen[bytes]
-    base_url: str
-    token: str
-
-    def cpu_seconds(self) -> float | None:
-        """User plus system CPU time the server has used so far (``/proc/PID/stat``)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def peak_rss_mib(self) -> float | None:
-        """The server's peak resident set so far (``VmHWM``), in MiB."""
-        try:
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-        except OSError:
-            return None
-        return None
-
-
-@contextmanager
-def serve(home: Path) -> Iterator[Server]:
-    """``snapkeep serve`` on a fresh ``home`` and a free loopback port; stopped (SIGTERM) on exit."""
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
-    port = free_port()
-    log = home.parent / f"{home.name}.log"
-    env = {**os.environ, "SNAPKEEP_HOME": str(home)}
-    env.pop("SNAPKEEP_CATALOG_URL", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(SNAPKEEP), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=home.parent,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"snapkeep serve exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{base_url}/openapi.json", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"snapkeep serve did not answer within {START_TIMEOUT} s:\n{log.read_text()}"
-                )
-            time.sleep(0.1)
-        lines = log.read_text().splitlines()
-        token = next(
-            (lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if line.strip() == TOKEN_HEADING), ""
-        )
-        if not token:
-            raise SystemExit(f"the first start of snapkeep serve printed no token:\n{log.read_text()}")
-        yield Server(home, process, base_url, token)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # --- calls ----------------------------------------------------------------------------------------
@@ -365,6 +272,9 @@ async def scaling_phase(
             via_layer = scale - via_api
         how = "API" if not via_layer else f"API {via_api:,}, jobs layer {via_layer:,}"
         figures = await one_client(server, calls)
+        if figures["total_listed"] != scale:
+            figures["all"]["errors"] += 1
+            figures["error_examples"] = [f"listBackupJobs total {figures['total_listed']}, expected {scale}"]
         levels.append({"jobs": scale, "created": how, **figures})
         print(f"  {scale:>6} jobs: " + load_report.one_line(figures), flush=True)
     return levels
