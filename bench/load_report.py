@@ -79,6 +79,19 @@ def _number(value: Any) -> str:
     return f"{value:,}"
 
 
+def _per_request(mixed: Mapping[str, Any]) -> str:
+    """The server's CPU time per request, and the rate one core of its own would allow (the server is
+    one Python process, so about one core): on a loaded machine it gets a share of a core, and this
+    separates its own cost from the wait for the CPU."""
+    cpu, requests = mixed.get("server_cpu_seconds"), mixed["all"]["requests"]
+    if not cpu or not requests:
+        return ""
+    each = cpu / requests
+    return (
+        f" ({each * 1000:.1f} ms of server CPU per request: about {1 / each:,.0f} requests/s per free core)"
+    )
+
+
 LABELS = {
     "list": "`listBackupJobs limit=100`",
     "list sorted": "`listBackupJobs limit=100 sort[name]=1`",
@@ -123,7 +136,7 @@ def render(results: Mapping[str, Any]) -> str:
         f"{_number(every['per_second'])} requests/s over {every['seconds']} s, {every['errors']} errors; "
         f"server peak RSS {_number(mixed.get('server_peak_rss_mib'))} MiB; CPU time used in the phase: "
         f"server {_number(mixed.get('server_cpu_seconds'))} s, "
-        f"clients {_number(mixed.get('client_cpu_seconds'))} s.",
+        f"clients {_number(mixed.get('client_cpu_seconds'))} s{_per_request(mixed)}.",
         "",
         "**One client, `listBackupJobs` (a 100-row page)**, milliseconds:",
         "",
