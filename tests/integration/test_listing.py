@@ -238,9 +238,10 @@ def test_sql_pages_equal_the_python_rules(make: Any, api: Any, catalog: Catalog,
     rng = random.Random(seed)
     _populate(make, catalog, rng)
     for kind, object_kind in KINDS.items():
+        # every object as the API presents it, in creation order (what the Python rules started from)
+        everything = api.call(f"list{object_kind.name}s", {"limit": 0})["data"][object_kind.plural]
         with catalog.transaction(write=False) as tx:
-            present = object_kind.view(tx)
-            everything = [present(item) for item in tx.all(kind)]
+            assert [item["_id"] for item in everything] == tx.ids(kind)
         for _ in range(60):
             params = _random_query(rng, kind, everything)
             expected, total = base.apply_list(everything, base.list_params(dict(params)))
@@ -258,10 +259,11 @@ def test_sql_pages_equal_the_python_rules(make: Any, api: Any, catalog: Catalog,
 def test_fields_name_every_key_the_presenters_show(make: Any, api: Any, catalog: Catalog) -> None:
     _populate(make, catalog, random.Random(3))
     for kind, object_kind in KINDS.items():
-        with catalog.transaction(write=False) as tx:
-            present = object_kind.view(tx)
-            shown = {key for item in tx.all(kind) for key in present(item)}
-        assert shown == set(listing.FIELDS[kind]), kind
+        answer = api.call(f"list{object_kind.name}s", {"limit": 0})
+        shown = {key for item in answer["data"][object_kind.plural] for key in item}
+        assert shown <= set(listing.FIELDS[kind]), (kind, shown - set(listing.FIELDS[kind]))
+        # only the owner fields may be named before a kind shows them (they come with the owner column)
+        assert set(listing.FIELDS[kind]) - shown <= {"owner", "owner_name"}, kind
 
 
 def test_list_indexes_exist(catalog: Catalog) -> None:

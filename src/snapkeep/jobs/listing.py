@@ -84,9 +84,13 @@ def _object(*path: str, **fields: Kind) -> Field:
 COMPUTED = Field(Kind.COMPUTED)
 _ID = _col("id", Kind.TEXT)
 _NAME = _col("name", Kind.TEXT)
+# Every managed object shows its owner (a column) and the owner's name (looked up by the presenter).
+# A table without the ``owner`` column (before the users migration) shows neither: ``page`` treats a
+# column the table lacks as absent, which is what the presenter then shows (nothing).
+_OWNED = {"owner": _col("owner", Kind.TEXT), "owner_name": COMPUTED}
 
 # Every top-level field of each kind's API object (the presenters in api/functions/); a test checks that
-# the presenters show exactly these keys, so a new field cannot be mistaken for an absent one.
+# the presenters show no key missing here, so a new field cannot be mistaken for an absent one.
 FIELDS: dict[str, dict[str, Field]] = {
     "jobs": {
         "_id": _ID,
@@ -108,8 +112,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "retry_failed": _doc(Kind.BOOLEAN, "retry_failed"),
         "manually_retain": _doc(Kind.INT, "manually_retain"),
         "mysql_exclude_db_by_size": _doc(Kind.INT, "mysql_exclude_db_by_size"),
-        "owner": _col("owner", Kind.TEXT),
-        "owner_name": _col("owner", Kind.TEXT),  # the owner as it is today; COMPUTED once it is a name
+        **_OWNED,
         "next_run": _col("next_run", Kind.TIME),
         "last_run": _col("last_run", Kind.TIME),
         "running": _col("running", Kind.FLAG),
@@ -126,6 +129,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "disk_limit": _doc(Kind.INT, "disk_limit"),
         "disk_usage": COMPUTED,  # asked of the destination
         "count": COMPUTED,  # jobs using it
+        **_OWNED,
     },
     "schedules": {
         "_id": _ID,
@@ -136,6 +140,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "delay_type": _doc(Kind.INT, "delay_type"),
         "count": COMPUTED,  # jobs using it
         "jobs": COMPUTED,
+        **_OWNED,
     },
     "hooks": {
         "_id": _ID,
@@ -146,6 +151,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "data_list": _doc(Kind.TEXT_LIST, "data_list"),
         "disabled": _doc(Kind.FLAG, "disabled"),
         "timeout": _doc(Kind.INT, "timeout"),
+        **_OWNED,
     },
     "account_filters": {
         "_id": _ID,
@@ -158,6 +164,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "range_start": _doc(Kind.TEXT, "range_start"),
         "range_end": _doc(Kind.TEXT, "range_end"),
         "regex": _doc(Kind.TEXT, "regex"),
+        **_OWNED,
     },
 }
 
@@ -345,6 +352,11 @@ class _Builder:
         return func.strpos(func.lower(name), text) > 0
 
 
+def _on(table: Table, found: Field) -> Field:
+    """``found``, or ``ABSENT`` when it names a column ``table`` does not have (yet)."""
+    return ABSENT if found.column and found.column not in table.c else found
+
+
 def _register_functions(connection: Connection) -> None:
     """Give SQLite Python's ``str.lower`` (its own ``lower`` only folds ASCII), once per connection."""
     record = connection.connection
@@ -378,14 +390,14 @@ def page(
     for path, value in query.find:
         if not _find_in_sql(kind, path, value):
             raise ValueError(f"find[{path}] of {kind} cannot be done in SQL: split the query first")
-        conditions.append(build.matches(resolve(kind, path), as_text(value)))
+        conditions.append(build.matches(_on(table, resolve(kind, path)), as_text(value)))
     if query.text:
         conditions.append(build.text_filter(query.text.lower()))
     order: list[ColumnElement[Any]] = []
     for path, direction in query.sort:
         if not _sort_in_sql(kind, path):
             raise ValueError(f"sort[{path}] of {kind} cannot be done in SQL: split the query first")
-        found = resolve(kind, path)
+        found = _on(table, resolve(kind, path))
         if found.kind is Kind.ABSENT:
             continue
         key = build.sort_key(found)
