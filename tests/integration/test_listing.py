@@ -36,6 +36,14 @@ def page(catalog: Catalog, query: ListQuery, **options: Any) -> tuple[list[str],
     return [row["name"] for row in rows], total
 
 
+def set_owner(catalog: Catalog, ident: str, owner: str) -> None:
+    """Give job ``ident`` the owner value ``owner`` (document and column), as the owner rules would."""
+    with catalog.transaction() as tx:
+        stored = tx.require("jobs", ident, "Backup Job")
+        document = {k: v for k, v in stored.items() if k not in ("_id", "running", "last_run", "next_run")}
+        tx.replace("jobs", ident, {**document, "owner": owner})
+
+
 @pytest.fixture
 def named_jobs(make: Any, catalog: Catalog) -> list[dict[str, Any]]:
     """Five jobs: owners alice, bob, root; nested monitor values; one disabled."""
@@ -47,10 +55,12 @@ def named_jobs(make: Any, catalog: Catalog) -> list[dict[str, Any]]:
         ("ärger", "root", {"notran": 3, "ranfor": 1}, 4),
         ("delta", "bob", {"notran": 0, "ranfor": 0}, 2),
     ]
-    return [
-        make.job(name=name, destination=destination, owner=owner, monitor=monitor, structure=structure)
-        for name, owner, monitor, structure in specs
-    ]
+    jobs = []
+    for name, owner, monitor, structure in specs:
+        job = make.job(name=name, destination=destination, monitor=monitor, structure=structure)
+        set_owner(catalog, job["_id"], owner)
+        jobs.append(job)
+    return jobs
 
 
 def test_find_on_a_nested_field(catalog: Catalog, named_jobs: list[dict[str, Any]]) -> None:
@@ -172,7 +182,6 @@ def _populate(make: Any, catalog: Catalog, rng: random.Random) -> None:
             destination=targets[index % 3],
             type=2,
             structure=structure,
-            owner=rng.choice(["root", "alice", "Bob"]),
             monitor={"notran": rng.choice([0, 1, 3]), "ranfor": rng.choice([0, 2])},
             disabled=rng.choice([0, 1]),
             encrypted=rng.choice([0, 1]),
@@ -181,6 +190,7 @@ def _populate(make: Any, catalog: Catalog, rng: random.Random) -> None:
             time=rng.choice([0, 130, 2359]),
         )
         created.append(job["_id"])
+        set_owner(catalog, job["_id"], rng.choice(["root", "alice", "Bob"]))
     base_time = _dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     with catalog.transaction() as tx:
         for ident in created:
