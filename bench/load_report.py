@@ -87,9 +87,8 @@ def _per_request(mixed: Mapping[str, Any]) -> str:
     if not cpu or not requests:
         return ""
     each = cpu / requests
-    return (
-        f" ({each * 1000:.1f} ms of server CPU per request: about {1 / each:,.0f} requests/s per free core)"
-    )
+    rate = f"about {1 / each:,.0f} requests/s with a core to itself"
+    return f" ({each * 1000:.1f} ms of server CPU per request: {rate})"
 
 
 LABELS = {
