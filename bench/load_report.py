@@ -17,9 +17,9 @@ data directory and a loopback port and measures it over HTTP. Before issue 11 ev
 decoded and presented every object and then kept one page: with 2,000 jobs and 30 clients the service
 answered 6.3 to 6.5 requests/s, `listBackupJobs` p50 5.1 s and p99 10.8 s, and one list took 3.1, 26
 and 69 ms in-process at 100, 1,000 and 2,000 jobs (attack report, MEDIUM-10). Lists are now filtered,
-sorted and paged in the catalog (`jobs/listing.py`) and only the page is presented; a find or sort on a
-field the presenter computes (a job's `destination_name`, `schedules`, `hooks`, `filters`) still takes
-the old path, after SQL has applied the rest of the query.
+sorted and paged in the catalog (`jobs/listing.py`) and only the page is presented; a find or sort on
+a field the presenter computes (`owner_name`; a job's `destination_name`, `schedules`, `hooks`,
+`filters`) still takes the old path, after SQL has applied the rest of the query.
 """
 TARGET_MS = 200.0
 
