@@ -8,7 +8,7 @@ PORT ?= 3035
 DATA ?=
 SIZE ?= 2G
 
-.PHONY: run test test-fast bench reliability lint format servers lock clean
+.PHONY: run test test-fast bench bench-load reliability lint format servers lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ test-fast: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	bash scripts/bench-tools.sh
 	$(BIN)/python bench/run.py --size $(SIZE) $(if $(DATA),--data $(DATA),)
+	$(BIN)/python bench/load.py
+
+# The API under load (2,000 jobs, 50 clients for 60 s; one client's lists at 100 to 10,000 jobs):
+# about 2 minutes; writes bench/load-results.json and its block of docs/RELIABILITY.md.
+bench-load: $(VENV)/.installed-test
+	$(BIN)/python bench/load.py
 
 # kill -9 trials, crafted repositories and full disks; rewrites the tables in docs/RELIABILITY.md.
 reliability: $(VENV)/.installed-test servers

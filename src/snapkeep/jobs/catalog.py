@@ -195,6 +195,11 @@ class Transaction:
             update(jobs).where(jobs.c.id == ident).values(last_run=last_run, next_run=next_run)
         )
 
+    def object_from_row(self, kind: str, row: Any) -> dict[str, Any]:
+        """The object ``get`` and ``all`` make of a full row of ``kind``'s table (for queries built
+        elsewhere, such as the paged lists of ``jobs.listing``)."""
+        return self._row_to_object(kind, row)
+
 
 class Catalog:
     """The open catalog database. Use ``Catalog.open``; ``close`` when done."""

@@ -20,7 +20,7 @@ from snapkeep.clock import SYSTEM, Clock, isoformat
 from snapkeep.errors import ValidationError
 from snapkeep.home import default_home
 from snapkeep.ids import is_id
-from snapkeep.jobs import users
+from snapkeep.jobs import listing, users
 from snapkeep.jobs.access import Principal, owners
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.models.base import NonNegative, Strict, choice, objectish, shown, validate
@@ -178,12 +178,7 @@ def _lookup(item: Any, path: str) -> Any:
     return item
 
 
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return str(value)
+_as_text = listing.as_text  # one rule for Python and SQL (jobs/listing.py)
 
 
 def _matches(actual: Any, expected: Any) -> bool:
@@ -213,7 +208,7 @@ def apply_list(
     """Filter, sort and page ``items`` (already in API shape); return the page and the total.
 
     ``filter`` is free text matched, ignoring case, against ``text_of(item)`` (default: its name)."""
-    conditions = [pair for key, value in params.find.items() for pair in _flatten(str(key), value)]
+    conditions = find_conditions(params)
     text = params.filter.lower()
     selected = [
         item
@@ -237,6 +232,22 @@ def apply_list(
 def list_params(params: Mapping[str, Any], model: type[ListParams] = ListParams) -> ListParams:
     """Validate list parameters. Raises ValidationError naming the field."""
     return validate(model, params)
+
+
+def find_conditions(params: ListParams) -> list[tuple[str, Any]]:
+    """``find`` as (dotted path, value) pairs: ``find[monitor][notran]=5`` is ``monitor.notran``."""
+    return [pair for key, value in params.find.items() for pair in _flatten(str(key), value)]
+
+
+def list_query(params: ListParams) -> listing.ListQuery:
+    """The list parameters as the catalog's paged query (``limit=0``: no limit)."""
+    return listing.ListQuery(
+        find=tuple(find_conditions(params)),
+        sort=tuple((str(path), order) for path, order in params.sort.items()),
+        text=params.filter,
+        skip=params.skip,
+        limit=params.limit or None,
+    )
 
 
 # --- output conventions ---------------------------------------------------------------------
@@ -267,7 +278,11 @@ Stored = dict[str, Any] | None
 
 
 def visible_owners(context: CallContext) -> frozenset[str] | None:
-    """The owners whose objects the caller sees in a list (None: all, for root)."""
+    """The owners whose objects ``context``'s caller may list; None: every object (root).
+
+    The one place a list learns who may see what: every ``list*`` of the managed objects passes this
+    to ``listing.page``, which filters on the ``owner`` column in SQL (so ``total`` and the pages
+    count only visible objects)."""
     return owners(context.caller)
 
 
@@ -380,14 +395,17 @@ class ObjectKind:
         return f"{self.label} Retrieved Successfully", answer
 
     def list_items(self, context: CallContext, params: dict[str, Any]) -> Result:
+        """``listXs``: filtered, sorted and paged in the catalog, only the page presented. A find or
+        sort on a field the presenter computes (``listing.FIELDS``) is applied to the presented rows
+        that the catalog's part of the query left (the same rules, ``apply_list``)."""
         options = list_params(params)
-        visible = visible_owners(context)
+        in_sql, whole = listing.split(self.table, list_query(options))
         with context.catalog.transaction(write=False) as tx:
+            rows, total = listing.page(tx, self.table, in_sql, owners=visible_owners(context))
             present = self.present(tx)
-            items = [
-                present(item) for item in tx.all(self.table) if visible is None or item["owner"] in visible
-            ]
-        page, total = apply_list(items, options)
+            page = [present(row) for row in rows]
+        if not whole:
+            page, total = apply_list(page, options)
         return f"{self.label}s Listed Successfully", {self.plural: page, "total": total}
 
     def delete(self, context: CallContext, params: dict[str, Any]) -> Result:
