@@ -205,7 +205,7 @@ def _populate(make: Any, catalog: Catalog, rng: random.Random) -> None:
             {
                 "action": "create",
                 "name": rng.choice(NAMES),
-                "script": rng.choice(["/usr/local/bin/pre", "/opt/Hook"]),
+                "script": rng.choice(["/bin/true", "/bin/false"]),  # real root-owned scripts (docs/hooks.md)
                 "position_type": rng.choice([1, 2]),
                 "position": 1,
                 "data_list": rng.sample(created, rng.randint(0, 2)),
