@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -26,6 +26,10 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 #: A body must keep coming (seconds between two pieces) and be complete within the total (408).
 BODY_IDLE_TIMEOUT = 20.0
 BODY_TOTAL_TIMEOUT = 120.0
+
+#: Deeper JSON is refused whole (400): the bracket syntax allows 8 levels, objects in lists of
+#: objects a few more; 900 levels made the dispatcher run out of stack (attack report LOW-11).
+MAX_JSON_DEPTH = 32
 
 FORM_TYPES = ("application/x-www-form-urlencoded",)
 MULTIPART_TYPE = "multipart/form-data"
@@ -132,10 +136,11 @@ def _text(raw: bytes, field: bytes) -> str:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """Parse a JSON object body.
+    """Parse a JSON object body, no deeper than ``MAX_JSON_DEPTH`` and without lone surrogates
+    (``"\\ud800"`` is valid JSON but no text: it cannot be stored or encoded).
 
     Raises:
-        BadBody: the body is not valid JSON, or is JSON but not an object.
+        BadBody: the body is not valid JSON, or is JSON but not an object, or breaks those rules.
     """
     try:
         value = json.loads(body)
@@ -143,7 +148,33 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise BadBody(f"request body: not valid JSON ({error})") from error
     if not isinstance(value, dict):
         raise BadBody(f"request body: a JSON object is required, not {type(value).__name__}")
+    _check_json(value)
     return value
+
+
+def _check_json(value: Any) -> None:
+    """Walk a parsed JSON value without recursion (linear in its size). Raises BadBody."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadBody(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            for key, member in item.items():
+                _check_text(key)
+                pending.append((member, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((member, depth + 1) for member in item)
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise BadBody(f"request body: JSON string with a lone surrogate (\\u{code:04x})") from None
 
 
 def parse_multipart(content_type: str, body: bytes) -> list[tuple[bytes, bytes]]:
@@ -203,11 +234,11 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[bytes, bytes]]
         "on_part_end": on_part_end,
         "on_end": on_end,
     }
-    parser = MultipartParser(boundary, callbacks)
     try:
+        parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as error:
+    except FormParserError as error:  # a bad boundary, or a body that does not follow it
         raise BadBody(f"request body: not valid multipart/form-data ({error})") from error
     if not finished:
         raise BadBody("request body: multipart/form-data ends before its closing boundary")

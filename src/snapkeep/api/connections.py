@@ -18,17 +18,22 @@ timeouts in ``http.read_body`` (408 envelope). Everything else is uvicorn's own 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from snapkeep.api import envelope
+
 log = logging.getLogger(__name__)
 
 #: Seconds a client has to send a complete request head (request line and headers).
 HEADER_TIMEOUT = 10.0
-#: The most bytes of a request head (uvicorn answers 400 beyond it); h11's default, made explicit.
-MAX_HEADER_BYTES = 16 * 1024
+#: The most bytes of a request head (request line and headers). h11 enforces it only on a head that
+#: is still incomplete after a read (uvicorn answers a plain 400); ``HeadLimit`` enforces it on a
+#: head that arrived whole in one read (up to 256 KiB on loopback), so the limit holds either way.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -77,3 +82,28 @@ class GuardedH11Protocol(H11Protocol):
 def guarded_protocol(header_timeout: float) -> type[GuardedH11Protocol]:
     """The protocol class with ``header_timeout`` seconds (uvicorn takes a class, not an instance)."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout": header_timeout})
+
+
+class HeadLimit:
+    """ASGI middleware: a request whose head exceeds ``limit`` bytes gets 431 with the envelope."""
+
+    def __init__(self, app: Any, limit: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
+            size += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+            if size > self.limit:
+                message = f"request head: larger than {self.limit // 1024} KiB ({size} bytes)"
+                body = json.dumps(envelope.failure(message)).encode()
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                headers.append((b"connection", b"close"))
+                await send({"type": "http.response.start", "status": 431, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

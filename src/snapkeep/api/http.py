@@ -51,6 +51,7 @@ from snapkeep.api.bodies import (
     parse_multipart,
     read_body,
 )
+from snapkeep.api.connections import HeadLimit
 from snapkeep.api.dispatch import FUNCTIONS, Api
 from snapkeep.api.functions.base import CallContext, Caller
 from snapkeep.api.openapi import build_openapi
@@ -232,6 +233,7 @@ def create_app(
         message = f"HTTP {error.status_code}: no such route or method; see /openapi.json"
         return JSONResponse(envelope.failure(message), status_code=error.status_code, headers=error.headers)
 
+    app.add_middleware(HeadLimit)
     openapi_builder: Callable[[], dict[str, Any]] = lambda: build_openapi(app)  # noqa: E731
     app.openapi = openapi_builder  # type: ignore[method-assign]
     return app
