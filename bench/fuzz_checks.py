@@ -66,6 +66,8 @@ class FuzzRun:
     failures: int
     exit_code: int
     failing: list[str] = field(default_factory=list)
+    #: schemathesis' own errors (its generator failing, not a check): reported, not counted as failures
+    fuzzer_errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,7 +135,7 @@ def run_fuzz(
     if har.exists():
         for entry in json.loads(har.read_text())["log"]["entries"]:
             statuses[str(entry["response"]["status"])] += 1
-    failing = _failures(junit)
+    failing, errors = _failures(junit)
     return FuzzRun(
         label=label,
         seconds=seconds,
@@ -142,16 +144,19 @@ def run_fuzz(
         failures=len(failing),
         exit_code=done.returncode,
         failing=failing,
+        fuzzer_errors=errors,
     )
 
 
-def _failures(junit: Path) -> list[str]:
-    """The failing test cases' messages from the JUnit report (one per failing operation)."""
+def _failures(junit: Path) -> tuple[list[str], list[str]]:
+    """(check failures, schemathesis' own errors) from the JUnit report, one line each."""
     if not junit.exists():
-        return ["no JUnit report was written"]
-    found = []
+        return ["no JUnit report was written"], []
+    failures: list[str] = []
+    errors: list[str] = []
     for case in ElementTree.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our child's report
-        for problem in list(case.findall("failure")) + list(case.findall("error")):
-            text = (problem.get("message") or problem.text or "").strip().splitlines()
-            found.append(f"{case.get('name')}: {text[0] if text else problem.tag}")
-    return found
+        for kind, found in (("failure", failures), ("error", errors)):
+            for problem in case.findall(kind):
+                text = (problem.get("message") or problem.text or "").strip().splitlines()
+                found.append(f"{case.get('name')}: {text[0] if text else kind}")
+    return failures, errors

@@ -23,6 +23,7 @@ DOCUMENT = {
             "failures": 0,
             "exit_code": 0,
             "failing": [],
+            "fuzzer_errors": ["POST /: Runtime Error"],
         },
     ],
     "after": {"integrity_check": "ok", "lists_answer": {"listBackupJobs": True, "listHooks": True}},
@@ -37,6 +38,7 @@ def test_the_block_is_appended_then_replaced_and_the_reliability_block_survives(
     assert HEADING in first
     assert "| root | 120.5 s | 9000 | 200: 8000, 400: 1000 | 0 | 0 |" in first
     assert first.index(report.END) < first.index(BEGIN)
+    assert "- root, schemathesis' own error (not an answer of the service): POST /: Runtime Error" in first
     again = {**DOCUMENT, "seed": 2}
     write_block(block(again), doc)
     second = doc.read_text()
