@@ -127,7 +127,7 @@ def run_fuzz(
     }
     started = time.monotonic()
     done = subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=max_time + 300, check=False, cwd=repo
+        command, capture_output=True, text=True, env=env, timeout=max_time + 300, check=False, cwd=report_dir
     )
     seconds = round(time.monotonic() - started, 1)
     (report_dir / f"{label}.out").write_text(done.stdout + done.stderr)

@@ -244,4 +244,4 @@ def test_a_stalled_body_gets_408_and_a_vanished_client_is_dropped_quietly(server
     assert server.call("listDestinationTypes", {})["success"] == 1
     text = Path(server.log).read_text()
     assert "Exception in ASGI application" not in text
-    assert "Traceback" not in text.split("internal error")[0] or "ClientDisconnect" not in text
+    assert "ClientDisconnect" not in text
