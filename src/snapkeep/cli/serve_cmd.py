@@ -18,6 +18,7 @@ timeouts of ``api/bodies.read_body``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -256,7 +257,7 @@ def serve_command(
     home.mkdir(parents=True, exist_ok=True)
     _log_to_stderr(log_level)
     transport = choose_transport(home, host, tls_cert, tls_key, tls_self_signed, insecure_http, click.echo)
-    transport = Transport(transport.cert, transport.key, header_timeout)
+    transport = dataclasses.replace(transport, header_timeout=header_timeout)
     catalog = Catalog.open(home, context.catalog_url)
     service: Service | None = None
     try:
