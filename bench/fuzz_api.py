@@ -4,7 +4,8 @@
 
 Starts the server on a free loopback port with a fresh home (``--api-only``: nothing queued runs),
 fuzzes from its ``/openapi.json`` with each user's token in turn (root's first-start token; any
-other user gets one from ``snapkeep token create --user NAME``), then checks the catalog
+other user gets one from ``snapkeep token create --user NAME``, added as an account user first
+where users must exist), then checks the catalog
 (``PRAGMA integrity_check``) and that the list functions answer. Writes the figures to
 ``bench/fuzz-results.json`` and into the block of docs/RELIABILITY.md between ``BEGIN`` and ``END``
 (its own markers: ``make reliability``'s block is left alone). Exits 1 when anything failed.
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.fuzz_checks import CHECKS, FuzzRun, run_fuzz  # noqa: E402
+from bench.fuzz_checks import CHECKS, FuzzRun, run_fuzz, token_for  # noqa: E402
 from bench.reliability.common import environment, snapkeep_command  # noqa: E402
 from bench.serve_child import serve  # noqa: E402
 
@@ -48,18 +50,20 @@ by design, so schema-conformance checks are not run. The bounded version is the 
 LISTS = ["listBackupJobs", "listDestinations", "listSchedules", "listHooks", "listQueueGroups"]
 
 
-def token_for(home: Path, root_token: str, user: str) -> str:
-    if user == "root":
-        return root_token
-    done = subprocess.run(
-        snapkeep_command("--home", str(home), "token", "create", "--user", user),
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=120,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+def cli_on(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``snapkeep --home HOME ARGS`` as a function of ARGS."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            snapkeep_command("--home", str(home), *args),
+            capture_output=True,
+            text=True,
+            env=environment(),
+            timeout=120,
+            check=False,
+        )
+
+    return run
 
 
 def catalog_after(home: Path, base_url: str, token: str) -> dict[str, Any]:
@@ -123,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=120, help="schemathesis --max-time per token")
     parser.add_argument("--users", default="root,alice", help="comma-separated users whose tokens fuzz")
     parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--no-doc", action="store_true", help="do not touch docs/RELIABILITY.md")
+    parser.add_argument(
+        "--no-doc", action="store_true", help="write neither docs/RELIABILITY.md nor bench/fuzz-results.json"
+    )
     args = parser.parse_args(argv)
     from importlib.metadata import version
 
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[FuzzRun] = []
     with tempfile.TemporaryDirectory(prefix="snapkeep-fuzz-") as work, serve(Path(work) / "home") as child:
         for user in args.users.split(","):
-            token = token_for(child.home, child.token, user)
+            token = token_for(cli_on(child.home), child.token, user)
             run = run_fuzz(
                 child.base_url,
                 token,
@@ -153,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [run.as_dict() for run in runs],
         "after": after,
     }
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     if not args.no_doc:
+        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
         write_block(block(document))
     print(json.dumps(after))
     failed = any(run.failures or (run.exit_code and not run.fuzzer_errors) for run in runs)

@@ -19,6 +19,7 @@ import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,23 @@ try:  # registered only when schemathesis loads this module as its hooks
 
 except ImportError:  # pragma: no cover - schemathesis is a test extra
     pass
+
+
+def token_for(cli: Callable[..., subprocess.CompletedProcess[str]], root_token: str, user: str) -> str:
+    """The bearer string of ``user``: root's first-start token, or a new one from ``snapkeep token
+    create --user NAME`` (``cli(*args)`` runs ``snapkeep ARGS`` on the server's home). Where users
+    must exist first (issue 11's roles), a missing one is added as an account user."""
+    if user == "root":
+        return root_token
+    done = cli("token", "create", "--user", user)
+    if done.returncode != 0 and "no user named" in done.stdout + done.stderr:
+        added = cli("user", "add", user, "--role", "account")
+        if added.returncode != 0:
+            raise RuntimeError(f"snapkeep user add {user}: {added.stdout}{added.stderr}")
+        done = cli("token", "create", "--user", user)
+    if done.returncode != 0:
+        raise RuntimeError(f"snapkeep token create --user {user}: {done.stdout}{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 @dataclass

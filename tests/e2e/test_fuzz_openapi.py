@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench.fuzz_checks import run_fuzz
+from bench.fuzz_checks import run_fuzz, token_for
 from tests.e2e.conftest import Instance, Server, printed_token, start_server
 
 pytestmark = pytest.mark.slow
 
 #: Whose tokens fuzz: ``root`` is the first-start token, any other name gets one from
-#: ``snapkeep token create --user NAME`` (an account user once users and roles exist).
+#: ``snapkeep token create --user NAME`` (added first as an account user where users must exist).
 FUZZ_USERS = ["root", "alice"]
 MAX_TIME = 60
 LISTS = ["listBackupJobs", "listDestinations", "listSchedules", "listHooks", "listQueueGroups"]
@@ -40,19 +40,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-def token_for(server: Server, user: str) -> str:
-    if user == "root":
-        return server.token
-    done = server.instance.cli("token", "create", "--user", user)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.mark.parametrize("user", FUZZ_USERS)
 def test_fuzz_finds_no_server_error_and_no_internals(server: Server, user: str, tmp_path: Path) -> None:
     run = run_fuzz(
         server.base_url,
-        token_for(server, user),
+        token_for(server.instance.cli, server.token, user),
         server.instance.home,
         tmp_path / "report",
         label=user,
