@@ -46,6 +46,9 @@ and fuzzing phases) and sends them with a real token to a fresh `snapkeep serve 
 home path in any answer; `bench/fuzz_checks.py`). Bad parameters answer HTTP 200 with `success: 0`
 by design, so schema-conformance checks are not run. The bounded version is the slow test
 `tests/e2e/test_fuzz_openapi.py` (60 s per token). A failure is a request that broke a check.
+schemathesis 4.32.5 now and then stops in its own coverage phase for `POST /` (a `KeyError` in
+Hypothesis' lambda-source cache, inside the generator; the attack report saw it too): that is listed
+as schemathesis' own error, not as a failure of the service.
 """
 LISTS = ["listBackupJobs", "listDestinations", "listSchedules", "listHooks", "listQueueGroups"]
 
