@@ -72,3 +72,9 @@ format: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+
+# schemathesis from the service's own /openapi.json against a fresh server, with root's and a second
+# user's token; writes its figures into docs/RELIABILITY.md (its own generated block).
+.PHONY: fuzz
+fuzz: $(VENV)/.installed-test
+	$(BIN)/python bench/fuzz_api.py

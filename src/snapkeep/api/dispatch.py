@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,9 +120,12 @@ class Api:
             return envelope.failure(f"permission denied: {function}")
         except SnapkeepError as error:
             return envelope.failure(error.message)
-        except Exception as error:  # a bug: answer, log the traceback, keep serving
-            log.exception("%s failed", function)
-            return envelope.failure(f"{function}: internal error: {type(error).__name__}: {error}")
+        except Exception:  # a bug: log the traceback under an incident id, answer only the id
+            # The answer names no exception class, message or path (attack report LOW-11): those
+            # are for the log, which the administrator reads by the incident id.
+            incident = secrets.token_hex(4)
+            log.exception("%s failed (incident %s)", function, incident)
+            return envelope.failure(f"{function}: internal error (logged as {incident})")
         return envelope.success(message, data)
 
 

@@ -11,65 +11,159 @@ Routes (see docs/http.md):
   door: the user who queued it, or root); 404 with the envelope when it is not ready, expired or gone.
 
 Status codes follow API.md section 2: 401 for a missing or wrong token, 400 only for a body that cannot
-be parsed as a form or as JSON at all, 413 for a body beyond ``MAX_BODY_BYTES``, and 200 with the
+be parsed as a form or as JSON at all, 413 for a body beyond ``bodies.MAX_BODY_BYTES``, and 200 with the
 envelope for everything else (unknown functions and bad parameters included). Parameter bytes reach the
 params decoder undecoded, so non-UTF-8 input is refused naming its field.
+
+Hostile callers (attack report LOW-11, LOW-12): an address with too many failed authentications gets
+429 (``api/throttle.py``) before anything else is done; a body that stalls gets 408; a client that
+goes away mid-body is dropped quietly; any other surprise answers an envelope with an incident id that
+is also in the log, never a traceback, an exception's name or a path, and never a 5xx.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import secrets
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from snapkeep import __version__
 from snapkeep.api import envelope
-from snapkeep.api.auth import authenticate
+from snapkeep.api.auth import authenticate, bearer_from_header
+from snapkeep.api.bodies import (
+    BODY_IDLE_TIMEOUT,
+    BODY_TOTAL_TIMEOUT,
+    MAX_BODY_BYTES,
+    BadBody,
+    BodyTimeout,
+    BodyTooLarge,
+    decode_parameters,
+    parse_body,
+    parse_multipart,
+    read_body,
+)
+from snapkeep.api.connections import HeadLimit
 from snapkeep.api.dispatch import FUNCTIONS, Api
-from snapkeep.api.functions.base import CallContext
+from snapkeep.api.functions.base import CallContext, Caller
 from snapkeep.api.openapi import build_openapi
-from snapkeep.api.params import decode_pairs, decode_query
+from snapkeep.api.throttle import AuthThrottle
 from snapkeep.errors import AuthError, NotFoundError, ParameterError, SnapkeepError
 from snapkeep.jobs.catalog import Catalog
 
-# Above the params decoder's own per-value limit, so that a too-long value is refused naming its
-# field (HTTP 200, success 0) rather than cut off here; beyond this the body is not read at all.
-MAX_BODY_BYTES = 32 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 # Keys of the request that address the door, not the function.
 FUNCTION_KEY = "function"
 DOOR_KEYS = ("api",)
-
-FORM_TYPES = ("application/x-www-form-urlencoded",)
-MULTIPART_TYPE = "multipart/form-data"
 
 #: The dispatcher function behind ``GET /download/GROUP_ID``, and the size of each streamed piece.
 DOWNLOAD_FUNCTION = "downloadBackupFile"
 DOWNLOAD_BLOCK = 1024 * 1024
 
 
-class BadBody(SnapkeepError):
-    """The request body cannot be parsed as a form or as JSON (HTTP 400)."""
+def incident_id() -> str:
+    """A short random id naming one logged failure; the answer carries it instead of the detail."""
+    return secrets.token_hex(4)
 
 
-class BodyTooLarge(SnapkeepError):
-    """The request body is larger than ``MAX_BODY_BYTES`` (HTTP 413)."""
+def auth_failure_reason(header: str | None) -> str | None:
+    """A fixed phrase for the log saying why authentication failed (never the token), or None when
+    no credential was presented at all: a missing header is not a guess, so it is not counted."""
+    if header is None or not header.strip():
+        return None
+    try:
+        bearer_from_header(header)
+    except AuthError:
+        return "malformed Authorization header"
+    return "unknown or wrong token"
 
 
-def create_app(catalog: Catalog) -> FastAPI:
-    """Build the FastAPI app that serves the dispatcher over ``catalog``.
+class Door:
+    """What every route does: throttle, authenticate, decode, call. Authentication and everything
+    after it run in a worker thread (the catalog is synchronous); the catalog's own transactions
+    keep concurrent calls apart."""
 
-    Authentication and the call run in a worker thread (the catalog is synchronous); the catalog's
-    own transactions keep concurrent calls apart.
-    """
+    def __init__(self, catalog: Catalog, throttle: AuthThrottle) -> None:
+        self.catalog = catalog
+        self.throttle = throttle
+        self.api = Api(catalog)
+
+    def authenticated(self, header: str | None, address: str) -> Caller | tuple[int, dict[str, Any]]:
+        """The caller, or the 401 answer; a presented but wrong credential counts against
+        ``address``. The catalog looks tokens up by their hash, so an unknown user and a wrong
+        token cost the same, and both are counted the same."""
+        try:
+            return authenticate(self.catalog, header)
+        except AuthError as error:
+            reason = auth_failure_reason(header)
+            if reason is not None:
+                self.throttle.failed(address, reason)
+            return 401, envelope.failure(str(error))
+        except Exception:  # a bug in checking: not authenticated; logged, not echoed
+            incident = incident_id()
+            log.exception("authentication from %s could not be checked (incident %s)", address, incident)
+            self.throttle.failed(address, "authentication could not be checked")
+            return 401, envelope.failure(
+                f"Authentication failed: could not be checked (logged as {incident})"
+            )
+
+    def decode_and_call(
+        self,
+        header: str | None,
+        address: str,
+        function_in_path: str | None,
+        query: bytes,
+        content_type: str,
+        body: bytes,
+    ) -> tuple[int, dict[str, Any]]:
+        """Authenticate first, then decode the parameters and call: nothing an unauthenticated
+        caller sends is decoded (attack report HIGH-2)."""
+        caller = self.authenticated(header, address)
+        if not isinstance(caller, Caller):
+            return caller
+        try:
+            params = decode_parameters(query, content_type, body)
+        except BadBody as error:
+            return 400, envelope.failure(str(error))
+        except ParameterError as error:
+            return 200, envelope.failure(str(error))
+        except Exception:  # a decoder bug: the request is refused, the detail goes to the log
+            incident = incident_id()
+            log.exception("request parameters from %s could not be read (incident %s)", address, incident)
+            return 400, envelope.failure(f"request: could not be read (logged as {incident})")
+        function = function_in_path
+        requested = params.pop(FUNCTION_KEY, None)
+        if function is None:
+            if requested is not None and not isinstance(requested, str):
+                return 200, envelope.failure(f"{FUNCTION_KEY}: must be the name of a function")
+            function = requested
+        for key in DOOR_KEYS:
+            params.pop(key, None)
+        if not function:
+            return 200, envelope.failure(f"{FUNCTION_KEY}: missing; name the function to call")
+        return 200, self.api.call(function, params, caller)
+
+
+def create_app(
+    catalog: Catalog,
+    *,
+    throttle: AuthThrottle | None = None,
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT,
+    body_total_timeout: float = BODY_TOTAL_TIMEOUT,
+) -> FastAPI:
+    """Build the FastAPI app that serves the dispatcher over ``catalog``. ``throttle`` counts failed
+    authentications per client address (a fresh ``AuthThrottle`` when not given); the timeouts are
+    ``read_body``'s."""
+    door = Door(catalog, throttle or AuthThrottle())
     app = FastAPI(
         title="snapkeep",
         version=__version__,
@@ -77,59 +171,28 @@ def create_app(catalog: Catalog) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    api = Api(catalog)
 
-    def call(
-        header: str | None,
-        function: str | None,
-        params: dict[str, Any],
-        refused: ParameterError | None = None,
-    ) -> tuple[int, dict[str, Any]]:
-        try:
-            caller = authenticate(catalog, header)
-        except AuthError as error:
-            return 401, envelope.failure(str(error))
+    async def answer(request: Request, function_in_path: str | None) -> Response:
+        address = client_address(request)
+        refused = throttled(door.throttle, address)
         if refused is not None:
-            return 200, envelope.failure(str(refused))
-        if not function:
-            return 200, envelope.failure(f"{FUNCTION_KEY}: missing; name the function to call")
-        return 200, api.call(function, params, caller)
-
-    def decode_and_call(
-        header: str | None, function_in_path: str | None, query: bytes, content_type: str, body: bytes
-    ) -> tuple[int, dict[str, Any]]:
-        """Authenticate first, then decode the parameters and call: nothing an unauthenticated
-        caller sends is decoded (attack report HIGH-2), and all of it runs in a worker thread."""
+            return refused
         try:
-            authenticate(catalog, header)
-        except AuthError as error:
-            return 401, envelope.failure(str(error))
-        try:
-            params = decode_parameters(query, content_type, body)
-        except BadBody as error:
-            return 400, envelope.failure(str(error))
-        except ParameterError as error:
-            return call(header, None, {}, error)
-        function = function_in_path
-        requested = params.pop(FUNCTION_KEY, None)
-        if function is None:
-            if requested is not None and not isinstance(requested, str):
-                refused = ParameterError(field=FUNCTION_KEY, problem="must be the name of a function")
-                return call(header, None, {}, refused)
-            function = requested
-        for key in DOOR_KEYS:
-            params.pop(key, None)
-        return call(header, function, params)
-
-    async def answer(request: Request, function_in_path: str | None) -> JSONResponse:
-        header = request.headers.get("authorization")
-        try:
-            body = await read_body(request)
+            body = await read_body(request, idle_timeout=body_idle_timeout, total_timeout=body_total_timeout)
         except BodyTooLarge as error:
             return JSONResponse(envelope.failure(str(error)), status_code=413)
+        except BodyTimeout as error:
+            log.info("request body from %s: %s", address, error.message)
+            return JSONResponse(
+                envelope.failure(str(error)), status_code=408, headers={"Connection": "close"}
+            )
+        except ClientDisconnect:
+            log.info("client %s went away while sending its request body", address)
+            return Response(status_code=400, headers={"Connection": "close"})
         status, answer_body = await run_in_threadpool(
-            decode_and_call,
-            header,
+            door.decode_and_call,
+            request.headers.get("authorization"),
+            address,
             function_in_path,
             request.scope.get("query_string", b""),
             request.headers.get("content-type", ""),
@@ -138,17 +201,23 @@ def create_app(catalog: Catalog) -> FastAPI:
         return JSONResponse(answer_body, status_code=status)
 
     @app.api_route("/", methods=["GET", "POST"], include_in_schema=False)
-    async def root(request: Request) -> JSONResponse:
+    async def root(request: Request) -> Response:
         return await answer(request, None)
 
     @app.api_route("/function/{name}", methods=["GET", "POST"], include_in_schema=False)
-    async def by_path(request: Request, name: str) -> JSONResponse:
+    async def by_path(request: Request, name: str) -> Response:
         return await answer(request, name)
 
     @app.get("/download/{group_id}", include_in_schema=False)
     async def download(request: Request, group_id: str) -> Response:
-        header = request.headers.get("authorization")
-        status, body, descriptor, name = await run_in_threadpool(open_download, catalog, header, group_id)
+        address = client_address(request)
+        refused = throttled(door.throttle, address)
+        if refused is not None:
+            return refused
+        caller = await run_in_threadpool(door.authenticated, request.headers.get("authorization"), address)
+        if not isinstance(caller, Caller):
+            return JSONResponse(caller[1], status_code=caller[0])
+        status, body, descriptor, name = await run_in_threadpool(open_download, catalog, caller, group_id)
         if descriptor < 0:
             return JSONResponse(body, status_code=status)
         size = os.fstat(descriptor).st_size
@@ -158,19 +227,34 @@ def create_app(catalog: Catalog) -> FastAPI:
             headers={"Content-Length": str(size), "Content-Disposition": f'attachment; filename="{name}"'},
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> Response:
+        """Unknown paths (404) and methods (405) answer the envelope too, not FastAPI's ``detail``."""
+        message = f"HTTP {error.status_code}: no such route or method; see /openapi.json"
+        return JSONResponse(envelope.failure(message), status_code=error.status_code, headers=error.headers)
+
+    app.add_middleware(HeadLimit)
     openapi_builder: Callable[[], dict[str, Any]] = lambda: build_openapi(app)  # noqa: E731
     app.openapi = openapi_builder  # type: ignore[method-assign]
     return app
 
 
-def open_download(
-    catalog: Catalog, header: str | None, group_id: str
-) -> tuple[int, dict[str, Any], int, str]:
-    """(status, envelope, open descriptor or -1, file name) of a download request."""
-    try:
-        caller = authenticate(catalog, header)
-    except AuthError as error:
-        return 401, envelope.failure(str(error)), -1, ""
+def client_address(request: Request) -> str:
+    """The peer's address (no proxy header is trusted: a client could forge it)."""
+    return request.client.host if request.client else "unknown"
+
+
+def throttled(throttle: AuthThrottle, address: str) -> Response | None:
+    """The 429 answer when ``address`` failed authentication too often, else None."""
+    wait = throttle.retry_after(address)
+    if wait is None:
+        return None
+    message = f"too many failed authentications from {address}; retry in {wait} s"
+    return JSONResponse(envelope.failure(message), status_code=429, headers={"Retry-After": str(wait)})
+
+
+def open_download(catalog: Catalog, caller: Caller, group_id: str) -> tuple[int, dict[str, Any], int, str]:
+    """(status, envelope, open descriptor or -1, file name) of an authenticated download request."""
     try:
         message, data = FUNCTIONS[DOWNLOAD_FUNCTION].handler(CallContext(catalog, caller), {"_id": group_id})
         descriptor = os.open(data["file"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -180,6 +264,10 @@ def open_download(
         return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
     except SnapkeepError as error:
         return 400, envelope.failure(error.message), -1, ""
+    except Exception:  # a bug: logged under an incident id, not echoed
+        incident = incident_id()
+        log.exception("download %s failed (incident %s)", group_id, incident)
+        return 400, envelope.failure(f"download: internal error (logged as {incident})"), -1, ""
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
@@ -202,150 +290,16 @@ def _stream(descriptor: int, size: int) -> Iterator[bytes]:
         os.close(descriptor)
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read the whole request body, refusing more than ``limit`` bytes.
-
-    Raises:
-        BodyTooLarge: the declared or actual length exceeds ``limit``.
-    """
-    too_large = BodyTooLarge(f"request body: larger than {limit // (1024 * 1024)} MiB")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def decode_parameters(query: bytes, content_type: str, body: bytes) -> dict[str, Any]:
-    """Decode the query string and the body into one parameter mapping (body keys win).
-
-    Raises:
-        BadBody: the body is not a form, a multipart form or a JSON object.
-        ParameterError: a parameter cannot be decoded (bracket syntax, encoding, size, count); names it.
-    """
-    params: dict[str, Any] = dict(decode_query(query))
-    params.update(parse_body(content_type, body))
-    return params
-
-
-def parse_body(content_type: str, body: bytes) -> Mapping[str, Any]:
-    """Decode a request body by its content type; without one, a body starting with ``{`` is JSON.
-
-    Raises:
-        BadBody: the body cannot be parsed as the form or JSON it claims (or seems) to be.
-        ParameterError: a form parameter cannot be decoded; names it.
-    """
-    if not body.strip():
-        return {}
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
-        return parse_json(body)
-    if media_type == MULTIPART_TYPE:
-        return decode_pairs(
-            (_text(name, name), _text(value, name)) for name, value in parse_multipart(content_type, body)
-        )
-    if media_type in FORM_TYPES:
-        return decode_query(body)
-    if body.lstrip().startswith(b"{"):
-        return parse_json(body)
-    return decode_query(body)
-
-
-def _text(raw: bytes, field: bytes) -> str:
-    """Read a multipart name or value as UTF-8. Raises ParameterError naming the field."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ParameterError(
-            field=field.decode("utf-8", errors="replace"),
-            problem=f"is not valid UTF-8 (byte {error.start} is {raw[error.start]:#04x})",
-        ) from None
-
-
-def parse_json(body: bytes) -> dict[str, Any]:
-    """Parse a JSON object body.
-
-    Raises:
-        BadBody: the body is not valid JSON, or is JSON but not an object.
-    """
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise BadBody(f"request body: not valid JSON ({error})") from error
-    if not isinstance(value, dict):
-        raise BadBody(f"request body: a JSON object is required, not {type(value).__name__}")
-    return value
-
-
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[bytes, bytes]]:
-    """Split a ``multipart/form-data`` body into (name, raw value) pairs; files count as values.
-
-    Raises:
-        BadBody: no boundary, a part without a name, or a body that is not valid multipart.
-    """
-    _, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if not boundary:
-        raise BadBody("request body: multipart/form-data without a boundary")
-    pairs: list[tuple[bytes, bytes]] = []
-    headers: dict[bytes, bytes] = {}
-    header_field = bytearray()
-    header_value = bytearray()
-    data = bytearray()
-    finished: list[bool] = []
-
-    def on_part_begin() -> None:
-        headers.clear()
-        data.clear()
-
-    def on_header_field(chunk: bytes, start: int, end: int) -> None:
-        header_field.extend(chunk[start:end])
-
-    def on_header_value(chunk: bytes, start: int, end: int) -> None:
-        header_value.extend(chunk[start:end])
-
-    def on_header_end() -> None:
-        headers[bytes(header_field).strip().lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_part_data(chunk: bytes, start: int, end: int) -> None:
-        data.extend(chunk[start:end])
-
-    def on_part_end() -> None:
-        disposition = headers.get(b"content-disposition")
-        if disposition is None:
-            raise BadBody("request body: a multipart part has no Content-Disposition header")
-        _, part_options = parse_options_header(disposition)
-        name = part_options.get(b"name")
-        if name is None:
-            raise BadBody("request body: a multipart part has no field name")
-        pairs.append((name, bytes(data)))
-
-    def on_end() -> None:
-        finished.append(True)
-
-    callbacks: Any = {
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_end": on_end,
-    }
-    parser = MultipartParser(boundary, callbacks)
-    try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError as error:
-        raise BadBody(f"request body: not valid multipart/form-data ({error})") from error
-    if not finished:
-        raise BadBody("request body: multipart/form-data ends before its closing boundary")
-    return pairs
+# The body handling moved to ``bodies.py``; these names stay importable from here.
+__all__ = [
+    "MAX_BODY_BYTES",
+    "BadBody",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "Door",
+    "create_app",
+    "open_download",
+    "parse_body",
+    "parse_multipart",
+    "read_body",
+]

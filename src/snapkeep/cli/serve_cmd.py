@@ -9,15 +9,22 @@ SIGTERM and SIGINT stop uvicorn (it stops accepting requests and finishes the op
 service: every running group's stop event is set and the runs are waited for, at most
 ``--stop-timeout`` seconds; the command then exits 0. uvicorn re-raises the signal it handled once it
 has shut down; ``_signals_recorded`` catches that so the service still gets its clean stop.
+
+Transport (docs/http.md): HTTPS with ``--tls-cert/--tls-key`` or ``--tls-self-signed`` (``cli/tls.py``);
+a non-loopback address without TLS is refused (exit 2) unless ``--insecure-http``. Slow clients are
+held off by a request-head timeout (``api/connections.py``), a header size cap and the body
+timeouts of ``api/bodies.read_body``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -26,8 +33,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from snapkeep import __version__
+from snapkeep.api.bodies import BODY_IDLE_TIMEOUT, BODY_TOTAL_TIMEOUT
+from snapkeep.api.connections import HEADER_TIMEOUT, MAX_HEADER_BYTES, guarded_protocol
 from snapkeep.api.http import create_app
 from snapkeep.cli.main import Context
+from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 from snapkeep.daemon.service import Service
 from snapkeep.jobs.catalog import Catalog
 
@@ -82,9 +92,90 @@ def _log_to_stderr(level: str) -> None:
         logger.addHandler(handler)
 
 
-def run_server(app: FastAPI, host: str, port: int, log_level: str) -> None:
-    """Serve ``app`` with uvicorn until SIGINT/SIGTERM. uvicorn exits the process if it cannot bind."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on")
+@dataclass(frozen=True)
+class Transport:
+    """How ``serve`` listens: the TLS files (None: plain HTTP) and the slow-client limits."""
+
+    cert: Path | None = None
+    key: Path | None = None
+    header_timeout: float = HEADER_TIMEOUT
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cert else "http"
+
+
+def choose_transport(
+    home: Path,
+    host: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_self_signed: bool,
+    insecure_http: bool,
+    echo: Callable[[str], None],
+) -> Transport:
+    """Check the TLS options against the bind address and say what the server will speak.
+
+    Raises:
+        click.UsageError: contradicting options, or plain HTTP on a non-loopback address without
+            ``--insecure-http`` (exit 2).
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both, or neither")
+    if tls_self_signed and tls_cert is not None:
+        raise click.UsageError("--tls-self-signed makes its own certificate: do not give --tls-cert too")
+    tls = tls_self_signed or tls_cert is not None
+    if tls and insecure_http:
+        raise click.UsageError("--insecure-http contradicts the TLS options: choose one")
+    if tls_self_signed:
+        made = self_signed(home, host)
+        if made.replaced:
+            echo(f"the kept TLS certificate did not name {host}: replaced it (clients must re-pin it)")
+        elif made.created:
+            echo(f"made a self-signed TLS certificate: {made.cert}")
+        tls_cert, tls_key = made.cert, made.key
+    if tls_cert is not None and tls_key is not None:
+        try:
+            echo(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
+        except ValueError as error:
+            raise click.UsageError(f"--tls-cert {tls_cert}: not a PEM certificate ({error})") from None
+        return Transport(tls_cert, tls_key)
+    if is_loopback(host):
+        echo(
+            f"plain HTTP on {host} (loopback only); use --tls-cert/--tls-key or --tls-self-signed "
+            "for other addresses"
+        )
+        return Transport()
+    if not insecure_http:
+        raise click.UsageError(
+            f"refusing plain HTTP on {host}: API tokens would cross the network in clear. Use "
+            "--tls-self-signed or --tls-cert FILE --tls-key FILE, or --insecure-http if a TLS proxy "
+            "terminates HTTPS in front of snapkeep"
+        )
+    echo(f"WARNING: plain HTTP on {host} (--insecure-http): API tokens travel in clear")
+    return Transport()
+
+
+def run_server(
+    app: FastAPI, host: str, port: int, log_level: str, transport: Transport | None = None
+) -> None:
+    """Serve ``app`` with uvicorn until SIGINT/SIGTERM. uvicorn exits the process if it cannot bind.
+
+    The h11 protocol is uvicorn's with a request-head timeout (``api/connections.py``); request heads
+    are capped at ``MAX_HEADER_BYTES`` (uvicorn answers 400 beyond).
+    """
+    transport = transport or Transport()
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+        http=guarded_protocol(transport.header_timeout),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        ssl_certfile=str(transport.cert) if transport.cert else None,
+        ssl_keyfile=str(transport.key) if transport.key else None,
+    )
     uvicorn.Server(config).run()
 
 
@@ -112,15 +203,61 @@ def run_server(app: FastAPI, host: str, port: int, log_level: str) -> None:
     is_flag=True,
     help="Serve the API without the scheduler and workers (another snapkeep serve runs the queue).",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate (chain) to serve HTTPS with; needs --tls-key.",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="PEM private key."
+)
+@click.option(
+    "--tls-self-signed",
+    is_flag=True,
+    help="Serve HTTPS with a self-signed certificate kept in the data directory (tls/); its "
+    "fingerprint is printed.",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).",
+)
+@click.option(
+    "--header-timeout",
+    default=HEADER_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help="Seconds a client has to send a request's line and headers.",
+)
+@click.option(
+    "--body-timeout",
+    default=BODY_IDLE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(0.5, 600),
+    help=f"Seconds a request body may stall (the whole body: at most {BODY_TOTAL_TIMEOUT:.0f} s).",
+)
 @click.pass_obj
 def serve_command(
-    context: Context, host: str, port: int, log_level: str, stop_timeout: float, api_only: bool
+    context: Context,
+    host: str,
+    port: int,
+    log_level: str,
+    stop_timeout: float,
+    api_only: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_self_signed: bool,
+    insecure_http: bool,
+    header_timeout: float,
+    body_timeout: float,
 ) -> None:
-    """Serve the API over HTTP (GET /?api=1&function=..., POST /) with bearer tokens, and run the
+    """Serve the API over HTTP(S) (GET /?api=1&function=..., POST /) with bearer tokens, and run the
     scheduler and the workers that carry out queued backups, restores and downloads."""
     home: Path = context.home
     home.mkdir(parents=True, exist_ok=True)
     _log_to_stderr(log_level)
+    transport = choose_transport(home, host, tls_cert, tls_key, tls_self_signed, insecure_http, click.echo)
+    transport = dataclasses.replace(transport, header_timeout=header_timeout)
     catalog = Catalog.open(home, context.catalog_url)
     service: Service | None = None
     try:
@@ -131,10 +268,14 @@ def serve_command(
                 service.start()
                 for group in service.recovered:
                     click.echo(f"queue group {group['_id']} was interrupted: marked Never Finished")
-            click.echo(f"snapkeep {__version__}: API on http://{host}:{port}/ (data directory {home})")
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(
+                f"snapkeep {__version__}: API on {transport.scheme}://{shown}:{port}/ (data directory {home})"
+            )
             sys.stdout.flush()
             if not received:
-                run_server(create_app(catalog), host, port, log_level)
+                app = create_app(catalog, body_idle_timeout=body_timeout)
+                run_server(app, host, port, log_level, transport)
             if service is not None:
                 left = service.stop(stop_timeout)
                 service = None
