@@ -259,3 +259,15 @@ def test_bad_input_from_the_command_line_leaves_the_catalog_alone(tmp_path) -> N
         assert result.exit_code == 2, result.output
         assert '"success": 0' in result.output
     assert Catalog.open(tmp_path / "home").dump() == before
+
+
+@pytest.mark.parametrize("action", [{"a": "1"}, ["create"], 7])
+def test_action_that_is_not_a_word_is_named(api, catalog, world, action: Any) -> None:
+    """Attack report LOW-11: an object or list as ``action`` was an internal error."""
+    refused(
+        api,
+        catalog,
+        "manageBackupJob",
+        {**job_params(world), "action": action},
+        "action: must be create or modify",
+    )

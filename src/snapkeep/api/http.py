@@ -55,8 +55,9 @@ from snapkeep.api.connections import HeadLimit
 from snapkeep.api.dispatch import FUNCTIONS, Api
 from snapkeep.api.functions.base import CallContext, Caller
 from snapkeep.api.openapi import build_openapi
+from snapkeep.api.permissions import decide
 from snapkeep.api.throttle import AuthThrottle
-from snapkeep.errors import AuthError, NotFoundError, ParameterError, SnapkeepError
+from snapkeep.errors import AccessDenied, AuthError, NotFoundError, ParameterError, SnapkeepError
 from snapkeep.jobs.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -255,9 +256,21 @@ def throttled(throttle: AuthThrottle, address: str) -> Response | None:
 
 def open_download(catalog: Catalog, caller: Caller, group_id: str) -> tuple[int, dict[str, Any], int, str]:
     """(status, envelope, open descriptor or -1, file name) of an authenticated download request."""
+    params = {"_id": group_id}
     try:
-        message, data = FUNCTIONS[DOWNLOAD_FUNCTION].handler(CallContext(catalog, caller), {"_id": group_id})
+        # the dispatcher's one decision point first, as for every call (api.permissions)
+        decide(lambda: catalog.transaction(write=False), caller, DOWNLOAD_FUNCTION, params)
+        message, data = FUNCTIONS[DOWNLOAD_FUNCTION].handler(CallContext(catalog, caller), params)
         descriptor = os.open(data["file"], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except AccessDenied as error:
+        log.warning(
+            "permission denied: %s for user %s (%s): %s",
+            DOWNLOAD_FUNCTION,
+            caller.name,
+            caller.role,
+            error.reason,
+        )
+        return 403, envelope.failure(f"permission denied: {DOWNLOAD_FUNCTION}"), -1, ""
     except NotFoundError as error:
         return 404, envelope.failure(error.message), -1, ""
     except FileNotFoundError:

@@ -129,7 +129,7 @@ ACTIONS = {"create", "modify"}
 def manage_action(params: dict[str, Any]) -> tuple[str, str | None]:
     """Pop ``action`` and ``_id`` from ``params``. Raises ValidationError for a bad combination."""
     action = params.pop("action", None)
-    if action not in ACTIONS:
+    if not isinstance(action, str) or action not in ACTIONS:
         got = "is required" if action in (None, "") else f"must be create or modify (got {shown(action)})"
         raise ValidationError(field="action", problem=got)
     if action == "create":
