@@ -12,6 +12,7 @@ from snapkeep.api.dispatch import FUNCTIONS
 def test_create_returns_the_whole_job_with_derived_fields(make: Any) -> None:
     destination = make.destination(name="Disk A")
     schedule = make.schedule(name="Nightly")
+    make.ok("manageSettingsGeneral", {"timezone": "UTC"})
     job = make.job(
         destination=destination,
         schedules=[{"_id": schedule["_id"], "retain": "3"}],
@@ -20,8 +21,10 @@ def test_create_returns_the_whole_job_with_derived_fields(make: Any) -> None:
         encrypted="1",
     )
     assert job["destination_name"] == ["Disk A"]
+    # next_run is computed on save (the clock reads 2026-03-01 12:00 UTC), as the scheduler would
+    tomorrow = "2026-03-02T02:00:00+00:00"
     assert job["schedules"] == [
-        {"_id": schedule["_id"], "name": "Nightly", "type": 2, "next_run": None, "retain": 3}
+        {"_id": schedule["_id"], "name": "Nightly", "type": 2, "next_run": tomorrow, "retain": 3}
     ]
     assert job["time"] == 200
     assert job["monitor"] == {"notran": 2, "ranfor": 0}
@@ -29,8 +32,11 @@ def test_create_returns_the_whole_job_with_derived_fields(make: Any) -> None:
     assert (job["retry_failed"], job["manually_retain"]) == (0, 14)
     assert (job["owner"], job["owner_name"]) == ("000000000000000000000000", "root")
     assert job["last_run"] is None
-    assert job["next_run"] is None
+    assert job["next_run"] == tomorrow
     assert make.ok("getBackupJob", {"_id": job["_id"]}) == job
+    disabled = make.ok("manageBackupJob", {"action": "modify", "_id": job["_id"], "disabled": "1"})
+    assert disabled["next_run"] is None
+    assert disabled["schedules"][0]["next_run"] is None
 
 
 def test_create_through_a_query_string(make: Any) -> None:

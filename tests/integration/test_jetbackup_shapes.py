@@ -81,3 +81,78 @@ def test_migration_9_moves_stored_logs_to_jetbackup_numbers(world: World) -> Non
         m0009_log_types.upgrade(tx.connection)
         moved = {row.document["name"]: row.type for row in tx.connection.execute(select(logs))}
     assert moved == {"1": 1, "2": 3, "4": 2, "8": 5}
+
+
+def _hook(world: World, name: str, position: int = 1, data_list: list[str] | None = None) -> dict:
+    params = {
+        "action": "create",
+        "name": name,
+        "script": "/bin/true",
+        "position_type": 1,
+        "position": position,
+    }
+    return world.ok("manageHook", {**params, "data_list": data_list or []})
+
+
+def test_hooks_named_on_the_job_are_linked_both_ways(world: World) -> None:
+    """Review D7: ``hooks[i]=ID`` on manageBackupJob links, instead of a silent no-op."""
+    first, second = world.job(name="first"), world.job(name="second")
+    everyone = _hook(world, "for every job")
+    only_second = _hook(world, "second's", data_list=[second["_id"]])
+    restore = _hook(world, "restore hook", position=2)
+    shown = world.ok("getBackupJob", {"_id": first["_id"]})["hooks"]
+    assert [hook["_id"] for hook in shown] == [everyone["_id"]]  # not the Restore hook nor second's
+
+    linked = world.ok(
+        "manageBackupJob", {"action": "modify", "_id": first["_id"], "hooks": [only_second["_id"]]}
+    )
+    assert {hook["_id"] for hook in linked["hooks"]} == {everyone["_id"], only_second["_id"]}
+    assert world.ok("getHook", {"_id": only_second["_id"]})["data_list"] == [second["_id"], first["_id"]]
+    assert world.ok("getHook", {"_id": everyone["_id"]})["data_list"] == []  # still for every job
+
+    before = world.catalog.dump()
+    for hooks, message in (
+        ([restore["_id"]], "hooks[0]: 'restore hook' is a Restore hook"),
+        (["f" * 24], f"hooks[0]: no such hook: {'f' * 24}"),
+        (["nothex"], "hooks[0]: must be an ID"),
+    ):
+        assert world.fails(
+            "manageBackupJob", {"action": "modify", "_id": first["_id"], "hooks": hooks}
+        ).startswith(message)
+    assert world.catalog.dump() == before
+
+    fetched = world.ok("getBackupJob", {"_id": first["_id"]})
+    echoed = {key: value for key, value in fetched.items() if key != "_id"}
+    assert world.ok("manageBackupJob", {"action": "modify", "_id": first["_id"], **echoed}) == fetched
+
+    world.ok("manageBackupJob", {"action": "modify", "_id": second["_id"], "hooks": []})
+    left = world.ok("getHook", {"_id": only_second["_id"]})
+    assert (left["data_list"], left["disabled"]) == ([first["_id"]], None)
+    world.ok("manageBackupJob", {"action": "modify", "_id": first["_id"], "hooks": [everyone["_id"]]})
+    emptied = world.ok("getHook", {"_id": only_second["_id"]})
+    assert (emptied["data_list"], emptied["disabled"]) == ([], 1), "an emptied list must not mean every job"
+
+
+def test_jobs_named_on_the_schedule_are_linked_both_ways(world: World) -> None:
+    """Review D7: ``jobs[i]=ID`` on manageSchedule links the jobs, as API.md section 5 says."""
+    first, second = world.job(name="first"), world.job(name="second")
+    nightly = world.ok(
+        "manageSchedule", {"action": "create", "name": "Nightly", "type": 2, "type_data": [1, 2, 3]}
+    )
+    linked = world.ok("manageSchedule", {"action": "modify", "_id": nightly["_id"], "jobs": [first["_id"]]})
+    assert (linked["count"], [job["_id"] for job in linked["jobs"]]) == (1, [first["_id"]])
+    schedules = world.ok("getBackupJob", {"_id": first["_id"]})["schedules"]
+    assert [(link["_id"], link["retain"]) for link in schedules] == [(nightly["_id"], 7)]
+    moved = world.ok(
+        "manageSchedule",
+        {"action": "modify", "_id": nightly["_id"], "jobs": [{"_id": second["_id"], "name": "x"}]},
+    )
+    assert [job["_id"] for job in moved["jobs"]] == [second["_id"]]
+    assert world.ok("getBackupJob", {"_id": first["_id"]})["schedules"] == []
+    message = world.fails("manageSchedule", {"action": "modify", "_id": nightly["_id"], "jobs": ["f" * 24]})
+    assert message == f"jobs[0]: no such Backup Job: {'f' * 24}"
+    created = world.ok(
+        "manageSchedule",
+        {"action": "create", "name": "Weekly", "type": 3, "type_data": [1], "jobs": [first["_id"]]},
+    )
+    assert [job["_id"] for job in created["jobs"]] == [first["_id"]]

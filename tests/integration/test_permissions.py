@@ -496,3 +496,14 @@ def test_users_are_validated_and_root_is_fixed(world: World) -> None:
     assert world.call(ROOT, "deleteUser", {"_id": world.ids["res"]})["message"].startswith(
         "user 'res' still owns"
     )
+
+
+def test_a_reseller_sends_hooks_back_but_never_changes_them(world: World) -> None:
+    job = world.ok(RESELLER, "getBackupJob", {"_id": world.ids["res.job"]})
+    assert [hook["_id"] for hook in job["hooks"]] == [world.ids["root.hook"]]  # root's hook, for every job
+    echoed = {key: value for key, value in job.items() if key != "_id"}
+    assert world.ok(RESELLER, "manageBackupJob", {"action": "modify", "_id": job["_id"], **echoed}) == job
+    before = world.catalog.dump()
+    answer = world.call(RESELLER, "manageBackupJob", {"action": "modify", "_id": job["_id"], "hooks": []})
+    assert answer["message"] == "permission denied: manageBackupJob"
+    assert world.catalog.dump() == before

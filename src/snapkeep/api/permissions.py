@@ -19,6 +19,7 @@ from typing import Any
 
 from snapkeep.errors import AccessDenied, NotFoundError, ValidationError
 from snapkeep.ids import is_id
+from snapkeep.jobs import links
 from snapkeep.jobs.access import LABELS, Principal, inside_homes, visible
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.users import ACCOUNT, RESELLER, ROOT
@@ -70,6 +71,8 @@ def _references(tx: Transaction, who: Principal, params: Mapping[str, Any]) -> N
                 raise ValidationError(
                     field=f"filters[{outer}][{inner}]", problem=f"no such account filter group: {group_id}"
                 )
+    if "hooks" in params:
+        _hooks_unchanged(tx, params)
     paths = params.get("include_list")
     if paths is None and isinstance(params.get("_id"), str) and is_id(params["_id"]):
         stored = tx.get("jobs", params["_id"])
@@ -77,6 +80,20 @@ def _references(tx: Transaction, who: Principal, params: Mapping[str, Any]) -> N
     for index, path in enumerate(_as_list(paths)):
         if isinstance(path, str) and not inside_homes(who, path):
             raise AccessDenied(f"include_list[{index}]: {path!r} is outside your accounts' home folders")
+
+
+def _hooks_unchanged(tx: Transaction, params: Mapping[str, Any]) -> None:
+    """Hooks are root's: a reseller may send a job's ``hooks`` back as ``getBackupJob`` showed them
+    (a read-modify-write), never change them."""
+    try:
+        named = set(links.named_ids(params["hooks"], "hooks"))
+    except ValidationError:
+        return  # the handler names the bad entry
+    ident = params.get("_id")
+    job_id = ident if isinstance(ident, str) and is_id(ident) else ""
+    current = {hook["_id"] for hook in tx.all("hooks") if links.applies(hook, job_id)}
+    if named != current:
+        raise AccessDenied("hooks: only root attaches hooks to jobs")
 
 
 def _filter_group_visible(tx: Transaction, who: Principal, group_id: str) -> bool:

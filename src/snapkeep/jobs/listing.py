@@ -113,7 +113,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "manually_retain": _doc(Kind.INT, "manually_retain"),
         "mysql_exclude_db_by_size": _doc(Kind.INT, "mysql_exclude_db_by_size"),
         **_OWNED,
-        "next_run": _col("next_run", Kind.TIME),
+        "next_run": COMPUTED,  # computed from the schedules when presented (issue 13, D10)
         "last_run": _col("last_run", Kind.TIME),
         "running": _col("running", Kind.FLAG),
         "disabled": _doc(Kind.FLAG, "disabled"),

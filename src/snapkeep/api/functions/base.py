@@ -318,6 +318,9 @@ class ManageRules:
     for what the model cannot see (references); ``document(tx, fields, stored, params)`` is what is
     stored (default: the model's dump). ``read_only`` fields are dropped from the request: they are
     what ``getX`` shows but no one writes, so a read-modify-write sends them back harmlessly.
+    ``linked(tx, ident, params)`` runs after the object is written, in the same transaction: it
+    updates the other objects a request names from this side (a job's ``hooks``, a schedule's
+    ``jobs``), and its errors undo the whole request.
     """
 
     read_only: tuple[str, ...] = ()
@@ -325,6 +328,7 @@ class ManageRules:
     validate: Callable[[dict[str, Any]], BaseModel] | None = None
     check: Callable[[Transaction, Any, Stored], None] | None = None
     document: Callable[[Transaction, Any, Stored, dict[str, Any]], dict[str, Any]] | None = None
+    linked: Callable[[Transaction, str, dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,8 @@ class ObjectKind:
                 ident = tx.insert(self.table, document)
             else:
                 tx.replace(self.table, ident, document)
+            if rules.linked is not None:
+                rules.linked(tx, ident, params)
             answer = self.present(tx)(tx.require(self.table, ident, self.label))
         verb = "Created" if action == "create" else "Modified"
         return f"{self.label} {verb} Successfully", answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from snapkeep.api.functions.base import (
     CallContext,
@@ -18,15 +19,16 @@ from snapkeep.api.functions.base import (
     only_id,
     when,
 )
-from snapkeep.errors import ConflictError, ValidationError
-from snapkeep.jobs import queue
+from snapkeep.errors import ConflictError, SnapkeepError, ValidationError
+from snapkeep.jobs import links, queue, settings
+from snapkeep.jobs import schedule as timetable
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import JobFields, validate
 from snapkeep.jobs.models.schedule import AFTER_JOB
 
 LABEL = "Backup Job"
 # fields the API returns but a client cannot set; sent back unchanged they are ignored
-READ_ONLY = ("destination_name", "hooks", "owner_name", "next_run", "last_run", "running")
+READ_ONLY = ("destination_name", "owner_name", "next_run", "last_run", "running", "queue_group_id")
 
 
 class JobView:
@@ -36,9 +38,26 @@ class JobView:
         self.destinations = {item["_id"]: item for item in tx.all("destinations")}
         self.schedules = {item["_id"]: item for item in tx.all("schedules")}
         self.hooks = tx.all("hooks")
+        self.now = tx.clock.now()
+        try:
+            self.zone: ZoneInfo | None = timetable.zone(settings.timezone(tx))
+        except SnapkeepError:  # a broken setting shows no next run rather than failing every read
+            self.zone = None
+
+    def next_runs(self, job: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The job's next run and each linked schedule's next slot, computed now with the function
+        the scheduler uses (``schedule.job_next_run``): None for a disabled job."""
+        if job.get("disabled") or self.zone is None:
+            return None, {}
+        linked = [self.schedules[link["_id"]] for link in job["schedules"] if link["_id"] in self.schedules]
+        slots = {
+            item["_id"]: timetable.next_run(item, int(job["time"]), self.now, self.zone) for item in linked
+        }
+        return timetable.job_next_run(job, linked, self.now, self.zone), slots
 
     def present(self, job: dict[str, Any]) -> dict[str, Any]:
         ident = job["_id"]
+        upcoming, slots = self.next_runs(job)
         return {
             "_id": ident,
             "name": job["name"],
@@ -57,7 +76,7 @@ class JobView:
                     "_id": link["_id"],
                     "name": self.schedules.get(link["_id"], {}).get("name", ""),
                     "type": self.schedules.get(link["_id"], {}).get("type"),
-                    "next_run": None,
+                    "next_run": when(slots.get(link["_id"])),
                     "retain": link["retain"],
                 }
                 for link in job["schedules"]
@@ -66,13 +85,13 @@ class JobView:
             "hooks": [
                 {"_id": hook["_id"], "name": hook["name"]}
                 for hook in self.hooks
-                if not hook["data_list"] or ident in hook["data_list"]
+                if links.applies(hook, ident)
             ],
             "monitor": dict(job["monitor"]),
             "retry_failed": boolean(job["retry_failed"]),
             "manually_retain": job["manually_retain"],
             "mysql_exclude_db_by_size": job["mysql_exclude_db_by_size"],
-            "next_run": when(job.get("next_run")),
+            "next_run": when(upcoming),
             "last_run": when(job.get("last_run")),
             "running": flag(job.get("running")),
             "disabled": flag(job["disabled"]),
@@ -102,6 +121,17 @@ def check_references(tx: Transaction, fields: JobFields, stored: Stored = None) 
 
 def _document(fields: JobFields) -> dict[str, Any]:
     return fields.model_dump(by_alias=True)
+
+
+def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
+    """The stored writable fields, then the request's; ``hooks`` is linked after the save."""
+    base = {key: value for key, value in (stored or {}).items() if key in JobFields.model_fields}
+    return {**base, **{key: value for key, value in params.items() if key != "hooks"}}
+
+
+def _link_hooks(tx: Transaction, ident: str, params: dict[str, Any]) -> None:
+    if "hooks" in params:
+        links.link_hooks(tx, ident, links.named_ids(params["hooks"], "hooks"))
 
 
 def duplicate(context: CallContext, params: dict[str, Any]) -> Result:
@@ -164,7 +194,9 @@ KIND = ObjectKind(
     view=lambda tx: JobView(tx).present,
     rules=ManageRules(
         read_only=READ_ONLY,
+        merge=_merge,
         check=check_references,
+        linked=_link_hooks,
         document=lambda tx, fields, stored, params: _document(fields),
     ),
 )

@@ -12,12 +12,13 @@ from snapkeep.api.functions.base import (
     names_of,
 )
 from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.jobs import links
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import ScheduleFields
 from snapkeep.jobs.models.schedule import AFTER_JOB
 
 LABEL = "Schedule"
-READ_ONLY = ("count", "jobs")
+READ_ONLY = ("count",)
 
 
 def users_of(jobs: list[dict[str, Any]], ident: str) -> list[dict[str, Any]]:
@@ -49,7 +50,13 @@ def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str,
     base = {key: value for key, value in (stored or {}).items() if key in ScheduleFields.model_fields}
     if "type" in params and "type_data" not in params:
         base.pop("type_data", None)  # a new type needs its own type_data: let validation say so
-    return {**base, **params}
+    return {**base, **{key: value for key, value in params.items() if key != "jobs"}}
+
+
+def _link_jobs(tx: Transaction, ident: str, params: dict[str, Any]) -> None:
+    """``jobs[i]=JOB`` links those jobs to the schedule (and unlinks the others): API.md section 5."""
+    if "jobs" in params:
+        links.link_jobs(tx, ident, links.named_ids(params["jobs"], "jobs"))
 
 
 def _view(tx: Transaction) -> Presenter:
@@ -73,6 +80,6 @@ KIND = ObjectKind(
     fields=ScheduleFields,
     view=_view,
     refuse_delete=_refuse_delete,
-    rules=ManageRules(read_only=READ_ONLY, merge=_merge, check=_check_after_job),
+    rules=ManageRules(read_only=READ_ONLY, merge=_merge, check=_check_after_job, linked=_link_jobs),
 )
 FUNCTIONS = KIND.functions(delete_summary="Delete a Schedule no Backup Job uses")
