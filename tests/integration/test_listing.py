@@ -219,8 +219,9 @@ def _populate(make: Any, catalog: Catalog, rng: random.Random) -> None:
 
 
 def _paths(kind: str) -> list[str]:
-    extra = ["bogus", "name.x", "monitor", "monitor.notran", "monitor.bogus", "destination.0", "options.path"]
-    return [*listing.FIELDS[kind], *extra]
+    # (a top-level field the object lacks is refused: test_a_field_the_objects_lack_is_refused)
+    extra = ["name.x", "monitor", "monitor.notran", "monitor.bogus", "destination.0", "options.path"]
+    return [*listing.FIELDS[kind], *(path for path in extra if path.split(".")[0] in listing.FIELDS[kind])]
 
 
 def _random_query(rng: random.Random, kind: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -264,6 +265,24 @@ def test_sql_pages_equal_the_python_rules(make: Any, api: Any, catalog: Catalog,
             )
             assert got["total"] == total, (kind, params)
             assert got[object_kind.plural] == expected
+
+
+def test_a_field_the_objects_lack_is_refused(make: Any, api: Any) -> None:
+    """Issue 13 (review D4): a typo in find/sort is named with the usable fields, not an empty answer."""
+    make.job()
+    for params, field in (
+        ({"find": {"bogus": "1"}}, "find[bogus]"),
+        ({"sort": {"start": "1"}}, "sort[start]"),
+    ):
+        for function in ("listBackupJobs", "listQueueGroups", "listLogs", "listBackups", "listUsers"):
+            answer = api.call(function, params)
+            if function in ("listBackupJobs", "listUsers"):  # (the others are empty here: nothing to name)
+                assert answer["success"] == 0, (function, answer)
+                assert answer["message"].startswith(f"{field}: no such field; use one of _id, "), answer
+    disabled = make.job(name="off", disabled=1)
+    enabled = api.call("listBackupJobs", {"find": {"disabled": "0"}})["data"]["jobs"]
+    assert disabled["_id"] not in [job["_id"] for job in enabled]
+    assert len(enabled) == 1, "find[disabled]=0 matches the unset flag (review D15)"
 
 
 def test_fields_name_every_key_the_presenters_show(make: Any, api: Any, catalog: Catalog) -> None:

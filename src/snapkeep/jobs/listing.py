@@ -293,19 +293,23 @@ class _Builder:
     def matches(self, found: Field, text: str) -> ColumnElement[bool]:
         """The rule of ``base._matches``: the presented value, as text, equals ``text``."""
         if found.kind is Kind.ABSENT:
-            return true() if text == "" else false()
+            return true() if text in ("", "0") else false()
         if "\x00" in text and not self.sqlite:
             return false()  # PostgreSQL text holds no NUL (nor may a parameter): nothing stored equals it
         if found.kind in (Kind.FLAG, Kind.BOOLEAN):
-            shown_false = "" if found.kind is Kind.FLAG else "0"
+            shown_false = ("", "0") if found.kind is Kind.FLAG else ("0",)  # an unset flag is 0 too
             if text == "1":
                 return self.truthy(found)
-            return not_(self.truthy(found)) if text == shown_false else false()
+            return not_(self.truthy(found)) if text in shown_false else false()
         if found.kind is Kind.TEXT_LIST:
             return self._contains(found, text)
         value = self.value(found)
         if text == "":
             return value.is_(None) if found.kind is not Kind.TEXT else or_(value.is_(None), value == "")
+        if text == "0":  # an unset (null) value matches 0, as in the Python rule
+            if found.kind is Kind.TIME:
+                return value.is_(None)
+            return or_(value.is_(None), value == (0 if found.kind is Kind.INT else text))
         if found.kind is Kind.INT:
             number = _integer(text)
             return false() if number is None else value == number

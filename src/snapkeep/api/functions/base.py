@@ -184,6 +184,8 @@ _as_text = listing.as_text  # one rule for Python and SQL (jobs/listing.py)
 def _matches(actual: Any, expected: Any) -> bool:
     if isinstance(actual, list):
         return any(_matches(item, expected) for item in actual) or _as_text(actual) == _as_text(expected)
+    if actual is None:  # unset: a JetBackup flag is 1 or null, and find[disabled]=0 means "not set"
+        return _as_text(expected) in ("", "0")
     return _as_text(actual) == _as_text(expected)
 
 
@@ -207,7 +209,10 @@ def apply_list(
 ) -> tuple[list[dict[str, Any]], int]:
     """Filter, sort and page ``items`` (already in API shape); return the page and the total.
 
-    ``filter`` is free text matched, ignoring case, against ``text_of(item)`` (default: its name)."""
+    ``filter`` is free text matched, ignoring case, against ``text_of(item)`` (default: its name).
+    A find or sort on a field the items do not have is refused (``check_fields``)."""
+    if items:
+        check_fields(params, items[0])
     conditions = find_conditions(params)
     text = params.filter.lower()
     selected = [
@@ -232,6 +237,18 @@ def apply_list(
 def list_params(params: Mapping[str, Any], model: type[ListParams] = ListParams) -> ListParams:
     """Validate list parameters. Raises ValidationError naming the field."""
     return validate(model, params)
+
+
+def check_fields(params: ListParams, known: Iterable[str]) -> None:
+    """Refuse a ``find`` or ``sort`` on a field the listed objects do not have, naming the fields that
+    can be used (a JetBackup script's typo must not look like an empty answer: review D4)."""
+    names = set(known)
+    asked = [("find", path) for path, _ in find_conditions(params)] + [("sort", str(p)) for p in params.sort]
+    for label, path in asked:
+        if path.split(".")[0] not in names:
+            raise ValidationError(
+                field=f"{label}[{path}]", problem=f"no such field; use one of {', '.join(sorted(names))}"
+            )
 
 
 def find_conditions(params: ListParams) -> list[tuple[str, Any]]:
@@ -405,6 +422,7 @@ class ObjectKind:
         sort on a field the presenter computes (``listing.FIELDS``) is applied to the presented rows
         that the catalog's part of the query left (the same rules, ``apply_list``)."""
         options = list_params(params)
+        check_fields(options, listing.FIELDS[self.table])
         in_sql, whole = listing.split(self.table, list_query(options))
         with context.catalog.transaction(write=False) as tx:
             rows, total = listing.page(tx, self.table, in_sql, owners=visible_owners(context))
