@@ -156,3 +156,48 @@ def test_jobs_named_on_the_schedule_are_linked_both_ways(world: World) -> None:
         {"action": "create", "name": "Weekly", "type": 3, "type_data": [1], "jobs": [first["_id"]]},
     )
     assert [job["_id"] for job in created["jobs"]] == [first["_id"]]
+
+
+def test_jetbackup_fields_are_ignored_with_a_warning_and_unknown_ones_refused(world: World) -> None:
+    """Review D3: fields JetBackup defines and snapkeep does not implement are named, not fatal."""
+    destination = world.destination()
+    params = {
+        "action": "create",
+        "name": "jb",
+        "type": 2,
+        "contains": 511,
+        "structure": 1,
+        "destination": [destination["_id"]],
+        "include_list": [str(world.source)],
+    }
+    answer = world.api.call("manageBackupJob", {**params, "immutable": 1, "postgresql_exclude_db_by_size": 0})
+    assert answer["success"] == 1, answer["message"]
+    assert answer["warnings"] == [
+        "postgresql_exclude_db_by_size: a JetBackup field snapkeep does not implement; ignored",
+        "immutable: a JetBackup field snapkeep does not implement; ignored",
+    ]
+    assert "immutable" not in answer["data"]
+    assert world.fails("manageBackupJob", {**params, "imutable": 1}) == "imutable: unknown field"
+    assert "warnings" not in world.api.call("listBackupJobs", {})
+
+
+def test_everything_a_get_answers_can_be_sent_back_to_its_manage(world: World) -> None:
+    """Issue 13 section 2: read-modify-write of every managed object (read-only fields ignored)."""
+    job = world.job()
+    schedule = world.ok(
+        "manageSchedule", {"action": "create", "name": "N", "type": 2, "type_data": [1], "jobs": [job["_id"]]}
+    )
+    hook = _hook(world, "h", data_list=[job["_id"]])
+    group = world.ok("manageAccountFilter", {"action": "create", "name": "f", "type": 2, "list": ["bob"]})
+    for kind, ident in (
+        ("BackupJob", job["_id"]),
+        ("Destination", job["destination"][0]),
+        ("Schedule", schedule["_id"]),
+        ("Hook", hook["_id"]),
+        ("AccountFilter", group["_id"]),
+    ):
+        fetched = world.ok(f"get{kind}", {"_id": ident})
+        echoed = {key: value for key, value in fetched.items() if key != "_id"}
+        answer = world.api.call(f"manage{kind}", {"action": "modify", "_id": ident, **echoed})
+        assert answer["success"] == 1, (kind, answer["message"])
+        assert world.ok(f"get{kind}", {"_id": ident}) == fetched, kind

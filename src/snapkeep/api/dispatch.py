@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from snapkeep.api import envelope
+from snapkeep.api import envelope, jetbackup
 from snapkeep.api.functions import (
     accounts,
     alerts,
@@ -109,6 +109,7 @@ class Api:
         who = context.caller
         try:
             decoded = normalise_params(params)
+            warnings = jetbackup.strip_ignored(function, decoded)
             # The one decision point (api.permissions): before the handler, so a refused call
             # writes nothing; an object the caller may not see is "not found" like a missing one.
             decide(lambda: self.catalog.transaction(write=False), who, function, decoded)
@@ -126,7 +127,7 @@ class Api:
             incident = secrets.token_hex(4)
             log.exception("%s failed (incident %s)", function, incident)
             return envelope.failure(f"{function}: internal error (logged as {incident})")
-        return envelope.success(message, data)
+        return envelope.success(message, data, warnings)
 
 
 __all__ = ["FUNCTIONS", "Api", "Caller", "FunctionSpec", "ParamSpec", "normalise_params"]

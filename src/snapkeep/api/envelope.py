@@ -1,6 +1,7 @@
 """The answer every API call returns, success or failure (API.md section 2).
 
-``{"success": 1|0, "message": "...", "system": {...}, "data": {...}}``: built here and nowhere else.
+``{"success": 1|0, "message": "...", "system": {...}, "data": {...}}``: built here and nowhere else; a
+success may add ``"warnings": [...]``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ def system_block() -> dict[str, Any]:
     return {"version": __version__, "tier": TIER, "type": SYSTEM_TYPE, "licenseIssue": 0}
 
 
-def success(message: str, data: Any = None) -> dict[str, Any]:
-    """A success envelope; ``data`` defaults to an empty object."""
-    return {"success": 1, "message": message, "system": system_block(), "data": {} if data is None else data}
+def success(message: str, data: Any = None, warnings: list[str] | None = None) -> dict[str, Any]:
+    """A success envelope; ``data`` defaults to an empty object. ``warnings`` (what was accepted but
+    deserves a look, e.g. a JetBackup field snapkeep ignores) is present only when there are some."""
+    answer = {
+        "success": 1,
+        "message": message,
+        "system": system_block(),
+        "data": {} if data is None else data,
+    }
+    if warnings:
+        answer["warnings"] = list(warnings)
+    return answer
 
 
 def failure(message: str) -> dict[str, Any]:

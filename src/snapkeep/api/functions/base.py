@@ -387,7 +387,7 @@ class ObjectKind:
         written; answers the object as ``getX`` shows it."""
         rules = self.rules
         action, ident = manage_action(params)
-        for key in rules.read_only:
+        for key in (*rules.read_only, "owner_name"):  # owner_name: every object shows it, none writes it
             params.pop(key, None)
         asked_owner = params.pop("owner", None)
         merge = rules.merge or _merge_fields(self.fields)

@@ -123,10 +123,31 @@ def _document(fields: JobFields) -> dict[str, Any]:
     return fields.model_dump(by_alias=True)
 
 
+#: what ``getBackupJob`` shows in each ``schedules[i]`` besides what a client sets (``_id``, ``retain``)
+LINK_READ_ONLY = ("name", "type", "next_run")
+
+
+def _links(value: Any) -> Any:
+    """``schedules`` with each link's read-only fields dropped, so a fetched job can be sent back."""
+    if isinstance(value, dict) and all(str(key).isdigit() for key in value):
+        value = [value[key] for key in sorted(value, key=lambda key: int(str(key)))]
+    if not isinstance(value, list):
+        return value
+    return [
+        {key: item for key, item in link.items() if key not in LINK_READ_ONLY}
+        if isinstance(link, dict)
+        else link
+        for link in value
+    ]
+
+
 def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str, Any]:
     """The stored writable fields, then the request's; ``hooks`` is linked after the save."""
     base = {key: value for key, value in (stored or {}).items() if key in JobFields.model_fields}
-    return {**base, **{key: value for key, value in params.items() if key != "hooks"}}
+    merged = {**base, **{key: value for key, value in params.items() if key != "hooks"}}
+    if "schedules" in params:
+        merged["schedules"] = _links(params["schedules"])
+    return merged
 
 
 def _link_hooks(tx: Transaction, ident: str, params: dict[str, Any]) -> None:
