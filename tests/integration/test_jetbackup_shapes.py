@@ -201,3 +201,46 @@ def test_everything_a_get_answers_can_be_sent_back_to_its_manage(world: World) -
         answer = world.api.call(f"manage{kind}", {"action": "modify", "_id": ident, **echoed})
         assert answer["success"] == 1, (kind, answer["message"])
         assert world.ok(f"get{kind}", {"_id": ident}) == fetched, kind
+
+
+def test_the_queue_log_filter_and_backup_functions_a_script_calls(world: World) -> None:
+    """Issue 13 section 5: getQueueItem, clearQueue, stopAllQueueGroup, getLogItem, deleteLog,
+    listAccountFilterGroups, getAccountFilterGroup, getBackupItem."""
+    make_tree(world.source, 1)
+    job = world.job()
+    status, group = world.run(job)
+    assert status == 100
+    (item,) = world.ok("listQueueItems", {"group_id": group["_id"]})["items"]
+    assert world.ok("getQueueItem", {"_id": item["_id"]})["group_id"] == group["_id"]
+    line = world.ok("listLogItems", {"log_id": group["log_id"]})["items"][0]
+    assert world.ok("getLogItem", {"_id": line["_id"]}) == line
+
+    backup = world.ok("listBackups")["backups"][0]
+    folders = world.ok("getBackupItems", {"_id": backup["_id"]})["items"][0]
+    assert world.ok("getBackupItem", {"_id": folders["_id"]}) == folders
+    assert world.ok("getBackupItem", {"_id": backup["_id"]})["_id"] == backup["_id"]
+    download = world.ok("addQueueItems", {"type": 4, "snapshot_id": backup["_id"]})
+    assert execute_group(world.catalog, world.home, download["_id"], stop=threading.Event()) == 100
+    pending = world.ok("runBackupJobManually", {"_id": job["_id"]})["queue_group_id"]
+
+    cleared = world.ok("clearQueue")
+    assert cleared["groups"] == [group["_id"]], "finished runs go; the download and the pending run stay"
+    remaining = {g["_id"] for g in world.ok("listQueueGroups")["groups"]}
+    assert remaining == {download["_id"], pending}
+    stopped = world.ok("stopAllQueueGroup")
+    assert [g["_id"] for g in stopped["groups"]] == [pending]
+    assert world.ok("getQueueGroup", {"_id": pending})["status"] == 103
+
+    world.ok("deleteLog", {"_id": group["log_id"]})
+    assert world.fails("getLog", {"_id": group["log_id"]}) == f"Log not found: {group['log_id']}"
+    assert not (world.home / "logs" / f"{group['log_id']}.log").exists()
+
+    first = world.ok("manageAccountFilter", {"action": "create", "name": "a", "type": 2, "list": ["bob"]})
+    world.ok(
+        "manageAccountFilter", {"action": "create", "name": "b", "type": 8, "group_id": first["group_id"]}
+    )
+    groups = world.ok("listAccountFilterGroups")["groups"]
+    assert [(g["_id"], [f["name"] for f in g["filters"]]) for g in groups] == [
+        (first["group_id"], ["a", "b"])
+    ]
+    assert world.ok("getAccountFilterGroup", {"_id": first["group_id"]}) == groups[0]

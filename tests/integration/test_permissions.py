@@ -21,11 +21,13 @@ from tests.conftest import TickingClock
 
 from snapkeep.api.dispatch import FUNCTIONS, Api
 from snapkeep.api.permissions import RULES
-from snapkeep.jobs import access, backups, queue, users
+from snapkeep.ids import new_id
+from snapkeep.jobs import access, backups, logs, queue, users
 from snapkeep.jobs.access import Principal
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.codes import QueueType
+from snapkeep.jobs.codes import LogLevel, QueueType
 from snapkeep.jobs.logs import LogType, RunLog
+from snapkeep.jobs.migrations import schema
 
 ROOT, RESELLER, ACCOUNT = "root", "reseller", "account"
 ALL = {ROOT, RESELLER, ACCOUNT}
@@ -46,19 +48,27 @@ EXPECTED: dict[str, set[str]] = {
     "listHooks": ONLY_ROOT,
     **{f"{verb}AccountFilter": STAFF for verb in ("manage", "get", "delete")},
     "listAccountFilters": STAFF,
+    "listAccountFilterGroups": STAFF,
+    "getAccountFilterGroup": STAFF,
     "listQueueGroups": ALL,
     "getQueueGroup": ALL,
     "listQueueItems": ALL,
     "stopQueueGroup": STAFF,
     "rerunFailedQueueGroup": STAFF,
+    "getQueueItem": ALL,
+    "clearQueue": STAFF,
+    "stopAllQueueGroup": STAFF,
     "listAlerts": ONLY_ROOT,
     "getAlert": ONLY_ROOT,
     "clearAlerts": ONLY_ROOT,
     "listLogs": ALL,
     "getLog": ALL,
     "listLogItems": ALL,
+    "getLogItem": ALL,
+    "deleteLog": STAFF,
     "listBackups": ALL,
     "getBackupItems": ALL,
+    "getBackupItem": ALL,
     "manageBackupLock": STAFF,
     "deleteSnapshot": STAFF,
     "addQueueItems": ALL,
@@ -221,7 +231,27 @@ def world(tmp_path: Path) -> World:
             group_id=ids[f"{owner}.group"],
         )
         ids[f"{owner}.log"] = run_log.id
+        run_log.write(LogLevel.INFO, f"a line of {owner}'s log")
+        ids[f"{owner}.line"] = str(world_line(catalog, run_log.id))
+        with catalog.transaction() as tx:
+            ids[f"{owner}.item"] = queue_item(tx, ids[f"{owner}.group"])
     return made
+
+
+def world_line(catalog: Catalog, log_id: str) -> str:
+    with catalog.transaction(write=False) as tx:
+        return str(logs.list_items(tx, log_id)[0]["_id"])
+
+
+def queue_item(tx: Any, group_id: str) -> str:
+    """A queue item of ``group_id``, as a run would add it (inserted here: only a run adds items)."""
+    ident = new_id(tx.clock)
+    tx.connection.execute(
+        schema.queue_items.insert().values(
+            id=ident, group_id=group_id, type=1, status=1, created=tx.clock.now(), document={"name": "item"}
+        )
+    )
+    return ident
 
 
 def _component(world: World, backup: str, name: str) -> str:
@@ -240,6 +270,15 @@ def _backup_of(world: World, role: str) -> str:
 
 def _group_of(world: World, role: str) -> str:
     return world.ids[{ROOT: "root.group", RESELLER: "res.group", ACCOUNT: "alice.group"}[role]]
+
+
+def _log_key(role: str) -> str:
+    return {ROOT: "root", RESELLER: "res", ACCOUNT: "alice"}[role]
+
+
+def _filter_group(world: World, role: str) -> str:
+    with world.catalog.transaction(write=False) as tx:
+        return str(tx.require("account_filters", _own(world, role, "filter"), "f")["group_id"])
 
 
 def _log_of(world: World, role: str) -> str:
@@ -275,20 +314,28 @@ SAMPLES: dict[str, tuple[Sample, str]] = {
     "manageAccountFilter": (lambda w, r: {"action": "modify", "_id": _own(w, r, "filter"), "name": "n"}, ""),
     "getAccountFilter": (lambda w, r: {"_id": _own(w, r, "filter")}, ""),
     "listAccountFilters": (lambda w, r: {}, ""),
+    "listAccountFilterGroups": (lambda w, r: {}, ""),
+    "getAccountFilterGroup": (lambda w, r: {"_id": _filter_group(w, r)}, ""),
     "deleteAccountFilter": (lambda w, r: {"_id": _own(w, r, "filter")}, ""),
     "listQueueGroups": (lambda w, r: {}, ""),
     "getQueueGroup": (lambda w, r: {"_id": _group_of(w, r)}, ""),
     "listQueueItems": (lambda w, r: {"group_id": _group_of(w, r)}, ""),
-    "stopQueueGroup": (lambda w, r: {"_id": _group_of(w, r)}, ""),
+    "stopQueueGroup": (lambda w, r: {"_id": _group_of(w, r)}, "has already finished"),  # stopAll ran
     "rerunFailedQueueGroup": (lambda w, r: {"_id": _group_of(w, r)}, "has nothing to rerun"),
+    "getQueueItem": (lambda w, r: {"_id": w.ids[f"{_log_key(r)}.item"]}, ""),
+    "clearQueue": (lambda w, r: {}, ""),
+    "stopAllQueueGroup": (lambda w, r: {}, ""),
     "listAlerts": (lambda w, r: {}, ""),
     "getAlert": (lambda w, r: {"_id": "f" * 24}, "Alert not found"),
     "clearAlerts": (lambda w, r: {}, ""),
     "listLogs": (lambda w, r: {}, ""),
     "getLog": (lambda w, r: {"_id": _log_of(w, r)}, ""),
     "listLogItems": (lambda w, r: {"log_id": _log_of(w, r)}, ""),
+    "getLogItem": (lambda w, r: {"_id": w.ids[f"{_log_key(r)}.line"]}, ""),
+    "deleteLog": (lambda w, r: {"_id": _log_of(w, r)}, "still going"),
     "listBackups": (lambda w, r: {}, ""),
     "getBackupItems": (lambda w, r: {"_id": _backup_of(w, r)}, ""),
+    "getBackupItem": (lambda w, r: {"_id": _component(w, "alice.backup", "homedir")}, ""),
     "manageBackupLock": (lambda w, r: {"_id": _backup_of(w, r), "locked": 1}, ""),
     "deleteSnapshot": (lambda w, r: {"_id": _backup_of(w, r)}, "is locked"),  # manageBackupLock ran first
     "addQueueItems": (lambda w, r: {"type": 4, "items": [_component(w, "alice.backup", "databases")]}, ""),

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import NotFoundError, SnapkeepError
 from snapkeep.jobs import accounts as account_provider
-from snapkeep.jobs import backups
+from snapkeep.jobs import backups, logs, queue
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.users import ACCOUNT, COMPONENT_ITEMS, RESELLER, ROOT, ROOT_ID, User, all_allowed
@@ -48,6 +48,9 @@ LABELS = {
     "hooks": "Hook",
     "account_filters": "Account Filter",
     "queue_groups": "Queue Group",
+    "queue_items": "Queue Item",
+    "log_items": "Log Item",
+    "filter_groups": "Account Filter Group",
     "logs": "Log",
     "backups": "Backup",
     "accounts": "Account",
@@ -220,6 +223,14 @@ def visible(tx: Transaction, who: Principal, kind: str, ident: str) -> bool:
         return _group_or_log_visible(tx, who, kind, ident)
     if kind == "backups":
         return backup_visible(tx, who, ident)
+    if kind == "queue_items":
+        group = queue.group_of_item(tx, ident)
+        return group is not None and _group_or_log_visible(tx, who, "queue_groups", group)
+    if kind == "log_items":
+        log_id = logs.log_of_item(tx, ident)
+        return log_id is not None and _group_or_log_visible(tx, who, "logs", log_id)
+    if kind == "filter_groups":
+        return any(item["owner"] == who.id for item in tx.all("account_filters", group_id=ident))
     if kind == "accounts":
         return who.sees_account(ident)
     return False

@@ -17,6 +17,7 @@ Every line is written twice: to ``<home>/logs/<log id>.log`` (the text that
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from snapkeep.clock import isoformat
-from snapkeep.errors import NotFoundError
+from snapkeep.errors import ConflictError, NotFoundError
 from snapkeep.ids import new_id
 from snapkeep.jobs import settings
 from snapkeep.jobs.catalog import Catalog, Transaction
@@ -214,6 +215,41 @@ def list_items(tx: Transaction, log_id: str) -> list[dict[str, Any]]:
         }
         for row in tx.connection.execute(query)
     ]
+
+
+def get_item(tx: Transaction, item_id: str) -> dict[str, Any]:
+    """One line of a log (``getLogItem``). Raises NotFoundError."""
+    table = schema.log_items
+    row = tx.connection.execute(select(table).where(table.c.id == item_id)).first()
+    if row is None:
+        raise NotFoundError(kind="Log Item", ident=item_id)
+    return {
+        "_id": row.id,
+        "log_id": row.log_id,
+        "level": row.level,
+        "level_name": LogLevel.label_of(row.level),
+        "created": isoformat(row.created),
+        "message": row.message,
+    }
+
+
+def log_of_item(tx: Transaction, item_id: str) -> str | None:
+    """The log line ``item_id`` belongs to (None: no such line)."""
+    table = schema.log_items
+    found = tx.connection.execute(select(table.c.log_id).where(table.c.id == item_id)).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def delete_log(tx: Transaction, home: Path, log_id: str) -> None:
+    """Delete a finished log, its lines and its text file (``deleteLog``). Raises NotFoundError, and
+    ConflictError for a log whose run is still going."""
+    log = get_log(tx, log_id)
+    if log["status"] == LogStatus.PROCESSING:
+        raise ConflictError(f"Log {log_id} belongs to a run that is still going: stop it or wait")
+    tx.connection.execute(delete(schema.log_items).where(schema.log_items.c.log_id == log_id))
+    tx.connection.execute(delete(schema.logs).where(schema.logs.c.id == log_id))
+    with contextlib.suppress(OSError):  # the row is gone; a file left behind is only disk space
+        log_path(home, log_id).unlink(missing_ok=True)
 
 
 def mark_never_finished(tx: Transaction, group_id: str) -> None:

@@ -30,6 +30,7 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
+from snapkeep.errors import NotFoundError
 from snapkeep.jobs import access, backups, repositories
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
@@ -77,6 +78,20 @@ def get_items(context: CallContext, params: dict[str, Any]) -> Result:
     return "Backup Items Retrieved Successfully", {"items": items, "total": len(items)}
 
 
+def get_item(context: CallContext, params: dict[str, Any]) -> Result:
+    """``getBackupItem``: one item of a backup (a component of an account backup, the folders of a
+    Directories backup) by its ID; the backup's own ID answers the backup."""
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        row = backups.row(tx, ident)
+    if ident == row.id:
+        return "Backup Item Retrieved Successfully", backups.present(row)
+    for item in backups.present_items(row):
+        if item["_id"] == ident:
+            return "Backup Item Retrieved Successfully", item
+    raise NotFoundError(kind="Backup", ident=ident)
+
+
 def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(LockParams, params)
     with context.catalog.transaction() as tx:
@@ -105,6 +120,7 @@ def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
 FUNCTIONS = [
     FunctionSpec("listBackups", "List backups, newest first", param_specs(BackupListParams), list_backups),
     FunctionSpec("getBackupItems", "The items of one backup", param_specs(IdParams), get_items),
+    FunctionSpec("getBackupItem", "One item of a backup (or the backup)", param_specs(IdParams), get_item),
     FunctionSpec("manageBackupLock", "Lock or unlock a backup", param_specs(LockParams), manage_lock),
     FunctionSpec(
         "deleteSnapshot", "Delete a backup from its destination", param_specs(IdParams), delete_snapshot

@@ -1,4 +1,6 @@
-"""Account Filter functions (API.md section 5): manage, get, list, delete.
+"""Account Filter functions (API.md section 5): manage, get, list, delete; and the groups they form
+(``listAccountFilterGroups``, ``getAccountFilterGroup``: a group is ``{_id: group_id, filters, jobs,
+owner}``, the jobs that select accounts by it named).
 
 A filter belongs to a group: a new filter starts its own group unless ``group_id`` names an existing
 one. Jobs refer to groups, so a delete or move that would empty a group a job uses is refused.
@@ -9,12 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from snapkeep.api.functions.base import (
+    CallContext,
+    FunctionSpec,
+    ListParams,
     ManageRules,
     ObjectKind,
+    ParamSpec,
+    Result,
     Stored,
+    apply_list,
+    list_params,
     names_of,
+    only_id,
+    param_specs,
+    visible_owners,
 )
-from snapkeep.errors import ConflictError, ValidationError
+from snapkeep.errors import ConflictError, NotFoundError, ValidationError
 from snapkeep.ids import new_id
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import FilterFields
@@ -86,4 +98,61 @@ KIND = ObjectKind(
     refuse_delete=_refuse_delete,
     rules=ManageRules(merge=_merge, document=_document),
 )
-FUNCTIONS = KIND.functions()
+
+
+def _groups(tx: Transaction, owners: Any) -> list[dict[str, Any]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in tx.all("account_filters"):
+        if owners is None or item["owner"] in owners:
+            grouped.setdefault(item["group_id"], []).append(item)
+    jobs = tx.all("jobs")
+    return [
+        {
+            "_id": group_id,
+            "filters": [{**present(item), "owner": item["owner"]} for item in items],
+            "jobs": [
+                {"_id": job["_id"], "name": job["name"]}
+                for job in jobs
+                if any(group_id in group for group in job.get("filters") or [])
+            ],
+            "owner": items[0]["owner"],
+        }
+        for group_id, items in grouped.items()
+    ]
+
+
+def list_groups(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params)
+    with context.catalog.transaction(write=False) as tx:
+        groups = _groups(tx, visible_owners(context))
+    page, total = apply_list(
+        groups, options, text_of=lambda group: " ".join(f["name"] for f in group["filters"])
+    )
+    return "Account Filter Groups Listed Successfully", {"groups": page, "total": total}
+
+
+def get_group(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        found = [group for group in _groups(tx, visible_owners(context)) if group["_id"] == ident]
+    if not found:
+        raise NotFoundError(kind="Account Filter Group", ident=ident)
+    return "Account Filter Group Retrieved Successfully", found[0]
+
+
+FUNCTIONS = KIND.functions(
+    extra=[
+        FunctionSpec(
+            "listAccountFilterGroups",
+            "List the groups the account filters form, with the jobs using each",
+            param_specs(ListParams),
+            list_groups,
+        ),
+        FunctionSpec(
+            "getAccountFilterGroup",
+            "Get one account filter group",
+            [ParamSpec("_id", "string", True, "the group's ID (group_id)")],
+            get_group,
+        ),
+    ]
+)

@@ -15,9 +15,11 @@ from snapkeep.api.functions.base import (
     FunctionSpec,
     IdParams,
     ListParams,
+    ParamSpec,
     Result,
     apply_list,
     list_params,
+    only_id,
     param_specs,
 )
 from snapkeep.jobs import access, logs
@@ -74,8 +76,25 @@ def list_items(context: CallContext, params: dict[str, Any]) -> Result:
     return "Log Items Listed Successfully", {"items": page, "total": total}
 
 
+def get_item(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = logs.get_item(tx, ident)
+    return "Log Item Retrieved Successfully", answer
+
+
+def delete_log(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction() as tx:
+        logs.delete_log(tx, context.home, ident)
+    return "Log Deleted Successfully", {"_id": ident}
+
+
+_ID = [ParamSpec("_id", "string", True, "the ID")]
 FUNCTIONS = [
     FunctionSpec("listLogs", "List run logs, newest first", param_specs(LogListParams), list_logs),
     FunctionSpec("getLog", "Get one log; content=1 adds its text", param_specs(GetLogParams), get_log),
     FunctionSpec("listLogItems", "List the lines of one log", param_specs(LogItemParams), list_items),
+    FunctionSpec("getLogItem", "Get one line of a log", _ID, get_item),
+    FunctionSpec("deleteLog", "Delete a finished log, its lines and its text", _ID, delete_log),
 ]

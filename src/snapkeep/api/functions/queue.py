@@ -25,6 +25,7 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
+from snapkeep.errors import ValidationError
 from snapkeep.jobs import access, queue
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.models.base import ObjectId, choice, validate
@@ -82,6 +83,35 @@ def rerun_group(context: CallContext, params: dict[str, Any]) -> Result:
     return f"Queued again ({answer['_id']})", answer
 
 
+def get_item(context: CallContext, params: dict[str, Any]) -> Result:
+    ident = only_id(params)
+    with context.catalog.transaction(write=False) as tx:
+        answer = queue.get_item(tx, ident)
+    return "Queue Item Retrieved Successfully", answer
+
+
+def clear_queue(context: CallContext, params: dict[str, Any]) -> Result:
+    """``clearQueue``: the caller's finished groups (root: everyone's) go, downloads excepted."""
+    no_parameters(params)
+    with context.catalog.transaction() as tx:
+        cleared = queue.clear_finished(tx, access.owners(context.caller))
+    return "Queue Cleared Successfully", {"cleared": len(cleared), "groups": cleared}
+
+
+def stop_all(context: CallContext, params: dict[str, Any]) -> Result:
+    """``stopAllQueueGroup``: every pending and running group of the caller (root: everyone's)."""
+    no_parameters(params)
+    with context.catalog.transaction() as tx:
+        stopped = queue.stop_all(tx, access.owners(context.caller))
+    return "Stop Requested for All Queue Groups", {"groups": stopped, "total": len(stopped)}
+
+
+def no_parameters(params: dict[str, Any]) -> None:
+    """Functions without parameters refuse any."""
+    for key in params:
+        raise ValidationError(field=str(key), problem="unknown field")
+
+
 _GROUP = [ParamSpec("_id", "string", True, "the group's ID")]
 
 FUNCTIONS = [
@@ -104,4 +134,11 @@ FUNCTIONS = [
     FunctionSpec(
         "rerunFailedQueueGroup", "Queue again what a finished group did not complete", _GROUP, rerun_group
     ),
+    FunctionSpec(
+        "getQueueItem", "Get one queue item", [ParamSpec("_id", "string", True, "the item's ID")], get_item
+    ),
+    FunctionSpec(
+        "clearQueue", "Remove finished queue groups (downloads stay until they expire)", [], clear_queue
+    ),
+    FunctionSpec("stopAllQueueGroup", "Stop every pending and running queue group", [], stop_all),
 ]

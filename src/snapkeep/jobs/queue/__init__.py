@@ -11,6 +11,7 @@ the daemon, the CLI and the runs go through the functions below.
   scheduler's questions (``last_success``, ``fired_since``).
 - ``running``: ``RunningGroup``, the group while a run executes it (items, progress, stop requests,
   its final status).
+- ``housekeeping``: one item, clearing the finished groups, stopping every group.
 - ``recovery``: groups whose worker died become 104 Never Finished; stale repository locks go.
 
 Numbers (types, statuses) are ``jobs.codes``.
@@ -36,6 +37,7 @@ from snapkeep.jobs.queue.groups import (
     stop_requested,
     worker_identity,
 )
+from snapkeep.jobs.queue.housekeeping import clear_finished, get_item, group_of_item, stop_all
 from snapkeep.jobs.queue.recovery import (
     end_unfinished,
     mark_never_finished,
@@ -50,6 +52,7 @@ __all__ = [
     "RunningGroup",
     "claim",
     "claim_next",
+    "clear_finished",
     "empty_progress",
     "end_unfinished",
     "enqueue_backup",
@@ -57,7 +60,9 @@ __all__ = [
     "enqueue_restore",
     "fired_since",
     "get_group",
+    "get_item",
     "group_document",
+    "group_of_item",
     "job_has_active_group",
     "last_success",
     "list_groups",
@@ -66,6 +71,7 @@ __all__ = [
     "release_dead_locks",
     "request_stop",
     "rerun",
+    "stop_all",
     "stop_requested",
     "worker_identity",
 ]
