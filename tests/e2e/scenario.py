@@ -217,6 +217,16 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert isinstance(listed(door.ok("listLogs", {"find": {"job_id": job["_id"]}}), "logs"), list)
     assert "log not found" in door.fails("getLog", {"_id": missing, "content": "1"}).lower()
     assert "log not found" in door.fails("listLogItems", {"log_id": missing}).lower()
+    # The queue, log, filter-group and backup functions of issue 13 (JetBackup scripts call them)
+    assert "queue item not found" in door.fails("getQueueItem", {"_id": missing}).lower()
+    assert "log item not found" in door.fails("getLogItem", {"_id": missing}).lower()
+    assert "log not found" in door.fails("deleteLog", {"_id": missing}).lower()
+    assert "backup not found" in door.fails("getBackupItem", {"_id": missing}).lower()
+    assert isinstance(door.ok("clearQueue")["cleared"], int)
+    assert isinstance(door.ok("stopAllQueueGroup")["total"], int)
+    filter_groups = listed(door.ok("listAccountFilterGroups", {"limit": "0"}), "groups")
+    assert group["group_id"] in [item["_id"] for item in filter_groups]
+    assert door.ok("getAccountFilterGroup", {"_id": group["group_id"]})["_id"] == group["group_id"]
     assert listed(door.ok("listBackups", {"account_id": missing}), "backups") == []
     assert "backup not found" in door.fails("getBackupItems", {"_id": missing}).lower()
     assert "backup not found" in door.fails("manageBackupLock", {"_id": missing, "locked": "1"}).lower()
