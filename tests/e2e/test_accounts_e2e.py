@@ -71,7 +71,7 @@ def test_show_accounts_backup_drop_and_restore_through_the_command_line_and_http
 ) -> None:
     alice, bob, carol = (site.user(short) for short in ("alice", "bob", "carol"))
     listed = ok(server, "listAccounts", {"limit": 0})["accounts"]
-    assert {item["_id"] for item in listed} == {alice, bob, carol}
+    assert {item["name"] for item in listed} == {alice, bob, carol}
     destination = ok(
         server,
         "manageDestination",

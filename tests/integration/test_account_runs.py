@@ -242,7 +242,7 @@ def backup_of(world: World, username: str) -> dict[str, Any]:
 
 def test_show_backup_two_of_three_accounts_drop_and_restore(world: World, site: Site) -> None:
     alice, bob, carol = (site.user(short) for short in ("alice", "bob", "carol"))
-    assert {item["_id"] for item in world.ok("listAccounts")["accounts"]} == {alice, bob, carol}
+    assert {item["name"] for item in world.ok("listAccounts")["accounts"]} == {alice, bob, carol}
     assert world.ok("getAccount", {"_id": alice})["package"] == "gold"
     job = accounts_job(world, site)
     before = {

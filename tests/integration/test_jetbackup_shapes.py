@@ -244,3 +244,25 @@ def test_the_queue_log_filter_and_backup_functions_a_script_calls(world: World) 
         (first["group_id"], ["a", "b"])
     ]
     assert world.ok("getAccountFilterGroup", {"_id": first["group_id"]}) == groups[0]
+
+
+def test_accounts_have_a_stable_id_beside_their_username(world: World) -> None:
+    """Issue 13 section 6: a 24-hex ``_id`` per account; ``_id``/``account_id`` parameters take it or
+    the username; flags are 1 or null."""
+    inventory = world.root / "inventory.toml"
+    inventory.write_text(
+        f'[[account]]\nusername = "alice"\nhome = "{world.root}"\nsuspended = true\n'
+        f'[[account]]\nusername = "bob"\nhome = "{world.root}"\n'
+    )
+    (world.home / "config.toml").write_text(
+        f'[accounts]\nprovider = "inventory"\ninventory = "{inventory}"\n'
+    )
+    alice, bob = world.ok("listAccounts")["accounts"]
+    assert (alice["name"], bob["name"]) == ("alice", "bob")
+    assert len(alice["_id"]) == 24
+    assert int(alice["_id"], 16) >= 0
+    assert alice["_id"] != bob["_id"]
+    assert (alice["suspended"], bob["suspended"], alice["reseller"]) == (1, None, None)
+    assert world.ok("getAccount", {"_id": alice["_id"]}) == world.ok("getAccount", {"_id": "alice"}) == alice
+    assert world.ok("listAccounts")["accounts"][0]["_id"] == alice["_id"], "stable across calls"
+    assert world.fails("getAccount", {"_id": "f" * 24}) == f"Account not found: {'f' * 24}"

@@ -403,8 +403,8 @@ def test_lists_show_only_the_callers_own_objects(world: World) -> None:
     assert {b["_id"] for b in world.ok(ACCOUNT, "listBackups")["backups"]} == {ids["alice.backup"]}
     assert {b["_id"] for b in world.ok(RESELLER, "listBackups")["backups"]} == {ids["alice.backup"]}
     assert world.ok(ROOT, "listBackups")["total"] == 2
-    assert [a["_id"] for a in world.ok(RESELLER, "listAccounts")["accounts"]] == ["alice", "bob"]
-    assert [a["_id"] for a in world.ok(ACCOUNT, "listBackupForAccounts")["accounts"]] == ["alice"]
+    assert [a["name"] for a in world.ok(RESELLER, "listAccounts")["accounts"]] == ["alice", "bob"]
+    assert [a["account"] for a in world.ok(ACCOUNT, "listBackupForAccounts")["accounts"]] == ["alice"]
     assert {g["_id"] for g in world.ok(ACCOUNT, "listQueueGroups")["groups"]} == {ids["alice.group"]}
     assert {g["_id"] for g in world.ok(RESELLER, "listQueueGroups")["groups"]} == {ids["res.group"]}
     assert {log["_id"] for log in world.ok(ACCOUNT, "listLogs")["logs"]} == {ids["alice.log"]}

@@ -37,6 +37,7 @@ from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.users import ACCOUNT, COMPONENT_ITEMS, RESELLER, ROOT, ROOT_ID, User, all_allowed
 from snapkeep.jobs.users import get as get_user
+from snapkeep.sources.accounts.base import account_id
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,10 @@ class Principal:
         return self.id
 
     def sees_account(self, username: str) -> bool:
-        return self.accounts is None or username in self.accounts
+        """Is ``username`` (or an account ``_id``) one of the caller's accounts."""
+        if self.accounts is None or username in self.accounts:
+            return True
+        return any(account_id(name) == username for name in self.accounts)
 
 
 ROOT_PRINCIPAL = Principal()

@@ -33,7 +33,7 @@ from typing import Any
 from snapkeep.errors import ConfigError
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.sources.accounts import open_provider
-from snapkeep.sources.accounts.base import Account, AccountProvider, find_account
+from snapkeep.sources.accounts.base import Account, AccountProvider, account_id, find_account
 from snapkeep.sources.dbclient import DatabaseSettings, ServerSettings
 from snapkeep.sources.filters import groups_from_documents, select_accounts
 
@@ -147,6 +147,8 @@ def job_accounts(tx: Transaction, accounts: Sequence[Account], job: Mapping[str,
 
 
 def present(account: Account) -> dict[str, Any]:
-    """An account in API shape: its record, with ``_id`` and ``name`` = the username."""
+    """An account in API shape: its record with ``_id`` (``account_id``: stable, 24 hex), ``name`` =
+    the username, and the flags ``suspended`` and ``reseller`` as 1 or null (API.md section 1)."""
     record = account.to_record()
-    return {"_id": account.username, "name": account.username, **record}
+    record.update(suspended=1 if account.suspended else None, reseller=1 if account.reseller else None)
+    return {**record, "_id": account_id(account.username), "name": account.username}

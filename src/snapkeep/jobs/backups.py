@@ -36,6 +36,7 @@ from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import JobType
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.migrations.m0006_users import ROOT_ID
+from snapkeep.sources.accounts.base import account_id
 from snapkeep.sources.components import COMPONENT_BITS
 
 LABEL = "Backup"
@@ -212,6 +213,7 @@ def present(backup: BackupRecord) -> dict[str, Any]:
         "destination": backup.destination_id,
         "destination_name": document.get("destination_name", ""),
         "account": account,
+        "account_id": account_id(backup.account) if backup.account else None,
         "backup_type": int(document.get("job_type", JobType.DIRECTORIES)),
         "backup_contains": document.get("contains", 0),
         "backup_structure": backup.structure,

@@ -1,8 +1,9 @@
 """Account functions (API.md sections 3 and 6): listAccounts, getAccount, listBackupForAccounts.
 
 Accounts come from the account provider configured in ``<home>/config.toml`` (``jobs.accounts``);
-an account's ``_id`` and ``name`` are its username. ``listBackupForAccounts`` lists the accounts
-that have backups in the catalog (also accounts the provider no longer lists: their backups stay
+an account's ``_id`` is a stable 24-hex ID derived from its username (``account_id``), its ``name``
+the username; every ``_id``/``account_id`` parameter takes either. ``listBackupForAccounts`` lists the
+accounts that have backups in the catalog (also accounts the provider no longer lists: their backups stay
 restorable), each with how many backups, the newest one, its destinations and the ``contains``
 bits its backups hold; ``contains`` keeps accounts with a backup holding any of those bits.
 """
@@ -15,16 +16,21 @@ from pydantic import Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ListParams, Result, apply_list, param_specs
 from snapkeep.jobs import accounts, backups
-from snapkeep.jobs.models.base import NonNegative, Strict, validate
+from snapkeep.jobs.codes import JobType
+from snapkeep.jobs.models.base import NonNegative, Strict, choice, validate
+from snapkeep.sources.accounts.base import account_id
 
 
 class AccountParams(Strict):
-    id: Annotated[str, Field(alias="_id", min_length=1, description="the account's username")]
+    id: Annotated[str, Field(alias="_id", min_length=1, description="the account's _id or username")]
 
 
 class BackupAccountsParams(ListParams):
     contains: NonNegative | None = Field(
         None, description="only accounts with a backup holding any of these bits"
+    )
+    type: Annotated[int | None, choice(JobType.labels())] = Field(
+        None, description="1 Accounts (the only backups that belong to accounts), as JetBackup's call sends"
     )
 
 
@@ -53,7 +59,14 @@ def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result
         item = backups.present(row)
         entry = found.setdefault(
             row.account,
-            {"_id": row.account, "name": row.account, "account": row.account, "backups": 0, "contains": 0},
+            {
+                "_id": account_id(row.account),
+                "account_id": account_id(row.account),
+                "name": row.account,
+                "account": row.account,
+                "backups": 0,
+                "contains": 0,
+            },
         )
         entry["backups"] += 1
         entry["contains"] |= int(item["backup_contains"])
@@ -65,7 +78,8 @@ def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result
     items = [
         entry
         for entry in found.values()
-        if options.contains is None or options.contains == 0 or entry["contains"] & options.contains
+        if (options.contains is None or options.contains == 0 or entry["contains"] & options.contains)
+        and options.type in (None, JobType.ACCOUNTS)
     ]
     items.sort(key=lambda entry: str(entry["account"]))
     page, total = apply_list(items, options)

@@ -41,7 +41,9 @@ class BackupListParams(ListParams):
         None, description="1 Accounts, 2 Directories"
     )
     contains: NonNegative | None = Field(None, description="only backups holding any of these contains bits")
-    account_id: str | None = Field(None, description="username (Accounts) or job ID (Directories)")
+    account_id: str | None = Field(
+        None, description="the account's _id or username (Accounts), or the job ID (Directories)"
+    )
 
 
 class LockParams(IdParams):
@@ -64,7 +66,7 @@ def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
         for item in items
         if (options.type is None or item["backup_type"] == options.type)
         and (options.contains is None or item["backup_contains"] & options.contains or options.contains == 0)
-        and (options.account_id is None or item["account"] == options.account_id)
+        and (options.account_id is None or options.account_id in (item["account"], item["account_id"]))
     ]
     page, total = apply_list(items, options, text_of=lambda item: f"{item['job_name']} {item['account']}")
     return "Backups Listed Successfully", {"backups": page, "total": total}

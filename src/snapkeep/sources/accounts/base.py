@@ -9,6 +9,7 @@ host's users) build accounts; ``sources.components`` turns one into what the eng
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from dataclasses import asdict, dataclass, field
@@ -123,10 +124,21 @@ class AccountProvider(Protocol):
         ...
 
 
+def account_id(username: str) -> str:
+    """An account's stable 24-hex ``_id`` (API.md section 1 IDs), derived from its username so that
+    it needs no storage and survives a catalog rebuilt from the destination alone. (With several
+    nodes the node will be part of it: issue 16.)"""
+    return hashlib.blake2b(f"snapkeep-account:{username}".encode(), digest_size=12).hexdigest()
+
+
 def find_account(accounts: list[Account], username: str) -> Account:
-    """The account named ``username`` in ``accounts``; raises ``NotFoundError``."""
+    """The account named ``username`` (or whose ``account_id`` it is) in ``accounts``; raises
+    ``NotFoundError``."""
     for account in accounts:
         if account.username == username:
+            return account
+    for account in accounts:
+        if account_id(account.username) == username:
             return account
     raise NotFoundError(kind="Account", ident=username)
 
