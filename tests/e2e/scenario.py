@@ -227,6 +227,16 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     filter_groups = listed(door.ok("listAccountFilterGroups", {"limit": "0"}), "groups")
     assert group["group_id"] in [item["_id"] for item in filter_groups]
     assert door.ok("getAccountFilterGroup", {"_id": group["group_id"]})["_id"] == group["group_id"]
+    nobody = f"nobody{tag}"
+    assert isinstance(listed(door.ok("listBackupForType", {"type": "1"}), "items"), list)
+    assert door.ok("listBackupForTypeName", {"type": "1", "account_id": nobody})["total"] == 0
+    assert isinstance(
+        listed(door.ok("listAccountsByFilters", {"filters": [[group["group_id"]]]}), "accounts"), list
+    )
+    assert "no backup of account" in door.fails(
+        "addMultiAccountQueueItems", {"type": "2", "accounts": [nobody]}
+    )
+    assert door.ok("deleteAccountSnapshots", {"account_id": nobody})["total"] == 0
     assert listed(door.ok("listBackups", {"account_id": missing}), "backups") == []
     assert "backup not found" in door.fails("getBackupItems", {"_id": missing}).lower()
     assert "backup not found" in door.fails("manageBackupLock", {"_id": missing, "locked": "1"}).lower()

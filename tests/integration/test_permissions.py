@@ -72,6 +72,10 @@ EXPECTED: dict[str, set[str]] = {
     "manageBackupLock": STAFF,
     "deleteSnapshot": STAFF,
     "addQueueItems": ALL,
+    "addMultiAccountQueueItems": STAFF,
+    "listBackupForType": ALL,
+    "listBackupForTypeName": ALL,
+    "deleteAccountSnapshots": STAFF,
     "downloadBackupFile": ALL,
     "reindexDestination": ONLY_ROOT,
     **{
@@ -82,6 +86,7 @@ EXPECTED: dict[str, set[str]] = {
     "listAccounts": STAFF,
     "getAccount": ALL,
     "listBackupForAccounts": ALL,
+    "listAccountsByFilters": STAFF,
     **{f"{verb}User": ONLY_ROOT for verb in ("manage", "get", "delete")},
     "listUsers": ONLY_ROOT,
     "createToken": ONLY_ROOT,
@@ -136,7 +141,7 @@ def _backup(world: World, job_id: str, account: str, destination_id: str) -> str
         components = backups.component_items(["config", "homedir", "databases", "email"], tx.clock)
         return backups.record(
             tx,
-            job=job,
+            job={**job, "type": 1},  # an Accounts backup (the job's own type does not matter here)
             destination=destination,
             engine_id="e" * 64,
             created=tx.clock.now(),
@@ -344,6 +349,11 @@ SAMPLES: dict[str, tuple[Sample, str]] = {
     "listAccounts": (lambda w, r: {}, ""),
     "getAccount": (lambda w, r: {"_id": "alice"}, ""),
     "listBackupForAccounts": (lambda w, r: {}, ""),
+    "listAccountsByFilters": (lambda w, r: {"filters": [[_filter_group(w, r)]]}, ""),
+    "addMultiAccountQueueItems": (lambda w, r: {"type": 4, "accounts": ["alice"]}, ""),
+    "listBackupForType": (lambda w, r: {"type": 1}, ""),
+    "listBackupForTypeName": (lambda w, r: {"type": 1, "account_id": "alice", "name": "alice"}, ""),
+    "deleteAccountSnapshots": (lambda w, r: {"account_id": "alice"}, "no repository"),
     "manageUser": (
         lambda w, r: {"action": "create", "name": "dave", "role": "account", "account": "bob"},
         "",
@@ -554,3 +564,41 @@ def test_a_reseller_sends_hooks_back_but_never_changes_them(world: World) -> Non
     answer = world.call(RESELLER, "manageBackupJob", {"action": "modify", "_id": job["_id"], "hooks": []})
     assert answer["message"] == "permission denied: manageBackupJob"
     assert world.catalog.dump() == before
+
+
+def test_the_account_functions_a_jetbackup_script_calls(world: World) -> None:
+    """Issue 13 section 5: listBackupForType(Name), listAccountsByFilters, addMultiAccountQueueItems,
+    deleteAccountSnapshots (its locked path: the backups here have no repository behind them)."""
+    ids = world.ids
+    by_type = world.ok(ROOT, "listBackupForType", {"type": 1})["items"]
+    assert [(item["name"], item["backups"]) for item in by_type] == [("alice", 1), ("carol", 1)]
+    assert [item["name"] for item in world.ok(ACCOUNT, "listBackupForType", {"type": 1})["items"]] == [
+        "alice"
+    ]
+    alice_id = world.ok(ROOT, "getAccount", {"_id": "alice"})["_id"]
+    named = world.ok(
+        ROOT, "listBackupForTypeName", {"type": 1, "contains": 511, "account_id": alice_id, "name": "alice"}
+    )
+    assert [backup["_id"] for backup in named["backups"]] == [ids["alice.backup"]]
+    wrong = world.call(ROOT, "listBackupForTypeName", {"type": 1, "account_id": alice_id, "name": "carol"})
+    assert wrong["message"] == f"name: is not the username of account {alice_id}"
+    hidden = world.call(ACCOUNT, "listBackupForTypeName", {"type": 1, "account_id": "carol", "name": "carol"})
+    assert hidden["message"] == "Account not found: carol"
+
+    selected = world.ok(RESELLER, "listAccountsByFilters", {"filters": [[_filter_group(world, RESELLER)]]})
+    assert [account["name"] for account in selected["accounts"]] == ["alice"]
+    foreign = world.call(RESELLER, "listAccountsByFilters", {"filters": [[_filter_group(world, ROOT)]]})
+    assert foreign["message"].startswith("filters[0][0]: no such account filter group")
+
+    queued = world.ok(ROOT, "addMultiAccountQueueItems", {"type": 4, "accounts": ["alice", "carol"]})
+    assert [group["data"]["_id"] for group in queued["groups"]] == [ids["alice.backup"], ids["carol.backup"]]
+    before = world.catalog.dump()
+    none = world.call(ROOT, "addMultiAccountQueueItems", {"type": 4, "accounts": ["alice", "bob"]})
+    assert none["message"] == "accounts[1]: no backup of account 'bob'"
+    refused = world.call(RESELLER, "addMultiAccountQueueItems", {"type": 4, "accounts": ["carol"]})
+    assert refused["message"] == "Account not found: carol"
+    assert world.catalog.dump() == before, "all accounts queued or none"
+
+    world.ok(ROOT, "manageBackupLock", {"_id": ids["alice.backup"], "locked": 1})
+    kept = world.ok(RESELLER, "deleteAccountSnapshots", {"account_id": "alice"})
+    assert (kept["deleted"], kept["locked"]) == ([], [ids["alice.backup"]])

@@ -42,9 +42,15 @@ class Rule:
     grant: str | None = None
 
 
-def _values(params: Mapping[str, Any], name: str) -> Iterable[str]:
+def _values(params: Mapping[str, Any], name: str, kind: str) -> Iterable[str]:
+    """The object references ``name`` holds (accounts: any name or ``_id``; others: IDs only, a
+    malformed one is the handler's to refuse by name)."""
     value = params.get(name)
-    values = value if isinstance(value, list) else [value]
+    values = (
+        list(value.values()) if isinstance(value, Mapping) else value if isinstance(value, list) else [value]
+    )
+    if kind == "accounts":
+        return [item for item in values if isinstance(item, str) and item]
     return [item for item in values if isinstance(item, str) and is_id(item)]
 
 
@@ -187,6 +193,10 @@ RULES: dict[str, Rule] = {
     "addQueueItems": Rule(
         EVERYONE, _objects(("snapshot_id", "backups"), ("items", "backups")), _restore_target
     ),
+    "addMultiAccountQueueItems": Rule(STAFF, _objects(("accounts", "accounts")), _restore_target),
+    "listBackupForType": Rule(EVERYONE),
+    "listBackupForTypeName": Rule(EVERYONE, _objects(("account_id", "accounts"), ("name", "accounts"))),
+    "deleteAccountSnapshots": Rule(STAFF, _objects(("account_id", "accounts"))),
     "downloadBackupFile": Rule(EVERYONE, _objects((_ID, "queue_groups"))),
     "reindexDestination": Rule(ROOT_ONLY),
     "getSettingsPerformance": Rule(ROOT_ONLY),
@@ -200,6 +210,7 @@ RULES: dict[str, Rule] = {
     "listAccounts": Rule(STAFF),
     "getAccount": Rule(EVERYONE),
     "listBackupForAccounts": Rule(EVERYONE),
+    "listAccountsByFilters": Rule(STAFF),
     "manageUser": Rule(ROOT_ONLY),
     "getUser": Rule(ROOT_ONLY),
     "listUsers": Rule(ROOT_ONLY),
@@ -229,7 +240,7 @@ def decide(tx_factory: Callable[[], Any], who: Principal, function: str, params:
         return
     with tx_factory() as tx:
         for name, kind in rule.objects:
-            for ident in _values(params, name):
+            for ident in _values(params, name, kind):
                 if not visible(tx, who, kind, ident):
                     raise NotFoundError(kind=LABELS[kind], ident=ident)
         if rule.check is not None:

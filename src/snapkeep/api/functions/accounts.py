@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ListParams, Result, apply_list, param_specs
-from snapkeep.jobs import accounts, backups
+from snapkeep.errors import ValidationError
+from snapkeep.jobs import access, accounts, backups
 from snapkeep.jobs.codes import JobType
-from snapkeep.jobs.models.base import NonNegative, Strict, choice, validate
+from snapkeep.jobs.models.base import IdList, NonNegative, Strict, choice, listish, validate
 from snapkeep.sources.accounts.base import account_id
 
 
@@ -86,6 +87,32 @@ def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result
     return "Accounts With Backups Listed Successfully", {"accounts": page, "total": total}
 
 
+class ByFiltersParams(ListParams):
+    filters: Annotated[list[IdList], BeforeValidator(listish)] = Field(
+        description="filters[i][j]=GROUP_ID: groups ANDed across i, ORed within i (as a job's filters)"
+    )
+
+
+def list_by_filters(context: CallContext, params: dict[str, Any]) -> Result:
+    """``listAccountsByFilters``: the accounts a job with these ``filters`` would back up (the
+    caller's own accounts only)."""
+    options = validate(ByFiltersParams, params)
+    listed = [a for a in accounts.list_accounts(context.home) if context.caller.sees_account(a.username)]
+    with context.catalog.transaction(write=False) as tx:
+        for outer, group in enumerate(options.filters):
+            for inner, group_id in enumerate(group):
+                if not access.visible(tx, context.caller, "filter_groups", group_id) or not tx.all(
+                    "account_filters", group_id=group_id
+                ):
+                    raise ValidationError(
+                        field=f"filters[{outer}][{inner}]",
+                        problem=f"no such account filter group: {group_id}",
+                    )
+        chosen = accounts.job_accounts(tx, listed, {"filters": options.filters})
+    page, total = apply_list([accounts.present(account) for account in chosen], options)
+    return "Accounts Listed Successfully", {"accounts": page, "total": total}
+
+
 FUNCTIONS = [
     FunctionSpec(
         "listAccounts", "List the accounts of the account provider", param_specs(ListParams), list_accounts
@@ -96,5 +123,11 @@ FUNCTIONS = [
         "List the accounts that have backups",
         param_specs(BackupAccountsParams),
         list_backup_accounts,
+    ),
+    FunctionSpec(
+        "listAccountsByFilters",
+        "The accounts a set of account filter groups selects",
+        param_specs(ByFiltersParams),
+        list_by_filters,
     ),
 ]

@@ -30,10 +30,10 @@ from snapkeep.api.functions.base import (
     only_id,
     param_specs,
 )
-from snapkeep.errors import NotFoundError
+from snapkeep.errors import NotFoundError, ValidationError
 from snapkeep.jobs import access, backups, repositories
 from snapkeep.jobs.codes import JobType, Structure
-from snapkeep.jobs.models.base import Flag, NonNegative, choice, validate
+from snapkeep.jobs.models.base import Flag, NonNegative, Strict, choice, validate
 
 
 class BackupListParams(ListParams):
@@ -51,9 +51,8 @@ class LockParams(IdParams):
     lock_ttl: NonNegative = Field(0, description="seconds the lock lasts (0 = no end)")
 
 
-def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
-    options = list_params(params, BackupListParams)
-    assert isinstance(options, BackupListParams)
+def _visible_backups(context: CallContext, options: BackupListParams) -> list[dict[str, Any]]:
+    """The backups the caller may see that ``type``, ``contains`` and ``account_id`` select, newest first."""
     with context.catalog.transaction(write=False) as tx:
         items = [
             backups.present(row)
@@ -68,8 +67,62 @@ def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
         and (options.contains is None or item["backup_contains"] & options.contains or options.contains == 0)
         and (options.account_id is None or options.account_id in (item["account"], item["account_id"]))
     ]
+    return items
+
+
+def list_backups(context: CallContext, params: dict[str, Any]) -> Result:
+    options = list_params(params, BackupListParams)
+    assert isinstance(options, BackupListParams)
+    items = _visible_backups(context, options)
     page, total = apply_list(items, options, text_of=lambda item: f"{item['job_name']} {item['account']}")
     return "Backups Listed Successfully", {"backups": page, "total": total}
+
+
+class TypeNameParams(BackupListParams):
+    name: str = Field("", description="the account's username (JetBackup sends it beside account_id)")
+
+
+def list_for_type_name(context: CallContext, params: dict[str, Any]) -> Result:
+    """``listBackupForTypeName``: one account's backups of a type and contains (JetBackup's call)."""
+    options = list_params(params, TypeNameParams)
+    assert isinstance(options, TypeNameParams)
+    if not options.account_id and options.name:
+        options = options.model_copy(update={"account_id": options.name})
+    if not options.account_id:
+        raise ValidationError(field="account_id", problem="is required (the account's _id or username)")
+    items = _visible_backups(context, options)
+    if options.name and any(item["account"] != options.name for item in items):
+        raise ValidationError(field="name", problem=f"is not the username of account {options.account_id}")
+    page, total = apply_list(items, options, text_of=lambda item: f"{item['job_name']} {item['account']}")
+    return "Backups Listed Successfully", {"backups": page, "total": total}
+
+
+def list_for_type(context: CallContext, params: dict[str, Any]) -> Result:
+    """``listBackupForType``: what has backups of a type: accounts (type 1) or Directories jobs (type 2),
+    each with its count, newest backup and destinations."""
+    options = list_params(params, BackupListParams)
+    assert isinstance(options, BackupListParams)
+    found: dict[str, dict[str, Any]] = {}
+    for item in reversed(_visible_backups(context, options)):  # oldest first: the last seen is the newest
+        key = item["account_id"] or item["job_id"]
+        entry = found.setdefault(
+            key,
+            {
+                "_id": key,
+                "name": item["account"] if item["account_id"] else item["job_name"],
+                "backup_type": item["backup_type"],
+                "backups": 0,
+                "contains": 0,
+                "destinations": [],
+            },
+        )
+        entry["backups"] += 1
+        entry["contains"] |= int(item["backup_contains"])
+        entry.update(last_backup=item["created"], last_backup_id=item["_id"])
+        if item["destination"] not in entry["destinations"]:
+            entry["destinations"].append(item["destination"])
+    page, total = apply_list(sorted(found.values(), key=lambda entry: str(entry["name"])), options)
+    return "Backups Listed Successfully", {"items": page, "total": total}
 
 
 def get_items(context: CallContext, params: dict[str, Any]) -> Result:
@@ -104,6 +157,33 @@ def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:
 
 def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
+    return "Backup Deleted Successfully", {"_id": _delete(context, ident)}
+
+
+class AccountSnapshotsParams(Strict):
+    account_id: str = Field(min_length=1, description="the account's _id or username")
+
+
+def delete_account_snapshots(context: CallContext, params: dict[str, Any]) -> Result:
+    """``deleteAccountSnapshots``: every backup of one account the caller may see, from its
+    destination and the catalog; locked ones stay and are named."""
+    options = validate(AccountSnapshotsParams, params)
+    chosen = _visible_backups(
+        context, BackupListParams.model_validate({"type": JobType.ACCOUNTS, "account_id": options.account_id})
+    )
+    deleted, kept = [], []
+    for item in chosen:
+        if item["locked"]:
+            kept.append(item["_id"])
+            continue
+        deleted.append(_delete(context, item["_id"]))
+    message = f"{len(deleted)} Backup(s) Deleted" + (f"; {len(kept)} locked one(s) kept" if kept else "")
+    return message, {"deleted": deleted, "locked": kept, "total": len(deleted)}
+
+
+def _delete(context: CallContext, ident: str) -> str:
+    """Remove backup ``ident`` from its destination (pruning an Incremental repository), then from
+    the catalog; return its ID. Raises NotFoundError and ConflictError (locked)."""
     home = context.home
     with context.catalog.transaction() as tx:
         row = backups.row(tx, ident)
@@ -116,7 +196,7 @@ def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
             repositories.delete_backup(tx, backups.row(tx, row.id), repository)
         if row.structure == Structure.INCREMENTAL:
             repositories.prune_repository(repository)
-    return "Backup Deleted Successfully", {"_id": row.id}
+    return row.id
 
 
 FUNCTIONS = [
@@ -126,5 +206,23 @@ FUNCTIONS = [
     FunctionSpec("manageBackupLock", "Lock or unlock a backup", param_specs(LockParams), manage_lock),
     FunctionSpec(
         "deleteSnapshot", "Delete a backup from its destination", param_specs(IdParams), delete_snapshot
+    ),
+    FunctionSpec(
+        "listBackupForType",
+        "What has backups of a type: accounts (1) or Directories jobs (2)",
+        param_specs(BackupListParams),
+        list_for_type,
+    ),
+    FunctionSpec(
+        "listBackupForTypeName",
+        "One account's backups of a type and contains",
+        param_specs(TypeNameParams),
+        list_for_type_name,
+    ),
+    FunctionSpec(
+        "deleteAccountSnapshots",
+        "Delete every (unlocked) backup of one account",
+        param_specs(AccountSnapshotsParams),
+        delete_account_snapshots,
     ),
 ]

@@ -27,10 +27,11 @@ from pydantic import BeforeValidator, Field, field_validator
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ParamSpec, Result, only_id, param_specs
 from snapkeep.engine.fs.restore_policy import POLICIES
 from snapkeep.errors import NotFoundError, ValidationError
-from snapkeep.jobs import queue, restores
+from snapkeep.jobs import access, backups, queue, restores
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueStatus, QueueType
 from snapkeep.jobs.models.base import Flag, ObjectId, Strict, choice, listish, objectish, validate
 from snapkeep.jobs.runs.restore import DOWNLOADS
+from snapkeep.sources.accounts.base import account_id
 
 QUEUE_ITEM_TYPES = {int(kind): kind.label for kind in RESTORE_TYPES}
 FILE_KINDS = ("File", "Directory")
@@ -114,6 +115,61 @@ def add_queue_items(context: CallContext, params: dict[str, Any]) -> Result:
     return f"{QUEUE_ITEM_TYPES[options.type]} queued ({group['_id']})", group
 
 
+class MultiAccountParams(Strict):
+    type: Annotated[int, choice(QUEUE_ITEM_TYPES)] = Field(description="2 Restore, 4 Download")
+    accounts: Annotated[list[str], BeforeValidator(listish)] = Field(
+        min_length=1, description="the accounts (their _id or username): the newest backup of each"
+    )
+    destination: ObjectId | None = Field(None, description="only backups on this destination")
+    options: Annotated[RestoreOptions, BeforeValidator(objectish)] = Field(
+        default_factory=lambda: RestoreOptions.model_validate({}),
+        description="as addQueueItems (options[target] does not apply: each goes to its account)",
+    )
+
+
+def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
+    """``addMultiAccountQueueItems``: restore (or download) the newest backup of each named account,
+    one queue group per account, all queued or none."""
+    options = validate(MultiAccountParams, params)
+    if options.options.target:
+        raise ValidationError(
+            field="options[target]", problem="does not apply: each account is restored into itself"
+        )
+    groups = []
+    with context.catalog.transaction() as tx:
+        rows = [row for row in backups.rows(tx) if row.account and not row.key_required]
+        for index, name in enumerate(options.accounts):
+            mine = [
+                row
+                for row in rows
+                if name in (row.account, account_id(row.account))
+                and (options.destination is None or row.destination_id == options.destination)
+                and access.sees_backup(context.caller, row.account, str(row.document.get("owner") or ""))
+            ]
+            if not mine:
+                raise ValidationError(field=f"accounts[{index}]", problem=f"no backup of account {name!r}")
+            newest = max(mine, key=lambda row: (row.created, row.id))
+            groups.append(
+                restores.enqueue(
+                    tx,
+                    group_type=options.type,
+                    backup_ids=[newest.id],
+                    files={},
+                    options={
+                        **options.options.model_dump(),
+                        "dry_run": int(options.options.dry_run),
+                        "special_files": int(options.options.special_files),
+                    },
+                    owner=context.caller.id,
+                    who=context.caller,
+                )
+            )
+    return f"{len(groups)} {QUEUE_ITEM_TYPES[options.type]}(s) queued", {
+        "groups": groups,
+        "total": len(groups),
+    }
+
+
 #: Days a finished download stays fetchable; then its file is removed and it is "not found".
 DOWNLOAD_DAYS = 7
 
@@ -155,6 +211,12 @@ FUNCTIONS = [
         "Queue a restore (type 2) or download (type 4) of backups",
         param_specs(AddQueueItemsParams),
         add_queue_items,
+    ),
+    FunctionSpec(
+        "addMultiAccountQueueItems",
+        "Queue a restore (2) or download (4) of the newest backup of each named account",
+        param_specs(MultiAccountParams),
+        add_multi_account,
     ),
     FunctionSpec(
         "downloadBackupFile",
