@@ -237,6 +237,11 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
         "addMultiAccountQueueItems", {"type": "2", "accounts": [nobody]}
     )
     assert door.ok("deleteAccountSnapshots", {"account_id": nobody})["total"] == 0
+    assert (
+        "account not found"
+        in door.fails("manageAccountExcludeList", {"account_id": nobody, "list": ["x"]}).lower()
+    )
+    assert "account not found" in door.fails("getAccountExcludeList", {"account_id": nobody}).lower()
     assert listed(door.ok("listBackups", {"account_id": missing}), "backups") == []
     assert "backup not found" in door.fails("getBackupItems", {"_id": missing}).lower()
     assert "backup not found" in door.fails("manageBackupLock", {"_id": missing, "locked": "1"}).lower()

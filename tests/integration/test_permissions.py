@@ -22,7 +22,7 @@ from tests.conftest import TickingClock
 from snapkeep.api.dispatch import FUNCTIONS, Api
 from snapkeep.api.permissions import RULES
 from snapkeep.ids import new_id
-from snapkeep.jobs import access, backups, logs, queue, users
+from snapkeep.jobs import access, backups, logs, queue, settings, users
 from snapkeep.jobs.access import Principal
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import LogLevel, QueueType
@@ -87,6 +87,8 @@ EXPECTED: dict[str, set[str]] = {
     "getAccount": ALL,
     "listBackupForAccounts": ALL,
     "listAccountsByFilters": STAFF,
+    "manageAccountExcludeList": STAFF,
+    "getAccountExcludeList": ALL,
     **{f"{verb}User": ONLY_ROOT for verb in ("manage", "get", "delete")},
     "listUsers": ONLY_ROOT,
     "createToken": ONLY_ROOT,
@@ -350,6 +352,8 @@ SAMPLES: dict[str, tuple[Sample, str]] = {
     "getAccount": (lambda w, r: {"_id": "alice"}, ""),
     "listBackupForAccounts": (lambda w, r: {}, ""),
     "listAccountsByFilters": (lambda w, r: {"filters": [[_filter_group(w, r)]]}, ""),
+    "manageAccountExcludeList": (lambda w, r: {"account_id": "alice", "list": ["cache/**"]}, ""),
+    "getAccountExcludeList": (lambda w, r: {"account_id": "alice"}, ""),
     "addMultiAccountQueueItems": (lambda w, r: {"type": 4, "accounts": ["alice"]}, ""),
     "listBackupForType": (lambda w, r: {"type": 1}, ""),
     "listBackupForTypeName": (lambda w, r: {"type": 1, "account_id": "alice", "name": "alice"}, ""),
@@ -602,3 +606,33 @@ def test_the_account_functions_a_jetbackup_script_calls(world: World) -> None:
     world.ok(ROOT, "manageBackupLock", {"_id": ids["alice.backup"], "locked": 1})
     kept = world.ok(RESELLER, "deleteAccountSnapshots", {"account_id": "alice"})
     assert (kept["deleted"], kept["locked"]) == ([], [ids["alice.backup"]])
+
+
+def test_account_exclude_lists_are_kept_per_job_and_checked(world: World) -> None:
+    """Issue 13 section 5: manageAccountExcludeList / getAccountExcludeList."""
+    ids = world.ids
+    world.ok(RESELLER, "manageAccountExcludeList", {"account_id": "alice", "list": ["cache/**", "tmp/*"]})
+    world.ok(
+        RESELLER,
+        "manageAccountExcludeList",
+        {"account_id": "alice", "job_id": ids["res.job"], "list": ["*.log"]},
+    )
+    seen = world.ok(ACCOUNT, "getAccountExcludeList", {"account_id": "alice"})
+    assert (seen["account"], seen["list"]) == ("alice", ["cache/**", "tmp/*"])
+    assert seen["jobs"] == [{"job_id": ids["res.job"], "list": ["*.log"]}]
+    with world.catalog.transaction(write=False) as tx:
+        assert settings.excludes_for_run(tx, "alice", ids["res.job"]) == ["cache/**", "tmp/*", "*.log"]
+    before = world.catalog.dump()
+    for params, message in (
+        ({"account_id": "alice", "list": ["[z-a]"]}, "list[0]: "),
+        (
+            {"account_id": "alice", "job_id": ids["root.job"], "list": ["x"]},
+            f"Backup Job not found: {ids['root.job']}",
+        ),
+        ({"account_id": "carol", "list": ["x"]}, "Account not found: carol"),
+    ):
+        answer = world.call(RESELLER, "manageAccountExcludeList", params)
+        assert answer["message"].startswith(message), (params, answer["message"])
+    assert world.catalog.dump() == before
+    world.ok(RESELLER, "manageAccountExcludeList", {"account_id": "alice", "list": []})
+    assert world.ok(ROOT, "getAccountExcludeList", {"account_id": "alice"})["list"] == []

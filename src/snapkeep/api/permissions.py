@@ -211,6 +211,8 @@ RULES: dict[str, Rule] = {
     "getAccount": Rule(EVERYONE),
     "listBackupForAccounts": Rule(EVERYONE),
     "listAccountsByFilters": Rule(STAFF),
+    "manageAccountExcludeList": Rule(STAFF, _objects(("account_id", "accounts"), ("job_id", "jobs"))),
+    "getAccountExcludeList": Rule(EVERYONE, _objects(("account_id", "accounts"))),
     "manageUser": Rule(ROOT_ONLY),
     "getUser": Rule(ROOT_ONLY),
     "listUsers": Rule(ROOT_ONLY),

@@ -49,6 +49,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_valida
 from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 
+from snapkeep.engine.fs.globs import check_glob
 from snapkeep.errors import ValidationError
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import AlertLevel
@@ -365,3 +366,53 @@ def update_notification(
         email=None if email is None else _merged(tx, "email", email),
         webhook=None if webhook is None else _merged(tx, "webhook", webhook),
     )
+
+
+# --- account exclude lists (issue 13: manageAccountExcludeList) -----------------------------------
+
+ACCOUNT_EXCLUDES_KEY = "account_excludes"
+#: patterns per list and lists per account, bounded: each is matched against every path of a run
+MAX_ACCOUNT_EXCLUDES = 256
+ALL_JOBS = ""
+
+
+def account_excludes(tx: Transaction, username: str) -> dict[str, list[str]]:
+    """An account's exclude lists: ``{"": for every job, JOB_ID: for that job}`` (globs relative to
+    its home, like the provider's ``excludes``)."""
+    stored = _read(tx, ACCOUNT_EXCLUDES_KEY) or {}
+    lists = stored.get(username) if isinstance(stored, dict) else None
+    return {str(job): [str(p) for p in patterns] for job, patterns in (lists or {}).items()}
+
+
+def excludes_for_run(tx: Transaction, username: str, job_id: str) -> list[str]:
+    """The exclude globs an account adds to a run of ``job_id``: its list for every job, then the job's."""
+    lists = account_excludes(tx, username)
+    return [*lists.get(ALL_JOBS, []), *lists.get(job_id, [])]
+
+
+def save_account_excludes(
+    tx: Transaction, username: str, job_id: str, patterns: list[str]
+) -> dict[str, list[str]]:
+    """Set an account's exclude list for one job (``job_id``) or every job (""); an empty list removes it.
+    Raises ValidationError naming ``list[i]`` for a bad glob or too many."""
+    if len(patterns) > MAX_ACCOUNT_EXCLUDES:
+        raise ValidationError(field="list", problem=f"at most {MAX_ACCOUNT_EXCLUDES} patterns")
+    for index, pattern in enumerate(patterns):
+        try:
+            check_glob(pattern)
+        except ValidationError as error:
+            raise ValidationError(
+                field=f"list[{index}]", problem=error.fields.get("problem", error.message)
+            ) from None
+    stored = dict(_read(tx, ACCOUNT_EXCLUDES_KEY, lock=True) or {})
+    lists = dict(stored.get(username) or {})
+    if patterns:
+        lists[job_id] = list(dict.fromkeys(patterns))
+    else:
+        lists.pop(job_id, None)
+    if lists:
+        stored[username] = lists
+    else:
+        stored.pop(username, None)
+    _write(tx, ACCOUNT_EXCLUDES_KEY, stored or None)
+    return lists

@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field
 
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ListParams, Result, apply_list, param_specs
-from snapkeep.errors import ValidationError
-from snapkeep.jobs import access, accounts, backups
+from snapkeep.errors import NotFoundError, ValidationError
+from snapkeep.jobs import access, accounts, backups, settings
 from snapkeep.jobs.codes import JobType
-from snapkeep.jobs.models.base import IdList, NonNegative, Strict, choice, listish, validate
+from snapkeep.jobs.models.base import IdList, NonNegative, ObjectId, Strict, choice, listish, validate
 from snapkeep.sources.accounts.base import account_id
 
 
@@ -113,6 +113,61 @@ def list_by_filters(context: CallContext, params: dict[str, Any]) -> Result:
     return "Accounts Listed Successfully", {"accounts": page, "total": total}
 
 
+class ExcludeListParams(Strict):
+    account_id: str = Field(min_length=1, description="the account's _id or username")
+    job_id: ObjectId | None = Field(None, description="the Backup Job it applies to (default: every job)")
+    entries: Annotated[list[str], BeforeValidator(listish)] = Field(
+        default_factory=list, alias="list", description="globs relative to the account's home; empty removes"
+    )
+
+
+class GetExcludeListParams(Strict):
+    account_id: str = Field(min_length=1, description="the account's _id or username")
+
+
+def _username(context: CallContext, ident: str) -> str:
+    """The username of account ``ident`` (its ``_id`` or username), from the provider or its backups."""
+    try:
+        return accounts.get_account(context.home, ident).username
+    except NotFoundError:
+        with context.catalog.transaction(write=False) as tx:
+            for row in backups.rows(tx):
+                if row.account and ident in (row.account, account_id(row.account)):
+                    return row.account
+        raise
+
+
+def manage_exclude_list(context: CallContext, params: dict[str, Any]) -> Result:
+    """``manageAccountExcludeList``: an account's own excludes for one job or every job, added to the
+    job's and the provider's excludes when its backups run."""
+    options = validate(ExcludeListParams, params)
+    username = _username(context, options.account_id)
+    with context.catalog.transaction() as tx:
+        if options.job_id is not None and tx.get("jobs", options.job_id) is None:
+            raise ValidationError(field="job_id", problem=f"no such Backup Job: {options.job_id}")
+        lists = settings.save_account_excludes(
+            tx, username, options.job_id or settings.ALL_JOBS, options.entries
+        )
+    return "Account Exclude List Saved Successfully", _present_lists(username, lists)
+
+
+def get_exclude_list(context: CallContext, params: dict[str, Any]) -> Result:
+    options = validate(GetExcludeListParams, params)
+    username = _username(context, options.account_id)
+    with context.catalog.transaction(write=False) as tx:
+        lists = settings.account_excludes(tx, username)
+    return "Account Exclude List Retrieved Successfully", _present_lists(username, lists)
+
+
+def _present_lists(username: str, lists: dict[str, list[str]]) -> dict[str, Any]:
+    return {
+        "account_id": account_id(username),
+        "account": username,
+        "list": lists.get(settings.ALL_JOBS, []),
+        "jobs": [{"job_id": job, "list": patterns} for job, patterns in sorted(lists.items()) if job],
+    }
+
+
 FUNCTIONS = [
     FunctionSpec(
         "listAccounts", "List the accounts of the account provider", param_specs(ListParams), list_accounts
@@ -123,6 +178,18 @@ FUNCTIONS = [
         "List the accounts that have backups",
         param_specs(BackupAccountsParams),
         list_backup_accounts,
+    ),
+    FunctionSpec(
+        "manageAccountExcludeList",
+        "Set an account's exclude list for one Backup Job or every job",
+        param_specs(ExcludeListParams),
+        manage_exclude_list,
+    ),
+    FunctionSpec(
+        "getAccountExcludeList",
+        "An account's exclude lists",
+        param_specs(GetExcludeListParams),
+        get_exclude_list,
     ),
     FunctionSpec(
         "listAccountsByFilters",
