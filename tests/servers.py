@@ -155,6 +155,19 @@ class _Server(abc.ABC):
         _end(self.process)
         self.process = None
 
+    def drop_connections(self) -> int:
+        """Kill every per-connection process (sshd, vsftpd), leaving the listener up; return how many."""
+        children = _descendants(self.process.pid) if self.process is not None else []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        # SIGKILL is asynchronous: wait until the processes are gone, so their connections are
+        # closed before the caller goes on (otherwise a quick write can still slip through).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(child) for child in children):
+            time.sleep(0.01)
+        return len(children)
+
     def __enter__(self) -> _Server:
         self.start()
         return self
@@ -234,19 +247,6 @@ class SshServer(_Server):
         )
         _wait_for_port(self.port, self.process, log, b"SSH-")
 
-    def drop_connections(self) -> int:
-        """Kill every per-connection sshd process, leaving the listener up; return how many."""
-        children = _descendants(self.process.pid) if self.process is not None else []
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        # SIGKILL is asynchronous: wait until the processes are gone, so their connections are
-        # closed before the caller goes on (otherwise a quick write can still slip through).
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(child) for child in children):
-            time.sleep(0.01)
-        return len(children)
-
     def folder_for(self, name: str) -> str:
         """A fresh remote folder path for one store (not created: the store creates it)."""
         return str(self.data / name)
@@ -283,3 +283,133 @@ class RcloneS3Server(_Server):
         """Create bucket ``name`` (a folder of the root) and return its name."""
         (self.root / name).mkdir(exist_ok=True)
         return name
+
+
+# --- FTP and FTPS (vsftpd) --------------------------------------------------------------------------
+
+VSFTPD = Path("/usr/sbin/vsftpd")
+FTP_USER = "snapkeep-ftp"
+FTP_PASSWORD = "snapkeep-ftp-Pa55word"
+#: The FTP test user's home: vsftpd changes into it before ``local_root``, so it must exist.
+FTP_HOME = Path("/var/lib/snapkeep-ftp-test")
+
+
+def vsftpd_available() -> bool:
+    """vsftpd is installed and the tests run as root (it logs local users in through PAM)."""
+    return VSFTPD.exists() and os.geteuid() == 0
+
+
+def _ensure_ftp_user() -> None:
+    """Create the ``snapkeep-ftp`` system user (root only), its empty home, and set its password."""
+    if subprocess.run(["id", "-u", FTP_USER], capture_output=True, check=False).returncode != 0:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", str(FTP_HOME), "--shell", "/bin/sh",
+             FTP_USER],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    FTP_HOME.mkdir(mode=0o755, exist_ok=True)
+    subprocess.run(["chpasswd"], input=f"{FTP_USER}:{FTP_PASSWORD}\n".encode(), check=True)
+
+
+def self_signed_certificate(folder: Path, name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A fresh self-signed certificate for 127.0.0.1 and localhost: (certificate, key) PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certificate_file, key_file = folder / f"{name}.crt", folder / f"{name}.key"
+    certificate_file.write_bytes(certificate.public_bytes(Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    key_file.chmod(0o600)
+    return certificate_file, key_file
+
+
+class FtpServer(_Server):
+    """vsftpd on 127.0.0.1:``port``; ``snapkeep-ftp`` logs in by password, chrooted to ``data``.
+
+    With ``tls`` the server requires explicit TLS (``AUTH TLS``) for logins and data, with a fresh
+    self-signed certificate (``ca_file``) and vsftpd's default ``require_ssl_reuse=YES``. Paths on the
+    server are below the chroot: ``folder_for(name)`` is ``/name``, on disk ``data/name``.
+    """
+
+    def __init__(self, *, tls: bool = False) -> None:
+        _ensure_ftp_user()
+        self.port = free_port()
+        self.tls = tls
+        self.folder = Path(tempfile.mkdtemp(prefix="snapkeep-vsftpd-"))
+        self.folder.chmod(0o755)
+        self.data = self.folder / "data"
+        self.data.mkdir()
+        shutil.chown(self.data, user=FTP_USER)
+        self.empty = self.folder / "empty"
+        self.empty.mkdir(mode=0o755)
+        self.username = FTP_USER
+        self.password = FTP_PASSWORD
+        self.ca_file: Path | None = None
+        self.key_file: Path | None = None
+        if tls:
+            self.ca_file, self.key_file = self_signed_certificate(self.folder)
+
+    def config(self) -> str:
+        lines = [
+            "listen=YES", "listen_ipv6=NO", "listen_address=127.0.0.1", f"listen_port={self.port}",
+            "background=NO", "anonymous_enable=NO", "local_enable=YES", "write_enable=YES", "local_umask=022",
+            "chroot_local_user=YES", "allow_writeable_chroot=YES", f"local_root={self.data}",
+            f"secure_chroot_dir={self.empty}", "pam_service_name=vsftpd", "userlist_enable=NO",
+            "seccomp_sandbox=NO", "isolate=NO", "isolate_network=NO", "pasv_enable=YES",
+            "pasv_address=127.0.0.1", "port_enable=YES", "connect_from_port_20=NO", "xferlog_enable=NO",
+            f"vsftpd_log_file={self.folder / 'vsftpd.log'}", "use_localtime=NO", "max_per_ip=0",
+            "max_clients=0", "delay_failed_login=0", "max_login_fails=100",
+        ]  # fmt: skip
+        if self.tls:
+            lines += [
+                "ssl_enable=YES", f"rsa_cert_file={self.ca_file}", f"rsa_private_key_file={self.key_file}",
+                "force_local_logins_ssl=YES", "force_local_data_ssl=YES", "ssl_tlsv1=YES", "ssl_sslv2=NO",
+                "ssl_sslv3=NO", "ssl_ciphers=HIGH", "require_ssl_reuse=YES",
+            ]  # fmt: skip
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> None:
+        config = self.folder / "vsftpd.conf"
+        config.write_text(self.config())
+        log = self.folder / "vsftpd.out"
+        self.process = subprocess.Popen(
+            [str(VSFTPD), str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        _wait_for_port(self.port, self.process, log, b"220")
+
+    def folder_for(self, name: str) -> str:
+        """A fresh remote folder path (below the chroot) for one store; the store creates it."""
+        return f"/{name}"
+
+    def on_disk(self, remote: str) -> Path:
+        """Where the remote path ``remote`` is on this machine."""
+        return self.data / remote.lstrip("/")

@@ -1,0 +1,457 @@
+"""A store in a folder on an FTP or FTPS server (``ftplib``, standard library only).
+
+Hosting servers offer FTP where they offer nothing else, so snapkeep writes there too. Object
+``a/b/c`` is the remote file ``<path>/a/b/c``; ``path`` is absolute or relative to the login folder.
+
+* **Atomic writes**: the object is uploaded (``STOR``) to a temporary dot-name in its folder, its size
+  checked with ``SIZE``, then published with ``RNFR``/``RNTO``, which replaces the old object
+  atomically on servers that rename with rename(2) (vsftpd, ProFTPD, Pure-FTPd). Servers refusing to
+  rename over a file get delete+rename. A failed or interrupted write leaves at most a dot-name, which
+  is never listed. Missing folders are created (``MKD``, parents first) when a ``STOR`` is refused.
+* **Reads** of a byte range send ``REST offset`` and stop reading after ``length`` bytes.
+* **Listings** use ``MLSD`` where ``FEAT`` offers it, else Unix-style ``LIST`` lines, else ``NLST``
+  plus one ``SIZE`` per name (a name ``SIZE`` refuses is taken for a folder). A listing is bounded:
+  lines of at most 8 KiB, at most ``MAX_LIST_ENTRIES`` entries, names that are not valid object names
+  skipped, each name once.
+* **Connections**: up to ``threads`` logged-in connections are opened on demand and pooled. A pooled
+  connection the server dropped (idle timeout: ``421``, or a closed socket) is replaced and the call
+  tried once more (a write only when its chunks can be replayed); other connection failures are
+  ``TransientStorageError`` for ``RetryingStore``.
+* **FTPS** is explicit TLS (``AUTH TLS``) on the control and the data connections, the certificate
+  checked against the system's CAs or ``ca_file`` (``verify=False`` turns the check off).
+
+Connection set-up and error translation live in ``snapkeep.storage.ftp_session``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ftplib
+import posixpath
+import re
+import secrets
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from snapkeep.errors import ObjectNotFoundError, StorageError
+from snapkeep.storage.base import (
+    MAX_NAME_LENGTH,
+    ObjectInfo,
+    Store,
+    StoreInfo,
+    validate_name,
+    validate_prefix,
+    validate_range,
+)
+from snapkeep.storage.ftp_session import (
+    FTP_ERRORS,
+    FtpSession,
+    FtpSettings,
+    check_text,
+    reply_code,
+    translate,
+)
+from snapkeep.storage.replay import Chunks, SourceFailure
+
+T = TypeVar("T")
+TEMPORARY_PREFIX = ".tmp-"
+#: The most entries one ``list`` call accepts from a server before refusing the listing.
+MAX_LIST_ENTRIES = 2_000_000
+_PIECE = 256 * 1024
+_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+_UNIX_LINE = re.compile(
+    r"^([-dlbcps])[-rwxsStT]{9}\S*\s+\d+\s+\S+\s+\S+\s+(\d{1,20})\s+\S+\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s(.+)$"
+)
+#: An entry of a folder: name, kind ("file", "dir" or "unknown") and size (-1: not known yet).
+Entry = tuple[str, str, int]
+
+
+class FtpStore(Store):
+    """Objects as files below ``path`` on an FTP server. Safe to call from several threads.
+
+    Nothing connects until the first call. Every method raises ``StorageError`` subclasses:
+    ``PermissionDeniedError`` (login, refused writes), ``StorageFullError`` (552/452),
+    ``ObjectNotFoundError``, ``TransientStorageError`` (refused or dropped connections, timeouts, 4xx
+    replies) and ``StorageError`` (unknown host, untrusted certificate, other refusals).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        username: str,
+        path: str,
+        port: int = 21,
+        password: str = "",
+        tls: bool = False,
+        passive: bool = True,
+        verify: bool = True,
+        ca_file: str | None = None,
+        timeout: float = 30.0,
+        threads: int = 2,
+    ) -> None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._settings = FtpSettings(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            tls=tls,
+            passive=passive,
+            verify=verify,
+            ca_file=ca_file,
+            timeout=timeout,
+        )
+        check_text("path", path)
+        self.root = _root(path)
+        shown = path.rstrip("/") if path.startswith("/") else "/" + path.strip("/")
+        self.location = f"{'ftps' if tls else 'ftp'}://{username}@{host}:{port}{shown or '/'}"
+        self.threads = threads
+        self._slots = threading.BoundedSemaphore(threads)
+        self._idle: list[FtpSession] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"FtpStore({self.location!r}, {self._settings.masked()})"
+
+    # --- the connection pool -----------------------------------------------------------------------
+
+    def _take(self) -> tuple[FtpSession, bool]:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"{self.location}: the store is closed")
+            if self._idle:
+                return self._idle.pop(), True
+        return FtpSession.connect(self._settings), False
+
+    def _give_back(self, session: FtpSession) -> None:
+        with self._lock:
+            if not session.broken and not self._closed:
+                self._idle.append(session)
+                return
+        session.close()
+
+    def _run(
+        self,
+        operation: str,
+        name: str,
+        action: Callable[[FtpSession], T],
+        *,
+        replayable: Callable[[], bool] = lambda: True,
+        missing_is_not_found: bool = True,
+        writing: bool = False,
+    ) -> T:
+        """Run ``action`` on a pooled connection; reconnect once when a pooled connection was dropped."""
+        attempt = 1
+        while True:
+            with self._slots:
+                session, reused = self._take()
+                try:
+                    result = action(session)
+                except SourceFailure as failure:
+                    self._give_back(session)
+                    raise failure.original from None
+                except StorageError:
+                    session.broken = True
+                    self._give_back(session)
+                    raise
+                except FTP_ERRORS as error:
+                    code = reply_code(error)
+                    in_step = isinstance(error, ftplib.error_perm | ftplib.error_temp) and code != "421"
+                    session.broken = session.broken or not in_step
+                    self._give_back(session)
+                    dropped = code == "421" or isinstance(error, EOFError | ConnectionError | ssl.SSLEOFError)
+                    if dropped and reused and attempt == 1 and replayable():
+                        attempt += 1
+                        continue
+                    raise translate(
+                        error,
+                        f"{operation} {name!r} in {self.location}",
+                        name=name,
+                        missing_is_not_found=missing_is_not_found,
+                        writing=writing,
+                    ) from None
+                self._give_back(session)
+                return result
+
+    def _remote(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def store(self, name: str, data: bytes) -> None:
+        """Write ``data`` atomically under ``name``. Raises ``StorageError`` subclasses."""
+        self.store_stream(name, (data,))
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        """Upload the chunks to a temporary name, check its size and rename it over ``name``.
+
+        An exception raised by ``chunks`` itself propagates unchanged and no object appears.
+        """
+        validate_name(name)
+        target = self._remote(name)
+        folder = posixpath.dirname(target)
+        temporary = posixpath.join(folder, TEMPORARY_PREFIX + secrets.token_hex(8))
+        source = Chunks(chunks)
+
+        def write(session: FtpSession) -> int:
+            try:
+                size = _upload(session, temporary, folder, source)
+                _publish(session, temporary, target)
+            except BaseException:
+                _remove_quietly(session, temporary)
+                raise
+            return size
+
+        return self._run(
+            "write", name, write, replayable=source.can_replay, missing_is_not_found=False, writing=True
+        )
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Read a byte range. Raises ``ObjectNotFoundError`` and ``StorageError`` subclasses."""
+        validate_name(name)
+        validate_range(offset, length)
+        path = self._remote(name)
+
+        def read(session: FtpSession) -> bytes:
+            if length == 0:
+                _size(session, path)  # a missing object is still an error
+                return b""
+            try:
+                conn = session.transfer(f"RETR {path}", rest=offset or None)
+            except ftplib.error_perm:
+                # Some servers refuse a REST past the end; a range there is empty.
+                if offset and _size(session, path) <= offset:
+                    return b""
+                raise
+            return _receive(session, conn, length)
+
+        return self._run("read", name, read)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object below ``prefix``, collected before the first one is yielded."""
+        validate_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self._remote(head) if head else self.root
+
+        def walk(session: FtpSession) -> list[ObjectInfo]:
+            found: dict[str, ObjectInfo] = {}
+            _Walk(session, prefix, found).folder(start, f"{head}/" if head else "")
+            return list(found.values())
+
+        return iter(self._run("list", prefix or "/", walk))
+
+    def stat(self, name: str) -> ObjectInfo:
+        """Name and size; a folder is not an object. Raises ``ObjectNotFoundError``."""
+        validate_name(name)
+        return ObjectInfo(name, self._run("stat", name, lambda session: _size(session, self._remote(name))))
+
+    # --- removing and space -------------------------------------------------------------------------
+
+    def delete(self, name: str, *, missing_ok: bool = False) -> None:
+        """Remove ``name``. Raises ``ObjectNotFoundError`` unless ``missing_ok``."""
+        validate_name(name)
+        try:
+            self._run("delete", name, lambda session: session.ftp.voidcmd(f"DELE {self._remote(name)}"))
+        except ObjectNotFoundError:
+            if not missing_ok:
+                raise
+
+    def info(self) -> StoreInfo:
+        """Usage (sum of object sizes); FTP has no standard way to tell free or total space."""
+        return StoreInfo(usage=sum(item.size for item in self.list()), free=None, total=None)
+
+    def close(self) -> None:
+        """Close every pooled connection; the store must not be used afterwards."""
+        with self._lock:
+            self._closed = True
+            sessions, self._idle = self._idle, []
+        for session in sessions:
+            session.close()
+
+
+def _root(path: str) -> str:
+    """The remote folder of the objects. A relative path gets ``./`` so that no argument of a
+    command starts with ``-`` (servers would read it as ``ls`` options)."""
+    if path.startswith("/"):
+        return path.rstrip("/") or "/"
+    relative = path.strip("/")
+    return "." if relative in ("", ".") else "./" + relative.removeprefix("./")
+
+
+def _size(session: FtpSession, path: str) -> int:
+    reply = session.ftp.sendcmd(f"SIZE {path}")
+    value = reply[3:].strip()
+    if not reply.startswith("213") or not value.isdigit() or len(value) > 20:
+        raise StorageError(f"the server answered SIZE of {path} with {reply[:80]!r}")
+    return int(value)
+
+
+def _upload(session: FtpSession, temporary: str, folder: str, source: Chunks) -> int:
+    try:
+        conn = session.transfer(f"STOR {temporary}")
+    except ftplib.error_perm:
+        _make_folders(session, folder)
+        conn = session.transfer(f"STOR {temporary}")
+    size = 0
+    complete = False
+    try:
+        for chunk in source:
+            conn.sendall(chunk)
+            size += len(chunk)
+        complete = True
+    finally:
+        session.finish(conn, complete=complete)
+    stored = _size(session, temporary)
+    if stored != size:
+        raise StorageError(f"the server stored {stored} of {size} bytes of {temporary}")
+    return size
+
+
+def _publish(session: FtpSession, temporary: str, target: str) -> None:
+    session.ftp.sendcmd(f"RNFR {temporary}")
+    try:
+        session.ftp.voidcmd(f"RNTO {target}")
+        return
+    except ftplib.error_perm:
+        pass
+    # A server that will not rename over a file: remove the old object first (not atomic, but a
+    # reader may only find the name missing for a moment, never half an object).
+    with contextlib.suppress(ftplib.error_perm):
+        session.ftp.voidcmd(f"DELE {target}")
+    session.ftp.sendcmd(f"RNFR {temporary}")
+    session.ftp.voidcmd(f"RNTO {target}")
+
+
+def _receive(session: FtpSession, conn: socket.socket, length: int | None) -> bytes:
+    data = bytearray()
+    complete = False
+    try:
+        while length is None or len(data) < length:
+            piece = conn.recv(_PIECE if length is None else min(_PIECE, length - len(data)))
+            if not piece:
+                complete = True
+                break
+            data += piece
+    finally:
+        session.finish(conn, complete=complete)
+    return bytes(data)
+
+
+def _remove_quietly(session: FtpSession, path: str) -> None:
+    # Already gone, or the connection is lost: a dot-name is never listed anyway.
+    if session.broken:
+        return
+    with contextlib.suppress(*FTP_ERRORS):
+        session.ftp.voidcmd(f"DELE {path}")
+
+
+def _make_folders(session: FtpSession, folder: str) -> None:
+    """Create ``folder`` and its missing parents; an ``MKD`` refused because the folder exists (or
+    for another reason) is left to the retried ``STOR`` to report."""
+    missing: list[str] = []
+    current = folder
+    while current not in ("", "/", "."):
+        try:
+            session.ftp.voidcmd(f"MKD {current}")
+            break
+        except ftplib.error_perm:
+            missing.append(current)
+            current = posixpath.dirname(current)
+    for path in reversed(missing):
+        with contextlib.suppress(ftplib.error_perm):
+            session.ftp.voidcmd(f"MKD {path}")
+
+
+class _Walk:
+    """One bounded walk of the folders below a store's root, collecting objects under ``prefix``."""
+
+    def __init__(self, session: FtpSession, prefix: str, found: dict[str, ObjectInfo]) -> None:
+        self.session = session
+        self.prefix = prefix
+        self.found = found
+        self.entries = 0
+
+    def folder(self, path: str, relative: str) -> None:
+        for entry_name, kind, size in self._entries(path):
+            name = relative + entry_name
+            if len(name) > MAX_NAME_LENGTH or name in self.found:
+                continue
+            child = posixpath.join(path, entry_name)
+            wanted = name.startswith(self.prefix)
+            if not wanted and not self.prefix.startswith(name + "/"):
+                continue
+            if kind == "unknown" or (kind == "file" and size < 0 and wanted):
+                try:
+                    size, kind = _size(self.session, child), "file"
+                except ftplib.error_perm:
+                    kind = "dir" if kind == "unknown" else "skip"  # SIZE refuses folders
+            if kind == "dir":
+                self.folder(child, name + "/")
+            elif kind == "file" and wanted:
+                self.found[name] = ObjectInfo(name, size)
+
+    def _entries(self, path: str) -> list[Entry]:
+        if "MLST" in self.session.features:
+            return [entry for line in self._lines(f"MLSD {path}") if (entry := _mlsd_entry(line))]
+        lines = self._lines(f"LIST {path}")
+        parsed = _unix_entries(lines)
+        if parsed is not None:
+            return parsed
+        names = (posixpath.basename(line.rstrip("/")) for line in self._lines(f"NLST {path}"))
+        return [(name, "unknown", -1) for name in names if _SEGMENT.match(name)]
+
+    def _lines(self, command: str) -> list[str]:
+        lines: list[str] = []
+        try:
+            for line in self.session.lines(command):
+                self.entries += 1
+                if self.entries > MAX_LIST_ENTRIES:
+                    raise StorageError(
+                        f"the server listed more than {MAX_LIST_ENTRIES} entries; refusing the listing"
+                    )
+                lines.append(line)
+        except ftplib.error_perm:
+            return []  # a missing folder: some servers refuse, others list nothing
+        return lines
+
+
+def _unix_entries(lines: list[str]) -> list[Entry] | None:
+    """Entries of ``ls -l`` style lines; ``None`` when a line is in another format."""
+    entries: list[Entry] = []
+    for line in lines:
+        if not line.strip() or line.startswith("total "):
+            continue
+        match = _UNIX_LINE.match(line)
+        if match is None:
+            return None
+        kind = {"-": "file", "d": "dir"}.get(match.group(1))
+        name = match.group(3)
+        if kind is not None and _SEGMENT.match(name):
+            entries.append((name, kind, int(match.group(2)) if kind == "file" else -1))
+    return entries
+
+
+def _mlsd_entry(line: str) -> Entry | None:
+    """One ``MLSD`` line (``type=file;size=12; name``) as an entry; ``None`` to skip it."""
+    facts_text, _, name = line.partition(" ")
+    if not _SEGMENT.match(name):
+        return None
+    facts = {}
+    for fact in facts_text.split(";"):
+        key, _, value = fact.partition("=")
+        facts[key.strip().lower()] = value.strip()
+    kind = facts.get("type", "").lower()
+    if kind == "dir":
+        return (name, "dir", -1)
+    if kind != "file":
+        return None
+    size = facts.get("size", "")
+    return (name, "file", int(size) if size.isdigit() and len(size) <= 20 else -1)
