@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provide the servers the test suite needs, on loopback only:
 #   PostgreSQL 127.0.0.1:5432 (trust, database test), MariaDB 127.0.0.1:3306 (root, no password,
-#   database test), and the OpenSSH sshd binary (tests start their own sshd on a free port).
+#   database test), and the OpenSSH sshd and vsftpd binaries (tests start their own sshd and vsftpd
+#   on free ports, with throw-away configurations).
 # Servers that already answer are left alone; missing ones are installed with apt and started.
 set -euo pipefail
 
@@ -57,4 +58,13 @@ fi
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || apt_install mariadb-client
 
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
-echo "test-servers: PostgreSQL, MariaDB and sshd are available"
+if [ ! -x /usr/sbin/vsftpd ]; then
+  # Only the binary is wanted: the package's own service (port 21 on every address) is not started.
+  apt_install vsftpd
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now vsftpd >/dev/null 2>&1 || true
+  elif command -v invoke-rc.d >/dev/null; then
+    invoke-rc.d vsftpd stop >/dev/null 2>&1 || true
+  fi
+fi
+echo "test-servers: PostgreSQL, MariaDB, sshd and vsftpd are available"
