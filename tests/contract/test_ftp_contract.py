@@ -15,7 +15,7 @@ import pytest
 from tests.contract.store_contract import StoreContract
 
 from servers import FtpServer
-from snapkeep.storage import ftp as ftp_module
+from snapkeep.storage import ftp_listing
 from snapkeep.storage.base import Store, StoreInfo
 from snapkeep.storage.ftp import FtpStore
 from snapkeep.storage.probe import probe
@@ -49,7 +49,7 @@ class TestFtpStoreNlstListing(StoreContract):
 
     @pytest.fixture
     def store(self, ftpd: FtpServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-        monkeypatch.setattr(ftp_module, "_unix_entries", lambda lines: None)
+        monkeypatch.setattr(ftp_listing, "_unix_entries", lambda lines: None)
         with ftp_store(ftpd, threads=2) as store:
             yield store
 

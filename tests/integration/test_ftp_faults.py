@@ -18,8 +18,7 @@ import pytest
 from servers import FtpServer, free_port, self_signed_certificate
 from snapkeep.clock import FrozenClock
 from snapkeep.errors import ConfigError, PermissionDeniedError, StorageError, TransientStorageError
-from snapkeep.storage import ftp as ftp_module
-from snapkeep.storage import ftp_session
+from snapkeep.storage import ftp_listing, ftp_session
 from snapkeep.storage.ftp import FtpStore
 from snapkeep.storage.locations import Credentials, open_location
 from snapkeep.storage.wrappers import RetryingStore
@@ -201,10 +200,10 @@ def test_listings_are_bounded(ftpd: FtpServer, monkeypatch: pytest.MonkeyPatch) 
     with connect(ftpd) as store:
         for number in range(6):
             store.store(f"data/{number}", b"x")
-        monkeypatch.setattr(ftp_module, "MAX_LIST_ENTRIES", 5)
+        monkeypatch.setattr(ftp_listing, "MAX_LIST_ENTRIES", 5)
         with pytest.raises(StorageError, match="listed more than 5 entries"):
             list(store.list())
-        monkeypatch.setattr(ftp_module, "MAX_LIST_ENTRIES", 100)
+        monkeypatch.setattr(ftp_listing, "MAX_LIST_ENTRIES", 100)
         monkeypatch.setattr(ftp_session, "MAX_LINE", 40)
         with pytest.raises(StorageError, match="listing line longer than 40 bytes"):
             list(store.list())

@@ -20,7 +20,8 @@ Hosting servers offer FTP where they offer nothing else, so snapkeep writes ther
 * **FTPS** is explicit TLS (``AUTH TLS``) on the control and the data connections, the certificate
   checked against the system's CAs or ``ca_file`` (``verify=False`` turns the check off).
 
-Connection set-up and error translation live in ``snapkeep.storage.ftp_session``.
+Connection set-up and error translation live in ``snapkeep.storage.ftp_session``, listings in
+``snapkeep.storage.ftp_listing``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ftplib
 import posixpath
-import re
 import secrets
 import socket
 import ssl
@@ -38,7 +38,6 @@ from typing import TypeVar
 
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import (
-    MAX_NAME_LENGTH,
     ObjectInfo,
     Store,
     StoreInfo,
@@ -46,27 +45,21 @@ from snapkeep.storage.base import (
     validate_prefix,
     validate_range,
 )
+from snapkeep.storage.ftp_listing import Walk
 from snapkeep.storage.ftp_session import (
     FTP_ERRORS,
     FtpSession,
     FtpSettings,
     check_text,
     reply_code,
+    size_of,
     translate,
 )
 from snapkeep.storage.replay import Chunks, SourceFailure
 
 T = TypeVar("T")
 TEMPORARY_PREFIX = ".tmp-"
-#: The most entries one ``list`` call accepts from a server before refusing the listing.
-MAX_LIST_ENTRIES = 2_000_000
 _PIECE = 256 * 1024
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
-_UNIX_LINE = re.compile(
-    r"^([-dlbcps])[-rwxsStT]{9}\S*\s+\d+\s+\S+\s+\S+\s+(\d{1,20})\s+\S+\s+\d{1,2}\s+(?:\d{1,2}:\d{2}|\d{4})\s(.+)$"
-)
-#: An entry of a folder: name, kind ("file", "dir" or "unknown") and size (-1: not known yet).
-Entry = tuple[str, str, int]
 
 
 class FtpStore(Store):
@@ -222,13 +215,13 @@ class FtpStore(Store):
 
         def read(session: FtpSession) -> bytes:
             if length == 0:
-                _size(session, path)  # a missing object is still an error
+                size_of(session, path)  # a missing object is still an error
                 return b""
             try:
                 conn = session.transfer(f"RETR {path}", rest=offset or None)
             except ftplib.error_perm:
                 # Some servers refuse a REST past the end; a range there is empty.
-                if offset and _size(session, path) <= offset:
+                if offset and size_of(session, path) <= offset:
                     return b""
                 raise
             return _receive(session, conn, length)
@@ -243,7 +236,7 @@ class FtpStore(Store):
 
         def walk(session: FtpSession) -> list[ObjectInfo]:
             found: dict[str, ObjectInfo] = {}
-            _Walk(session, prefix, found).folder(start, f"{head}/" if head else "")
+            Walk(session, prefix, found).folder(start, f"{head}/" if head else "")
             return list(found.values())
 
         return iter(self._run("list", prefix or "/", walk))
@@ -251,7 +244,7 @@ class FtpStore(Store):
     def stat(self, name: str) -> ObjectInfo:
         """Name and size; a folder is not an object. Raises ``ObjectNotFoundError``."""
         validate_name(name)
-        return ObjectInfo(name, self._run("stat", name, lambda session: _size(session, self._remote(name))))
+        return ObjectInfo(name, self._run("stat", name, lambda session: size_of(session, self._remote(name))))
 
     # --- removing and space -------------------------------------------------------------------------
 
@@ -286,14 +279,6 @@ def _root(path: str) -> str:
     return "." if relative in ("", ".") else "./" + relative.removeprefix("./")
 
 
-def _size(session: FtpSession, path: str) -> int:
-    reply = session.ftp.sendcmd(f"SIZE {path}")
-    value = reply[3:].strip()
-    if not reply.startswith("213") or not value.isdigit() or len(value) > 20:
-        raise StorageError(f"the server answered SIZE of {path} with {reply[:80]!r}")
-    return int(value)
-
-
 def _upload(session: FtpSession, temporary: str, folder: str, source: Chunks) -> int:
     try:
         conn = session.transfer(f"STOR {temporary}")
@@ -309,7 +294,7 @@ def _upload(session: FtpSession, temporary: str, folder: str, source: Chunks) ->
         complete = True
     finally:
         session.finish(conn, complete=complete)
-    stored = _size(session, temporary)
+    stored = size_of(session, temporary)
     if stored != size:
         raise StorageError(f"the server stored {stored} of {size} bytes of {temporary}")
     return size
@@ -368,90 +353,3 @@ def _make_folders(session: FtpSession, folder: str) -> None:
     for path in reversed(missing):
         with contextlib.suppress(ftplib.error_perm):
             session.ftp.voidcmd(f"MKD {path}")
-
-
-class _Walk:
-    """One bounded walk of the folders below a store's root, collecting objects under ``prefix``."""
-
-    def __init__(self, session: FtpSession, prefix: str, found: dict[str, ObjectInfo]) -> None:
-        self.session = session
-        self.prefix = prefix
-        self.found = found
-        self.entries = 0
-
-    def folder(self, path: str, relative: str) -> None:
-        for entry_name, kind, size in self._entries(path):
-            name = relative + entry_name
-            if len(name) > MAX_NAME_LENGTH or name in self.found:
-                continue
-            child = posixpath.join(path, entry_name)
-            wanted = name.startswith(self.prefix)
-            if not wanted and not self.prefix.startswith(name + "/"):
-                continue
-            if kind == "unknown" or (kind == "file" and size < 0 and wanted):
-                try:
-                    size, kind = _size(self.session, child), "file"
-                except ftplib.error_perm:
-                    kind = "dir" if kind == "unknown" else "skip"  # SIZE refuses folders
-            if kind == "dir":
-                self.folder(child, name + "/")
-            elif kind == "file" and wanted:
-                self.found[name] = ObjectInfo(name, size)
-
-    def _entries(self, path: str) -> list[Entry]:
-        if "MLST" in self.session.features:
-            return [entry for line in self._lines(f"MLSD {path}") if (entry := _mlsd_entry(line))]
-        lines = self._lines(f"LIST {path}")
-        parsed = _unix_entries(lines)
-        if parsed is not None:
-            return parsed
-        names = (posixpath.basename(line.rstrip("/")) for line in self._lines(f"NLST {path}"))
-        return [(name, "unknown", -1) for name in names if _SEGMENT.match(name)]
-
-    def _lines(self, command: str) -> list[str]:
-        lines: list[str] = []
-        try:
-            for line in self.session.lines(command):
-                self.entries += 1
-                if self.entries > MAX_LIST_ENTRIES:
-                    raise StorageError(
-                        f"the server listed more than {MAX_LIST_ENTRIES} entries; refusing the listing"
-                    )
-                lines.append(line)
-        except ftplib.error_perm:
-            return []  # a missing folder: some servers refuse, others list nothing
-        return lines
-
-
-def _unix_entries(lines: list[str]) -> list[Entry] | None:
-    """Entries of ``ls -l`` style lines; ``None`` when a line is in another format."""
-    entries: list[Entry] = []
-    for line in lines:
-        if not line.strip() or line.startswith("total "):
-            continue
-        match = _UNIX_LINE.match(line)
-        if match is None:
-            return None
-        kind = {"-": "file", "d": "dir"}.get(match.group(1))
-        name = match.group(3)
-        if kind is not None and _SEGMENT.match(name):
-            entries.append((name, kind, int(match.group(2)) if kind == "file" else -1))
-    return entries
-
-
-def _mlsd_entry(line: str) -> Entry | None:
-    """One ``MLSD`` line (``type=file;size=12; name``) as an entry; ``None`` to skip it."""
-    facts_text, _, name = line.partition(" ")
-    if not _SEGMENT.match(name):
-        return None
-    facts = {}
-    for fact in facts_text.split(";"):
-        key, _, value = fact.partition("=")
-        facts[key.strip().lower()] = value.strip()
-    kind = facts.get("type", "").lower()
-    if kind == "dir":
-        return (name, "dir", -1)
-    if kind != "file":
-        return None
-    size = facts.get("size", "")
-    return (name, "file", int(size) if size.isdigit() and len(size) <= 20 else -1)

@@ -199,6 +199,15 @@ class FtpSession:
             self.ftp.close()
 
 
+def size_of(session: FtpSession, path: str) -> int:
+    """The size of file ``path`` (``SIZE``); a refusal (550 for a missing file or a folder) is raised."""
+    reply = session.ftp.sendcmd(f"SIZE {path}")
+    value = reply[3:].strip()
+    if not reply.startswith("213") or not value.isdigit() or len(value) > 20:
+        raise StorageError(f"the server answered SIZE of {path} with {reply[:80]!r}")
+    return int(value)
+
+
 def _open(ftp: ftplib.FTP, settings: FtpSettings) -> None:
     where = settings.where
     try:
