@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
 from tests.integration.test_remote_runs import create, restore_and_compare, secrets_absent
+from tests.integration.test_store_leaks import connections_to
 
 from servers import FtpServer
 from snapkeep.jobs import repositories
@@ -88,3 +89,17 @@ def test_wrong_ftp_password_fails_validation_and_the_run_at_once(world: World, f
     assert "retries" not in text, "a wrong password is not retried"
     secrets_absent(world, group, "not-the-password")
     assert world.ok("listBackups", {"find": {"job_id": job["_id"]}})["total"] == 0
+
+
+def test_api_calls_and_runs_leave_no_ftp_connection_open(world: World, ftpd: FtpServer) -> None:
+    before = connections_to({ftpd.port})
+    destination = ftp_destination(world, ftpd, threads=2)
+    job = world.job(destination)
+    make_tree(world.source, 1)
+    status, group = world.run(job)
+    assert status == 100, world.log_text(group)
+    for number in range(30):
+        function = ("validateDestination", "getDestination", "listDestinations")[number % 3]
+        params = {} if function == "listDestinations" else {"_id": destination["_id"]}
+        world.ok(function, params)
+    assert connections_to({ftpd.port}) == before, "every FTP store opened was closed"
