@@ -14,12 +14,19 @@ from typing import Any
 
 import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
+from tests.integration.test_remote_faults_runs import (
+    StopAfterFirstPack,
+    random_files,
+    repository_checks_clean,
+)
 from tests.integration.test_remote_runs import create, restore_and_compare, secrets_absent
 from tests.integration.test_store_leaks import connections_to
 
 from servers import FtpServer
 from snapkeep.jobs import repositories
 from snapkeep.jobs.models.destination import SECRET_MASK
+from snapkeep.storage import registry
+from snapkeep.storage.base import Store
 
 
 @pytest.fixture
@@ -103,3 +110,42 @@ def test_api_calls_and_runs_leave_no_ftp_connection_open(world: World, ftpd: Ftp
         params = {} if function == "listDestinations" else {"_id": destination["_id"]}
         world.ok(function, params)
     assert connections_to({ftpd.port}) == before, "every FTP store opened was closed"
+
+
+def test_ftp_server_stopped_mid_backup_then_back(
+    world: World, ftpd: FtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    destination = ftp_destination(world, ftpd, threads=2)
+    job = world.job(destination)
+    make_tree(world.source, 1)
+    status, group = world.run(job)
+    assert status == 100, world.log_text(group)
+    random_files(world.source, 3, 9 * 1024 * 1024)  # 27 MiB: more than one 16 MiB pack
+    hooks: list[StopAfterFirstPack] = []
+    open_ftp = registry.BACKENDS["ftp"]
+
+    def wrapped_ftp(params: registry.FtpParams) -> Store:
+        hooks.append(StopAfterFirstPack(open_ftp(params), ftpd))  # type: ignore[arg-type]
+        return hooks[-1]
+
+    monkeypatch.setitem(registry.BACKENDS, "ftp", wrapped_ftp)  # the registry is the one route to a store
+    try:
+        status, group = world.run(job)
+    finally:
+        monkeypatch.setitem(registry.BACKENDS, "ftp", open_ftp)
+        ftpd.start()
+    text = world.log_text(group)
+    assert hooks
+    assert hooks[0].fired
+    assert status == 102, text
+    assert "backup failed" in text
+    assert "connection refused" in text
+    assert "retries" in text
+    repository_checks_clean(world, destination, job)
+    folder = ftpd.on_disk(destination["options"]["path"]) / job["_id"]
+    status, group = world.run(job)
+    assert status == 100, world.log_text(group)
+    repository_checks_clean(world, destination, job)
+    restore_and_compare(world, job, tree_state(world.source))
+    assert world.ok("listBackups", {"find": {"job_id": job["_id"]}})["total"] == 2
+    assert all(path.name.startswith(".tmp-") for path in folder.rglob(".*")), "only dot-names are leftovers"
