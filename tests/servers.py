@@ -308,7 +308,9 @@ def _ensure_ftp_user() -> None:
             check=True,
             capture_output=True,
         )  # fmt: skip
-    FTP_HOME.mkdir(mode=0o755, exist_ok=True)
+    import pwd
+
+    Path(pwd.getpwnam(FTP_USER).pw_dir).mkdir(mode=0o755, parents=True, exist_ok=True)
     subprocess.run(["chpasswd"], input=f"{FTP_USER}:{FTP_PASSWORD}\n".encode(), check=True)
 
 
