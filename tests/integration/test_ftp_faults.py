@@ -231,3 +231,23 @@ def test_ftp_locations_open_the_store(ftpd: FtpServer) -> None:
         store.store("snapshots/abc", b"x" * 100)
         assert store.stat("snapshots/abc").size == 100
     assert (ftpd.data / folder / "jobs" / "5f" / "snapshots" / "abc").read_bytes() == b"x" * 100
+
+
+def test_every_pooled_connection_dropped_at_once_costs_one_reconnect(ftpd: FtpServer) -> None:
+    with connect(ftpd, threads=3) as store:
+        barrier = threading.Barrier(3)
+
+        def writer(number: int) -> None:
+            barrier.wait(timeout=10)
+            store.store(f"data/{number}", b"x" * 100_000)
+
+        threads = [threading.Thread(target=writer, args=(number,)) for number in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(store._idle) == 3
+        ftpd.stop()  # like a restart: every pooled connection is gone
+        ftpd.start()
+        assert store.load("data/1") == b"x" * 100_000, "no retry wrapper: the store reconnects by itself"
+        assert len(store._idle) == 1, "the dead connections were dropped, not tried one by one"

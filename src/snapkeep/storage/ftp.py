@@ -129,6 +129,13 @@ class FtpStore(Store):
                 return
         session.close()
 
+    def _drop_idle(self) -> None:
+        with self._lock:
+            sessions, self._idle = self._idle, []
+        for session in sessions:
+            session.broken = True  # no QUIT on a connection that is probably gone
+            session.close()
+
     def _run(
         self,
         operation: str,
@@ -159,6 +166,8 @@ class FtpStore(Store):
                     session.broken = session.broken or not in_step
                     self._give_back(session)
                     dropped = code == "421" or isinstance(error, EOFError | ConnectionError | ssl.SSLEOFError)
+                    if dropped and reused:
+                        self._drop_idle()  # dropped together (server restart, idle timeout): reconnect
                     if dropped and reused and attempt == 1 and replayable():
                         attempt += 1
                         continue
