@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Provide the servers the test suite needs, on loopback only:
 #   PostgreSQL 127.0.0.1:5432 (trust, database test), MariaDB 127.0.0.1:3306 (root, no password,
-#   database test), and the OpenSSH sshd and vsftpd binaries (tests start their own sshd and vsftpd
-#   on free ports, with throw-away configurations).
+#   database test), and the OpenSSH sshd, vsftpd and Pure-FTPd binaries (tests start their own on
+#   free ports, with throw-away configurations).
 # Servers that already answer are left alone; missing ones are installed with apt and started.
 set -euo pipefail
 
@@ -58,13 +58,15 @@ fi
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || apt_install mariadb-client
 
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
-if [ ! -x /usr/sbin/vsftpd ]; then
-  # Only the binary is wanted: the package's own service (port 21 on every address) is not started.
-  apt_install vsftpd
+# FTP servers: only the binaries are wanted (tests start their own on 127.0.0.1 with a throw-away
+# configuration); the packages' own services (port 21 on every address) are stopped and disabled.
+no_service() { # name
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now vsftpd >/dev/null 2>&1 || true
+    systemctl disable --now "$1" >/dev/null 2>&1 || true
   elif command -v invoke-rc.d >/dev/null; then
-    invoke-rc.d vsftpd stop >/dev/null 2>&1 || true
+    invoke-rc.d "$1" stop >/dev/null 2>&1 || true
   fi
-fi
-echo "test-servers: PostgreSQL, MariaDB, sshd and vsftpd are available"
+}
+if [ ! -x /usr/sbin/vsftpd ]; then apt_install vsftpd; no_service vsftpd; fi
+if [ ! -x /usr/sbin/pure-ftpd ]; then apt_install pure-ftpd; no_service pure-ftpd; fi
+echo "test-servers: PostgreSQL, MariaDB, sshd, vsftpd and pure-ftpd are available"

@@ -10,7 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import FtpServer, RcloneS3Server, SshServer, rclone_available, sshd_available, vsftpd_available
+from servers import (
+    FtpServer,
+    PureFtpServer,
+    RcloneS3Server,
+    SshServer,
+    pure_ftpd_available,
+    rclone_available,
+    sshd_available,
+    vsftpd_available,
+)
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -198,4 +207,14 @@ def ftpd(request) -> Iterator[FtpServer]:
     (``servers.FtpServer``); tests using it run for both."""
     require_server(vsftpd_available(), "vsftpd run as root (/usr/sbin/vsftpd; `make servers` installs it)")
     with FtpServer(tls=request.param == "ftps") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pure_ftpd() -> Iterator[PureFtpServer]:
+    """Pure-FTPd (lists with ``MLSD``) on a free 127.0.0.1 port for one test module."""
+    require_server(
+        pure_ftpd_available(), "Pure-FTPd run as root (/usr/sbin/pure-ftpd; `make servers` installs it)"
+    )
+    with PureFtpServer() as server:
         yield server

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 import pytest
 from tests.contract.store_contract import StoreContract
 
-from servers import FtpServer
-from snapkeep.storage import ftp_listing
+from servers import FtpServer, PureFtpServer
+from snapkeep.storage import ftp_listing, ftp_session
 from snapkeep.storage.base import Store, StoreInfo
 from snapkeep.storage.ftp import FtpStore
 from snapkeep.storage.probe import probe
 
 
-def ftp_store(server: FtpServer, **options: object) -> FtpStore:
+def ftp_store(server: FtpServer | PureFtpServer, **options: object) -> FtpStore:
     settings: dict[str, object] = {
         "host": "127.0.0.1",
         "port": server.port,
@@ -52,6 +52,31 @@ class TestFtpStoreNlstListing(StoreContract):
         monkeypatch.setattr(ftp_listing, "_unix_entries", lambda lines: None)
         with ftp_store(ftpd, threads=2) as store:
             yield store
+
+
+class TestFtpStoreOnPureFtpd(StoreContract):
+    """The contract against Pure-FTPd (cPanel's default FTP server), whose listings are ``MLSD``."""
+
+    @pytest.fixture
+    def store(self, pure_ftpd: PureFtpServer) -> Iterator[Store]:
+        with ftp_store(pure_ftpd, threads=4) as store:
+            yield store
+
+
+def test_pure_ftpd_listings_use_mlsd(pure_ftpd: PureFtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    commands: list[str] = []
+    lines = ftp_session.FtpSession.lines
+
+    def recording(session: ftp_session.FtpSession, command: str) -> Iterator[str]:
+        commands.append(command.split(" ")[0])
+        return lines(session, command)
+
+    monkeypatch.setattr(ftp_session.FtpSession, "lines", recording)
+    with ftp_store(pure_ftpd) as store:
+        store.store("data/ab/one", b"12345")
+        store.store("config", b"c")
+        assert sorted((item.name, item.size) for item in store.list()) == [("config", 1), ("data/ab/one", 5)]
+    assert set(commands) == {"MLSD"}
 
 
 def test_active_mode_transfers(ftpd: FtpServer) -> None:
