@@ -2,7 +2,7 @@
 # Provide the servers the test suite needs, on loopback only:
 #   PostgreSQL 127.0.0.1:5432 (trust, database test), MariaDB 127.0.0.1:3306 (root, no password,
 #   database test), and the OpenSSH sshd, vsftpd and Pure-FTPd binaries (tests start their own on
-#   free ports, with throw-away configurations).
+#   free ports, with throw-away configurations; Pure-FTPd is unpacked into /opt/snapkeep-test).
 # Servers that already answer are left alone; missing ones are installed with apt and started.
 set -euo pipefail
 
@@ -68,5 +68,17 @@ no_service() { # name
   fi
 }
 if [ ! -x /usr/sbin/vsftpd ]; then apt_install vsftpd; no_service vsftpd; fi
-if [ ! -x /usr/sbin/pure-ftpd ]; then apt_install pure-ftpd; no_service pure-ftpd; fi
+# Pure-FTPd (cPanel's FTP server, the one that lists with MLSD) conflicts with vsftpd as a Debian
+# package (both are "ftp-server"): its binaries are unpacked from the package into PURE_FTPD_DIR,
+# nothing is installed as a service. tests/ftp_servers.py looks there.
+PURE_FTPD_DIR=/opt/snapkeep-test/pure-ftpd
+if [ ! -x "$PURE_FTPD_DIR/usr/sbin/pure-ftpd" ]; then
+  apt_install libsodium23 libcap2 libpam0g libssl3 libcrypt1
+  unpack=$(mktemp -d)
+  chown _apt "$unpack" 2>/dev/null || true  # apt downloads as _apt
+  (cd "$unpack" && apt-get download -qq pure-ftpd)
+  mkdir -p "$PURE_FTPD_DIR"
+  dpkg-deb -x "$unpack"/pure-ftpd_*.deb "$PURE_FTPD_DIR"
+  rm -rf "$unpack"
+fi
 echo "test-servers: PostgreSQL, MariaDB, sshd, vsftpd and pure-ftpd are available"

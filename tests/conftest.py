@@ -10,16 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import (
-    FtpServer,
-    PureFtpServer,
-    RcloneS3Server,
-    SshServer,
-    pure_ftpd_available,
-    rclone_available,
-    sshd_available,
-    vsftpd_available,
-)
+from ftp_servers import FtpServer, PureFtpServer, pure_ftpd_available, vsftpd_available
+from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -204,7 +196,7 @@ def s3_server() -> Iterator[RcloneS3Server]:
 @pytest.fixture(scope="module", params=["ftp", "ftps"])
 def ftpd(request) -> Iterator[FtpServer]:
     """vsftpd on a free 127.0.0.1 port for one test module, once plain and once requiring explicit TLS
-    (``servers.FtpServer``); tests using it run for both."""
+    (``ftp_servers.FtpServer``); tests using it run for both."""
     require_server(vsftpd_available(), "vsftpd run as root (/usr/sbin/vsftpd; `make servers` installs it)")
     with FtpServer(tls=request.param == "ftps") as server:
         yield server

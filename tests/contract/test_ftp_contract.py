@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from tests.contract.store_contract import StoreContract
 
-from servers import FtpServer, PureFtpServer
+from ftp_servers import FtpServer, PureFtpServer
 from snapkeep.storage import ftp_listing, ftp_session
 from snapkeep.storage.base import Store, StoreInfo
 from snapkeep.storage.ftp import FtpStore

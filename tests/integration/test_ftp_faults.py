@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from servers import FtpServer, free_port, self_signed_certificate
+from ftp_servers import FtpServer, self_signed_certificate
+from servers import free_port
 from snapkeep.clock import FrozenClock
 from snapkeep.errors import ConfigError, PermissionDeniedError, StorageError, TransientStorageError
 from snapkeep.storage import ftp_listing, ftp_session

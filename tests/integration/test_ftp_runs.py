@@ -22,7 +22,7 @@ from tests.integration.test_remote_faults_runs import (
 from tests.integration.test_remote_runs import create, restore_and_compare, secrets_absent
 from tests.integration.test_store_leaks import connections_to
 
-from servers import FtpServer
+from ftp_servers import FtpServer
 from snapkeep.jobs import repositories
 from snapkeep.jobs.models.destination import SECRET_MASK
 from snapkeep.storage import registry
