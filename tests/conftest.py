@@ -198,7 +198,7 @@ def ftpd(request) -> Iterator[FtpServer]:
 def pure_ftpd() -> Iterator[PureFtpServer]:
     """Pure-FTPd (lists with ``MLSD``) on a free 127.0.0.1 port for one test module."""
     require_server(
-        pure_ftpd_available(), "Pure-FTPd run as root (/usr/sbin/pure-ftpd; `make servers` installs it)"
+        pure_ftpd_available(), "Pure-FTPd run as root (`make servers` unpacks it into /opt/snapkeep-test)"
     )
     with PureFtpServer() as server:
         yield server
