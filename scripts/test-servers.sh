@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provide the servers the test suite needs, on loopback only:
 #   PostgreSQL 127.0.0.1:5432 (trust, database test), MariaDB 127.0.0.1:3306 (root, no password,
-#   database test), and the OpenSSH sshd binary (tests start their own sshd on a free port).
+#   database test), and the OpenSSH sshd, vsftpd and Pure-FTPd binaries (tests start their own on
+#   free ports, with throw-away configurations; Pure-FTPd is unpacked into /opt/snapkeep-test).
 # Servers that already answer are left alone; missing ones are installed with apt and started.
 set -euo pipefail
 
@@ -57,4 +58,27 @@ fi
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || apt_install mariadb-client
 
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
-echo "test-servers: PostgreSQL, MariaDB and sshd are available"
+# FTP servers: only the binaries are wanted (tests start their own on 127.0.0.1 with a throw-away
+# configuration); the packages' own services (port 21 on every address) are stopped and disabled.
+no_service() { # name
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now "$1" >/dev/null 2>&1 || true
+  elif command -v invoke-rc.d >/dev/null; then
+    invoke-rc.d "$1" stop >/dev/null 2>&1 || true
+  fi
+}
+if [ ! -x /usr/sbin/vsftpd ]; then apt_install vsftpd; no_service vsftpd; fi
+# Pure-FTPd (cPanel's FTP server, the one that lists with MLSD) conflicts with vsftpd as a Debian
+# package (both are "ftp-server"): its binaries are unpacked from the package into PURE_FTPD_DIR,
+# nothing is installed as a service. tests/ftp_servers.py looks there.
+PURE_FTPD_DIR=/opt/snapkeep-test/pure-ftpd
+if [ ! -x "$PURE_FTPD_DIR/usr/sbin/pure-ftpd" ]; then
+  apt_install libsodium23 libcap2 libpam0g libssl3 libcrypt1
+  unpack=$(mktemp -d)
+  chown _apt "$unpack" 2>/dev/null || true  # apt downloads as _apt
+  (cd "$unpack" && apt-get download -qq pure-ftpd)
+  mkdir -p "$PURE_FTPD_DIR"
+  dpkg-deb -x "$unpack"/pure-ftpd_*.deb "$PURE_FTPD_DIR"
+  rm -rf "$unpack"
+fi
+echo "test-servers: PostgreSQL, MariaDB, sshd, vsftpd and pure-ftpd are available"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ftp_servers import FtpServer, PureFtpServer, pure_ftpd_available, vsftpd_available
 from servers import RcloneS3Server, SshServer, rclone_available, sshd_available
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -182,6 +183,25 @@ def sshd() -> Iterator[SshServer]:
     """OpenSSH's sshd on a free 127.0.0.1 port for one test module (``servers.SshServer``)."""
     require_server(sshd_available(), "OpenSSH sshd (/usr/sbin/sshd; `make servers` installs it)")
     with SshServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=["ftp", "ftps"])
+def ftpd(request) -> Iterator[FtpServer]:
+    """vsftpd on a free 127.0.0.1 port for one test module, once plain and once requiring explicit TLS
+    (``ftp_servers.FtpServer``); tests using it run for both."""
+    require_server(vsftpd_available(), "vsftpd run as root (/usr/sbin/vsftpd; `make servers` installs it)")
+    with FtpServer(tls=request.param == "ftps") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pure_ftpd() -> Iterator[PureFtpServer]:
+    """Pure-FTPd (lists with ``MLSD``) on a free 127.0.0.1 port for one test module."""
+    require_server(
+        pure_ftpd_available(), "Pure-FTPd run as root (`make servers` unpacks it into /opt/snapkeep-test)"
+    )
+    with PureFtpServer() as server:
         yield server
 
 

@@ -155,6 +155,19 @@ class _Server(abc.ABC):
         _end(self.process)
         self.process = None
 
+    def drop_connections(self) -> int:
+        """Kill every per-connection process (sshd, vsftpd), leaving the listener up; return how many."""
+        children = _descendants(self.process.pid) if self.process is not None else []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        # SIGKILL is asynchronous: wait until the processes are gone, so their connections are
+        # closed before the caller goes on (otherwise a quick write can still slip through).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(child) for child in children):
+            time.sleep(0.01)
+        return len(children)
+
     def __enter__(self) -> _Server:
         self.start()
         return self
@@ -233,19 +246,6 @@ class SshServer(_Server):
             stderr=log.open("ab"),
         )
         _wait_for_port(self.port, self.process, log, b"SSH-")
-
-    def drop_connections(self) -> int:
-        """Kill every per-connection sshd process, leaving the listener up; return how many."""
-        children = _descendants(self.process.pid) if self.process is not None else []
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        # SIGKILL is asynchronous: wait until the processes are gone, so their connections are
-        # closed before the caller goes on (otherwise a quick write can still slip through).
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(child) for child in children):
-            time.sleep(0.01)
-        return len(children)
 
     def folder_for(self, name: str) -> str:
         """A fresh remote folder path for one store (not created: the store creates it)."""

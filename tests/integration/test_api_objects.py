@@ -71,8 +71,8 @@ def test_destination_option_errors_name_the_option(api: Any) -> None:
     sftp = {key: value for key, value in SFTP.items() if key != "password"}
     answer = api.call("manageDestination", {"action": "create", "name": "S", "type": "SFTP", "options": sftp})
     assert "options[password]: an SFTP destination needs a password or a privatekey" in answer["message"]
-    answer = api.call("manageDestination", {"action": "create", "name": "F", "type": "FTP"})
-    assert "type: must be one of Local, SFTP or S3" in answer["message"]
+    answer = api.call("manageDestination", {"action": "create", "name": "F", "type": "Gopher"})
+    assert "type: must be one of Local, SFTP, S3 or FTP" in answer["message"]
 
 
 def test_destination_flags_counts_and_limits(make: Any, api: Any) -> None:
@@ -92,7 +92,7 @@ def test_destination_flags_counts_and_limits(make: Any, api: Any) -> None:
 
 def test_destination_types_describe_their_options(make: Any) -> None:
     data = make.ok("listDestinationTypes")
-    assert [item["type"] for item in data["types"]] == ["Local", "SFTP", "S3"]
+    assert [item["type"] for item in data["types"]] == ["Local", "SFTP", "S3", "FTP"]
     sftp = {option["name"]: option for option in data["types"][1]["options"]}
     assert sftp["password"]["secret"] == 1
     assert sftp["host"]["required"] == 1

@@ -4,7 +4,8 @@
 (``<destination root>/<job id>``; ``job_id=""`` is the root itself) in the terms of
 ``storage.registry``, straight from the destination's catalog options, through a table of
 destination types: SFTP logs in with a password or with a private key's *text* (+ passphrase); SFTP
-paths are absolute on the server; S3's ``<path>/<job id>`` is the key prefix. Opening the store is
+paths are absolute on the server; S3's ``<path>/<job id>`` is the key prefix; FTP's path is absolute
+or relative to the login folder, as given, and FTPS is FTP with ``tls``. Opening the store is
 ``jobs.repositories``' business.
 
 SFTP host keys: the destination document's ``fingerprint`` (shown read-only as
@@ -20,10 +21,11 @@ from typing import Any
 
 from snapkeep.errors import ConfigError
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.storage.registry import LocalParams, S3Params, SftpParams, StoreParams
+from snapkeep.storage.registry import FtpParams, LocalParams, S3Params, SftpParams, StoreParams
 
-#: Seconds an SFTP call may take unless the destination says otherwise; an S3 call.
+#: Seconds an SFTP or FTP call may take unless the destination says otherwise; an S3 call.
 SFTP_TIMEOUT = 30.0
+FTP_TIMEOUT = 30.0
 S3_TIMEOUT = 60.0
 
 #: Builds the parameters from (destination, its options, the path below its root, timeout or None).
@@ -77,10 +79,29 @@ def _s3(
     )
 
 
+def _ftp(
+    destination: Mapping[str, Any], options: Mapping[str, Any], below: str, timeout: float | None
+) -> FtpParams:
+    path = str(options["path"])
+    return FtpParams(
+        host=str(options["host"]),
+        port=int(options.get("port") or 21),
+        username=str(options["username"]),
+        password=str(options.get("password") or ""),
+        path=("/" if path.startswith("/") else "") + _joined(path, below),
+        tls=bool(options.get("tls")),
+        passive=bool(options.get("passive", True)),
+        verify=bool(options.get("verify", True)),
+        ca_file=str(options.get("ca_file") or "") or None,
+        timeout=float(timeout or options.get("timeout") or FTP_TIMEOUT),
+        threads=threads(destination),
+    )
+
+
 #: destination type -> parameters of its store.
-TYPES: dict[str, Builder] = {"Local": _local, "SFTP": _sftp, "S3": _s3}
+TYPES: dict[str, Builder] = {"Local": _local, "SFTP": _sftp, "S3": _s3, "FTP": _ftp}
 #: The types whose stores are remote: limited to the destination's ``threads`` calls at once.
-REMOTE_TYPES = frozenset({"SFTP", "S3"})
+REMOTE_TYPES = frozenset({"SFTP", "S3", "FTP"})
 
 
 def store_params(destination: Mapping[str, Any], job_id: str, *, timeout: float | None = None) -> StoreParams:

@@ -7,6 +7,11 @@ A new server with nothing but the destination's details opens a repository from 
 * ``sftp://USER@HOST[:PORT]/PATH``: the path is absolute on the server (``sftp://u@h//srv/x`` and
   ``sftp://u@h/srv/x`` both mean ``/srv/x``). Log in with ``Credentials.key_file`` (a private key
   file) or a password (``Credentials.password``, or one in the URL); ``fingerprint`` pins the host key;
+* ``ftp://USER@HOST[:PORT]/PATH`` (plain FTP) and ``ftps://USER@HOST[:PORT]/PATH`` (explicit TLS,
+  ``AUTH TLS``): the path is absolute on the server (below its chroot, where it has one); the password
+  is ``Credentials.password`` or the URL's. Query options: ``ca_file=PEM`` (trust that CA or
+  self-signed certificate), ``verify=0`` (do not check the certificate), ``passive=0`` (active mode),
+  ``timeout=SECONDS``;
 * ``s3://ENDPOINT/BUCKET[/PREFIX]`` over HTTPS, ``s3+http://ENDPOINT/BUCKET[/PREFIX]`` over plain HTTP
   (a local test server); ``s3:///BUCKET/PREFIX`` (empty endpoint) means AWS. Needs
   ``Credentials.access_key`` and ``secret_key``.
@@ -27,7 +32,15 @@ from pathlib import Path
 
 from snapkeep.errors import ConfigError
 from snapkeep.storage.base import Store
-from snapkeep.storage.registry import LocalParams, MemoryParams, S3Params, SftpParams, StoreParams, open_store
+from snapkeep.storage.registry import (
+    FtpParams,
+    LocalParams,
+    MemoryParams,
+    S3Params,
+    SftpParams,
+    StoreParams,
+    open_store,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +136,54 @@ def _s3(location: str, credentials: Credentials) -> StoreParams:
     )
 
 
+_FTP_OPTIONS = ("ca_file", "verify", "passive", "timeout")
+
+
+def _ftp_flag(location: str, key: str, value: str) -> bool:
+    if value not in ("0", "1"):
+        raise ConfigError(f"location {_safe(location)!r}: {key} must be 1 or 0 (got {value!r})")
+    return value == "1"
+
+
+def _ftp(location: str, credentials: Credentials) -> StoreParams:
+    parsed = urllib.parse.urlsplit(location)
+    scheme = parsed.scheme.lower()
+    usage = f"{scheme}://USER@HOST:PORT/PATH"
+    if not parsed.hostname:
+        raise ConfigError(f"location {_safe(location)!r}: {scheme}:// needs a host ({usage})")
+    if not parsed.username:
+        raise ConfigError(f"location {_safe(location)!r}: {scheme}:// needs a user ({usage})")
+    path = "/" + urllib.parse.unquote(parsed.path).lstrip("/")
+    if path == "/":
+        raise ConfigError(f"location {_safe(location)!r}: {scheme}:// needs a path on the server")
+    options = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(_FTP_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"location {_safe(location)!r}: unknown option {unknown[0]!r} (known: {', '.join(_FTP_OPTIONS)})"
+        )
+    timeout = options.get("timeout", "30")
+    if not timeout.isdigit() or not 1 <= int(timeout) <= 3600:
+        raise ConfigError(
+            f"location {_safe(location)!r}: timeout must be 1 to 3600 seconds (got {timeout!r})"
+        )
+    password = credentials.password or ""
+    if parsed.password:
+        password = urllib.parse.unquote(parsed.password)
+    return FtpParams(
+        host=parsed.hostname,
+        port=parsed.port or 21,
+        username=urllib.parse.unquote(parsed.username),
+        password=password,
+        path=path,
+        tls=scheme == "ftps",
+        passive=_ftp_flag(location, "passive", options.get("passive", "1")),
+        verify=_ftp_flag(location, "verify", options.get("verify", "1")),
+        ca_file=options.get("ca_file") or None,
+        timeout=float(timeout),
+    )
+
+
 #: scheme -> parser; "" is a plain path.
 SCHEMES: dict[str, Parser] = {
     "": _local,
@@ -132,6 +193,8 @@ SCHEMES: dict[str, Parser] = {
     "s3": _s3,
     "s3+http": _s3,
     "s3+https": _s3,
+    "ftp": _ftp,
+    "ftps": _ftp,
 }
 
 

@@ -1,18 +1,19 @@
 """The one route to a store: typed parameters per backend, and a table from backend kind to opener.
 
 Every store snapkeep opens is opened here. A caller describes the place with the parameters of its
-backend (``LocalParams``, ``MemoryParams``, ``SftpParams``, ``S3Params``, each a frozen dataclass
-whose ``kind`` names its backend) and calls ``open_store(params)``; ``BACKENDS`` maps the kind to
+backend (``LocalParams``, ``MemoryParams``, ``SftpParams``, ``S3Params``, ``FtpParams``, each a frozen
+dataclass whose ``kind`` names its backend) and calls ``open_store(params)``; ``BACKENDS`` maps the kind to
 the opener that builds the store. Credentials are fields of the parameters: nothing is read from
 the environment. The parameters' ``repr`` leaves secrets out.
 
 Who builds the parameters: ``jobs.destinations`` from a catalog destination, and
-``storage.locations`` from a location string (``/path``, ``sftp://``, ``s3://``, ``memory://``)
+``storage.locations`` from a location string (``/path``, ``sftp://``, ``s3://``, ``ftp://``, ``ftps://``,
+``memory://``)
 plus the credentials the CLI was given.
 
 ``memory`` gives the process-wide ``MemoryStore`` of that name (the same object on every call, so
-tests and tools can share it). The SFTP and S3 backends are imported on first use, so that opening a
-local store never pays for importing paramiko and boto3. Whoever opens a store closes it.
+tests and tools can share it). The SFTP, S3 and FTP backends are imported on first use, so that opening
+a local store never pays for importing paramiko and boto3. Whoever opens a store closes it.
 """
 
 from __future__ import annotations
@@ -85,6 +86,24 @@ class S3Params(StoreParams):
     timeout: float = 60.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class FtpParams(StoreParams):
+    """A folder on an FTP server, FTPS with ``tls`` (see ``storage.ftp.FtpStore`` for each field)."""
+
+    kind: ClassVar[str] = "ftp"
+    host: str
+    username: str
+    path: str
+    port: int = 21
+    password: str = field(default="", repr=False)
+    tls: bool = False
+    passive: bool = True
+    verify: bool = True
+    ca_file: str | None = None
+    timeout: float = 30.0
+    threads: int = 2
+
+
 #: An opener builds the store its parameters describe.
 Opener = Callable[[Any], Store]
 
@@ -140,12 +159,31 @@ def _open_s3(params: S3Params) -> Store:
     return store
 
 
+def _open_ftp(params: FtpParams) -> Store:
+    ftp = importlib.import_module("snapkeep.storage.ftp")
+    store: Store = ftp.FtpStore(
+        host=params.host,
+        port=params.port,
+        username=params.username,
+        password=params.password,
+        path=params.path,
+        tls=params.tls,
+        passive=params.passive,
+        verify=params.verify,
+        ca_file=params.ca_file,
+        timeout=params.timeout,
+        threads=params.threads,
+    )
+    return store
+
+
 #: backend kind -> opener. Tests may replace an entry to wrap a backend (fault injection).
 BACKENDS: dict[str, Opener] = {
     LocalParams.kind: _open_local,
     MemoryParams.kind: _open_memory,
     SftpParams.kind: _open_sftp,
     S3Params.kind: _open_s3,
+    FtpParams.kind: _open_ftp,
 }
 
 

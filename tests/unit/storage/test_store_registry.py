@@ -137,7 +137,7 @@ def test_unreadable_key_file_is_a_config_error(tmp_path: Path) -> None:
     ("location", "message"),
     [
         ("", "empty"),
-        ("ftp://host/x", "unknown scheme 'ftp'"),
+        ("gopher://host/x", "unknown scheme 'gopher'"),
         ("memory://", "needs a name"),
         ("file://otherhost/x", "local path"),
     ],
@@ -160,11 +160,11 @@ def test_the_table_dispatches_by_kind(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_kind_without_backend_is_a_config_error() -> None:
-    class FtpParams(StoreParams):
-        kind = "ftp"
+    class GopherParams(StoreParams):
+        kind = "gopher"
 
-    with pytest.raises(ConfigError, match="no storage backend for 'ftp'"):
-        open_store(FtpParams())
+    with pytest.raises(ConfigError, match="no storage backend for 'gopher'"):
+        open_store(GopherParams())
 
 
 def test_scheme_of() -> None:

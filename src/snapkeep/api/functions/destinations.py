@@ -32,6 +32,7 @@ from snapkeep.jobs.models.destination import (
     DESTINATION_DESCRIPTIONS,
     DESTINATION_OPTIONS,
     SECRETS,
+    canonical_type,
     mask,
     unmask,
 )
@@ -74,7 +75,7 @@ def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str,
         return params
     merged = {**_stored_fields(stored), **params}
     if isinstance(merged.get("options"), dict) and "type" in merged:
-        same_type = str(merged["type"]).lower() == stored["type"].lower()
+        same_type = canonical_type(merged["type"]) == stored["type"]  # SSH is SFTP, Localv2 Local
         merged["options"] = unmask(stored["type"], merged["options"], stored["options"] if same_type else {})
     return merged
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
 from snapkeep.jobs.models.base import (
@@ -68,27 +68,103 @@ class S3Options(Strict):
         return self
 
 
+def _no_control_characters(value: Any) -> Any:
+    """FTP sends options as command arguments: a CR or LF would inject commands."""
+    if isinstance(value, str) and any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise PydanticCustomError("control_characters", "must not contain control characters", {})
+    return value
+
+
+FtpText = Annotated[str, BeforeValidator(_no_control_characters)]
+
+
+class FtpOptions(Strict):
+    host: Annotated[FtpText, Field(min_length=1, max_length=255)] = Field(
+        description="server name or address"
+    )
+    port: Annotated[int, integer(1, 65535)] = Field(21, description="TCP port")
+    username: Annotated[FtpText, Field(min_length=1, max_length=255)] = Field(description="login name")
+    password: FtpText = Field("", description="password (secret)")
+    path: Annotated[FtpText, Field(min_length=1)] = Field(
+        description="directory on the server for backups (absolute, or relative to the login directory)"
+    )
+    tls: Flag = Field(False, description="1: FTPS, explicit TLS (AUTH TLS) for the login and every transfer")
+    passive: Flag = Field(True, description="1: passive mode (the client opens data connections)")
+    verify: Flag = Field(True, description="1: check the server's TLS certificate")
+    ca_file: FtpText = Field(
+        "", description="PEM file on this server of a CA (or self-signed certificate) to trust"
+    )
+    timeout: Annotated[int, integer(1, 3600)] = Field(30, description="connection timeout in seconds")
+
+    @field_serializer("tls", "passive", "verify")
+    def _as_number(self, value: bool) -> int:
+        """Stored and answered as 1/0, the API's flags on input."""
+        return int(value)
+
+    @model_validator(mode="after")
+    def _ca_file(self) -> FtpOptions:
+        if self.ca_file and not self.ca_file.startswith("/"):
+            raise field_error(
+                "ca_file", "must be an absolute path starting with / (got {got})", got=shown(self.ca_file)
+            )
+        return self
+
+
 DESTINATION_OPTIONS: dict[str, type[BaseModel]] = {
     "Local": LocalOptions,
     "SFTP": SftpOptions,
     "S3": S3Options,
+    "FTP": FtpOptions,
 }
 SECRETS: dict[str, tuple[str, ...]] = {
     "Local": (),
     "SFTP": ("password", "privatekey", "passphrase"),
     "S3": ("secret_key",),
+    "FTP": ("password",),
 }
 DESTINATION_DESCRIPTIONS = {
     "Local": "a directory on this server (or a mounted disk)",
     "SFTP": "a directory on an SSH server",
     "S3": "a bucket on Amazon S3 or an S3-compatible service",
+    "FTP": "a directory on an FTP server, or FTPS with tls=1",
 }
+#: JetBackup's names for types snapkeep has under another name (stored and answered as the latter).
+TYPE_ALIASES = {"ssh": "SFTP", "localv2": "Local"}
+#: JetBackup destination types snapkeep does not implement: refused by name rather than as unknown.
+UNSUPPORTED_TYPES = (
+    "S3 Compatible", "Wasabi", "Backblaze", "Google Drive", "Dropbox", "Box", "OneDrive", "pCloud",
+    "Clones", "Rsync", "DigitalOcean Spaces", "Azure",
+)  # fmt: skip
+
+
+def _type_key(value: str) -> str:
+    return "".join(character for character in value.lower() if character.isalnum())
+
+
+def canonical_type(value: Any) -> str | None:
+    """The stored name of a destination type or of its JetBackup alias (``SSH``, ``Localv2``)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    for name in DESTINATION_OPTIONS:
+        if text == name.lower():
+            return name
+    return TYPE_ALIASES.get(text)
 
 
 def _destination_type(value: Any) -> str:
-    for name in DESTINATION_OPTIONS:
-        if isinstance(value, str) and value.strip().lower() == name.lower():
-            return name
+    name = canonical_type(value)
+    if name is not None:
+        return name
+    unsupported = [
+        kind for kind in UNSUPPORTED_TYPES if isinstance(value, str) and _type_key(value) == _type_key(kind)
+    ]
+    if unsupported:
+        raise PydanticCustomError(
+            "unsupported",
+            "{got} is a JetBackup destination type snapkeep does not support; use one of {allowed}",
+            {"allowed": describe({t: t for t in DESTINATION_OPTIONS}), "got": shown(value)},
+        )
     raise PydanticCustomError(
         "choice",
         "must be one of {allowed} (got {got})",
@@ -100,7 +176,9 @@ class DestinationFields(Strict):
     """The writable fields of a Destination; ``options`` is checked by ``validate_destination``."""
 
     name: Name = Field(description="free text, 1-255 characters")
-    type: Annotated[str, BeforeValidator(_destination_type)] = Field(description="Local, SFTP or S3")
+    type: Annotated[str, BeforeValidator(_destination_type)] = Field(
+        description="Local, SFTP, S3 or FTP (JetBackup's SSH and Localv2 are read as SFTP and Local)"
+    )
     options: Annotated[dict[str, Any], BeforeValidator(objectish)] = Field(
         default_factory=dict, description="options[...] of the type (see listDestinationTypes)"
     )
