@@ -258,8 +258,12 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert door.ok("manageSettingsPerformance", {"backup_forks": str(forks["backup_forks"])}) == forks
     # Settings in one place (issue 9): values sent back unchanged, so walks sharing a catalog agree.
     general = door.ok("getSettingsGeneral")
-    assert set(general) == {"timezone", "logs_ttl"}
-    same = {"timezone": general["timezone"], "logs_ttl": str(general["logs_ttl"])}
+    assert set(general) == {"timezone", "logs_ttl", "downloads_ttl"}
+    same = {
+        "timezone": general["timezone"],
+        "logs_ttl": str(general["logs_ttl"]),
+        "downloads_ttl": str(general["downloads_ttl"]),
+    }
     assert door.ok("manageSettingsGeneral", same) == general
     assert "timezone: unknown time zone" in door.fails("manageSettingsGeneral", {"timezone": "Mars/Olympus"})
     # The scheduled integrity check's settings (issue 10): sent back unchanged, and a bad hour refused.

@@ -75,15 +75,24 @@ def test_performance_bad_input_names_the_field(api: Api, catalog: Catalog, make:
 
 
 def test_general_defaults_changes_and_stored_format(make: Any, catalog: Catalog) -> None:
-    assert make.ok("getSettingsGeneral") == {"timezone": "", "logs_ttl": 30}
+    days = {"downloads_ttl": 7}  # issue 13: how long a finished download can be fetched
+    assert make.ok("getSettingsGeneral") == {"timezone": "", "logs_ttl": 30, **days}
     changed = make.ok("manageSettingsGeneral", "timezone=Europe/Berlin&logs_ttl=14")
-    assert changed == {"timezone": "Europe/Berlin", "logs_ttl": 14}
-    assert make.ok("manageSettingsGeneral", {"logs_ttl": 0}) == {"timezone": "Europe/Berlin", "logs_ttl": 0}
-    assert stored(catalog) == {"timezone": "Europe/Berlin", "logs_ttl": 0}
+    assert changed == {"timezone": "Europe/Berlin", "logs_ttl": 14, **days}
+    assert make.ok("manageSettingsGeneral", {"logs_ttl": 0}) == {
+        "timezone": "Europe/Berlin",
+        "logs_ttl": 0,
+        **days,
+    }
+    assert stored(catalog) == {"timezone": "Europe/Berlin", "logs_ttl": 0, **days}
     with catalog.transaction(write=False) as tx:
         assert settings.timezone(tx) == "Europe/Berlin"
-    assert make.ok("manageSettingsGeneral", "timezone=") == {"timezone": "", "logs_ttl": 0}
-    assert make.ok("getSettingsGeneral") == {"timezone": "", "logs_ttl": 0}
+    assert make.ok("manageSettingsGeneral", "timezone=") == {"timezone": "", "logs_ttl": 0, **days}
+    assert make.ok("manageSettingsGeneral", {"downloads_ttl": 2})["downloads_ttl"] == 2
+    assert (
+        "downloads_ttl: must be at least 1"
+        in make.api.call("manageSettingsGeneral", {"downloads_ttl": 0})["message"]
+    )
 
 
 def test_general_bad_input_names_the_field(api: Api, catalog: Catalog, make: Any) -> None:

@@ -60,6 +60,8 @@ from snapkeep.jobs.models.destination import SECRET_MASK
 PERFORMANCE_KEY = "performance"
 TIMEZONE_KEY = "timezone"
 LOGS_TTL_KEY = "logs_ttl"
+DOWNLOADS_TTL_KEY = "downloads_ttl"
+DEFAULT_DOWNLOADS_TTL = 7
 EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
 INTEGRITY_KEY = "integrity"
 GIB = 1024**3
@@ -192,7 +194,8 @@ def _zone_name(value: Any) -> str:
 
 
 class General(Strict):
-    """The time zone schedules run in, and how long run logs are kept."""
+    """The time zone schedules run in, how long run logs are kept, and how long a finished download
+    can be fetched."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -202,15 +205,21 @@ class General(Strict):
     logs_ttl: Annotated[int, integer(0, 36500)] = Field(
         DEFAULT_LOGS_TTL, description="days a finished run's log is kept (0: forever)"
     )
+    downloads_ttl: Annotated[int, integer(1, 3650)] = Field(
+        DEFAULT_DOWNLOADS_TTL, description="days a finished download can be fetched; then its file is removed"
+    )
 
 
 def _stored_general(tx: Transaction, *, lock: bool = False) -> dict[str, Any]:
     zone, days = _read(tx, TIMEZONE_KEY, lock=lock), _read(tx, LOGS_TTL_KEY, lock=lock)
+    downloads = _read(tx, DOWNLOADS_TTL_KEY, lock=lock)
     stored: dict[str, Any] = {}
     if zone is not None:
         stored["timezone"] = zone
     if days is not None:
         stored["logs_ttl"] = days
+    if downloads is not None:
+        stored["downloads_ttl"] = downloads
     return stored
 
 
@@ -220,7 +229,14 @@ def general(tx: Transaction) -> General:
     days = as_int(stored.get("logs_ttl", DEFAULT_LOGS_TTL))
     if days is None or days < 0:
         raise ValidationError(field="logs_ttl", problem=f"stored value {shown(stored['logs_ttl'])} is bad")
-    return General.model_construct(timezone=str(stored.get("timezone") or ""), logs_ttl=days)
+    downloads = as_int(stored.get("downloads_ttl", DEFAULT_DOWNLOADS_TTL))
+    if downloads is None or downloads < 1:
+        raise ValidationError(
+            field="downloads_ttl", problem=f"stored value {shown(stored['downloads_ttl'])} is bad"
+        )
+    return General.model_construct(
+        timezone=str(stored.get("timezone") or ""), logs_ttl=days, downloads_ttl=downloads
+    )
 
 
 def timezone(tx: Transaction) -> str:
@@ -233,6 +249,7 @@ def save_general(tx: Transaction, changes: Mapping[str, Any]) -> General:
     value = validate(General, {**_stored_general(tx, lock=True), **changes})
     _write(tx, TIMEZONE_KEY, value.timezone)
     _write(tx, LOGS_TTL_KEY, value.logs_ttl)
+    _write(tx, DOWNLOADS_TTL_KEY, value.downloads_ttl)
     return value
 
 

@@ -47,7 +47,7 @@ def test_set_changes_one_section_through_the_api(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Europe/Berlin" in result.output
     assert "14" in result.output
-    assert stored(tmp_path) == {"timezone": "Europe/Berlin", "logs_ttl": 14}
+    assert stored(tmp_path) == {"timezone": "Europe/Berlin", "logs_ttl": 14, "downloads_ttl": 7}
     assert run(tmp_path, "set", "performance.backup_forks=3").exit_code == 0
     assert stored(tmp_path)["performance"] == {"backup_forks": 3, "queueable_forks": 2}
 

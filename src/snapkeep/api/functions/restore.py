@@ -11,8 +11,9 @@ if-newer, never; default never with merge=1: existing files are kept), ``options
 
 ``downloadBackupFile`` (``_id`` = the download's queue group) decides whether a finished download
 may be fetched and where it is: the user who queued it or root (an admin) may; a download that is
-not finished, failed, expired (``DOWNLOAD_DAYS`` after it ended: the file is then removed) or whose
-file is gone is "not found". ``GET /download/GROUP_ID`` (``api.http``) streams the file it names.
+not finished, failed, expired (``downloads_ttl`` days, a General setting, after it ended: the file
+is then removed) or whose file is gone is "not found". ``GET /download/GROUP_ID`` (``api.http``)
+streams the file it names.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ParamSpec, Result, only_id, param_specs
 from snapkeep.engine.fs.restore_policy import POLICIES
 from snapkeep.errors import NotFoundError, ValidationError
-from snapkeep.jobs import access, backups, queue, restores
+from snapkeep.jobs import access, backups, queue, restores, settings
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueStatus, QueueType
 from snapkeep.jobs.models.base import Flag, ObjectId, Strict, choice, listish, objectish, validate
 from snapkeep.jobs.runs.restore import DOWNLOADS
@@ -170,8 +171,9 @@ def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
     }
 
 
-#: Days a finished download stays fetchable; then its file is removed and it is "not found".
-DOWNLOAD_DAYS = 7
+#: Days a finished download stays fetchable by default (the ``downloads_ttl`` General setting); then
+#: its file is removed and it is "not found".
+DOWNLOAD_DAYS = settings.DEFAULT_DOWNLOADS_TTL
 
 
 def download_file(context: CallContext, params: dict[str, Any]) -> Result:
@@ -181,6 +183,7 @@ def download_file(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
     with context.catalog.transaction(write=False) as tx:
         group = queue.get_group(tx, ident)
+        days = settings.general(tx).downloads_ttl
     if group["type"] != QueueType.DOWNLOAD:
         raise ValidationError(field="_id", problem=f"queue group {ident} is not a download")
     if not context.caller.admin and group["owner"] != context.caller.id:
@@ -191,10 +194,10 @@ def download_file(context: CallContext, params: dict[str, Any]) -> Result:
         )
     path = context.home / DOWNLOADS / f"{ident}.tar.zst"
     ended = dt.datetime.fromisoformat(group["ended"]) if group.get("ended") else None
-    if ended is not None and context.clock.now() - ended > dt.timedelta(days=DOWNLOAD_DAYS):
+    if ended is not None and context.clock.now() - ended > dt.timedelta(days=days):
         path.unlink(missing_ok=True)
         raise NotFoundError(
-            f"download {ident} expired ({DOWNLOAD_DAYS} days after it ended)", kind="Download", ident=ident
+            f"download {ident} expired ({days} days after it ended)", kind="Download", ident=ident
         )
     try:
         info = os.lstat(path)

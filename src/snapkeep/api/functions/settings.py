@@ -6,7 +6,8 @@ Every setting lives in the catalog (``jobs.settings``), so servers sharing a cat
   ``queueable_forks`` how many restores and downloads; each 1-10, default 2. The daemon re-reads them
   when it sizes its worker pools.
 - **General**: ``timezone`` (an IANA name; empty: the server's zone), the zone schedules run in, and
-  ``logs_ttl``, the days a finished run's log is kept (default 30, 0 = forever), as JetBackup 5 names it.
+  ``logs_ttl``, the days a finished run's log is kept (default 30, 0 = forever), as JetBackup 5 names it,
+  and ``downloads_ttl``, the days a finished download can be fetched (default 7; then its file goes).
 - **Notification**: the ``email`` and ``webhook`` channels, each an object or null when not set up.
   The SMTP password comes back as ``SK|HIDDEN|********``.
 - **Integrity**: the scheduled integrity check (docs/maintenance.md): ``enabled`` (1/0), ``cycle_days``
