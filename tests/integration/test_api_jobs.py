@@ -207,6 +207,11 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "downloadBackupFile",
         # issue 11: users, roles and their tokens
         "manageUser", "getUser", "listUsers", "deleteUser", "createToken", "listTokens", "revokeToken",
+        # issue 13: what a JetBackup admin script calls around jobs
+        "getQueueItem", "clearQueue", "stopAllQueueGroup", "getLogItem", "deleteLog",
+        "listAccountFilterGroups", "getAccountFilterGroup", "getBackupItem", "listBackupForType",
+        "listBackupForTypeName", "listAccountsByFilters", "deleteAccountSnapshots",
+        "addMultiAccountQueueItems", "manageAccountExcludeList", "getAccountExcludeList",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -230,7 +230,8 @@ def translate(
     write: SFTP v3 reports a full disk or an exceeded quota only as "Failure".
     """
     text = str(error) or type(error).__name__
-    if connection_lost:
+    if connection_lost or isinstance(error, EOFError):  # an EOF is the peer closing the connection,
+        # whether or not the transport has noticed yet (a race under load)
         return TransientStorageError(
             f"connection lost during {detail}: {text}; the server may have been stopped or restarted"
         )

@@ -62,8 +62,8 @@ def test_each_destination_type_becomes_the_parameters_of_its_store() -> None:
 
 
 def test_bad_destinations_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown type 'FTP'"):
-        destinations.store_params({"name": "x", "type": "FTP", "options": {}}, "")
+    with pytest.raises(ConfigError, match="unknown type 'Dropbox'"):
+        destinations.store_params({"name": "x", "type": "Dropbox", "options": {}}, "")
     with pytest.raises(ConfigError, match="'ssh': option host is missing"):
         destinations.store_params(sftp_row(options={"username": "u"}), "")
 
