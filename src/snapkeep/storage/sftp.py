@@ -25,7 +25,7 @@ import posixpath
 import secrets
 import stat as stat_module
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import paramiko
@@ -33,44 +33,13 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
+from snapkeep.storage.replay import Chunks, SourceFailure
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
 
 T = TypeVar("T")
 TEMPORARY_PREFIX = ".tmp-"
 _PREFETCH_REQUESTS = 64
 _READ_PIECE = 256 * 1024
-
-
-class _SourceFailure(Exception):
-    """Wraps an exception raised by the caller's chunk iterator, so it is not taken for an SFTP error."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.original = original
-
-
-class _Chunks:
-    """The caller's chunks; tells whether a failed write may be tried again from the start."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self._replayable = isinstance(chunks, Sequence)
-        self.started = False
-
-    def can_replay(self) -> bool:
-        return self._replayable or not self.started
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.started = True
-        iterator = iter(self._chunks)
-        while True:
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            except Exception as error:
-                raise _SourceFailure(error) from error
-            yield chunk
 
 
 class SftpStore(Store):
@@ -165,7 +134,7 @@ class SftpStore(Store):
                 session = self._take()
                 try:
                     result = action(session.client)
-                except _SourceFailure as failure:
+                except SourceFailure as failure:
                     self._give_back(session)
                     raise failure.original from None
                 except CONNECTION_ERRORS as error:
@@ -202,7 +171,7 @@ class SftpStore(Store):
         validate_name(name)
         target = self._remote(name)
         temporary = posixpath.join(posixpath.dirname(target), TEMPORARY_PREFIX + secrets.token_hex(8))
-        source = _Chunks(chunks)
+        source = Chunks(chunks)
         free: list[int | None] = [None]
 
         def write(client: paramiko.SFTPClient) -> int:
@@ -225,7 +194,7 @@ class SftpStore(Store):
             free_bytes=lambda: free[0],
         )
 
-    def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: _Chunks) -> int:
+    def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: Chunks) -> int:
         try:
             handle = client.open(temporary, "wb")
         except FileNotFoundError:
