@@ -149,7 +149,7 @@ def test_hooks_are_validated(make: Any, api: Any) -> None:
     assert "data_list[0]: no such Backup Job" in answer["message"]
     answer = api.call("manageHook", {"action": "modify", "_id": hook["_id"], "position": "3"})
     assert (
-        "position: must be one of 1 (Backup), 2 (Restore), 8 (Backup Account) or 5 (Reindex)"
+        "position: must be one of 1 (Backup), 2 (Restore), 4 (Download), 8 (Backup Account) or 5 (Reindex)"
         in answer["message"]
     )
     make.ok("deleteHook", {"_id": hook["_id"]})

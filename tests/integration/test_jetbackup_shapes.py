@@ -266,3 +266,30 @@ def test_accounts_have_a_stable_id_beside_their_username(world: World) -> None:
     assert world.ok("getAccount", {"_id": alice["_id"]}) == world.ok("getAccount", {"_id": "alice"}) == alice
     assert world.ok("listAccounts")["accounts"][0]["_id"] == alice["_id"], "stable across calls"
     assert world.fails("getAccount", {"_id": "f" * 24}) == f"Account not found: {'f' * 24}"
+
+
+def test_download_hooks_run_for_downloads_and_restore_hooks_for_restores(
+    world: World, trusted_dir: Path
+) -> None:
+    """Issue 13 section 7: Download hooks (position 4) are in scope."""
+    marker = world.root / "hooks.txt"
+    script = trusted_dir / "note.sh"
+    script.write_text(f'#!/bin/sh\necho "$0 $1" >> {marker}\n')
+    script.chmod(0o755)
+    make_tree(world.source, 1)
+    job = world.job()
+    world.ok(
+        "manageHook",
+        {"action": "create", "name": "dl", "script": str(script), "position_type": 1, "position": 4},
+    )
+    assert world.run(job)[0] == 100
+    backup = world.ok("listBackups")["backups"][0]
+    restore = world.ok(
+        "addQueueItems",
+        {"type": 2, "snapshot_id": backup["_id"], "options": {"target": str(world.root / "r")}},
+    )
+    assert execute_group(world.catalog, world.home, restore["_id"], stop=threading.Event()) == 100
+    assert not marker.exists(), "a Download hook does not run for a restore"
+    download = world.ok("addQueueItems", {"type": 4, "snapshot_id": backup["_id"]})
+    assert execute_group(world.catalog, world.home, download["_id"], stop=threading.Event()) == 100
+    assert marker.read_text().splitlines() == [f"{script} {job['_id']}"]

@@ -123,6 +123,7 @@ class HookPosition(Code):
     # in the order the API has always listed them
     BACKUP = 1, "Backup"
     RESTORE = 2, "Restore"
+    DOWNLOAD = 4, "Download"
     BACKUP_ACCOUNT = 8, "Backup Account"
     REINDEX = 5, "Reindex"
 

@@ -41,7 +41,7 @@ class HookFields(Strict):
     )
     position_type: Annotated[int, choice(HOOK_POSITION_TYPES)] = Field(description="1 pre, 2 post")
     position: Annotated[int, choice(HOOK_POSITIONS)] = Field(
-        description="1 Backup, 2 Restore, 8 Backup Account, 5 Reindex"
+        description="1 Backup, 2 Restore, 4 Download, 8 Backup Account, 5 Reindex"
     )
     data_list: IdList = Field(default_factory=list, description="job IDs it applies to (empty = all)")
     disabled: Flag = Field(False, description="a disabled hook never runs")

@@ -164,8 +164,9 @@ class RestoreRun(GroupRun):
         job_id = str(data.get("job_id") or "")
         with self.catalog.transaction(write=False) as tx:
             self.job = (tx.get("jobs", job_id) if job_id else None) or {"_id": job_id}
-        # a download or a dry run changes nothing the Restore hooks guard: they do not run
-        hooked = not self.download and not int(self.options.get("dry_run", 0))
+        # Restore hooks for a restore, Download hooks (position 4) for a download; a dry run changes
+        # nothing, so no hook runs
+        hooked = not int(self.options.get("dry_run", 0))
         stopped = self.hooks(context, HookStage.PRE) if hooked else None
         status = stopped if stopped is not None else self.restore_all(context)
         if hooked and stopped is None:
@@ -177,8 +178,10 @@ class RestoreRun(GroupRun):
         return status
 
     def hooks(self, context: RunContext, stage: HookStage, status: int | None = None) -> QueueStatus | None:
-        """Run one stage of Restore hooks; the status the restore ends with when a pre hook stops it."""
-        outcome = context.hooks(self.job, HookPosition.RESTORE, stage, status)
+        """Run one stage of Restore (or, for a download, Download) hooks; the status the run ends with
+        when a pre hook stops it."""
+        position = HookPosition.DOWNLOAD if self.download else HookPosition.RESTORE
+        outcome = context.hooks(self.job, position, stage, status)
         if outcome.status is None:
             return None
         context.log.error(f"restore {outcome.message}")
