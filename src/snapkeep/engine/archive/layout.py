@@ -149,7 +149,7 @@ class LayoutTarWriter(TarWriter):
         yield from self.folder(target.rpartition("/")[0])
         yield from self._file_member(target, content)
 
-    def stream(
+    def piped(
         self, target: str, read: Callable[[int], bytes], finish: Callable[[], object]
     ) -> Iterator[bytes]:
         """A stream of unknown size read with ``read(n)`` until ``b""``, then checked by
