@@ -157,23 +157,23 @@ class LayoutTarWriter(TarWriter):
         target = target.strip("/")
         yield from self.folder(target.rpartition("/")[0])
         names: list[str] = []
-        buffer = self._fill(read)
+        buffer = self._fill(read, b"")
         while True:
-            following = self._fill(read) if len(buffer) == self.part_size else bytearray()
-            if not following:
+            more = read(1) if len(buffer) == self.part_size else b""  # one byte says "not the last"
+            if not more:
                 finish()  # before the last part: a failed stream never looks complete
                 name = target if not names else part_name(target, len(names) + 1)
                 names.append(name)
-                yield from self._file_member(name, bytes(buffer))
+                yield from self._file_member(name, buffer)
                 break
             names.append(part_name(target, len(names) + 1))
-            yield from self._file_member(names[-1], bytes(buffer))
-            buffer = following
+            yield from self._file_member(names[-1], buffer)
+            buffer = self._fill(read, more)
         if len(names) > 1:
             self.streams[target] = names
 
-    def _fill(self, read: Callable[[int], bytes]) -> bytearray:
-        buffer = bytearray()
+    def _fill(self, read: Callable[[int], bytes], start: bytes) -> bytearray:
+        buffer = bytearray(start)
         while len(buffer) < self.part_size:
             block = read(min(self.part_size - len(buffer), 1024 * 1024))
             if not block:
@@ -182,14 +182,14 @@ class LayoutTarWriter(TarWriter):
         self.largest_buffer = max(self.largest_buffer, len(buffer))
         return buffer
 
-    def _file_member(self, name: str, content: bytes) -> Iterator[bytes]:
+    def _file_member(self, name: str, content: bytes | bytearray) -> Iterator[bytes]:
         member = self._synthetic(name, tarfile.REGTYPE, 0o600, len(content))
         entry = self.entries[-1]
         entry.blake3 = blake3.blake3(content).hexdigest()
         yield self._header(member)
         if content:
             self.progress.on_bytes(len(content))
-            yield self._emit(content)
+            yield self._emit(cast(bytes, content))  # the part's own buffer: no copy
         padding = -len(content) % tarfile.BLOCKSIZE
         if padding:
             yield self._emit(bytes(padding))
