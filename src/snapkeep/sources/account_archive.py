@@ -91,12 +91,13 @@ def archive_account(
     job_id: str = "",
     tags: list[str] | tuple[str, ...] = (),
     progress: Progress | None = None,
-    part_size: int = PART_SIZE,
+    part_size: int | None = None,
     clock: Clock = SYSTEM,
 ) -> AccountArchive:
     """Back up one account into ``destination`` as one archive (manifest ``account`` = its
     username, ``components`` = the component names in layout order) and return it with the failed
-    items. Storage and abort errors propagate and no manifest is written (nothing is listed)."""
+    items. ``part_size``: the largest piece of a dump held in memory (default ``PART_SIZE``, 4 MiB).
+    Storage and abort errors propagate and no manifest is written (nothing is listed)."""
     stats: dict[str, Any] = {"failures": [], "contains": sources.contains, "options": sources.options}
     host_paths = sorted(
         {
@@ -117,7 +118,7 @@ def archive_account(
         account=sources.account.username,
         components=sources.names,
         stats=stats,
-        part_size=part_size,
+        part_size=part_size or PART_SIZE,
         clock=clock,
     )
     failures = [ComponentFailure(**failure) for failure in stats["failures"]]

@@ -94,7 +94,8 @@ def test_layout_members_parts_and_reading_back(
     ]
     assert manifest.stats["part_size"] == 4096
     assert "databases/mariadb/failed.sql" not in manifest.stats["streams"]  # never listed as complete
-    assert failed.finished and large.finished
+    assert failed.finished
+    assert large.finished
     assert layout_files(manifest, "databases/mariadb") == ["large.sql", "small.sql"]  # no leftover parts
 
     reloaded = load_manifest(destination, manifest.id)
