@@ -63,11 +63,14 @@ def _members(writer: LayoutTarWriter, sources: AccountSources, stats: dict[str, 
     """The tar pieces of every component of ``sources``; failed items go to ``stats["failures"]``."""
     settings = sources.settings
     for component in sorted(sources.components, key=lambda found: ARCHIVE_ORDER.index(found.name)):
-        yield from writer.folder(component.name)  # present (maybe empty) even when items fail
+        if all(item.target != component.name for item in component.items):
+            yield from writer.folder(component.name)  # present (maybe empty) even when items fail
         for item in component.items:
             try:
                 if isinstance(item, PathItem):
                     yield from writer.path(item.target, item.source, item.excludes)
+                    if item.target == component.name and not writer.written(component.name):
+                        yield from writer.folder(component.name)  # its source is missing: empty
                 elif isinstance(item, DataItem):
                     yield from writer.data(item.target, item.produce())
                 elif item.max_size and (size := database_size(settings, item.database)) > item.max_size:

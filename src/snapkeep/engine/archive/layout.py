@@ -103,6 +103,7 @@ class LayoutTarWriter(TarWriter):
         self._source = b""
         self._target = ""
         self._folders: set[str] = set()
+        self._files: set[str] = set()
         self._uid, self._gid = os.geteuid(), os.getegid()
 
     def member_name(self, path: bytes) -> str:
@@ -130,6 +131,8 @@ class LayoutTarWriter(TarWriter):
         """The host's file or folder ``source`` as ``target`` (excluded paths matched on the
         host's absolute paths)."""
         target = target.strip("/")
+        if target in self._folders or target in self._files:
+            raise ValidationError(field="target", problem=f"{target!r} is already in the archive")
         yield from self.folder(target.rpartition("/")[0])
         path = os.fsencode(os.path.abspath(source))
         self._source, self._target = path, target
@@ -139,9 +142,12 @@ class LayoutTarWriter(TarWriter):
         except OSError as error:
             self.warn(path, f"cannot read source: {error.strerror or error}")
             return
-        if stat.S_ISDIR(info.st_mode):
-            self._folders.add(target)
+        (self._folders if stat.S_ISDIR(info.st_mode) else self._files).add(target)
         yield from self._entry(path, info)
+
+    def written(self, target: str) -> bool:
+        """Whether a folder or a host path was written as ``target``."""
+        return target.strip("/") in self._folders or target.strip("/") in self._files
 
     def data(self, target: str, content: bytes) -> Iterator[bytes]:
         """A generated file ``target`` holding ``content``."""
