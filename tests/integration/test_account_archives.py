@@ -71,6 +71,10 @@ def archives(world: World) -> list[Path]:
     return sorted(path for path in world.backups.rglob("archives/*") if ".tar" in path.name)
 
 
+def manifests(world: World) -> list[Path]:
+    return sorted(world.backups.rglob("archives/*.manifest"))
+
+
 def download(world: World, params: dict[str, Any]) -> dict[str, bytes]:
     """A download group's file, unpacked in memory: {member name: contents} of its files."""
     group = world.ok("addQueueItems", {"type": 4, **params})
@@ -238,8 +242,13 @@ def test_a_large_table_streams_in_bounded_parts(world: World, site: Site) -> Non
 def test_a_rebuilt_server_reindexes_account_archives_and_restores_them(world: World, site: Site) -> None:
     alice = site.user("alice")
     before = mariadb_checksum(f"{alice}_wp")
-    status, group = world.run(accounts_job(world, site, structure=4))
-    assert status == 100, world.log_text(group)
+    job = accounts_job(world, site, structure=4, manually_retain=1)
+    for _ in range(2):
+        status, group = world.run(job)
+        assert status == 100, world.log_text(group)
+    assert len(archives(world)) == 2  # retention counts per account: one kept of each
+    assert len(manifests(world)) == 2
+    assert len(world.ok("listBackups", {"type": 1})["backups"]) == 2
     destination = world.ok("listDestinations")["destinations"][0]
     rebuilt = World(world.root / "rebuilt")
     try:
@@ -264,3 +273,19 @@ def test_a_rebuilt_server_reindexes_account_archives_and_restores_them(world: Wo
         assert mariadb_checksum(f"{alice}_wp") == before
     finally:
         rebuilt.close()
+
+
+def test_options_and_the_jobs_excludes_apply_to_archives(world: World, site: Site) -> None:
+    alice = site.user("alice")
+    job = accounts_job(world, site, structure=2, options=4, exclude_list=["public_html/assets/**"])
+    status, group = world.run(job)
+    assert status == 100, world.log_text(group)
+    backup = backup_of(world, alice)
+    assert list(items_of(world, backup["_id"])) == [name for name in COMPONENTS if name != "databases"]
+    names = set()
+    for path in archives(world):
+        with tarfile.open(path) as archive:
+            names |= set(archive.getnames())
+    assert "homedir/public_html/index.php" in names
+    assert not any(name.startswith("homedir/public_html/assets/") for name in names)
+    assert not any(name.startswith("databases") for name in names)

@@ -14,7 +14,9 @@ import blake3
 import pytest
 
 from snapkeep.engine.archive import ArchiveKeys, load_manifest, restore_archive, write_layout_archive
+from snapkeep.engine.archive.check import check_archives
 from snapkeep.engine.archive.layout import LayoutTarWriter, layout_files, read_member, stream_parts
+from snapkeep.engine.archive.verify import verify_archive
 from snapkeep.engine.format import CipherId
 from snapkeep.engine.repository.crypto import NullCipher, make_cipher
 from snapkeep.errors import DumpError, IntegrityError, NotFoundError
@@ -106,7 +108,10 @@ def test_layout_members_parts_and_reading_back(
     with pytest.raises(NotFoundError):
         list(read_member(destination, reloaded, "databases/mariadb/failed.sql"))
 
-    # the tar stays whole: every member restores and verifies, leftover parts included
+    # the tar stays whole: the check reads it clean, every member restores, leftover parts included
+    report = check_archives(destination, read_data=True)
+    assert report.ok, report
+    assert verify_archive(destination, manifest.id).id == manifest.id
     result = restore_archive(destination, manifest.id, tmp_path / "out")
     assert (tmp_path / "out" / "homedir" / "www" / "index.php").read_text() == "<?php\n"
     assert result.files == len([entry for entry in manifest.entries if entry.type == "file"])
