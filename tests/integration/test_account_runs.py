@@ -441,13 +441,12 @@ def test_account_hooks_run_around_each_account_and_retention_counts_per_account(
     assert sorted(item["account"] for item in listed) == [alice, bob]  # one kept per account
 
 
-def test_archived_accounts_jobs_are_refused_with_a_clear_message(world: World, site: Site) -> None:
+def test_accounts_jobs_take_every_structure(world: World, site: Site) -> None:
+    """Archived (2) and Compressed (4) are accepted (test_account_archives.py runs them)."""
     job = accounts_job(world, site)
-    for structure in (2, 4):
-        change = {"action": "modify", "_id": job["_id"], "structure": structure}
-        message = world.fails("manageBackupJob", change)
-        assert message.startswith("structure: Accounts jobs support only 1 (Incremental)"), message
-    assert world.ok("getBackupJob", {"_id": job["_id"]})["structure"] == 1
+    for structure in (2, 4, 1):
+        world.ok("manageBackupJob", {"action": "modify", "_id": job["_id"], "structure": structure})
+        assert world.ok("getBackupJob", {"_id": job["_id"]})["structure"] == structure
 
 
 def test_mail_cron_zone_and_certificate_components_go_back_to_their_places(world: World, site: Site) -> None:

@@ -124,6 +124,16 @@ class FoundBackup:
     paths: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     components: list[str] = field(default_factory=list)
+    #: an account backup's failed items (layout paths), from its own stats
+    failures: list[str] = field(default_factory=list)
+
+
+def _failures(stats: Mapping[str, Any]) -> list[str]:
+    """The failed items an account snapshot's or archive's stats name (``[]`` when none or malformed)."""
+    found = stats.get("failures")
+    if not isinstance(found, list):
+        return []
+    return [str(item["target"]) for item in found if isinstance(item, dict) and "target" in item]
 
 
 @dataclass
@@ -175,6 +185,7 @@ def scan(store: Store, job_id: str, password: str | None) -> RepositoryScan:
                     paths=list(snapshot.paths),
                     tags=list(snapshot.tags),
                     components=list(snapshot.components),
+                    failures=_failures(snapshot.stats),
                 )
             )
         for archive_id in _archive_ids(store):
@@ -193,6 +204,7 @@ def scan(store: Store, job_id: str, password: str | None) -> RepositoryScan:
                     paths=list(manifest.sources),
                     tags=list(manifest.tags),
                     components=list(manifest.components),
+                    failures=_failures(manifest.stats),
                 )
             )
     finally:
@@ -330,6 +342,8 @@ def _record(
         details["account"] = backup.account
         details["contains"] = sum(COMPONENT_BITS.get(name, 0) for name in backup.components)
         details["components"] = backups.component_items(backup.components, tx.clock)
+        details["failures"] = backup.failures
+        details["partial"] = bool(backup.failures)
         if backup.account in homes:
             details["home"] = homes[backup.account]
         linked["type"] = int(JobType.ACCOUNTS)

@@ -24,9 +24,11 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from snapkeep.clock import SYSTEM, Clock
+from snapkeep.engine.archive.layout import PART_SIZE, LayoutTarWriter
 from snapkeep.engine.archive.manifest import (
     ArchiveDestination,
     ArchiveKeys,
@@ -55,6 +57,7 @@ __all__ = [
     "load_manifest",
     "restore_archive",
     "write_archive",
+    "write_layout_archive",
 ]
 
 
@@ -112,15 +115,118 @@ def write_archive(
     """
     if not sources:
         raise ValidationError(field="sources", problem="at least one source path is required")
+    archive_id = _archive_id(archive_id)
+    progress = progress or Progress()
+    writer = TarWriter(sources, excludes=excludes, progress=progress)
+    return _store_archive(
+        destination,
+        writer,
+        writer.stream(),
+        archive_id=archive_id,
+        compressed=compressed,
+        sources=[os.path.abspath(source) for source in sources],
+        excludes=excludes,
+        tags=tags,
+        job_id=job_id,
+        account=account,
+        components=components,
+        hostname=hostname,
+        compression_level=compression_level,
+        segment_size=segment_size,
+        clock=clock,
+    )
+
+
+def write_layout_archive(
+    destination: ArchiveDestination,
+    produce: Callable[[LayoutTarWriter], Iterable[bytes]],
+    *,
+    compressed: bool,
+    sources: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    progress: Progress | None = None,
+    archive_id: str | None = None,
+    job_id: str = "",
+    account: str = "",
+    components: Sequence[str] = (),
+    stats: Mapping[str, Any] | None = None,
+    hostname: str | None = None,
+    part_size: int = PART_SIZE,
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+    segment_size: int = SEGMENT_SIZE,
+    clock: Clock = SYSTEM,
+) -> ArchiveManifest:
+    """Stream the members ``produce(writer)`` yields (``archive.layout``: folders, host paths, data,
+    streams of unknown size) into one archive, then write its manifest; return the manifest.
+
+    ``stats`` is merged into the manifest's stats after the stream has been written (the caller may
+    fill it while producing, e.g. with failed items); the writer's ``streams`` (the parts of every
+    stream stored in several) go to ``stats["streams"]``. Errors as ``write_archive``; an exception
+    from ``produce`` propagates and no manifest is written (the archive is not listed).
+    """
+    archive_id = _archive_id(archive_id)
+    writer = LayoutTarWriter(progress=progress or Progress(), part_size=part_size, clock=clock)
+
+    def stream() -> Iterator[bytes]:
+        yield from produce(writer)
+        yield writer.end()
+
+    def extra() -> dict[str, Any]:
+        return {**(stats or {}), "streams": dict(writer.streams), "part_size": part_size}
+
+    return _store_archive(
+        destination,
+        writer,
+        stream(),
+        archive_id=archive_id,
+        compressed=compressed,
+        sources=list(sources),
+        excludes=(),
+        tags=tags,
+        job_id=job_id,
+        account=account,
+        components=components,
+        hostname=hostname,
+        compression_level=compression_level,
+        segment_size=segment_size,
+        clock=clock,
+        extra=extra,
+    )
+
+
+def _archive_id(archive_id: str | None) -> str:
     archive_id = archive_id or secrets.token_hex(32)
     if not archive_id.isalnum() or not archive_id.isascii():
         raise ValidationError(field="archive_id", problem=f"must be letters and digits, got {archive_id!r}")
-    progress = progress or Progress()
+    return archive_id
+
+
+def _store_archive(
+    destination: ArchiveDestination,
+    writer: TarWriter,
+    tar: Iterable[bytes],
+    *,
+    archive_id: str | None,
+    compressed: bool,
+    sources: list[str],
+    excludes: Sequence[str],
+    tags: Sequence[str],
+    job_id: str,
+    account: str,
+    components: Sequence[str],
+    hostname: str | None,
+    compression_level: int,
+    segment_size: int,
+    clock: Clock,
+    extra: Callable[[], dict[str, Any]] | None = None,
+) -> ArchiveManifest:
+    """Compress, seal and store the tar stream ``tar`` of ``writer``, then its manifest (last)."""
+    archive_id = _archive_id(archive_id)
+    progress = writer.progress
     started = clock.now()
     cipher = destination.cipher
-    writer = TarWriter(sources, excludes=excludes, progress=progress)
     progress.on_start(None, None)
-    stream: Iterable[bytes] = writer.stream()
+    stream: Iterable[bytes] = tar
     if compressed:
         stream = compress_zstd(stream, compression_level)
     if _encrypted(cipher):
@@ -136,7 +242,7 @@ def write_archive(
             compression="zstd" if compressed else "none",
             encryption=CIPHER_NAMES[cipher.cipher_id],
             segment_size=segment_size if _encrypted(cipher) else 0,
-            sources=[os.path.abspath(source) for source in sources],
+            sources=sources,
             excludes=list(excludes),
             tags=list(tags),
             hostname=socket.gethostname() if hostname is None else hostname,
@@ -154,6 +260,7 @@ def write_archive(
                 "seconds": round(max((clock.now() - started).total_seconds(), 0.0), 3),
                 "sockets_skipped": writer.sockets_skipped,
                 "warnings": [{"path": path, "message": message} for path, message in writer.warnings],
+                **(extra() if extra is not None else {}),
             },
             size=tap.size,
             blake3=tap.hasher.hexdigest(),

@@ -125,6 +125,10 @@ class TarWriter:
         self._describer = Describer()
         self._inodes: dict[tuple[int, int], str] = {}
 
+    def member_name(self, path: bytes) -> str:
+        """The member name of source ``path`` (a subclass may place sources elsewhere)."""
+        return member_name(path)
+
     def warn(self, path: bytes, message: str) -> None:
         """Record a per-file problem; the archive goes on."""
         shown = os.fsdecode(path)
@@ -153,7 +157,7 @@ class TarWriter:
         if kind is None:
             self.sockets_skipped += 1  # tar has no socket type; a socket is a live endpoint anyway
             return
-        name = member_name(path)
+        name = self.member_name(path)
         if kind == tarfile.DIRTYPE:
             if name:
                 yield self._header(self._tarinfo(path, name + "/", kind, info))

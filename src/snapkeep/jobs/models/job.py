@@ -109,13 +109,6 @@ class JobFields(Strict):
             raise field_error("time", "must be HHMM with minutes 00-59 (got {got})", got=self.time)
         if self.type == 2 and not self.include_list:
             raise field_error("include_list", "a Directories job needs at least one absolute path")
-        if self.type == 1 and self.structure != 1:
-            raise field_error(
-                "structure",
-                "Accounts jobs support only 1 (Incremental): an account's backup holds streamed database "
-                "dumps beside its files (got {got})",
-                got=self.structure,
-            )
         for index, pattern in enumerate(self.exclude_list):
             try:  # refused when saved, not when the run compiles it (attack report LOW-13)
                 check_glob(pattern)

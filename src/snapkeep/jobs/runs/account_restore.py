@@ -2,7 +2,8 @@
 
 What is restored, by what the request names (``jobs.restores.enqueue`` records it; ``runs.restore`` runs it):
 
-* the backup (``snapshot_id``): the whole account, every component in its snapshot;
+* the backup (``snapshot_id``): the whole account, every component in its snapshot or archive
+  (Incremental, or Archived/Compressed: both are read through ``runs.account_content``);
 * a component item (``items[]`` = an ID from ``getBackupItems``): that component only;
 * ``files[ITEM][PATH]``: those paths only. A path is the account's real path (``/home/alice/www``,
   under the home recorded with the backup) or a path inside the backup's layout
@@ -40,33 +41,24 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from snapkeep.clock import Clock
-from snapkeep.engine.data.snapshot import Snapshot
-from snapkeep.engine.data.tree import DIR, Tree
-from snapkeep.engine.fs.restore_policy import (
-    ALWAYS,
-    NEVER,
-    SKIP,
-    Changes,
-    RestoreOptions,
-)
+from snapkeep.engine.fs.restore_policy import ALWAYS, NEVER, SKIP, Changes
 from snapkeep.engine.fs.safe_target import Placer
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restore import restore
-from snapkeep.engine.restore.content import find_node, read_content
 from snapkeep.errors import NotFoundError, SnapkeepError, UnsafePathError, ValidationError
 from snapkeep.jobs import accounts, backups
 from snapkeep.jobs.backups import BackupRecord
 from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.logs import RunLog
+from snapkeep.jobs.runs.account_content import AccountContent, open_content
 from snapkeep.sources.accounts.base import MARIADB, POSTGRESQL, Account, Database
 from snapkeep.sources.components import COMPONENT_BITS
-from snapkeep.sources.databases import restore_database
+from snapkeep.sources.databases import drop_database, restore_database
 from snapkeep.sources.dbclient import DatabaseSettings
 from snapkeep.sources.dbusers import postgres_role_exists, restore_users
 
@@ -140,20 +132,19 @@ class AccountRestore:
         self.settings = DatabaseSettings()
 
     def run(self, repository: Repository, paths: Sequence[str], progress: Progress) -> QueueStatus:
-        """Restore ``paths`` (layout paths, [] = everything) of the row's snapshot."""
-        snapshot = repository.load_snapshot(self.row.engine_id)
+        """Restore ``paths`` (layout paths, [] = everything) of the row's snapshot or archive."""
+        content = open_content(repository, self.row)
         config = accounts.load_config(self.home)
         self.settings = accounts.database_settings(config)
-        target = self.target_account(repository, snapshot, config)
-        tree = bytes.fromhex(snapshot.tree)
-        wanted = list(paths) or [f"/{name}" for name in snapshot.components]
-        dumps = self.dumps(repository, tree, wanted)
+        target = self.target_account(content, config)
+        wanted = list(paths) or [f"/{name}" for name in content.components]
+        dumps = self.dumps(content, wanted)
         files = [
             path for path in wanted if path.split("/")[1] not in ("databases", "database_users", "config")
         ]
         same = target.username == self.row.account
         users = [path for path in wanted if path.split("/")[1] == "database_users"]
-        if dumps and not users and "database_users" in snapshot.components and same:
+        if dumps and not users and "database_users" in content.components and same:
             engines = sorted({engine for engine, _ in dumps})
             users = [f"/database_users/{engine}.sql" for engine in engines]
         if users and not same:
@@ -163,15 +154,15 @@ class AccountRestore:
             for engine, name in dumps:
                 self.log.info(f"dry run: database {engine} {name!r} would be restored")
             dumps, users = [], []
-        self.users(repository, tree, users, POSTGRESQL)
+        self.users(content, users, POSTGRESQL)
         if len(dumps) > 1 and self.options.get("database_name"):
             self.problems.append("options[database_name]: names one database, but the restore has several")
         else:
             for engine, name in dumps:
-                self.database(repository, tree, engine, name, target)
-        self.users(repository, tree, users, MARIADB)
+                self.database(content, engine, name, target)
+        self.users(content, users, MARIADB)
         if files:
-            self.files(repository, snapshot, files, target, progress)
+            self.files(content, files, target, progress)
         if "/config" in wanted:
             self.log.info("config/account.json is the account's record; it is kept in the backup only")
         for problem in self.problems:
@@ -182,24 +173,21 @@ class AccountRestore:
 
     # --- the target account ---------------------------------------------------------------------
 
-    def target_account(
-        self, repository: Repository, snapshot: Snapshot, config: Mapping[str, Any]
-    ) -> Account:
+    def target_account(self, content: AccountContent, config: Mapping[str, Any]) -> Account:
         name = str(self.options.get("target_account") or self.row.account)
         with contextlib.suppress(NotFoundError):
             found = accounts.provider(self.home, config)
             if found is not None:
                 return found.get_account(name)
-        if name == self.row.account and "config" in snapshot.components:
-            node = find_node(repository, bytes.fromhex(snapshot.tree), "config/account.json")
-            record = json.loads(b"".join(read_content(repository, node)))
+        if name == self.row.account and "config" in content.components:
+            record = json.loads(content.read("config/account.json"))
             self.log.info(f"account {name} is no longer listed: using the backup's own record")
             return Account.from_record(record["account"])
         raise NotFoundError(kind="Account", ident=name)
 
     # --- databases ------------------------------------------------------------------------------
 
-    def dumps(self, repository: Repository, tree: bytes, wanted: list[str]) -> list[tuple[str, str]]:
+    def dumps(self, content: AccountContent, wanted: list[str]) -> list[tuple[str, str]]:
         """(engine, database name) of every dump the wanted paths cover."""
         found: list[tuple[str, str]] = []
         for path in wanted:
@@ -210,14 +198,10 @@ class AccountRestore:
                 found.append((parts[1], parts[2].removesuffix(".sql")))
                 continue
             for engine in [parts[1]] if len(parts) == 2 else [MARIADB, POSTGRESQL]:
-                with contextlib.suppress(NotFoundError):
-                    node = find_node(repository, tree, f"databases/{engine}")
-                    if node.type == DIR and node.subtree is not None:
-                        for entry in Tree.decode(repository.load_blob(node.subtree)).nodes:
-                            found.append((engine, os.fsdecode(entry.name).removesuffix(".sql")))
+                found += [(engine, name) for name in content.dumps(engine)]
         return sorted(set(found))
 
-    def database(self, repository: Repository, tree: bytes, engine: str, name: str, target: Account) -> None:
+    def database(self, content: AccountContent, engine: str, name: str, target: Account) -> None:
         new_name = str(self.options.get("database_name") or "")
         if not new_name:
             source, prefix = self.row.account, f"{self.row.account}_"
@@ -235,14 +219,13 @@ class AccountRestore:
                     owner = role
                     break
         try:
-            node = find_node(repository, tree, f"databases/{engine}/{name}.sql")
+            dump = Guarded(content.stream(f"databases/{engine}/{name}.sql"))
             restore_database(
-                self.settings,
-                Database(engine, new_name),
-                read_content(repository, node),
-                owner=owner,
-                replace=not self.merge,
+                self.settings, Database(engine, new_name), dump, owner=owner, replace=not self.merge
             )
+            if dump.error is not None:  # the dump read back was damaged: never leave half a database
+                drop_database(self.settings, Database(engine, new_name))
+                raise dump.error
         except SnapkeepError as error:
             self.problems.append(f"database {engine} {name!r} -> {new_name!r}: {error.message}")
             return
@@ -251,16 +234,16 @@ class AccountRestore:
             f"database {engine} {name!r} restored as {new_name!r}{f' (owner {owner})' if owner else ''}"
         )
 
-    def users(self, repository: Repository, tree: bytes, paths: list[str], engine: str) -> None:
+    def users(self, content: AccountContent, paths: list[str], engine: str) -> None:
         for path in paths:
             if path.strip("/") not in (f"database_users/{engine}.sql", "database_users"):
                 continue
             try:
-                node = find_node(repository, tree, f"database_users/{engine}.sql")
+                sql = content.read(f"database_users/{engine}.sql")
             except NotFoundError:
                 continue
             try:
-                restore_users(self.settings, engine, b"".join(read_content(repository, node)))
+                restore_users(self.settings, engine, sql)
             except SnapkeepError as error:
                 self.problems.append(f"database users ({engine}): {error.message}")
                 continue
@@ -269,31 +252,16 @@ class AccountRestore:
 
     # --- files ----------------------------------------------------------------------------------
 
-    def files(
-        self,
-        repository: Repository,
-        snapshot: Snapshot,
-        paths: list[str],
-        target: Account,
-        progress: Progress,
-    ) -> None:
+    def files(self, content: AccountContent, paths: list[str], target: Account, progress: Progress) -> None:
         staging = self.home / STAGING / f".{self.group_id}-{self.row.id}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True, mode=0o700)
         try:
-            # into a fresh private folder: every entry is new; never special files in an account
-            result = restore(
-                repository,
-                snapshot,
-                str(staging),
-                includes=paths,
-                progress=progress,
-                options=RestoreOptions(),
-            )
-            for path, message in [*result.failures, *result.warnings][:50]:
+            problems, unread = content.extract(staging, paths, progress)
+            for path, message in problems[:50]:
                 self.log.warning(f"backup {self.row.id}: {path}: {message}")
-            if result.failures:
-                self.problems.append(f"{len(result.failures)} files could not be read from the backup")
+            if unread:
+                self.problems.append(f"{unread} files could not be read from the backup")
             owner = None
             if target.username != self.row.account and os.geteuid() == 0:
                 with contextlib.suppress(OSError):
@@ -347,6 +315,22 @@ class AccountRestore:
             {os.path.basename(path): path for path in files} if component in ("certificates", "ftp") else {}
         )
         return _as_place(by_name[rest[0]]) if rest[0] in by_name else None
+
+
+class Guarded:
+    """Chunks read back from a backup, handed to a database client: a read error (damage found
+    after some chunks were fed) ends the chunks and is kept in ``error`` instead of being raised
+    inside the client's feeding loop, so the caller can drop the half-loaded database."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.error: SnapkeepError | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.chunks
+        except SnapkeepError as error:
+            self.error = error
 
 
 def _as_place(file: str) -> tuple[Path, tuple[str, ...]]:

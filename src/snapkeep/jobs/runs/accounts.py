@@ -1,21 +1,21 @@
-"""The body of an Accounts job's run (job type 1): one snapshot per account per destination, tagged with it.
+"""The body of an Accounts job's run (job type 1): one backup per account per destination, tagged with it.
 
 ``AccountsBody(context, job, tags, destinations).run()`` is what ``runs.backup.BackupRun`` runs for an
 Accounts job, in place of ``runs.directories``. The run:
 
-1. refuses any structure but Incremental (an account's snapshot is a layout of files *and*
-   streamed database dumps, which only the deduplicating repository takes: 102 with a message
-   saying so);
-2. asks the account provider (``jobs.accounts``, ``config.toml``) for the accounts and keeps those
+1. asks the account provider (``jobs.accounts``, ``config.toml``) for the accounts and keeps those
    the job's ``filters`` select;
-3. runs the pre Backup hooks, opens every destination once (``runs.common.open_target``: disabled
+2. runs the pre Backup hooks, opens every destination once (``runs.common.open_target``: disabled
    ones and those over their ``disk_limit`` are skipped), under a shared repository lock;
-4. per account: the pre Backup Account hooks (position 8: a non-zero exit skips the account, 75
-   quietly), then per destination one queue item and ``sources.components.backup_account`` with
-   the job's ``contains``, ``options``, ``exclude_list`` and ``mysql_exclude_db_by_size``, a catalog
-   row (``account`` = the username, ``partial`` when an item failed), then the post hooks;
-5. ``retry_failed``: the accounts that failed or had a failed item are backed up once more;
-6. retention per destination, counted per (job, schedule, account); the newest complete backup of
+3. per account: the pre Backup Account hooks (position 8: a non-zero exit skips the account, 75
+   quietly), then per destination one queue item and, by the job's structure, either
+   ``sources.components.backup_account`` (Incremental: one snapshot) or
+   ``sources.account_archive.archive_account`` (Archived/Compressed: one archive, the same layout,
+   dumps streamed in parts) with the job's ``contains``, ``options``, ``exclude_list`` and
+   ``mysql_exclude_db_by_size``, a catalog row (``account`` = the username, its component items,
+   ``partial`` when an item failed), then the post hooks;
+4. ``retry_failed``: the accounts that failed or had a failed item are backed up once more;
+5. retention per destination, counted per (job, schedule, account); the newest complete backup of
    each account is never removed; then the post Backup hooks.
 
 Status: every account stored complete -> 100; some stored, or stored with a failed item (a dump
@@ -26,7 +26,9 @@ stopped -> 103. Progress counts queue items (accounts x destinations).
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from snapkeep.errors import BackupAbortedError, SnapkeepError
 from snapkeep.jobs import accounts, backups, hooks
@@ -45,15 +47,27 @@ from snapkeep.jobs.runs.common import (
     rollup,
     scheduled_only,
 )
+from snapkeep.sources.account_archive import archive_account
 from snapkeep.sources.accounts.base import Account
-from snapkeep.sources.components import COMPONENT_BITS, AccountBackup, account_sources, backup_account
+from snapkeep.sources.components import (
+    COMPONENT_BITS,
+    AccountSources,
+    ComponentFailure,
+    account_sources,
+    backup_account,
+)
 from snapkeep.sources.dbclient import DatabaseSettings
 
-INCREMENTAL_ONLY = (
-    "structure: Accounts jobs support only 1 (Incremental): an account's backup holds streamed "
-    "database dumps in a fixed layout that Archived (2) and Compressed (4) cannot take; change the "
-    "job's structure to 1"
-)
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What one account's backup stored, whichever the structure (for its catalog row)."""
+
+    engine_id: str
+    created: _dt.datetime
+    size: int
+    failures: list[ComponentFailure]
+    partial: bool
 
 
 class AccountsBody(BackupBody):
@@ -69,9 +83,6 @@ class AccountsBody(BackupBody):
         self.failure = ""
 
     def run(self) -> RunResult:
-        if self.job.structure != Structure.INCREMENTAL:
-            self.log.error(INCREMENTAL_ONLY)
-            return RunResult(QueueStatus.FAILED, INCREMENTAL_ONLY)
         chosen = self.select_accounts()
         if chosen is None:
             return RunResult(QueueStatus.FAILED, self.failure)
@@ -194,15 +205,7 @@ class AccountsBody(BackupBody):
                 settings=self.settings,
                 exclude_db_by_size=job.exclude_db_by_size,
             )
-            made = backup_account(
-                target.repository,
-                sources,
-                job_id=job.id,
-                tags=self.tags,
-                progress=progress,
-                clock=self.context.clock,
-                extra={"schedules": scheduled_only(self.tags), "structure": "incremental"},
-            )
+            made = self.store(target, sources, progress)
             backup_id = self.record(account, target, made, sources.names)
         except BackupAbortedError:
             self.log.warning(f"{where}: stopped on request; nothing was committed")
@@ -221,18 +224,46 @@ class AccountsBody(BackupBody):
             return Outcome.WARNINGS, "completed with warnings"
         return Outcome.OK, ""
 
-    def record(self, account: Account, target: Target, made: AccountBackup, names: list[str]) -> str:
+    def store(self, target: Target, sources: AccountSources, progress: BackupProgress) -> Stored:
+        """One account's snapshot (Incremental) or archive (Archived, Compressed) in ``target``."""
+        assert target.repository is not None
+        job = self.job
+        if job.structure == Structure.INCREMENTAL:
+            made = backup_account(
+                target.repository,
+                sources,
+                job_id=job.id,
+                tags=self.tags,
+                progress=progress,
+                clock=self.context.clock,
+                extra={"schedules": scheduled_only(self.tags), "structure": "incremental"},
+            )
+            snapshot = made.snapshot
+            size = int(snapshot.stats.get("bytes", 0))
+            return Stored(snapshot.id, snapshot.time, size, made.failures, made.partial)
+        archived = archive_account(
+            target.repository,
+            sources,
+            compressed=job.structure == Structure.COMPRESSED,
+            job_id=job.id,
+            tags=self.tags,
+            progress=progress,
+            clock=self.context.clock,
+        )
+        manifest = archived.manifest
+        return Stored(manifest.id, manifest.time, manifest.size, archived.failures, archived.partial)
+
+    def record(self, account: Account, target: Target, made: Stored, names: list[str]) -> str:
         assert target.destination is not None
-        snapshot = made.snapshot
         contains = sum(COMPONENT_BITS[name] for name in names)
         with self.context.catalog.transaction() as tx:
             return backups.record(
                 tx,
                 job=dict(self.job.document),
                 destination=dict(target.destination.document),
-                engine_id=snapshot.id,
-                created=snapshot.time,
-                size=int(snapshot.stats.get("bytes", 0)),
+                engine_id=made.engine_id,
+                created=made.created,
+                size=made.size,
                 tags=self.tags,
                 details={
                     "account": account.username,

@@ -42,7 +42,7 @@ from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import HookPosition, HookStage, LogType, QueueStatus, QueueType, Structure
 from snapkeep.jobs.logs import RunLog
 from snapkeep.jobs.queue import GroupRecord, RunningGroup
-from snapkeep.jobs.runs import account_restore
+from snapkeep.jobs.runs import account_content, account_restore
 from snapkeep.jobs.runs.common import (
     GroupRun,
     Outcome,
@@ -292,10 +292,11 @@ class RestoreRun(GroupRun):
                             opened.repository,
                             manifest,
                             str(target),
-                            includes=paths,
+                            includes=account_content.layout_includes(manifest, paths),
                             progress=progress,
                             options=options,
                         ).run()
+                        account_content.join_parts(target, manifest, paths, dry_run=options.dry_run)
                         problems = list(done.warnings)
                         counts = f"{done.files} files, {done.bytes} bytes"
                         changes = done.changes
