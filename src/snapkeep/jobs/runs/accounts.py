@@ -26,12 +26,13 @@ stopped -> 103. Progress counts queue items (accounts x destinations).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from snapkeep.errors import BackupAbortedError, SnapkeepError
-from snapkeep.jobs import accounts, backups, hooks
+from snapkeep.jobs import accounts, backups, hooks, settings
 from snapkeep.jobs.codes import HookPosition, HookStage, QueueStatus, QueueType, Structure
 from snapkeep.jobs.runs.common import (
     BackupBody,
@@ -124,6 +125,13 @@ class AccountsBody(BackupBody):
                         + ", ".join(others[:20])
                     )
                 chosen = [account for account in chosen if owner.sees_account(account.username)]
+            with self.context.catalog.transaction(write=False) as tx:
+                # the account's own exclude lists (manageAccountExcludeList) join the provider's
+                chosen = [
+                    dataclasses.replace(account, excludes=(*account.excludes, *extra)) if extra else account
+                    for account in chosen
+                    for extra in [settings.excludes_for_run(tx, account.username, self.job.id)]
+                ]
         except SnapkeepError as error:
             self.log.error(f"accounts: {error.message}")
             self.failure = f"accounts: {error.message}"
