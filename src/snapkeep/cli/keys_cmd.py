@@ -31,7 +31,11 @@ def keys_group() -> None:
 @click.pass_obj
 def export_command(context: Context, job_id: str) -> None:
     """Print the repository password of encrypted job JOB_ID."""
-    click.echo(KeyStore(context.home).get(job_id))
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        click.echo(KeyStore(catalog).get(job_id))
+    finally:
+        catalog.close()
 
 
 def read_key_file(path: Path) -> str:

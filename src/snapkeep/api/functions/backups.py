@@ -83,13 +83,12 @@ def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:
 
 def delete_snapshot(context: CallContext, params: dict[str, Any]) -> Result:
     ident = only_id(params)
-    home = context.home
     with context.catalog.transaction() as tx:
         row = backups.row(tx, ident)
         backups.refuse_locked(row, tx.clock.now())
         destination = tx.require("destinations", row.destination_id, "Destination")
     with repositories.job_repository(
-        destination, row.job_id, home=home, encrypted=bool(row.encrypted)
+        destination, row.job_id, catalog=context.catalog, encrypted=bool(row.encrypted)
     ) as repository:
         with context.catalog.transaction() as tx:
             repositories.delete_backup(tx, backups.row(tx, row.id), repository)

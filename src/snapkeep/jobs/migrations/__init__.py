@@ -21,6 +21,7 @@ from snapkeep.jobs.migrations import (
     m0003_backups,
     m0004_reindex,
     m0005_integrity,
+    m0007_sealed,
 )
 from snapkeep.jobs.migrations.m0001_initial import UtcDateTime
 
@@ -42,6 +43,8 @@ MIGRATIONS: list[Migration] = [
     _from(3, m0003_backups),
     _from(4, m0004_reindex),
     _from(5, m0005_integrity),
+    # placeholder: the lead's m0006 (users) goes before this one at merge
+    _from(7, m0007_sealed),
 ]
 
 _metadata = MetaData()

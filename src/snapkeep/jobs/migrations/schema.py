@@ -2,7 +2,7 @@
 
 At version 5 it is what migration 1 created plus migration 2's ``incidents`` table, migration
 3's ``backups`` table, migration 4's ``orphan`` and ``key_required`` columns of it and migration 5's
-integrity check tables. When a later
+integrity check tables, and migration 7's sealed ``job_keys``. When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -17,6 +17,7 @@ from snapkeep.jobs.migrations import (
     m0003_backups,
     m0004_reindex,
     m0005_integrity,
+    m0007_sealed,
 )
 
 metadata = MetaData()
@@ -26,6 +27,7 @@ TABLES.update(m0003_backups.define(metadata))
 for _column in m0004_reindex.columns():
     TABLES["backups"].append_column(_column)
 TABLES.update(m0005_integrity.define(metadata))
+TABLES.update(m0007_sealed.define(metadata))
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -44,3 +46,4 @@ backups = TABLES["backups"]
 integrity_objects = TABLES["integrity_objects"]
 integrity_runs = TABLES["integrity_runs"]
 backup_damage = TABLES["backup_damage"]
+job_keys = TABLES["job_keys"]

@@ -1,7 +1,10 @@
 """The Destination model (API.md section 5): common fields, then ``options`` checked per ``type``.
 
 Secrets (passwords, private keys, S3 secret keys) never leave in clear: ``mask`` replaces them with
-``SECRET_MASK``; ``unmask`` puts the stored secret back when a client sends the mask on modify.
+``SECRET_MASK``; ``unmask`` puts the stored secret back when a client sends the mask on modify, but
+only while the endpoint the secret belongs to (``ENDPOINTS``: SFTP host, port and user; S3 endpoint,
+region, bucket and access key) stays the same: otherwise a caller could point the destination at its
+own server and have the stored password sent there (attack report HIGH/MEDIUM-5).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from snapkeep.errors import ValidationError
 from snapkeep.jobs.models.base import (
     AbsolutePath,
     Flag,
@@ -78,6 +82,12 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "SFTP": ("password", "privatekey", "passphrase"),
     "S3": ("secret_key",),
 }
+#: the options that say where a type's secrets are sent: a masked secret is kept only while they stay
+ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "Local": (),
+    "SFTP": ("host", "port", "username"),
+    "S3": ("endpoint", "region", "bucket", "access_key"),
+}
 DESTINATION_DESCRIPTIONS = {
     "Local": "a directory on this server (or a mounted disk)",
     "SFTP": "a directory on an SSH server",
@@ -127,10 +137,48 @@ def mask(destination_type: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: SECRET_MASK if key in secrets and value else value for key, value in options.items()}
 
 
-def unmask(destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with each SECRET_MASK replaced by the stored secret of the same name."""
+def _endpoint_value(destination_type: str, name: str, options: Mapping[str, Any]) -> str:
+    """An endpoint option as text, its model's default when absent (``port`` 22 and "22" agree)."""
+    value = options.get(name)
+    if value is None or value == "":
+        field = DESTINATION_OPTIONS[destination_type].model_fields.get(name)
+        value = field.default if field is not None and not field.is_required() else ""
+    return str(value).strip()
+
+
+def changed_endpoint(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]
+) -> list[str]:
+    """The endpoint options (``ENDPOINTS``) whose value in ``options`` differs from ``stored``."""
+    return [
+        name
+        for name in ENDPOINTS.get(destination_type, ())
+        if _endpoint_value(destination_type, name, options) != _endpoint_value(destination_type, name, stored)
+    ]
+
+
+def unmask(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``options`` with each SECRET_MASK replaced by the stored secret of the same name. ``stored``
+    is None when the type changes. Raises ValidationError naming the secret when a stored secret
+    would be kept for another endpoint (or another type): it must be given again."""
     secrets = SECRETS.get(destination_type, ())
-    return {
-        key: stored.get(key, "") if key in secrets and value == SECRET_MASK else value
-        for key, value in options.items()
-    }
+    masked = [key for key, value in options.items() if key in secrets and value == SECRET_MASK]
+    if masked and stored is None:
+        raise ValidationError(
+            field=f"options[{masked[0]}]",
+            problem="must be given again when the type changes (the mask keeps no secret of another type)",
+        )
+    stored = stored or {}
+    if any(stored.get(key) for key in masked):
+        changed = changed_endpoint(destination_type, options, stored)
+        if changed:
+            key = next(key for key in masked if stored.get(key))
+            raise ValidationError(
+                field=f"options[{key}]",
+                problem=f"must be given again when {' and '.join(changed)} change"
+                + ("s" if len(changed) == 1 else "")
+                + " (a stored secret is only kept for the same server)",
+            )
+    return {key: stored.get(key, "") if key in masked else value for key, value in options.items()}
