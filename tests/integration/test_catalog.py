@@ -42,6 +42,7 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
         "integrity_objects",  # migration 5: the integrity check
         "integrity_runs",
         "backup_damage",
+        "job_keys",  # migration 7: job repository keys, sealed
         "schema_migrations",
     }
     assert set(dump) == expected
