@@ -101,7 +101,7 @@ class KeyStore:
 
     def get(self, job_id: str) -> str:
         """The stored password of ``job_id``. Raises NotFoundError when the job has none yet,
-        ConfigError when it does not open with the master key."""
+        ConfigError when it does not open with a master key this process has loaded (its home's)."""
         check_id(job_id)
         with self.catalog.transaction(write=False) as tx:
             token = read_sealed(tx, job_id)
@@ -110,7 +110,7 @@ class KeyStore:
                 f"no repository password for Backup Job {job_id} in the catalog "
                 "(an encrypted job gets one on its first run)"
             )
-        text = self.master(create=False).open(token, purpose(job_id))
+        text = sealing.open_token(token, purpose(job_id))
         if not text:
             raise ConfigError(f"the repository password of Backup Job {job_id} is empty")
         return text
@@ -125,10 +125,7 @@ class KeyStore:
         """Every stored password by job ID. Raises ConfigError when one does not open."""
         with self.catalog.transaction(write=False) as tx:
             stored = every_sealed(tx)
-        if not stored:
-            return {}
-        master = self.master(create=False)
-        return {job_id: master.open(token, purpose(job_id)) for job_id, token in stored.items()}
+        return {job_id: sealing.open_token(token, purpose(job_id)) for job_id, token in stored.items()}
 
     def put(self, job_id: str, password: str) -> bool:
         """Store ``password`` for ``job_id``; return False when that same password was already

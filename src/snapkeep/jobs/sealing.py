@@ -55,7 +55,7 @@ TAG_SIZE = 16
 #: the longest token ``open`` parses (a private key of a few KiB sealed, with room to spare)
 MAX_TOKEN = 64 * 1024
 #: the longest secret ``seal`` accepts (what fits in ``MAX_TOKEN`` once sealed and encoded)
-MAX_SECRET = (MAX_TOKEN - len(PREFIX) - KEY_ID_SIZE - 1) * 3 // 4 - NONCE_SIZE - TAG_SIZE
+MAX_SECRET = (MAX_TOKEN - len(PREFIX) - KEY_ID_SIZE - 1) // 4 * 3 - NONCE_SIZE - TAG_SIZE
 #: a purpose names what a token holds; short printable ASCII
 MAX_PURPOSE = 200
 _HEX = frozenset("0123456789abcdef")
@@ -270,6 +270,13 @@ def master_for(tx: Any) -> MasterKey:
     if home is None:
         raise ConfigError("this catalog was not opened with a data directory: no master key to seal with")
     return master_key(home)
+
+
+def open_token(token: str, purpose: str) -> str:
+    """``open_value`` for a value that must be a token (anything else is a ConfigError)."""
+    if not is_sealed(token):
+        raise ConfigError(f"{purpose}: not a sealed value")
+    return open_value(token, purpose)
 
 
 def open_value(value: str, purpose: str) -> str:
