@@ -16,6 +16,7 @@ files in ``<home>/keys/``: ``import_key_files`` seals them into the catalog, the
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from snapkeep.ids import is_id
 from snapkeep.jobs import sealing
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.migrations import schema
+
+log = logging.getLogger(__name__)
 
 PASSWORD_BYTES = 32
 #: the folder the keys lived in before catalog version 7 (migrated on open)
@@ -176,19 +179,29 @@ class KeyStore:
 # --- the keys/ folder of older data directories -----------------------------------------------------
 
 
-def _read_file(path: Path) -> str:
+def _read_file(path: Path) -> str | None:
+    """The password in an old key file; None (with a warning) when it cannot be read or is not one."""
     try:
-        text = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read the repository password {path}: {error}") from None
-    return check_password(text) if text else ""
+        return check_password(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValidationError) as error:
+        log.warning("key file %s left where it is: cannot read a password from it (%s)", path, error)
+        return None
+
+
+def has_key_files(home: Path) -> bool:
+    """Whether ``home`` still has key files of before catalog version 7."""
+    folder = Path(home) / FOLDER
+    with contextlib.suppress(OSError):
+        return folder.is_dir() and any(is_id(entry.name) for entry in folder.iterdir())
+    return False
 
 
 def import_key_files(catalog: Catalog, master: sealing.MasterKey) -> int:
     """Seal every ``<home>/keys/<job id>`` file into the catalog, then remove the files (and the
     folder when it is left empty); return how many keys were moved. A key the catalog has already
-    (an earlier open that stopped before removing the file) is kept; a file that differs from it
-    is left where it is and named in a ConfigError, as is an unreadable one: a key is never lost.
+    (an earlier open that stopped before removing the file) is kept and the file removed; a file
+    that differs from it, or cannot be read, is left where it is with a warning: a key is never lost,
+    and the catalog still opens (``snapkeep keys export`` shows the catalog's key to compare).
     Crash-safe: the files are removed only after the transaction that stored them has committed."""
     if catalog.home is None:
         return 0
@@ -197,24 +210,28 @@ def import_key_files(catalog: Catalog, master: sealing.MasterKey) -> int:
         return 0
     files = {entry.name: entry for entry in sorted(folder.iterdir()) if is_id(entry.name) and entry.is_file()}
     found = {job_id: _read_file(path) for job_id, path in files.items()}
-    moved = 0
+    moved, done = 0, []
     with catalog.transaction() as tx:
         for job_id, text in found.items():
-            if not text:
+            if text is None:
                 continue
             token = read_sealed(tx, job_id)
             if token is None:
                 insert_sealed(tx, master, job_id, text)
                 moved += 1
-            elif master.open(token, purpose(job_id)) != text:
-                raise ConfigError(
-                    f"{files[job_id]} differs from the key of Backup Job {job_id} in the catalog; "
-                    "keep both, export the catalog's with 'snapkeep keys export', and remove the file "
-                    "by hand once you know which one opens the repository"
+            elif sealing.open_token(token, purpose(job_id)) != text:
+                log.warning(
+                    "key file %s left where it is: it differs from Backup Job %s's key in the catalog; "
+                    "find out which one opens the repository ('snapkeep keys export %s' prints the "
+                    "catalog's), then remove the file by hand",
+                    files[job_id],
+                    job_id,
+                    job_id,
                 )
-    for job_id, text in found.items():
-        if text:
-            files[job_id].unlink()
+                continue
+            done.append(job_id)
+    for job_id in done:
+        files[job_id].unlink()
     for leftover in folder.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             leftover.unlink()

@@ -35,15 +35,15 @@ class Sealed:
 
 def seal_catalog(catalog: Catalog) -> Sealed:
     """Seal the clear secrets of ``catalog`` and move ``<home>/keys/`` into it; return the counts.
-    Raises ConfigError when the master key cannot be had or a key file cannot be read (the file is
-    then left where it is)."""
+    Raises ConfigError when the master key cannot be had (a key file that cannot be read, or that
+    differs from the catalog's key, is left where it is with a warning)."""
     home = catalog.home
     if home is None:
         return Sealed()
     with catalog.transaction(write=False) as tx:
         clear = [item for item in tx.all("destinations") if destinations.has_clear_secret(item)]
         clear_settings = settings.has_clear_secret(tx)
-    has_files = (home / keystore.FOLDER).is_dir()
+    has_files = keystore.has_key_files(home)
     if not clear and not clear_settings and not has_files:
         return Sealed()
     master = sealing.master_key(home)
