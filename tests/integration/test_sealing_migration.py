@@ -221,3 +221,52 @@ def test_a_malformed_exported_master_key_is_refused() -> None:
         dr.check_state(state)
     with pytest.raises(ConfigError):
         sealing.write_key(Path("/nonexistent/never"), b"short")
+
+
+def test_an_export_from_before_sealing_is_sealed_on_import(tmp_path: Path) -> None:
+    """An export made before version 7 holds clear secrets and no master key: import seals them."""
+    destination_id = "6b0a00000000000000000001"
+    state = {
+        "format": dr.FORMAT,
+        "version": dr.VERSION,
+        "objects": {
+            "destinations": [
+                {
+                    "_id": destination_id,
+                    "name": "Old",
+                    "type": "SFTP",
+                    "options": {**SFTP, "port": 22, "privatekey": "", "passphrase": "", "timeout": 30},
+                    "disabled": False,
+                    "readonly": False,
+                    "threads": 1,
+                    "disk_limit": 0,
+                }
+            ]
+        },
+        "settings": {
+            settings.WEBHOOK_KEY: {
+                "enabled": True,
+                "url": "https://h.example.test/TOKEN9",
+                "levels": [2],
+                "timeout": 5,
+            }
+        },
+        "keys": {JOB: KEY},
+    }
+    home = tmp_path / "home"
+    catalog = Catalog.open(home)
+    try:
+        dr.import_state(catalog, home, dr.check_state(state))
+        dump = repr(catalog.dump())
+        for secret in (SFTP["password"], "TOKEN9", KEY):
+            assert secret not in dump
+        with catalog.transaction(write=False) as tx:
+            options = tx.require("destinations", destination_id, "Destination")["options"]
+            webhook = settings.notification(tx).webhook
+        assert destinations.open_options("SFTP", options)["password"] == SFTP["password"]
+        assert webhook is not None
+        assert webhook.url == "https://h.example.test/TOKEN9"
+        assert KeyStore(catalog).get(JOB) == KEY
+        assert mode(home / "master.key") == 0o600
+    finally:
+        catalog.close()
