@@ -53,16 +53,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 
 from snapkeep.errors import ValidationError
 from snapkeep.jobs import sealing
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.codes import AlertLevel
 from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.models.base import Flag, Strict, as_int, choice, integer, listish, shown, validate
+from snapkeep.jobs.models import notification as channel_models
+from snapkeep.jobs.models.base import Flag, Strict, as_int, integer, shown, validate
 from snapkeep.jobs.models.destination import SECRET_MASK
 
 PERFORMANCE_KEY = "performance"
@@ -72,7 +72,6 @@ EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
 INTEGRITY_KEY = "integrity"
 GIB = 1024**3
 DEFAULT_LOGS_TTL = 30
-SECURITY = ("none", "starttls", "ssl")
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -246,57 +245,9 @@ def save_general(tx: Transaction, changes: Mapping[str, Any]) -> General:
 
 # --- notification channels ------------------------------------------------------------------------
 
-
-def _commas(value: Any) -> Any:
-    """A list, a single value, or one text with several values separated by commas."""
-    if isinstance(value, str) and "," in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return listish(value)
-
-
-Level = Annotated[int, choice(AlertLevel.labels())]
-Levels = Annotated[list[Level], BeforeValidator(_commas)]
-Seconds = Annotated[int, integer(1, 300)]
-
-
-class EmailSettings(Strict):
-    enabled: Flag = Field(True, description="send e-mail notifications")
-    host: str = Field(min_length=1, description="SMTP server")
-    port: Annotated[int, integer(1, 65535)] = Field(25, description="SMTP port")
-    security: str = Field("none", description="none, starttls or ssl")
-    username: str = Field("", description="SMTP login (empty: no login)")
-    password: SecretStr = Field(SecretStr(""), description="SMTP password (secret)")
-    sender: str = Field(min_length=3, description="From address")
-    recipients: Annotated[list[str], BeforeValidator(_commas)] = Field(
-        min_length=1, description="To addresses"
-    )
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("security")
-    @classmethod
-    def _security(cls, value: str) -> str:
-        if value not in SECURITY:
-            raise PydanticCustomError(
-                "security", "must be none, starttls or ssl (got {got})", {"got": shown(value)}
-            )
-        return value
-
-
-class WebhookSettings(Strict):
-    enabled: Flag = Field(True, description="send webhook notifications")
-    url: str = Field(description="http:// or https:// URL to POST each alert to")
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise PydanticCustomError(
-                "url", "must start with http:// or https:// (got {got})", {"got": shown(value)}
-            )
-        return value
+#: the channels' models live in ``jobs.models.notification``; these names are kept for callers
+EmailSettings = channel_models.EmailSettings
+WebhookSettings = channel_models.WebhookSettings
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,13 @@ def _document(
     stays the same (``options[fingerprint]=`` forgets it)."""
     document: dict[str, Any] = fields.model_dump()
     sent = params.get("options")
-    document["options"] = destinations.seal_options(
-        sealing.master_for(tx), fields.type, document["options"], given=sent if isinstance(sent, dict) else {}
-    )
+    if any(document["options"].get(option) for option in SECRETS.get(fields.type, ())):
+        document["options"] = destinations.seal_options(
+            sealing.master_for(tx),
+            fields.type,
+            document["options"],
+            given=sent if isinstance(sent, dict) else {},
+        )
     if stored is None:
         return document
     keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored["options"].get("host")
