@@ -40,11 +40,13 @@ def make_private(folder: Path) -> None:
 def create_private(path: Path) -> None:
     """Create the empty file ``path`` with mode 0600 unless it exists (for files another library
     creates with its own mode, such as the SQLite catalog: its WAL and shared-memory files get the
-    catalog's mode). Raises OSError."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    catalog's mode). Raises OSError (not for an existing file)."""
     try:
-        if stat.S_IMODE(os.fstat(descriptor).st_mode) & 0o077:
-            os.fchmod(descriptor, 0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return  # an existing file keeps its owner; ``tighten`` takes loose modes away
+    try:
+        os.fchmod(descriptor, 0o600)
     finally:
         os.close(descriptor)
 
