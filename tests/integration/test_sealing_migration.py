@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +164,6 @@ def test_another_master_key_is_a_clear_error_naming_the_file(tmp_path: Path) -> 
         "with catalog.transaction(write=False) as tx:\n"
         f"    destinations.store_params(tx.require('destinations', '{ident}', 'Destination'), '')\n"
     )
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-c", script, str(home)], capture_output=True, text=True, check=False
     )
@@ -219,7 +218,7 @@ def test_a_malformed_exported_master_key_is_refused() -> None:
     }
     with pytest.raises(Exception, match="master_key: must be 64 lowercase hex characters"):
         dr.check_state(state)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="a master key has 32 bytes"):
         sealing.write_key(Path("/nonexistent/never"), b"short")
 
 
