@@ -269,3 +269,29 @@ def test_an_export_from_before_sealing_is_sealed_on_import(tmp_path: Path) -> No
         assert mode(home / "master.key") == 0o600
     finally:
         catalog.close()
+
+
+def test_a_home_without_the_key_of_its_catalog_makes_no_second_key(tmp_path: Path) -> None:
+    """Two servers on one catalog share one master key: a home that lacks it gets a clear error
+    naming the key and the variable, never a new key that would seal values differently."""
+    first = tmp_path / "first"
+    catalog = Catalog.open(first)
+    KeyStore(catalog).put(JOB, KEY)
+    catalog.close()
+    ident = sealing.master_key(first, create=False).ident
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "catalog.db").write_bytes((first / "catalog.db").read_bytes())
+    catalog = Catalog.open(second)
+    try:
+        answer = Api(catalog).call(
+            "manageDestination", {"action": "create", "name": "New", "type": "SFTP", "options": SFTP}
+        )
+        assert answer["success"] == 0
+        assert f"sealed with master key {ident}" in answer["message"]
+        assert "SNAPKEEP_MASTER_KEY_FILE" in answer["message"]
+        with pytest.raises(ConfigError, match=f"sealed with master key {ident}"):
+            KeyStore(catalog).get_or_create("6b0a0000ffffffffffffffff")
+        assert not (second / "master.key").exists()
+    finally:
+        catalog.close()

@@ -98,9 +98,9 @@ class KeyStore:
         self.catalog = catalog
         self.home = catalog.home
 
-    def master(self, *, create: bool = True) -> sealing.MasterKey:
-        """The master key the passwords are sealed with."""
-        return sealing.master_key(self.home, create=create)
+    def master(self) -> sealing.MasterKey:
+        """The master key new passwords are sealed with (``sealing.master_of``)."""
+        return sealing.master_of(self.catalog.engine)
 
     def get(self, job_id: str) -> str:
         """The stored password of ``job_id``. Raises NotFoundError when the job has none yet,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from snapkeep.errors import ConfigError
 from snapkeep.jobs import destinations, keystore, sealing, settings
 from snapkeep.jobs.catalog import Catalog
 
@@ -35,18 +37,28 @@ class Sealed:
 
 def seal_catalog(catalog: Catalog) -> Sealed:
     """Seal the clear secrets of ``catalog`` and move ``<home>/keys/`` into it; return the counts.
-    Raises ConfigError when the master key cannot be had (a key file that cannot be read, or that
-    differs from the catalog's key, is left where it is with a warning)."""
+    Never keeps the catalog from opening for want of a master key: when none can be had (a configured
+    file that is missing, or a home without a key on a catalog sealed with one) nothing is sealed and
+    a warning says why. A key file that cannot be read, or differs from the catalog's key, is left
+    where it is with a warning."""
     home = catalog.home
     if home is None:
         return Sealed()
+    # a home without a key on a catalog with sealed values (another server's, on a shared PostgreSQL
+    # catalog) gets no key made, which would seal new values with a second one
+    sealing.probe_with(catalog.engine, lambda: find_sealed(catalog))
     with catalog.transaction(write=False) as tx:
-        clear = [item for item in tx.all("destinations") if destinations.has_clear_secret(item)]
+        every = tx.all("destinations")
+        clear = [item for item in every if destinations.has_clear_secret(item)]
         clear_settings = settings.has_clear_secret(tx)
     has_files = keystore.has_key_files(home)
     if not clear and not clear_settings and not has_files:
         return Sealed()
-    master = sealing.master_key(home)
+    try:
+        master = sealing.master_of(catalog.engine)
+    except ConfigError as error:
+        log.warning("secrets of %s not sealed yet: %s", home, error)
+        return Sealed()
     sealed_destinations = sealed_settings = 0
     if clear or clear_settings:
         with catalog.transaction() as tx:
@@ -74,3 +86,20 @@ def seal_catalog(catalog: Catalog) -> Sealed:
             home / keystore.FOLDER,
         )
     return done
+
+
+def find_sealed(catalog: Catalog) -> str | None:
+    """The key id of one sealed value of the catalog (job keys, destinations, settings), or None."""
+    with catalog.transaction(write=False) as tx:
+        candidates: list[Any] = list(keystore.every_sealed(tx).values())
+        for item in tx.all("destinations"):
+            candidates.extend((item.get("options") or {}).values())
+        for value in settings.every_value(tx).values():
+            if isinstance(value, dict):
+                candidates.extend(value.values())
+    for value in candidates:
+        if sealing.is_sealed(value):
+            key_id = str(value)[len(sealing.PREFIX) :].partition(":")[0]
+            if len(key_id) == sealing.KEY_ID_SIZE:
+                return key_id
+    return None

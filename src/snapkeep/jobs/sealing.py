@@ -36,6 +36,7 @@ import os
 import secrets
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,11 +170,21 @@ class MasterKey:
 
 # --- the master key file ----------------------------------------------------------------------------
 
+
+@dataclass
+class _Binding:
+    """What ``bind`` knows of an open catalog: its home, and how to find the key id of a value
+    already sealed in it (asked before a key is made for a home that has none; see ``master_of``)."""
+
+    home: Path
+    probe: Callable[[], str | None] | None = None
+
+
 _lock = threading.Lock()
 #: every master key this process has loaded, by key id
 _known: dict[str, MasterKey] = {}
 #: the data directory of each open catalog's engine (``bind``)
-_homes: weakref.WeakKeyDictionary[Any, Path] = weakref.WeakKeyDictionary()
+_homes: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
 
 
 def key_path(home: Path) -> Path:
@@ -258,18 +269,40 @@ def has_key(home: Path) -> bool:
 def bind(engine: Any, home: Path) -> None:
     """Record that the catalog on ``engine`` belongs to ``home`` (``Catalog.open``), and load
     ``home``'s master key when it has one."""
-    _homes[engine] = Path(home)
+    _homes[engine] = _Binding(Path(home))
     if has_key(home):
         master_key(home, create=False)
 
 
-def master_for(tx: Any) -> MasterKey:
-    """The master key of the catalog transaction ``tx`` belongs to (made on first need). Raises
-    ConfigError for a catalog not opened with ``Catalog.open``."""
-    home = _homes.get(tx.connection.engine)
-    if home is None:
+def probe_with(engine: Any, probe: Callable[[], str | None]) -> None:
+    """Give the catalog on ``engine`` a way to find the key id of a value sealed in it: a home without
+    a master key then gets none made while the catalog holds values sealed with one (the new key
+    would seal new values with a second key)."""
+    binding = _homes.get(engine)
+    if binding is not None:
+        binding.probe = probe
+
+
+def master_of(engine: Any) -> MasterKey:
+    """The master key of the catalog on ``engine``, made on first need. Raises ConfigError for a
+    catalog not opened with ``Catalog.open``, and for a home without a key whose catalog holds
+    values sealed with one (another server's, on a shared PostgreSQL catalog, or a lost file)."""
+    binding = _homes.get(engine)
+    if binding is None:
         raise ConfigError("this catalog was not opened with a data directory: no master key to seal with")
-    return master_key(home)
+    found = None if has_key(binding.home) or binding.probe is None else binding.probe()
+    if found is not None:
+        raise ConfigError(
+            f"the catalog's secrets are sealed with master key {found}, and "
+            f"{key_path(binding.home)} does not exist: copy that key there, or set {ENVIRONMENT} to "
+            "its file (servers sharing one catalog share one master key; docs/secrets.md)"
+        )
+    return master_key(binding.home)
+
+
+def master_for(tx: Any) -> MasterKey:
+    """``master_of`` the catalog transaction ``tx`` belongs to."""
+    return master_of(tx.connection.engine)
 
 
 def open_token(token: str, purpose: str) -> str:
