@@ -295,3 +295,34 @@ def test_a_home_without_the_key_of_its_catalog_makes_no_second_key(tmp_path: Pat
         assert not (second / "master.key").exists()
     finally:
         catalog.close()
+
+
+def test_several_processes_opening_an_old_home_at_once_move_each_key_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    make_old_home(home)
+    script = (
+        "import sys\n"
+        "from snapkeep.jobs.catalog import Catalog\n"
+        "from snapkeep.jobs.keystore import KeyStore\n"
+        "catalog = Catalog.open(sys.argv[1])\n"
+        f"print(KeyStore(catalog).get('{JOB}'))\n"
+        "catalog.close()\n"
+    )
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(home)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [process.communicate(timeout=120) for process in started]
+    assert [process.returncode for process in started] == [0, 0, 0, 0], results
+    assert all(out.strip() == KEY for out, _ in results)
+    assert not (home / "keys").exists()
+    catalog = Catalog.open(home)
+    try:
+        assert KeyStore(catalog).all() == {JOB: KEY}
+    finally:
+        catalog.close()

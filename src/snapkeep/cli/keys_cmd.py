@@ -94,5 +94,9 @@ def seal_password_command(context: Context, engine: str) -> None:
         password = lines[0] if lines else ""
     if not password or len(password) > MAX_PASSWORD:
         raise ValidationError(field="password", problem=f"must be 1-{MAX_PASSWORD} characters on one line")
-    master = sealing.master_key(context.home)
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        master = sealing.master_of(catalog.engine)  # the catalog's key, never a second one
+    finally:
+        catalog.close()
     click.echo(f'password = "{master.seal(password, password_purpose(engine))}"')

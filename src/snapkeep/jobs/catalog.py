@@ -226,7 +226,13 @@ class Catalog:
             else:
                 engine = create_engine(target, pool_pre_ping=True)
             tighten(Path(home))
-            migrations.apply(engine, clock=clock)
+            # several processes may open a catalog that needs a migration at once (serve and a
+            # command): on SQLite each migration takes the write lock when it begins, so the others
+            # wait for it instead of failing with "database is locked"
+            immediate = (
+                engine.execution_options(sqlite_immediate=True) if target.startswith("sqlite") else engine
+            )
+            migrations.apply(immediate, clock=clock)
         except OSError as error:
             raise CatalogError(f"cannot create the data directory {home}: {error.strerror}") from None
         except ImportError as error:  # the driver is the optional extra snapkeep[postgres]

@@ -183,6 +183,8 @@ def _read_file(path: Path) -> str | None:
     """The password in an old key file; None (with a warning) when it cannot be read or is not one."""
     try:
         return check_password(path.read_text(encoding="ascii"))
+    except FileNotFoundError:
+        return None  # another process opening the catalog moved it meanwhile
     except (OSError, UnicodeDecodeError, ValidationError) as error:
         log.warning("key file %s left where it is: cannot read a password from it (%s)", path, error)
         return None
@@ -206,9 +208,11 @@ def import_key_files(catalog: Catalog, master: sealing.MasterKey) -> int:
     if catalog.home is None:
         return 0
     folder = catalog.home / FOLDER
-    if not folder.is_dir():
-        return 0
-    files = {entry.name: entry for entry in sorted(folder.iterdir()) if is_id(entry.name) and entry.is_file()}
+    try:
+        entries = sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0  # none, or another process opening the catalog moved it meanwhile
+    files = {entry.name: entry for entry in entries if is_id(entry.name) and entry.is_file()}
     found = {job_id: _read_file(path) for job_id, path in files.items()}
     moved, done = 0, []
     with catalog.transaction() as tx:
@@ -231,10 +235,10 @@ def import_key_files(catalog: Catalog, master: sealing.MasterKey) -> int:
                 continue
             done.append(job_id)
     for job_id in done:
-        files[job_id].unlink()
-    for leftover in folder.glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
+        files[job_id].unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        for leftover in folder.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()
     return moved

@@ -321,6 +321,14 @@ def open_value(value: str, purpose: str) -> str:
     parsed = parse(value, purpose)
     with _lock:
         master = _known.get(parsed.key_id)
+    if master is None:
+        # a key made after the catalog was opened (by another process sharing the home) loads now
+        for binding in list(_homes.values()):
+            if has_key(binding.home):
+                master_key(binding.home, create=False)
+        with _lock:
+            master = _known.get(parsed.key_id)
+    with _lock:
         loaded = ", ".join(f"{key.path} ({ident})" for ident, key in _known.items()) or "none"
     if master is None:
         raise ConfigError(
