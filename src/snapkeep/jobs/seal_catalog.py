@@ -46,7 +46,7 @@ def seal_catalog(catalog: Catalog) -> Sealed:
         return Sealed()
     # a home without a key on a catalog with sealed values (another server's, on a shared PostgreSQL
     # catalog) gets no key made, which would seal new values with a second one
-    sealing.probe_with(catalog.engine, lambda: find_sealed(catalog))
+    sealing.probe_with(catalog.engine, find_sealed)
     with catalog.transaction(write=False) as tx:
         every = tx.all("destinations")
         clear = [item for item in every if destinations.has_clear_secret(item)]
@@ -88,9 +88,10 @@ def seal_catalog(catalog: Catalog) -> Sealed:
     return done
 
 
-def find_sealed(catalog: Catalog) -> str | None:
-    """The key id of one sealed value of the catalog (job keys, destinations, settings), or None."""
-    with catalog.transaction(write=False) as tx:
+def find_sealed(engine: Any) -> str | None:
+    """The key id of one sealed value of the catalog on ``engine`` (job keys, destinations,
+    settings), or None."""
+    with Catalog(engine).transaction(write=False) as tx:
         candidates: list[Any] = list(keystore.every_sealed(tx).values())
         for item in tx.all("destinations"):
             candidates.extend((item.get("options") or {}).values())

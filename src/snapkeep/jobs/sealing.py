@@ -177,7 +177,8 @@ class _Binding:
     already sealed in it (asked before a key is made for a home that has none; see ``master_of``)."""
 
     home: Path
-    probe: Callable[[], str | None] | None = None
+    #: called with the engine (no reference to the catalog is kept: the entry must not keep it alive)
+    probe: Callable[[Any], str | None] | None = None
 
 
 _lock = threading.Lock()
@@ -274,7 +275,7 @@ def bind(engine: Any, home: Path) -> None:
         master_key(home, create=False)
 
 
-def probe_with(engine: Any, probe: Callable[[], str | None]) -> None:
+def probe_with(engine: Any, probe: Callable[[Any], str | None]) -> None:
     """Give the catalog on ``engine`` a way to find the key id of a value sealed in it: a home without
     a master key then gets none made while the catalog holds values sealed with one (the new key
     would seal new values with a second key)."""
@@ -290,7 +291,7 @@ def master_of(engine: Any) -> MasterKey:
     binding = _homes.get(engine)
     if binding is None:
         raise ConfigError("this catalog was not opened with a data directory: no master key to seal with")
-    found = None if has_key(binding.home) or binding.probe is None else binding.probe()
+    found = None if has_key(binding.home) or binding.probe is None else binding.probe(engine)
     if found is not None:
         raise ConfigError(
             f"the catalog's secrets are sealed with master key {found}, and "
