@@ -292,7 +292,9 @@ def master_of(engine: Any) -> MasterKey:
     if binding is None:
         raise ConfigError("this catalog was not opened with a data directory: no master key to seal with")
     found = None if has_key(binding.home) or binding.probe is None else binding.probe(engine)
-    if found is not None:
+    # looked at again after the probe: a process that seals makes the key first, so a value found
+    # together with a key made meanwhile is that key's
+    if found is not None and not has_key(binding.home):
         raise ConfigError(
             f"the catalog's secrets are sealed with master key {found}, and "
             f"{key_path(binding.home)} does not exist: copy that key there, or set {ENVIRONMENT} to "
