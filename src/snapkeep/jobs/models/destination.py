@@ -82,11 +82,15 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "SFTP": ("password", "privatekey", "passphrase"),
     "S3": ("secret_key",),
 }
-#: the options that say where a type's secrets are sent: a masked secret is kept only while they stay
+#: the options that say where (and how safely) a type's secrets are sent: a masked secret is kept
+#: only while they stay. FTP: also the TLS options, since turning TLS or its checks off, or trusting
+#: another CA, would hand the password to whoever listens. A type with secrets missing here counts
+#: every option that is not a secret (``endpoint_options``).
 ENDPOINTS: dict[str, tuple[str, ...]] = {
     "Local": (),
     "SFTP": ("host", "port", "username"),
     "S3": ("endpoint", "region", "bucket", "access_key"),
+    "FTP": ("host", "port", "username", "tls", "verify", "ca_file"),
 }
 DESTINATION_DESCRIPTIONS = {
     "Local": "a directory on this server (or a mounted disk)",
@@ -137,22 +141,38 @@ def mask(destination_type: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: SECRET_MASK if key in secrets and value else value for key, value in options.items()}
 
 
+def endpoint_options(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]
+) -> list[str]:
+    """The options that say where ``destination_type``'s secrets go: ``ENDPOINTS``, or for a type
+    not listed there every option of either side that is not a secret (the safe side)."""
+    if destination_type in ENDPOINTS:
+        return list(ENDPOINTS[destination_type])
+    secrets = SECRETS.get(destination_type, ())
+    return sorted({*options, *stored} - {*secrets, *READ_ONLY_OPTIONS})
+
+
 def _endpoint_value(destination_type: str, name: str, options: Mapping[str, Any]) -> str:
-    """An endpoint option as text, its model's default when absent (``port`` 22 and "22" agree)."""
+    """An endpoint option as text, its model's default when absent (``port`` 22 and "22" agree;
+    flags 1, "1" and true agree)."""
     value = options.get(name)
-    if value is None or value == "":
-        field = DESTINATION_OPTIONS[destination_type].model_fields.get(name)
+    model = DESTINATION_OPTIONS.get(destination_type)
+    if (value is None or value == "") and model is not None:
+        field = model.model_fields.get(name)
         value = field.default if field is not None and not field.is_required() else ""
-    return str(value).strip()
+    if isinstance(value, bool):
+        value = int(value)
+    text = str(value).strip()
+    return {"true": "1", "false": "0"}.get(text.lower(), text)
 
 
 def changed_endpoint(
     destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]
 ) -> list[str]:
-    """The endpoint options (``ENDPOINTS``) whose value in ``options`` differs from ``stored``."""
+    """The endpoint options (``endpoint_options``) whose value in ``options`` differs from ``stored``."""
     return [
         name
-        for name in ENDPOINTS.get(destination_type, ())
+        for name in endpoint_options(destination_type, options, stored)
         if _endpoint_value(destination_type, name, options) != _endpoint_value(destination_type, name, stored)
     ]
 
