@@ -129,5 +129,5 @@ def test_three_runs_list_restore_second(
         exported = server.instance.cli("keys", "export", job["_id"])
         assert exported.returncode == 0
         assert len(exported.stdout.strip()) == 64
-        key_file = server.instance.home / "keys" / job["_id"]
-        assert os.stat(key_file).st_mode & 0o777 == 0o600
+        assert not (server.instance.home / "keys").exists(), "keys live in the catalog, sealed"
+        assert os.stat(server.instance.home / "master.key").st_mode & 0o777 == 0o600

@@ -396,7 +396,7 @@ def test_a_dump_killed_halfway_leaves_the_account_partial_and_retry_completes_it
         row = backups.row(tx, partial["_id"])
     destination = world.ok("getDestination", {"_id": row.destination_id})
     with repositories.job_repository(
-        destination, row.job_id, home=world.home, encrypted=bool(row.encrypted)
+        destination, row.job_id, catalog=world.catalog, encrypted=bool(row.encrypted)
     ) as repository:
         tree = bytes.fromhex(repository.load_snapshot(row.engine_id).tree)
         with pytest.raises(NotFoundError):

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import snapkeep.api
+from snapkeep.jobs import destinations, sealing
 from snapkeep.jobs.models.destination import SECRET_MASK
 
 SFTP = {"host": "backup.example", "username": "keeper", "password": "s3cret!", "path": "backups"}
@@ -33,13 +34,14 @@ def test_secrets_are_masked_and_the_mask_keeps_them(make: Any, catalog: Any) -> 
     assert modified["options"]["path"] == "elsewhere"
     assert modified["options"]["password"] == SECRET_MASK
     stored = next(row for row in catalog.dump()["destinations"] if row["id"] == created["_id"])
-    assert stored["document"]["options"]["password"] == "s3cret!"
+    assert sealing.is_sealed(stored["document"]["options"]["password"])  # sealed at rest
+    assert destinations.open_options("SFTP", stored["document"]["options"])["password"] == "s3cret!"
     make.ok(
         "manageDestination",
         {"action": "modify", "_id": created["_id"], "options": {**SFTP, "password": "new"}},
     )
     stored = next(row for row in catalog.dump()["destinations"] if row["id"] == created["_id"])
-    assert stored["document"]["options"]["password"] == "new"
+    assert destinations.open_options("SFTP", stored["document"]["options"])["password"] == "new"
 
 
 def test_s3_options_are_validated_and_masked(make: Any, api: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 from snapkeep.api.dispatch import Api
 from snapkeep.api.params import decode_query
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import settings
+from snapkeep.jobs import sealing, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.models.destination import SECRET_MASK
 
@@ -125,7 +125,16 @@ def test_a_stored_zone_that_is_gone_can_be_read_and_replaced(catalog: Catalog, m
 # --- notification -------------------------------------------------------------------------------
 
 
-def test_notification_is_masked_and_the_mask_keeps_the_password(make: Any, catalog: Catalog) -> None:
+def password(catalog: Catalog) -> str:
+    with catalog.transaction(write=False) as tx:
+        email = settings.notification(tx).email
+    assert email is not None
+    return email.password.get_secret_value()
+
+
+def test_notification_is_masked_and_the_mask_keeps_the_password(
+    make: Any, api: Api, catalog: Catalog
+) -> None:
     assert make.ok("getSettingsNotification") == {"email": None, "webhook": None}
     created = make.ok("manageSettingsNotification", {"email": EMAIL})
     email = created["email"]
@@ -134,20 +143,33 @@ def test_notification_is_masked_and_the_mask_keeps_the_password(make: Any, catal
     assert (email["port"], email["enabled"], email["levels"], email["timeout"]) == (587, 1, [2, 3], 10)
     assert make.ok("getSettingsNotification") == created
     assert "smtp-s3cret" not in str(make.ok("getSettingsNotification"))
-    assert stored(catalog)["notify.email"]["password"] == "smtp-s3cret"
+    assert sealing.is_sealed(stored(catalog)["notify.email"]["password"])  # sealed at rest
+    assert password(catalog) == "smtp-s3cret"
 
     # read-modify-write: the whole masked answer sent back with one change keeps the password
-    modified = make.ok("manageSettingsNotification", {"email": {**email, "host": "mail.example.test"}})
-    assert modified["email"] == {**email, "host": "mail.example.test"}
-    assert stored(catalog)["notify.email"]["password"] == "smtp-s3cret"
+    modified = make.ok("manageSettingsNotification", {"email": {**email, "sender": "other@example.test"}})
+    assert modified["email"] == {**email, "sender": "other@example.test"}
+    assert password(catalog) == "smtp-s3cret"
+    # ... but only for the same server: a new host needs the password again (attack report, MEDIUM-5)
+    before = catalog.dump()
+    moved = refused(
+        api,
+        catalog,
+        "manageSettingsNotification",
+        {"email": {**email, "host": "mail.example.test"}},
+        "email[password]: must be given again when host changes",
+    )
+    assert "smtp-s3cret" not in moved
+    assert catalog.dump() == before
+    make.ok("manageSettingsNotification", {"email": {"host": "mail.example.test", "password": "smtp-s3cret"}})
     # only the fields given change
     make.ok("manageSettingsNotification", "email[enabled]=0&email[recipients]=a@example.test,b@example.test")
     row = stored(catalog)["notify.email"]
     assert row["enabled"] is False
     assert row["recipients"] == ["a@example.test", "b@example.test"]
-    assert (row["host"], row["password"]) == ("mail.example.test", "smtp-s3cret")
+    assert (row["host"], password(catalog)) == ("mail.example.test", "smtp-s3cret")
     make.ok("manageSettingsNotification", {"email": {"password": "new-pass"}})
-    assert stored(catalog)["notify.email"]["password"] == "new-pass"
+    assert password(catalog) == "new-pass"
     cleared = make.ok("manageSettingsNotification", {"email": {"password": "", "username": ""}})
     assert cleared["email"]["password"] == ""
 

@@ -44,6 +44,7 @@ def test_every_table_of_the_schema_exists(catalog: Catalog) -> None:
         "integrity_runs",
         "backup_damage",
         "users",  # migration 6: users and roles
+        "job_keys",  # migration 7: job repository keys, sealed
         "schema_migrations",
     }
     assert set(dump) == expected

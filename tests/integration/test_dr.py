@@ -81,7 +81,8 @@ def test_export_delete_import_reindex_restore(tmp_path: Path) -> None:
     old, destination, jobs = build_old_server(tmp_path)
     expected_tree = tree_state(old.source)
     expected_objects = catalog_objects(old.catalog)
-    expected_keys = KeyStore(old.home).all()
+    expected_keys = KeyStore(old.catalog).all()
+    expected_master = (old.home / "master.key").read_bytes()
     assert set(expected_keys) == {job["_id"] for job in jobs.values()}
     with old.catalog.transaction(write=False) as tx:
         expected_settings = settings.every_value(tx)
@@ -118,9 +119,10 @@ def test_export_delete_import_reindex_restore(tmp_path: Path) -> None:
     assert done.counts == {"destinations": 1, "schedules": 1, "hooks": 1, "account_filters": 1, "jobs": 3}
     assert done.keys == 3
     assert catalog_objects(new.catalog) == expected_objects
-    assert KeyStore(new_home).all() == expected_keys
-    for job_id in expected_keys:
-        assert KeyStore(new_home).path(job_id).stat().st_mode & 0o777 == 0o600
+    assert KeyStore(new.catalog).all() == expected_keys
+    # the exported master key became the new server's: the sealed secrets came along unchanged
+    assert (new_home / "master.key").read_bytes() == expected_master
+    assert (new_home / "master.key").stat().st_mode & 0o777 == 0o600
     with new.catalog.transaction(write=False) as tx:
         assert settings.every_value(tx) == expected_settings
     assert new.ok("getSettingsPerformance")["backup_forks"] == 3
@@ -199,7 +201,7 @@ def snapkeep(home: Path, *args: str, passphrase: str | None = PASSPHRASE) -> sub
 
 def test_dr_keys_and_reindex_commands(tmp_path: Path) -> None:
     old, destination, jobs = build_old_server(tmp_path)
-    expected_keys = KeyStore(old.home).all()
+    expected_keys = KeyStore(old.catalog).all()
     old.close()
     export = tmp_path / "export.skdr"
 
@@ -316,7 +318,7 @@ def test_import_and_reindex_rows_on_each_catalog_backend(catalog: Catalog, tmp_p
         assert tx.get("jobs", job_id) is not None
         assert settings.general(tx).logs_ttl == 9
         stored = tx.require("destinations", destination_id, "Destination")
-    assert KeyStore(home).get(job_id) == "k" * 64
+    assert KeyStore(catalog).get(job_id) == "k" * 64
 
     moment = catalog.clock.now()
     found = reindex.FoundBackup(engine_id="e" * 64, structure=Structure.INCREMENTAL, created=moment, size=5)

@@ -133,7 +133,7 @@ def pack_files(world: World, job: dict[str, Any]) -> list[Path]:
     backups wrote them."""
     root = world.backups / job["_id"]
     repository = Repository.open(
-        LocalStore(root), password=KeyStore(world.home).get(job["_id"]), load_index=False
+        LocalStore(root), password=KeyStore(world.catalog).get(job["_id"]), load_index=False
     )
     try:
         packs = [

@@ -199,7 +199,7 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
     result = runner.invoke(cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(wrong)])
     assert isinstance(result.exception, WrongPasswordError), result.output
     assert "the key does not open Backup Job" in str(result.exception)
-    assert not KeyStore(new_server.home).has(job["_id"])  # nothing stored
+    assert not KeyStore(new_server.catalog).has(job["_id"])  # nothing stored
 
     exported = runner.invoke(cli, ["--home", str(world.home), "keys", "export", job["_id"]])
     assert exported.exit_code == 0
@@ -208,8 +208,8 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
     result = runner.invoke(cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(key_file)])
     assert result.exit_code == 0, result.output
     assert "stored" in result.output
-    stored = KeyStore(new_server.home).path(job["_id"])
-    assert stored.stat().st_mode & 0o777 == 0o600
+    assert KeyStore(new_server.catalog).get(job["_id"]) == exported.output.strip()
+    assert not (new_server.home / "keys").exists(), "keys live in the catalog, sealed"
     # importing the same key again is harmless; a different one is refused
     assert (
         runner.invoke(
@@ -218,7 +218,7 @@ def test_encrypted_orphan_needs_its_key_then_reads(world: World, new_server: Wor
         == 0
     )
     with pytest.raises(ConflictError):
-        KeyStore(new_server.home).put(job["_id"], "0" * 64)
+        KeyStore(new_server.catalog).put(job["_id"], "0" * 64)
 
     status, group = reindex_now(new_server, destination)
     assert status == 100, new_server.log_text(group)
@@ -244,24 +244,24 @@ def test_a_key_made_by_a_run_before_the_import_is_replaced_by_the_working_one(
     assert f"snapkeep keys export {job['_id']}" in world.log_text(first)  # told to export it
     state = dr.export_state(world.catalog, world.home)
     dr.import_state(new_server.catalog, new_server.home, state)
-    KeyStore(new_server.home).remove(job["_id"])  # the key did not come along
+    KeyStore(new_server.catalog).remove(job["_id"])  # the key did not come along
     status, failed = new_server.run(job)
     assert status == 102
     assert f"snapkeep keys import {job['_id']} FILE" in new_server.log_text(failed)
     key_file = tmp_path / "job.key"
-    key_file.write_text(KeyStore(world.home).get(job["_id"]) + "\n")
+    key_file.write_text(KeyStore(world.catalog).get(job["_id"]) + "\n")
     result = CliRunner().invoke(
         cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(key_file)]
     )
     assert result.exit_code == 0, result.output
-    assert KeyStore(new_server.home).get(job["_id"]) == KeyStore(world.home).get(job["_id"])
+    assert KeyStore(new_server.catalog).get(job["_id"]) == KeyStore(world.catalog).get(job["_id"])
     other = tmp_path / "other.key"
     other.write_text("0" * 64 + "\n")
     refused = CliRunner().invoke(
         cli, ["--home", str(new_server.home), "keys", "import", job["_id"], str(other)]
     )
     assert isinstance(refused.exception, WrongPasswordError)
-    assert KeyStore(new_server.home).get(job["_id"]) == KeyStore(world.home).get(job["_id"])
+    assert KeyStore(new_server.catalog).get(job["_id"]) == KeyStore(world.catalog).get(job["_id"])
     status, again = new_server.run(job)
     assert status == 100, new_server.log_text(again)
     assert "a new repository password was made" not in new_server.log_text(again)
@@ -271,7 +271,7 @@ def test_a_key_for_no_known_repository_is_not_stored(new_server: World, tmp_path
     new_server.destination(tmp_path / "empty")
     with pytest.raises(Exception, match="no destination of this catalog holds a repository"):
         reindex.import_key(new_server.catalog, new_server.home, "a" * 24, "b" * 64)
-    assert not KeyStore(new_server.home).has("a" * 24)
+    assert not KeyStore(new_server.catalog).has("a" * 24)
 
 
 def test_reindex_is_refused_twice_at_once_and_for_unknown_destinations(world: World) -> None:

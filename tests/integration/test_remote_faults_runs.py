@@ -160,7 +160,7 @@ def repository_checks_clean(
     with world.catalog.transaction(write=False) as tx:
         full = {**tx.require("destinations", destination["_id"], "Destination")}
     full["options"] = {**full["options"], **options}
-    password = repositories.job_password(world.home, job["_id"], bool(job.get("encrypted")), create=False)
+    password = repositories.job_password(world.catalog, job["_id"], bool(job.get("encrypted")), create=False)
     with repositories.backend_store(full, job["_id"]) as store:
         repository = open_without_index(store, password=password)
         report = check(repository, read_data=True)

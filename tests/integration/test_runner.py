@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
 
+from snapkeep.jobs.keystore import KeyStore
 from snapkeep.jobs.runs import execute_group
 
 
@@ -56,10 +57,8 @@ def test_three_runs_then_restore_the_second(world: World, structure: int, encryp
     fetched = world.ok("getBackupJob", {"_id": job["_id"]})
     assert fetched["running"] is None
     assert fetched["last_run"] is not None
-    key = world.home / "keys" / job["_id"]
-    assert key.exists() == bool(encrypted)
-    if encrypted:
-        assert key.stat().st_mode & 0o777 == 0o600
+    assert KeyStore(world.catalog).has(job["_id"]) == bool(encrypted)
+    assert not (world.home / "keys").exists(), "keys live in the catalog, sealed"
 
 
 def open_repo(world: World, job: dict) -> object:

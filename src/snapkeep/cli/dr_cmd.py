@@ -1,7 +1,9 @@
 """``snapkeep dr export FILE`` / ``snapkeep dr import FILE``: what a new server needs to take over.
 
 The export holds the jobs, destinations (with their secrets), schedules, hooks, account filters,
-settings and every job key, sealed with a passphrase (``jobs.dr``); the file is 0600. The
+settings, every job key and the master key the catalog's secrets are sealed with (docs/secrets.md),
+sealed with a passphrase (``jobs.dr``); the file is 0600. Import installs the master key in a home
+that has none (or seals every secret again with the home's own key). The
 passphrase comes from ``SNAPKEEP_DR_PASSPHRASE``, from ``--passphrase-file`` (its first line), or is
 asked for on a terminal (twice when exporting); never from an argument, which other users could
 read in the process list. Import fills an empty data directory and keeps every ID; then reindex each
@@ -18,7 +20,7 @@ import click
 
 from snapkeep.cli.main import Context
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import dr
+from snapkeep.jobs import dr, sealing
 from snapkeep.jobs.catalog import Catalog
 
 ENVIRONMENT = "SNAPKEEP_DR_PASSPHRASE"
@@ -73,7 +75,8 @@ def dr_group() -> None:
 @click.option("--force", is_flag=True, help="Replace FILE when it exists.")
 @click.pass_obj
 def export_command(context: Context, file: Path, passphrase_file: Path | None, force: bool) -> None:
-    """Write jobs, destinations, schedules, hooks, filters, settings and job keys to FILE, sealed."""
+    """Write jobs, destinations, schedules, hooks, filters, settings, job keys and the master key to
+    FILE, sealed."""
     secret = dr.check_passphrase(passphrase(passphrase_file, confirm=True))
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
@@ -82,8 +85,10 @@ def export_command(context: Context, file: Path, passphrase_file: Path | None, f
         catalog.close()
     dr.write_file(file, dr.seal(state, secret), replace=force)
     counts = ", ".join(f"{len(items)} {kind.replace('_', ' ')}" for kind, items in state["objects"].items())
+    master = ", the master key" if "master_key" in state else ""
     click.echo(
-        f"exported {counts}, {len(state['settings'])} settings, {len(state['keys'])} job keys to {file}"
+        f"exported {counts}, {len(state['settings'])} settings, {len(state['keys'])} job keys{master} "
+        f"to {file}"
     )
     click.echo("keep the file and its passphrase apart from the backups: together they open every one")
 
@@ -102,4 +107,6 @@ def import_command(context: Context, file: Path, passphrase_file: Path | None) -
     finally:
         catalog.close()
     click.echo(f"imported {done.summary()} into {context.home}")
+    if "master_key" in state:
+        click.echo(f"secrets sealed with the master key {sealing.key_path(context.home)}: back it up apart")
     click.echo("next: 'snapkeep reindex DESTINATION' for each destination lists its backups")

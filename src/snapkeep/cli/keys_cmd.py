@@ -6,17 +6,24 @@ destination, also on a new server without the catalog. Keep the export somewhere
 the backups. ``keys import`` takes the file as ``keys export`` printed it (for an orphan that a
 reindex lists as "key required"): the password is stored only after it opened the job's repository
 on one of this catalog's destinations; reindex the destination afterwards to list its backups.
+
+Job keys live in the catalog, sealed with the master key (docs/secrets.md). ``snapkeep keys
+seal-password ENGINE`` seals a database password for ``config.toml`` (``[databases.ENGINE]
+password = "sk-sealed:..."``) with the same master key; it reads the password from standard input
+(or asks on a terminal), never from an argument other users could see in the process list.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
 from snapkeep.cli.main import Context
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import reindex
+from snapkeep.jobs import reindex, sealing
+from snapkeep.jobs.accounts import password_purpose
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.keystore import MAX_PASSWORD, KeyStore
 
@@ -31,7 +38,11 @@ def keys_group() -> None:
 @click.pass_obj
 def export_command(context: Context, job_id: str) -> None:
     """Print the repository password of encrypted job JOB_ID."""
-    click.echo(KeyStore(context.home).get(job_id))
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        click.echo(KeyStore(catalog).get(job_id))
+    finally:
+        catalog.close()
 
 
 def read_key_file(path: Path) -> str:
@@ -69,3 +80,23 @@ def import_command(context: Context, job_id: str, file: Path) -> None:
         f"key of Backup Job {job_id} stored (it opens the repository on destination {where!r}); "
         "run 'snapkeep reindex DESTINATION' to list its backups"
     )
+
+
+@keys_group.command("seal-password")
+@click.argument("engine", type=click.Choice(["mariadb", "postgresql"]))
+@click.pass_obj
+def seal_password_command(context: Context, engine: str) -> None:
+    """Seal a database password for config.toml's [databases.ENGINE] with the master key."""
+    if sys.stdin.isatty():
+        password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        lines = sys.stdin.read(MAX_PASSWORD + 2).splitlines()
+        password = lines[0] if lines else ""
+    if not password or len(password) > MAX_PASSWORD:
+        raise ValidationError(field="password", problem=f"must be 1-{MAX_PASSWORD} characters on one line")
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        master = sealing.master_of(catalog.engine)  # the catalog's key, never a second one
+    finally:
+        catalog.close()
+    click.echo(f'password = "{master.seal(password, password_purpose(engine))}"')

@@ -15,8 +15,16 @@ key is optional::
     mariadb_client = "mariadb"                # also mariadb_dump, psql, pg_dump
     [databases.mariadb]                       # host, port, user, password, socket
     host = "127.0.0.1"
+    password = "sk-sealed:v1:..."             # from 'snapkeep keys seal-password mariadb'
     [databases.postgresql]                    # the same, and maintenance_database
     user = "postgres"
+    password_file = "/etc/snapkeep/pg.pass"   # or the password in a file of mode 0600
+
+Database passwords (docs/secrets.md): ``password`` may be a value sealed with the master key
+(``snapkeep keys seal-password ENGINE`` prints it; purpose ``config/databases/<engine>/password``),
+or ``password_file`` names an absolute path to a file holding it on its first line, readable by its
+owner only. A password in clear is still read (``config.toml`` is 0600 in a 0700 data directory),
+with a warning that it should be sealed.
 
 With no ``inventory`` key and no ``<home>/accounts.toml`` the host has no accounts (an empty list);
 a configured inventory that cannot be read is a ``ConfigError``. Every error names the key.
@@ -24,6 +32,9 @@ a configured inventory that cannot be read is a ``ConfigError``. Every error nam
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -31,13 +42,18 @@ from pathlib import Path
 from typing import Any
 
 from snapkeep.errors import ConfigError
+from snapkeep.jobs import sealing
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.sources.accounts import open_provider
 from snapkeep.sources.accounts.base import Account, AccountProvider, account_id, find_account
 from snapkeep.sources.dbclient import DatabaseSettings, ServerSettings
 from snapkeep.sources.filters import groups_from_documents, select_accounts
 
+log = logging.getLogger(__name__)
+
 CONFIG_FILE = "config.toml"
+#: the longest database password file read
+MAX_PASSWORD_FILE = 4096
 DEFAULT_INVENTORY = "accounts.toml"
 _PROGRAMS = ("mariadb_client", "mariadb_dump", "psql", "pg_dump")
 _SERVER_KEYS = {item.name: item.type for item in fields(ServerSettings)}
@@ -54,9 +70,12 @@ def load_config(home: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read: {error}") from None
     try:
-        return tomllib.loads(text)
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    if sealing.has_key(home):  # its sealed database passwords open with the home's master key
+        sealing.master_key(home, create=False)
+    return config
 
 
 def _table(config: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -66,8 +85,63 @@ def _table(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def password_purpose(engine: str) -> str:
+    """The sealing purpose of a database password in ``config.toml``."""
+    return f"config/databases/{engine}/password"
+
+
+def _password_file(value: Any, engine: str) -> str:
+    """The password on the first line of ``password_file``: an absolute path to a regular file no one
+    but its owner may read. Raises ConfigError naming the key."""
+    where = f"config.toml: databases.{engine}.password_file"
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{where}: must be an absolute path")
+    try:
+        descriptor = os.open(value, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot open {value}: {error.strerror}") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) & 0o077:
+            raise ConfigError(f"{where}: {value} must be a regular file of mode 0600 or 0400")
+        data = handle.read(MAX_PASSWORD_FILE + 1)
+    if len(data) > MAX_PASSWORD_FILE:
+        raise ConfigError(f"{where}: {value} is too long for a password")
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {value} is not UTF-8 text") from None
+    return lines[0] if lines else ""
+
+
+def _password(section: dict[str, Any], engine: str) -> str | None:
+    """Take ``password``/``password_file`` out of ``section``: the password in clear (None: not
+    set). Raises ConfigError for both at once, a bad file, or a sealed value that does not open."""
+    password, file = section.pop("password", None), section.pop("password_file", None)
+    if password is not None and file is not None:
+        raise ConfigError(f"config.toml: databases.{engine}: give password or password_file, not both")
+    if file is not None:
+        return _password_file(file, engine)
+    if password is None:
+        return None
+    if not isinstance(password, str):
+        raise ConfigError(f"config.toml: databases.{engine}.password: must be a str")
+    if sealing.is_sealed(password):
+        return sealing.open_value(password, password_purpose(engine))
+    if password:
+        log.warning(
+            "config.toml: databases.%s.password is in clear; seal it with 'snapkeep keys seal-password %s' "
+            "or use password_file (docs/secrets.md)",
+            engine,
+            engine,
+        )
+    return password
+
+
 def _server(section: Mapping[str, Any], engine: str, default: ServerSettings) -> ServerSettings:
-    values: dict[str, Any] = {}
+    section = dict(section)
+    password = _password(section, engine)
+    values: dict[str, Any] = {} if password is None else {"password": password}
     for key, value in section.items():
         if key not in _SERVER_KEYS:
             raise ConfigError(f"config.toml: databases.{engine}.{key}: unknown key")

@@ -23,8 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import CatalogError, ConfigError, NotFoundError, SnapkeepError
+from snapkeep.home import create_private, make_private, tighten
 from snapkeep.ids import new_id
-from snapkeep.jobs import migrations
+from snapkeep.jobs import migrations, sealing
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.migrations.m0006_users import ROOT_ID
 
@@ -220,12 +221,23 @@ class Catalog:
         target = catalog_url(Path(home), url)
         try:
             if target.startswith("sqlite"):
-                Path(home).mkdir(parents=True, exist_ok=True)
+                # 0700 home, 0600 catalog whatever the umask: SQLite gives the WAL and shared-memory
+                # files the catalog's mode, and they hold what the catalog holds
+                make_private(Path(home))
+                if not url:
+                    create_private(Path(home) / "catalog.db")
                 engine = create_engine(target, connect_args={"timeout": 30})
                 _sqlite_setup(engine)
             else:
                 engine = create_engine(target, pool_pre_ping=True)
-            migrations.apply(engine, clock=clock)
+            tighten(Path(home))
+            # several processes may open a catalog that needs a migration at once (serve and a
+            # command): on SQLite each migration takes the write lock when it begins, so the others
+            # wait for it instead of failing with "database is locked"
+            immediate = (
+                engine.execution_options(sqlite_immediate=True) if target.startswith("sqlite") else engine
+            )
+            migrations.apply(immediate, clock=clock)
         except OSError as error:
             raise CatalogError(f"cannot create the data directory {home}: {error.strerror}") from None
         except ImportError as error:  # the driver is the optional extra snapkeep[postgres]
@@ -235,7 +247,18 @@ class Catalog:
         except SQLAlchemyError as error:
             where = make_url(target).render_as_string(hide_password=True)
             raise CatalogError(f"cannot open the catalog {where}: {_reason(error)}") from None
-        return cls(engine, clock=clock, home=Path(home))
+        catalog = cls(engine, clock=clock, home=Path(home))
+        # secrets are sealed with the master key outside the catalog; older catalogs and key
+        # folders are sealed here, once (a local import: seal_catalog uses this module)
+        from snapkeep.jobs.seal_catalog import seal_catalog
+
+        sealing.bind(engine, Path(home))
+        try:
+            seal_catalog(catalog)
+        except BaseException:
+            engine.dispose()
+            raise
+        return catalog
 
     def close(self) -> None:
         """Release every database connection."""

@@ -12,6 +12,10 @@ SFTP host keys: the destination document's ``fingerprint`` (shown read-only as
 ``options.fingerprint``) pins the key. When none is recorded, the first key seen is recorded by
 ``record_fingerprint`` (``validateDestination`` and the first successful run do it); a later
 connection to a server offering another key fails with ``HostKeyChangedError``.
+
+Secrets: the options ``models.destination.SECRETS`` names are stored sealed (``jobs.sealing``, purpose
+``destination/<type>/<option>``): ``seal_options`` before a write, ``open_options`` (done by
+``store_params``) when the store is opened. Nothing else needs them in clear.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from snapkeep.errors import ConfigError
+from snapkeep.jobs import sealing
 from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.models.destination import SECRET_MASK, SECRETS
 from snapkeep.storage.registry import FtpParams, LocalParams, S3Params, SftpParams, StoreParams
 
 #: Seconds an SFTP or FTP call may take unless the destination says otherwise; an S3 call.
@@ -104,16 +110,77 @@ TYPES: dict[str, Builder] = {"Local": _local, "SFTP": _sftp, "S3": _s3, "FTP": _
 REMOTE_TYPES = frozenset({"SFTP", "S3", "FTP"})
 
 
+def secret_purpose(destination_type: str, option: str) -> str:
+    """The sealing purpose of a destination secret: a token moved to another option or type fails."""
+    return f"destination/{destination_type}/{option}"
+
+
+def seal_options(
+    master: sealing.MasterKey,
+    destination_type: str,
+    options: Mapping[str, Any],
+    *,
+    given: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``options`` with every secret sealed. A secret the caller sent in ``given`` (not the mask) is
+    text to seal whatever it looks like, so a client cannot plant a token of its own; any other value
+    came from the catalog: a token is kept, clear text (from before sealing) is sealed."""
+    sealed = dict(options)
+    sent = given or {}
+    for option in SECRETS.get(destination_type, ()):
+        value = sealed.get(option)
+        if not isinstance(value, str) or not value:
+            continue
+        purpose = secret_purpose(destination_type, option)
+        fresh = option in sent and sent[option] != SECRET_MASK
+        sealed[option] = master.seal(value, purpose) if fresh else master.seal_value(value, purpose)
+    return sealed
+
+
+def reseal_options(
+    master: sealing.MasterKey, destination_type: str, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``options`` with every secret sealed with ``master`` (``MasterKey.reseal``: clear ones sealed,
+    another loaded key's tokens sealed again). Raises ConfigError when a token does not open."""
+    sealed = dict(options)
+    for option in SECRETS.get(destination_type, ()):
+        value = sealed.get(option)
+        if isinstance(value, str) and value:
+            sealed[option] = master.reseal(value, secret_purpose(destination_type, option))
+    return sealed
+
+
+def has_clear_secret(destination: Mapping[str, Any]) -> bool:
+    """Whether a stored destination holds a secret in clear (a catalog from before sealing)."""
+    options = destination.get("options") or {}
+    return any(
+        isinstance(options.get(option), str) and options[option] and not sealing.is_sealed(options[option])
+        for option in SECRETS.get(str(destination.get("type", "")), ())
+    )
+
+
+def open_options(destination_type: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every sealed secret opened. Raises ConfigError when one does not open."""
+    opened = dict(options)
+    for option in SECRETS.get(destination_type, ()):
+        value = opened.get(option)
+        if isinstance(value, str) and value:
+            opened[option] = sealing.open_value(value, secret_purpose(destination_type, option))
+    return opened
+
+
 def store_params(destination: Mapping[str, Any], job_id: str, *, timeout: float | None = None) -> StoreParams:
     """The store parameters of ``job_id``'s repository on ``destination`` (the root for ``job_id=""``);
-    ``timeout`` overrides the destination's. Raises ConfigError for an unknown type or a missing option."""
+    ``timeout`` overrides the destination's. Raises ConfigError for an unknown type, a missing option
+    or a secret that does not open with a master key of this process."""
     kind = str(destination.get("type", ""))
     name = destination.get("name", "")
     builder = TYPES.get(kind)
     if builder is None:
         raise ConfigError(f"Destination {name!r}: unknown type {kind!r}")
     try:
-        return builder(destination, dict(destination.get("options") or {}), job_id, timeout)
+        options = open_options(kind, destination.get("options") or {})
+        return builder(destination, options, job_id, timeout)
     except KeyError as missing:
         raise ConfigError(f"Destination {name!r}: option {missing.args[0]} is missing") from None
 

@@ -1,11 +1,14 @@
 """Disaster recovery: what a new server needs to take over, as one file sealed with a passphrase.
 
-``export_state(catalog, home)`` gathers the catalog's jobs, destinations (with their secrets),
-schedules, hooks, account filters and settings, and every job key of the key store
-(``jobs.keystore.KeyStore``); ``seal`` turns it into the file's bytes, ``write_file`` writes them
+``export_state(catalog, home)`` gathers the catalog's jobs, destinations (with their secrets, sealed
+as the catalog holds them), schedules, hooks, account filters and settings, every job key of the key
+store (``jobs.keystore.KeyStore``) and the master key that opens the sealed secrets
+(``jobs.sealing``); ``seal`` turns it into the file's bytes, ``write_file`` writes them
 (mode 0600, never replacing a file unless asked). ``open_sealed`` reads them back and
 ``import_state(catalog, home, state)`` puts them into an **empty** data directory, keeping every ID so
-the destinations' ``<root>/<job id>/`` repositories belong to the same jobs. Backups are not in the
+the destinations' ``<root>/<job id>/`` repositories belong to the same jobs. The exported master key
+becomes the new server's when it has none; when it has one (``SNAPKEEP_MASTER_KEY_FILE``), every
+secret is sealed again with it. Backups are not in the
 file: a reindex of each destination (``jobs.reindex``) lists them from the destinations themselves.
 What belongs to one server (``config.toml``: its account provider and database connections; hook
 scripts on disk) is not in the file either.
@@ -47,12 +50,11 @@ from snapkeep.errors import (
     ConfigError,
     ConflictError,
     IntegrityError,
-    SnapkeepError,
     ValidationError,
     WrongPasswordError,
 )
 from snapkeep.ids import is_id
-from snapkeep.jobs import settings
+from snapkeep.jobs import destinations, keystore, sealing, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.keystore import KeyStore
 
@@ -90,14 +92,17 @@ def export_state(catalog: Catalog, home: Path, *, clock: Clock = SYSTEM) -> dict
     with catalog.transaction(write=False) as tx:
         objects = {kind: [_document(kind, item) for item in tx.all(kind)] for kind in KINDS}
         values = settings.every_value(tx)
-    return {
+    state = {
         "format": FORMAT,
         "version": VERSION,
         "created": isoformat(clock.now()),
         "objects": objects,
         "settings": values,
-        "keys": KeyStore(home).all(),
+        "keys": KeyStore(catalog).all(),
     }
+    if sealing.has_key(home):
+        state["master_key"] = sealing.master_key(home, create=False).key.hex()
+    return state
 
 
 def _document(kind: str, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +135,15 @@ def check_state(state: Any) -> dict[str, Any]:
         is_id(str(job_id)) and isinstance(password, str) for job_id, password in keys.items()
     ):
         raise ValidationError(field="keys", problem="must map job IDs to passwords")
+    master = state.get("master_key")
+    if master is not None and (
+        not isinstance(master, str)
+        or len(master) != 2 * sealing.KEY_SIZE
+        or not set(master) <= set("0123456789abcdef")
+    ):
+        raise ValidationError(
+            field="master_key", problem=f"must be {2 * sealing.KEY_SIZE} lowercase hex characters"
+        )
     return state
 
 
@@ -141,7 +155,8 @@ def occupied(catalog: Catalog, home: Path) -> list[str]:
             count = len(tx.ids(kind))
             if count:
                 found.append(f"{count} {kind.replace('_', ' ')}")
-    keys = len(KeyStore(home).all())
+    with catalog.transaction(write=False) as tx:
+        keys = len(keystore.every_sealed(tx))
     if keys:
         found.append(f"{keys} job keys")
     return found
@@ -171,26 +186,35 @@ def import_state(catalog: Catalog, home: Path, state: Mapping[str, Any]) -> Impo
             f"the data directory {home} is not empty ({', '.join(found)}): dr import only fills an "
             "empty one; give a new --home (or SNAPKEEP_HOME)"
         )
-    keys = KeyStore(home)
-    written: list[str] = []
+    master = _target_key(home, checked.get("master_key"))
     counts: dict[str, int] = {}
-    try:
-        with catalog.transaction() as tx:
-            for kind in KINDS:
-                items = checked["objects"].get(kind, [])
-                for item in items:
-                    document = {key: value for key, value in item.items() if key != "_id"}
-                    tx.insert(kind, document, str(item["_id"]))
-                counts[kind] = len(items)
-            settings.restore_values(tx, checked.get("settings", {}))
-            for job_id, password in sorted(checked.get("keys", {}).items()):
-                keys.put(job_id, password)
-                written.append(job_id)
-    except SnapkeepError:
-        for job_id in written:
-            keys.remove(job_id)
-        raise
-    return Imported(counts=counts, keys=len(written), settings=len(checked.get("settings", {})))
+    with catalog.transaction() as tx:
+        for kind in KINDS:
+            items = checked["objects"].get(kind, [])
+            for item in items:
+                document = {key: value for key, value in item.items() if key != "_id"}
+                if kind == "destinations" and isinstance(document.get("options"), dict):
+                    document["options"] = destinations.reseal_options(
+                        master, str(document.get("type", "")), document["options"]
+                    )
+                tx.insert(kind, document, str(item["_id"]))
+            counts[kind] = len(items)
+        settings.restore_values(tx, checked.get("settings", {}))
+        settings.seal_secrets(tx, master, reseal=True)
+        job_keys = sorted(checked.get("keys", {}).items())
+        for job_id, password in job_keys:
+            keystore.insert_sealed(tx, master, job_id, keystore.check_password(password))
+    return Imported(counts=counts, keys=len(job_keys), settings=len(checked.get("settings", {})))
+
+
+def _target_key(home: Path, exported: str | None) -> sealing.MasterKey:
+    """The master key the import seals with: the exported one, installed as ``home``'s when it has
+    none; else ``home``'s own (the exported one is then only loaded, to open the file's tokens)."""
+    if exported is not None:
+        key = sealing.remember(sealing.MasterKey(bytes.fromhex(exported), Path("(the dr export)")))
+        if not sealing.has_key(home):
+            sealing.write_key(sealing.key_path(home), key.key)
+    return sealing.master_key(home)
 
 
 # --- sealing --------------------------------------------------------------------------------------

@@ -403,7 +403,11 @@ class _Run:
         try:
             with (
                 repositories.job_repository(
-                    destination, job_id, home=self.home, encrypted=bool(entry["encrypted"]), clock=self.clock
+                    destination,
+                    job_id,
+                    catalog=self.catalog,
+                    encrypted=bool(entry["encrypted"]),
+                    clock=self.clock,
                 ) as repository,
                 repository.lock(exclusive=False, holder="snapkeep integrity check"),
             ):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy import delete, select, update
 
 from snapkeep.clock import isoformat
 from snapkeep.errors import ConflictError, NotFoundError
+from snapkeep.home import make_private, open_private
 from snapkeep.ids import new_id
 from snapkeep.jobs import settings
 from snapkeep.jobs.catalog import Catalog, Transaction
@@ -129,8 +131,10 @@ class RunLog:
         stamp = isoformat(now)
         text = "".join(f"{stamp} [{LogLevel.label_of(level)}] {line}\n" for line in lines)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
+            # 0700 folder, 0600 file whatever the umask: run logs name paths of backed-up files
+            make_private(self.path.parent)
+            descriptor = open_private(self.path, os.O_WRONLY | os.O_APPEND)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as error:
             self._file_failed = True

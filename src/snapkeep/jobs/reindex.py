@@ -51,7 +51,7 @@ from snapkeep.errors import (
 from snapkeep.jobs import backups, queue, repositories
 from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import JobType, Structure
-from snapkeep.jobs.keystore import KeyStore
+from snapkeep.jobs.keystore import KeyStore, check_id
 from snapkeep.jobs.users import ROOT_ID
 from snapkeep.sources.components import COMPONENT_BITS
 from snapkeep.storage.base import Store
@@ -393,8 +393,8 @@ def import_key(catalog: Catalog, home: Path, job_id: str, password: str) -> str:
     WrongPasswordError (it does not open it; nothing stored), ConflictError (a different key that
     opens one of the job's repositories is stored already; a stored key that opens none of them,
     made by a run before the import, is replaced)."""
-    keys = KeyStore(home)
-    keys.path(job_id)  # the ID's shape, before any destination is contacted
+    keys = KeyStore(catalog)
+    check_id(job_id)  # the ID's shape, before any destination is contacted
     text = password.strip()
     with catalog.transaction(write=False) as tx:
         job = tx.get("jobs", job_id) or {}

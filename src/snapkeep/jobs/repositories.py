@@ -30,7 +30,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from snapkeep.clock import SYSTEM, Clock
@@ -215,12 +214,12 @@ def disk_usage(destination: Mapping[str, Any]) -> dict[str, int]:
 # --- repositories ----------------------------------------------------------------------------------
 
 
-def job_password(home: Path, job_id: str, encrypted: bool, *, create: bool) -> str | None:
-    """The repository password of a job (None for an unencrypted one). Raises NotFoundError when an
-    encrypted job has no password and ``create`` is false."""
+def job_password(catalog: Catalog, job_id: str, encrypted: bool, *, create: bool) -> str | None:
+    """The repository password of a job (None for an unencrypted one), from ``catalog``'s key store.
+    Raises NotFoundError when an encrypted job has no password and ``create`` is false."""
     if not encrypted:
         return None
-    keys = KeyStore(home)
+    keys = KeyStore(catalog)
     return keys.get_or_create(job_id) if create else keys.get(job_id)
 
 
@@ -242,7 +241,7 @@ def job_repository(
     destination: Mapping[str, Any],
     job_id: str,
     *,
-    home: Path,
+    catalog: Catalog,
     encrypted: bool,
     create: bool = False,
     clock: Clock = SYSTEM,
@@ -250,7 +249,7 @@ def job_repository(
     """``job_id``'s repository on ``destination`` for the ``with`` block; closes the repository, then
     its store. Raises what ``open_destination``, ``job_password`` and ``open_repository`` raise."""
     with open_destination(destination, job_id, clock=clock) as opened:
-        password = job_password(home, job_id, encrypted, create=create)
+        password = job_password(catalog, job_id, encrypted, create=create)
         repository = open_repository(opened.store, password=password, create=create, clock=clock)
         try:
             yield repository

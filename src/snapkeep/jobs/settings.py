@@ -35,7 +35,15 @@ Interface
     every stored key as it is, and back (``snapkeep dr export`` / ``dr import``).
 ``update_notification(tx, *, email=None, webhook=None) -> Notification``
     merges the fields given over the stored channel (``{}`` removes it); ``SECRET_MASK`` sent as the
-    password keeps the stored one, so a masked answer can be edited and sent back.
+    password keeps the stored one while the SMTP host, port and username stay the same (otherwise the
+    password must be given again: a caller could send it to a server of its own).
+``seal_secrets(tx, master, *, reseal=False) -> int``
+    seals the SMTP password and the webhook URL stored in clear (catalogs from before sealing, on
+    ``Catalog.open``); ``reseal`` also seals another master key's tokens again (``dr import``).
+
+Secrets at rest: the SMTP password and the webhook URL (which often carries the hook's token or a
+user and password) are stored sealed with the master key (``jobs.sealing``, purposes
+``settings/email/password`` and ``settings/webhook/url``); ``notification`` opens them.
 """
 
 from __future__ import annotations
@@ -45,16 +53,17 @@ from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from sqlalchemy import delete, select
 
 from snapkeep.engine.fs.globs import check_glob
 from snapkeep.errors import ValidationError
+from snapkeep.jobs import sealing
 from snapkeep.jobs.catalog import Transaction
-from snapkeep.jobs.codes import AlertLevel
 from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.models.base import Flag, Strict, as_int, choice, integer, listish, shown, validate
+from snapkeep.jobs.models import notification as channel_models
+from snapkeep.jobs.models.base import Flag, Strict, as_int, integer, shown, validate
 from snapkeep.jobs.models.destination import SECRET_MASK
 
 PERFORMANCE_KEY = "performance"
@@ -66,7 +75,6 @@ EMAIL_KEY, WEBHOOK_KEY = "notify.email", "notify.webhook"
 INTEGRITY_KEY = "integrity"
 GIB = 1024**3
 DEFAULT_LOGS_TTL = 30
-SECURITY = ("none", "starttls", "ssl")
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -255,57 +263,9 @@ def save_general(tx: Transaction, changes: Mapping[str, Any]) -> General:
 
 # --- notification channels ------------------------------------------------------------------------
 
-
-def _commas(value: Any) -> Any:
-    """A list, a single value, or one text with several values separated by commas."""
-    if isinstance(value, str) and "," in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return listish(value)
-
-
-Level = Annotated[int, choice(AlertLevel.labels())]
-Levels = Annotated[list[Level], BeforeValidator(_commas)]
-Seconds = Annotated[int, integer(1, 300)]
-
-
-class EmailSettings(Strict):
-    enabled: Flag = Field(True, description="send e-mail notifications")
-    host: str = Field(min_length=1, description="SMTP server")
-    port: Annotated[int, integer(1, 65535)] = Field(25, description="SMTP port")
-    security: str = Field("none", description="none, starttls or ssl")
-    username: str = Field("", description="SMTP login (empty: no login)")
-    password: SecretStr = Field(SecretStr(""), description="SMTP password (secret)")
-    sender: str = Field(min_length=3, description="From address")
-    recipients: Annotated[list[str], BeforeValidator(_commas)] = Field(
-        min_length=1, description="To addresses"
-    )
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("security")
-    @classmethod
-    def _security(cls, value: str) -> str:
-        if value not in SECURITY:
-            raise PydanticCustomError(
-                "security", "must be none, starttls or ssl (got {got})", {"got": shown(value)}
-            )
-        return value
-
-
-class WebhookSettings(Strict):
-    enabled: Flag = Field(True, description="send webhook notifications")
-    url: str = Field(description="http:// or https:// URL to POST each alert to")
-    levels: Levels = Field(default_factory=lambda: [2, 3], description="alert levels to send")
-    timeout: Seconds = Field(10, description="seconds to wait for the server")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise PydanticCustomError(
-                "url", "must start with http:// or https:// (got {got})", {"got": shown(value)}
-            )
-        return value
+#: the channels' models live in ``jobs.models.notification``; these names are kept for callers
+EmailSettings = channel_models.EmailSettings
+WebhookSettings = channel_models.WebhookSettings
 
 
 @dataclass(frozen=True)
@@ -322,20 +282,80 @@ CHANNELS: dict[str, tuple[str, type[EmailSettings] | type[WebhookSettings]]] = {
 }
 
 
-def _stored(model: EmailSettings | WebhookSettings) -> dict[str, Any]:
+#: channel -> its sealed fields (their values are stored as tokens)
+SEALED_FIELDS: dict[str, tuple[str, ...]] = {"email": ("password",), "webhook": ("url",)}
+#: channel -> the fields that say where its secret goes: a masked password is kept only while they stay
+ENDPOINT_FIELDS: dict[str, tuple[str, ...]] = {"email": ("host", "port", "username")}
+
+
+def _purpose(name: str, field: str) -> str:
+    return f"settings/{name}/{field}"
+
+
+def _stored(name: str, model: EmailSettings | WebhookSettings, master: sealing.MasterKey) -> dict[str, Any]:
     document = model.model_dump()
     if isinstance(model, EmailSettings):
         document["password"] = model.password.get_secret_value()
+    for field in SEALED_FIELDS[name]:
+        value = document.get(field)
+        if isinstance(value, str) and value:
+            document[field] = master.seal(value, _purpose(name, field))
     return document
 
 
+def _opened(name: str, stored: Any) -> Any:
+    """A stored channel with its sealed fields opened (ConfigError when one does not open)."""
+    if not isinstance(stored, dict):
+        return stored
+    opened = dict(stored)
+    for field in SEALED_FIELDS[name]:
+        value = opened.get(field)
+        if isinstance(value, str):
+            opened[field] = sealing.open_value(value, _purpose(name, field))
+    return opened
+
+
 def notification(tx: Transaction) -> Notification:
-    """The notification channels. Raises ValidationError when a stored channel is no longer valid."""
-    email, webhook = _read(tx, EMAIL_KEY), _read(tx, WEBHOOK_KEY)
+    """The notification channels. Raises ValidationError when a stored channel is no longer valid,
+    ConfigError when a sealed field does not open."""
+    email, webhook = _opened("email", _read(tx, EMAIL_KEY)), _opened("webhook", _read(tx, WEBHOOK_KEY))
     return Notification(
         email=validate(EmailSettings, email, prefix="email") if email else None,
         webhook=validate(WebhookSettings, webhook, prefix="webhook") if webhook else None,
     )
+
+
+def seal_secrets(tx: Transaction, master: sealing.MasterKey, *, reseal: bool = False) -> int:
+    """Seal the channels' secrets stored in clear (and, with ``reseal``, another master key's tokens
+    again with ``master``); return how many values changed."""
+    changed = 0
+    for name, (key, _) in CHANNELS.items():
+        stored = _read(tx, key, lock=True)
+        if not isinstance(stored, dict):
+            continue
+        document = dict(stored)
+        for field in SEALED_FIELDS[name]:
+            value = document.get(field)
+            if not isinstance(value, str) or not value:
+                continue
+            purpose = _purpose(name, field)
+            document[field] = master.reseal(value, purpose) if reseal else master.seal_value(value, purpose)
+        if document != stored:
+            changed += sum(1 for field in SEALED_FIELDS[name] if document.get(field) != stored.get(field))
+            _write(tx, key, document)
+    return changed
+
+
+def has_clear_secret(tx: Transaction) -> bool:
+    """Whether a channel's secret is stored in clear (a catalog from before sealing)."""
+    for name, (key, _) in CHANNELS.items():
+        stored = _read(tx, key)
+        if isinstance(stored, dict) and any(
+            isinstance(stored.get(field), str) and stored[field] and not sealing.is_sealed(stored[field])
+            for field in SEALED_FIELDS[name]
+        ):
+            return True
+    return False
 
 
 def save_notification(
@@ -343,19 +363,24 @@ def save_notification(
 ) -> Notification:
     """Validate and store whole channels (``{}`` removes one, None keeps it). Raises ValidationError
     naming every bad field (``email[host]``) of both channels before anything is written."""
-    documents: dict[str, dict[str, Any] | None] = {}
+    checked: dict[str, EmailSettings | WebhookSettings | None] = {}
     problems: list[ValidationError] = []
     for name, given in (("email", email), ("webhook", webhook)):
         if given is None:
             continue
-        key, model = CHANNELS[name]
+        _, model = CHANNELS[name]
         try:
-            documents[key] = _stored(validate(model, given, prefix=name)) if given else None
+            checked[name] = validate(model, given, prefix=name) if given else None
         except ValidationError as error:
             problems.append(error)
     if problems:
         message = "; ".join(problem.message for problem in problems)
         raise ValidationError(message, field=problems[0].field, problem="invalid")
+    master = sealing.master_for(tx) if any(checked.values()) else None
+    documents: dict[str, dict[str, Any] | None] = {
+        CHANNELS[name][0]: None if value is None or master is None else _stored(name, value, master)
+        for name, value in checked.items()
+    }
     for key, document in documents.items():
         _write(tx, key, document)
     return notification(tx)
@@ -365,10 +390,22 @@ def _merged(tx: Transaction, name: str, changes: Mapping[str, Any]) -> dict[str,
     if not changes:
         return {}
     key, _ = CHANNELS[name]
-    stored = _read(tx, key, lock=True)
+    stored = _opened(name, _read(tx, key, lock=True))
     stored = dict(stored) if isinstance(stored, dict) else {}
     merged = {**stored, **changes}
     if merged.get("password") == SECRET_MASK:
+        moved = [
+            field
+            for field in ENDPOINT_FIELDS.get(name, ())
+            if str(merged.get(field, "")).strip() != str(stored.get(field, "")).strip()
+        ]
+        if moved and stored.get("password"):
+            raise ValidationError(
+                field=f"{name}[password]",
+                problem=f"must be given again when {' and '.join(moved)} change"
+                + ("s" if len(moved) == 1 else "")
+                + " (a stored password is only kept for the same server)",
+            )
         merged["password"] = stored.get("password", "")
     return merged
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from snapkeep.cli.main import cli
 from snapkeep.cli.settings_cmd import parse_assignments
+from snapkeep.jobs import sealing, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.models.destination import SECRET_MASK
 
@@ -23,6 +24,17 @@ def stored(home: Path) -> dict[str, Any]:
     catalog = Catalog.open(home)
     try:
         return {row["key"]: row["value"] for row in catalog.dump()["settings"]}
+    finally:
+        catalog.close()
+
+
+def opened_password(home: Path) -> str:
+    catalog = Catalog.open(home)
+    try:
+        with catalog.transaction(write=False) as tx:
+            email = settings.notification(tx).email
+        assert email is not None
+        return email.password.get_secret_value()
     finally:
         catalog.close()
 
@@ -70,9 +82,17 @@ def test_notification_secrets_are_masked_and_kept(tmp_path: Path) -> None:
     assert "email.password" in shown.output
     assert SECRET_MASK in shown.output
     assert "smtp-s3cret" not in shown.output
-    assert run(tmp_path, "set", f"email.password={SECRET_MASK}", "email.port=587").exit_code == 0
-    assert stored(tmp_path)["notify.email"]["password"] == "smtp-s3cret"
+    assert run(tmp_path, "set", f"email.password={SECRET_MASK}", "email.timeout=20").exit_code == 0
+    assert sealing.is_sealed(stored(tmp_path)["notify.email"]["password"])  # sealed at rest
+    assert opened_password(tmp_path) == "smtp-s3cret"
+    assert stored(tmp_path)["notify.email"]["timeout"] == 20
+    # the masked password is kept only for the same server: a new port needs it again
+    moved = run(tmp_path, "set", f"email.password={SECRET_MASK}", "email.port=587")
+    assert moved.exit_code == 2
+    assert "email[password]: must be given again when port changes" in moved.output
+    assert run(tmp_path, "set", "email.password=smtp-s3cret", "email.port=587").exit_code == 0
     assert stored(tmp_path)["notify.email"]["port"] == 587
+    assert opened_password(tmp_path) == "smtp-s3cret"
     assert run(tmp_path, "set", "notification.webhook=").exit_code == 0
     assert "notify.webhook" not in stored(tmp_path)
 

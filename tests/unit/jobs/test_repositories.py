@@ -113,15 +113,19 @@ def test_leaving_an_opened_destination_closes_its_store_once(
 def test_job_repository_closes_the_store_even_when_opening_fails(
     tmp_path: Path, counted: type[CountingStore]
 ) -> None:
-    with repositories.job_repository(local_row(tmp_path), "job", home=tmp_path, encrypted=False, create=True):
+    catalog = Catalog.open(tmp_path / "home")
+    with repositories.job_repository(
+        local_row(tmp_path), "job", catalog=catalog, encrypted=False, create=True
+    ):
         pass
     assert counted.closes == 1
     with (
         pytest.raises(RepositoryNotFoundError),
-        repositories.job_repository(local_row(tmp_path), "other", home=tmp_path, encrypted=False),
+        repositories.job_repository(local_row(tmp_path), "other", catalog=catalog, encrypted=False),
     ):
         pass
     assert counted.closes == 2
+    catalog.close()
 
 
 class ListLog:

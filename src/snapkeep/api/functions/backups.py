@@ -184,13 +184,12 @@ def delete_account_snapshots(context: CallContext, params: dict[str, Any]) -> Re
 def _delete(context: CallContext, ident: str) -> str:
     """Remove backup ``ident`` from its destination (pruning an Incremental repository), then from
     the catalog; return its ID. Raises NotFoundError and ConflictError (locked)."""
-    home = context.home
     with context.catalog.transaction() as tx:
         row = backups.row(tx, ident)
         backups.refuse_locked(row, tx.clock.now())
         destination = tx.require("destinations", row.destination_id, "Destination")
     with repositories.job_repository(
-        destination, row.job_id, home=home, encrypted=bool(row.encrypted)
+        destination, row.job_id, catalog=context.catalog, encrypted=bool(row.encrypted)
     ) as repository:
         with context.catalog.transaction() as tx:
             repositories.delete_backup(tx, backups.row(tx, row.id), repository)

@@ -1,9 +1,12 @@
 """Destination functions (API.md section 5): manage, get, list, delete, listDestinationTypes.
 
-Options are validated and stored per type. Secrets are masked in every answer; the mask sent back on
-modify keeps the stored secret. ``disk_usage`` asks the destination (``jobs.repositories``);
-``validateDestination`` probes it and records an SFTP server's host key on first contact (shown as
-``options.fingerprint``, read-only; ``options[fingerprint]=`` on modify forgets it).
+Options are validated and stored per type. Secrets are stored sealed with the master key
+(``jobs.destinations.seal_options``) and masked in every answer; the mask sent back on modify keeps
+the stored secret only while the server it belongs to stays the same (``unmask``: changing the host,
+port, user, S3 endpoint, region, bucket or access key needs the secret again). ``disk_usage`` asks
+the destination (``jobs.repositories``); ``validateDestination`` probes it and records an SFTP
+server's host key on first contact (shown as ``options.fingerprint``, read-only;
+``options[fingerprint]=`` on modify forgets it).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import ConflictError, SnapkeepError, StorageError, ValidationError
-from snapkeep.jobs import destinations, repositories
+from snapkeep.jobs import destinations, repositories, sealing
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
 from snapkeep.jobs.models.destination import (
@@ -76,20 +79,32 @@ def _merge(tx: Transaction, stored: Stored, params: dict[str, Any]) -> dict[str,
     merged = {**_stored_fields(stored), **params}
     if isinstance(merged.get("options"), dict) and "type" in merged:
         same_type = canonical_type(merged["type"]) == stored["type"]  # SSH is SFTP, Localv2 Local
-        merged["options"] = unmask(stored["type"], merged["options"], stored["options"] if same_type else {})
+        if same_type:
+            merged["options"] = unmask(stored["type"], merged["options"], stored["options"])
+        else:
+            merged["options"] = unmask(
+                canonical_type(merged["type"]) or stored["type"], merged["options"], None
+            )
     return merged
 
 
 def _document(
     tx: Transaction, fields: DestinationFields, stored: Stored, params: dict[str, Any]
 ) -> dict[str, Any]:
-    """The stored destination; a modify keeps the recorded host key while the host stays the same
-    (``options[fingerprint]=`` forgets it)."""
+    """The stored destination, its secrets sealed; a modify keeps the recorded host key while the host
+    stays the same (``options[fingerprint]=`` forgets it)."""
     document: dict[str, Any] = fields.model_dump()
+    sent = params.get("options")
+    if any(document["options"].get(option) for option in SECRETS.get(fields.type, ())):
+        document["options"] = destinations.seal_options(
+            sealing.master_for(tx),
+            fields.type,
+            document["options"],
+            given=sent if isinstance(sent, dict) else {},
+        )
     if stored is None:
         return document
     keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored["options"].get("host")
-    sent = params.get("options")
     cleared = isinstance(sent, dict) and sent.get("fingerprint") == ""
     if keeps_host and stored.get("fingerprint") and not cleared:
         document["fingerprint"] = stored["fingerprint"]

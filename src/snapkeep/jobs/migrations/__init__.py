@@ -22,6 +22,7 @@ from snapkeep.jobs.migrations import (
     m0004_reindex,
     m0005_integrity,
     m0006_users,
+    m0007_sealed,
     m0008_list_indexes,
     m0009_log_types,
 )
@@ -46,6 +47,7 @@ MIGRATIONS: list[Migration] = [
     _from(4, m0004_reindex),
     _from(5, m0005_integrity),
     _from(6, m0006_users),
+    _from(7, m0007_sealed),
     _from(8, m0008_list_indexes),
     _from(9, m0009_log_types),
 ]

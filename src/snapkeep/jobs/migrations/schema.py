@@ -2,7 +2,8 @@
 
 At version 5 it is what migration 1 created plus migration 2's ``incidents`` table, migration
 3's ``backups`` table, migration 4's ``orphan`` and ``key_required`` columns of it and migration 5's
-integrity check tables, and migration 6's users (with token and owner columns). When a later
+integrity check tables, migration 6's users (with token and owner columns) and migration 7's sealed
+``job_keys``. When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -18,6 +19,7 @@ from snapkeep.jobs.migrations import (
     m0004_reindex,
     m0005_integrity,
     m0006_users,
+    m0007_sealed,
 )
 
 metadata = MetaData()
@@ -32,6 +34,7 @@ for _column in m0006_users.token_columns():
     TABLES["tokens"].append_column(_column)
 for _kind in m0006_users.OWNED:
     TABLES[_kind].append_column(m0006_users.owner_column())
+TABLES.update(m0007_sealed.define(metadata))
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -51,3 +54,4 @@ integrity_objects = TABLES["integrity_objects"]
 integrity_runs = TABLES["integrity_runs"]
 backup_damage = TABLES["backup_damage"]
 users = TABLES["users"]
+job_keys = TABLES["job_keys"]

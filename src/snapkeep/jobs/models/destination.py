@@ -1,7 +1,10 @@
 """The Destination model (API.md section 5): common fields, then ``options`` checked per ``type``.
 
 Secrets (passwords, private keys, S3 secret keys) never leave in clear: ``mask`` replaces them with
-``SECRET_MASK``; ``unmask`` puts the stored secret back when a client sends the mask on modify.
+``SECRET_MASK``; ``unmask`` puts the stored secret back when a client sends the mask on modify, but
+only while the endpoint the secret belongs to (``ENDPOINTS``: SFTP host, port and user; S3 endpoint,
+region, bucket and access key) stays the same: otherwise a caller could point the destination at its
+own server and have the stored password sent there (attack report HIGH/MEDIUM-5).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, field_serializer, model_validator
 from pydantic_core import PydanticCustomError
 
+from snapkeep.errors import ValidationError
 from snapkeep.jobs.models.base import (
     AbsolutePath,
     Flag,
@@ -122,6 +126,16 @@ SECRETS: dict[str, tuple[str, ...]] = {
     "S3": ("secret_key",),
     "FTP": ("password",),
 }
+#: the options that say where (and how safely) a type's secrets are sent: a masked secret is kept
+#: only while they stay. FTP: also the TLS options, since turning TLS or its checks off, or trusting
+#: another CA, would hand the password to whoever listens. A type with secrets missing here counts
+#: every option that is not a secret (``endpoint_options``).
+ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "Local": (),
+    "SFTP": ("host", "port", "username"),
+    "S3": ("endpoint", "region", "bucket", "access_key"),
+    "FTP": ("host", "port", "username", "tls", "verify", "ca_file"),
+}
 DESTINATION_DESCRIPTIONS = {
     "Local": "a directory on this server (or a mounted disk)",
     "SFTP": "a directory on an SSH server",
@@ -205,10 +219,64 @@ def mask(destination_type: str, options: Mapping[str, Any]) -> dict[str, Any]:
     return {key: SECRET_MASK if key in secrets and value else value for key, value in options.items()}
 
 
-def unmask(destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` with each SECRET_MASK replaced by the stored secret of the same name."""
+def endpoint_options(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]
+) -> list[str]:
+    """The options that say where ``destination_type``'s secrets go: ``ENDPOINTS``, or for a type
+    not listed there every option of either side that is not a secret (the safe side)."""
+    if destination_type in ENDPOINTS:
+        return list(ENDPOINTS[destination_type])
     secrets = SECRETS.get(destination_type, ())
-    return {
-        key: stored.get(key, "") if key in secrets and value == SECRET_MASK else value
-        for key, value in options.items()
-    }
+    return sorted({*options, *stored} - {*secrets, *READ_ONLY_OPTIONS})
+
+
+def _endpoint_value(destination_type: str, name: str, options: Mapping[str, Any]) -> str:
+    """An endpoint option as text, its model's default when absent (``port`` 22 and "22" agree;
+    flags 1, "1" and true agree)."""
+    value = options.get(name)
+    model = DESTINATION_OPTIONS.get(destination_type)
+    if (value is None or value == "") and model is not None:
+        field = model.model_fields.get(name)
+        value = field.default if field is not None and not field.is_required() else ""
+    if isinstance(value, bool):
+        value = int(value)
+    text = str(value).strip()
+    return {"true": "1", "false": "0"}.get(text.lower(), text)
+
+
+def changed_endpoint(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any]
+) -> list[str]:
+    """The endpoint options (``endpoint_options``) whose value in ``options`` differs from ``stored``."""
+    return [
+        name
+        for name in endpoint_options(destination_type, options, stored)
+        if _endpoint_value(destination_type, name, options) != _endpoint_value(destination_type, name, stored)
+    ]
+
+
+def unmask(
+    destination_type: str, options: Mapping[str, Any], stored: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``options`` with each SECRET_MASK replaced by the stored secret of the same name. ``stored``
+    is None when the type changes. Raises ValidationError naming the secret when a stored secret
+    would be kept for another endpoint (or another type): it must be given again."""
+    secrets = SECRETS.get(destination_type, ())
+    masked = [key for key, value in options.items() if key in secrets and value == SECRET_MASK]
+    if masked and stored is None:
+        raise ValidationError(
+            field=f"options[{masked[0]}]",
+            problem="must be given again when the type changes (the mask keeps no secret of another type)",
+        )
+    stored = stored or {}
+    if any(stored.get(key) for key in masked):
+        changed = changed_endpoint(destination_type, options, stored)
+        if changed:
+            key = next(key for key in masked if stored.get(key))
+            raise ValidationError(
+                field=f"options[{key}]",
+                problem=f"must be given again when {' and '.join(changed)} change"
+                + ("s" if len(changed) == 1 else "")
+                + " (a stored secret is only kept for the same server)",
+            )
+    return {key: stored.get(key, "") if key in masked else value for key, value in options.items()}

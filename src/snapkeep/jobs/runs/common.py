@@ -379,8 +379,8 @@ def open_target(
             opened = repositories.open_destination(document, job_id, clock=context.clock)
             target.problem = _over_limit(context, spec, opened) if create else None
             if target.problem is None:
-                new_key = encrypted and create and not KeyStore(context.home).has(job_id)
-                password = repositories.job_password(context.home, job_id, encrypted, create=create)
+                new_key = encrypted and create and not KeyStore(context.catalog).has(job_id)
+                password = repositories.job_password(context.catalog, job_id, encrypted, create=create)
                 try:
                     target.repository = repositories.open_repository(
                         opened.store, password=password, create=create, clock=context.clock

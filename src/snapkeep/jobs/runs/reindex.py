@@ -133,7 +133,7 @@ class ReindexRun(GroupRun):
         """Index one repository, recorded as one queue item."""
         item = self.group.add_item(QueueType.REINDEX, job_id, destination=spec.id, job_id=job_id)
         where = f"{spec.where}: repository {job_id}"
-        keys = KeyStore(self.home)
+        keys = KeyStore(self.catalog)
         opened = None
         try:
             opened = repositories.open_destination(spec.document, job_id, clock=self.clock)
