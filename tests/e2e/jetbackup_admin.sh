@@ -56,7 +56,8 @@ ok schedule "$sched"
 SCHED=$(get "$sched" data._id)
 
 # 3. An Accounts job: full account, compressed, with a monitor
-job=$(api manageBackupJob "action=create&name=Full%20Account%20Backups&type=1&contains=511&structure=${STRUCTURE:-4}&destination[0]=$DEST&monitor[notran]=2&monitor[ranfor]=1&time=0200&disabled=0")
+NAME="Full%20Account%20Backups%20${STRUCTURE:-4}"
+job=$(api manageBackupJob "action=create&name=$NAME&type=1&contains=511&structure=${STRUCTURE:-4}&destination[0]=$DEST&monitor[notran]=2&monitor[ranfor]=1&time=0200&disabled=0")
 ok job "$job"
 JOB=$(get "$job" data._id)
 
@@ -69,9 +70,9 @@ test -n "$(get "$fetched" data.next_run)" || { echo "FAIL [next_run]: empty" >&2
 echo "ok   [next_run]"
 
 # 5. Find it by name, then by destination; enabled jobs with find[disabled]=0
-check find-by-name "$(get "$(api listBackupJobs 'filter=Full%20Account')" data.total)" 1
+check find-by-name "$(get "$(api listBackupJobs "filter=$NAME")" data.total)" 1
 check find-by-destination "$(get "$(api listBackupJobs "find[destination]=$DEST")" data.total)" 1
-check find-enabled "$(get "$(api listBackupJobs 'find[disabled]=0')" data.jobs.0._id)" "$JOB"
+check find-enabled "$(get "$(api listBackupJobs "find[disabled]=0&filter=$NAME")" data.jobs.0._id)" "$JOB"
 
 # 6. Disable it and re-schedule it; a disabled job has no next run
 off=$(api manageBackupJob "action=modify&_id=$JOB&disabled=1&schedules[0][_id]=$SCHED&schedules[0][retain]=3")

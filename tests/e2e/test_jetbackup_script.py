@@ -39,7 +39,7 @@ def site(instance: Instance, tmp_path: Path) -> Iterator[Site]:
         made.drop()
 
 
-@pytest.mark.parametrize("structure", ["1"])  # Incremental (Compressed Accounts jobs: wt-acctarc)
+@pytest.mark.parametrize("structure", ["1", "4"])  # Incremental, Compressed
 def test_a_jetbackup_admin_script_runs_unchanged(
     server: Server, site: Site, tmp_path: Path, structure: str
 ) -> None:

@@ -8,14 +8,17 @@ Row checksums come from ``SELECT``ed rows, so a restore is compared by content.
 
 from __future__ import annotations
 
+import io
 import secrets
 import shutil
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from tests.conftest import require_server
 from tests.integration.runner_helpers import World, tree_state
 
@@ -473,3 +476,31 @@ def test_mail_cron_zone_and_certificate_components_go_back_to_their_places(world
     assert status == 101
     assert "the database exists" in world.log_text(done)
     assert "kept existing" in world.log_text(done)
+
+
+def test_an_accounts_own_exclude_list_is_applied_by_its_runs(world: World, site: Site) -> None:
+    """Issue 13 section 5: manageAccountExcludeList, for every job and for one job, reaches the run."""
+    alice, bob = site.user("alice"), site.user("bob")
+    job = accounts_job(world, site, options=4)  # no databases: only the home matters here
+    world.ok("manageAccountExcludeList", {"account_id": alice, "list": ["docs/**"]})
+    world.ok(
+        "manageAccountExcludeList",
+        {"account_id": alice, "job_id": job["_id"], "list": ["public_html/assets/**"]},
+    )
+    status, group = world.run(job)
+    assert status == 100, world.log_text(group)
+    # (a "folder/**" glob leaves out what the folder holds; the folder itself stays, as for ``cache/**``)
+    for user, gone in ((alice, {"report.txt", "notes.md", "logo.bin"}), (bob, set())):
+        home = items_of(world, backup_of(world, user)["_id"])["homedir"]["_id"]
+        download = world.ok("addQueueItems", {"type": 4, "items": [home]})
+        assert execute_group(world.catalog, world.home, download["_id"], stop=threading.Event()) == 100
+        raw = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO((world.home / "downloads" / f"{download['_id']}.tar.zst").read_bytes())
+        )
+        with tarfile.open(fileobj=raw, mode="r|") as archive:
+            names = {member.name.rsplit("/", 1)[-1] for member in archive if member.isfile()}
+        assert "index.php" in names
+        if gone:
+            assert gone & names == set(), (user, gone & names)
+        else:
+            assert {"report.txt", "notes.md", "logo.bin"} <= names, user  # bob's home is whole
