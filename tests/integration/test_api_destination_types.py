@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from snapkeep.jobs import destinations
+from snapkeep.jobs import destinations, sealing
+from snapkeep.jobs.destinations import secret_purpose
 from snapkeep.jobs.models.destination import SECRET_MASK
 from snapkeep.storage.registry import FtpParams
 
@@ -93,6 +94,12 @@ def test_ftps_options_and_a_relative_path(api: Any, catalog: Any) -> None:
     )
 
 
+def opened(kind: str, value: str) -> str:
+    """A stored secret opened with the master key (docs/secrets.md); it must be sealed."""
+    assert sealing.is_sealed(value), value
+    return sealing.open_value(value, secret_purpose(kind, "password"))
+
+
 def test_read_modify_write_keeps_the_ftp_password(api: Any, catalog: Any) -> None:
     destination = create(api, "FTP", FTP)["data"]
     fetched = api.call("getDestination", {"_id": destination["_id"]})["data"]
@@ -103,7 +110,7 @@ def test_read_modify_write_keeps_the_ftp_password(api: Any, catalog: Any) -> Non
     assert answer["success"] == 1, answer["message"]
     with catalog.transaction(write=False) as tx:
         stored = tx.get("destinations", destination["_id"])
-    assert stored["options"]["password"] == "ftp-secret-1"
+    assert opened("FTP", stored["options"]["password"]) == "ftp-secret-1"  # sealed at rest, unchanged
     assert stored["options"]["timeout"] == 5
 
 
@@ -154,7 +161,8 @@ def test_modify_with_the_alias_keeps_the_masked_secret(api: Any, catalog: Any) -
     )
     assert answer["success"] == 1, answer["message"]
     with catalog.transaction(write=False) as tx:
-        assert tx.get("destinations", destination["_id"])["options"]["password"] == "ssh-secret-1"
+        stored = tx.get("destinations", destination["_id"])["options"]["password"]
+    assert opened("SFTP", stored) == "ssh-secret-1"  # sealed at rest, unchanged
 
 
 @pytest.mark.parametrize(

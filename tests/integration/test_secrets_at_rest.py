@@ -31,7 +31,8 @@ S3_SECRET = "SUPERSECRETS3KEY"
 SMTP_PASSWORD = "SMTPPASSWORD456"
 WEBHOOK_URL = "https://hooks.example.test/services/WEBHOOKTOKEN000"
 JOB_KEY = "a1" * 32
-SECRETS = (SFTP_PASSWORD, SFTP_PASSPHRASE, S3_SECRET, SMTP_PASSWORD, "WEBHOOKTOKEN000", JOB_KEY)
+FTP_PASSWORD = "FTPPASSWORD246"
+SECRETS = (SFTP_PASSWORD, SFTP_PASSPHRASE, S3_SECRET, SMTP_PASSWORD, "WEBHOOKTOKEN000", JOB_KEY, FTP_PASSWORD)
 JOB = "6b0a0000cccccccccccccccc"
 
 
@@ -70,6 +71,21 @@ def store_every_secret(catalog: Catalog) -> dict[str, str]:
             "name": "Bucket",
             "type": "S3",
             "options": {"bucket": "my-bucket", "access_key": "AKIAEXAMPLE", "secret_key": S3_SECRET},
+        },
+    )
+    ok(
+        api,
+        "manageDestination",
+        {
+            "action": "create",
+            "name": "FTP server",
+            "type": "FTP",
+            "options": {
+                "host": "ftp.example.test",
+                "username": "keeper",
+                "password": FTP_PASSWORD,
+                "path": "/b",
+            },
         },
     )
     ok(
@@ -167,7 +183,7 @@ def test_no_secret_in_any_catalog_row(catalog: Catalog) -> None:
     dump = repr(catalog.dump())
     for secret in SECRETS:
         assert secret not in dump
-    assert dump.count(sealing.PREFIX) == 8  # 3 SFTP + 1 S3 + 2 notification + 2 job keys
+    assert dump.count(sealing.PREFIX) == 9  # 3 SFTP + 1 S3 + 1 FTP + 2 notification + 2 job keys
     assert_secrets_still_open(catalog, ids)
 
 
