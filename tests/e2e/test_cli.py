@@ -67,3 +67,38 @@ def test_jobs_list_and_show_are_tables_for_people(instance: Instance) -> None:
     missing = instance.cli("jobs", "show", MISSING_ID)
     assert missing.returncode == 2
     assert MISSING_ID in missing.stderr
+
+
+def test_ids_may_be_abbreviated_on_the_command_line(instance: Instance, tmp_path: Any) -> None:
+    """Issue 14: the last 8 characters of an ID (what tables show) stand for it, in `snapkeep api`
+    and in commands that take an ID."""
+    source = tmp_path / "site"
+    source.mkdir()
+    (source / "index.html").write_text("hello\n")
+    _, destination = instance.api(
+        "manageDestination",
+        {
+            "action": "create",
+            "name": "Abbrev disk",
+            "type": "Local",
+            "options": {"path": str(tmp_path / "b")},
+        },
+    )
+    _, job = instance.api(
+        "manageBackupJob",
+        {
+            "action": "create",
+            "name": "Abbrev job",
+            "type": 2,
+            "contains": 511,
+            "structure": 1,
+            "destination": [destination["data"]["_id"]],
+            "include_list": [str(source)],
+        },
+    )
+    job_id = job["data"]["_id"]
+    code, fetched = instance.api("getBackupJob", {"_id": job_id[-8:]})
+    assert (code, fetched["data"]["_id"]) == (0, job_id)
+    done = instance.cli("run", job_id[-8:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Completed" in done.stdout

@@ -636,3 +636,28 @@ def test_account_exclude_lists_are_kept_per_job_and_checked(world: World) -> Non
     assert world.catalog.dump() == before
     world.ok(RESELLER, "manageAccountExcludeList", {"account_id": "alice", "list": []})
     assert world.ok(ROOT, "getAccountExcludeList", {"account_id": "alice"})["list"] == []
+
+
+def test_ids_may_be_abbreviated_among_what_the_caller_sees(world: World) -> None:
+    """Issue 14: a unique start or end of at least 6 characters stands for the ID, only among the
+    caller's own objects; an ambiguous one lists the matches."""
+    ids = world.ids
+    root_job, res_job = ids["root.job"], ids["res.job"]
+    assert world.ok(ROOT, "getBackupJob", {"_id": root_job[-8:]})["_id"] == root_job
+    assert world.ok(RESELLER, "getBackupJob", {"_id": res_job[-6:]})["_id"] == res_job
+    hidden = world.call(RESELLER, "getBackupJob", {"_id": root_job[-8:]})
+    assert hidden["message"] == f"Backup Job not found: {root_job[-8:]}"
+    shared = root_job[:8]  # the creation second: both jobs (and more) start with it
+    assert res_job.startswith(shared)
+    ambiguous = world.call(ROOT, "getBackupJob", {"_id": shared})
+    assert ambiguous["message"].startswith(f"_id: '{shared}' matches several: ")
+    assert root_job in ambiguous["message"]
+    assert res_job in ambiguous["message"]
+    assert world.ok(RESELLER, "getBackupJob", {"_id": shared})["_id"] == res_job, "the only one it sees"
+    short = world.call(ROOT, "getBackupJob", {"_id": root_job[-5:]})
+    assert short["message"].startswith("_id: must be an ID of 24 lowercase hex characters")
+    queued = world.ok(
+        ACCOUNT, "addQueueItems", {"type": 4, "items": [_component(world, "alice.backup", "homedir")]}
+    )
+    assert world.ok(ACCOUNT, "getQueueGroup", {"_id": queued["_id"][-8:]})["_id"] == queued["_id"]
+    assert world.ok(ROOT, "getHook", {"_id": ids["root.hook"][-8:]})["_id"] == ids["root.hook"]

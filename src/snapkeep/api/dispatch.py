@@ -33,7 +33,7 @@ from snapkeep.api.functions import (
 )
 from snapkeep.api.functions.base import CallContext, Caller, FunctionSpec, ParamSpec
 from snapkeep.api.params import check_sizes, decode_pairs, decode_query, is_flat, normalise
-from snapkeep.api.permissions import decide
+from snapkeep.api.permissions import decide, expand_abbreviations
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import AccessDenied, ParameterError, SnapkeepError
 from snapkeep.jobs.catalog import Catalog
@@ -112,6 +112,7 @@ class Api:
             warnings = jetbackup.strip_ignored(function, decoded)
             # The one decision point (api.permissions): before the handler, so a refused call
             # writes nothing; an object the caller may not see is "not found" like a missing one.
+            expand_abbreviations(lambda: self.catalog.transaction(write=False), who, function, decoded)
             decide(lambda: self.catalog.transaction(write=False), who, function, decoded)
             message, data = spec.handler(context, decoded)
         except AccessDenied as error:

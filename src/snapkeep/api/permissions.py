@@ -19,7 +19,7 @@ from typing import Any
 
 from snapkeep.errors import AccessDenied, NotFoundError, ValidationError
 from snapkeep.ids import is_id
-from snapkeep.jobs import links
+from snapkeep.jobs import abbreviations, links
 from snapkeep.jobs.access import LABELS, Principal, inside_homes, visible
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.users import ACCOUNT, RESELLER, ROOT
@@ -221,6 +221,56 @@ RULES: dict[str, Rule] = {
     "listTokens": Rule(ROOT_ONLY),
     "revokeToken": Rule(ROOT_ONLY),
 }
+
+
+#: Parameters naming objects in functions whose rule lists none (root's), for abbreviations
+_MORE_IDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "manageHook": ((_ID, "hooks"),),
+    "getHook": ((_ID, "hooks"),),
+    "deleteHook": ((_ID, "hooks"),),
+    "getAlert": ((_ID, "alerts"),),
+    "clearAlerts": ((_ID, "alerts"),),
+    "manageUser": ((_ID, "users"),),
+    "getUser": ((_ID, "users"),),
+    "deleteUser": ((_ID, "users"),),
+    "revokeToken": ((_ID, "tokens"),),
+    "reindexDestination": ((_ID, "destinations"),),
+    "listLogs": (("job_id", "jobs"),),
+}
+
+
+def expand_abbreviations(
+    tx_factory: Callable[[], Any], who: Principal, function: str, params: dict[str, Any]
+) -> None:
+    """Replace each abbreviated ID (6 to 23 hex characters: an ID's start or end, ``jobs.abbreviations``)
+    in the parameters that name objects with the one full ID the caller may see. Raises NotFoundError
+    and ValidationError (ambiguous, naming the parameter)."""
+    rule = RULES.get(function)
+    pairs = (*(rule.objects if rule is not None else ()), *_MORE_IDS.get(function, ()))
+    wanted = [
+        (name, kind)
+        for name, kind in pairs
+        if kind in abbreviations.COLUMNS and _abbreviated(params.get(name))
+    ]
+    if not wanted:
+        return
+    with tx_factory() as tx:
+        for name, kind in wanted:
+            value = params[name]
+            if isinstance(value, list):
+                params[name] = [
+                    abbreviations.resolve(tx, who, kind, item, f"{name}[{index}]")
+                    if abbreviations.is_abbreviation(item)
+                    else item
+                    for index, item in enumerate(value)
+                ]
+            else:
+                params[name] = abbreviations.resolve(tx, who, kind, value, name)
+
+
+def _abbreviated(value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(abbreviations.is_abbreviation(item) for item in values)
 
 
 def decide(tx_factory: Callable[[], Any], who: Principal, function: str, params: Mapping[str, Any]) -> None:

@@ -24,7 +24,8 @@ from snapkeep.cli.main import Context
 from snapkeep.cli.restore_options import dry_run_option, overwrite_option, special_files_option
 from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.engine.fs.restore_policy import ALWAYS, IF_CHANGED
-from snapkeep.jobs import queue, restores
+from snapkeep.jobs import abbreviations, queue, restores
+from snapkeep.jobs.access import ROOT_PRINCIPAL
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueType
 from snapkeep.jobs.logs import log_text
@@ -90,6 +91,8 @@ def restore_command(
             "special_files": int(special_files),
         }
         with catalog.transaction() as tx:
+            if abbreviations.is_abbreviation(backup_id):  # a unique start or end of the backup's ID
+                backup_id = abbreviations.resolve(tx, ROOT_PRINCIPAL, "backups", backup_id, "BACKUP_ID")
             group = restores.enqueue(
                 tx,
                 group_type=QueueType.RESTORE,

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console
 from snapkeep.errors import ConflictError
-from snapkeep.jobs import queue
+from snapkeep.jobs import abbreviations, queue
+from snapkeep.jobs.access import ROOT_PRINCIPAL
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.queue import claim, worker_identity
@@ -98,10 +99,12 @@ def execute_in_foreground(context: Context, catalog: Catalog, group_id: str, lab
 @click.argument("job_id")
 @click.pass_obj
 def run_command(context: Context, job_id: str) -> None:
-    """Run backup job JOB_ID now, in the foreground."""
+    """Run backup job JOB_ID (or a unique start or end of it, 6 characters or more) now, in the foreground."""
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
         with catalog.transaction() as tx:
+            if abbreviations.is_abbreviation(job_id):
+                job_id = abbreviations.resolve(tx, ROOT_PRINCIPAL, "jobs", job_id, "JOB_ID")
             job = tx.require("jobs", job_id, "Backup Job", lock=True)
             try:
                 group = queue.enqueue_backup(tx, job, owner=ROOT_ID)
