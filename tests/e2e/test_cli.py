@@ -102,3 +102,39 @@ def test_ids_may_be_abbreviated_on_the_command_line(instance: Instance, tmp_path
     done = instance.cli("run", job_id[-8:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Completed" in done.stdout
+
+
+def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance, tmp_path: Any) -> None:
+    """Issue 14 item 1: `snapkeep run` prints the log's error lines and how to read the whole log;
+    `snapkeep logs list|show` read it."""
+    _, destination = instance.api(
+        "manageDestination",
+        {"action": "create", "name": "Why disk", "type": "Local", "options": {"path": str(tmp_path / "b")}},
+    )
+    missing = tmp_path / "no-such-site"
+    _, job = instance.api(
+        "manageBackupJob",
+        {
+            "action": "create",
+            "name": "Why job",
+            "type": 2,
+            "contains": 511,
+            "structure": 1,
+            "destination": [destination["data"]["_id"]],
+            "include_list": [str(missing)],
+        },
+    )
+    done = instance.cli("run", job["data"]["_id"])
+    assert done.returncode != 0
+    assert "errors in the log:" in done.stderr
+    assert str(missing) in done.stderr, done.stderr
+    hint = next(line for line in done.stderr.splitlines() if line.startswith("the whole log: "))
+    log_end = hint.rsplit(" ", 1)[-1]
+    assert f"--home {instance.home}" in hint
+    listing = instance.cli("logs", "list", "--job", job["data"]["_id"])
+    assert listing.returncode == 0, listing.stderr
+    assert log_end in listing.stdout
+    shown = instance.cli("logs", "show", log_end)
+    assert shown.returncode == 0, shown.stderr
+    assert str(missing) in shown.stdout
+    assert "error" in shown.stdout

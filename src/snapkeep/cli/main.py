@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "repo": "snapkeep.cli.repo:repo_group",
     "run": "snapkeep.cli.run_cmd:run_command",
     "runs": "snapkeep.cli.runs_cmd:runs_group",
+    "logs": "snapkeep.cli.logs_cmd:logs_group",
     "backups": "snapkeep.cli.backups_cmd:backups_group",
     "restore": "snapkeep.cli.restore_cmd:restore_command",
     "keys": "snapkeep.cli.keys_cmd:keys_group",

@@ -21,10 +21,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console
 from snapkeep.errors import ConflictError
-from snapkeep.jobs import abbreviations, queue
+from snapkeep.jobs import abbreviations, logs, queue
 from snapkeep.jobs.access import ROOT_PRINCIPAL
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.codes import QueueStatus
+from snapkeep.jobs.codes import LogLevel, QueueStatus
 from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.runs import execute_group
 from snapkeep.jobs.users import ROOT_ID
@@ -92,7 +92,29 @@ def execute_in_foreground(context: Context, catalog: Catalog, group_id: str, lab
         group = queue.get_group(tx, group_id)
     log_id = group["data"].get("log_id", "-")
     click.echo(f"{label}: {group['status_name']} (status {status}, queue group {group_id}, log {log_id})")
+    if status != QueueStatus.COMPLETED and log_id != "-":
+        explain(catalog, str(log_id), context)
     return status
+
+
+#: error lines of a run's log printed when it did not complete
+EXPLAINED_LINES = 10
+
+
+def explain(catalog: Catalog, log_id: str, context: Context) -> None:
+    """Say why a run did not complete: its log's error (else warning) lines, and how to read it all."""
+    with catalog.transaction(write=False) as tx:
+        items = logs.list_items(tx, log_id)
+    for level in (LogLevel.ERROR, LogLevel.WARNING):
+        lines = [str(item["message"]) for item in items if item["level"] == level]
+        if lines:
+            click.echo(f"{LogLevel(level).label.lower()}s in the log:", err=True)
+            for line in lines[:EXPLAINED_LINES]:
+                click.echo(f"  {line}", err=True)
+            if len(lines) > EXPLAINED_LINES:
+                click.echo(f"  ... and {len(lines) - EXPLAINED_LINES} more", err=True)
+            break
+    click.echo(f"the whole log: snapkeep --home {context.home} logs show {log_id[-8:]}", err=True)
 
 
 @click.command("run")
