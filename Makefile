@@ -34,6 +34,8 @@ lock:
 	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 run: $(VENV)/.installed
+	@echo "data directory $(HOME_DIR); for later snapkeep commands in another shell:"
+	@echo "  export SNAPKEEP_HOME=$(HOME_DIR) PATH=$(CURDIR)/$(BIN):\$$PATH"
 	$(BIN)/snapkeep --home $(HOME_DIR) serve --host $(HOST) --port $(PORT)
 
 servers:

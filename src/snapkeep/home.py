@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tomllib
 from pathlib import Path
 
 #: the folders of a data directory whose files ``tighten`` brings to 0600 (one level deep)
@@ -20,11 +21,35 @@ PRIVATE_FOLDERS = ("logs", "downloads", "keys")
 PRIVATE_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "master.key", "config.toml")
 
 
+#: files that may name the data directory (``home = "/path"``), first found wins (issue 14)
+CONFIG_FILES = (Path("/etc/snapkeep/snapkeep.toml"), Path("~/.config/snapkeep/snapkeep.toml"))
+
+
+def configured_home() -> tuple[Path, str] | None:
+    """The data directory a config file names, and which file: the first of ``CONFIG_FILES`` that
+    exists and holds ``home``. A file that cannot be read or parsed is skipped (the default then
+    applies, and ``snapkeep`` says which home it uses when it would create one)."""
+    for candidate in CONFIG_FILES:
+        path = candidate.expanduser()
+        try:
+            with path.open("rb") as handle:
+                value = tomllib.load(handle).get("home")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(value, str) and value.startswith("/"):
+            return Path(value), str(path)
+    return None
+
+
 def default_home() -> Path:
-    """``SNAPKEEP_HOME``, else /var/lib/snapkeep as root, else ~/.local/share/snapkeep."""
+    """``SNAPKEEP_HOME``, else the ``home`` of /etc/snapkeep/snapkeep.toml or
+    ~/.config/snapkeep/snapkeep.toml, else /var/lib/snapkeep as root, else ~/.local/share/snapkeep."""
     configured = os.environ.get("SNAPKEEP_HOME")
     if configured:
         return Path(configured).expanduser().absolute()
+    from_file = configured_home()
+    if from_file is not None:
+        return from_file[0]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/snapkeep")
     return Path.home() / ".local" / "share" / "snapkeep"

@@ -74,7 +74,8 @@ class LazyGroup(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     envvar="SNAPKEEP_HOME",
     default=None,
-    help="Data directory (catalog, keys, logs). Default: /var/lib/snapkeep as root,"
+    help="Data directory (catalog, master key, logs). Default: SNAPKEEP_HOME, else `home` in"
+    " /etc/snapkeep/snapkeep.toml or ~/.config/snapkeep/snapkeep.toml, else /var/lib/snapkeep as root,"
     " else ~/.local/share/snapkeep.",
 )
 @click.option(
@@ -89,6 +90,21 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, home: Path | None, catalog_url: str | None) -> None:
     """snapkeep: backups for Linux hosts and web-hosting servers."""
     ctx.obj = Context(home=(home or default_home()).expanduser().absolute(), catalog_url=catalog_url)
+    command = ctx.invoked_subcommand
+    if command in HOME_COMMANDS and not catalog_url and not (ctx.obj.home / "catalog.db").exists():
+        # a new, empty data directory is rarely what was meant: say which one, and how to pick another
+        click.echo(
+            f"snapkeep: {ctx.obj.home} holds no catalog yet: a new, empty data directory (another one is "
+            "chosen with --home, SNAPKEEP_HOME or `home` in /etc/snapkeep/snapkeep.toml)",
+            err=True,
+        )
+
+
+#: the commands that open (and would create) the data directory's catalog
+HOME_COMMANDS = frozenset(
+    {"api", "token", "user", "jobs", "serve", "run", "runs", "logs", "backups", "restore", "keys", "reindex",
+     "settings", "integrity"}
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> Any:
