@@ -22,6 +22,7 @@ import click
 
 from snapkeep.cli.main import Context
 from snapkeep.errors import ValidationError
+from snapkeep.ids import is_id
 from snapkeep.jobs import reindex, sealing
 from snapkeep.jobs.accounts import password_purpose
 from snapkeep.jobs.catalog import Catalog
@@ -40,6 +41,12 @@ def export_command(context: Context, job_id: str) -> None:
     """Print the repository password of encrypted job JOB_ID."""
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
+        with catalog.transaction(write=False) as tx:
+            job = tx.get("jobs", job_id) if is_id(job_id) else None
+        if job is not None and not job.get("encrypted"):
+            raise click.ClickException(
+                f"Backup Job {job['name']!r} ({job_id}) is not encrypted: its backups need no key"
+            )
         click.echo(KeyStore(catalog).get(job_id))
     finally:
         catalog.close()

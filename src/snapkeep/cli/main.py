@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "run": "snapkeep.cli.run_cmd:run_command",
     "runs": "snapkeep.cli.runs_cmd:runs_group",
     "logs": "snapkeep.cli.logs_cmd:logs_group",
+    "completion": "snapkeep.cli.completion_cmd:completion_command",
     "backups": "snapkeep.cli.backups_cmd:backups_group",
     "restore": "snapkeep.cli.restore_cmd:restore_command",
     "keys": "snapkeep.cli.keys_cmd:keys_group",

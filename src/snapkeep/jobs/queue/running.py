@@ -113,6 +113,14 @@ class RunningGroup:
         with self._lock:
             for key, amount in amounts.items():
                 self.progress[key] += amount
+            # a total learned while counting (files found as the walk goes) never trails what is done
+            for done_key, total_key in (
+                ("completed", "total"),
+                ("completed_files", "total_files"),
+                ("completed_bytes", "total_bytes"),
+            ):
+                if self.progress.get(done_key, 0) > self.progress.get(total_key, 0):
+                    self.progress[total_key] = self.progress[done_key]
             total, done = self.progress["total"], self.progress["completed"]
             self.progress["percentage"] = min(100, int(done * 100 / total)) if total else 0
             snapshot = dict(self.progress)
