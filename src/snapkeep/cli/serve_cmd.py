@@ -19,8 +19,10 @@ timeouts of ``api/bodies.read_body``.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -179,6 +181,26 @@ def run_server(
     uvicorn.Server(config).run()
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Exit 2 with one line when ``host:port`` cannot be listened on (issue 14: a port in use used to
+    start the scheduler and print a token before uvicorn's bind error)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = (
+                "address already in use" if error.errno == errno.EADDRINUSE else error.strerror or str(error)
+            )
+            click.echo(
+                f"snapkeep: cannot listen on {host}:{port}: {reason} "
+                "(another snapkeep serve? choose another --port)",
+                err=True,
+            )
+            sys.exit(2)
+
+
 @click.command("serve")
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option(
@@ -254,6 +276,7 @@ def serve_command(
     """Serve the API over HTTP(S) (GET /?api=1&function=..., POST /) with bearer tokens, and run the
     scheduler and the workers that carry out queued backups, restores and downloads."""
     home: Path = context.home
+    check_port_free(host, port)  # before anything starts: one clear line, no token, no runs
     home.mkdir(parents=True, exist_ok=True)
     _log_to_stderr(log_level)
     transport = choose_transport(home, host, tls_cert, tls_key, tls_self_signed, insecure_http, click.echo)

@@ -78,3 +78,17 @@ def test_progress_never_shows_more_completed_than_total(tmp_path: Path) -> None:
     assert progress["completed_bytes"] <= progress["total_bytes"]
     assert progress["percentage"] <= 100
     catalog.close()
+
+
+def test_a_port_in_use_is_one_clear_line_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli, ["--home", str(tmp_path / "home"), "serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"snapkeep: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "API token" not in result.output
+    assert not (tmp_path / "home" / "catalog.db").exists(), "nothing was started or created"
