@@ -3,6 +3,7 @@ of ``snapkeep jobs`` for people."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -49,7 +50,7 @@ def test_jobs_list_and_show_are_tables_for_people(instance: Instance) -> None:
     listing = instance.cli("jobs", "list")
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if "Tables job" in line)
-    for expected in (job_id, "Directories", "Compressed", "Tables disk", "Tables nightly"):
+    for expected in (job_id[-8:], "Directories", "Compressed", "Tables disk", "Tables nightly"):
         assert expected in row, (expected, row)
 
     shown = instance.cli("jobs", "show", job_id)
@@ -138,3 +139,19 @@ def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance,
     assert shown.returncode == 0, shown.stderr
     assert str(missing) in shown.stdout
     assert "error" in shown.stdout
+
+
+def test_listings_print_json_for_scripts(instance: Instance) -> None:
+    """Issue 14: `--json` on every listing command prints the API's answer (full IDs)."""
+    for args, key in (
+        (("jobs", "list"), "jobs"),
+        (("runs", "list"), "groups"),
+        (("logs", "list"), "logs"),
+        (("user", "list"), "users"),
+        (("token", "list"), "tokens"),
+    ):
+        done = instance.cli(*args, "--json")
+        assert done.returncode == 0, (args, done.stderr)
+        data = json.loads(done.stdout)
+        assert isinstance(data[key], list), args
+        assert data["total"] >= len(data[key]), args

@@ -12,7 +12,7 @@ import click
 
 from snapkeep.api.dispatch import Api, Caller
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import console, job_table, jobs_table, require_success
+from snapkeep.cli.output import console, job_table, jobs_table, json_option, print_json, require_success
 from snapkeep.jobs.catalog import Catalog
 
 
@@ -33,13 +33,17 @@ def jobs_group() -> None:
 
 @jobs_group.command("list")
 @click.option("--filter", "text", default=None, help="Only jobs whose name contains TEXT (case-insensitive).")
+@json_option
 @click.pass_obj
-def list_command(context: Context, text: str | None) -> None:
+def list_command(context: Context, text: str | None, as_json: bool) -> None:
     """List every backup job: type, structure, destinations, schedules, runs, state."""
     params: dict[str, Any] = {"limit": 0, "sort": {"name": 1}}
     if text:
         params["filter"] = text
     data = call(context, "listBackupJobs", params)
+    if as_json:
+        print_json(data)
+        return
     console().print(jobs_table(data.get("jobs", []), data.get("total")))
 
 

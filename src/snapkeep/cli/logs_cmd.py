@@ -12,7 +12,7 @@ from rich.table import Table
 
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import NONE_SHOWN, console, when
+from snapkeep.cli.output import NONE_SHOWN, console, json_option, print_json, short_id, when
 from snapkeep.clock import SYSTEM
 from snapkeep.jobs.codes import LogStatus
 
@@ -29,20 +29,24 @@ def logs_group() -> None:
 @logs_group.command("list")
 @click.option("--limit", default=20, show_default=True, help="At most this many (0 = all).")
 @click.option("--job", "job_id", default=None, help="Only the logs of this Backup Job (ID or its end).")
+@json_option
 @click.pass_obj
-def list_command(context: Context, limit: int, job_id: str | None) -> None:
+def list_command(context: Context, limit: int, job_id: str | None, as_json: bool) -> None:
     """List run logs, newest first."""
     params: dict[str, object] = {"limit": limit}
     if job_id:
         params["job_id"] = job_id
     data = call(context, "listLogs", params)
+    if as_json:
+        print_json(data)
+        return
     table = Table(title=f"Logs ({data['total']})")
     for column in ("ID", "Type", "Name", "Status", "Started", "Seconds"):
         table.add_column(column, no_wrap=column == "ID")
     for log in data["logs"]:
         seconds = log.get("execution_time")
         table.add_row(
-            log["_id"][-8:],
+            short_id(log["_id"]),
             log["type_name"],
             log.get("name") or NONE_SHOWN,
             log["status_name"],

@@ -6,6 +6,7 @@ The API speaks in integers and bitmasks (API.md section 4); these tables say "Di
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -120,16 +121,37 @@ def time_of_day(value: Any) -> str:
     return f"{number // 100:02d}:{number % 100:02d}"
 
 
+#: characters of an ID that tables show: its random end (the start is the creation second, shared by
+#: objects made together); commands and the API take it back (docs/api-decisions.md, abbreviated IDs)
+SHORT_ID = 8
+
+
+def short_id(ident: Any) -> str:
+    """The end of an ID that tables show."""
+    return str(ident or "")[-SHORT_ID:]
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the API's answer as JSON, for scripts."
+)
+
+
+def print_json(data: Any) -> None:
+    """The ``data`` of an answer as JSON on stdout (full IDs, ISO-8601 UTC times)."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
 def jobs_table(jobs: Iterable[Mapping[str, Any]], total: int | None = None) -> Table:
     """One row per backup job."""
     table = Table(title="Backup jobs" if total is None else f"Backup jobs ({total})")
-    for column in ("ID", "Name", "Type", "Structure", "Destinations", "Schedules", "Next run", "Last run"):
+    table.add_column("ID", no_wrap=True)
+    for column in ("Name", "Type", "Structure", "Destinations", "Schedules", "Next run", "Last run"):
         table.add_column(column, overflow="fold")
     table.add_column("Running")
     table.add_column("Disabled")
     for job in jobs:
         table.add_row(
-            str(job.get("_id", "")),
+            short_id(job.get("_id")),
             str(job.get("name", "")),
             named(JOB_TYPES, job.get("type")),
             named(STRUCTURES, job.get("structure")),

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import console, when
+from snapkeep.cli.output import console, json_option, print_json, short_id, when
 from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.clock import SYSTEM
 from snapkeep.jobs import queue
@@ -30,17 +30,22 @@ def runs_group() -> None:
 
 @runs_group.command("list")
 @click.option("--limit", default=20, show_default=True, help="At most this many (0 = all).")
+@json_option
 @click.pass_obj
-def list_command(context: Context, limit: int) -> None:
+def list_command(context: Context, limit: int, as_json: bool) -> None:
     """List queue groups, newest first."""
     data = call(context, "listQueueGroups", {"limit": limit})
+    if as_json:
+        print_json(data)
+        return
     table = Table(title=f"Runs ({data['total']})")
-    for column in ("ID", "Type", "Job", "Status", "Created", "Ended", "Files", "Bytes"):
+    table.add_column("ID", no_wrap=True)
+    for column in ("Type", "Job", "Status", "Created", "Ended", "Files", "Bytes"):
         table.add_column(column)
     for group in data["groups"]:
         progress = group["progress"]
         table.add_row(
-            group["_id"],
+            short_id(group["_id"]),
             group["type_name"],
             str(group["data"].get("name", "")),
             group["status_name"],

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import NONE_SHOWN, console
+from snapkeep.cli.output import NONE_SHOWN, console, json_option, print_json, short_id
 
 
 @click.group("token")
@@ -41,14 +41,18 @@ def create_command(context: Context, user: str, expires: str, label: str) -> Non
 
 @token_group.command("list")
 @click.option("--user", default="", help="Only this user's tokens.")
+@json_option
 @click.pass_obj
-def list_command(context: Context, user: str) -> None:
+def list_command(context: Context, user: str, as_json: bool) -> None:
     """Every token: ID, user, label, state, created, expires, last used (never the secret)."""
     data = call(context, "listTokens", {"user": user, "limit": 0})
+    if as_json:
+        print_json(data)
+        return
     table = Table("ID", "User", "Name", "State", "Created", "Expires", "Last used")
     for token in data.get("tokens", []):
         table.add_row(
-            token["_id"],
+            short_id(token["_id"]),
             token["user"],
             token["name"] or NONE_SHOWN,
             token["state"],

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import NONE_SHOWN, console
+from snapkeep.cli.output import NONE_SHOWN, console, json_option, print_json, short_id
 from snapkeep.jobs.users import ACTIONS, ITEMS
 
 
@@ -118,14 +118,20 @@ def add_command(
 
 
 @user_group.command("list")
+@json_option
 @click.pass_obj
-def list_command(context: Context) -> None:
+def list_command(context: Context, as_json: bool) -> None:
     """Every user with its role and account(s)."""
     data = call(context, "listUsers", {"limit": 0})
+    if as_json:
+        print_json(data)
+        return
     table = Table("ID", "Name", "Role", "Account(s)")
     for user in data.get("users", []):
         reach = user.get("account") or ", ".join(user.get("accounts") or []) or NONE_SHOWN
-        table.add_row(user["_id"], user["name"], user["role"], "all" if user["role"] == "root" else reach)
+        table.add_row(
+            short_id(user["_id"]), user["name"], user["role"], "all" if user["role"] == "root" else reach
+        )
     console().print(table)
 
 
