@@ -160,6 +160,7 @@ def test_jobs_named_on_the_schedule_are_linked_both_ways(world: World) -> None:
 
 def test_jetbackup_fields_are_ignored_with_a_warning_and_unknown_ones_refused(world: World) -> None:
     """Review D3: fields JetBackup defines and snapkeep does not implement are named, not fatal."""
+    world.source.mkdir()  # (a missing folder would add its own warning)
     destination = world.destination()
     params = {
         "action": "create",

@@ -109,7 +109,7 @@ class Api:
         who = context.caller
         try:
             decoded = normalise_params(params)
-            warnings = jetbackup.strip_ignored(function, decoded)
+            context.warnings.extend(jetbackup.strip_ignored(function, decoded))
             # The one decision point (api.permissions): before the handler, so a refused call
             # writes nothing; an object the caller may not see is "not found" like a missing one.
             expand_abbreviations(lambda: self.catalog.transaction(write=False), who, function, decoded)
@@ -128,7 +128,7 @@ class Api:
             incident = secrets.token_hex(4)
             log.exception("%s failed (incident %s)", function, incident)
             return envelope.failure(f"{function}: internal error (logged as {incident})")
-        return envelope.success(message, data, warnings)
+        return envelope.success(message, data, context.warnings)
 
 
 __all__ = ["FUNCTIONS", "Api", "Caller", "FunctionSpec", "ParamSpec", "normalise_params"]

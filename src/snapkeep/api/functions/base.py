@@ -45,6 +45,8 @@ class CallContext:
     catalog: Catalog
     caller: Caller
     clock: Clock = SYSTEM
+    #: what a successful call accepted but the caller should look at (the envelope's ``warnings``)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def home(self) -> Path:

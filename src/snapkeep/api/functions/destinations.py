@@ -11,6 +11,7 @@ server's host key on first contact (shown as ``options.fingerprint``, read-only;
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from snapkeep.api.functions.base import (
@@ -190,7 +191,37 @@ KIND = ObjectKind(
     rules=ManageRules(read_only=READ_ONLY, merge=_merge, validate=validate_destination, document=_document),
 )
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    """``manageDestination``, then a warning when a Local destination's folder cannot be written
+    here (issue 14: before the first run, not after it). Remote destinations are not contacted on
+    save: ``validateDestination`` does that on request."""
+    message, destination = KIND.manage(context, params)
+    if destination["type"] == "Local":
+        problem = local_problem(str(destination["options"].get("path", "")))
+        if problem:
+            context.warnings.append(f"options[path]: {problem}")
+    return message, destination
+
+
+def local_problem(path: str) -> str:
+    """Why a backup could not write below ``path`` on this server ("" when it could, as far as can
+    be told without writing): not a folder, or the nearest existing folder is not writable."""
+    current = path
+    while current and not os.path.lexists(current):
+        current = os.path.dirname(current.rstrip("/")) or "/"
+        if current == "/":
+            break
+    if os.path.lexists(current) and not os.path.isdir(current):
+        return f"{current} exists and is not a folder"
+    if not os.access(current, os.W_OK | os.X_OK):
+        return f"{current} is not writable by this service"
+    return ""
+
+
 FUNCTIONS = KIND.functions(
+    manage,
     delete_summary="Delete a Destination no Backup Job uses",
     extra=[
         FunctionSpec(

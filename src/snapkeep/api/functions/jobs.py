@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from snapkeep.errors import ConflictError, SnapkeepError, ValidationError
 from snapkeep.jobs import links, queue, settings
 from snapkeep.jobs import schedule as timetable
 from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs.codes import JobType
 from snapkeep.jobs.models import JobFields, validate
 from snapkeep.jobs.models.schedule import AFTER_JOB
 
@@ -221,7 +223,28 @@ KIND = ObjectKind(
         document=lambda tx, fields, stored, params: _document(fields),
     ),
 )
+
+
+def manage(context: CallContext, params: dict[str, Any]) -> Result:
+    """``manageBackupJob``, then warnings before the first run rather than after it (issue 14): a
+    Directories job's folder that does not exist here, and where a new encrypted job's key will be."""
+    creating = params.get("action") == "create"
+    message, job = KIND.manage(context, params)
+    if job["type"] == JobType.DIRECTORIES:
+        for index, path in enumerate(job["include_list"]):
+            if not os.path.lexists(path):
+                context.warnings.append(f"include_list[{index}]: {path} does not exist on this server (yet)")
+    if creating and job["encrypted"]:
+        context.warnings.append(
+            "encrypted: the repository key is made on the first run and kept sealed in the catalog; "
+            f"export it with `snapkeep keys export {job['_id']}` and keep the export away from the backups "
+            "(without it the backups cannot be read on another server)"
+        )
+    return message, job
+
+
 FUNCTIONS = KIND.functions(
+    manage,
     delete=delete,
     delete_summary="Delete a Backup Job (its backups stay)",
     extra=[
