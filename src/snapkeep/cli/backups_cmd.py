@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from snapkeep.cli.humane import human_size
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import STRUCTURES, console, json_option, named, print_json, short_id, when
@@ -36,7 +37,7 @@ def list_command(context: Context, job_id: str, as_json: bool) -> None:
             when(item["created"]),
             item["destination_name"],
             named(STRUCTURES, item["backup_structure"]),
-            str(item["size"]),
+            human_size(int(item["size"])),
             "yes" if item["encrypted"] else "",
             "yes" if item["locked"] else "",
             ", ".join(item["schedules"]),

@@ -17,6 +17,7 @@ import sys
 import click
 from rich.table import Table
 
+from snapkeep.cli.humane import human_size
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console, when
 from snapkeep.errors import IntegrityError
@@ -25,15 +26,6 @@ from snapkeep.jobs.catalog import Catalog
 
 EXIT_DAMAGE = IntegrityError.exit_code
 EXIT_UNREADABLE = 1
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def report_table(report: integrity.IntegrityReport) -> Table:
@@ -57,9 +49,9 @@ def report_table(report: integrity.IntegrityReport) -> Table:
             result.destination_name,
             result.job_name,
             str(result.objects),
-            _size(result.stored_bytes),
+            human_size(result.stored_bytes),
             str(result.read),
-            _size(result.bytes_read),
+            human_size(result.bytes_read),
             damaged,
             hurt,
         )
@@ -131,7 +123,7 @@ def history_command(context: Context, limit: int) -> None:
             when(run.get("ended")),
             "yes" if run.get("scheduled") else "no",
             str(len(repositories)),
-            _size(sum(int(item.get("bytes_read", 0)) for item in repositories)),
+            human_size(sum(int(item.get("bytes_read", 0)) for item in repositories)),
             str(sum(len(item.get("damaged", {})) for item in repositories)),
         )
     console().print(table)

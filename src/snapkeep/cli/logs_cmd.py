@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from snapkeep.cli.humane import human_duration
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import NONE_SHOWN, console, json_option, print_json, short_id, when
@@ -41,17 +42,16 @@ def list_command(context: Context, limit: int, job_id: str | None, as_json: bool
         print_json(data)
         return
     table = Table(title=f"Logs ({data['total']})")
-    for column in ("ID", "Type", "Name", "Status", "Started", "Seconds"):
+    for column in ("ID", "Type", "Name", "Status", "Started", "Took"):
         table.add_column(column, no_wrap=column == "ID")
     for log in data["logs"]:
-        seconds = log.get("execution_time")
         table.add_row(
             short_id(log["_id"]),
             log["type_name"],
             log.get("name") or NONE_SHOWN,
             log["status_name"],
             when(log.get("start_time")),
-            NONE_SHOWN if seconds is None else str(seconds),
+            human_duration(log.get("execution_time")),
         )
     console().print(table)
 

@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from snapkeep.cli.humane import local_time
 from snapkeep.jobs.codes import JobType, ScheduleType, Structure
 
 JOB_TYPES = JobType.labels()
@@ -69,10 +70,8 @@ def flag(value: Any) -> str:
 
 
 def when(value: Any) -> str:
-    """An ISO-8601 time as ``YYYY-MM-DD HH:MM:SS+00:00``, or ``-`` when unset."""
-    if not value:
-        return NONE_SHOWN
-    return str(value).replace("T", " ")
+    """An ISO-8601 time in the local zone with its name (``2026-12-05 13:45:00 CET``), or ``-``."""
+    return local_time(str(value) if value else None)
 
 
 def contains_text(value: Any) -> str:

@@ -31,11 +31,11 @@ from typing import Any
 import click
 
 from snapkeep.cli import repo_structures
+from snapkeep.cli.humane import human_size
 from snapkeep.cli.repo_common import (
     EXIT_INCOMPLETE,
     PASSWORD_ENV,
     emit_json,
-    human_size,
     json_option,
     location_argument,
     make_progress,

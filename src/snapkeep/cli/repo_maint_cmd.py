@@ -26,9 +26,9 @@ from pathlib import Path
 
 import click
 
+from snapkeep.cli.humane import human_size
 from snapkeep.cli.repo_common import (
     emit_json,
-    human_size,
     json_option,
     location_argument,
     make_progress,

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.cli.repo_common import emit_json, human_size, make_progress, snapshot_document
+from snapkeep.cli.humane import human_size
+from snapkeep.cli.repo_common import emit_json, make_progress, snapshot_document
 from snapkeep.cli.restore_options import print_changes
 from snapkeep.engine.archive import ArchiveManifest, load_manifest
 from snapkeep.engine.archive.reader import ArchiveRestore

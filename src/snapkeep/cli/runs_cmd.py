@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from snapkeep.cli.humane import human_size
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console, json_option, print_json, short_id, when
@@ -52,7 +53,7 @@ def list_command(context: Context, limit: int, as_json: bool) -> None:
             when(group["created"]),
             when(group["ended"]),
             str(progress.get("completed_files", 0)),
-            str(progress.get("completed_bytes", 0)),
+            human_size(int(progress.get("completed_bytes", 0))),
         )
     console().print(table)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
+from snapkeep.cli.humane import local_time
 from snapkeep.cli.output import (
     JOB_TYPES,
     STRUCTURES,
@@ -66,7 +67,7 @@ def test_flags_and_times() -> None:
     assert flag(None) == ""
     assert flag(0) == ""
     assert when(None) == "-"
-    assert when("2026-11-28T03:57:09+00:00") == "2026-11-28 03:57:09+00:00"
+    assert when("2026-11-28T03:57:09+00:00") == local_time("2026-11-28T03:57:09+00:00")  # the local zone
     assert schedules_text(JOB["schedules"]) == "Nightly (Daily, keep 7)"
     assert schedules_text([]) == "-"
 
@@ -76,7 +77,7 @@ def test_jobs_table_has_one_row_per_job_with_every_column() -> None:
     for expected in ("Backup jobs (2)", "Website files", "Second", "Directories", "Compressed", "Local disk"):
         assert expected in text
     assert "Nightly (Daily, keep 7)" in text
-    assert "2026-11-29 02:00:00+00:00" in text
+    assert local_time("2026-11-29T02:00:00+00:00") in text
     header = next(line for line in text.splitlines() if "Name" in line)
     for column in (
         "Type",

@@ -1,0 +1,50 @@
+"""Sizes, durations and times as people read them (issue 14 item 5); JSON keeps bytes, seconds and
+ISO-8601 UTC. No imports beyond the standard library: ``snapkeep repo`` uses it and starts fast."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+NONE_SHOWN = "-"
+
+
+def human_size(count: int) -> str:
+    """``count`` bytes for people: ``512 B``, ``1.5 MiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def human_duration(seconds: float | None) -> str:
+    """``42s``, ``3m 05s``, ``2h 07m``, ``3d 04h``; ``-`` when unknown."""
+    if seconds is None:
+        return NONE_SHOWN
+    whole = max(0, round(seconds))
+    minutes, second = divmod(whole, 60)
+    hours, minute = divmod(minutes, 60)
+    days, hour = divmod(hours, 24)
+    if days:
+        return f"{days}d {hour:02d}h"
+    if hours:
+        return f"{hours}h {minute:02d}m"
+    if minutes:
+        return f"{minutes}m {second:02d}s"
+    return f"{second}s"
+
+
+def local_time(value: str | None, zone: _dt.tzinfo | None = None) -> str:
+    """An ISO-8601 time in the local zone (or ``zone``), with the zone's name: ``2026-12-05 13:45:00
+    CET``; ``-`` when unset; the text as it is when it is not a time."""
+    if not value:
+        return NONE_SHOWN
+    try:
+        moment = _dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.UTC)
+    shown = moment.astimezone(zone)
+    return shown.strftime("%Y-%m-%d %H:%M:%S ") + (shown.tzname() or shown.strftime("%z"))
