@@ -38,7 +38,7 @@ from snapkeep.cli.repo_common import (
 from snapkeep.engine.archive.check import ArchiveCheckReport, check_archives
 from snapkeep.engine.format import DATA_PREFIX
 from snapkeep.engine.maintenance.check import CheckReport, check, open_without_index, subset_of
-from snapkeep.engine.maintenance.forget import forget
+from snapkeep.engine.maintenance.forget import KeepPolicy, forget, parse_span
 from snapkeep.engine.maintenance.prune import prune
 from snapkeep.errors import IntegrityError
 
@@ -167,6 +167,31 @@ def summary_lines(
 @location_argument
 @click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT]...")
 @click.option("--keep-last", type=int, default=None, metavar="N", help="Keep the newest N snapshots.")
+@click.option(
+    "--keep-hourly", type=int, default=None, metavar="N", help="Keep the newest of each of the last N hours."
+)
+@click.option(
+    "--keep-daily", type=int, default=None, metavar="N", help="Keep the newest of each of the last N days."
+)
+@click.option(
+    "--keep-weekly", type=int, default=None, metavar="N", help="Keep the newest of each of the last N weeks."
+)
+@click.option(
+    "--keep-monthly",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Keep the newest of each of the last N months.",
+)
+@click.option(
+    "--keep-yearly", type=int, default=None, metavar="N", help="Keep the newest of each of the last N years."
+)
+@click.option(
+    "--keep-within", default=None, metavar="SPAN", help="Keep all within SPAN (1y6m, 30d, 12h) of the newest."
+)
+@click.option(
+    "--keep-tag", "keep_tags", multiple=True, metavar="TAG", help="Keep every snapshot with TAG (repeatable)."
+)
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be removed.")
 @password_option
 @json_option
@@ -174,13 +199,31 @@ def forget_command(
     location: str,
     snapshot_ids: tuple[str, ...],
     keep_last: int | None,
+    keep_hourly: int | None,
+    keep_daily: int | None,
+    keep_weekly: int | None,
+    keep_monthly: int | None,
+    keep_yearly: int | None,
+    keep_within: str | None,
+    keep_tags: tuple[str, ...],
     dry_run: bool,
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Remove snapshots (by ID or prefix, or all but the newest N); prune frees their data."""
+    """Remove snapshots: by ID or prefix, or those no --keep-* rule keeps (restic's rules); prune
+    frees their data."""
+    policy = KeepPolicy(
+        last=keep_last,
+        hourly=keep_hourly,
+        daily=keep_daily,
+        weekly=keep_weekly,
+        monthly=keep_monthly,
+        yearly=keep_yearly,
+        within=parse_span(keep_within) if keep_within else None,
+        tags=frozenset(keep_tags),
+    )
     with open_repository(location, password_file, opener=open_without_index) as repository:
-        plan = forget(repository, keep_last=keep_last, ids=snapshot_ids, dry_run=dry_run)
+        plan = forget(repository, ids=snapshot_ids, dry_run=dry_run, policy=policy)
     if as_json:
         emit_json(plan.to_dict(dry_run=dry_run))
         return

@@ -53,7 +53,7 @@ def test_explicit_ids_prefixes_and_latest_are_removed_even_within_keep_last() ->
 
 
 def test_selection_errors_name_the_problem() -> None:
-    with pytest.raises(ValidationError, match="--keep-last N or the snapshot IDs"):
+    with pytest.raises(ValidationError, match=r"give a --keep-\* rule .* or the snapshot IDs"):
         plan_forget(SNAPSHOTS)
     with pytest.raises(ValidationError, match="keep_last: must be at least 1"):
         plan_forget(SNAPSHOTS, keep_last=0)
@@ -110,3 +110,39 @@ def test_forget_removes_a_damaged_snapshot_by_id_and_refuses_while_locked() -> N
         forget(repository, ids=[bad.id[:8]])
     assert forget(repository, ids=[bad.id[:8]]).removed_ids == [bad.id]
     assert repository.snapshots.ids() == [good.id]
+
+
+def test_restic_keep_rules_keep_the_newest_of_each_period_within_and_tagged() -> None:
+    """Issue 14 item 6: --keep-hourly/daily/weekly/monthly/yearly/within/tag as restic has them."""
+    from snapkeep.engine.maintenance.forget import KeepPolicy
+
+    base = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+    times = {  # two on the newest day, one a day earlier, one a week earlier, one a month earlier
+        "e5": base,
+        "f6": base - dt.timedelta(hours=3),
+        "a7": base - dt.timedelta(days=1),
+        "b8": base - dt.timedelta(days=8),
+        "c9": base - dt.timedelta(days=40),
+    }
+    snapshots = [
+        Snapshot(
+            id=ident * 32,
+            time=moment,
+            hostname="h",
+            paths=["/x"],
+            tree="00" * 32,
+            tags=["monthly"] if ident == "c9" else [],
+        )
+        for ident, moment in times.items()
+    ]
+    daily = plan_forget(snapshots, policy=KeepPolicy(daily=2))
+    assert {s.id[:2] for s in daily.keep} == {"e5", "a7"}, "the newest of each of the last 2 days"
+    weekly = plan_forget(snapshots, policy=KeepPolicy(weekly=3))
+    assert {s.id[:2] for s in weekly.keep} == {"e5", "b8", "c9"}
+    within = plan_forget(snapshots, policy=KeepPolicy(within=dt.timedelta(days=2)))
+    assert {s.id[:2] for s in within.keep} == {"e5", "f6", "a7"}
+    tagged = plan_forget(snapshots, policy=KeepPolicy(last=1, tags=frozenset({"monthly"})))
+    assert {s.id[:2] for s in tagged.keep} == {"e5", "c9"}
+    assert tagged.reasons["f6" * 32] == "kept by no --keep rule"
+    with pytest.raises(ValidationError, match="keep_daily: must be at least 1"):
+        plan_forget(snapshots, policy=KeepPolicy(daily=0))

@@ -1,10 +1,13 @@
-"""``forget``: choose snapshots to remove (``--keep-last N`` and explicit IDs) and remove their files.
+"""``forget``: choose snapshots to remove (a keep policy and explicit IDs) and remove their files.
 
 Selection (``plan_forget``) is pure: it takes the snapshots and returns which to keep and which to
-remove, with a reason for each removal. ``keep_last`` keeps the newest N readable snapshots and
-removes the older ones; explicit references (full IDs, unique prefixes or ``latest``) are removed
-whatever ``keep_last`` says. A snapshot file that cannot be read is never chosen by ``keep_last``
-(it has no time to sort by) but can be removed by its ID.
+remove, with a reason for each removal. The keep policy is restic's (issue 14): ``last`` keeps the
+newest N readable snapshots; ``hourly``/``daily``/``weekly``/``monthly``/``yearly`` keep the newest
+snapshot of each of the last N hours/days/ISO weeks/months/years that have one; ``within`` keeps
+every snapshot less than that long before the newest one; ``tags`` keeps every snapshot carrying one
+of them. A snapshot that no rule keeps is removed; explicit references (full IDs, unique prefixes or
+``latest``) are removed whatever the policy says. A snapshot file that cannot be read is never
+chosen by the policy (it has no time to sort by) but can be removed by its ID.
 
 ``forget`` applies a plan under the exclusive lock. It removes snapshot files only; the data they
 alone referenced stays until ``prune``.
@@ -12,6 +15,8 @@ alone referenced stays until ``prune``.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +26,97 @@ from snapkeep.engine.repository import Repository
 from snapkeep.errors import IntegrityError, NotFoundError, ValidationError
 
 LATEST = "latest"
+
+#: the calendar buckets of the keep policy: name -> the bucket a snapshot's time falls in
+BUCKETS: dict[str, Any] = {
+    "hourly": lambda moment: (moment.year, moment.month, moment.day, moment.hour),
+    "daily": lambda moment: (moment.year, moment.month, moment.day),
+    "weekly": lambda moment: tuple(moment.isocalendar()[:2]),
+    "monthly": lambda moment: (moment.year, moment.month),
+    "yearly": lambda moment: (moment.year,),
+}
+
+
+_SPAN_UNITS = {"y": 365 * 24, "m": 30 * 24, "w": 7 * 24, "d": 24, "h": 1}
+
+
+def parse_span(text: str) -> _dt.timedelta:
+    """restic's ``--keep-within`` span: numbers with units y, m (30 days), w, d, h, e.g. ``1y6m``,
+    ``2d12h``. Raises ValidationError."""
+    hours, number, rest = 0, "", text.strip().lower()
+    if not rest:
+        raise ValidationError(field="keep_within", problem="is empty")
+    for character in rest:
+        if character.isdigit() and character.isascii():
+            number += character
+        elif character in _SPAN_UNITS and number:
+            hours += int(number[:9]) * _SPAN_UNITS[character]
+            number = ""
+        else:
+            raise ValidationError(
+                field="keep_within", problem=f"{text!r} is not a span like 30d, 12h, 2w, 6m or 1y2m"
+            )
+    if number:
+        raise ValidationError(field="keep_within", problem=f"{text!r} ends without a unit (y, m, w, d or h)")
+    return _dt.timedelta(hours=hours)
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """Which snapshots to keep (restic's ``--keep-*``); empty keeps nothing by policy."""
+
+    last: int | None = None
+    hourly: int | None = None
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    yearly: int | None = None
+    within: _dt.timedelta | None = None
+    tags: frozenset[str] = frozenset()
+
+    def empty(self) -> bool:
+        counts = (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly)
+        return all(count is None for count in counts) and self.within is None and not self.tags
+
+    def check(self) -> None:
+        """Raises ValidationError for a count below 1 or a negative span."""
+        for name in ("last", *BUCKETS):
+            count = getattr(self, name)
+            if count is not None and count < 1:
+                raise ValidationError(field=f"keep_{name}", problem=f"must be at least 1, got {count}")
+        if self.within is not None and self.within <= _dt.timedelta(0):
+            raise ValidationError(field="keep_within", problem="must be longer than zero")
+
+    def reasons_to_keep(self, ordered: Sequence[Snapshot]) -> dict[str, list[str]]:
+        """For each snapshot (oldest first) a policy keeps, why."""
+        kept: dict[str, list[str]] = {}
+        newest_first = list(reversed(ordered))
+        if self.last is not None:
+            for snapshot in newest_first[: self.last]:
+                kept.setdefault(snapshot.id, []).append(f"last {self.last}")
+        for name, bucket_of in BUCKETS.items():
+            count = getattr(self, name)
+            if count is None:
+                continue
+            seen: list[Any] = []
+            for snapshot in newest_first:  # the newest snapshot of each bucket, for the last N buckets
+                bucket = bucket_of(snapshot.time)
+                if bucket in seen:
+                    continue
+                if len(seen) == count:
+                    break
+                seen.append(bucket)
+                kept.setdefault(snapshot.id, []).append(f"{name} {count}")
+        if self.within is not None and newest_first:
+            since = newest_first[0].time - self.within
+            for snapshot in newest_first:
+                if snapshot.time >= since:
+                    kept.setdefault(snapshot.id, []).append(f"within {self.within}")
+        for snapshot in newest_first:
+            matching = sorted(self.tags & set(snapshot.tags))
+            if matching:
+                kept.setdefault(snapshot.id, []).append(f"tag {matching[0]}")
+        return kept
 
 
 @dataclass
@@ -79,23 +175,33 @@ def plan_forget(
     keep_last: int | None = None,
     ids: Sequence[str] = (),
     unreadable: Sequence[str] = (),
+    policy: KeepPolicy | None = None,
 ) -> ForgetPlan:
     """Decide which of ``snapshots`` (and of the ``unreadable`` snapshot IDs) to remove.
 
-    Raises ``ValidationError`` when neither ``keep_last`` nor ``ids`` is given or ``keep_last`` is
-    below 1, plus the errors of ``resolve``.
+    ``keep_last`` is ``policy.last`` (kept for callers that only know it). Raises ``ValidationError``
+    when no keep rule and no ID is given or a rule is out of range, plus the errors of ``resolve``.
     """
-    if keep_last is None and not ids:
-        raise ValidationError(field="forget", problem="give --keep-last N or the snapshot IDs to remove")
-    if keep_last is not None and keep_last < 1:
-        raise ValidationError(field="keep_last", problem=f"must be at least 1, got {keep_last}")
+    policy = policy or KeepPolicy()
+    if keep_last is not None:
+        policy = dataclasses.replace(policy, last=keep_last)
+    if policy.empty() and not ids:
+        raise ValidationError(
+            field="forget",
+            problem="give a --keep-* rule (--keep-last N, --keep-daily N, ...) or the snapshot IDs",
+        )
+    policy.check()
     ordered = sorted(snapshots, key=lambda snapshot: (snapshot.time, snapshot.id))
     reasons: dict[str, str] = {}
     for ref in ids:
         reasons.setdefault(resolve(ref, ordered, unreadable), f"named ({ref})")
-    if keep_last is not None:
-        for snapshot in ordered[: max(0, len(ordered) - keep_last)]:
-            reasons.setdefault(snapshot.id, f"older than the last {keep_last}")
+    if not policy.empty():
+        kept = policy.reasons_to_keep(ordered)
+        only_last = policy == KeepPolicy(last=policy.last)
+        why = f"older than the last {policy.last}" if only_last else "kept by no --keep rule"
+        for snapshot in ordered:
+            if snapshot.id not in kept:
+                reasons.setdefault(snapshot.id, why)
     plan = ForgetPlan(reasons=reasons)
     for snapshot in ordered:
         (plan.remove if snapshot.id in reasons else plan.keep).append(snapshot)
@@ -124,6 +230,7 @@ def forget(
     keep_last: int | None = None,
     ids: Sequence[str] = (),
     dry_run: bool = False,
+    policy: KeepPolicy | None = None,
 ) -> ForgetPlan:
     """Remove the snapshot files ``plan_forget`` chooses (none with ``dry_run``); returns the plan.
 
@@ -132,7 +239,7 @@ def forget(
     """
     with repository.lock(exclusive=not dry_run, holder="snapkeep forget"):
         snapshots, unreadable = read_snapshots(repository)
-        plan = plan_forget(snapshots, keep_last=keep_last, ids=ids, unreadable=unreadable)
+        plan = plan_forget(snapshots, keep_last=keep_last, ids=ids, unreadable=unreadable, policy=policy)
         if not dry_run:
             for snapshot_id in plan.removed_ids:
                 repository.snapshots.delete(snapshot_id)
