@@ -63,6 +63,8 @@ from snapkeep.errors import ConfigError, NotFoundError
 def init_command(location: str, no_encryption: bool, password_file: Path | None, as_json: bool) -> None:
     """Create a new repository at PATH."""
     password = None if no_encryption else read_password(password_file)
+    if not no_encryption and password is None and sys.stdin.isatty():
+        password = click.prompt("password for the new repository", hide_input=True, confirmation_prompt=True)
     if not no_encryption and not password:
         raise ConfigError(
             f"a password is needed: set ${PASSWORD_ENV} or --password-file (or --no-encryption)"

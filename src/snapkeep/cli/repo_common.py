@@ -18,6 +18,7 @@ import click
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
+from snapkeep.errors import WrongPasswordError
 from snapkeep.storage.base import Store
 from snapkeep.storage.locations import NO_CREDENTIALS, open_location
 
@@ -80,7 +81,15 @@ def open_repository(
     Raises ``RepositoryNotFoundError`` and ``WrongPasswordError`` (exit codes 6 and 7)."""
     store = open_location_store(location)
     try:
-        repository = opener(store, password=read_password(password_file))
+        password = read_password(password_file)
+        try:
+            repository = opener(store, password=password)
+        except WrongPasswordError:
+            if password is not None or not sys.stdin.isatty():
+                raise
+            # restic's habit: no --password-file and no $SNAPKEEP_PASSWORD, a person at a terminal
+            password = click.prompt(f"password for the repository at {location}", hide_input=True)
+            repository = opener(store, password=password)
         try:
             yield repository
         finally:

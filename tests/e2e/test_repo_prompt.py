@@ -1,0 +1,68 @@
+"""Issue 14 item 6: with neither --password-file nor $SNAPKEEP_PASSWORD, `snapkeep repo` asks for
+the password on a terminal (a pseudo-terminal here, as a person would see it) and never echoes it;
+without a terminal it fails with the message that says what to set."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import time
+from pathlib import Path
+
+from tests.e2e.conftest import SNAPKEEP
+
+PASSWORD = "correct horse battery staple"
+
+
+def on_a_terminal(args: list[str], answers: list[str], timeout: float = 60.0) -> tuple[int, str]:
+    """Run ``snapkeep ARGS`` on a new pseudo-terminal that is its controlling terminal (``pty.fork``,
+    as a login shell would give it); type each answer when a prompt ends with ``:``."""
+    env = {key: value for key, value in os.environ.items() if key != "SNAPKEEP_PASSWORD"}
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout, stderr and /dev/tty are the pseudo-terminal
+        os.execve(str(SNAPKEEP), [str(SNAPKEEP), *args], env)  # noqa: S606 (our own command, no shell)
+    seen, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal: it is done
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if pending and seen.rstrip().endswith(b":"):
+            os.write(master, pending.pop(0).encode() + b"\n")
+            seen += b"\n"
+    _, status = os.waitpid(pid, 0)
+    os.close(master)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+def test_repo_asks_for_the_password_on_a_terminal_and_never_shows_it(tmp_path: Path) -> None:
+    repo, source = str(tmp_path / "repo"), tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("hello\n")
+    code, text = on_a_terminal(["repo", "init", repo], [PASSWORD, PASSWORD])
+    assert code == 0, text
+    assert "password for the new repository" in text
+    code, text = on_a_terminal(["repo", "backup", repo, str(source)], [PASSWORD])
+    assert code == 0, text
+    assert "password for the repository at" in text
+    assert PASSWORD not in text, "typed passwords are not echoed"
+    code, text = on_a_terminal(["repo", "snapshots", repo], ["wrong"])
+    assert code == 7, text  # WrongPasswordError
+    piped = subprocess.run(
+        [str(SNAPKEEP), "repo", "snapshots", repo],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env={key: value for key, value in os.environ.items() if key != "SNAPKEEP_PASSWORD"},
+        check=False,
+    )
+    assert piped.returncode == 7
+    assert "a password is required" in piped.stderr
