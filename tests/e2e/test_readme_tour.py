@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.e2e.conftest import BIN, REPO, Instance
+from tests.e2e.conftest import BIN, REPO, Instance, Server
 
 SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
@@ -63,3 +63,38 @@ def test_readme_tour_runs_verbatim(instance: Instance, tmp_path: Path) -> None:
     assert [schedule["name"] for schedule in job["schedules"]] == ["Nightly"]
     _, groups = after.api("listQueueGroups", f"type=1&find[data._id]={job['_id']}")
     assert groups["data"]["total"] == 1
+
+
+def curl_lines(readme: str) -> list[str]:
+    """The curl commands of the README's "same calls over HTTP" block, continuation lines joined."""
+    block = readme.split("The same calls over HTTP", 1)[1].split("```console\n", 1)[1].split("```", 1)[0]
+    return [
+        command.strip() for command in block.replace("\\\n", " ").splitlines() if command.startswith("curl")
+    ]
+
+
+def test_readme_curl_examples_work_as_printed(server: Server) -> None:
+    """Issue 14 item 7: the curl lines run as printed (only the port is the test server's)."""
+    _, destination = server.instance.api(
+        "manageDestination", "action=create&name=c&type=Local&options[path]=%2Fsrv%2Fc"
+    )
+    code, job = server.instance.api(
+        "manageBackupJob",
+        "action=create&name=Curl%20job&type=2&contains=511&structure=1"
+        f"&destination[0]={destination['data']['_id']}&include_list[0]=%2Fvar%2Fwww",
+    )
+    assert code == 0, job
+    lines = curl_lines((REPO / "README.md").read_text())
+    assert len(lines) == 3
+    for line in lines:
+        command = line.replace("http://127.0.0.1:3035", server.base_url)
+        done = subprocess.run(
+            ["bash", "-c", command],
+            env={**server.instance.env(), "TOKEN": server.token, "JOB": job["data"]["_id"]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, (line, done.stderr)
+        assert '"success":1' in done.stdout.replace(" ", ""), (line, done.stdout[:300])
