@@ -1,9 +1,9 @@
 """``snapkeep repo``: work on a repository directly, with nothing but the destination.
 
 The group and its credentials options are defined here, and every sub-command is added here, in one
-place: ``repo_cmd`` (init, backup, snapshots, ls, restore) and ``repo_maint_cmd`` (check, forget,
-prune) only define commands. The command root loads this module lazily (``cli.main``), so ``snapkeep
-repo`` imports neither the web framework nor SQLAlchemy.
+place: ``repo_cmd`` (init, backup, snapshots, ls, restore), ``repo_extra_cmd`` (stats, unlock, find)
+and ``repo_maint_cmd`` (check, forget, prune) only define commands. The command root loads this
+module lazily (``cli.main``), so ``snapkeep repo`` imports neither the web framework nor SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 import click
 
-from snapkeep.cli import repo_cmd, repo_maint_cmd, repo_repair_cmd
+from snapkeep.cli import repo_cmd, repo_extra_cmd, repo_maint_cmd, repo_repair_cmd
 from snapkeep.cli.repo_common import _CREDENTIALS, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
 from snapkeep.storage.locations import Credentials
 
@@ -74,6 +74,6 @@ def repo_group(
     )
 
 
-for _command in (*repo_cmd.COMMANDS, *repo_maint_cmd.COMMANDS):
+for _command in (*repo_cmd.COMMANDS, *repo_maint_cmd.COMMANDS, *repo_extra_cmd.COMMANDS):
     repo_group.add_command(_command)
 repo_group.add_command(repo_repair_cmd.repair_group)

@@ -35,3 +35,39 @@ def test_keep_rules_choose_what_forget_removes(tmp_path: Path) -> None:
     assert isinstance(bad.exception, ValidationError)  # the command exits 2 with its message
     assert bad.exception.exit_code == 2
     assert "keep_within: '3 days' is not a span like 30d" in str(bad.exception)
+
+
+def test_stats_find_and_unlock(tmp_path: Path) -> None:
+    """Issue 14 item 6: `repo stats`, `repo find PATTERN`, `repo unlock`."""
+    import os
+
+    repo, source = str(tmp_path / "repo"), tmp_path / "src"
+    (source / "www" / "blog").mkdir(parents=True)
+    (source / "www" / "blog" / "wp-config.php").write_text("<?php\n")
+    (source / "www" / "index.html").write_text("hi\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["repo", "init", repo, "--no-encryption"]).exit_code == 0
+    assert runner.invoke(cli, ["repo", "backup", repo, str(source)]).exit_code == 0
+    stats = json.loads(runner.invoke(cli, ["repo", "stats", repo, "--json"]).output)
+    assert stats["snapshots"] == 1
+    assert stats["packs"] >= 1
+    assert stats["blobs"] == sum(stats["blobs_by_type"].values()) > 0
+    assert stats["stored_bytes"] >= stats["pack_bytes"] > 0
+    found = json.loads(runner.invoke(cli, ["repo", "find", repo, "wp-config.php", "--json"]).output)
+    assert [item["path"].rsplit("/", 3)[-3:] for item in found] == [["www", "blog", "wp-config.php"]]
+    assert json.loads(runner.invoke(cli, ["repo", "find", repo, "*.nothing", "--json"]).output) == []
+    dead = {
+        "holder": "snapkeep backup",
+        "pid": 2**22 + 7,  # no such process
+        "host": os.uname().nodename,
+        "exclusive": False,
+        "created": 0,
+        "heartbeat": 0,
+        "timeout": 1800.0,
+    }
+    (Path(repo) / "locks").mkdir(exist_ok=True)
+    (Path(repo) / "locks" / "0123456789abcdef").write_text(json.dumps(dead))
+    unlocked = runner.invoke(cli, ["repo", "unlock", repo])
+    assert unlocked.exit_code == 0, unlocked.output
+    assert "1 lock(s) removed" in unlocked.output
+    assert not (Path(repo) / "locks" / "0123456789abcdef").exists()
