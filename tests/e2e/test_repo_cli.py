@@ -66,7 +66,8 @@ def test_init_backup_snapshots_ls_restore(tmp_path: Path) -> None:
     assert f"{source}/public_html/img/logo.png" in paths
     assert not any("cache" in path for path in paths)
     long_listing = run("ls", repo, "latest", f"{source}/index-link", "--long").stdout
-    assert long_listing.startswith("symlink")
+    assert long_listing.startswith("lrwxrwxrwx ")  # as `ls -l` shows it, with the link's target
+    assert long_listing.rstrip().endswith("index-link -> public_html/index.php")
 
     target = tmp_path / "restored"
     restored = run("restore", repo, "latest", target, "--json")

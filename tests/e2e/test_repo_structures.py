@@ -135,7 +135,8 @@ def test_each_structure_recovers_from_the_destination_alone(
     older = repo(env, "ls", location, listed[0]["id"][:10], f"{world.source}/sub/deep", *password).stdout
     assert f"{world.source}/sub/deep/only-in-1.txt" in older.splitlines()
     long_form = repo(env, "ls", location, f"latest:{structure}", f"{world.source}/link", "-l", *password)
-    assert long_form.stdout.startswith("symlink")
+    assert long_form.stdout.startswith("lrwxrwxrwx ")  # as `ls -l` shows it
+    assert " -> " in long_form.stdout
     as_json = [
         json.loads(line)
         for line in repo(

@@ -4,6 +4,7 @@ ISO-8601 UTC. No imports beyond the standard library: ``snapkeep repo`` uses it 
 from __future__ import annotations
 
 import datetime as _dt
+import stat
 
 NONE_SHOWN = "-"
 
@@ -48,3 +49,19 @@ def local_time(value: str | None, zone: _dt.tzinfo | None = None) -> str:
         moment = moment.replace(tzinfo=_dt.UTC)
     shown = moment.astimezone(zone)
     return shown.strftime("%Y-%m-%d %H:%M:%S ") + (shown.tzname() or shown.strftime("%z"))
+
+
+_TYPE_LETTERS = {"dir": "d", "symlink": "l", "fifo": "p", "chardev": "c", "blockdev": "b", "socket": "s"}
+
+
+def ls_long(
+    kind: str, mode: int, owner: object, group: object, size: int, mtime_ns: int, path: str, target: str = ""
+) -> str:
+    """One entry as ``ls -l`` shows it: ``lrwxrwxrwx alice/www   12 2026-12-05 13:45 /path -> target``
+    (a hard link's target too)."""
+    moment = _dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=_dt.UTC).astimezone()
+    line = (
+        f"{_TYPE_LETTERS.get(kind, '-')}{stat.filemode(mode)[1:]} {owner}/{group} {size:>12} "
+        f"{moment:%Y-%m-%d %H:%M} {path}"
+    )
+    return f"{line} -> {target}" if target else line

@@ -31,7 +31,7 @@ from typing import Any
 import click
 
 from snapkeep.cli import repo_structures
-from snapkeep.cli.humane import human_size
+from snapkeep.cli.humane import human_size, ls_long
 from snapkeep.cli.repo_common import (
     EXIT_INCOMPLETE,
     PASSWORD_ENV,
@@ -195,8 +195,16 @@ def ls_command(
                     click.echo(json.dumps({"path": shown, **_node_summary(node)}))
                 elif long_format:
                     click.echo(
-                        f"{node.type:8} {node.mode:04o} {node.user or node.uid}/{node.group or node.gid} "
-                        f"{node.size:>12} {node.mtime_ns // 1_000_000_000:>11} {shown}"
+                        ls_long(
+                            str(node.type),
+                            node.mode,
+                            node.user or node.uid,
+                            node.group or node.gid,
+                            node.size,
+                            node.mtime_ns,
+                            shown,
+                            os.fsdecode(node.target),
+                        )
                     )
                 else:
                     click.echo(shown)

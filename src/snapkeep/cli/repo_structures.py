@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.cli.humane import human_size
+from snapkeep.cli.humane import human_size, ls_long
 from snapkeep.cli.repo_common import emit_json, make_progress, snapshot_document
 from snapkeep.cli.restore_options import print_changes
 from snapkeep.engine.archive import ArchiveManifest, load_manifest
@@ -394,10 +394,11 @@ def list_archive(manifest: ArchiveManifest, subpath: str, long_format: bool, as_
             }
             click.echo(json.dumps(document))
         elif long_format:
-            shown = path + (f" -> {entry.link}" if entry.type in ("symlink", "hardlink") else "")
+            target = entry.link if entry.type in ("symlink", "hardlink") else ""
             click.echo(
-                f"{entry.type:8} {entry.mode & 0o7777:04o} {entry.uid}/{entry.gid} "
-                f"{entry.size:>12} {entry.mtime_ns // 1_000_000_000:>11} {shown}"
+                ls_long(
+                    entry.type, entry.mode, entry.uid, entry.gid, entry.size, entry.mtime_ns, path, target
+                )
             )
         else:
             click.echo(path)
