@@ -14,7 +14,7 @@ def test_settings_set_and_show_through_the_command(instance: Instance) -> None:
     assert "America/New_York" in done.stdout
     code, answer = instance.api("getSettingsGeneral")
     assert code == 0
-    assert answer["data"] == {"timezone": "America/New_York", "logs_ttl": 9}
+    assert answer["data"] == {"timezone": "America/New_York", "logs_ttl": 9, "downloads_ttl": 7}
 
     done = instance.cli(
         "settings",
@@ -33,7 +33,8 @@ def test_settings_set_and_show_through_the_command(instance: Instance) -> None:
     assert "America/New_York" in shown.stdout
     assert "backup_forks" in shown.stdout
     (row,) = [row for row in instance.dump()["settings"] if row["key"] == "notify.email"]
-    assert row["value"]["password"] == "cli-s3cret"
+    assert row["value"]["password"].startswith("sk-sealed:v1:")  # sealed at rest (docs/secrets.md)
+    assert "cli-s3cret" not in str(instance.dump())
     assert row["value"]["enabled"] is False
 
     refused = instance.cli("settings", "set", "email.security=tls")

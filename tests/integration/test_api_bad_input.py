@@ -163,9 +163,15 @@ def test_id_that_does_not_exist(api, catalog, world) -> None:
     refused(api, catalog, "manageBackupJob", params, f"Backup Job not found: {MISSING_ID}")
 
 
-@pytest.mark.parametrize("bad", ["xyz", "0123456789ABCDEF01234567", "0123456789abcdef0123456", "g" * 24])
+@pytest.mark.parametrize("bad", ["xyz", "0123456789ABCDEF01234567", "01234", "g" * 24])
 def test_id_that_is_not_24_hex(api, catalog, world, bad: str) -> None:
     refused(api, catalog, "getBackupJob", {"_id": bad}, "_id: must be an ID of 24 lowercase hex characters")
+
+
+def test_hex_shorter_than_an_id_is_an_abbreviation_that_may_match_nothing(api, catalog, world) -> None:
+    """6 to 23 hex characters are an ID's start or end (docs/api-decisions.md, abbreviated IDs)."""
+    short = "0123456789abcdef0123456"
+    refused(api, catalog, "getBackupJob", {"_id": short}, f"Backup Job not found: {short}")
 
 
 def test_modify_without_id(api, catalog, world) -> None:
