@@ -103,6 +103,7 @@ def test_ids_may_be_abbreviated_on_the_command_line(instance: Instance, tmp_path
     done = instance.cli("run", job_id[-8:])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Completed" in done.stdout
+    assert "\x1b[" not in done.stdout + done.stderr, "no ANSI codes (nor progress bars) off a terminal"
 
 
 def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance, tmp_path: Any) -> None:
