@@ -20,7 +20,7 @@ def test_success_prints_json_and_exits_0(tmp_path: Path) -> None:
         tmp_path, "-F", "manageDestination", "-D", "action=create&name=D&type=Local&options[path]=%2Fsrv"
     )
     assert result.exit_code == 0, result.output
-    answer = json.loads(result.output)
+    answer = json.loads(result.stdout)  # (stderr may say the home is new)
     assert answer["success"] == 1
     assert answer["data"]["options"] == {"path": "/srv"}
 
@@ -28,13 +28,13 @@ def test_success_prints_json_and_exits_0(tmp_path: Path) -> None:
 def test_failure_prints_the_envelope_and_exits_2(tmp_path: Path) -> None:
     result = run(tmp_path, "-F", "getBackupJob", "-D", "_id=nope")
     assert result.exit_code == 2
-    assert json.loads(result.output)["message"].startswith("_id: must be an ID")
+    assert json.loads(result.stdout)["message"].startswith("_id: must be an ID")
 
 
 def test_plain_output_is_an_indented_tree(tmp_path: Path) -> None:
     result = run(tmp_path, "-F", "listBackupJobs", "-D", "limit=5", "-O", "plain")
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == "success: 1"
     assert "  licenseIssue: 0" in lines
     assert lines[-3:] == ["data:", "  jobs:", "  total: 0"]

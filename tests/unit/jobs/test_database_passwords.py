@@ -30,7 +30,7 @@ def test_a_sealed_password_from_the_command_opens(tmp_path: Path) -> None:
         cli, ["--home", str(home), "keys", "seal-password", "mariadb"], input="DBPASS-1\n"
     )
     assert result.exit_code == 0, result.output
-    line = result.output.strip()
+    line = result.stdout.strip()  # (stderr says the home is new)
     assert line.startswith('password = "sk-sealed:v1:')
     assert "DBPASS-1" not in line
     write_config(home, f"[databases.mariadb]\nuser = 'backup'\n{line}\n")
