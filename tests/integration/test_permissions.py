@@ -661,3 +661,13 @@ def test_ids_may_be_abbreviated_among_what_the_caller_sees(world: World) -> None
     )
     assert world.ok(ACCOUNT, "getQueueGroup", {"_id": queued["_id"][-8:]})["_id"] == queued["_id"]
     assert world.ok(ROOT, "getHook", {"_id": ids["root.hook"][-8:]})["_id"] == ids["root.hook"]
+
+
+def test_backup_for_accounts_answers_in_jetbackups_shape(world: World) -> None:
+    """Issue 13 section 5: `listBackupForAccounts type=1&contains=511` (the PHP sample call)."""
+    entries = world.ok(ROOT, "listBackupForAccounts", {"type": 1, "contains": 511})["accounts"]
+    alice = next(entry for entry in entries if entry["account"] == "alice")
+    assert alice["account_id"] == world.ok(ROOT, "getAccount", {"_id": "alice"})["_id"]
+    assert alice["backup"]["_id"] == world.ids["alice.backup"]
+    assert alice["backup"]["backup_type"] == 1
+    assert world.ok(ROOT, "listBackupForAccounts", {"type": 2})["accounts"] == []

@@ -73,6 +73,7 @@ def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result
         entry["contains"] |= int(item["backup_contains"])
         entry["last_backup"] = item["created"]
         entry["last_backup_id"] = item["_id"]
+        entry["backup"] = item  # JetBackup's shape: {account_id, account, backup{...}} (the newest)
         entry.setdefault("destinations", [])
         if item["destination"] not in entry["destinations"]:
             entry["destinations"].append(item["destination"])
