@@ -105,6 +105,9 @@ class WorkerPool:
         with self._lock:
             run = self._runs.setdefault(group["_id"], Run(group, stop or threading.Event()))
         status: int = FAILED
+        what = f"{group.get('type_name', 'run')} {str(group.get('data', {}).get('name', ''))!r}"
+        # one line per event for the service's own output (journald keeps each as a record)
+        log.info("queue group %s started: %s", group["_id"], what)
         try:
             status = self.executor(self.catalog, self.home, group["_id"], stop=run.stop, clock=self.clock)
         except Exception as error:  # the run must end even when the runner has a bug
@@ -114,6 +117,13 @@ class WorkerPool:
             with self._lock:
                 self._runs.pop(group["_id"], None)
             self._wake.set()
+        log.info(
+            "queue group %s ended: %s, status %d (%s)",
+            group["_id"],
+            what,
+            status,
+            QueueStatus.label_of(status),
+        )
         if self.on_finished is not None:
             try:
                 self.on_finished(group, status)
