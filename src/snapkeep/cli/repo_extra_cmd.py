@@ -1,4 +1,4 @@
-"""restic-style conveniences (issue 14 item 6): ``repo stats``, ``repo unlock``, ``repo find``.
+"""restic-style conveniences (issue 14 item 6): ``repo stats``, ``unlock``, ``find``, ``diff``, ``key``.
 
 - ``stats``: snapshots, index entries (blobs by type), packs and their bytes, index files, and the
   stored size of the repository; ``--json`` for scripts.
@@ -6,15 +6,19 @@
   stale; ``--remove-all`` removes every lock (when you know nothing else is using the repository).
 - ``find PATTERN``: the entries of every snapshot (or ``--snapshot``) whose path matches a glob
   (``*`` within a name, ``**`` across folders: the exclude syntax, matched in linear time).
+- ``diff FIRST SECOND``: entries added, removed, changed in content, changed in metadata only.
+- ``key passwd``: a new key file for the same master key, then the old password's key files go.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import click
 
 from snapkeep.cli.humane import human_size
@@ -25,13 +29,16 @@ from snapkeep.cli.repo_common import (
     open_location_store,
     open_repository,
     password_option,
+    read_password,
 )
 from snapkeep.clock import SYSTEM
-from snapkeep.engine.data.tree import DIR, Tree
-from snapkeep.engine.format import DATA_PREFIX, INDEX_PREFIX, LOCKS_PREFIX, SNAPSHOTS_PREFIX
+from snapkeep.engine.data.tree import DIR, Node, Tree
+from snapkeep.engine.format import DATA_PREFIX, INDEX_PREFIX, KEYS_PREFIX, LOCKS_PREFIX, SNAPSHOTS_PREFIX
 from snapkeep.engine.fs.globs import GlobSet
 from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository import keys as keyfiles
 from snapkeep.engine.repository.locks import is_stale, known_dead, list_locks
+from snapkeep.errors import SnapkeepError
 
 
 @click.command("stats")
@@ -118,13 +125,107 @@ def find_command(
 
 def _walk(repository: Repository, tree_id: bytes | str, prefix: str) -> Iterator[str]:
     """Every path of the tree ``tree_id`` below ``prefix`` (depth first)."""
-    identifier = bytes.fromhex(tree_id) if isinstance(tree_id, str) else tree_id
-    tree = Tree.decode(repository.load_blob(identifier))
-    for node in tree.nodes:
-        path = f"{prefix}/{os.fsdecode(node.name)}"
+    for path, _node in _entries(repository, tree_id, prefix):
         yield path
+
+
+@click.group("key")
+def key_group() -> None:
+    """The repository's key files."""
+
+
+@key_group.command("passwd")
+@location_argument
+@password_option
+@click.option(
+    "--new-password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the new password from this file (else asked twice on a terminal).",
+)
+def passwd_command(location: str, password_file: Path | None, new_password_file: Path | None) -> None:
+    """Change the password of the repository at PATH: a new key file for the same master key is
+    written first, then the key files the old password opened are removed."""
+    if new_password_file is not None:
+        text = new_password_file.read_text(encoding="utf-8")
+        new_password = text.splitlines()[0] if text.strip() else ""
+    elif sys.stdin.isatty():
+        new_password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    else:
+        raise click.UsageError("give --new-password-file (or run on a terminal to be asked)")
+    if not new_password:
+        raise click.UsageError("the new password is empty")
+    with open_repository(location, password_file) as repository:
+        if not repository.config.encrypted:
+            raise click.ClickException("the repository is not encrypted: it has no password")
+        old_password = read_password(password_file)
+        store = repository.store
+        old_files = []
+        for info in store.list(KEYS_PREFIX):
+            try:
+                keyfiles.unwrap(store.load(info.name), old_password, name=info.name)
+            except SnapkeepError:
+                continue  # another password's key file: kept
+            old_files.append(info.name)
+        key_file = keyfiles.wrap(
+            repository.master_key, new_password, repository_id=repository.config.repository_id
+        )
+        new_name = f"{KEYS_PREFIX}{blake3.blake3(key_file).hexdigest()}"
+        store.store(new_name, key_file)
+        keyfiles.unwrap(store.load(new_name), new_password, name=new_name)  # it opens before the old go
+        for name in old_files:
+            if name != new_name:
+                store.delete(name)
+    click.echo(
+        f"password changed: key file {new_name.rsplit('/', 1)[-1][:12]} added, {len(old_files)} removed"
+    )
+
+
+@click.command("diff")
+@location_argument
+@click.argument("first")
+@click.argument("second")
+@password_option
+@json_option
+def diff_command(location: str, first: str, second: str, password_file: Path | None, as_json: bool) -> None:
+    """What changed from snapshot FIRST to SECOND: + added, - removed, M changed content, U changed
+    metadata (mode, owner, time)."""
+    with open_repository(location, password_file) as repository:
+        old = dict(_entries(repository, repository.load_snapshot(first).tree, ""))
+        new = dict(_entries(repository, repository.load_snapshot(second).tree, ""))
+    changes = [("-", path) for path in sorted(old.keys() - new.keys())]
+    changes += [("+", path) for path in sorted(new.keys() - old.keys())]
+    for path in sorted(old.keys() & new.keys()):
+        before, after = old[path], new[path]
+        if before.content != after.content or before.type != after.type or before.target != after.target:
+            changes.append(("M", path))
+        elif (before.mode, before.uid, before.gid, before.mtime_ns) != (
+            after.mode,
+            after.uid,
+            after.gid,
+            after.mtime_ns,
+        ):
+            changes.append(("U", path))
+    changes.sort(key=lambda change: change[1])
+    if as_json:
+        emit_json([{"change": change, "path": path} for change, path in changes])
+        return
+    for change, path in changes:
+        click.echo(f"{change}  {path}")
+    counts = {mark: sum(1 for change, _ in changes if change == mark) for mark in "+-MU"}
+    click.echo(
+        f"{counts['+']} added, {counts['-']} removed, {counts['M']} changed, {counts['U']} metadata only"
+    )
+
+
+def _entries(repository: Repository, tree_id: bytes | str, prefix: str) -> Iterator[tuple[str, Node]]:
+    """Every (path, node) of the tree ``tree_id`` below ``prefix``."""
+    identifier = bytes.fromhex(tree_id) if isinstance(tree_id, str) else tree_id
+    for node in Tree.decode(repository.load_blob(identifier)).nodes:
+        path = f"{prefix}/{os.fsdecode(node.name)}"
+        yield path, node
         if node.type == DIR and node.subtree is not None:
-            yield from _walk(repository, node.subtree, path)
+            yield from _entries(repository, node.subtree, path)
 
 
-COMMANDS = [stats_command, unlock_command, find_command]
+COMMANDS = [stats_command, unlock_command, find_command, key_group, diff_command]

@@ -71,3 +71,37 @@ def test_stats_find_and_unlock(tmp_path: Path) -> None:
     assert unlocked.exit_code == 0, unlocked.output
     assert "1 lock(s) removed" in unlocked.output
     assert not (Path(repo) / "locks" / "0123456789abcdef").exists()
+
+
+def test_diff_and_key_passwd(tmp_path: Path) -> None:
+    """Issue 14 item 6: `repo diff A B` and `repo key passwd`."""
+    repo, source = str(tmp_path / "repo"), tmp_path / "src"
+    source.mkdir()
+    (source / "kept.txt").write_text("same\n")
+    (source / "changed.txt").write_text("v1\n")
+    (source / "gone.txt").write_text("bye\n")
+    old_file, new_file = tmp_path / "old.pw", tmp_path / "new.pw"
+    old_file.write_text("old secret\n")
+    new_file.write_text("new secret\n")
+    runner = CliRunner()
+    old = ["--password-file", str(old_file)]
+    assert runner.invoke(cli, ["repo", "init", repo, *old]).exit_code == 0
+    assert runner.invoke(cli, ["repo", "backup", repo, str(source), *old]).exit_code == 0
+    (source / "changed.txt").write_text("v2, longer\n")
+    (source / "gone.txt").unlink()
+    (source / "new.txt").write_text("hello\n")
+    assert runner.invoke(cli, ["repo", "backup", repo, str(source), *old]).exit_code == 0
+    snapshots = json.loads(runner.invoke(cli, ["repo", "snapshots", repo, "--json", *old]).stdout)
+    first, second = (snapshot["id"][:8] for snapshot in snapshots)
+    changes = json.loads(runner.invoke(cli, ["repo", "diff", repo, first, second, "--json", *old]).stdout)
+    by_name = {item["path"].rsplit("/", 1)[-1]: item["change"] for item in changes}
+    assert (by_name["changed.txt"], by_name["gone.txt"], by_name["new.txt"]) == ("M", "-", "+")
+    assert "kept.txt" not in by_name
+
+    changed = runner.invoke(cli, ["repo", "key", "passwd", repo, *old, "--new-password-file", str(new_file)])
+    assert changed.exit_code == 0, changed.output
+    assert "password changed" in changed.output
+    refused = runner.invoke(cli, ["repo", "snapshots", repo, *old])
+    assert refused.exit_code != 0, "the old password no longer opens it"
+    listed = runner.invoke(cli, ["repo", "snapshots", repo, "--json", "--password-file", str(new_file)])
+    assert len(json.loads(listed.stdout)) == 2
