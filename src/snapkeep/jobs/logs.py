@@ -208,25 +208,10 @@ def list_items(tx: Transaction, log_id: str) -> list[dict[str, Any]]:
     get_log(tx, log_id)
     table = schema.log_items
     query = select(table).where(table.c.log_id == log_id).order_by(table.c.created, table.c.id)
-    return [
-        {
-            "_id": row.id,
-            "log_id": row.log_id,
-            "level": row.level,
-            "level_name": LogLevel.label_of(row.level),
-            "created": isoformat(row.created),
-            "message": row.message,
-        }
-        for row in tx.connection.execute(query)
-    ]
+    return [_present_item(row) for row in tx.connection.execute(query)]
 
 
-def get_item(tx: Transaction, item_id: str) -> dict[str, Any]:
-    """One line of a log (``getLogItem``). Raises NotFoundError."""
-    table = schema.log_items
-    row = tx.connection.execute(select(table).where(table.c.id == item_id)).first()
-    if row is None:
-        raise NotFoundError(kind="Log Item", ident=item_id)
+def _present_item(row: Any) -> dict[str, Any]:
     return {
         "_id": row.id,
         "log_id": row.log_id,
@@ -235,6 +220,15 @@ def get_item(tx: Transaction, item_id: str) -> dict[str, Any]:
         "created": isoformat(row.created),
         "message": row.message,
     }
+
+
+def get_item(tx: Transaction, item_id: str) -> dict[str, Any]:
+    """One line of a log (``getLogItem``). Raises NotFoundError."""
+    table = schema.log_items
+    row = tx.connection.execute(select(table).where(table.c.id == item_id)).first()
+    if row is None:
+        raise NotFoundError(kind="Log Item", ident=item_id)
+    return _present_item(row)
 
 
 def log_of_item(tx: Transaction, item_id: str) -> str | None:

@@ -180,20 +180,24 @@ def list_items(tx: Transaction, group_id: str) -> list[dict[str, Any]]:
     _row(tx, group_id)
     table = schema.queue_items
     query = select(table).where(table.c.group_id == group_id).order_by(table.c.created, table.c.id)
-    return [
-        {
-            "_id": row.id,
-            "group_id": row.group_id,
-            "type": row.type,
-            "status": row.status,
-            "name": dict(row.document or {}).get("name", ""),
-            "message": dict(row.document or {}).get("message", ""),
-            "created": isoformat(row.created),
-            "started": isoformat(row.started),
-            "ended": isoformat(row.ended),
-        }
-        for row in tx.connection.execute(query)
-    ]
+    return [present_item(row) for row in tx.connection.execute(query)]
+
+
+def present_item(row: Any) -> dict[str, Any]:
+    """A queue item in API shape."""
+    document = dict(row.document or {})
+    return {
+        "_id": row.id,
+        "group_id": row.group_id,
+        "type": row.type,
+        "status": row.status,
+        "status_name": ItemStatus.label_of(row.status),
+        "name": document.get("name", ""),
+        "message": document.get("message", ""),
+        "created": isoformat(row.created),
+        "started": isoformat(row.started),
+        "ended": isoformat(row.ended),
+    }
 
 
 def last_success(tx: Transaction, job_id: str) -> _dt.datetime | None:

@@ -15,12 +15,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from snapkeep.clock import isoformat
 from snapkeep.errors import ConflictError, NotFoundError
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import ACTIVE, QueueStatus, QueueType
 from snapkeep.jobs.migrations import schema
-from snapkeep.jobs.queue.groups import request_stop
+from snapkeep.jobs.queue.groups import present_item, request_stop
 
 #: IDs per DELETE statement (SQLite limits the parameters of one statement)
 BATCH = 500
@@ -32,19 +31,7 @@ def get_item(tx: Transaction, item_id: str) -> dict[str, Any]:
     row = tx.connection.execute(select(table).where(table.c.id == item_id)).first()
     if row is None:
         raise NotFoundError(kind="Queue Item", ident=item_id)
-    document = dict(row.document or {})
-    return {
-        "_id": row.id,
-        "group_id": row.group_id,
-        "type": row.type,
-        "status": row.status,
-        "status_name": QueueStatus.label_of(row.status),
-        "name": document.get("name", ""),
-        "message": document.get("message", ""),
-        "created": isoformat(row.created),
-        "started": isoformat(row.started),
-        "ended": isoformat(row.ended),
-    }
+    return present_item(row)
 
 
 def group_of_item(tx: Transaction, item_id: str) -> str | None:
