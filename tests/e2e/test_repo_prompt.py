@@ -66,3 +66,23 @@ def test_repo_asks_for_the_password_on_a_terminal_and_never_shows_it(tmp_path: P
     )
     assert piped.returncode == 7
     assert "a password is required" in piped.stderr
+
+
+def test_progress_is_drawn_on_a_terminal_and_never_when_piped(tmp_path: Path) -> None:
+    """Issue 14 item 5: a bar (with throughput and the time left) on a terminal; plain lines when
+    the output is a pipe."""
+    repo, source = str(tmp_path / "repo"), tmp_path / "src"
+    source.mkdir()
+    for number in range(40):
+        (source / f"f{number}.bin").write_bytes(os.urandom(256 * 1024))
+    assert (
+        subprocess.run([str(SNAPKEEP), "repo", "init", repo, "--no-encryption"], check=False).returncode == 0
+    )
+    code, text = on_a_terminal(["repo", "backup", repo, str(source)], [])
+    assert code == 0, text
+    assert "\x1b[" in text, "a terminal gets the bar"
+    piped = subprocess.run(
+        [str(SNAPKEEP), "repo", "backup", repo, str(source)], capture_output=True, text=True, check=False
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "\x1b[" not in piped.stdout + piped.stderr

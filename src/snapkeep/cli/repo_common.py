@@ -130,6 +130,7 @@ class _BarProgress(Progress):
             DownloadColumn,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
             TransferSpeedColumn,
         )
         from rich.progress import Progress as RichProgress
@@ -141,6 +142,7 @@ class _BarProgress(Progress):
             TransferSpeedColumn(),
             TextColumn("{task.fields[files]} files"),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )

@@ -16,7 +16,15 @@ from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console
@@ -48,7 +56,9 @@ def progress_display(label: str) -> Iterator[Callable[[dict[str, int]], None]]:
         BarColumn(),
         TextColumn("{task.fields[files]} files"),
         DownloadColumn(),
+        TransferSpeedColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console(),
         transient=True,
     ) as bar:
