@@ -43,7 +43,7 @@ def test_key_logins_read_through_openssh(sshd: SshServer) -> None:
         assert store.load("data/ab/pack", 2_000_000, 10) == b""
         with pytest.raises(ObjectNotFoundError):
             store.load("data/ab/missing")
-        assert store._readers_started >= 1
+        assert store._openssh.started >= 1
 
 
 def test_password_logins_read_through_paramiko(sshd: SshServer) -> None:
@@ -51,7 +51,7 @@ def test_password_logins_read_through_paramiko(sshd: SshServer) -> None:
     with connect(sshd, private_key=None, password=sshd.password) as store:
         store.store("data/ab/pack", b"by password")
         assert store.load("data/ab/pack") == b"by password"
-        assert store._readers_started == 0
+        assert store._openssh.started == 0
 
 
 def test_the_client_refuses_any_host_key_but_the_pinned_one(sshd: SshServer) -> None:
@@ -72,10 +72,10 @@ def test_a_dropped_reader_is_replaced(sshd: SshServer) -> None:
     with connect(sshd) as store:
         store.store("data/ab/one", b"before the drop")
         assert store.load("data/ab/one") == b"before the drop"
-        started = store._readers_started
+        started = store._openssh.started
         assert sshd.drop_connections() >= 1
         assert store.load("data/ab/one") == b"before the drop"
-        assert store._readers_started == started + 1
+        assert store._openssh.started == started + 1
 
 
 def test_a_changed_host_key_after_openssh_reads_is_named(sshd: SshServer) -> None:
@@ -83,7 +83,7 @@ def test_a_changed_host_key_after_openssh_reads_is_named(sshd: SshServer) -> Non
     try:
         store.store("config", b"pinned")
         assert store.load("config") == b"pinned"
-        assert store._readers_started == 1
+        assert store._openssh.started == 1
         sshd.stop()
         sshd.new_host_key()
         sshd.start()

@@ -4,7 +4,9 @@ Object ``a/b/c`` is the remote file ``<path>/a/b/c``. A write goes to a temporar
 target folder (``.tmp-<random>``), is fsynced where the server offers ``fsync@openssh.com``, and is
 published with ``posix-rename@openssh.com`` (atomic replace), or with delete+rename on servers that
 lack it. Missing folders are created on the way. Reads of a byte range are pipelined (``readv``),
-in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most).
+in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most). With a private key (no
+passphrase) and an ``ssh`` program, reads go through the OpenSSH client instead
+(``snapkeep.storage.sftp_openssh``: its C code does the encryption that paramiko does in Python).
 
 Connections: up to ``threads`` SSH connections are opened on demand and pooled, so that several
 threads transfer in parallel. A connection found dropped during a call is replaced and the call is
@@ -35,7 +37,7 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
 from snapkeep.storage.replay import Chunks, SourceFailure
-from snapkeep.storage.sftp_openssh import OpenSshReader, openssh_available
+from snapkeep.storage.sftp_openssh import OpenSshPool, ReaderUnavailable, ReadFailed
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
 
 T = TypeVar("T")
@@ -99,10 +101,7 @@ class SftpStore(Store):
         self._posix_rename_supported = True
         self._read_request: int | None = None  # learnt from the server on the first large read
         #: reads go through the OpenSSH client (``sftp_openssh``) when it can log in like us
-        self._openssh = openssh_available() if private_key is not None and not passphrase else None
-        self._read_slots = threading.BoundedSemaphore(threads)
-        self._readers: list[OpenSshReader] = []
-        self._readers_started = 0
+        self._openssh = OpenSshPool(self._settings, threads, self._check_host_key)
 
     def __repr__(self) -> str:
         return f"SftpStore({self.location!r}, {self._settings.masked()})"
@@ -256,11 +255,19 @@ class SftpStore(Store):
         validate_name(name)
         validate_range(offset, length)
         path = self._remote(name)
-        if self._openssh is not None:
+        if self._openssh.enabled:
             try:
-                return self._load_openssh(name, path, offset, length)
-            except _Unavailable:
-                pass  # this machine's ssh cannot log in as we do: paramiko reads
+                return self._openssh.read(path, offset, length)
+            except ReaderUnavailable:
+                pass  # ssh cannot log in as we do (now): paramiko reads and names any problem
+            except ReadFailed as failed:
+                raise translate(
+                    failed.error,
+                    f"read {name!r} in {self.location}",
+                    connection_lost=failed.lost,
+                    missing_is_not_found=True,
+                    name=name,
+                ) from failed.error
 
         def read(client: paramiko.SFTPClient) -> bytes:
             piece = self._read_size(client)
@@ -281,75 +288,9 @@ class SftpStore(Store):
 
         return self._run("read", name, read)
 
-    def _load_openssh(self, name: str, path: str, offset: int, length: int | None) -> bytes:
-        """A read through a pooled OpenSSH reader; a reader found dead is replaced once."""
-        attempt = 1
-        while True:
-            with self._read_slots:
-                reader = self._take_reader(name)
-                try:
-                    data = reader.read(path, offset, length)
-                except CONNECTION_ERRORS as error:
-                    lost = isinstance(error, EOFError | TimeoutError) or not reader.alive()
-                    if lost:
-                        reader.close()
-                    else:
-                        self._give_reader(reader)
-                    if lost and attempt == 1:
-                        attempt += 1
-                        continue
-                    raise translate(
-                        error,
-                        f"read {name!r} in {self.location}",
-                        connection_lost=lost,
-                        missing_is_not_found=True,
-                        name=name,
-                    ) from error
-                self._give_reader(reader)
-                return data
-
-    def _take_reader(self, name: str) -> OpenSshReader:
-        """An idle reader, or a new one. Raises ``_Unavailable`` when none can start (paramiko
-        reads instead; from now on when no reader ever started)."""
-        with self._lock:
-            if self._closed:
-                raise StorageError(f"{self.location}: the store is closed")
-            while self._readers:
-                reader = self._readers.pop()
-                if reader.alive():
-                    return reader
-                reader.close()
-        if self._settings.host_key is None:
-            self._run("connect", name, lambda client: None)  # checks and pins the host key
-        host_key, program, private_key = self._settings.host_key, self._openssh, self._settings.private_key
-        if host_key is None or program is None or private_key is None:
-            raise _Unavailable
-        try:
-            reader = OpenSshReader(
-                program=program,
-                host=self._settings.host,
-                port=self._settings.port,
-                username=self._settings.username,
-                host_key=host_key,
-                private_key=private_key,
-                timeout=self._settings.timeout,
-            )
-        except (OSError, EOFError) as error:
-            # paramiko reads this time and names the problem (a changed host key, a stopped
-            # server); if ssh never worked here, paramiko reads from now on.
-            if self._readers_started == 0:
-                self._openssh = None
-            raise _Unavailable from error
-        with self._lock:
-            self._readers_started += 1
-        return reader
-
-    def _give_reader(self, reader: OpenSshReader) -> None:
-        with self._lock:
-            if reader.alive() and not self._closed:
-                self._readers.append(reader)
-                return
-        reader.close()
+    def _check_host_key(self) -> None:
+        """Connect once through paramiko, which checks (and pins) the host key."""
+        self._run("connect", self.root, lambda client: None)
 
     def _read_size(self, client: paramiko.SFTPClient) -> int:
         """Bytes per read request: what ``limits@openssh.com`` allows, at most ``_LARGE_READ``;
@@ -433,15 +374,9 @@ class SftpStore(Store):
         with self._lock:
             self._closed = True
             sessions, self._idle = self._idle, []
-            readers, self._readers = self._readers, []
         for session in sessions:
             session.close()
-        for reader in readers:
-            reader.close()
-
-
-class _Unavailable(Exception):
-    """The OpenSSH client cannot read for this store (no host key yet, no usable key, ssh fails)."""
+        self._openssh.close()
 
 
 def _unsupported(error: OSError) -> bool:

@@ -27,11 +27,15 @@ import selectors
 import shutil
 import struct
 import subprocess
+import threading
 from collections import deque
+from collections.abc import Callable
 
 import paramiko
 
-__all__ = ["OpenSshReader", "openssh_available"]
+from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSettings
+
+__all__ = ["OpenSshPool", "OpenSshReader", "ReadFailed", "ReaderUnavailable", "openssh_available"]
 
 _INIT, _VERSION, _OPEN, _CLOSE, _READ, _FSTAT = 1, 2, 3, 4, 5, 8
 _STATUS, _HANDLE, _DATA, _ATTRS = 101, 102, 103, 105
@@ -277,3 +281,108 @@ class OpenSshReader:
         if self.process.stdout is not None:
             with contextlib.suppress(OSError):
                 self.process.stdout.close()
+
+
+class ReaderUnavailable(Exception):
+    """No OpenSSH reader can start now (no ssh, no usable key, a changed host key, a stopped
+    server): the caller reads through paramiko, which names the problem."""
+
+
+class ReadFailed(Exception):
+    """A read through OpenSSH failed: ``error`` as paramiko's would be, ``lost`` when the
+    connection was gone (after one fresh reader was tried)."""
+
+    def __init__(self, error: BaseException, lost: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.lost = lost
+
+
+class OpenSshPool:
+    """Up to ``size`` OpenSSH readers of one store, started on demand and reused.
+
+    Enabled for a private key without a passphrase when ``ssh`` exists; disabled for good when the
+    first reader cannot start. ``check_host_key`` connects through paramiko, which checks and pins
+    the host key that the readers then trust alone."""
+
+    def __init__(self, settings: SftpSettings, size: int, check_host_key: Callable[[], None]) -> None:
+        usable = settings.private_key is not None and not settings.passphrase
+        self.program = openssh_available() if usable else None
+        self.settings = settings
+        self.check_host_key = check_host_key
+        self.slots = threading.BoundedSemaphore(size)
+        self.lock = threading.Lock()
+        self.idle: list[OpenSshReader] = []
+        self.started = 0
+        self.closed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.program is not None
+
+    def read(self, path: str, offset: int, length: int | None) -> bytes:
+        """Raises ``ReaderUnavailable`` or ``ReadFailed``; a reader found dead is replaced once."""
+        attempt = 1
+        while True:
+            with self.slots:
+                reader = self._take()
+                try:
+                    data = reader.read(path, offset, length)
+                except CONNECTION_ERRORS as error:
+                    lost = isinstance(error, EOFError | TimeoutError) or not reader.alive()
+                    if lost:
+                        reader.close()
+                    else:
+                        self._give(reader)
+                    if lost and attempt == 1:
+                        attempt += 1
+                        continue
+                    raise ReadFailed(error, lost) from error
+                self._give(reader)
+                return data
+
+    def _take(self) -> OpenSshReader:
+        with self.lock:
+            if self.closed:
+                raise ReaderUnavailable("the store is closed")
+            while self.idle:
+                reader = self.idle.pop()
+                if reader.alive():
+                    return reader
+                reader.close()
+        if self.settings.host_key is None:
+            self.check_host_key()
+        settings, program = self.settings, self.program
+        if settings.host_key is None or program is None or settings.private_key is None:
+            raise ReaderUnavailable("no pinned host key or no usable private key")
+        try:
+            reader = OpenSshReader(
+                program=program,
+                host=settings.host,
+                port=settings.port,
+                username=settings.username,
+                host_key=settings.host_key,
+                private_key=settings.private_key,
+                timeout=settings.timeout,
+            )
+        except (OSError, EOFError) as error:
+            if self.started == 0:
+                self.program = None  # ssh never worked for this store: paramiko from now on
+            raise ReaderUnavailable(str(error)) from error
+        with self.lock:
+            self.started += 1
+        return reader
+
+    def _give(self, reader: OpenSshReader) -> None:
+        with self.lock:
+            if reader.alive() and not self.closed:
+                self.idle.append(reader)
+                return
+        reader.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            readers, self.idle = self.idle, []
+        for reader in readers:
+            reader.close()
