@@ -4,8 +4,8 @@ Object ``a/b/c`` is the remote file ``<path>/a/b/c``. A write goes to a temporar
 target folder (``.tmp-<random>``), is fsynced where the server offers ``fsync@openssh.com``, and is
 published with ``posix-rename@openssh.com`` (atomic replace), or with delete+rename on servers that
 lack it. Missing folders are created on the way. Reads of a byte range are pipelined (``readv``),
-in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most). With a private key (no
-passphrase) and an ``ssh`` program, reads go through the OpenSSH client instead
+in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most). With a
+private key (no passphrase) and an ``ssh`` program, reads go through the OpenSSH client instead
 (``snapkeep.storage.sftp_openssh``: its C code does the encryption that paramiko does in Python).
 
 Connections: up to ``threads`` SSH connections are opened on demand and pooled, so that several
