@@ -87,7 +87,7 @@ def one_target(arguments: argparse.Namespace, name: str, tree: Path, script: Pat
         for repeat in range(arguments.repeat):
             order = tools if repeat % 2 == 0 else tools[::-1]
             for tool in order:
-                restored = work / f"restore-{tool.name}"
+                restored = work / f"restore-{tool.name}-{repeat}"
                 dataset.remove_tree(restored)
                 restored.mkdir(parents=True)
                 command, cwd = tool.restore_command(restored)
@@ -117,15 +117,23 @@ def one_target(arguments: argparse.Namespace, name: str, tree: Path, script: Pat
                     f"{tool.name:16} restore  wall {result.wall_s:7.2f} s  cpu {result.cpu_s:7.2f} s  "
                     f"rss {result.max_rss_kib / 1024:5.0f} MiB {verdict}"
                 )
-                dataset.remove_tree(restored)
+        # Deleted only now, as bench/run.py does: ext4 creates inodes slowly for a while after a
+        # large tree is deleted, which would tax whichever tool restores next.
+        for repeat in range(arguments.repeat):
+            for tool in tools:
+                dataset.remove_tree(work / f"restore-{tool.name}-{repeat}")
         if arguments.profile:
             figures["profile"] = profile(work, tools[0], name)
         if arguments.counts:
             figures["counts"] = counts(work, tools[0], name)
         ours, theirs = figures["walls"]["snapkeep"], figures["walls"]["restic"]
         figures["ratios"] = [round(a / b, 2) for a, b in zip(ours, theirs, strict=True)]
+        figures["cpu_ratio"] = round(sum(figures["cpu"]["snapkeep"]) / sum(figures["cpu"]["restic"]), 2)
         figures["median_ratio"] = round(statistics.median(ours) / statistics.median(theirs), 2)
-        log(f"{name}: snapkeep/restic restore ratios {figures['ratios']}, median {figures['median_ratio']}")
+        log(
+            f"{name}: snapkeep/restic restore ratios {figures['ratios']}, median {figures['median_ratio']}, "
+            f"CPU {figures['cpu_ratio']}"
+        )
         for tool in tools:
             dataset.remove_tree(tool.repository)
             dataset.remove_tree(tool.home)

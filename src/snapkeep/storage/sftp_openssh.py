@@ -48,11 +48,15 @@ IN_FLIGHT = 32
 _ALIAS = "snapkeep-pinned-host"
 _HOST_KEY_ALGORITHMS = {"ssh-rsa": "rsa-sha2-512,rsa-sha2-256"}
 _U32 = struct.Struct(">I")
+_LOST = (OSError, EOFError)
 _HEADER = struct.Struct(">IB")
 
 
 def openssh_available() -> str | None:
-    """The ``ssh`` program, or ``None`` when there is none."""
+    """The ``ssh`` program, or ``None`` when there is none or no ``memfd``/``/proc`` to hand it
+    the key without a file (not Linux)."""
+    if not hasattr(os, "memfd_create") or not os.path.isdir(f"/proc/{os.getpid()}/fd"):
+        return None
     return shutil.which("ssh")
 
 
@@ -220,9 +224,14 @@ class OpenSshReader:
                 if not flags & _SIZE_FLAG:
                     raise OSError("the server did not give the file's size")
                 length = max(0, struct.unpack_from(">Q", body, 4)[0] - offset)
-            return self._read_range(handle, offset, offset + length, path)
-        finally:
-            self._call(_CLOSE, _string(handle), path)
+            data = self._read_range(handle, offset, offset + length, path)
+        except BaseException:
+            if self.alive():  # a failed read still closes its handle; a lost session cannot
+                with contextlib.suppress(*_LOST):
+                    self._call(_CLOSE, _string(handle), path)
+            raise
+        self._call(_CLOSE, _string(handle), path)
+        return data
 
     def _read_range(self, handle: bytes, start: int, end: int, path: str) -> bytes:
         pieces: dict[int, bytes] = {}
