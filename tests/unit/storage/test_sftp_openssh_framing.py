@@ -86,7 +86,9 @@ def _key_text() -> str:
     return key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
 
 
-def reader(tmp_path: Path, host_key: paramiko.PKey, monkeypatch: pytest.MonkeyPatch, short: int) -> OpenSshReader:
+def reader(
+    tmp_path: Path, host_key: paramiko.PKey, monkeypatch: pytest.MonkeyPatch, short: int
+) -> OpenSshReader:
     script = tmp_path / "fake-ssh"
     script.write_text(f"#!{sys.executable}\n{SERVER}")
     script.chmod(0o700)
