@@ -61,6 +61,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         help="after the local steps, back up and restore to these loopback servers: sftp, s3 (default both)",
     )
     parser.add_argument("--no-remote", action="store_true", help="skip the SFTP and S3 steps")
+    parser.add_argument(
+        "--only-remote",
+        action="store_true",
+        help="only the SFTP and S3 steps (no local steps; REPORT.md is left alone, --results is written)",
+    )
     arguments = parser.parse_args(argv)
     arguments.remote = (
         [] if arguments.no_remote else [name.strip() for name in arguments.remote.split(",") if name.strip()]
@@ -272,7 +277,11 @@ class Bench:
                 **{key: value for key, value in stamp.items() if key != "generator_summary"},
             }
         dataset.remove_tree(self.work / "logs")
-        for repeat in range(self.arguments.repeat):
+        if self.arguments.only_remote:
+            if not self.foreign:
+                dataset.working_copy(self.work / "data", self.tree)
+            dataset.warm(self.tree)
+        for repeat in range(0 if self.arguments.only_remote else self.arguments.repeat):
             self.log(f"repetition {repeat + 1} of {self.arguments.repeat}")
             self.runs.append(self.repetition(repeat))
         for name in self.arguments.remote:
@@ -416,6 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     except dataset.DatasetError as error:
         print(f"bench: data set problem: {error}", file=sys.stderr)
         return 2
+    if arguments.only_remote:
+        meta["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+        text = render_remote(bench.remote_records, meta)
+        results = {"meta": meta, "remote": bench.remote_records}
+        arguments.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
+        print(text)
+        bench.log(f"wrote {arguments.results} (--only-remote: {arguments.report} left alone)")
+        return 0
     combined = summary.combine(bench.runs)
     meta["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     meta["host"] = socket.gethostname()

@@ -82,6 +82,8 @@ class SftpSettings:
     fingerprint: str | None = None
     timeout: float = 30.0
     pinned: str | None = field(default=None, init=False)
+    #: the host key last checked against ``pinned`` (the OpenSSH reads trust only this key)
+    host_key: paramiko.PKey | None = field(default=None, init=False, repr=False)
     _key: paramiko.PKey | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -116,12 +118,12 @@ class SftpSettings:
         with self._lock:
             if self.pinned is None:
                 self.pinned = offered
-                return
             expected = self.pinned
         if offered != expected:
             raise HostKeyChangedError(
                 host=self.where, expected=expected, offered=f"{offered} ({key.get_name()})"
             )
+        self.host_key = key
 
     def authenticate(self, transport: paramiko.Transport) -> None:
         """Log in with the key, else the password. Raises ``PermissionDeniedError``."""

@@ -45,6 +45,7 @@ from snapkeep.engine.fs.safe_target import (
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.repository.index import BlobLocation
+from snapkeep.engine.restore.trees import TreePacks
 from snapkeep.engine.restore.writer import FileJob, RestoreWriter, Users
 from snapkeep.errors import IntegrityError, NotFoundError
 
@@ -88,6 +89,8 @@ class RestorePlanner(RestoreWriter):
         self.pool: ThreadPoolExecutor | None = None
         self.tree_pool: ThreadPoolExecutor | None = None
         self.trees: dict[bytes, Future[Tree]] = {}
+        #: folder listings, read a whole tree pack at a time (one request instead of one per folder)
+        self.tree_packs = TreePacks(repository)
         self.ways = 1
         self.batches: deque[list[Future[None]]] = deque()
         self.planned_bytes = 0
@@ -118,17 +121,18 @@ class RestorePlanner(RestoreWriter):
     # --- plan -------------------------------------------------------------------------------------
 
     def load_tree(self, tree_id: bytes) -> Tree:
-        """A tree (prefetched when ``prefetch`` asked for it). Raises what loading raises."""
+        """A tree (prefetched when ``prefetch`` asked for it; ``TreePacks`` reads its whole pack).
+        Raises what loading raises."""
         future = self.trees.pop(tree_id, None)
         if future is not None:
             return future.result()
-        return Tree.decode(self.repository.load_blob(tree_id))
+        return self.tree_packs.load(tree_id)
 
     def prefetch(self, tree_id: bytes) -> None:
         """Start loading a tree the plan will need soon: a remote store answers many requests at
         once, one after the other costs a round trip per folder."""
         if self.tree_pool is not None and tree_id not in self.trees:
-            self.trees[tree_id] = self.tree_pool.submit(_load_tree, self.repository, tree_id)
+            self.trees[tree_id] = self.tree_pool.submit(self.tree_packs.load, tree_id)
 
     def check_includes(self, root: bytes, filters: list[list[bytes]]) -> None:
         """Raises ``NotFoundError`` when an include names nothing in the snapshot."""
@@ -410,10 +414,6 @@ def _read_at(fd: int, length: int, offset: int) -> bytes:
         length -= len(piece)
         offset += len(piece)
     return b"".join(pieces)
-
-
-def _load_tree(repository: Repository, tree_id: bytes) -> Tree:
-    return Tree.decode(repository.load_blob(tree_id))
 
 
 def _read_groups(locations: list[BlobLocation]) -> Iterator[list[BlobLocation]]:

@@ -1,0 +1,93 @@
+"""Reads through the OpenSSH client (``storage.sftp_openssh``): used for key logins, refused for
+any host key but the pinned one, replaced when dropped, and paramiko for password logins."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shutil
+
+import paramiko
+import pytest
+from tests.conftest import require_server
+
+from servers import SshServer, new_ed25519_key
+from snapkeep.errors import HostKeyChangedError, ObjectNotFoundError
+from snapkeep.storage.sftp import SftpStore
+from snapkeep.storage.sftp_openssh import OpenSshReader
+
+pytestmark = pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client (ssh)")
+
+
+def connect(server: SshServer, **options: object) -> SftpStore:
+    settings: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "username": server.username,
+        "private_key": server.private_key,
+        "path": server.folder_for(secrets.token_hex(6)),
+        "fingerprint": server.fingerprint,
+        "timeout": 5.0,
+    }
+    settings.update(options)
+    return SftpStore(**settings)  # type: ignore[arg-type]
+
+
+def test_key_logins_read_through_openssh(sshd: SshServer) -> None:
+    data = bytes(range(256)) * 4000  # 1,024,000 bytes: several 255 KiB requests
+    with connect(sshd) as store:
+        store.store("data/ab/pack", data)
+        assert store.load("data/ab/pack") == data
+        assert store.load("data/ab/pack", 300_000, 400_000) == data[300_000:700_000]
+        assert store.load("data/ab/pack", 1_000_000, 100_000) == data[1_000_000:]
+        assert store.load("data/ab/pack", 2_000_000, 10) == b""
+        with pytest.raises(ObjectNotFoundError):
+            store.load("data/ab/missing")
+        assert store._openssh.started >= 1
+
+
+def test_password_logins_read_through_paramiko(sshd: SshServer) -> None:
+    require_server(sshd.password is not None, "a password user for sshd (run the tests as root)")
+    with connect(sshd, private_key=None, password=sshd.password) as store:
+        store.store("data/ab/pack", b"by password")
+        assert store.load("data/ab/pack") == b"by password"
+        assert store._openssh.started == 0
+
+
+def test_the_client_refuses_any_host_key_but_the_pinned_one(sshd: SshServer) -> None:
+    stranger = paramiko.Ed25519Key.from_private_key(io.StringIO(new_ed25519_key()))
+    with pytest.raises(EOFError):
+        OpenSshReader(
+            program=shutil.which("ssh") or "ssh",
+            host="127.0.0.1",
+            port=sshd.port,
+            username=sshd.username,
+            host_key=stranger,
+            private_key=sshd.private_key,
+            timeout=5.0,
+        )
+
+
+def test_a_dropped_reader_is_replaced(sshd: SshServer) -> None:
+    with connect(sshd) as store:
+        store.store("data/ab/one", b"before the drop")
+        assert store.load("data/ab/one") == b"before the drop"
+        started = store._openssh.started
+        assert sshd.drop_connections() >= 1
+        assert store.load("data/ab/one") == b"before the drop"
+        assert store._openssh.started == started + 1
+
+
+def test_a_changed_host_key_after_openssh_reads_is_named(sshd: SshServer) -> None:
+    store = connect(sshd, fingerprint=None)
+    try:
+        store.store("config", b"pinned")
+        assert store.load("config") == b"pinned"
+        assert store._openssh.started == 1
+        sshd.stop()
+        sshd.new_host_key()
+        sshd.start()
+        with pytest.raises(HostKeyChangedError):
+            store.load("config")
+    finally:
+        store.close()

@@ -1,0 +1,149 @@
+"""The SFTP framing of ``sftp_openssh.OpenSshReader`` against a scripted server standing in for
+``ssh``: short answers are asked again, EOF ends a range, status codes become paramiko-like errors,
+and answers in any order are matched to their requests."""
+
+from __future__ import annotations
+
+import io
+import sys
+import textwrap
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from snapkeep.storage.sftp_openssh import OpenSshReader
+
+#: A minimal SFTP v3 server on stdin/stdout serving one file, "/f", of CONTENT; it answers every
+#: read with at most SHORT bytes, and the reads that arrive together in reverse order.
+SERVER = textwrap.dedent(
+    """
+    import os, select, struct, sys
+    CONTENT = bytes(range(256)) * 2000
+    SHORT = int(os.environ.get("SHORT", "100000"))
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    def packet():
+        head = inp.read(5)
+        if len(head) < 5:
+            sys.exit(0)
+        length, kind = struct.unpack(">IB", head)
+        return kind, inp.read(length - 1)
+    def send(kind, body):
+        out.write(struct.pack(">IB", len(body) + 1, kind) + body)
+    def status(number, code, text=b"nope"):
+        send(101, struct.pack(">II", number, code) + struct.pack(">I", len(text)) + text + b"\\0\\0\\0\\0")
+    pending = []
+    while True:
+        kind, body = packet()
+        if kind == 1:
+            send(2, struct.pack(">I", 3)); out.flush(); continue
+        number = struct.unpack_from(">I", body)[0]
+        if kind == 3:
+            size = struct.unpack_from(">I", body, 4)[0]
+            path = body[8:8 + size]
+            if path == b"/f":
+                send(102, struct.pack(">I", number) + struct.pack(">I", 1) + b"h")
+            elif path == b"/secret":
+                status(number, 3, b"Permission denied")
+            else:
+                status(number, 2, b"No such file")
+        elif kind == 5:
+            offset, length = struct.unpack_from(">QI", body, 9)
+            if offset >= len(CONTENT):
+                pending.append((number, None))
+            else:
+                pending.append((number, CONTENT[offset:offset + min(length, SHORT)]))
+            if select.select([inp], [], [], 0.01)[0]:
+                continue  # more requests are coming: answer them together, last first
+        elif kind == 8:
+            send(105, struct.pack(">I", number) + struct.pack(">IQ", 1, len(CONTENT)))
+        elif kind == 4:
+            for waiting, data in reversed(pending):
+                if data is None: status(waiting, 1, b"EOF")
+                else: send(103, struct.pack(">II", waiting, len(data)) + data)
+            pending.clear()
+            status(number, 0, b"ok")
+        for waiting, data in reversed(pending):
+            if data is None: status(waiting, 1, b"EOF")
+            else: send(103, struct.pack(">II", waiting, len(data)) + data)
+        pending.clear()
+        out.flush()
+    """
+)
+CONTENT = bytes(range(256)) * 2000
+
+
+@pytest.fixture
+def host_key() -> paramiko.PKey:
+    return paramiko.Ed25519Key.from_private_key(io.StringIO(_key_text()))
+
+
+def _key_text() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()).decode()
+
+
+def reader(
+    tmp_path: Path, host_key: paramiko.PKey, monkeypatch: pytest.MonkeyPatch, short: int
+) -> OpenSshReader:
+    script = tmp_path / "fake-ssh"
+    script.write_text(f"#!{sys.executable}\n{SERVER}")
+    script.chmod(0o700)
+    monkeypatch.setenv("SHORT", str(short))
+    return OpenSshReader(
+        program=str(script),
+        host="127.0.0.1",
+        port=22,
+        username="u",
+        host_key=host_key,
+        private_key=_key_text(),
+        timeout=10.0,
+    )
+
+
+@pytest.mark.parametrize("short", [60_000, 300_000])
+def test_ranges_short_answers_and_eof(
+    tmp_path: Path, host_key: paramiko.PKey, monkeypatch: pytest.MonkeyPatch, short: int
+) -> None:
+    client = reader(tmp_path, host_key, monkeypatch, short)
+    try:
+        assert client.read("/f", 0, None) == CONTENT
+        assert client.read("/f", 10, 700_000) == CONTENT[10:710_010]
+        assert client.read("/f", 500_000, 1_000_000) == CONTENT[500_000:]
+        assert client.read("/f", 600_000, 10) == b""
+    finally:
+        client.close()
+    assert not client.alive()
+
+
+def test_status_codes_become_paramiko_like_errors(
+    tmp_path: Path, host_key: paramiko.PKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = reader(tmp_path, host_key, monkeypatch, 100_000)
+    try:
+        with pytest.raises(FileNotFoundError):
+            client.read("/missing", 0, 10)
+        with pytest.raises(PermissionError):
+            client.read("/secret", 0, 10)
+        assert client.read("/f", 0, 5) == CONTENT[:5]  # the session is still usable
+    finally:
+        client.close()
+
+
+def test_a_client_that_exits_at_once_is_an_eof(tmp_path: Path, host_key: paramiko.PKey) -> None:
+    script = tmp_path / "fails"
+    script.write_text("#!/bin/sh\nexit 255\n")
+    script.chmod(0o700)
+    with pytest.raises(EOFError):
+        OpenSshReader(
+            program=str(script),
+            host="127.0.0.1",
+            port=22,
+            username="u",
+            host_key=host_key,
+            private_key=_key_text(),
+            timeout=10.0,
+        )
