@@ -333,6 +333,8 @@ class Bench:
                     self.skip(steps, "restore", "skipped", "an earlier step failed")
                 dataset.remove_tree(tool.repository)
                 dataset.remove_tree(tool.home)
+                # the restore is verified by now: its copy of the tree must not pile up run after run
+                dataset.remove_tree(self.work / f"restore-{tool.name}")
         finally:
             target.stop()
 
