@@ -334,7 +334,7 @@ class Bench:
                 dataset.remove_tree(tool.repository)
                 dataset.remove_tree(tool.home)
             # The verified restores go only now (they piled up to 12 GB across runs), after every
-            # tool has restored: a large deletion slows inode allocation for a while (see local()).
+            # tool has restored: a large deletion slows inode allocation for a while (see repetition()).
             for tool in tools:
                 dataset.remove_tree(self.work / f"restore-{tool.name}")
         finally:
