@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -18,29 +19,47 @@ PASSWORD = "correct horse battery staple"
 
 def on_a_terminal(args: list[str], answers: list[str], timeout: float = 60.0) -> tuple[int, str]:
     """Run ``snapkeep ARGS`` on a new pseudo-terminal that is its controlling terminal (``pty.fork``,
-    as a login shell would give it); type each answer when a prompt ends with ``:``."""
+    as a login shell would give it); type each answer when a prompt ends with ``:``.
+
+    ``getpass`` turns echo off with TCSAFLUSH, which drops what was typed before: an answer typed
+    too early is lost, so one that brings no new output within ``RETYPE`` seconds is typed again."""
     env = {key: value for key, value in os.environ.items() if key != "SNAPKEEP_PASSWORD"}
     pid, master = pty.fork()
     if pid == 0:  # the child: its stdin, stdout, stderr and /dev/tty are the pseudo-terminal
         os.execve(str(SNAPKEEP), [str(SNAPKEEP), *args], env)  # noqa: S606 (our own command, no shell)
     seen, pending, deadline = b"", list(answers), time.monotonic() + timeout
+    typed: tuple[str, float, int] | None = None  # (answer, when, len(seen) then)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
-        if not ready:
-            continue
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal: it is done
-            break
-        if not chunk:
-            break
-        seen += chunk
-        if pending and seen.rstrip().endswith(b":"):
-            os.write(master, pending.pop(0).encode() + b"\n")
-            seen += b"\n"
-    _, status = os.waitpid(pid, 0)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal: it is done
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if pending and seen.rstrip().endswith(b":"):
+                time.sleep(0.2)  # let getpass switch echo off (and flush) before typing
+                answer = pending.pop(0)
+                os.write(master, answer.encode() + b"\n")
+                typed = (answer, time.monotonic(), len(seen))
+                seen += b"\n"
+        elif typed is not None and len(seen) == typed[2] + 1 and time.monotonic() - typed[1] > RETYPE:
+            os.write(master, typed[0].encode() + b"\n")  # flushed by getpass: type it again
+            typed = (typed[0], time.monotonic(), typed[2])
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:  # the child outlived the answers: give it a moment, then never hang the suite
+        time.sleep(1)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
     os.close(master)
     return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+RETYPE = 2.0
 
 
 def test_repo_asks_for_the_password_on_a_terminal_and_never_shows_it(tmp_path: Path) -> None:
