@@ -23,10 +23,14 @@ def modules() -> list[Path]:
     return sorted(path for path in SOURCE.rglob("*.py") if "migrations" not in path.parts)
 
 
+#: layers below the API whose numbers are other protocols' (SFTP's packet types 101-105, say)
+WIRE_LAYERS = ("storage", "engine")
+
+
 def test_codes_are_defined_only_in_the_codes_module() -> None:
     offenders = []
     for path in modules():
-        if path == CODES:
+        if path == CODES or path.relative_to(SOURCE).parts[0] in WIRE_LAYERS:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Constant):
