@@ -164,7 +164,7 @@ def test_forget_and_prune_commands_report_in_json_and_text(tmp_path: Path) -> No
     assert dry.stdout.count("would remove snapshot") == 2, dry.stdout
     missing = run("forget", str(harness.repo))
     assert missing.returncode == 2
-    assert "--keep-last N or the snapshot IDs" in missing.stderr
+    assert "give a --keep-* rule (--keep-last N, --keep-daily N, ...) or the snapshot IDs" in missing.stderr
     oldest = min(harness.expected)
     done = run("forget", str(harness.repo), oldest[:10])
     assert done.returncode == 0
