@@ -165,7 +165,9 @@ class FtpStore(Store):
                     in_step = isinstance(error, ftplib.error_perm | ftplib.error_temp) and code != "421"
                     session.broken = session.broken or not in_step
                     self._give_back(session)
-                    dropped = code == "421" or isinstance(error, EOFError | ConnectionError | ssl.SSLEOFError)
+                    # a pooled connection the server dropped fails its next use in one of these
+                    # ways (an FTPS one half-way through TLS, too): one retry on a fresh connection
+                    dropped = code == "421" or isinstance(error, EOFError | ConnectionError | ssl.SSLError)
                     if dropped and reused:
                         self._drop_idle()  # dropped together (server restart, idle timeout): reconnect
                     if dropped and reused and attempt == 1 and replayable():

@@ -18,7 +18,7 @@ import re
 
 from snapkeep.errors import StorageError
 from snapkeep.storage.base import MAX_NAME_LENGTH, ObjectInfo
-from snapkeep.storage.ftp_session import FtpSession, size_of
+from snapkeep.storage.ftp_session import FtpSession, reply_code, size_of
 
 #: The most entries one ``list`` call accepts from a server before refusing the listing.
 MAX_LIST_ENTRIES = 2_000_000
@@ -78,8 +78,10 @@ class Walk:
                         f"the server listed more than {MAX_LIST_ENTRIES} entries; refusing the listing"
                     )
                 lines.append(line)
-        except ftplib.error_perm:
-            return []  # a missing folder: some servers refuse, others list nothing
+        except ftplib.error_perm as error:
+            if reply_code(error) == "550":
+                return []  # a missing folder: some servers refuse (550), others list nothing
+            raise  # anything else (not logged in after a drop, a refused command) is not "empty"
         return lines
 
 
