@@ -117,6 +117,12 @@ def object_id(params: Mapping[str, Any], field_name: str = "_id") -> str:
     return str(value)
 
 
+def no_parameters(params: Mapping[str, Any]) -> None:
+    """For functions that take nothing: refuse any field by name."""
+    for key in params:
+        raise ValidationError(field=str(key), problem="unknown field")
+
+
 def only_id(params: Mapping[str, Any]) -> str:
     """For functions that take nothing but ``_id``: refuse other fields, return the ID."""
     for key in params:

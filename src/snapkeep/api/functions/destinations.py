@@ -25,10 +25,11 @@ from snapkeep.api.functions.base import (
     Stored,
     flag,
     names_of,
+    no_parameters,
     only_id,
     param_specs,
 )
-from snapkeep.errors import ConflictError, SnapkeepError, StorageError, ValidationError
+from snapkeep.errors import ConflictError, SnapkeepError, StorageError
 from snapkeep.jobs import destinations, repositories, sealing
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
@@ -132,8 +133,7 @@ def _view(tx: Transaction) -> Presenter:
 
 
 def list_types(context: CallContext, params: dict[str, Any]) -> Result:
-    for key in params:
-        raise ValidationError(field=str(key), problem="unknown field")
+    no_parameters(params)
     types = []
     for name, model in DESTINATION_OPTIONS.items():
         options = [

@@ -22,10 +22,10 @@ from snapkeep.api.functions.base import (
     Result,
     apply_list,
     list_params,
+    no_parameters,
     only_id,
     param_specs,
 )
-from snapkeep.errors import ValidationError
 from snapkeep.jobs import access, queue
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.models.base import ObjectId, choice, validate
@@ -104,12 +104,6 @@ def stop_all(context: CallContext, params: dict[str, Any]) -> Result:
     with context.catalog.transaction() as tx:
         stopped = queue.stop_all(tx, access.owners(context.caller))
     return "Stop Requested for All Queue Groups", {"groups": stopped, "total": len(stopped)}
-
-
-def no_parameters(params: dict[str, Any]) -> None:
-    """Functions without parameters refuse any."""
-    for key in params:
-        raise ValidationError(field=str(key), problem="unknown field")
 
 
 _GROUP = [ParamSpec("_id", "string", True, "the group's ID")]

@@ -28,8 +28,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, boolean, param_specs
-from snapkeep.errors import ValidationError
+from snapkeep.api.functions.base import CallContext, FunctionSpec, Result, boolean, no_parameters, param_specs
 from snapkeep.jobs import settings
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models.base import Strict, objectish, validate
@@ -47,11 +46,6 @@ class NotificationParams(Strict):
     webhook: Channel = Field(
         None, description="webhook channel: url, levels[], timeout, enabled; empty removes it"
     )
-
-
-def _no_params(params: dict[str, Any]) -> None:
-    for key in params:
-        raise ValidationError(field=str(key), problem="unknown field")
 
 
 def _email(channel: settings.EmailSettings | None) -> dict[str, Any] | None:
@@ -98,7 +92,7 @@ class SettingsKind:
     manage_summary: str
 
     def get(self, context: CallContext, params: dict[str, Any]) -> Result:
-        _no_params(params)
+        no_parameters(params)
         with context.catalog.transaction(write=False) as tx:
             answer = self.read(tx)
         return f"{self.name} Settings Retrieved Successfully", answer
