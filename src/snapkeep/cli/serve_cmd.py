@@ -38,6 +38,7 @@ from snapkeep import __version__
 from snapkeep.api.bodies import BODY_IDLE_TIMEOUT, BODY_TOTAL_TIMEOUT
 from snapkeep.api.connections import HEADER_TIMEOUT, MAX_HEADER_BYTES, guarded_protocol
 from snapkeep.api.http import create_app
+from snapkeep.cli.humane import plural
 from snapkeep.cli.main import Context
 from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 from snapkeep.daemon.service import Service
@@ -303,7 +304,7 @@ def serve_command(
                 left = service.stop(stop_timeout)
                 service = None
                 if left:
-                    click.echo(f"stopped waiting for {len(left)} run(s): {', '.join(left)}", err=True)
+                    click.echo(f"stopped waiting for {plural(len(left), 'run')}: {', '.join(left)}", err=True)
     finally:
         if service is not None:
             service.stop(stop_timeout)
