@@ -142,6 +142,10 @@ def test_unwritable_destination_fails_with_the_cause_logged_and_an_alert(world: 
     assert alerts[0]["level"] == 3
     assert job["_id"] in alerts[0]["message"]
     log = world.ok("listLogs", {"find": {"job_id": job["_id"]}})["logs"][0]
+    # issue 14 item 1: the alert says why, not only that no backup was stored, and names the log
+    assert "no backup was stored: " in alerts[0]["message"]
+    assert "not-a-folder" in alerts[0]["message"]
+    assert alerts[0]["message"].endswith(f"; log {log['_id']}")
     assert log["status"] == 2
     assert log["status_name"] == "Failed"
     items = world.ok("listQueueItems", {"group_id": group["_id"]})["items"]

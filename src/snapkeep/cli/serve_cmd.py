@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import shlex
 import signal
 import socket
 import sys
@@ -48,21 +49,23 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3035
 TOKEN_HEADING = 'API token (send as "Authorization: Bearer <token>"):'
 TOKENS_HASHED = (
-    "API tokens are stored hashed and cannot be shown again; `snapkeep token create` makes a new one."
+    "API tokens are stored hashed and cannot be shown again; `snapkeep --home {home} token create` "
+    "makes a new one."
 )
 
 
-def announce_token(catalog: Catalog, echo: Callable[[str], None]) -> str | None:
+def announce_token(catalog: Catalog, echo: Callable[[str], None], home: Path) -> str | None:
     """On the first start (no token in the catalog) create a root token and print it.
 
-    Returns the new token, or None when tokens already exist (then says how to make another).
+    Returns the new token, or None when tokens already exist (then says how to make another, with
+    the ``--home`` this service uses, so the hint works from any shell).
     """
     if catalog.count_tokens() == 0:
         token = catalog.create_token()
         echo(TOKEN_HEADING)
         echo(token)
         return token
-    echo(TOKENS_HASHED)
+    echo(TOKENS_HASHED.format(home=shlex.quote(str(home))))
     return None
 
 
@@ -286,7 +289,7 @@ def serve_command(
     service: Service | None = None
     try:
         with _signals_recorded() as received:
-            announce_token(catalog, click.echo)
+            announce_token(catalog, click.echo, home)
             if not api_only:
                 service = Service(catalog, home)
                 service.start()
