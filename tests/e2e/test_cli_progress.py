@@ -70,3 +70,50 @@ def test_reindex_and_dr_draw_bars_on_a_terminal_only(
     exported = instance.cli("dr", "export", str(again))
     assert exported.returncode != 0
     assert "SNAPKEEP_DR_PASSPHRASE" in exported.stderr
+
+
+def test_restore_in_place_asks_on_a_real_terminal(
+    instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 (Show): the confirmation of `snapkeep restore --in-place` on a pseudo-terminal: "n"
+    leaves the original untouched (exit 1), "y" restores it; piped, it needs --yes."""
+    source = tmp_path / "site"
+    source.mkdir()
+    page = source / "index.html"
+    page.write_text("backed up\n")
+    _, destination = instance.api(
+        "manageDestination",
+        {"action": "create", "name": "Ask disk", "type": "Local", "options": {"path": str(tmp_path / "b")}},
+    )
+    _, created = instance.api(
+        "manageBackupJob",
+        {
+            "action": "create",
+            "name": "Ask job",
+            "type": 2,
+            "contains": 511,
+            "structure": 1,
+            "destination": [destination["data"]["_id"]],
+            "include_list": [str(source)],
+        },
+    )
+    assert instance.cli("run", created["data"]["_id"]).returncode == 0
+    _, listed = instance.api("listBackups", {"type": 2, "account_id": created["data"]["_id"]})
+    assert listed["success"] == 1, listed["message"]
+    (backup,) = listed["data"]["backups"]
+    backup_id = backup["_id"]
+    page.write_text("edited since\n")
+    for key, value in instance.env().items():
+        monkeypatch.setenv(key, value)
+
+    code, text = on_a_terminal(["restore", backup_id, "--in-place"], ["n"])
+    assert code == 1, text
+    assert "over the original paths" in text
+    assert "nothing restored" in text
+    assert page.read_text() == "edited since\n"
+    code, text = on_a_terminal(["restore", backup_id, "--in-place"], ["y"])
+    assert code == 0, text
+    assert page.read_text() == "backed up\n"
+    piped = instance.cli("restore", backup_id, "--in-place")
+    assert piped.returncode == 2
+    assert "needs --yes" in piped.stderr
