@@ -140,6 +140,12 @@ def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance,
     assert shown.returncode == 0, shown.stderr
     assert str(missing) in shown.stdout
     assert "error" in shown.stdout
+    runs = instance.cli("runs", "list")
+    assert runs.returncode == 0, runs.stderr
+    assert log_end in runs.stdout, "the runs table names each run's log"
+    assert f"snapkeep --home {instance.home} logs show LOG" in runs.stderr
+    _, alerts = instance.api("listAlerts")
+    assert any(str(missing) in alert["message"] for alert in alerts["data"]["alerts"]), "the alert says why"
 
 
 def test_listings_print_json_for_scripts(instance: Instance) -> None:
