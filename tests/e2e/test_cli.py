@@ -136,6 +136,9 @@ def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance,
     listing = instance.cli("logs", "list", "--job", job["data"]["_id"])
     assert listing.returncode == 0, listing.stderr
     assert log_end in listing.stdout
+    unknown = instance.cli("logs", "list", "--job", "0123456789abcdef01234567")
+    assert unknown.returncode == 2, "an unknown job is an error, not an empty table (review F13)"
+    assert "Backup Job not found" in unknown.stderr
     shown = instance.cli("logs", "show", log_end)
     assert shown.returncode == 0, shown.stderr
     assert str(missing) in shown.stdout
