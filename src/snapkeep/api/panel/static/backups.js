@@ -1,0 +1,84 @@
+// Backups and restore: the backups the user may see (per job and per account), one backup's items,
+// and a restore (to the original place or another folder, with an overwrite policy) or a download.
+import { data, call } from "./api.js";
+import { h, when, bytes, table } from "./dom.js";
+import { show, go } from "./app.js";
+import { fieldOf } from "./objects.js";
+
+export async function backupsPage() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const filter = params.get("account") || "";
+  const backups = (await data("listBackups", filter ? { account_id: filter, limit: 500 } : { limit: 500 })).backups || [];
+  const search = h("form", { role: "search", class: "inline" },
+    h("label", { for: "account-filter" }, "Account or job"),
+    h("input", { id: "account-filter", name: "account", value: filter }),
+    h("button", { type: "submit" }, "Show"));
+  search.addEventListener("submit", (event) => {
+    event.preventDefault();
+    go(`#/backups?account=${encodeURIComponent(search.account.value)}`);
+  });
+  show(h("h1", {}, "Backups"), search,
+    table("Backups, newest first", ["Backup", "Job", "Created", "Size", "Destination"],
+      backups.map((b) => [h("a", { href: `#/backup/${b._id}` }, b.account || b.job_name || b._id), b.job_name, when(b.created), bytes(b.size), b.destination_name])));
+}
+
+export async function backupPage(ident) {
+  const items = (await data("getBackupItems", { _id: ident })).items || [];
+  const message = h("p", { role: "alert", id: "restore-message" });
+  const choices = h("fieldset", {}, h("legend", {}, "What to restore"),
+    items.map((item, index) => h("div", { class: "choice" },
+      h("input", { type: "checkbox", id: `item-${index}`, name: "items", value: item._id }),
+      h("label", { for: `item-${index}` }, `${item.name}${item.failed && item.failed.length ? " (some parts failed)" : ""}`))));
+  const field = (id, label, help, control) => h("div", { class: "field" },
+    h("label", { for: id }, label), control, h("small", { id: `${id}-help` }, help), h("span", { id: `${id}-error`, class: "error" }));
+  const form = h("form", { "aria-describedby": "restore-message" },
+    h("h1", {}, "Restore from backup"),
+    h("p", {}, `Backup ${ident}`),
+    choices,
+    field("paths", "Only these paths", "One per line, relative to the chosen item, for example /docs/report.txt or /mariadb/shop; empty restores the whole item. A path ending in / is a folder.",
+      h("textarea", { id: "paths", name: "paths", rows: "3", "aria-describedby": "paths-help paths-error" })),
+    field("target", "Restore into folder", "Absolute folder to restore below; empty restores to the original place.",
+      h("input", { id: "target", name: "target", "aria-describedby": "target-help target-error" })),
+    field("overwrite", "When a file exists", "never keeps what is there (the default for the original place).",
+      h("select", { id: "overwrite", name: "overwrite", "aria-describedby": "overwrite-help overwrite-error" },
+        ["never", "if-newer", "if-changed", "always"].map((p) => h("option", { value: p }, p)))),
+    h("div", { class: "choice" }, h("input", { type: "checkbox", id: "dry_run", name: "dry_run" }),
+      h("label", { for: "dry_run" }, "Dry run: only list what would change")),
+    h("p", { class: "actions" },
+      h("button", { type: "submit", name: "restore", value: "2" }, "Restore"),
+      h("button", { type: "submit", name: "download", value: "4" }, "Download")),
+    message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const type = Number(event.submitter ? event.submitter.value : 2);
+    const chosen = [...form.querySelectorAll("input[name=items]:checked")].map((box) => box.value);
+    const paths = form.paths.value.split("\n").map((line) => line.trim()).filter(Boolean);
+    const params = { type, snapshot_id: ident };
+    if (chosen.length) params.items = chosen;
+    if (paths.length) {
+      if (chosen.length !== 1) {
+        message.textContent = "paths: choose exactly one item to restore paths from";
+        return;
+      }
+      params.items = chosen;
+      params.files = { [chosen[0]]: Object.fromEntries(paths.map((p) => [p.replace(/\/$/, "") || "/", p.endsWith("/") ? "Directory" : "File"])) };
+    }
+    const options = {};
+    if (type === 2) {
+      if (form.target.value) options.target = form.target.value;
+      options.overwrite = form.overwrite.value;
+      if (form.dry_run.checked) options.dry_run = 1;
+    }
+    if (Object.keys(options).length) params.options = options;
+    const answer = await call("addQueueItems", params);
+    message.textContent = answer.message;
+    if (answer.success) {
+      go(`#/run/${answer.data._id}`);
+      return;
+    }
+    const name = fieldOf(answer.message);
+    const input = name === "options" ? form.target : form.querySelector(`[name="${name}"]`);
+    if (input) input.setAttribute("aria-invalid", "true");
+  });
+  show(form);
+}

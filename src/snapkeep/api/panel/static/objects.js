@@ -1,0 +1,163 @@
+// Jobs, destinations, schedules, hooks and filters: one list page and one form page for all five,
+// the form's fields generated from the function's own parameters (the server's OpenAPI document).
+import { data, call, functions, me } from "./api.js";
+import { h, announce, when, table } from "./dom.js";
+import { show, go } from "./app.js";
+
+export const KINDS = {
+  jobs: { label: "Backup Job", plural: "Jobs", noun: "jobs", list: "listBackupJobs", get: "getBackupJob",
+    manage: "manageBackupJob", remove: "deleteBackupJob", duplicate: "duplicateBackupJob",
+    run: "runBackupJobManually", roles: ["root", "reseller"] },
+  destinations: { label: "Destination", plural: "Destinations", noun: "destinations", list: "listDestinations",
+    get: "getDestination", manage: "manageDestination", remove: "deleteDestination",
+    validate: "validateDestination", roles: ["root", "reseller"] },
+  schedules: { label: "Schedule", plural: "Schedules", noun: "schedules", list: "listSchedules", get: "getSchedule",
+    manage: "manageSchedule", remove: "deleteSchedule", roles: ["root", "reseller"] },
+  hooks: { label: "Hook", plural: "Hooks", noun: "hooks", list: "listHooks", get: "getHook", manage: "manageHook",
+    remove: "deleteHook", roles: ["root"] },
+  filters: { label: "Account Filter", plural: "Filters", noun: "filters", list: "listAccountFilters",
+    get: "getAccountFilter", manage: "manageAccountFilter", remove: "deleteAccountFilter", roles: ["root", "reseller"] },
+};
+
+const HIDDEN = new Set(["action", "_id"]);
+
+function rows(answer) {
+  return Object.values(answer).find(Array.isArray) || [];
+}
+
+export async function listPage(kind) {
+  const spec = KINDS[kind];
+  const items = rows(await data(spec.list, { limit: 500 }));
+  const status = h("p", { role: "status", id: "list-status" });
+  const act = async (fn, params, done) => {
+    const answer = await call(fn, params);
+    status.textContent = answer.message;
+    announce(answer.message);
+    if (answer.success && done) done(answer.data);
+  };
+  const buttons = (item) => {
+    const list = [h("a", { href: `#/edit/${kind}/${item._id}`, "aria-label": `Edit ${item.name}` }, "Edit")];
+    if (spec.duplicate) list.push(h("button", { type: "button", onclick: () => act(spec.duplicate, { _id: item._id }, () => listPage(kind)) }, `Duplicate`));
+    if (spec.run) list.push(h("button", { type: "button", "aria-label": `Run ${item.name} now`, onclick: () => act(spec.run, { _id: item._id }) }, "Run now"));
+    if ("disabled" in item) {
+      list.push(h("button", { type: "button", onclick: () => act(spec.manage, { action: "modify", _id: item._id, disabled: item.disabled ? 0 : 1 }, () => listPage(kind)) },
+        item.disabled ? "Enable" : "Disable"));
+    }
+    list.push(h("button", { type: "button", class: "danger", "aria-label": `Delete ${item.name}`, onclick: () => {
+      if (confirm(`Delete ${spec.label} "${item.name}"? This cannot be undone.`)) act(spec.remove, { _id: item._id }, () => listPage(kind));
+    } }, "Delete"));
+    return h("span", { class: "actions" }, list);
+  };
+  show(
+    h("h1", {}, spec.plural),
+    h("p", {}, h("a", { href: `#/edit/${kind}/new`, class: "button" }, `New ${spec.label}`)),
+    status,
+    table(`${spec.plural} you can see`, ["Name", "Details", "Actions"], items.map((item) => [
+      item.name, summary(kind, item), buttons(item)])),
+  );
+}
+
+function summary(kind, item) {
+  if (kind === "jobs") return `${item.type === 1 ? "Accounts" : "Directories"}, last run ${when(item.last_run)}${item.disabled ? ", disabled" : ""}`;
+  if (kind === "destinations") return `${item.type}${item.disabled ? ", disabled" : ""}`;
+  return item.type_name || item.script || "";
+}
+
+function inputFor(parameter, value) {
+  const id = `field-${parameter.name}`;
+  const described = `${id}-help ${id}-error`;
+  let control;
+  if (parameter.type === "boolean") {
+    control = h("input", { id, name: parameter.name, type: "checkbox", checked: Boolean(value), "aria-describedby": described });
+  } else if (parameter.type === "array" || parameter.type === "object" || parameter.type === "any") {
+    let text = "";
+    if (Array.isArray(value) && value.every((v) => typeof v !== "object")) text = value.join("\n");
+    else if (value !== undefined && value !== null && !(Array.isArray(value) && !value.length)) text = JSON.stringify(value, null, 1);
+    control = h("textarea", { id, name: parameter.name, rows: "3", "aria-describedby": described });
+    control.value = text;
+  } else {
+    const secret = parameter.name === "password";
+    control = h("input", { id, name: parameter.name, type: secret ? "password" : parameter.type === "integer" ? "number" : "text",
+      autocomplete: secret ? "new-password" : "off", "aria-describedby": described });
+    control.value = value === undefined || value === null ? "" : String(value);
+  }
+  control.dataset.type = parameter.type;
+  return h("div", { class: "field" },
+    h("label", { for: id }, parameter.name.replaceAll("_", " ")),
+    control,
+    h("small", { id: `${id}-help` }, parameter.description || ""),
+    h("span", { id: `${id}-error`, class: "error" }));
+}
+
+function valueOf(control) {
+  const text = control.value;
+  switch (control.dataset.type) {
+    case "boolean": return control.checked ? 1 : 0;
+    case "integer": return text === "" ? undefined : Number(text);
+    case "array":
+      if (text.trim().startsWith("[")) return JSON.parse(text);
+      return text.split("\n").map((line) => line.trim()).filter(Boolean);
+    case "object": case "any":
+      if (!text.trim()) return undefined;
+      try { return JSON.parse(text); } catch { return text; }
+    default: return text === "" ? undefined : text;
+  }
+}
+
+// "destination[1]: no such destination" -> the field "destination".
+export function fieldOf(message) {
+  const match = /^([A-Za-z_][A-Za-z0-9_]*)(\[|:)/.exec(message || "");
+  return match ? match[1] : null;
+}
+
+export async function editPage(kind, ident) {
+  const spec = KINDS[kind];
+  const creating = ident === "new";
+  const stored = creating ? {} : await data(spec.get, { _id: ident });
+  const parameters = (await functions())[spec.manage].parameters
+    .filter((p) => !HIDDEN.has(p.name) && (p.name !== "owner" || me.role === "root"));
+  const controls = parameters.map((p) => inputFor(p, stored[p.name]));
+  const message = h("p", { role: "alert", id: "form-message" });
+  const form = h("form", { "aria-describedby": "form-message", novalidate: true },
+    h("h1", {}, creating ? `New ${spec.label}` : `${spec.label} ${stored.name}`),
+    controls,
+    h("p", { class: "actions" }, h("button", { type: "submit" }, creating ? "Create" : "Save"),
+      spec.validate && !creating ? h("button", { type: "button", id: "validate", onclick: async () => {
+        const answer = await call(spec.validate, { _id: ident });
+        message.textContent = answer.message;
+      } }, "Validate destination") : null,
+      h("a", { href: `#/list/${kind}` }, "Back to the list")),
+    message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    form.querySelectorAll(".error").forEach((span) => { span.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
+    const params = { action: creating ? "create" : "modify" };
+    if (!creating) params._id = ident;
+    for (const control of form.querySelectorAll("input, textarea")) {
+      try {
+        const value = valueOf(control);
+        if (value !== undefined) params[control.name] = value;
+      } catch (error) {
+        message.textContent = `${control.name}: ${error.message}`;
+        return;
+      }
+    }
+    const answer = await call(spec.manage, params);
+    message.textContent = answer.message;
+    if (answer.success) {
+      announce(answer.message);
+      go(`#/edit/${kind}/${answer.data._id}`);
+      return;
+    }
+    const field = fieldOf(answer.message);
+    const control = field && form.querySelector(`[name="${field}"]`);
+    if (control) {
+      control.setAttribute("aria-invalid", "true");
+      document.getElementById(`field-${field}-error`).textContent = answer.message;
+      control.focus();
+    }
+  });
+  show(form);
+  if (!creating) document.title = `${spec.label} ${stored.name} · snapkeep`;
+}
