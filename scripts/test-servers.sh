@@ -58,6 +58,9 @@ fi
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || apt_install mariadb-client
 
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
+# Debian's Chromium for the web panel's browser tests (Playwright drives /usr/bin/chromium; no
+# browser is ever downloaded by Playwright itself).
+[ -x /usr/bin/chromium ] || apt_install chromium
 # FTP servers: only the binaries are wanted (tests start their own on 127.0.0.1 with a throw-away
 # configuration); the packages' own services (port 21 on every address) are stopped and disabled.
 no_service() { # name

@@ -63,10 +63,33 @@ function summary(kind, item) {
   return item.type_name || item.script || "";
 }
 
-function inputFor(parameter, value) {
+// Parameters that name other objects: chosen from a list instead of typed as IDs.
+const PICKERS = { destination: "listDestinations" };
+
+async function pickerOptions(parameters) {
+  const found = {};
+  for (const parameter of parameters) {
+    const fn = PICKERS[parameter.name];
+    if (fn && parameter.type === "array") found[parameter.name] = rows(await data(fn, { limit: 500 }));
+  }
+  return found;
+}
+
+function inputFor(parameter, value, options) {
   const id = `field-${parameter.name}`;
   const described = `${id}-help ${id}-error`;
   let control;
+  if (options) {
+    const chosen = new Set(Array.isArray(value) ? value.map((v) => (typeof v === "object" ? v._id : v)) : []);
+    return h("fieldset", { class: "field", "aria-describedby": described, "data-picker": parameter.name },
+      h("legend", {}, parameter.name.replaceAll("_", " ")),
+      options.length ? options.map((option, index) => h("div", { class: "choice" },
+        h("input", { type: "checkbox", id: `${id}-${index}`, value: option._id, checked: chosen.has(option._id),
+          "data-type": "pick", "data-field": parameter.name }),
+        h("label", { for: `${id}-${index}` }, option.name))) : h("p", {}, "None yet."),
+      h("small", { id: `${id}-help` }, parameter.description || ""),
+      h("span", { id: `${id}-error`, class: "error" }));
+  }
   if (parameter.type === "boolean") {
     control = h("input", { id, name: parameter.name, type: "checkbox", checked: Boolean(value), "aria-describedby": described });
   } else if (parameter.type === "array" || parameter.type === "object" || parameter.type === "any") {
@@ -116,7 +139,8 @@ export async function editPage(kind, ident) {
   const stored = creating ? {} : await data(spec.get, { _id: ident });
   const parameters = (await functions())[spec.manage].parameters
     .filter((p) => !HIDDEN.has(p.name) && (p.name !== "owner" || me.role === "root"));
-  const controls = parameters.map((p) => inputFor(p, stored[p.name]));
+  const pickers = await pickerOptions(parameters);
+  const controls = parameters.map((p) => inputFor(p, stored[p.name], pickers[p.name]));
   const message = h("p", { role: "alert", id: "form-message" });
   const form = h("form", { "aria-describedby": "form-message", novalidate: true },
     h("h1", {}, creating ? `New ${spec.label}` : `${spec.label} ${stored.name}`),
@@ -134,7 +158,10 @@ export async function editPage(kind, ident) {
     form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
     const params = { action: creating ? "create" : "modify" };
     if (!creating) params._id = ident;
-    for (const control of form.querySelectorAll("input, textarea")) {
+    for (const field of Object.keys(pickers)) {
+      params[field] = [...form.querySelectorAll(`input[data-field="${field}"]:checked`)].map((box) => box.value);
+    }
+    for (const control of form.querySelectorAll("input[name], textarea[name]")) {
       try {
         const value = valueOf(control);
         if (value !== undefined) params[control.name] = value;
@@ -151,7 +178,7 @@ export async function editPage(kind, ident) {
       return;
     }
     const field = fieldOf(answer.message);
-    const control = field && form.querySelector(`[name="${field}"]`);
+    const control = field && (form.querySelector(`[name="${field}"]`) || form.querySelector(`[data-field="${field}"]`));
     if (control) {
       control.setAttribute("aria-invalid", "true");
       document.getElementById(`field-${field}-error`).textContent = answer.message;
