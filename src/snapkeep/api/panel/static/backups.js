@@ -1,6 +1,6 @@
 // Backups and restore: the backups the user may see (per job and per account), one backup's items,
 // and a restore (to the original place or another folder, with an overwrite policy) or a download.
-import { data, call } from "./api.js";
+import { data, call, me } from "./api.js";
 import { h, when, bytes, table } from "./dom.js";
 import { show, go } from "./app.js";
 import { fieldOf } from "./objects.js";
@@ -22,8 +22,22 @@ export async function backupsPage() {
       backups.map((b) => [h("a", { href: `#/backup/${b._id}` }, b.account || b.job_name || b._id), b.job_name, when(b.created), bytes(b.size), b.destination_name])));
 }
 
+// Each component of an account backup and the item permission that covers it (docs/users.md);
+// "config" is for root and resellers only.
+const COMPONENT_ITEMS = { homedir: "files", databases: "databases", database_users: "databases", email: "email",
+  cron: "cron", domains: "dns", certificates: "certificates", ftp: "ftp" };
+
+function allowed(item, action) {
+  if (me.role === "root") return true;
+  const covered = COMPONENT_ITEMS[item.name];
+  if (!covered) return me.role !== "account" || item.name !== "config";
+  return Boolean(((me.permissions || {})[action] || {})[covered] ?? 1);
+}
+
 export async function backupPage(ident) {
-  const items = (await data("getBackupItems", { _id: ident })).items || [];
+  const all = (await data("getBackupItems", { _id: ident })).items || [];
+  const items = all.filter((item) => allowed(item, "restore") || allowed(item, "download"));
+  const whole = items.length === all.length;
   const message = h("p", { role: "alert", id: "restore-message" });
   const choices = h("fieldset", {}, h("legend", {}, "What to restore"),
     items.map((item, index) => h("div", { class: "choice" },
@@ -53,8 +67,14 @@ export async function backupPage(ident) {
     const type = Number(event.submitter ? event.submitter.value : 2);
     const chosen = [...form.querySelectorAll("input[name=items]:checked")].map((box) => box.value);
     const paths = form.paths.value.split("\n").map((line) => line.trim()).filter(Boolean);
-    const params = { type, snapshot_id: ident };
+    // the whole backup by its ID, or only the chosen items (an account owner may not restore "config")
+    const params = { type };
     if (chosen.length) params.items = chosen;
+    else if (whole) params.snapshot_id = ident;
+    else {
+      message.textContent = "items: choose what to restore";
+      return;
+    }
     if (paths.length) {
       if (chosen.length !== 1) {
         message.textContent = "paths: choose exactly one item to restore paths from";
