@@ -5,6 +5,7 @@ checked with axe-core: no serious or critical violation. The server is the real 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,19 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.get_by_role("row").filter(has_text="Panel site").get_by_role("link").first.click()
     page.get_by_role("heading", name="Restore from backup").wait_for()
     pages.check(page, "backup")
-    page.locator("input[name=items]").first.check()
-    page.get_by_label("Only these paths").fill(str(source / "docs" / "readme.txt"))
+    # browse lazily: the top folder, one folder down, then a search by name
+    page.get_by_role("button", name=re.compile("^Browse")).first.click()
+    page.get_by_role("heading", name=re.compile("^Files in")).wait_for()
+    top = source.parts[1]
+    page.get_by_role("button", name=f"{top}/", exact=True).click()
+    page.get_by_role("navigation", name="Folder").get_by_role("button", name=top, exact=True).wait_for()
+    pages.check(page, "browse")
+    page.get_by_label("Find a file name below this folder").fill("readme")
+    page.get_by_role("button", name="Find", exact=True).click()
+    wanted = str(source / "docs" / "readme.txt")
+    page.get_by_label(f"Choose {wanted}", exact=True).check()
+    assert page.get_by_label("Only these paths").input_value() == wanted
+    assert page.locator("input[name=items]").first.is_checked()
     page.get_by_label("Restore into folder").fill(str(restored))
     page.get_by_label("When a file exists").select_option("never")
     page.get_by_role("button", name="Restore", exact=True).click()

@@ -1,7 +1,7 @@
 // Backups and restore: the backups the user may see (per job and per account), one backup's items,
 // and a restore (to the original place or another folder, with an overwrite policy) or a download.
 import { data, call, me } from "./api.js";
-import { h, when, bytes, table } from "./dom.js";
+import { h, when, bytes, table, announce } from "./dom.js";
 import { show, go } from "./app.js";
 import { fieldOf } from "./objects.js";
 
@@ -39,10 +39,13 @@ export async function backupPage(ident) {
   const items = all.filter((item) => allowed(item, "restore") || allowed(item, "download"));
   const whole = items.length === all.length;
   const message = h("p", { role: "alert", id: "restore-message" });
+  const browser = h("section", { id: "browser", "aria-labelledby": "browser-h", hidden: true });
   const choices = h("fieldset", {}, h("legend", {}, "What to restore"),
     items.map((item, index) => h("div", { class: "choice" },
       h("input", { type: "checkbox", id: `item-${index}`, name: "items", value: item._id }),
-      h("label", { for: `item-${index}` }, `${item.name}${item.failed && item.failed.length ? " (some parts failed)" : ""}`))));
+      h("label", { for: `item-${index}` }, `${item.name}${item.failed && item.failed.length ? " (some parts failed)" : ""}`),
+      h("button", { type: "button", class: "small", "aria-controls": "browser", "aria-label": `Browse ${item.name}`,
+        onclick: () => browse(browser, item, index, "/", "") }, "Browse"))));
   const field = (id, label, help, control) => h("div", { class: "field" },
     h("label", { for: id }, label), control, h("small", { id: `${id}-help` }, help), h("span", { id: `${id}-error`, class: "error" }));
   const form = h("form", { "aria-describedby": "restore-message" },
@@ -62,6 +65,7 @@ export async function backupPage(ident) {
       h("button", { type: "submit", name: "restore", value: "2" }, "Restore"),
       h("button", { type: "submit", name: "download", value: "4" }, "Download")),
     message);
+  form.insertBefore(browser, choices.nextSibling);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const type = Number(event.submitter ? event.submitter.value : 2);
@@ -101,4 +105,55 @@ export async function backupPage(ident) {
     if (input) input.setAttribute("aria-invalid", "true");
   });
   show(form);
+}
+
+// One folder of one item, read lazily through listBackupFiles; choosing an entry adds its path to
+// "Only these paths" (and chooses that item alone).
+async function browse(section, item, index, path, search) {
+  const listing = await data("listBackupFiles", { _id: item._id, path, search, limit: 1000 });
+  const paths = document.getElementById("paths");
+  const chosen = () => new Set(paths.value.split("\n").map((line) => line.trim()).filter(Boolean));
+  const toggle = (entry, on) => {
+    const set = chosen();
+    const value = entry.type === "Directory" ? `${entry.path}/` : entry.path;
+    if (on) set.add(value); else set.delete(value);
+    paths.value = [...set].join("\n");
+    document.querySelectorAll("input[name=items]").forEach((box, at) => { box.checked = at === index; });
+  };
+  const crumbs = [["/", "/"]];
+  let so_far = "";
+  for (const part of listing.path.split("/").filter(Boolean)) {
+    so_far += `/${part}`;
+    crumbs.push([so_far, part]);
+  }
+  const searchBox = h("input", { id: "file-search", type: "search", value: search });
+  const searchForm = h("div", { class: "inline", role: "search" },
+    h("label", { for: "file-search" }, "Find a file name below this folder"), searchBox,
+    h("button", { type: "button", onclick: () => browse(section, item, index, listing.path, searchBox.value) }, "Find"));
+  searchBox.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); browse(section, item, index, listing.path, searchBox.value); }
+  });
+  const selected = chosen();
+  const rows = listing.entries.map((entry, at) => {
+    const id = `entry-${at}`;
+    const value = entry.type === "Directory" ? `${entry.path}/` : entry.path;
+    const box = h("input", { type: "checkbox", id, checked: selected.has(value), onchange: (event) => toggle(entry, event.target.checked) });
+    const label = h("label", { for: id, class: "visually-hidden" }, `Choose ${entry.path}`);
+    const name = entry.type === "Directory"
+      ? h("button", { type: "button", class: "link", onclick: () => browse(section, item, index, entry.path, "") }, `${search ? entry.path : entry.name}/`)
+      : (search ? entry.path : entry.name);
+    return [h("span", {}, box, label), name, entry.type, entry.type === "Directory" ? "" : bytes(entry.size)];
+  });
+  section.hidden = false;
+  section.replaceChildren(
+    h("h2", { id: "browser-h", tabindex: "-1" }, `Files in ${item.name}`),
+    h("nav", { "aria-label": "Folder" }, h("ol", { class: "crumbs" }, crumbs.map(([to, text]) =>
+      h("li", {}, h("button", { type: "button", class: "link", "aria-current": to === listing.path ? "location" : null,
+        onclick: () => browse(section, item, index, to, "") }, text))))),
+    searchForm,
+    table(search ? `Names containing "${search}" below ${listing.path}` : `Entries of ${listing.path}`,
+      ["Choose", "Name", "Type", "Size"], rows),
+    listing.total > listing.entries.length ? h("p", {}, `Showing ${listing.entries.length} of ${listing.total}.`) : null);
+  section.querySelector("h2").focus();
+  announce(`${listing.path}: ${listing.total} entries`);
 }
