@@ -80,9 +80,7 @@ def test_folders_open_one_at_a_time_and_search_finds_names(world: World, structu
             "options": {"target": str(target)},
         },
     )
-    assert (
-        execute_group(world.catalog, world.home, queued["_id"], stop=threading.Event()) == 100
-    )
+    assert execute_group(world.catalog, world.home, queued["_id"], stop=threading.Event()) == 100
     restored = target / a_txt["path"].lstrip("/")
     assert restored.read_text() == (world.source / "a.txt").read_text()
     assert not (target / str(world.source / "private.key").lstrip("/")).exists()

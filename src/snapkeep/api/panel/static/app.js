@@ -1,6 +1,8 @@
 // The snapkeep panel: a hash router over a few pages, each built only from API answers.
 import { call, data, resume, signIn, signOut, me, SignedOut } from "./api.js";
-import { h, announce, when, bytes, statusBadge, table, progress, groupName } from "./dom.js";
+import { h, announce, when, bytes, statusBadge, table, progress, groupName, STATUS } from "./dom.js";
+
+const LEVELS = { 1: "Info", 2: "Warning", 3: "Critical" };
 import { KINDS, listPage, editPage } from "./objects.js";
 import { runsPage, runPage } from "./runs.js";
 import { backupsPage, backupPage } from "./backups.js";
@@ -29,7 +31,7 @@ function failed(error) {
 
 export function show(...children) {
   const target = main();
-  target.replaceChildren(...children);
+  target.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
   const heading = target.querySelector("h1");
   document.title = heading ? `${heading.textContent} · snapkeep` : "snapkeep";
   target.focus();
@@ -96,10 +98,19 @@ async function dashboard() {
       failedRuns.slice(0, 20).map((g) => [h("a", { href: `#/run/${g._id}` }, groupName(g)), statusBadge(g.status), when(g.ended)]))));
   if (!isAccount()) {
     const jobs = (await data("listBackupJobs", { limit: 100 })).jobs || [];
+    const latest = {};
+    for (const g of groups) {
+      if (g.job_id && (!latest[g.job_id] || g.created > latest[g.job_id].created)) latest[g.job_id] = g;
+    }
+    const lastRun = (job) => {
+      const g = latest[job._id];
+      return g ? h("a", { href: `#/run/${g._id}`, "aria-label": `last run of ${job.name}: ${STATUS[g.status] || g.status}` },
+        statusBadge(g.status)) : "—";
+    };
     sections.push(h("section", { "aria-labelledby": "jobs-h" }, h("h2", { id: "jobs-h" }, "Backup jobs"),
-      table("Jobs with their last and next run", ["Job", "Last run", "Status", "Next run"],
-        jobs.map((job) => [h("a", { href: `#/edit/jobs/${job._id}` }, job.name), when(job.last_run),
-          job.running ? statusBadge(2) : job.disabled ? "Disabled" : "Enabled", when(job.next_run)]))));
+      table("Jobs with their last and next run", ["Job", "Last run", "Last status", "Next run", "State"],
+        jobs.map((job) => [h("a", { href: `#/edit/jobs/${job._id}` }, job.name), when(job.last_run), lastRun(job),
+          when(job.next_run), job.running ? "Running" : job.disabled ? "Disabled" : "Enabled"]))));
     const destinations = (await data("listDestinations", { limit: 100 })).destinations || [];
     sections.push(h("section", { "aria-labelledby": "dest-h" }, h("h2", { id: "dest-h" }, "Destinations"),
       table("Destinations and their disk usage", ["Destination", "Type", "Disk usage"],
@@ -112,18 +123,23 @@ async function dashboard() {
   }
   if (isRoot()) {
     const alerts = (await data("listAlerts", { limit: 20 })).alerts || [];
-    sections.push(h("section", { "aria-labelledby": "alerts-h" }, h("h2", { id: "alerts-h" }, "Alerts"),
-      table("Newest alerts", ["When", "Level", "Alert"], alerts.map((a) => [when(a.created), a.level_name || a.level, a.title || a.message]))));
+    const clear = alerts.length ? h("button", { type: "button", onclick: async () => {
+      announce((await call("clearAlerts", { _id: alerts.map((a) => a._id) })).message);
+      await dashboard();
+    } }, "Clear these alerts") : null;
+    sections.push(h("section", { "aria-labelledby": "alerts-h" }, h("h2", { id: "alerts-h" }, "Alerts"), clear,
+      table("Open alerts, newest first", ["When", "Level", "Alert"], alerts.map((a) => [when(a.created), LEVELS[a.level] || a.level,
+        h("span", {}, h("strong", {}, a.title), ` ${a.message || ""}`)]))));
   }
   show(...sections);
   if (running.length) every(2000, async () => { if (location.hash === "#/" || !location.hash) await dashboard(); });
 }
 
 function diskUsage(destination) {
-  const usage = destination.disk_usage || destination.usage || {};
-  if (usage.total) return `${bytes(usage.used)} of ${bytes(usage.total)}`;
-  if (destination.disk_limit) return `limit ${destination.disk_limit}%`;
-  return "—";
+  const usage = destination.disk_usage || {};
+  if (!usage.total) return "—";
+  const percent = Math.round((100 * usage.usage) / usage.total);
+  return `${bytes(usage.usage)} used of ${bytes(usage.total)} (${percent}%), ${bytes(usage.free)} free`;
 }
 
 async function route() {

@@ -153,7 +153,7 @@ async function browse(section, item, index, path, search) {
     searchForm,
     table(search ? `Names containing "${search}" below ${listing.path}` : `Entries of ${listing.path}`,
       ["Choose", "Name", "Type", "Size"], rows),
-    listing.total > listing.entries.length ? h("p", {}, `Showing ${listing.entries.length} of ${listing.total}.`) : null);
+    h("p", {}, listing.total > listing.entries.length ? `Showing ${listing.entries.length} of ${listing.total}.` : ""));
   section.querySelector("h2").focus();
   announce(`${listing.path}: ${listing.total} entries`);
 }

@@ -31,7 +31,8 @@ export async function listPage(kind) {
   const status = h("p", { role: "status", id: "list-status" });
   const act = async (fn, params, done) => {
     const answer = await call(fn, params);
-    status.textContent = answer.message;
+    const group = /queue group ([0-9a-f]{24})/.exec(answer.message || "");
+    status.replaceChildren(answer.message, group ? " " : "", group ? h("a", { href: `#/run/${group[1]}` }, "Follow the run") : "");
     announce(answer.message);
     if (answer.success && done) done(answer.data);
   };
