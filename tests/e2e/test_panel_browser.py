@@ -133,6 +133,25 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     answer = server.call("getQueueGroup", {"_id": group})
     assert answer["data"]["status"] == 100
 
+    # a download of the same backup, fetched with the session cookie and the CSRF secret in the link
+    page.get_by_role("link", name="Backups").click()
+    page.get_by_role("row").filter(has_text="Panel site").get_by_role("link").first.click()
+    page.get_by_role("heading", name="Restore from backup").wait_for()
+    page.get_by_role("button", name="Download", exact=True).click()
+    page.get_by_text("Download:", exact=False).first.wait_for()
+    wait_for_status(page, "Completed")
+    link = page.get_by_role("link", name="Download the file")
+    href = link.get_attribute("href")
+    assert href is not None
+    assert "csrf=" in href
+    fetched = page.evaluate(
+        "(href) => fetch(href).then(async r => [r.status, (await r.arrayBuffer()).byteLength])", href
+    )
+    assert fetched[0] == 200
+    assert fetched[1] > 0
+    bare = page.evaluate("(href) => fetch(href.split('?')[0]).then(r => r.status)", href)
+    assert bare == 403, "the cookie alone does not download"
+
     # phone width: the dashboard still reads; then sign out ends the session
     page.set_viewport_size({"width": 390, "height": 800})
     page.get_by_role("link", name="Dashboard").click()

@@ -25,8 +25,17 @@ function rows(answer) {
   return Object.values(answer).find(Array.isArray) || [];
 }
 
+// May the signed-in user create, change and delete objects of KIND? (A reseller manages
+// destinations only when root granted it; the API refuses it anyway.)
+export function mayManage(kind) {
+  if (me.role === "root") return true;
+  if (kind === "destinations") return me.role === "reseller" && Boolean(me.manage_destinations);
+  return KINDS[kind].roles.includes(me.role);
+}
+
 export async function listPage(kind) {
   const spec = KINDS[kind];
+  const manage = mayManage(kind);
   const items = rows(await data(spec.list, { limit: 500 }));
   const status = h("p", { role: "status", id: "list-status" });
   const act = async (fn, params, done) => {
@@ -37,7 +46,9 @@ export async function listPage(kind) {
     if (answer.success && done) done(answer.data);
   };
   const buttons = (item) => {
-    const list = [h("a", { href: `#/edit/${kind}/${item._id}`, "aria-label": `Edit ${item.name}` }, "Edit")];
+    const list = [h("a", { href: `#/edit/${kind}/${item._id}`, "aria-label": `${manage ? "Edit" : "View"} ${item.name}` }, manage ? "Edit" : "View")];
+    if (kind === "jobs") list.push(h("a", { href: `#/backups?account=${item._id}`, "aria-label": `Backups of ${item.name}` }, "Backups"));
+    if (!manage) return h("span", { class: "actions" }, list);
     if (spec.duplicate) list.push(h("button", { type: "button", onclick: () => act(spec.duplicate, { _id: item._id }, () => listPage(kind)) }, `Duplicate`));
     if (spec.run) list.push(h("button", { type: "button", "aria-label": `Run ${item.name} now`, onclick: () => act(spec.run, { _id: item._id }) }, "Run now"));
     if ("disabled" in item) {
@@ -51,7 +62,7 @@ export async function listPage(kind) {
   };
   show(
     h("h1", {}, spec.plural),
-    h("p", {}, h("a", { href: `#/edit/${kind}/new`, class: "button" }, `New ${spec.label}`)),
+    manage ? h("p", {}, h("a", { href: `#/edit/${kind}/new`, class: "button" }, `New ${spec.label}`)) : null,
     status,
     table(`${spec.plural} you can see`, ["Name", "Details", "Actions"], items.map((item) => [
       item.name, summary(kind, item), buttons(item)])),
@@ -146,7 +157,7 @@ export async function editPage(kind, ident) {
   const form = h("form", { "aria-describedby": "form-message", novalidate: true },
     h("h1", {}, creating ? `New ${spec.label}` : `${spec.label} ${stored.name}`),
     controls,
-    h("p", { class: "actions" }, h("button", { type: "submit" }, creating ? "Create" : "Save"),
+    h("p", { class: "actions" }, mayManage(kind) ? h("button", { type: "submit" }, creating ? "Create" : "Save") : null,
       spec.validate && !creating ? h("button", { type: "button", id: "validate", onclick: async () => {
         const answer = await call(spec.validate, { _id: ident });
         message.textContent = answer.message;
