@@ -183,12 +183,16 @@ def test_failed_sign_ins_are_throttled(api: Any, client: TestClient) -> None:
     assert refused.status_code == 429
     assert "Retry-After" in refused.headers
     assert sign_in(client, name="alice").status_code == 429
-    assert client.post("/ui/session", content=b"[1]").status_code == 429
+    assert (
+        client.post("/ui/session", content=b"[1]", headers={"Content-Type": "application/json"}).status_code
+        == 429
+    )
 
 
 def test_a_bad_sign_in_body_is_refused_naming_the_shape(client: TestClient) -> None:
+    json_type = {"Content-Type": "application/json"}
     for body in (b"not json", b"[]", b'{"name": 5}'):
-        answer = client.post("/ui/session", content=body)
+        answer = client.post("/ui/session", content=body, headers=json_type)
         assert answer.status_code == 400
         assert '{"name", "password"}' in answer.json()["message"]
 
@@ -207,3 +211,24 @@ def test_a_plain_visit_to_slash_goes_to_the_panel(client: TestClient) -> None:
     # API calls keep their envelope and status
     assert client.get("/?api=1&function=listBackupJobs").status_code == 401
     assert client.get("/", headers={"Authorization": "Bearer x:y"}).status_code == 401
+
+
+def test_a_cross_site_form_cannot_sign_in(api: Any, client: TestClient) -> None:
+    make_user(api)
+    body = f'{{"name": "alice", "password": "{PASSWORD}", "x": "="}}'
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ):
+        answer = client.post("/ui/session", content=body.encode(), headers={"Content-Type": content_type})
+        assert answer.status_code == 415
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+
+
+def test_the_cookie_is_secure_under_https(api: Any, catalog: Any) -> None:
+    make_user(api)
+    client = TestClient(create_app(catalog), base_url="https://testserver")
+    signed = sign_in(client, name="alice", password=PASSWORD)
+    assert signed.status_code == 200
+    assert "; secure" in signed.headers["set-cookie"].lower()

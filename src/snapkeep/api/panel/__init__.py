@@ -4,7 +4,8 @@ The pages are plain HTML, CSS and JavaScript modules shipped in ``static/`` (no 
 fetched from elsewhere); they call the JSON API as the signed-in user, so they can never do more than
 that user may. This module only serves those files and starts and ends sessions:
 
-- ``POST /ui/session`` with ``{"name", "password"}`` or ``{"token": "USER:TOKEN"}``: a new session; the
+- ``POST /ui/session`` with a JSON body (``Content-Type: application/json``, else 415)
+  ``{"name", "password"}`` or ``{"token": "USER:TOKEN"}``: a new session; the
   answer sets the ``HttpOnly; SameSite=Strict`` cookie (``Secure`` under HTTPS) and carries the
   session's CSRF secret in ``data.csrf``. A failure answers 401 and counts against the address in the
   failed-authentication throttle (429 once refused).
@@ -107,6 +108,12 @@ def mount_panel(
         answer = refused(throttle, address)
         if answer is not None:
             return answer
+        if not request.headers.get("content-type", "").lower().startswith("application/json"):
+            # a cross-site form cannot send JSON without a preflight this server never grants, so
+            # another site cannot sign a visitor in to an account of its choosing (login CSRF)
+            return JSONResponse(
+                envelope.failure("sign in with Content-Type: application/json"), status_code=415
+            )
         body = await request.body()
         try:
             fields = json.loads(body[:MAX_SIGN_IN_BODY] or b"{}") if len(body) <= MAX_SIGN_IN_BODY else None
