@@ -152,6 +152,15 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     bare = page.evaluate("(href) => fetch(href.split('?')[0]).then(r => r.status)", href)
     assert bare == 403, "the cookie alone does not download"
 
+    # the other object pages, each list and its form, also pass axe
+    for link, heading in (("Schedules", "Schedule"), ("Hooks", "Hook"), ("Filters", "Account Filter")):
+        page.get_by_role("navigation", name="Main").get_by_role("link", name=link).click()
+        page.get_by_role("heading", name=link, exact=True).wait_for()
+        pages.check(page, link.lower())
+        page.get_by_role("link", name=f"New {heading}").click()
+        page.get_by_role("heading", name=f"New {heading}").wait_for()
+        pages.check(page, f"{link.lower()}-form")
+
     # phone width: the dashboard still reads; then sign out ends the session
     page.set_viewport_size({"width": 390, "height": 800})
     page.get_by_role("link", name="Dashboard").click()
@@ -162,4 +171,4 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     status = page.evaluate("fetch('/ui/session').then(r => r.status)")
     assert status == 401
     context.close()
-    assert len(pages.checked) >= 12
+    assert len(pages.checked) == 19, pages.checked

@@ -88,13 +88,15 @@ async function dashboard() {
   const sections = [h("h1", {}, "Dashboard")];
   const groups = (await data("listQueueGroups", { limit: 200 })).groups || [];
   const running = groups.filter((g) => g.status < 100);
-  const failedRuns = groups.filter((g) => g.status > 100).sort((a, b) => b.status - a.status || (b.created > a.created ? 1 : -1));
+  const since = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString();
+  const failedRuns = groups.filter((g) => g.status > 100 && (g.ended || g.created || "") >= since)
+    .sort((a, b) => ((b.ended || b.created) > (a.ended || a.created) ? 1 : -1));
   const runningList = h("section", { "aria-labelledby": "running-h" }, h("h2", { id: "running-h" }, "Running now"),
     table("Queue groups pending or running", ["Run", "Status", "Progress"],
       running.map((g) => [h("a", { href: `#/run/${g._id}` }, groupName(g)), statusBadge(g.status), progress(g)])));
   sections.push(runningList);
   sections.push(h("section", { "aria-labelledby": "failed-h" }, h("h2", { id: "failed-h" }, "Failed runs"),
-    table("Runs that failed or partly failed, worst first", ["Run", "Status", "Ended"],
+    table("Runs that failed or partly failed in the last 7 days, newest first", ["Run", "Status", "Ended"],
       failedRuns.slice(0, 20).map((g) => [h("a", { href: `#/run/${g._id}` }, groupName(g)), statusBadge(g.status), when(g.ended)]))));
   if (!isAccount()) {
     const jobs = (await data("listBackupJobs", { limit: 100 })).jobs || [];
