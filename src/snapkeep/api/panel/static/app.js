@@ -10,9 +10,23 @@ import { backupsPage, backupPage } from "./backups.js";
 const main = () => document.getElementById("main");
 let timers = [];
 
-// Poll FN every MS milliseconds while the page stays (a page change stops it).
+// Poll FN every MS milliseconds while the page stays (a page change stops it) and until FN
+// resolves to false (nothing runs any more).
 export function every(ms, fn) {
-  const id = setInterval(() => fn().catch(failed), ms);
+  const page = location.hash;
+  let busy = false;
+  const id = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      if (location.hash !== page || (await fn()) === false) clearInterval(id);
+    } catch (error) {
+      clearInterval(id);
+      failed(error);
+    } finally {
+      busy = false;
+    }
+  }, ms);
   timers.push(id);
 }
 
@@ -29,12 +43,16 @@ function failed(error) {
   show(h("h1", {}, "Something went wrong"), h("p", { role: "alert" }, error.message));
 }
 
+// Focus moves to the page only when the user went somewhere, never when a poll redraws it.
+let arrived = true;
+
 export function show(...children) {
   const target = main();
   target.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
   const heading = target.querySelector("h1");
   document.title = heading ? `${heading.textContent} · snapkeep` : "snapkeep";
-  target.focus();
+  if (arrived) target.focus();
+  arrived = false;
 }
 
 export const isRoot = () => me && me.role === "root";
@@ -84,7 +102,7 @@ function signInPage() {
   show(form);
 }
 
-async function dashboard() {
+async function dashboard(polled = false) {
   const sections = [h("h1", {}, "Dashboard")];
   const groups = (await data("listQueueGroups", { limit: 200 })).groups || [];
   const running = groups.filter((g) => g.status < 100);
@@ -134,7 +152,8 @@ async function dashboard() {
         h("span", {}, h("strong", {}, a.title), ` ${a.message || ""}`)]))));
   }
   show(...sections);
-  if (running.length) every(2000, async () => { if (location.hash === "#/" || !location.hash) await dashboard(); });
+  if (running.length && !polled) every(2000, () => dashboard(true));
+  return running.length > 0;
 }
 
 function diskUsage(destination) {
@@ -147,6 +166,7 @@ function diskUsage(destination) {
 async function route() {
   timers.forEach(clearInterval);
   timers = [];
+  arrived = true;
   const hash = location.hash || "#/";
   const [, page, kind, ident] = hash.split("/");
   try {

@@ -1,18 +1,21 @@
 // Runs: queue groups with live progress (polled), their items and log, stop and rerun failed.
 import { data, call, downloadLink } from "./api.js";
-import { h, announce, when, statusBadge, table, progress, groupName } from "./dom.js";
+import { h, announce, when, statusBadge, table, progress, groupName, STATUS } from "./dom.js";
 import { show, go, every, isAccount } from "./app.js";
 
-export async function runsPage() {
+export async function runsPage(polled = false) {
   const groups = (await data("listQueueGroups", { limit: 200 })).groups || [];
   show(h("h1", {}, "Runs"),
     table("Queue groups, newest first", ["Run", "Status", "Progress", "Started", "Ended"],
       groups.map((g) => [h("a", { href: `#/run/${g._id}` }, groupName(g)), statusBadge(g.status), progress(g), when(g.started), when(g.ended)])));
-  if (groups.some((g) => g.status < 100)) every(2000, async () => { if (location.hash === "#/runs") await runsPage(); });
+  const running = groups.some((g) => g.status < 100);
+  if (running && !polled) every(2000, () => runsPage(true));
+  return running;
 }
 
-export async function runPage(ident) {
+export async function runPage(ident, before = null) {
   const group = await data("getQueueGroup", { _id: ident });
+  if (before !== null && before < 100 && group.status >= 100) announce(`${groupName(group)} finished: ${STATUS[group.status] || group.status}`);
   const items = (await data("listQueueItems", { group_id: ident, limit: 500 })).items || [];
   let log = "";
   if (group.log_id) {
@@ -42,5 +45,12 @@ export async function runPage(ident) {
     h("section", { "aria-labelledby": "log-h" }, h("h2", { id: "log-h" }, "Log"),
       h("pre", { class: "log", tabindex: "0", "aria-label": "run log" }, log || "No log yet.")),
   );
-  if (group.status < 100) every(1500, async () => { if (location.hash === `#/run/${ident}`) await runPage(ident); });
+  if (group.status < 100 && before === null) {
+    let last = group.status;
+    every(1500, async () => {
+      last = await runPage(ident, last);
+      return last < 100;
+    });
+  }
+  return group.status;
 }
