@@ -88,6 +88,25 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.get_by_role("link", name="Jobs").click()
     page.get_by_role("heading", name="Jobs").wait_for()
     pages.check(page, "jobs")
+    # duplicate (the copy starts disabled), enable it, and delete it after a confirmation naming it
+    page.get_by_role("button", name="Duplicate Panel site").click()
+    copy_row = page.get_by_role("row").filter(has_text="Panel site - ")
+    copy_row.wait_for()
+    copy_name = copy_row.get_by_role("cell").first.inner_text()
+    assert "disabled" in copy_row.inner_text()
+    page.get_by_role("button", name=f"Enable {copy_name}").click()
+    page.get_by_role("button", name=f"Disable {copy_name}").wait_for()
+    asked: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
+    page.get_by_role("button", name=f"Delete {copy_name}").click()
+    page.locator("#list-status").get_by_text("Backup Job Deleted Successfully").wait_for()
+    assert asked == [f'Delete Backup Job "{copy_name}"? This cannot be undone.']
+    assert page.get_by_role("row").filter(has_text=copy_name).count() == 0
     page.get_by_role("button", name="Run Panel site now").click()
     page.locator("#list-status").get_by_text("queued to run", exact=False).wait_for()
 

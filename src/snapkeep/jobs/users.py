@@ -451,10 +451,25 @@ def verify_password(stored_hash: str, password: str) -> bool:
 
 def create_session(tx: Transaction, user: User) -> tuple[str, str]:
     """A new panel session for ``user``: ``(token ID, "NAME:SECRET")``; it ends at the latest
-    ``SESSION_LIFETIME`` from now."""
+    ``SESSION_LIFETIME`` from now. Sessions that ended (expired, idle too long, signed out) are
+    removed first, so the table does not grow with every sign-in."""
+    purge_sessions(tx)
     return create_token(
         tx, user, name="panel session", expires=tx.clock.now() + SESSION_LIFETIME, kind=SESSION
     )
+
+
+def purge_sessions(tx: Transaction) -> int:
+    """Delete every panel session that can no longer authenticate; return how many."""
+    tokens = schema.tokens
+    now = tx.clock.now()
+    ended = (
+        (tokens.c.expires <= now)
+        | tokens.c.revoked.is_not(None)
+        | (func.coalesce(tokens.c.last_used, tokens.c.created) <= now - SESSION_IDLE)
+    )
+    result = tx.connection.execute(tokens.delete().where((tokens.c.kind == SESSION) & ended))
+    return int(result.rowcount or 0)
 
 
 def csrf_secret(bearer: str) -> str:

@@ -33,30 +33,30 @@ export function mayManage(kind) {
   return KINDS[kind].roles.includes(me.role);
 }
 
-export async function listPage(kind) {
+export async function listPage(kind, note = "") {
   const spec = KINDS[kind];
   const manage = mayManage(kind);
   const items = rows(await data(spec.list, { limit: 500 }));
-  const status = h("p", { role: "status", id: "list-status" });
+  const status = h("p", { role: "status", id: "list-status" }, note);
   const act = async (fn, params, done) => {
     const answer = await call(fn, params);
     const group = /queue group ([0-9a-f]{24})/.exec(answer.message || "");
     status.replaceChildren(answer.message, group ? " " : "", group ? h("a", { href: `#/run/${group[1]}` }, "Follow the run") : "");
     announce(answer.message);
-    if (answer.success && done) done(answer.data);
+    if (answer.success && done) await listPage(kind, answer.message);
   };
   const buttons = (item) => {
     const list = [h("a", { href: `#/edit/${kind}/${item._id}`, "aria-label": `${manage ? "Edit" : "View"} ${item.name}` }, manage ? "Edit" : "View")];
     if (kind === "jobs") list.push(h("a", { href: `#/backups?account=${item._id}`, "aria-label": `Backups of ${item.name}` }, "Backups"));
     if (!manage) return h("span", { class: "actions" }, list);
-    if (spec.duplicate) list.push(h("button", { type: "button", onclick: () => act(spec.duplicate, { _id: item._id }, () => listPage(kind)) }, `Duplicate`));
+    if (spec.duplicate) list.push(h("button", { type: "button", "aria-label": `Duplicate ${item.name}`, onclick: () => act(spec.duplicate, { _id: item._id }, true) }, "Duplicate"));
     if (spec.run) list.push(h("button", { type: "button", "aria-label": `Run ${item.name} now`, onclick: () => act(spec.run, { _id: item._id }) }, "Run now"));
     if ("disabled" in item) {
-      list.push(h("button", { type: "button", onclick: () => act(spec.manage, { action: "modify", _id: item._id, disabled: item.disabled ? 0 : 1 }, () => listPage(kind)) },
+      list.push(h("button", { type: "button", "aria-label": `${item.disabled ? "Enable" : "Disable"} ${item.name}`, onclick: () => act(spec.manage, { action: "modify", _id: item._id, disabled: item.disabled ? 0 : 1 }, true) },
         item.disabled ? "Enable" : "Disable"));
     }
     list.push(h("button", { type: "button", class: "danger", "aria-label": `Delete ${item.name}`, onclick: () => {
-      if (confirm(`Delete ${spec.label} "${item.name}"? This cannot be undone.`)) act(spec.remove, { _id: item._id }, () => listPage(kind));
+      if (confirm(`Delete ${spec.label} "${item.name}"? This cannot be undone.`)) act(spec.remove, { _id: item._id }, true);
     } }, "Delete"));
     return h("span", { class: "actions" }, list);
   };
