@@ -148,3 +148,40 @@ def test_account_owner_restores_its_database_and_sees_nothing_else(
     page.goto(f"{server.base_url}/ui/#/edit/jobs/{job['_id']}")
     page.get_by_role("alert").get_by_text("permission denied").wait_for()
     context.close()
+
+    # a reseller owning alice's account: its pages, no hooks, no destination management without
+    # the grant, and only its accounts' backups
+    ok(
+        server,
+        "manageUser",
+        {"action": "create", "name": "res", "role": "reseller", "accounts": [alice], "password": PASSWORD},
+    )
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(STEP_MS)
+    page.goto(server.base_url + "/ui/")
+    page.get_by_label("User name").fill("res")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    pages.check(page, "reseller-dashboard")
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link").all_inner_texts() == [
+        "Dashboard",
+        "Jobs",
+        "Destinations",
+        "Schedules",
+        "Filters",
+        "Runs",
+        "Backups",
+    ]
+    nav.get_by_role("link", name="Destinations").click()
+    page.get_by_role("heading", name="Destinations").wait_for()
+    assert page.get_by_role("link", name="New Destination").count() == 0
+    nav.get_by_role("link", name="Backups").click()
+    page.get_by_role("heading", name="Backups").wait_for()
+    pages.check(page, "reseller-backups")
+    rows = page.locator("tbody tr").all_inner_texts()
+    assert rows
+    assert all(alice in text for text in rows), rows
+    context.close()
