@@ -212,6 +212,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "listAccountFilterGroups", "getAccountFilterGroup", "getBackupItem", "listBackupForType",
         "listBackupForTypeName", "listAccountsByFilters", "deleteAccountSnapshots",
         "addMultiAccountQueueItems", "manageAccountExcludeList", "getAccountExcludeList",
+        # issue 15: the web panel's lazy file chooser
+        "listBackupFiles",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}
