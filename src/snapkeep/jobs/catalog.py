@@ -31,7 +31,7 @@ from snapkeep.jobs.migrations.m0006_users import ROOT_ID
 
 # document kind -> the columns copied from the document on every write
 DOCUMENT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "jobs": ("name", "owner"),
+    "jobs": ("name", "owner", "node"),
     "destinations": ("name", "type", "owner"),
     "schedules": ("name", "type", "owner"),
     "hooks": ("name", "owner"),
@@ -79,6 +79,7 @@ class Transaction:
         if "owner" in DOCUMENT_COLUMNS.get(kind, ()):
             item["owner"] = row.owner  # the column is the truth (documents of old exports have none)
         if kind == "jobs":
+            item["node"] = row.node or ""  # the column is the truth (adopted rows: jobs.nodes)
             item["running"] = bool(row.running)
             item["last_run"] = row.last_run
             item["next_run"] = row.next_run
@@ -144,7 +145,11 @@ class Transaction:
 
     def _columns(self, kind: str, document: dict[str, Any]) -> dict[str, Any]:
         return {
-            column: document.get(column, ROOT_OWNER) if column == "owner" else document[column]
+            column: document.get(column, ROOT_OWNER)
+            if column == "owner"
+            else (document.get(column) or None)
+            if column == "node"  # a node ID; None for documents from before nodes
+            else document[column]
             for column in DOCUMENT_COLUMNS[kind]
         }
 

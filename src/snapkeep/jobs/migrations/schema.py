@@ -3,7 +3,8 @@
 At version 5 it is what migration 1 created plus migration 2's ``incidents`` table, migration
 3's ``backups`` table, migration 4's ``orphan`` and ``key_required`` columns of it and migration 5's
 integrity check tables, migration 6's users (with token and owner columns) and migration 7's sealed
-``job_keys``. When a later
+``job_keys``, and migration 11's ``nodes`` (with the ``node`` column of jobs and queue
+groups). When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -20,6 +21,7 @@ from snapkeep.jobs.migrations import (
     m0005_integrity,
     m0006_users,
     m0007_sealed,
+    m0011_nodes,
 )
 
 metadata = MetaData()
@@ -35,6 +37,9 @@ for _column in m0006_users.token_columns():
 for _kind in m0006_users.OWNED:
     TABLES[_kind].append_column(m0006_users.owner_column())
 TABLES.update(m0007_sealed.define(metadata))
+TABLES.update(m0011_nodes.define(metadata))
+for _kind in ("jobs", "queue_groups"):
+    TABLES[_kind].append_column(m0011_nodes.node_column())
 
 jobs = TABLES["jobs"]
 destinations = TABLES["destinations"]
@@ -55,3 +60,4 @@ integrity_runs = TABLES["integrity_runs"]
 backup_damage = TABLES["backup_damage"]
 users = TABLES["users"]
 job_keys = TABLES["job_keys"]
+nodes = TABLES["nodes"]

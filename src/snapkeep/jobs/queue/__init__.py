@@ -41,7 +41,9 @@ from snapkeep.jobs.queue.housekeeping import clear_finished, get_item, group_of_
 from snapkeep.jobs.queue.recovery import (
     end_unfinished,
     mark_never_finished,
+    mark_node_down,
     release_dead_locks,
+    release_process_locks,
 )
 from snapkeep.jobs.queue.running import GroupRecord, ProgressCallback, RunningGroup
 
@@ -68,7 +70,9 @@ __all__ = [
     "list_groups",
     "list_items",
     "mark_never_finished",
+    "mark_node_down",
     "release_dead_locks",
+    "release_process_locks",
     "request_stop",
     "rerun",
     "stop_all",
