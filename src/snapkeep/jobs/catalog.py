@@ -136,7 +136,7 @@ class Transaction:
             return None
         return JobState(
             id=row.id,
-            document={"_id": row.id, **dict(row.document or {})},
+            document={"_id": row.id, **dict(row.document or {}), "node": row.node or ""},
             created=row.created,
             running=bool(row.running),
             last_run=row.last_run,

@@ -117,6 +117,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "last_run": _col("last_run", Kind.TIME),
         "running": _col("running", Kind.FLAG),
         "disabled": _doc(Kind.FLAG, "disabled"),
+        "node": _col("node", Kind.TEXT),  # the node that runs it (issue 16; index ix_jobs_node)
+        "node_name": COMPUTED,
     },
     "destinations": {
         "_id": _ID,

@@ -35,8 +35,8 @@ from snapkeep.clock import isoformat
 from snapkeep.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from snapkeep.home import open_private
 from snapkeep.ids import is_id, new_id
-from snapkeep.jobs import alerts, queue
-from snapkeep.jobs.catalog import Transaction
+from snapkeep.jobs import alerts, queue, sealing
+from snapkeep.jobs.catalog import Catalog, Transaction
 from snapkeep.jobs.codes import ACTIVE, QueueStatus
 from snapkeep.jobs.migrations import schema
 
@@ -157,10 +157,46 @@ def resolve(tx: Transaction, ident: str, *, field_name: str = "node") -> str:
         raise ValidationError(field=field_name, problem=f"no such node: {ident}") from None
 
 
+def job_ids(tx: Transaction, node: str | None) -> list[str]:
+    """The IDs of the jobs of ``node`` in creation order (every job when None): a scheduler pass
+    (index ``ix_jobs_node``)."""
+    if node is None:
+        return tx.ids("jobs")
+    jobs = schema.jobs
+    query = select(jobs.c.id).where(jobs.c.node == node).order_by(jobs.c.created, jobs.c.id)
+    return [str(ident) for ident in tx.connection.execute(query).scalars()]
+
+
 def names(tx: Transaction) -> dict[str, str]:
     """Node ID -> name, for presenting what belongs to nodes."""
     table = schema.nodes
     return {str(row.id): str(row.name) for row in tx.connection.execute(select(table.c.id, table.c.name))}
+
+
+def check_master_key(catalog: Catalog) -> None:
+    """A node must hold the master key its catalog's secrets are sealed with (issue 16: nodes share
+    one key, each in its own 0600 file). Raises ConfigError naming the key file when the catalog
+    holds sealed values and this home has no key, or another key."""
+    from snapkeep.jobs.seal_catalog import find_sealed  # seal_catalog imports most of jobs
+
+    if catalog.home is None:
+        return
+    found = find_sealed(catalog.engine)
+    if found is None:
+        return
+    path = sealing.key_path(catalog.home)
+    if not sealing.has_key(catalog.home):
+        raise ConfigError(
+            f"this catalog holds secrets sealed with master key {found}, and this node has no master "
+            f"key: {path} does not exist. Copy the master key file of the other nodes there (mode "
+            f"0600), or set {sealing.ENVIRONMENT} to it (docs/nodes.md, docs/secrets.md)"
+        )
+    master = sealing.master_key(catalog.home, create=False)
+    if master.ident != found:
+        raise ConfigError(
+            f"this catalog holds secrets sealed with master key {found}, but {path} is master key "
+            f"{master.ident}: copy the other nodes' master key file there (docs/nodes.md)"
+        )
 
 
 # --- registration and heartbeats ---------------------------------------------------------------------

@@ -76,5 +76,5 @@ def upgrade(connection: Connection) -> None:
         existing = {item["name"] for item in inspect(connection).get_indexes(table_name)}
         if index in existing:
             continue
-        table = Table(table_name, MetaData(), autoload_with=connection)
-        Index(index, *(table.c[column] for column in names)).create(connection)
+        live = Table(table_name, MetaData(), autoload_with=connection)
+        Index(index, *(live.c[column] for column in names)).create(connection)
