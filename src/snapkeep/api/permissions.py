@@ -227,6 +227,9 @@ RULES: dict[str, Rule] = {
     "createToken": Rule(ROOT_ONLY),
     "listTokens": Rule(ROOT_ONLY),
     "revokeToken": Rule(ROOT_ONLY),
+    "listNodes": Rule(ROOT_ONLY),
+    "getNode": Rule(ROOT_ONLY),
+    "deleteNode": Rule(ROOT_ONLY),
 }
 
 
