@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, text
+from tests.conftest import fresh_postgres_schema
 
-from conftest import POSTGRES_DATABASE, POSTGRES_HOST, POSTGRES_PORT, POSTGRES_USER, require_server
 from snapkeep.api.dispatch import Api
 from snapkeep.api.functions.base import Caller
 from snapkeep.clock import FrozenClock
@@ -40,30 +40,7 @@ UTC_ZONE = ZoneInfo("UTC")
 @pytest.fixture
 def pg_url():
     """A ``postgresql://`` URL whose search_path is a schema of this test alone, dropped after."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(
-            host=POSTGRES_HOST,
-            port=POSTGRES_PORT,
-            dbname=POSTGRES_DATABASE,
-            user=POSTGRES_USER,
-            autocommit=True,
-            connect_timeout=3,
-        )
-    except Exception:  # noqa: BLE001 - any failure to reach the server means "not available"
-        require_server(False, f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT}")
-        return
-    schema = f"snapkeep_nodes_{os.getpid()}_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield (
-            f"postgresql://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{POSTGRES_DATABASE}"
-            f"?options=-csearch_path%3D{schema}"
-        )
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
+    yield from fresh_postgres_schema("snapkeep_nodes")
 
 
 class Cluster:

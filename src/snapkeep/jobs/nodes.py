@@ -32,12 +32,13 @@ from sqlalchemy import delete, func, or_, select, update
 
 from snapkeep import __version__
 from snapkeep.clock import isoformat
+from snapkeep.engine.repository.locks import process_alive
 from snapkeep.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from snapkeep.home import open_private
 from snapkeep.ids import is_id, new_id
 from snapkeep.jobs import alerts, queue, sealing
 from snapkeep.jobs.catalog import Catalog, Transaction
-from snapkeep.jobs.codes import ACTIVE, QueueStatus
+from snapkeep.jobs.codes import QueueStatus
 from snapkeep.jobs.migrations import schema
 
 LABEL = "Node"
@@ -239,7 +240,7 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
                 "another --node, or remove that node (`snapkeep nodes remove`) once it is down"
             )
     if mine is not None and _alive(mine, now) and (mine.host, mine.pid) != (me.host, me.pid):
-        same_host_dead = mine.host == me.host and not _process_alive(mine.pid)
+        same_host_dead = mine.host == me.host and not process_alive(mine.pid)
         if not same_host_dead:
             raise ConflictError(
                 f"node {mine.name!r} ({me.id}) is already running (pid {mine.pid} on {mine.host}, heartbeat "
@@ -273,24 +274,10 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
     return get_node(tx, me.id)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _adopt(tx: Transaction, node: str) -> None:
-    jobs, groups = schema.jobs, schema.queue_groups
+    jobs = schema.jobs
     tx.connection.execute(update(jobs).where(jobs.c.node.is_(None)).values(node=node))
-    tx.connection.execute(
-        update(groups)
-        .where(groups.c.node.is_(None), groups.c.status.in_([int(status) for status in ACTIVE]))
-        .values(node=node)
-    )
+    queue.adopt_groups(tx, node)
 
 
 def heartbeat(tx: Transaction, node: str) -> bool:

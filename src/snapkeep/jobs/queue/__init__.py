@@ -39,6 +39,7 @@ from snapkeep.jobs.queue.groups import (
 )
 from snapkeep.jobs.queue.housekeeping import clear_finished, get_item, group_of_item, stop_all
 from snapkeep.jobs.queue.recovery import (
+    adopt_groups,
     end_unfinished,
     mark_never_finished,
     mark_node_down,
@@ -52,6 +53,7 @@ __all__ = [
     "GroupRecord",
     "ProgressCallback",
     "RunningGroup",
+    "adopt_groups",
     "claim",
     "claim_next",
     "clear_finished",

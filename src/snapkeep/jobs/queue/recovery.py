@@ -106,6 +106,18 @@ def mark_never_finished(tx: Transaction, *, host: str | None = None, node: str |
     return marked
 
 
+def adopt_groups(tx: Transaction, node: str) -> int:
+    """Unfinished groups without a node (queued before nodes existed) become ``node``'s (the first
+    node to register, ``jobs.nodes.register``); how many."""
+    table = schema.queue_groups
+    result = tx.connection.execute(
+        update(table)
+        .where(table.c.node.is_(None), table.c.status.in_([int(status) for status in ACTIVE]))
+        .values(node=node)
+    )
+    return int(result.rowcount or 0)
+
+
 def mark_node_down(tx: Transaction, node: str) -> list[Group]:
     """The groups a node declared down left Processing (its own, or claimed by it) become 104 Never
     Finished (``jobs.nodes.sweep``); return them with their ``alert_id``."""
