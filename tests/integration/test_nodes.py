@@ -32,6 +32,7 @@ from snapkeep.errors import ConfigError, ConflictError
 from snapkeep.jobs import nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
+from snapkeep.jobs.runs import execute_group
 
 START = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=_dt.UTC)
 UTC_ZONE = ZoneInfo("UTC")
@@ -156,7 +157,32 @@ def test_a_job_belongs_to_the_node_serving_the_call_and_root_moves_it(cluster, t
     b = cluster.node("node-b")
     job = cluster.job("node-a", "sites", tmp_path / "data-a")
     assert (job["node"], job["node_name"]) == (a.id, "node-a")
-    moved = cluster.ok("node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "node": "node-b"})
+    # its Local destination is node A's disk: the job cannot move to B while it writes there
+    local = cluster.ok("node-a", "getDestination", {"_id": job["destination"][0]})
+    assert local["node"] == a.id
+    refused = cluster.fails(
+        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "node": "node-b"}
+    )
+    assert refused == (
+        "destination[0]: Local destination 'disk sites' is the disk of node 'node-a'; "
+        "this job runs on node 'node-b'"
+    )
+    shared = cluster.ok(
+        "node-a",
+        "manageDestination",
+        {
+            "action": "create",
+            "name": "shared sftp",
+            "type": "SFTP",
+            "options": {"host": "127.0.0.1", "port": 22, "username": "u", "password": "pw", "path": "/b"},
+        },
+    )
+    assert shared["node"] == ""  # SFTP and S3 are shared by every node
+    moved = cluster.ok(
+        "node-a",
+        "manageBackupJob",
+        {"action": "modify", "_id": job["_id"], "node": "node-b", "destination": [shared["_id"]]},
+    )
     assert (moved["node"], moved["node_name"]) == (b.id, "node-b")
     # a read-modify-write keeps it; an unknown node is named
     again = cluster.ok("node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "name": "sites2"})
@@ -170,6 +196,54 @@ def test_a_job_belongs_to_the_node_serving_the_call_and_root_moves_it(cluster, t
     assert "is up" in cluster.fails("node-a", "deleteNode", {"_id": "node-b"})
     cluster.clock.advance(10)
     assert "still has 1 Backup Job" in cluster.fails("node-a", "deleteNode", {"_id": "node-b"})
+    cluster.ok("node-a", "deleteBackupJob", {"_id": job["_id"]})
+    assert cluster.ok("node-a", "deleteNode", {"_id": "node-b"})["name"] == "node-b"
+    assert [node["name"] for node in cluster.ok("node-a", "listNodes")["nodes"]] == ["node-a"]
+
+
+def test_a_restore_runs_on_the_backups_node_and_a_local_disk_stays_on_its_node(cluster, tmp_path):
+    a = cluster.node("node-a")
+    b = cluster.node("node-b")
+    source = tmp_path / "site"
+    source.mkdir()
+    (source / "index.html").write_text("hello")
+    job = cluster.job("node-a", "site", tmp_path / "disk-a")
+    cluster.ok(
+        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
+    )
+    with cluster.catalog("node-a").transaction() as tx:
+        group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+    status = execute_group(
+        cluster.catalog("node-a"),
+        cluster.home("node-a"),
+        group["_id"],
+        stop=threading.Event(),
+        clock=cluster.clock,
+    )
+    assert status == QueueStatus.COMPLETED
+    backup = cluster.ok("node-a", "listBackups", {"type": 2})["backups"][0]
+    # asked through node B, the restore still runs on A (the backup's node)
+    restore = cluster.ok(
+        "node-b",
+        "addQueueItems",
+        {"type": 2, "snapshot_id": backup["_id"], "options": {"target": str(tmp_path / "back")}},
+    )
+    assert restore["node"] == a.id
+    onto_b = cluster.fails(
+        "node-a", "addQueueItems", {"type": 2, "snapshot_id": backup["_id"], "options": {"node": "node-b"}}
+    )
+    assert onto_b == (
+        f"options[node]: backup {backup['_id']} is on Local destination 'disk site', the disk of node "
+        "'node-a': it cannot be restored on node 'node-b' (only SFTP and S3 destinations are shared)"
+    )
+    assert "no such node: nope" in cluster.fails(
+        "node-a", "addQueueItems", {"type": 4, "snapshot_id": backup["_id"], "options": {"node": "nope"}}
+    )
+    # only node A's pool claims it
+    with cluster.catalog("node-b").transaction() as tx:
+        assert queue.claim_next(tx, [QueueType.RESTORE], node=b.id) is None
+    with cluster.catalog("node-a").transaction() as tx:
+        assert queue.claim_next(tx, [QueueType.RESTORE], node=a.id)["_id"] == restore["_id"]
 
 
 def test_only_root_moves_a_job(cluster, tmp_path):

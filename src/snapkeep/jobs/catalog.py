@@ -70,9 +70,11 @@ class JobState:
 class Transaction:
     """One open database transaction with document helpers. Obtain from ``Catalog.transaction``."""
 
-    def __init__(self, connection: Connection, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, home: Path | None = None) -> None:
         self.connection = connection
         self.clock = clock
+        #: the data directory of the catalog (its node, keys and downloads); None when opened without
+        self.home = home
 
     def _row_to_object(self, kind: str, row: Any) -> dict[str, Any]:
         item: dict[str, Any] = {"_id": row.id, **row.document}
@@ -280,7 +282,7 @@ class Catalog:
                 if write and self.engine.dialect.name == "sqlite":
                     connection = connection.execution_options(sqlite_immediate=True)
                 with connection.begin():
-                    yield Transaction(connection, self.clock)
+                    yield Transaction(connection, self.clock, self.home)
         except SnapkeepError:
             raise
         except SQLAlchemyError as error:

@@ -131,6 +131,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "disk_limit": _doc(Kind.INT, "disk_limit"),
         "disk_usage": COMPUTED,  # asked of the destination
         "count": COMPUTED,  # jobs using it
+        "node": _doc(Kind.TEXT, "node"),  # a Local destination's node (issue 16); "" for shared ones
         **_OWNED,
     },
     "schedules": {

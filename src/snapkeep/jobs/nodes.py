@@ -168,6 +168,12 @@ def job_ids(tx: Transaction, node: str | None) -> list[str]:
     return [str(ident) for ident in tx.connection.execute(query).scalars()]
 
 
+def serving_node(tx: Transaction) -> str | None:
+    """The node of the data directory ``tx``'s catalog was opened for (the node serving an API call
+    or running a command: ``local_id``); None for a catalog opened without one."""
+    return local_id(tx.home) if tx.home is not None else None
+
+
 def names(tx: Transaction) -> dict[str, str]:
     """Node ID -> name, for presenting what belongs to nodes."""
     table = schema.nodes

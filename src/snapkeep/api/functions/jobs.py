@@ -119,8 +119,17 @@ def stored_fields(job: dict[str, Any]) -> dict[str, Any]:
 def check_references(tx: Transaction, fields: JobFields, stored: Stored = None) -> None:
     """Every destination, schedule and filter group the job names must exist. Raises ValidationError."""
     for index, ident in enumerate(fields.destination):
-        if tx.get("destinations", ident, lock=True) is None:
+        destination = tx.get("destinations", ident, lock=True)
+        if destination is None:
             raise ValidationError(field=f"destination[{index}]", problem=f"no such destination: {ident}")
+        disk = str(destination.get("node") or "")
+        if destination["type"] == "Local" and disk and fields.node and disk != fields.node:
+            names = nodes.names(tx)
+            raise ValidationError(
+                field=f"destination[{index}]",
+                problem=f"Local destination {destination['name']!r} is the disk of node "
+                f"{names.get(disk, disk)!r}; this job runs on node {names.get(fields.node, fields.node)!r}",
+            )
     for index, link in enumerate(fields.schedules):
         if tx.get("schedules", link.id, lock=True) is None:
             raise ValidationError(field=f"schedules[{index}][_id]", problem=f"no such schedule: {link.id}")
