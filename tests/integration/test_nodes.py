@@ -29,7 +29,7 @@ from snapkeep.daemon.scheduler import Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
 from snapkeep.errors import ConfigError, ConflictError
-from snapkeep.jobs import nodes, queue, repositories
+from snapkeep.jobs import alerts, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.runs import execute_group
@@ -581,3 +581,26 @@ def test_the_scheduler_pass_the_claim_and_list_backup_jobs_use_indexes(cluster, 
     with catalog.engine.connect() as connection:
         names = set(connection.execute(text("SELECT indexname FROM pg_indexes")).scalars())
     assert {"ix_jobs_node", "ix_queue_groups_claim", "ix_nodes_state_heartbeat"} <= names
+
+
+def test_old_queue_groups_and_alerts_are_pruned_by_the_log_retention_setting(cluster):
+    a = cluster.node("node-a")
+    cluster.ok("node-a", "manageSettingsGeneral", {"logs_ttl": 10})
+    catalog = cluster.catalog("node-a")
+    with catalog.transaction() as tx:
+        old = queue.enqueue_restore(tx, QueueType.RESTORE, owner="root", document={"data": {}}, node=a.id)
+        queue.end_unfinished(tx, old["_id"], QueueStatus.FAILED, reason="test")
+        old_alert = alerts.raise_alert(tx, title="old", message="old")
+        open_alert = alerts.raise_alert(tx, title="open", message="still open", incident="test:open")
+    cluster.clock.advance(11 * 86400)
+    with catalog.transaction() as tx:
+        recent = queue.enqueue_restore(tx, QueueType.RESTORE, owner="root", document={"data": {}}, node=a.id)
+        queue.end_unfinished(tx, recent["_id"], QueueStatus.FAILED, reason="test")
+        pending = queue.enqueue_restore(tx, QueueType.RESTORE, owner="root", document={"data": {}}, node=a.id)
+    Service(catalog, cluster.home("node-a"), clock=cluster.clock, node=a).prune_logs()
+    with catalog.transaction(write=False) as tx:
+        left = {group["_id"] for group in queue.list_groups(tx)}
+        kept_alerts = {alert.id for alert in alerts.list_alerts(tx)}
+    assert left == {recent["_id"], pending["_id"]}
+    assert old_alert is not None and open_alert is not None
+    assert kept_alerts == {open_alert.id}

@@ -30,6 +30,7 @@ node down (it left cleanly).
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Callable
@@ -328,9 +329,21 @@ class Service:
         return len(raised)
 
     def prune_logs(self) -> int:
-        """Delete the run logs older than the ``logs_ttl`` setting now; how many. Raises CatalogError."""
+        """Delete the run logs older than the ``logs_ttl`` setting now, and the finished queue groups
+        (not downloads) and the alerts (not of an open incident) older than it too (issue 16: a
+        catalog many nodes write to stays small); how many logs. Raises CatalogError."""
         with self.catalog.transaction() as tx:
-            return len(logs.prune_logs(tx, self.home))
+            pruned = len(logs.prune_logs(tx, self.home))
+            days = settings.general(tx).logs_ttl
+            if days:
+                cutoff = self.clock.now() - datetime.timedelta(days=days)
+                groups = queue.clear_finished(tx, ended_before=cutoff)
+                raised = alerts.prune_alerts(tx, cutoff)
+                if groups or raised:
+                    log.info(
+                        "deleted %d queue groups and %d alerts older than %d days", len(groups), raised, days
+                    )
+        return pruned
 
     def _monitor_loop(self) -> None:
         pruned = -LOG_PRUNE_INTERVAL
