@@ -602,5 +602,6 @@ def test_old_queue_groups_and_alerts_are_pruned_by_the_log_retention_setting(clu
         left = {group["_id"] for group in queue.list_groups(tx)}
         kept_alerts = {alert.id for alert in alerts.list_alerts(tx)}
     assert left == {recent["_id"], pending["_id"]}
-    assert old_alert is not None and open_alert is not None
+    assert old_alert is not None
+    assert open_alert is not None
     assert kept_alerts == {open_alert.id}
