@@ -11,6 +11,7 @@ group) are derived from the document on every write.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,30 @@ def catalog_url(home: Path, url: str | None) -> str:
     if url.startswith("postgresql+psycopg://") or url.startswith("sqlite:"):
         return url
     raise ConfigError(f"catalog URL must start with postgresql:// (got {url.split('://')[0]}://...)")
+
+
+#: ``SIZE+OVERFLOW`` connections one process keeps to a PostgreSQL catalog (docs/nodes.md: the
+#: nodes together must stay under ``max_connections``)
+POOL_VARIABLE = "SNAPKEEP_CATALOG_POOL"
+DEFAULT_POOL = (4, 4)
+
+
+def pool_size(value: str | None = None) -> tuple[int, int]:
+    """The connection pool of a PostgreSQL catalog: (kept open, more when busy), from
+    ``SNAPKEEP_CATALOG_POOL`` (``SIZE+OVERFLOW``, e.g. ``4+4``; default 4+4). Raises ConfigError."""
+    text = os.environ.get(POOL_VARIABLE, "") if value is None else value
+    if not text.strip():
+        return DEFAULT_POOL
+    size, _, overflow = text.strip().partition("+")
+    try:
+        parsed = (int(size), int(overflow or 0))
+    except ValueError:
+        parsed = (0, -1)
+    if not 1 <= parsed[0] <= 100 or not 0 <= parsed[1] <= 100:
+        raise ConfigError(
+            f"{POOL_VARIABLE} must be SIZE+OVERFLOW with SIZE 1-100 and OVERFLOW 0-100 (got {text!r})"
+        )
+    return parsed
 
 
 @dataclass(frozen=True)
@@ -236,7 +261,8 @@ class Catalog:
                 engine = create_engine(target, connect_args={"timeout": 30})
                 _sqlite_setup(engine)
             else:
-                engine = create_engine(target, pool_pre_ping=True)
+                size, overflow = pool_size()
+                engine = create_engine(target, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
             tighten(Path(home))
             # several processes may open a catalog that needs a migration at once (serve and a
             # command): on SQLite each migration takes the write lock when it begins, so the others
