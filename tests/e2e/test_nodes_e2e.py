@@ -7,7 +7,9 @@ tree of accounts (an inventory provider in its own ``config.toml``) and the same
 - node C is killed with -9 while its run holds a repository lock on S3: the others declare it down,
   its group becomes 104 and its lock is removed, within its ``--node-timeout`` (3 s) plus a margin;
 - an account of the dead node C, backed up before (encrypted: the job key is sealed in the shared
-  catalog), is restored through node A onto node B, into an account of B, and compared byte for byte.
+  catalog), is restored through node A onto node B, into an account of B: its files compared byte
+  for byte, its MariaDB database (recreated under B's account's prefix) by row checksums.
+- a second live node on a SQLite catalog is refused at start with a clear message.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,13 +30,16 @@ from tests.conftest import require_server
 from tests.e2e.conftest import (
     POSTGRES_HOST,
     POSTGRES_PORT,
+    SNAPKEEP,
     Instance,
     Server,
+    free_port,
     fresh_postgres_database,
     postgres_answers,
     printed_token,
     start_server,
 )
+from tests.integration.test_account_runs import MARIADB_SQL, mariadb, mariadb_checksum, servers_answer
 from tests.servers import RcloneS3Server
 
 NODE_TIMEOUT = 3.0
@@ -64,10 +70,12 @@ def _tree(home: Path, user: str, *, size: int = 0) -> None:
         (home / "big.bin").write_bytes(secrets.token_bytes(size))
 
 
-def _configure(root: Path, home: Path, accounts: dict[str, Path]) -> None:
+def _configure(root: Path, home: Path, accounts: dict[str, Path], databases: dict[str, str]) -> None:
     lines = []
     for user, account_home in accounts.items():
         lines += ["[[account]]", f'username = "{user}"', f'home = "{account_home}"']
+        if user in databases:
+            lines += ["[[account.databases]]", 'engine = "mariadb"', f'name = "{databases[user]}"']
     (root / "inventory.toml").write_text("\n".join(lines) + "\n")
     (home / "config.toml").write_text(
         f'[accounts]\nprovider = "inventory"\ninventory = "{root / "inventory.toml"}"\n'
@@ -77,8 +85,14 @@ def _configure(root: Path, home: Path, accounts: dict[str, Path]) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3Server) -> Iterator[dict[str, Node]]:
     require_server(postgres_answers(), f"PostgreSQL on {POSTGRES_HOST}:{POSTGRES_PORT}")
+    require_server(servers_answer(), "MariaDB at 127.0.0.1:3306 and PostgreSQL at 127.0.0.1:5432")
     key = os.urandom(32)
     tag = secrets.token_hex(2)
+    carol_db = f"carol{tag}_shop"  # dumped with carol's account, restored as dana{tag}_shop
+    made_databases = [carol_db, f"dana{tag}_shop"]
+    rows = ",".join(f"({n}, ' post {n} ', 'body {n}', {n}.25)" for n in range(1, 301))
+    mariadb(f"CREATE DATABASE `{carol_db}`")
+    mariadb(MARIADB_SQL.format(rows=rows), carol_db)
     layout = {
         "node-a": {f"alice{tag}": 0},
         "node-b": {f"bob{tag}": 0, f"dana{tag}": -1},  # dana: an empty account to restore into
@@ -101,7 +115,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3Server)
                         _tree(homes[user], user, size=size)
                     else:
                         homes[user].mkdir(parents=True)
-                _configure(root, home, homes)
+                _configure(root, home, homes, {f"carol{tag}": carol_db} if name == "node-c" else {})
                 instance = Instance("postgresql", home, url)
                 log = root / "serve.log"
                 process, base_url, output = start_server(
@@ -113,6 +127,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3Server)
         finally:
             for node in nodes.values():
                 node.server.stop()
+            for database in made_databases:
+                mariadb(f"DROP DATABASE IF EXISTS `{database}`")
 
 
 def _wait(node: Node, group_id: str, timeout: float = 90.0) -> dict[str, Any]:
@@ -211,6 +227,7 @@ def test_three_nodes_share_a_catalog_and_an_s3_destination(
     # C runs again with a big file; killed -9 while its run holds a lock on the S3 destination
     carol = next(iter(c.accounts))
     before = _files(c.accounts[carol])
+    checksum = mariadb_checksum(f"{carol}_shop")
     (c.accounts[carol] / "big.bin").write_bytes(secrets.token_bytes(96 * 1024 * 1024))
     running = c.ok("runBackupJobManually", {"_id": jobs["node-c"]["_id"]})["queue_group_id"]
     locks = s3_server.root / "nodes" / "backups" / jobs["node-c"]["_id"] / "locks"
@@ -241,9 +258,8 @@ def test_three_nodes_share_a_catalog_and_an_s3_destination(
         {
             "type": 2,
             "snapshot_id": backup["_id"],
-            "files": {
-                backup["_id"]: {"/homedir": "Directory"}
-            },  # its files (an inventory account has no mail)
+            # its files and database (this inventory account has no mail)
+            "files": {backup["_id"]: {"/homedir": "Directory", f"/databases/mariadb/{carol}_shop": "File"}},
             "options": {"node": "node-b", "target_account": dana},
         },
     )
@@ -251,7 +267,29 @@ def test_three_nodes_share_a_catalog_and_an_s3_destination(
     done = _wait(a, restore["_id"])
     assert done["status"] == 100, b.ok("getLog", {"_id": done["log_id"], "content": 1})["content"]
     assert _files(b.accounts[dana]) == before  # byte for byte, without the file of the killed run
+    assert mariadb_checksum(f"{dana}_shop") == checksum  # the rows, under dana's prefix
     # node C is gone: it can be removed once its job is moved or deleted
     b.ok("deleteBackupJob", {"_id": jobs["node-c"]["_id"]})
     assert b.ok("deleteNode", {"_id": "node-c"})["name"] == "node-c"
     assert sorted(node["name"] for node in a.ok("listNodes")["nodes"]) == ["node-a", "node-b"]
+
+
+def test_a_second_node_on_a_sqlite_catalog_is_refused_at_start(tmp_path: Path) -> None:
+    first = Instance("sqlite", tmp_path / "first", None)
+    process, base_url, _output = start_server(first, tmp_path / "first.log", "--node", "one")
+    running = Server(first, process, base_url, tmp_path / "first.log", "")
+    try:
+        second = Instance("sqlite", tmp_path / "second", f"sqlite:///{first.home / 'catalog.db'}")
+        refused = subprocess.run(
+            [str(SNAPKEEP), "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--node", "two"],
+            env=second.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert "a SQLite catalog serves one node, and node 'one'" in refused.stderr + refused.stdout
+        assert "several nodes need a shared PostgreSQL catalog" in refused.stderr + refused.stdout
+    finally:
+        running.stop()
