@@ -605,3 +605,14 @@ def test_old_queue_groups_and_alerts_are_pruned_by_the_log_retention_setting(clu
     assert old_alert is not None
     assert open_alert is not None
     assert kept_alerts == {open_alert.id}
+
+
+def test_every_group_has_a_node_and_a_reindex_of_a_local_disk_runs_on_its_node(cluster, tmp_path):
+    a, b = cluster.node("node-a"), cluster.node("node-b")
+    job = cluster.job("node-a", "sites", tmp_path / "disk-a")
+    with cluster.catalog("node-b").transaction() as tx:
+        local = tx.require("destinations", job["destination"][0], "Destination")
+        reindex = queue.enqueue_reindex(tx, local, owner="root")  # asked on B, for A's disk
+        download = queue.enqueue_restore(tx, QueueType.DOWNLOAD, owner="root", document={"data": {}})
+    assert reindex["node"] == a.id
+    assert download["node"] == b.id  # nothing said: the node of the data directory queueing it

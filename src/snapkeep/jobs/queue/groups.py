@@ -52,6 +52,12 @@ def _insert(
     document: dict[str, Any],
     node: str | None = None,
 ) -> Group:
+    if not node and tx.home is not None:
+        # a group always has a node (only its node's pools claim it): by default the node of the
+        # data directory queueing it (issue 16; a local import, jobs.nodes uses this package)
+        from snapkeep.jobs.nodes import local_id
+
+        node = local_id(tx.home)
     group_id = new_id(tx.clock)
     tx.connection.execute(
         schema.queue_groups.insert().values(
@@ -131,6 +137,8 @@ def enqueue_reindex(
         if dict(row.document or {}).get("data", {}).get("_id") == ident:
             raise ConflictError(f"Destination {ident} is already being reindexed (queue group {row.id})")
     document = {"data": {"_id": ident, "name": str(destination.get("name", ""))}}
+    # a Local destination is read on its own node (issue 16); a shared one by the queueing node
+    node = node or str(destination.get("node") or "") or None
     return _insert(tx, QueueType.REINDEX, job_id=None, owner=owner, document=document, node=node)
 
 
