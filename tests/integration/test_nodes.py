@@ -616,3 +616,19 @@ def test_every_group_has_a_node_and_a_reindex_of_a_local_disk_runs_on_its_node(c
         download = queue.enqueue_restore(tx, QueueType.DOWNLOAD, owner="root", document={"data": {}})
     assert reindex["node"] == a.id
     assert download["node"] == b.id  # nothing said: the node of the data directory queueing it
+
+
+def test_the_only_node_adopts_what_belongs_to_no_known_node(cluster, tmp_path):
+    job = cluster.job("node-old", "from a dr import", tmp_path / "disk")  # node-old never registers
+    with cluster.catalog("node-old").transaction() as tx:
+        pending = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+    # a second node on a shared catalog leaves another (unknown) node's jobs alone
+    a = cluster.node("node-a")
+    assert cluster.ok("node-a", "getBackupJob", {"_id": job["_id"]})["node"] == a.id
+    assert cluster.ok("node-a", "getQueueGroup", {"_id": pending["_id"]})["node"] == a.id
+    assert cluster.ok("node-a", "getDestination", {"_id": job["destination"][0]})["node"] == a.id
+    other = cluster.job("node-c", "of node c", tmp_path / "disk-c")
+    cluster.node("node-b")
+    assert cluster.ok("node-a", "getBackupJob", {"_id": other["_id"]})["node"] == nodes.local_id(
+        cluster.home("node-c")
+    )

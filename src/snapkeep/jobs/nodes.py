@@ -276,14 +276,23 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         tx.connection.execute(table.insert().values(id=me.id, created=now, document={}, **values))
     else:
         tx.connection.execute(update(table).where(table.c.id == me.id).values(**values))
-    _adopt(tx, me.id)
+    _adopt(tx, me.id, alone=not any(row.id != me.id for row in rows))
     return get_node(tx, me.id)
 
 
-def _adopt(tx: Transaction, node: str) -> None:
+def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
+    """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The only node
+    of a catalog also takes those of nodes the catalog does not know (a catalog restored with
+    ``snapkeep dr import`` onto a new server, whose ID is new), with their Local destinations."""
     jobs = schema.jobs
-    tx.connection.execute(update(jobs).where(jobs.c.node.is_(None)).values(node=node))
-    queue.adopt_groups(tx, node)
+    orphan = jobs.c.node.is_(None) | (jobs.c.node != node) if alone else jobs.c.node.is_(None)
+    tx.connection.execute(update(jobs).where(orphan).values(node=node))
+    queue.adopt_groups(tx, node, every=alone)
+    if alone:
+        for destination in tx.all("destinations", type="Local"):
+            if destination.get("node") and destination["node"] != node:
+                document = {key: value for key, value in destination.items() if key != "_id"}
+                tx.replace("destinations", str(destination["_id"]), {**document, "node": node})
 
 
 def heartbeat(tx: Transaction, node: str) -> bool:

@@ -106,14 +106,14 @@ def mark_never_finished(tx: Transaction, *, host: str | None = None, node: str |
     return marked
 
 
-def adopt_groups(tx: Transaction, node: str) -> int:
+def adopt_groups(tx: Transaction, node: str, *, every: bool = False) -> int:
     """Unfinished groups without a node (queued before nodes existed) become ``node``'s (the first
-    node to register, ``jobs.nodes.register``); how many."""
+    node to register, ``jobs.nodes.register``); with ``every``, those of any other node too (the
+    catalog's only node); how many."""
     table = schema.queue_groups
+    orphan = table.c.node.is_(None) | (table.c.node != node) if every else table.c.node.is_(None)
     result = tx.connection.execute(
-        update(table)
-        .where(table.c.node.is_(None), table.c.status.in_([int(status) for status in ACTIVE]))
-        .values(node=node)
+        update(table).where(orphan, table.c.status.in_([int(status) for status in ACTIVE])).values(node=node)
     )
     return int(result.rowcount or 0)
 
