@@ -8,7 +8,7 @@ PORT ?= 3035
 DATA ?=
 SIZE ?= 2G
 
-.PHONY: run test test-fast bench bench-load reliability lint format servers lock clean
+.PHONY: run test test-fast bench bench-load bench-nodes reliability lint format servers lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,11 +52,18 @@ bench: $(VENV)/.installed-test
 	bash scripts/bench-tools.sh
 	$(BIN)/python bench/run.py --size $(SIZE) $(if $(DATA),--data $(DATA),)
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/nodes.py
 
 # The API under load (2,000 jobs, 50 clients for 60 s; one client's lists at 100 to 10,000 jobs):
 # about 2 minutes; writes bench/load-results.json and its block of docs/RELIABILITY.md.
 bench-load: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py
+
+# 10 node processes x 50 tiny jobs on one PostgreSQL (127.0.0.1:5432) for 2 minutes, then a drain:
+# runs per minute, claim latency, statements per run, none lost or doubled; writes
+# bench/nodes-results.json and its block of docs/SCALE.md (issue 16).
+bench-nodes: $(VENV)/.installed-test
+	$(BIN)/python bench/nodes.py
 
 # kill -9 trials, crafted repositories and full disks; rewrites the tables in docs/RELIABILITY.md.
 reliability: $(VENV)/.installed-test servers

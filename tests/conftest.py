@@ -40,6 +40,12 @@ def postgres_url():
 
     Skips outside CI (fails in CI) when the PostgreSQL server does not answer.
     """
+    yield from fresh_postgres_schema("snapkeep_test")
+
+
+def fresh_postgres_schema(prefix: str) -> Iterator[str]:
+    """Yield a ``postgresql://`` URL whose search_path is a new schema named from ``prefix``; drop the
+    schema after. Skips outside CI (fails in CI) when the PostgreSQL server does not answer."""
     import secrets
 
     try:
@@ -56,7 +62,7 @@ def postgres_url():
     except Exception:  # noqa: BLE001 - any failure to reach the server means "not available"
         require_server(False, f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT}")
         return
-    schema = f"snapkeep_test_{os.getpid()}_{secrets.token_hex(4)}"
+    schema = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     admin.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield (

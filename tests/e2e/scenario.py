@@ -319,6 +319,15 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert door.ok("revokeToken", {"_id": token["_id"]})["state"] == "revoked"
     door.ok("deleteUser", {"_id": user["_id"]})
 
+    # Nodes (issue 16): the serve processes sharing the catalog (none when no serve ran); a live node
+    # cannot be removed, a missing one is named.
+    for node in listed(door.ok("listNodes", {"sort": {"name": "1"}}), "nodes"):
+        assert door.ok("getNode", {"_id": node["_id"]})["name"] == node["name"]
+        if node["alive"]:
+            assert "is up" in door.fails("deleteNode", {"_id": node["_id"]})
+    assert "node not found" in door.fails("getNode", {"_id": f"walk-{tag}-none"}).lower()
+    assert "node not found" in door.fails("deleteNode", {"_id": f"walk-{tag}-none"}).lower()
+
     # Deleting what nothing uses any more.
     door.ok("deleteHook", {"_id": hook["_id"]})
     door.ok("deleteAccountFilter", {"_id": spare["_id"]})

@@ -214,6 +214,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "addMultiAccountQueueItems", "manageAccountExcludeList", "getAccountExcludeList",
         # issue 15: the web panel's lazy file chooser
         "listBackupFiles",
+        # issue 16: the nodes sharing the catalog
+        "listNodes", "getNode", "deleteNode",
     }  # fmt: skip
     for kind in ("Destination", "Schedule", "Hook", "AccountFilter"):
         expected |= {f"manage{kind}", f"get{kind}", f"list{kind}s", f"delete{kind}"}

@@ -95,6 +95,10 @@ EXPECTED: dict[str, set[str]] = {
     "createToken": ONLY_ROOT,
     "listTokens": ONLY_ROOT,
     "revokeToken": ONLY_ROOT,
+    # issue 16: the nodes sharing the catalog
+    "listNodes": ONLY_ROOT,
+    "getNode": ONLY_ROOT,
+    "deleteNode": ONLY_ROOT,
 }
 
 
@@ -371,6 +375,9 @@ SAMPLES: dict[str, tuple[Sample, str]] = {
     "createToken": (lambda w, r: {"user": "res", "expires": "30d"}, ""),
     "listTokens": (lambda w, r: {}, ""),
     "revokeToken": (lambda w, r: {"_id": "f" * 24}, "Token not found"),
+    "listNodes": (lambda w, r: {}, ""),
+    "getNode": (lambda w, r: {"_id": "no-such-node"}, "Node not found"),
+    "deleteNode": (lambda w, r: {"_id": "no-such-node"}, "Node not found"),
 }
 for _group in ("Performance", "General", "Notification", "Integrity"):
     SAMPLES[f"getSettings{_group}"] = (lambda w, r: {}, "")

@@ -24,6 +24,7 @@ from snapkeep.api.functions import (
     hooks,
     jobs,
     logs,
+    nodes,
     queue,
     reindex,
     restore,
@@ -57,6 +58,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         settings,
         accounts,
         users,
+        nodes,
     )
     for spec in module.FUNCTIONS
 }

@@ -62,8 +62,15 @@ def _owner_is_caller(tx: Transaction, who: Principal, params: Mapping[str, Any])
 
 def _references(tx: Transaction, who: Principal, params: Mapping[str, Any]) -> None:
     """A reseller's job may name only its own destinations, schedules and filter groups, and back up
-    only folders inside its accounts' homes (the stored list too, when ``type`` changes)."""
+    only folders inside its accounts' homes (the stored list too, when ``type`` changes). Only root
+    moves a job to another node: others may send ``node`` back unchanged (issue 16)."""
     _owner_is_caller(tx, who, params)
+    node = params.get("node")
+    if node not in (None, ""):
+        ident = params.get("_id")
+        stored = tx.get("jobs", ident) if isinstance(ident, str) and is_id(ident) else None
+        if stored is None or node != stored.get("node"):
+            raise AccessDenied("only root may set node")
     for index, ident in enumerate(_as_list(params.get("destination"))):
         if isinstance(ident, str) and is_id(ident) and not visible(tx, who, "destinations", ident):
             raise ValidationError(field=f"destination[{index}]", problem=f"no such destination: {ident}")
@@ -221,6 +228,9 @@ RULES: dict[str, Rule] = {
     "createToken": Rule(ROOT_ONLY),
     "listTokens": Rule(ROOT_ONLY),
     "revokeToken": Rule(ROOT_ONLY),
+    "listNodes": Rule(ROOT_ONLY),
+    "getNode": Rule(ROOT_ONLY),
+    "deleteNode": Rule(ROOT_ONLY),
 }
 
 

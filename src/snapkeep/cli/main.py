@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "reindex": "snapkeep.cli.reindex_cmd:reindex_command",
     "settings": "snapkeep.cli.settings_cmd:settings_group",
     "integrity": "snapkeep.cli.integrity_cmd:integrity_group",
+    "nodes": "snapkeep.cli.nodes_cmd:nodes_group",
 }
 
 
@@ -104,7 +105,7 @@ def cli(ctx: click.Context, home: Path | None, catalog_url: str | None) -> None:
 #: the commands that open (and would create) the data directory's catalog
 HOME_COMMANDS = frozenset(
     {"api", "token", "user", "jobs", "serve", "run", "runs", "logs", "backups", "restore", "keys", "reindex",
-     "settings", "integrity"}
+     "settings", "integrity", "nodes"}
 )  # fmt: skip
 
 

@@ -43,6 +43,7 @@ from snapkeep.cli.humane import plural
 from snapkeep.cli.main import Context
 from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 from snapkeep.daemon.service import Service
+from snapkeep.jobs import nodes
 from snapkeep.jobs.catalog import Catalog
 
 DEFAULT_HOST = "127.0.0.1"
@@ -262,6 +263,21 @@ def check_port_free(host: str, port: int) -> None:
     type=click.FloatRange(0.5, 600),
     help=f"Seconds a request body may stall (the whole body: at most {BODY_TOTAL_TIMEOUT:.0f} s).",
 )
+@click.option(
+    "--node",
+    "node_name",
+    envvar="SNAPKEEP_NODE",
+    default=None,
+    help="This server's node name on a shared catalog (default: the host name; docs/nodes.md).",
+)
+@click.option(
+    "--node-timeout",
+    envvar="SNAPKEEP_NODE_TIMEOUT",
+    default=nodes.DEFAULT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(nodes.MIN_TIMEOUT, nodes.MAX_TIMEOUT),
+    help="Seconds without a heartbeat after which the other nodes declare this one down.",
+)
 @click.pass_obj
 def serve_command(
     context: Context,
@@ -276,6 +292,8 @@ def serve_command(
     insecure_http: bool,
     header_timeout: float,
     body_timeout: float,
+    node_name: str | None,
+    node_timeout: float,
 ) -> None:
     """Serve the API over HTTP(S) (GET /?api=1&function=..., POST /) with bearer tokens, and run the
     scheduler and the workers that carry out queued backups, restores and downloads."""
@@ -288,11 +306,15 @@ def serve_command(
     catalog = Catalog.open(home, context.catalog_url)
     service: Service | None = None
     try:
+        # a node without the catalog's master key would fail every run that opens a secret
+        nodes.check_master_key(catalog)
+        me = nodes.Me(id=nodes.local_id(home), name=node_name or socket.gethostname(), timeout=node_timeout)
         with _signals_recorded() as received:
             announce_token(catalog, click.echo, home)
             if not api_only:
-                service = Service(catalog, home)
+                service = Service(catalog, home, node=me)
                 service.start()
+                click.echo(f"node {me.name!r} ({me.id}) up on the catalog")
                 for group in service.recovered:
                     click.echo(f"queue group {group['_id']} was interrupted: marked Never Finished")
             shown = f"[{host}]" if ":" in host else host

@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ConflictError, NotFoundError, SnapkeepError
-from snapkeep.jobs import integrity, queue, schedule
+from snapkeep.jobs import integrity, nodes, queue, schedule
 from snapkeep.jobs.catalog import Catalog, JobState, Transaction
 from snapkeep.jobs.codes import ScheduleType
 from snapkeep.jobs.users import ROOT_ID
@@ -53,7 +53,8 @@ def _link_ids(job: Mapping[str, Any]) -> list[str]:
 
 
 class Scheduler:
-    """Queues due runs. ``tz`` is a zone or a callable returning one (re-read on every pass)."""
+    """Queues due runs. ``tz`` is a zone or a callable returning one (re-read on every pass).
+    With ``node`` only that node's jobs are scheduled (issue 16; None: every job)."""
 
     def __init__(
         self,
@@ -61,8 +62,10 @@ class Scheduler:
         *,
         clock: Clock = SYSTEM,
         tz: ZoneInfo | Callable[[], ZoneInfo],
+        node: str | None = None,
     ) -> None:
         self.catalog = catalog
+        self.node = node
         self.clock = clock
         self._tz = tz
         self.next_due: _dt.datetime | None = None
@@ -85,7 +88,7 @@ class Scheduler:
         now = self.clock.now()
         tz = self.zone()
         with self.catalog.transaction(write=False) as tx:
-            job_ids = tx.ids("jobs")
+            job_ids = nodes.job_ids(tx, self.node)
         queued: list[dict[str, Any]] = []
         wake_times: list[_dt.datetime] = []
         for job_id in job_ids:
@@ -109,8 +112,8 @@ class Scheduler:
     ) -> tuple[dict[str, Any] | None, _dt.datetime | None]:
         """Handle one job inside ``tx``: (the group queued or None, when it next needs a pass)."""
         row = tx.job_state(job_id, lock=True)
-        if row is None:
-            return None, None
+        if row is None or (self.node is not None and row.document.get("node") != self.node):
+            return None, None  # gone, or moved to another node since the pass listed it
         job = dict(row.document)
         linked = _link_ids(job)
         schedules = [tx.get("schedules", ident) for ident in linked]

@@ -15,12 +15,22 @@
 5. runs the job monitor (``jobs.monitor.check_jobs``) every ``monitor_interval`` seconds and sends the
    alerts it raises (``jobs.notify``).
 
+With ``node`` (``snapkeep serve`` always gives one; issue 16, docs/nodes.md) the service first
+registers the node (``jobs.nodes.register``: refused for a second live node on SQLite, a name taken,
+or the same home served twice), recovers only that node's groups, schedules and claims only that
+node's jobs and groups, and runs a node thread: a heartbeat every ``nodes.heartbeat_interval``
+seconds, and a sweep that declares down the nodes whose heartbeat is older than their timeout (their
+Processing groups 104, an alert, the repository locks their process held removed). A node found
+declared down while alive (a long pause) stops its runs and registers again. ``stop`` marks the
+node down (it left cleanly).
+
 ``stop(timeout)`` stops the scheduler, sets every running group's stop event and waits for the runs
 (bounded); a run still going when the time is up is left to the next start's recovery.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Callable
@@ -32,7 +42,7 @@ from snapkeep.clock import SYSTEM, Clock
 from snapkeep.daemon.scheduler import IntegrityScheduler, IntegrityThread, Scheduler, SchedulerThread
 from snapkeep.daemon.workers import Executor, WorkerPool
 from snapkeep.errors import SnapkeepError
-from snapkeep.jobs import alerts, logs, monitor, notify, queue, repositories, schedule, settings
+from snapkeep.jobs import alerts, logs, monitor, nodes, notify, queue, repositories, schedule, settings
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueType
 from snapkeep.jobs.runs import execute_group
@@ -87,13 +97,18 @@ class Service:
         schedule_interval: float = 30.0,
         monitor_interval: float = MONITOR_INTERVAL,
         integrity: bool = True,
+        node: nodes.Me | None = None,
     ) -> None:
         self.catalog = catalog
+        self.node = node
+        node_id = node.id if node is not None else None
         self.home = Path(home)
         self.clock = clock
         self.monitor_interval = monitor_interval
         run: Executor = executor or execute_group
-        self.scheduler = Scheduler(catalog, clock=clock, tz=tz or (lambda: configured_zone(catalog)))
+        self.scheduler = Scheduler(
+            catalog, clock=clock, tz=tz or (lambda: configured_zone(catalog)), node=node_id
+        )
         self.scheduler_thread = SchedulerThread(
             self.scheduler, poll_interval=schedule_interval, on_queued=self._queued
         )
@@ -116,6 +131,7 @@ class Service:
             clock=clock,
             poll_interval=poll_interval,
             on_finished=self._finished,
+            node=node_id,
         )
         self.restores = WorkerPool(
             catalog,
@@ -128,9 +144,13 @@ class Service:
             clock=clock,
             poll_interval=poll_interval,
             on_finished=self._finished,
+            node=node_id,
         )
         self._closing = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._node_thread: threading.Thread | None = None
+        #: the nodes this service declared down (for tests and the log)
+        self.declared: list[nodes.DownNode] = []
         self.recovered: list[dict[str, Any]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -138,8 +158,10 @@ class Service:
     def start(self) -> None:
         """Recover, then start the scheduler, the pools and the monitor. Raises CatalogError when
         the catalog cannot be read during recovery."""
-        self.recovered = self.recover()
         self._closing.clear()
+        if self.node is not None:
+            self.register()
+        self.recovered = self.recover()
         self.scheduler_thread.start()
         if self.integrity_thread is not None:
             self.integrity_thread.start()
@@ -147,6 +169,9 @@ class Service:
         self.restores.start()
         self._monitor = threading.Thread(target=self._monitor_loop, name="snapkeep-monitor", daemon=True)
         self._monitor.start()
+        if self.node is not None:
+            self._node_thread = threading.Thread(target=self._node_loop, name="snapkeep-node", daemon=True)
+            self._node_thread.start()
 
     def stop(self, timeout: float = 30.0) -> list[str]:
         """Stop scheduling and claiming, stop every running group and wait for the runs (at most
@@ -163,6 +188,15 @@ class Service:
         if self._monitor is not None:
             self._monitor.join(5.0)
             self._monitor = None
+        if self._node_thread is not None:
+            self._node_thread.join(5.0)
+            self._node_thread = None
+        if self.node is not None and not left:
+            try:
+                with self.catalog.transaction() as tx:
+                    nodes.leave(tx, self.node.id)
+            except SnapkeepError as error:
+                log.error("cannot record that node %s left: %s", self.node.name, error)
         return left
 
     def running(self) -> dict[str, threading.Event]:
@@ -175,7 +209,7 @@ class Service:
         """Mark runs a dead process left Processing as Never Finished and release their locks;
         returns those groups. Raises CatalogError; a destination that cannot be reached is logged."""
         with self.catalog.transaction() as tx:
-            marked = queue.mark_never_finished(tx)
+            marked = queue.mark_never_finished(tx, node=self.node.id if self.node is not None else None)
             places = []
             for group in marked:
                 job_id = group["data"].get("_id")
@@ -195,10 +229,15 @@ class Service:
             self._release_locks(destination, job_id)
         return marked
 
-    def _release_locks(self, destination: dict[str, Any], job_id: str) -> None:
+    def _release_locks(
+        self, destination: dict[str, Any], job_id: str, *, process: tuple[str, int] | None = None
+    ) -> None:
         try:
             with repositories.open_destination(destination, job_id) as opened:
-                removed = queue.release_dead_locks(opened.store, now=self.clock.time())
+                if process is not None:
+                    removed = queue.release_process_locks(opened.store, host=process[0], pid=process[1])
+                else:
+                    removed = queue.release_dead_locks(opened.store, now=self.clock.time())
         except SnapkeepError as error:
             log.error(
                 "cannot release the locks of Backup Job %s on Destination %r: %s",
@@ -209,6 +248,68 @@ class Service:
             return
         for name in removed:
             log.warning("removed stale lock %s of Backup Job %s on %r", name, job_id, destination.get("name"))
+
+    # --- the node: registration, heartbeat, sweep --------------------------------------------------
+
+    def register(self) -> dict[str, Any]:
+        """Register this service's node (up, heartbeat now); return it. Raises ConflictError or
+        ConfigError when it may not start (see ``jobs.nodes.register``), CatalogError."""
+        assert self.node is not None
+        with self.catalog.transaction() as tx:
+            row = nodes.register(tx, self.node)
+            nodes.node_back(tx, self.node.id)
+        log.info("node %r (%s) registered on the catalog", self.node.name, self.node.id)
+        return row
+
+    def node_pass(self) -> list[nodes.DownNode]:
+        """One heartbeat and one sweep now; returns the nodes declared down. Raises CatalogError."""
+        assert self.node is not None
+        with self.catalog.transaction() as tx:
+            alive = nodes.heartbeat(tx, self.node.id)
+        if not alive:
+            log.error(
+                "node %r was declared down by another node (no heartbeat within %gs): stopping its runs "
+                "and registering again",
+                self.node.name,
+                self.node.timeout,
+            )
+            for stop in self.running().values():
+                stop.set()
+            self.register()
+        with self.catalog.transaction() as tx:
+            declared = nodes.sweep(tx, self.node.id)
+        for down in declared:
+            log.error(
+                "node %r (%s, pid %d on %s) declared down: %d run(s) marked Never Finished",
+                down.name,
+                down.id,
+                down.pid,
+                down.host,
+                len(down.groups),
+            )
+            if down.alert_ids:
+                with self.catalog.transaction(write=False) as tx:
+                    found = [alerts.get_alert(tx, ident) for ident in down.alert_ids]
+                notify.notify(self.catalog, found)
+            for job_id, destination_ids in down.jobs:
+                for ident in destination_ids:
+                    with self.catalog.transaction(write=False) as tx:
+                        destination = tx.get("destinations", ident)
+                    if destination is not None:
+                        self._release_locks(destination, job_id, process=(down.host, down.pid))
+        self.declared.extend(declared)
+        return declared
+
+    def _node_loop(self) -> None:
+        assert self.node is not None
+        interval = nodes.heartbeat_interval(self.node.timeout)
+        while not self._closing.wait(interval):
+            try:
+                self.node_pass()
+            except SnapkeepError as error:
+                log.error("node heartbeat failed: %s", error)
+            except Exception:  # a bug: keep beating
+                log.exception("node heartbeat failed")
 
     # --- callbacks and the monitor ----------------------------------------------------------------
 
@@ -228,9 +329,21 @@ class Service:
         return len(raised)
 
     def prune_logs(self) -> int:
-        """Delete the run logs older than the ``logs_ttl`` setting now; how many. Raises CatalogError."""
+        """Delete the run logs older than the ``logs_ttl`` setting now, and the finished queue groups
+        (not downloads) and the alerts (not of an open incident) older than it too (issue 16: a
+        catalog many nodes write to stays small); how many logs. Raises CatalogError."""
         with self.catalog.transaction() as tx:
-            return len(logs.prune_logs(tx, self.home))
+            pruned = len(logs.prune_logs(tx, self.home))
+            days = settings.general(tx).logs_ttl
+            if days:
+                cutoff = self.clock.now() - datetime.timedelta(days=days)
+                groups = queue.clear_finished(tx, ended_before=cutoff)
+                raised = alerts.prune_alerts(tx, cutoff)
+                if groups or raised:
+                    log.info(
+                        "deleted %d queue groups and %d alerts older than %d days", len(groups), raised, days
+                    )
+        return pruned
 
     def _monitor_loop(self) -> None:
         pruned = -LOG_PRUNE_INTERVAL

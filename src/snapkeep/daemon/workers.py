@@ -65,6 +65,7 @@ class WorkerPool:
         clock: Clock = SYSTEM,
         poll_interval: float = 2.0,
         on_finished: Callable[[dict[str, Any], int], None] | None = None,
+        node: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
@@ -75,7 +76,9 @@ class WorkerPool:
         self.clock = clock
         self.poll_interval = poll_interval
         self.on_finished = on_finished
-        self.worker = queue.worker_identity()
+        #: the node whose groups this pool claims (None: any group, a catalog used without nodes)
+        self.node = node
+        self.worker = queue.worker_identity(node)
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -98,7 +101,9 @@ class WorkerPool:
     def claim(self) -> dict[str, Any] | None:
         """Claim the oldest pending group this pool serves, or None. Raises CatalogError."""
         with self.catalog.transaction() as tx:
-            return queue.claim_next(tx, self.types, worker=self.worker, skip_jobs=self._running_jobs())
+            return queue.claim_next(
+                tx, self.types, worker=self.worker, skip_jobs=self._running_jobs(), node=self.node
+            )
 
     def execute(self, group: dict[str, Any], stop: threading.Event | None = None) -> int:
         """Run a claimed group in this thread; its final status. Never raises for a failed run."""

@@ -199,3 +199,12 @@ def clear_alerts(tx: Transaction, ids: Sequence[str] | None = None) -> int:
             raise NotFoundError(kind=LABEL, ident=ident)
         count += 1
     return count
+
+
+def prune_alerts(tx: Transaction, before: _dt.datetime) -> int:
+    """Delete the alerts raised before ``before`` whose incident is not open any more (the daemon's
+    pruning by the ``logs_ttl`` setting, issue 16); how many. Index ``ix_alerts_created``."""
+    table, incidents = schema.alerts, schema.incidents
+    still_open = select(incidents.c.alert_id).where(incidents.c.alert_id.is_not(None))
+    query = delete(table).where(table.c.created < before, table.c.id.not_in(still_open))
+    return int(tx.connection.execute(query).rowcount or 0)

@@ -11,6 +11,7 @@ group) are derived from the document on every write.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from snapkeep.jobs.migrations.m0006_users import ROOT_ID
 
 # document kind -> the columns copied from the document on every write
 DOCUMENT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "jobs": ("name", "owner"),
+    "jobs": ("name", "owner", "node"),
     "destinations": ("name", "type", "owner"),
     "schedules": ("name", "type", "owner"),
     "hooks": ("name", "owner"),
@@ -55,6 +56,30 @@ def catalog_url(home: Path, url: str | None) -> str:
     raise ConfigError(f"catalog URL must start with postgresql:// (got {url.split('://')[0]}://...)")
 
 
+#: ``SIZE+OVERFLOW`` connections one process keeps to a PostgreSQL catalog (docs/nodes.md: the
+#: nodes together must stay under ``max_connections``)
+POOL_VARIABLE = "SNAPKEEP_CATALOG_POOL"
+DEFAULT_POOL = (4, 4)
+
+
+def pool_size(value: str | None = None) -> tuple[int, int]:
+    """The connection pool of a PostgreSQL catalog: (kept open, more when busy), from
+    ``SNAPKEEP_CATALOG_POOL`` (``SIZE+OVERFLOW``, e.g. ``4+4``; default 4+4). Raises ConfigError."""
+    text = os.environ.get(POOL_VARIABLE, "") if value is None else value
+    if not text.strip():
+        return DEFAULT_POOL
+    size, _, overflow = text.strip().partition("+")
+    try:
+        parsed = (int(size), int(overflow or 0))
+    except ValueError:
+        parsed = (0, -1)
+    if not 1 <= parsed[0] <= 100 or not 0 <= parsed[1] <= 100:
+        raise ConfigError(
+            f"{POOL_VARIABLE} must be SIZE+OVERFLOW with SIZE 1-100 and OVERFLOW 0-100 (got {text!r})"
+        )
+    return parsed
+
+
 @dataclass(frozen=True)
 class JobState:
     """A job's document with the state kept in its row's columns (what the scheduler reads)."""
@@ -70,15 +95,18 @@ class JobState:
 class Transaction:
     """One open database transaction with document helpers. Obtain from ``Catalog.transaction``."""
 
-    def __init__(self, connection: Connection, clock: Clock) -> None:
+    def __init__(self, connection: Connection, clock: Clock, home: Path | None = None) -> None:
         self.connection = connection
         self.clock = clock
+        #: the data directory of the catalog (its node, keys and downloads); None when opened without
+        self.home = home
 
     def _row_to_object(self, kind: str, row: Any) -> dict[str, Any]:
         item: dict[str, Any] = {"_id": row.id, **row.document}
         if "owner" in DOCUMENT_COLUMNS.get(kind, ()):
             item["owner"] = row.owner  # the column is the truth (documents of old exports have none)
         if kind == "jobs":
+            item["node"] = row.node or ""  # the column is the truth (adopted rows: jobs.nodes)
             item["running"] = bool(row.running)
             item["last_run"] = row.last_run
             item["next_run"] = row.next_run
@@ -135,7 +163,7 @@ class Transaction:
             return None
         return JobState(
             id=row.id,
-            document={"_id": row.id, **dict(row.document or {})},
+            document={"_id": row.id, **dict(row.document or {}), "node": row.node or ""},
             created=row.created,
             running=bool(row.running),
             last_run=row.last_run,
@@ -144,7 +172,11 @@ class Transaction:
 
     def _columns(self, kind: str, document: dict[str, Any]) -> dict[str, Any]:
         return {
-            column: document.get(column, ROOT_OWNER) if column == "owner" else document[column]
+            column: document.get(column, ROOT_OWNER)
+            if column == "owner"
+            else (document.get(column) or None)
+            if column == "node"  # a node ID; None for documents from before nodes
+            else document[column]
             for column in DOCUMENT_COLUMNS[kind]
         }
 
@@ -229,7 +261,8 @@ class Catalog:
                 engine = create_engine(target, connect_args={"timeout": 30})
                 _sqlite_setup(engine)
             else:
-                engine = create_engine(target, pool_pre_ping=True)
+                size, overflow = pool_size()
+                engine = create_engine(target, pool_pre_ping=True, pool_size=size, max_overflow=overflow)
             tighten(Path(home))
             # several processes may open a catalog that needs a migration at once (serve and a
             # command): on SQLite each migration takes the write lock when it begins, so the others
@@ -275,7 +308,7 @@ class Catalog:
                 if write and self.engine.dialect.name == "sqlite":
                     connection = connection.execution_options(sqlite_immediate=True)
                 with connection.begin():
-                    yield Transaction(connection, self.clock)
+                    yield Transaction(connection, self.clock, self.home)
         except SnapkeepError:
             raise
         except SQLAlchemyError as error:

@@ -117,6 +117,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "last_run": _col("last_run", Kind.TIME),
         "running": _col("running", Kind.FLAG),
         "disabled": _doc(Kind.FLAG, "disabled"),
+        "node": _col("node", Kind.TEXT),  # the node that runs it (issue 16; index ix_jobs_node)
+        "node_name": COMPUTED,
     },
     "destinations": {
         "_id": _ID,
@@ -129,6 +131,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "disk_limit": _doc(Kind.INT, "disk_limit"),
         "disk_usage": COMPUTED,  # asked of the destination
         "count": COMPUTED,  # jobs using it
+        "node": _doc(Kind.TEXT, "node"),  # a Local destination's node (issue 16); "" for shared ones
         **_OWNED,
     },
     "schedules": {

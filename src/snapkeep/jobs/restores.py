@@ -18,6 +18,12 @@ repository cannot prove where they came from); a restore into a hosting account 
 A download (type 4) restores the chosen items into a private folder under ``<home>/downloads``,
 packs it as ``<home>/downloads/<group id>.tar.zst`` and names that file in the group's
 ``data.file``.
+
+On a shared catalog (issue 16, docs/nodes.md) a restore or download runs on a **target node**:
+``options[node]`` (ID or name; root only), by default the node of the backup's job (the node
+serving the call when the job is gone). An account backed up on node A is so restored onto node B.
+A Local destination is a node's own disk: a backup on a Local destination of another node than the
+target is refused, naming both (SFTP and S3 destinations are shared).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 
 from snapkeep.engine.fs.restore_policy import ALWAYS, NEVER, POLICIES
 from snapkeep.errors import AccessDenied, ConflictError, ValidationError
-from snapkeep.jobs import access, backups, queue
+from snapkeep.jobs import access, backups, nodes, queue
 from snapkeep.jobs.access import ROOT_PRINCIPAL, Principal
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import QueueType
@@ -91,7 +97,39 @@ def enqueue(
             **account_restore.check_options([backups.row(tx, item["backup"]) for item in chosen], options),
         },
     }
-    return queue.enqueue_restore(tx, QueueType(group_type), owner=owner, document=document)
+    node = target_node(tx, who, options, [backups.row(tx, item["backup"]) for item in chosen])
+    return queue.enqueue_restore(tx, QueueType(group_type), owner=owner, document=document, node=node)
+
+
+def target_node(
+    tx: Transaction, who: Principal, options: Mapping[str, Any], rows: Sequence[backups.BackupRecord]
+) -> str | None:
+    """The node a restore or download of ``rows`` runs on (see the module docstring). Raises
+    AccessDenied for ``options[node]`` from anyone but root, ValidationError for an unknown node or a
+    backup on another node's Local destination."""
+    asked = str(options.get("node") or "")
+    if asked and not who.admin:
+        raise AccessDenied("only root may choose the node of a restore")
+    job = tx.get("jobs", rows[0].job_id) if rows and rows[0].job_id else None
+    default = str((job or {}).get("node") or "") or nodes.serving_node(tx)
+    target = nodes.resolve(tx, asked, field_name="options[node]") if asked else default
+    names = nodes.names(tx)
+    for row in rows:
+        destination = tx.get("destinations", row.destination_id) or {}
+        if destination.get("type") != "Local":
+            continue
+        owner_job = tx.get("jobs", row.job_id) if row.job_id else None
+        disk_node = str(destination.get("node") or (owner_job or {}).get("node") or "")
+        if disk_node and target and disk_node != target:
+            raise ValidationError(
+                field="options[node]",
+                problem=(
+                    f"backup {row.id} is on Local destination {destination.get('name')!r}, the disk of "
+                    f"node {names.get(disk_node, disk_node)!r}: it cannot be restored on node "
+                    f"{names.get(target, target)!r} (only SFTP and S3 destinations are shared)"
+                ),
+            )
+    return target
 
 
 def check_items(who: Principal, group_type: int, row: backups.BackupRecord, paths: Sequence[str]) -> None:

@@ -9,4 +9,5 @@ alerts        Alerts               logs          run logs and their items
 backups       backups and locks    restore       addQueueItems (restores, downloads)
 accounts      hosting accounts     settings      performance, general, notification settings
 reindex       reindexDestination (a destination's backups back into the catalog)
+nodes         the serve processes sharing the catalog (listNodes, getNode, deleteNode)
 """

@@ -31,7 +31,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import ConflictError, SnapkeepError, StorageError
-from snapkeep.jobs import destinations, repositories, sealing
+from snapkeep.jobs import destinations, nodes, repositories, sealing
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.models import DestinationFields, validate_destination
 from snapkeep.jobs.models.destination import (
@@ -45,7 +45,7 @@ from snapkeep.jobs.models.destination import (
 from snapkeep.storage.probe import ProbeReport, probe
 
 LABEL = "Destination"
-READ_ONLY = ("disk_usage", "count")
+READ_ONLY = ("disk_usage", "count", "node")
 
 
 def _disk_usage(destination: dict[str, Any]) -> dict[str, int]:
@@ -69,6 +69,7 @@ def present(destination: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str
         "disk_limit": destination["disk_limit"],
         "disk_usage": _disk_usage(destination),
         "count": sum(1 for job in jobs if destination["_id"] in job["destination"]),
+        "node": destination.get("node") or "",
     }
 
 
@@ -105,6 +106,8 @@ def _document(
             document["options"],
             given=sent if isinstance(sent, dict) else {},
         )
+    if fields.type == "Local":  # a node's own disk (issue 16): the node that made it, kept
+        document["node"] = (stored or {}).get("node") or nodes.serving_node(tx) or ""
     if stored is None:
         return document
     keeps_host = fields.type == stored["type"] and fields.options.get("host") == stored["options"].get("host")

@@ -21,7 +21,7 @@ from snapkeep.api.functions.base import (
     when,
 )
 from snapkeep.errors import ConflictError, SnapkeepError, ValidationError
-from snapkeep.jobs import links, queue, settings
+from snapkeep.jobs import links, nodes, queue, settings
 from snapkeep.jobs import schedule as timetable
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.codes import JobType
@@ -30,7 +30,15 @@ from snapkeep.jobs.models.schedule import AFTER_JOB
 
 LABEL = "Backup Job"
 # fields the API returns but a client cannot set; sent back unchanged they are ignored
-READ_ONLY = ("destination_name", "owner_name", "next_run", "last_run", "running", "queue_group_id")
+READ_ONLY = (
+    "destination_name",
+    "owner_name",
+    "next_run",
+    "last_run",
+    "running",
+    "queue_group_id",
+    "node_name",
+)
 
 
 class JobView:
@@ -40,6 +48,7 @@ class JobView:
         self.destinations = {item["_id"]: item for item in tx.all("destinations")}
         self.schedules = {item["_id"]: item for item in tx.all("schedules")}
         self.hooks = tx.all("hooks")
+        self.nodes = nodes.names(tx)
         self.now = tx.clock.now()
         try:
             self.zone: ZoneInfo | None = timetable.zone(settings.timezone(tx))
@@ -97,6 +106,8 @@ class JobView:
             "last_run": when(job.get("last_run")),
             "running": flag(job.get("running")),
             "disabled": flag(job["disabled"]),
+            "node": job.get("node") or "",
+            "node_name": self.nodes.get(str(job.get("node") or ""), ""),
         }
 
 
@@ -108,8 +119,17 @@ def stored_fields(job: dict[str, Any]) -> dict[str, Any]:
 def check_references(tx: Transaction, fields: JobFields, stored: Stored = None) -> None:
     """Every destination, schedule and filter group the job names must exist. Raises ValidationError."""
     for index, ident in enumerate(fields.destination):
-        if tx.get("destinations", ident, lock=True) is None:
+        destination = tx.get("destinations", ident, lock=True)
+        if destination is None:
             raise ValidationError(field=f"destination[{index}]", problem=f"no such destination: {ident}")
+        disk = str(destination.get("node") or "")
+        if destination["type"] == "Local" and disk and fields.node and disk != fields.node:
+            names = nodes.names(tx)
+            raise ValidationError(
+                field=f"destination[{index}]",
+                problem=f"Local destination {destination['name']!r} is the disk of node "
+                f"{names.get(disk, disk)!r}; this job runs on node {names.get(fields.node, fields.node)!r}",
+            )
     for index, link in enumerate(fields.schedules):
         if tx.get("schedules", link.id, lock=True) is None:
             raise ValidationError(field=f"schedules[{index}][_id]", problem=f"no such schedule: {link.id}")
@@ -225,10 +245,27 @@ KIND = ObjectKind(
 )
 
 
+def _with_node(context: CallContext, params: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """``node`` as a node ID: a new job without one belongs to the node serving the call (the node
+    of this data directory, ``<home>/node.id``); a node named by ID or name must be registered
+    (ValidationError naming ``node`` otherwise). api/permissions.py lets only root change it."""
+    local = nodes.local_id(context.home)
+    value = params.get("node")
+    if value in (None, ""):
+        return {**params, "node": local} if creating else {k: v for k, v in params.items() if k != "node"}
+    if not isinstance(value, str):
+        raise ValidationError(field="node", problem="must be a node ID or name")
+    if value == local:
+        return params
+    with context.catalog.transaction(write=False) as tx:
+        return {**params, "node": nodes.resolve(tx, value)}
+
+
 def manage(context: CallContext, params: dict[str, Any]) -> Result:
     """``manageBackupJob``, then warnings before the first run rather than after it (issue 14): a
     Directories job's folder that does not exist here, and where a new encrypted job's key will be."""
     creating = params.get("action") == "create"
+    params = _with_node(context, params, creating=creating)
     message, job = KIND.manage(context, params)
     if job["type"] == JobType.DIRECTORIES:
         for index, path in enumerate(job["include_list"]):

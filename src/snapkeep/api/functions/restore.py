@@ -28,7 +28,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from snapkeep.api.functions.base import CallContext, FunctionSpec, ParamSpec, Result, only_id, param_specs
 from snapkeep.engine.fs.restore_policy import POLICIES
 from snapkeep.errors import NotFoundError, ValidationError
-from snapkeep.jobs import access, backups, queue, restores, settings
+from snapkeep.jobs import access, backups, nodes, queue, restores, settings
 from snapkeep.jobs.codes import RESTORE_TYPES, QueueStatus, QueueType
 from snapkeep.jobs.models.base import Flag, ObjectId, Strict, choice, listish, objectish, validate
 from snapkeep.jobs.runs.restore import DOWNLOADS
@@ -49,6 +49,11 @@ class RestoreOptions(Strict):
         "(default never; always with merge=0)",
     )
     dry_run: Flag = Field(False, description="1 writes nothing and lists what would change in the log")
+    node: str = Field(
+        "",
+        description="the node to restore onto or download on (ID or name; root only; default: the node "
+        "of the backup's job; docs/nodes.md)",
+    )
     special_files: Flag = Field(
         False,
         description="1 restores fifos, device nodes and set-user/group-ID bits (left out by default)",
@@ -202,6 +207,16 @@ def download_file(context: CallContext, params: dict[str, Any]) -> Result:
     try:
         info = os.lstat(path)
     except FileNotFoundError:
+        made_on = str(group.get("node") or "")
+        if made_on and made_on != nodes.local_id(context.home):
+            with context.catalog.transaction(write=False) as tx:
+                where = nodes.get_node(tx, made_on) if made_on in nodes.names(tx) else None
+            label = f"{where['name']!r} (host {where['host']})" if where else made_on
+            raise NotFoundError(
+                f"download {ident} was made on node {label}: fetch it through that node's API",
+                kind="Download",
+                ident=ident,
+            ) from None
         raise NotFoundError(f"download {ident}: its file was removed", kind="Download", ident=ident) from None
     if not stat.S_ISREG(info.st_mode):
         raise NotFoundError(f"download {ident}: its file was removed", kind="Download", ident=ident)

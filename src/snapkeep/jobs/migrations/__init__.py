@@ -26,6 +26,7 @@ from snapkeep.jobs.migrations import (
     m0008_list_indexes,
     m0009_log_types,
     m0010_panel,
+    m0011_nodes,
 )
 from snapkeep.jobs.migrations.m0001_initial import UtcDateTime
 
@@ -52,6 +53,7 @@ MIGRATIONS: list[Migration] = [
     _from(8, m0008_list_indexes),
     _from(9, m0009_log_types),
     _from(10, m0010_panel),
+    _from(11, m0011_nodes),
 ]
 
 _metadata = MetaData()

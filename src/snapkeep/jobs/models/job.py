@@ -66,6 +66,10 @@ class ScheduleLink(Strict):
     )
 
 
+def _node_text(value: object) -> object:
+    return "" if value is None else value
+
+
 class JobFields(Strict):
     """The writable fields of a Backup Job (required: name, type, destination, contains, structure)."""
 
@@ -102,6 +106,11 @@ class JobFields(Strict):
     )
     mysql_exclude_db_by_size: NonNegative = Field(0, description="skip databases larger than this (bytes)")
     disabled: Flag = Field(False, description="a disabled job is never scheduled")
+    node: Annotated[str, BeforeValidator(_node_text)] = Field(
+        "",
+        description="the node that runs it (ID or name; default: the node serving the call; only root"
+        " may change it; docs/nodes.md)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> JobFields:

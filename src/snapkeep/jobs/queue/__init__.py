@@ -39,9 +39,12 @@ from snapkeep.jobs.queue.groups import (
 )
 from snapkeep.jobs.queue.housekeeping import clear_finished, get_item, group_of_item, stop_all
 from snapkeep.jobs.queue.recovery import (
+    adopt_groups,
     end_unfinished,
     mark_never_finished,
+    mark_node_down,
     release_dead_locks,
+    release_process_locks,
 )
 from snapkeep.jobs.queue.running import GroupRecord, ProgressCallback, RunningGroup
 
@@ -50,6 +53,7 @@ __all__ = [
     "GroupRecord",
     "ProgressCallback",
     "RunningGroup",
+    "adopt_groups",
     "claim",
     "claim_next",
     "clear_finished",
@@ -68,7 +72,9 @@ __all__ = [
     "list_groups",
     "list_items",
     "mark_never_finished",
+    "mark_node_down",
     "release_dead_locks",
+    "release_process_locks",
     "request_stop",
     "rerun",
     "stop_all",

@@ -44,8 +44,20 @@ def empty_progress() -> dict[str, int]:
 
 
 def _insert(
-    tx: Transaction, group_type: QueueType, *, job_id: str | None, owner: str, document: dict[str, Any]
+    tx: Transaction,
+    group_type: QueueType,
+    *,
+    job_id: str | None,
+    owner: str,
+    document: dict[str, Any],
+    node: str | None = None,
 ) -> Group:
+    if not node and tx.home is not None:
+        # a group always has a node (only its node's pools claim it): by default the node of the
+        # data directory queueing it (issue 16; a local import, jobs.nodes uses this package)
+        from snapkeep.jobs.nodes import local_id
+
+        node = local_id(tx.home)
     group_id = new_id(tx.clock)
     tx.connection.execute(
         schema.queue_groups.insert().values(
@@ -54,6 +66,7 @@ def _insert(
             status=int(QueueStatus.PENDING),
             job_id=job_id,
             owner=owner,
+            node=node or None,
             created=tx.clock.now(),
             document={**document, "progress": empty_progress()},
         )
@@ -76,6 +89,7 @@ def enqueue_backup(
     schedule. ``extra`` is merged into the document (a rerun's ``destinations`` and ``rerun_of``).
     The job's ``running`` flag is set in the same transaction, atomically, so a job is never queued
     twice: raises ConflictError when it is already queued or running, NotFoundError when it is gone.
+    The group belongs to the job's node (only that node's workers claim it).
     """
     job_id = str(job["_id"])
     if not tx.set_job_running(job_id, True):
@@ -88,20 +102,28 @@ def enqueue_backup(
         "schedules": list(schedules),
         **(extra or {}),
     }
-    return _insert(tx, QueueType.BACKUP, job_id=job_id, owner=owner, document=document)
+    node = str(job.get("node") or "") or None
+    return _insert(tx, QueueType.BACKUP, job_id=job_id, owner=owner, document=document, node=node)
 
 
 def enqueue_restore(
-    tx: Transaction, group_type: QueueType, *, owner: str, document: Mapping[str, Any]
+    tx: Transaction,
+    group_type: QueueType,
+    *,
+    owner: str,
+    document: Mapping[str, Any],
+    node: str | None = None,
 ) -> Group:
     """Queue a restore or download group with ``document`` (its ``data``, ``backups``, ``options``:
-    ``jobs.restores.enqueue`` builds and checks them); return it."""
+    ``jobs.restores.enqueue`` builds and checks them) for the workers of ``node``; return it."""
     if group_type not in (QueueType.RESTORE, QueueType.DOWNLOAD):
         raise ValueError(f"not a restore queue type: {group_type}")
-    return _insert(tx, group_type, job_id=None, owner=owner, document=dict(document))
+    return _insert(tx, group_type, job_id=None, owner=owner, document=dict(document), node=node)
 
 
-def enqueue_reindex(tx: Transaction, destination: Mapping[str, Any], *, owner: str) -> Group:
+def enqueue_reindex(
+    tx: Transaction, destination: Mapping[str, Any], *, owner: str, node: str | None = None
+) -> Group:
     """Queue a reindex of ``destination`` (``jobs.reindex.enqueue`` checks it); return the group.
     Raises ConflictError while a reindex of the same destination is Pending or Processing."""
     ident = str(destination["_id"])
@@ -115,7 +137,9 @@ def enqueue_reindex(tx: Transaction, destination: Mapping[str, Any], *, owner: s
         if dict(row.document or {}).get("data", {}).get("_id") == ident:
             raise ConflictError(f"Destination {ident} is already being reindexed (queue group {row.id})")
     document = {"data": {"_id": ident, "name": str(destination.get("name", ""))}}
-    return _insert(tx, QueueType.REINDEX, job_id=None, owner=owner, document=document)
+    # a Local destination is read on its own node (issue 16); a shared one by the queueing node
+    node = node or str(destination.get("node") or "") or None
+    return _insert(tx, QueueType.REINDEX, job_id=None, owner=owner, document=document, node=node)
 
 
 # --- read -------------------------------------------------------------------------------------------
@@ -133,6 +157,7 @@ def _present(row: Any) -> Group:
         "job_id": row.job_id,
         "log_id": document.get("data", {}).get("log_id"),
         "owner": row.owner,
+        "node": row.node or "",
         "created": isoformat(row.created),
         "started": isoformat(row.started),
         "ended": isoformat(row.ended),
@@ -233,9 +258,13 @@ def fired_since(tx: Transaction, job_id: str, schedule_id: str, moment: _dt.date
 # --- claim, stop, rerun -----------------------------------------------------------------------------
 
 
-def worker_identity() -> dict[str, Any]:
-    """Who claims a group: this host's name and process ID (recorded in the group's document)."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+def worker_identity(node: str | None = None) -> dict[str, Any]:
+    """Who claims a group: this host's name and process ID, and the claiming node's ID when there
+    is one (recorded in the group's document)."""
+    worker: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    if node:
+        worker["node"] = node
+    return worker
 
 
 def _update_document(tx: Transaction, group_id: str, **changes: Any) -> None:
@@ -267,12 +296,16 @@ def claim_next(
     *,
     worker: Mapping[str, Any] | None = None,
     skip_jobs: Collection[str] = (),
+    node: str | None = None,
 ) -> Group | None:
     """Claim the oldest pending group of one of ``types``: Pending → Processing; None when there is none.
 
-    A Backup group is not claimed while another group of its job is Processing, nor when its job is
-    in ``skip_jobs`` (the caller's own running jobs). ``worker`` (default: this process) is recorded
-    in the group's document for crash recovery.
+    With ``node`` only that node's groups are candidates (issue 16: a node runs its own jobs). The
+    candidates are read with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so claimers on several nodes
+    or threads take different rows instead of queueing on one (SQLite has one writer at a time);
+    the conditional UPDATE below still decides. A Backup group is not claimed while another group of
+    its job is Processing, nor when its job is in ``skip_jobs`` (the caller's own running jobs).
+    ``worker`` (default: this process) is recorded in the group's document for crash recovery.
     """
     table = schema.queue_groups
     other = table.alias("other")
@@ -281,12 +314,17 @@ def claim_next(
         other.c.status == int(QueueStatus.PROCESSING),
         other.c.id != table.c.id,
     )
-    candidates = tx.connection.execute(
+    query = (
         select(table.c.id, table.c.type, table.c.job_id)
         .where(table.c.status == int(QueueStatus.PENDING), table.c.type.in_([int(t) for t in types]))
         .order_by(table.c.created, table.c.id)
         .limit(50)
-    ).all()
+    )
+    if node is not None:
+        query = query.where(table.c.node == node)
+    if tx.connection.dialect.name == "postgresql":
+        query = query.with_for_update(of=table, skip_locked=True)
+    candidates = tx.connection.execute(query).all()
     for candidate in candidates:
         backup = candidate.type == QueueType.BACKUP
         if backup and candidate.job_id in skip_jobs:
@@ -299,7 +337,7 @@ def claim_next(
         )
         if result.rowcount != 1:
             continue
-        _update_document(tx, candidate.id, worker=dict(worker or worker_identity()))
+        _update_document(tx, candidate.id, worker=dict(worker or worker_identity(node)))
         return get_group(tx, candidate.id)
     return None
 
@@ -372,4 +410,4 @@ def rerun(tx: Transaction, group_id: str, *, owner: str) -> Group:
         key: value for key, value in fresh.get("data", {}).items() if key not in ("file", "log_id", "size")
     }
     fresh["rerun_of"] = group_id
-    return _insert(tx, QueueType(row.type), job_id=row.job_id, owner=owner, document=fresh)
+    return _insert(tx, QueueType(row.type), job_id=row.job_id, owner=owner, document=fresh, node=row.node)

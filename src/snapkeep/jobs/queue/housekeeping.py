@@ -10,6 +10,7 @@ stop every group.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Collection
 from typing import Any
 
@@ -41,14 +42,20 @@ def group_of_item(tx: Transaction, item_id: str) -> str | None:
     return None if found is None else str(found)
 
 
-def clear_finished(tx: Transaction, owners: Collection[str] | None = None) -> list[str]:
-    """Delete the finished groups (not downloads) of ``owners`` (None: everyone's); return their IDs."""
+def clear_finished(
+    tx: Transaction, owners: Collection[str] | None = None, *, ended_before: _dt.datetime | None = None
+) -> list[str]:
+    """Delete the finished groups (not downloads) of ``owners`` (None: everyone's); return their IDs.
+    ``ended_before`` keeps the groups that ended later (the daemon's pruning by the ``logs_ttl``
+    setting, issue 16: index ``ix_queue_groups_status_ended``)."""
     groups = schema.queue_groups
     query = select(groups.c.id).where(
         groups.c.status >= int(QueueStatus.COMPLETED), groups.c.type != int(QueueType.DOWNLOAD)
     )
     if owners is not None:
         query = query.where(groups.c.owner.in_(list(owners)))
+    if ended_before is not None:
+        query = query.where(groups.c.ended < ended_before)
     cleared = [str(ident) for ident in tx.connection.execute(query).scalars()]
     for start in range(0, len(cleared), BATCH):
         batch = cleared[start : start + BATCH]
