@@ -66,6 +66,7 @@ def test_token_create_prints_the_bearer_string_last(server: Server) -> None:
 def test_openapi_documents_every_function_and_parameter(server: Server) -> None:
     response = server.client.get("/openapi.json")
     assert response.status_code == 200
+    assert server.client.get("/docs").status_code == 404, "no page that loads scripts from a CDN"
     document = response.json()
     assert document["openapi"].startswith("3.")
     door = document["paths"]["/"]
