@@ -275,6 +275,26 @@ def test_cli_target_replaces_the_edit(safety: Safety) -> None:
     assert summary(1, 5, 0) in safety.last_log()
 
 
+def test_cli_names_a_path_the_backup_does_not_hold_before_the_run(safety: Safety) -> None:
+    """Review F11: a --path that is not in the backup is an error before anything is queued (exit 2,
+    naming it), not a failed run; a path that is there restores."""
+    source = safety.world.source
+    target = safety.restored_target("cli-paths")
+    groups_before = safety.world.ok("listQueueGroups", {"type": 2})["total"]
+    wrong = safety.cli(
+        "restore", safety.backup_id, "--target", str(target),
+        "--path", f"{source}/edited.txt", "--path", f"{source}/no-such-file", "--path", "/nowhere/at/all",
+    )  # fmt: skip
+    assert wrong.exit_code == 2, wrong.output
+    assert f"not in backup {safety.backup_id}: {source}/no-such-file, /nowhere/at/all" in wrong.output
+    assert safety.world.ok("listQueueGroups", {"type": 2})["total"] == groups_before, "nothing queued"
+    right = safety.cli(
+        "restore", safety.backup_id, "--target", str(target), "--path", f"{source}/edited.txt/"
+    )
+    assert right.exit_code == 0, right.output
+    assert (safety.inside(target) / "edited.txt").read_bytes() == BACKED_UP
+
+
 def test_cli_dry_run_prints_the_list(safety: Safety) -> None:
     target = safety.restored_target("cli-dry")
     before = fingerprint(target)

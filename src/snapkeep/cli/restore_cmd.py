@@ -14,12 +14,14 @@ Exit 0 when the restore completed, 1 otherwise, 2 for a usage error.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
 from pathlib import Path
 
 import click
 
+from snapkeep.api.dispatch import Api, Caller
 from snapkeep.cli.main import Context
 from snapkeep.cli.restore_options import dry_run_option, overwrite_option, special_files_option
 from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
@@ -27,7 +29,7 @@ from snapkeep.engine.fs.restore_policy import ALWAYS, IF_CHANGED
 from snapkeep.jobs import abbreviations, queue, restores
 from snapkeep.jobs.access import ROOT_PRINCIPAL
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.codes import QueueType
+from snapkeep.jobs.codes import JobType, QueueType
 from snapkeep.jobs.logs import log_text
 from snapkeep.jobs.queue import claim, worker_identity
 from snapkeep.jobs.users import ROOT_ID
@@ -70,6 +72,13 @@ def restore_command(
         )
     if target is not None and in_place:
         raise click.UsageError("--target and --in-place exclude each other: choose one")
+    absent = missing_paths(context, backup_id, paths)
+    if absent:
+        raise click.BadParameter(
+            f"not in backup {backup_id}: {', '.join(absent)} (list it: snapkeep api listBackupFiles "
+            f"'_id={backup_id}&path=/')",
+            param_hint="--path",
+        )
     if in_place and not dry_run and not yes:
         if not _interactive():
             raise click.UsageError(
@@ -112,6 +121,39 @@ def restore_command(
     finally:
         catalog.close()
     exit_with(status)
+
+
+def missing_paths(context: Context, backup_id: str, paths: tuple[str, ...]) -> list[str]:
+    """The ``--path`` values a Directories backup does not hold (review F11: said before the run,
+    not as a failed run). Each one's folder is listed once (``listBackupFiles``); [] when it cannot
+    be told now (an Accounts backup, whose paths are inside components, or a destination that does not
+    answer): the run then says what it finds."""
+    if not paths:
+        return []
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        api = Api(catalog)
+        item = api.call("getBackupItem", {"_id": backup_id}, Caller())
+        if not item["success"] or item["data"].get("backup_type") != JobType.DIRECTORIES:
+            return []
+        listed: dict[str, set[str] | None] = {}
+        absent = []
+        for path in paths:
+            clean = posixpath.normpath("/" + path.strip("/"))
+            if clean == "/":
+                continue
+            folder = posixpath.dirname(clean)
+            if folder not in listed:
+                answer = api.call("listBackupFiles", {"_id": backup_id, "path": folder, "limit": 0}, Caller())
+                known = answer["success"] or "not found" in str(answer["message"])  # else: cannot tell
+                entries = answer["data"]["entries"] if answer["success"] else []
+                listed[folder] = {entry["path"] for entry in entries} if known else None
+            names = listed[folder]
+            if names is not None and clean not in names:
+                absent.append(path)
+        return absent
+    finally:
+        catalog.close()
 
 
 def _interactive() -> bool:
