@@ -59,14 +59,15 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.get_by_role("link", name="New Destination").click()
     page.get_by_role("heading", name="New Destination").wait_for()
     page.get_by_label("name", exact=True).fill("Panel disk")
-    page.get_by_label("type", exact=True).fill("Nowhere")
+    page.get_by_label("type", exact=True).select_option("Local")
+    page.get_by_label("path (required)").fill("relative/path")
     page.get_by_role("button", name="Create").click()
-    error = page.locator("#field-type-error")
-    error.get_by_text("type").wait_for()
-    assert page.get_by_label("type", exact=True).get_attribute("aria-invalid") == "true"
+    error = page.locator("#option-path-error")
+    error.get_by_text("options[path]: must be an absolute path").wait_for()
+    assert page.get_by_label("path (required)").get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "option-path"
     pages.check(page, "destination-error")
-    page.get_by_label("type", exact=True).fill("Local")
-    page.get_by_label("options", exact=True).fill(f'{{"path": "{store}"}}')
+    page.get_by_label("path (required)").fill(str(store))
     page.get_by_role("button", name="Create").click()
     page.get_by_role("heading", name="Destination Panel disk").wait_for()
     page.get_by_role("button", name="Validate destination").click()
