@@ -30,6 +30,7 @@ from snapkeep.api import envelope
 from snapkeep.api.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
+    CsrfError,
     authenticate_session,
     sign_in,
     sign_out,
@@ -160,6 +161,8 @@ def mount_panel(
         try:
             user = await run_in_threadpool(current_user, catalog, cookie)
         except AuthError as error:
+            if cookie:  # a presented cookie that is wrong is a guess like any other
+                throttle.failed(address, "unknown, expired or signed-out session cookie")
             return JSONResponse(envelope.failure(str(error)), status_code=401)
         return JSONResponse(
             envelope.success("Session", {"user": who(user), "csrf": users.csrf_secret(cookie)})
@@ -167,12 +170,19 @@ def mount_panel(
 
     @app.delete(f"{PREFIX}/session", include_in_schema=False)
     async def session_end(request: Request) -> Response:
+        address = address_of(request)
+        answer = refused(throttle, address)
+        if answer is not None:
+            return answer
         cookie = request.cookies.get(SESSION_COOKIE, "")
         try:
             await run_in_threadpool(authenticate_session, catalog, cookie, request.headers.get(CSRF_HEADER))
+        except CsrfError as error:
+            return JSONResponse(envelope.failure(str(error)), status_code=403)
         except AuthError as error:
-            status = 401 if "sign in again" in str(error) else 403
-            return JSONResponse(envelope.failure(str(error)), status_code=status)
+            if cookie:
+                throttle.failed(address, "unknown, expired or signed-out session cookie")
+            return JSONResponse(envelope.failure(str(error)), status_code=401)
         await run_in_threadpool(sign_out, catalog, cookie)
         response = JSONResponse(envelope.success("Signed Out Successfully", {}))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
