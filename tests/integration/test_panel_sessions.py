@@ -200,6 +200,8 @@ def test_a_bad_sign_in_body_is_refused_naming_the_shape(client: TestClient) -> N
         answer = client.post("/ui/session", content=body, headers=json_type)
         assert answer.status_code == 400
         assert '{"name", "password"}' in answer.json()["message"]
+    huge = client.post("/ui/session", content=b'{"name": "' + b"a" * 20_000 + b'"}', headers=json_type)
+    assert huge.status_code == 413
 
 
 def test_a_plain_visit_to_slash_goes_to_the_panel(client: TestClient) -> None:
