@@ -150,9 +150,12 @@ def mount_panel(
         try:
             user = await run_in_threadpool(current_user, catalog, cookie)
         except AuthError as error:
-            if cookie:  # a presented cookie that is wrong is a guess like any other
+            failed = JSONResponse(envelope.failure(str(error)), status_code=401)
+            if cookie:  # a presented cookie that is wrong is a guess like any other; a stale one
+                # is dropped from the browser so that reloading the page does not count again
                 throttle.failed(address, "unknown, expired or signed-out session cookie")
-            return JSONResponse(envelope.failure(str(error)), status_code=401)
+                failed.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+            return failed
         return JSONResponse(
             envelope.success("Session", {"user": who(user), "csrf": users.csrf_secret(cookie)})
         )
