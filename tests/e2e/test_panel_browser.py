@@ -48,9 +48,18 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.get_by_label("Password", exact=True).fill("wrong password")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("wrong user name, password or token").wait_for()
-    page.get_by_label("Password", exact=True).fill(ROOT_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    # the keyboard alone: the page has the focus, Tab reaches the first field, type, Enter
+    page.reload()
+    page.get_by_role("heading", name="Sign in").wait_for()
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "name"
+    page.keyboard.type("root")
+    page.keyboard.press("Tab")
+    page.keyboard.type(ROOT_PASSWORD)
+    page.keyboard.press("Enter")
     page.get_by_role("heading", name="Dashboard").wait_for()
+    assert page.evaluate("document.activeElement.id") == "main", "focus moves to the new page"
     pages.check(page, "dashboard")
 
     # a destination, with the API's own message beside a bad field
@@ -59,14 +68,15 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.get_by_role("link", name="New Destination").click()
     page.get_by_role("heading", name="New Destination").wait_for()
     page.get_by_label("name", exact=True).fill("Panel disk")
-    page.get_by_label("type", exact=True).fill("Nowhere")
+    page.get_by_label("type", exact=True).select_option("Local")
+    page.get_by_label("path (required)").fill("relative/path")
     page.get_by_role("button", name="Create").click()
-    error = page.locator("#field-type-error")
-    error.get_by_text("type").wait_for()
-    assert page.get_by_label("type", exact=True).get_attribute("aria-invalid") == "true"
+    error = page.locator("#option-path-error")
+    error.get_by_text("options[path]: must be an absolute path").wait_for()
+    assert page.get_by_label("path (required)").get_attribute("aria-invalid") == "true"
+    assert page.evaluate("document.activeElement.id") == "option-path"
     pages.check(page, "destination-error")
-    page.get_by_label("type", exact=True).fill("Local")
-    page.get_by_label("options", exact=True).fill(f'{{"path": "{store}"}}')
+    page.get_by_label("path (required)").fill(str(store))
     page.get_by_role("button", name="Create").click()
     page.get_by_role("heading", name="Destination Panel disk").wait_for()
     page.get_by_role("button", name="Validate destination").click()
@@ -118,6 +128,30 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     wait_for_status(page, "Completed")
     page.locator("pre.log").get_by_text("finished: status 100", exact=False).wait_for()
     pages.check(page, "run")
+
+    # a run that fails (its folder is missing) is rerun from its page
+    broken = server.call(
+        "manageBackupJob",
+        {
+            "action": "create",
+            "name": "Broken site",
+            "type": 2,
+            "contains": 1,
+            "structure": 1,
+            "destination": [server.call("listDestinations")["data"]["destinations"][0]["_id"]],
+            "include_list": [str(tmp_path / "no-such-site")],
+        },
+        how="json",
+    )["data"]
+    server.call("runBackupJobManually", {"_id": broken["_id"]})
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Runs").click()
+    page.get_by_role("link", name="Backup: Broken site").first.click()
+    wait_for_status(page, "Failed")
+    failed_group = group_id_of(page)
+    page.locator("pre.log").get_by_text("no-such-site", exact=False).first.wait_for()
+    page.get_by_role("button", name="Rerun failed").click()
+    page.wait_for_url(re.compile(r"#/run/(?!" + failed_group + r")[0-9a-f]{24}$"))
+    wait_for_status(page, "Failed")
 
     # the backup, and one file restored into another folder
     page.get_by_role("link", name="Backups").click()

@@ -200,6 +200,8 @@ def test_a_bad_sign_in_body_is_refused_naming_the_shape(client: TestClient) -> N
         answer = client.post("/ui/session", content=body, headers=json_type)
         assert answer.status_code == 400
         assert '{"name", "password"}' in answer.json()["message"]
+    huge = client.post("/ui/session", content=b'{"name": "' + b"a" * 20_000 + b'"}', headers=json_type)
+    assert huge.status_code == 413
 
 
 def test_a_plain_visit_to_slash_goes_to_the_panel(client: TestClient) -> None:
@@ -237,3 +239,20 @@ def test_the_cookie_is_secure_under_https(api: Any, catalog: Any) -> None:
     signed = sign_in(client, name="alice", password=PASSWORD)
     assert signed.status_code == 200
     assert "; secure" in signed.headers["set-cookie"].lower()
+
+
+def test_guessed_cookies_are_throttled_on_every_panel_route(api: Any, client: TestClient) -> None:
+    make_user(api)
+    client.cookies.set(SESSION_COOKIE, "alice:" + "0" * 64)
+    stale = client.get("/ui/session")
+    assert stale.status_code == 401
+    assert stale.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""; expires='), "dropped"
+    client.cookies.set(SESSION_COOKIE, "alice:" + "0" * 64)
+    assert client.delete("/ui/session", headers={CSRF_HEADER: "x"}).status_code == 401
+    assert call(client, "listBackups", "x").status_code == 401
+    for _ in range(2):
+        client.cookies.set(SESSION_COOKIE, "alice:" + "0" * 64)
+        assert client.get("/ui/session").status_code == 401
+    client.cookies.set(SESSION_COOKIE, "alice:" + "0" * 64)
+    assert client.get("/ui/session").status_code == 429, "the fixture's throttle allows 5 failures"
+    assert sign_in(client, name="alice", password=PASSWORD).status_code == 429

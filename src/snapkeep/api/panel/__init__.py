@@ -25,15 +25,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from snapkeep.api import envelope
 from snapkeep.api.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
+    CsrfError,
     authenticate_session,
     sign_in,
     sign_out,
 )
+from snapkeep.api.bodies import BodyTimeout, BodyTooLarge, read_body
 from snapkeep.api.throttle import AuthThrottle
 from snapkeep.errors import AuthError, SnapkeepError
 from snapkeep.jobs import users
@@ -108,22 +111,9 @@ def mount_panel(
         answer = refused(throttle, address)
         if answer is not None:
             return answer
-        if not request.headers.get("content-type", "").lower().startswith("application/json"):
-            # a cross-site form cannot send JSON without a preflight this server never grants, so
-            # another site cannot sign a visitor in to an account of its choosing (login CSRF)
-            return JSONResponse(
-                envelope.failure("sign in with Content-Type: application/json"), status_code=415
-            )
-        body = await request.body()
-        try:
-            fields = json.loads(body[:MAX_SIGN_IN_BODY] or b"{}") if len(body) <= MAX_SIGN_IN_BODY else None
-        except ValueError:
-            fields = None
-        if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
-            return JSONResponse(
-                envelope.failure('sign in with a JSON object {"name", "password"} or {"token"}'),
-                status_code=400,
-            )
+        fields = await sign_in_fields(request)
+        if isinstance(fields, Response):
+            return fields
         try:
             session = await run_in_threadpool(
                 sign_in,
@@ -160,23 +150,56 @@ def mount_panel(
         try:
             user = await run_in_threadpool(current_user, catalog, cookie)
         except AuthError as error:
-            return JSONResponse(envelope.failure(str(error)), status_code=401)
+            failed = JSONResponse(envelope.failure(str(error)), status_code=401)
+            if cookie:  # a presented cookie that is wrong is a guess like any other; a stale one
+                # is dropped from the browser so that reloading the page does not count again
+                throttle.failed(address, "unknown, expired or signed-out session cookie")
+                failed.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+            return failed
         return JSONResponse(
             envelope.success("Session", {"user": who(user), "csrf": users.csrf_secret(cookie)})
         )
 
     @app.delete(f"{PREFIX}/session", include_in_schema=False)
     async def session_end(request: Request) -> Response:
+        address = address_of(request)
+        answer = refused(throttle, address)
+        if answer is not None:
+            return answer
         cookie = request.cookies.get(SESSION_COOKIE, "")
         try:
             await run_in_threadpool(authenticate_session, catalog, cookie, request.headers.get(CSRF_HEADER))
+        except CsrfError as error:
+            return JSONResponse(envelope.failure(str(error)), status_code=403)
         except AuthError as error:
-            status = 401 if "sign in again" in str(error) else 403
-            return JSONResponse(envelope.failure(str(error)), status_code=status)
+            if cookie:
+                throttle.failed(address, "unknown, expired or signed-out session cookie")
+            return JSONResponse(envelope.failure(str(error)), status_code=401)
         await run_in_threadpool(sign_out, catalog, cookie)
         response = JSONResponse(envelope.success("Signed Out Successfully", {}))
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
+
+
+async def sign_in_fields(request: Request) -> dict[str, str] | Response:
+    """The fields of a sign-in request, or the answer refusing it (415, 413, 400)."""
+    if not request.headers.get("content-type", "").lower().startswith("application/json"):
+        # a cross-site form cannot send JSON without a preflight this server never grants, so
+        # another site cannot sign a visitor in to an account of its choosing (login CSRF)
+        return JSONResponse(envelope.failure("sign in with Content-Type: application/json"), status_code=415)
+    try:
+        body = await read_body(request, MAX_SIGN_IN_BODY)
+    except (BodyTooLarge, BodyTimeout, ClientDisconnect):
+        return JSONResponse(envelope.failure("sign-in request: too large or too slow"), status_code=413)
+    try:
+        fields = json.loads(body or b"{}")
+    except ValueError:
+        fields = None
+    if not isinstance(fields, dict) or not all(isinstance(value, str) for value in fields.values()):
+        return JSONResponse(
+            envelope.failure('sign in with a JSON object {"name", "password"} or {"token"}'), status_code=400
+        )
+    return fields
 
 
 def current_user(catalog: Catalog, cookie: str) -> users.User:

@@ -189,6 +189,22 @@ async function route() {
   }
 }
 
+// A button's handler that fails (the API said no, the session ended) tells the user instead of
+// failing silently.
+window.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const error = event.reason;
+  if (error instanceof SignedOut) {
+    go("#/signin");
+    return;
+  }
+  const text = error && error.message ? error.message : String(error);
+  const alert = document.getElementById("form-message") || document.getElementById("restore-message")
+    || document.getElementById("list-status") || document.getElementById("run-status");
+  if (alert) alert.textContent = text;
+  announce(text);
+});
+
 window.addEventListener("hashchange", route);
 route();
 

@@ -50,7 +50,7 @@ export function table(caption, headers, rows) {
   return h("table", {},
     h("caption", {}, caption),
     h("thead", {}, h("tr", {}, headers.map((text) => h("th", { scope: "col" }, text)))),
-    h("tbody", {}, rows.length ? rows.map((cells) => h("tr", {}, cells.map((cell) => h("td", {}, cell))))
+    h("tbody", {}, rows.length ? rows.map((cells) => h("tr", {}, cells.map((cell, at) => h("td", { "data-label": headers[at] }, cell))))
       : h("tr", {}, h("td", { colspan: String(headers.length) }, "None."))));
 }
 

@@ -145,6 +145,50 @@ export function fieldOf(message) {
   return match ? match[1] : null;
 }
 
+// A destination's type is chosen from listDestinationTypes, and its options[...] are fields of
+// that type (secrets as password fields, answered masked; the mask sent back keeps them).
+function destinationFields(types, stored) {
+  const wrap = h("div", { id: "destination-type" });
+  const help = (t) => (types.find((x) => x.type === t) || {}).description || "";
+  const select = h("select", { id: "field-type", name: "type", "data-type": "string",
+    "aria-describedby": "field-type-help field-type-error" },
+    types.map((t) => h("option", { value: t.type, selected: t.type === stored.type }, t.type)));
+  const options = h("fieldset", { id: "field-options", class: "options" });
+  const typeHelp = h("small", { id: "field-type-help" }, help(select.value));
+  const draw = () => {
+    typeHelp.textContent = help(select.value);
+    const chosen = types.find((t) => t.type === select.value) || { options: [] };
+    const values = stored.type === select.value ? stored.options || {} : {};
+    options.replaceChildren(h("legend", {}, `${select.value} options`),
+      ...chosen.options.map((option) => {
+        const id = `option-${option.name}`;
+        const input = h("input", { id, "data-option": option.name, "data-type": option.type,
+          type: option.secret ? "password" : option.type === "integer" ? "number" : "text",
+          autocomplete: option.secret ? "new-password" : "off", required: Boolean(option.required),
+          "aria-describedby": `${id}-help ${id}-error` });
+        input.value = values[option.name] === undefined || values[option.name] === null ? "" : String(values[option.name]);
+        return h("div", { class: "field" },
+          h("label", { for: id }, `${option.name.replaceAll("_", " ")}${option.required ? " (required)" : ""}`), input,
+          h("small", { id: `${id}-help` }, option.description || ""), h("span", { id: `${id}-error`, class: "error" }));
+      }),
+      h("span", { id: "field-options-error", class: "error" }));
+  };
+  select.addEventListener("change", draw);
+  draw();
+  wrap.append(h("div", { class: "field" }, h("label", { for: "field-type" }, "type"), select, typeHelp,
+    h("span", { id: "field-type-error", class: "error" })), options);
+  return wrap;
+}
+
+function optionValues(form) {
+  const values = {};
+  for (const input of form.querySelectorAll("input[data-option]")) {
+    if (input.value === "") continue;
+    values[input.dataset.option] = input.dataset.type === "integer" ? Number(input.value) : input.value;
+  }
+  return values;
+}
+
 export async function editPage(kind, ident) {
   const spec = KINDS[kind];
   const creating = ident === "new";
@@ -152,7 +196,19 @@ export async function editPage(kind, ident) {
   const parameters = (await functions())[spec.manage].parameters
     .filter((p) => !HIDDEN.has(p.name) && (p.name !== "owner" || me.role === "root"));
   const pickers = await pickerOptions(parameters);
-  const controls = parameters.map((p) => inputFor(p, stored[p.name], pickers[p.name]));
+  const types = kind === "destinations" ? (await data("listDestinationTypes")).types : null;
+  const owners = me.role === "root" ? (await data("listUsers", { limit: 0 })).users : null;
+  const ownerField = (p) => h("div", { class: "field" },
+    h("label", { for: "field-owner" }, "owner"),
+    h("select", { id: "field-owner", name: "owner", "data-type": "string", "aria-describedby": "field-owner-help field-owner-error" },
+      h("option", { value: "" }, creating ? "(you)" : "(unchanged)"),
+      owners.map((user) => h("option", { value: user._id, selected: user._id === stored.owner }, `${user.name} (${user.role})`))),
+    h("small", { id: "field-owner-help" }, p.description || ""), h("span", { id: "field-owner-error", class: "error" }));
+  const controls = parameters.filter((p) => !(types && p.name === "options")).map((p) => {
+    if (types && p.name === "type") return destinationFields(types, stored);
+    if (owners && p.name === "owner") return ownerField(p);
+    return inputFor(p, stored[p.name], pickers[p.name]);
+  });
   const message = h("p", { role: "alert", id: "form-message" });
   const form = h("form", { "aria-describedby": "form-message", novalidate: true },
     h("h1", {}, creating ? `New ${spec.label}` : `${spec.label} ${stored.name}`),
@@ -173,7 +229,8 @@ export async function editPage(kind, ident) {
     for (const field of Object.keys(pickers)) {
       params[field] = [...form.querySelectorAll(`input[data-field="${field}"]:checked`)].map((box) => box.value);
     }
-    for (const control of form.querySelectorAll("input[name], textarea[name]")) {
+    if (types) params.options = optionValues(form);
+    for (const control of form.querySelectorAll("input[name], textarea[name], select[name]")) {
       try {
         const value = valueOf(control);
         if (value !== undefined) params[control.name] = value;
@@ -189,11 +246,17 @@ export async function editPage(kind, ident) {
       go(`#/edit/${kind}/${answer.data._id}`);
       return;
     }
+    const option = /^options\[([A-Za-z0-9_]+)\]/.exec(answer.message);
     const field = fieldOf(answer.message);
-    const control = field && (form.querySelector(`[name="${field}"]`) || form.querySelector(`[data-field="${field}"]`));
-    if (control) {
+    let control = option && form.querySelector(`[data-option="${option[1]}"]`);
+    let error = control && document.getElementById(`option-${option[1]}-error`);
+    if (!control && field) {
+      control = form.querySelector(`[name="${field}"]`) || form.querySelector(`[data-field="${field}"]`) || form.querySelector(`#field-${field}`);
+      error = document.getElementById(`field-${field}-error`);
+    }
+    if (control && error) {
       control.setAttribute("aria-invalid", "true");
-      document.getElementById(`field-${field}-error`).textContent = answer.message;
+      error.textContent = answer.message;
       control.focus();
     }
   });
