@@ -6,6 +6,7 @@ checked with axe-core: no serious or critical violation. The server is the real 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Instance:
     return Instance("sqlite", tmp_path_factory.mktemp("e2e-panel") / "home", None)
 
 
-def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any, tmp_path: Path) -> None:
+def test_administrator_backs_up_and_restores_a_file(
+    server: Server, browser: Any, tmp_path: Path, trusted_dir: Path
+) -> None:
     secret = tmp_path / "password"
     secret.write_text(ROOT_PASSWORD + "\n")
     done = server.instance.cli("user", "passwd", "root", "--password-file", str(secret))
@@ -153,6 +156,46 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     page.wait_for_url(re.compile(r"#/run/(?!" + failed_group + r")[0-9a-f]{24}$"))
     wait_for_status(page, "Failed")
 
+    # a run held by a slow pre hook is stopped from its page: the hook is killed, the run Aborted
+    script = trusted_dir / "slow-pre-hook.sh"
+    marker = tmp_path / "slow-hook-started"
+    script.write_text(f"#!/bin/sh\necho $$ > {marker}\nsleep 300\n")
+    script.chmod(0o755)
+    slow = server.call(
+        "duplicateBackupJob",
+        {"_id": server.call("listBackupJobs", {"filter": "Panel site"})["data"]["jobs"][0]["_id"]},
+    )["data"]
+    server.call(
+        "manageBackupJob", {"action": "modify", "_id": slow["_id"], "name": "Slow site", "disabled": 0}
+    )
+    assert (
+        server.call(
+            "manageHook",
+            {
+                "action": "create",
+                "name": "Slow pre hook",
+                "script": str(script),
+                "position_type": 1,
+                "position": 1,
+                "data_list": [slow["_id"]],
+            },
+            how="json",
+        )["success"]
+        == 1
+    )
+    server.call("runBackupJobManually", {"_id": slow["_id"]})
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Runs").click()
+    page.get_by_role("link", name="Backup: Slow site").first.click()
+    wait_for_status(page, "Processing")
+    deadline = time.monotonic() + 60
+    while not marker.exists():  # the hook's line is logged when it ends: wait for its process
+        assert time.monotonic() < deadline, "the pre hook never started"
+        time.sleep(0.1)
+    page.get_by_role("button", name="Stop").click()
+    wait_for_status(page, "Aborted", timeout_ms=60_000)
+    page.locator("pre.log").get_by_text("the run was asked to stop", exact=False).first.wait_for()
+    pages.check(page, "run-stopped")
+
     # the backup, and one file restored into another folder
     page.get_by_role("link", name="Backups").click()
     page.get_by_role("heading", name="Backups").wait_for()
@@ -224,4 +267,4 @@ def test_administrator_backs_up_and_restores_a_file(server: Server, browser: Any
     status = page.evaluate("fetch('/ui/session').then(r => r.status)")
     assert status == 401
     context.close()
-    assert len(pages.checked) == 19, pages.checked
+    assert len(pages.checked) == 20, pages.checked
