@@ -96,6 +96,8 @@ class RestorePlanner(RestoreWriter):
         self.planned_bytes = 0
         self.planned_files = 0
         self.entries = 0
+        #: per folder: whether this restore made it (it held nothing before)
+        self.made: list[bool] = []
         #: refuse a whole restore whose folders expand far beyond what the snapshot declares
         self.entry_limit: int | None = None
 
@@ -108,6 +110,7 @@ class RestorePlanner(RestoreWriter):
         self.tree_pool = tree_pool
         self.ways = max(1, ways)
         self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
+        self.made = [False]  # the target may hold anything
         stats = snapshot.stats if snapshot is not None else {}
         files, size = stats.get("files"), stats.get("bytes")
         counts = [stats.get(key) for key in ("files", "dirs", "other_entries")]
@@ -181,7 +184,12 @@ class RestorePlanner(RestoreWriter):
         """``WRITE``, ``OVERWRITE`` or ``SKIP`` for ``node`` against what ``dir_fd`` holds at its
         name (``fs.restore_policy.decide``); an existing folder where a non-folder belongs is a
         failure (``IsADirectoryError``) unless the policy keeps it."""
-        info = existing(node.name, dir_fd)
+        return self.decide_on(node, existing(node.name, dir_fd), dir_fd)
+
+    def decide_on(self, node: Node, info: os.stat_result | None, dir_fd: int | None) -> str:
+        """``decision`` for ``info``, what was found at ``node``'s name (``None``: nothing)."""
+        if info is None:
+            return WRITE
         if node.type == DIR:
             if info is not None and stat.S_ISDIR(info.st_mode):
                 return WRITE  # merged into
@@ -244,18 +252,23 @@ class RestorePlanner(RestoreWriter):
     def plan_entry(self, node: Node, folder: int, parts: list[bytes], shown: bytes, below: Filters) -> None:
         name = node.name
         display = os.fsdecode(shown)
+        # A folder this restore made holds only what the restore put there (tree names are unique):
+        # nothing to look up (an lstat per entry, which waits for the folder while workers create
+        # files in it). Files are still created with O_EXCL | O_NOFOLLOW.
+        fresh = self.made[folder]
         if node.type == DIR:
             assert node.subtree is not None
             with self.folders.open(folder) as dir_fd:
-                info = existing(name, dir_fd)
-                action = self.decision(node, dir_fd, display)
+                info = None if fresh else existing(name, dir_fd)
+                action = self.decide_on(node, info, dir_fd)
                 if action == SKIP:
                     self.note(SKIP, display)
                     self.trees.pop(node.subtree, None)  # its prefetched tree is not needed
                     return
                 if action == OVERWRITE:
                     self.note(OVERWRITE, display)
-                fd = open_folder(name, dir_fd)
+                fd, made = open_folder(name, dir_fd)
+            self.made.append(made)
             self.inherits_group.append(bool(os.fstat(fd).st_mode & stat.S_ISGID))
             child = self.folders.add(fd, [*parts, name])
             self.plan(node.subtree, child, [*parts, name], shown, below)
@@ -272,7 +285,7 @@ class RestorePlanner(RestoreWriter):
             self.fail(display, f"not restored: {problem}")  # e.g. 8 TiB declared for 6 bytes
             return
         with self.folders.open(folder) as dir_fd:
-            action = self.decision(node, dir_fd, display)
+            action = WRITE if fresh else self.decision(node, dir_fd, display)
             if action == SKIP:
                 self.note(SKIP, display)
                 if node.hardlink and node.hardlink not in self.hardlink_first:
