@@ -281,9 +281,17 @@ class RestorePlanner(RestoreWriter):
             return  # an include goes deeper but this entry is not a folder
         if self.refused_special(node, display):
             return
-        if node.type == FILE and (problem := self.repository.file_problem(node)) is not None:
-            self.fail(display, f"not restored: {problem}")  # e.g. 8 TiB declared for 6 bytes
-            return
+        locations: list[BlobLocation] = []
+        if node.type == FILE:
+            found = self.repository.file_locations(node)
+            if isinstance(found, str):
+                self.fail(display, f"not restored: {found}")  # e.g. 8 TiB declared for 6 bytes
+                return
+            locations = found
+            if fresh:  # nothing to decide or remove in a folder this restore made
+                self.note(WRITE, display)
+                self.plan_file(node, folder, display, locations)
+                return
         with self.folders.open(folder) as dir_fd:
             action = WRITE if fresh else self.decision(node, dir_fd, display)
             if action == SKIP:
@@ -310,7 +318,7 @@ class RestorePlanner(RestoreWriter):
                     return
                 self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
         if node.type == FILE:
-            self.plan_file(node, folder, display)
+            self.plan_file(node, folder, display, locations)
             return
         self.result.others += 1
         self.progress.on_file(display, 0)
@@ -349,7 +357,8 @@ class RestorePlanner(RestoreWriter):
         self.note(self.decision(node, dir_fd, shown), shown)
         self.progress.on_file(shown, 0)
 
-    def plan_file(self, node: Node, folder: int, display: str) -> None:
+    def plan_file(self, node: Node, folder: int, display: str, locations: list[BlobLocation]) -> None:
+        """Plan a file whose chunks are at ``locations`` (``Repository.file_locations``)."""
         if node.hardlink:
             if node.hardlink in self.hardlink_first:
                 self.links.append((folder, node.name, display, node.hardlink))
@@ -364,11 +373,7 @@ class RestorePlanner(RestoreWriter):
         if node.hardlink:
             self.hardlink_first[node.hardlink] = job
         offset = 0
-        for blob_id in node.content:
-            location = self.repository.lookup(blob_id)
-            if location is None:
-                self.fail_job(job, f"blob {blob_id.hex()} is missing from the repository")
-                return
+        for blob_id, location in zip(node.content, locations, strict=True):
             users = self.blob_users.get(blob_id)
             if users is None:
                 self.blob_users[blob_id] = [(job, offset)]
