@@ -38,7 +38,7 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
 from snapkeep.storage.replay import Chunks, SourceFailure
-from snapkeep.storage.sftp_openssh import OpenSshPool, OpenSshReader, ReaderUnavailable, ReadFailed
+from snapkeep.storage.sftp_openssh import ClientFailed, OpenSshPool, OpenSshReader, ReaderUnavailable
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
 
 T = TypeVar("T")
@@ -254,15 +254,8 @@ class SftpStore(Store):
             return self._openssh.run(write, source.can_replay)
         except SourceFailure as failure:
             raise failure.original from None
-        except ReadFailed as failed:
-            raise translate(
-                failed.error,
-                f"write {name!r} in {self.location}",
-                connection_lost=failed.lost,
-                missing_is_not_found=False,
-                name=name,
-                free_bytes=free[0],
-            ) from failed.error
+        except ClientFailed as failed:
+            raise self._client_error(failed, "write", name, free_bytes=free[0]) from failed.error
 
     def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: Chunks) -> int:
         try:
@@ -316,14 +309,8 @@ class SftpStore(Store):
                 return self._openssh.read(path, offset, length)
             except ReaderUnavailable:
                 pass  # ssh cannot log in as we do (now): paramiko reads and names any problem
-            except ReadFailed as failed:
-                raise translate(
-                    failed.error,
-                    f"read {name!r} in {self.location}",
-                    connection_lost=failed.lost,
-                    missing_is_not_found=True,
-                    name=name,
-                ) from failed.error
+            except ClientFailed as failed:
+                raise self._client_error(failed, "read", name) from failed.error
 
         def read(client: paramiko.SFTPClient) -> bytes:
             piece = self._read_size(client)
@@ -343,6 +330,19 @@ class SftpStore(Store):
                 return b"".join(handle.readv(ranges, _PREFETCH_REQUESTS))
 
         return self._run("read", name, read)
+
+    def _client_error(
+        self, failed: ClientFailed, operation: str, name: str, *, free_bytes: int | None = None
+    ) -> StorageError:
+        """The ``StorageError`` for a read or write that failed through the OpenSSH client."""
+        return translate(
+            failed.error,
+            f"{operation} {name!r} in {self.location}",
+            connection_lost=failed.lost,
+            missing_is_not_found=operation == "read",
+            name=name,
+            free_bytes=free_bytes,
+        )
 
     def _check_host_key(self) -> None:
         """Connect once through paramiko, which checks (and pins) the host key."""

@@ -39,7 +39,7 @@ import paramiko
 
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSettings
 
-__all__ = ["OpenSshPool", "OpenSshReader", "ReadFailed", "ReaderUnavailable", "openssh_available"]
+__all__ = ["ClientFailed", "OpenSshPool", "OpenSshReader", "ReaderUnavailable", "openssh_available"]
 
 _INIT, _VERSION, _OPEN, _CLOSE, _READ, _WRITE, _FSTAT = 1, 2, 3, 4, 5, 6, 8
 _REMOVE, _RENAME, _EXTENDED = 13, 18, 200
@@ -423,8 +423,8 @@ class ReaderUnavailable(Exception):
     server): the caller reads through paramiko, which names the problem."""
 
 
-class ReadFailed(Exception):
-    """A read through OpenSSH failed: ``error`` as paramiko's would be, ``lost`` when the
+class ClientFailed(Exception):
+    """A read or write through OpenSSH failed: ``error`` as paramiko's would be, ``lost`` when the
     connection was gone (after one fresh reader was tried)."""
 
     def __init__(self, error: BaseException, lost: bool) -> None:
@@ -456,11 +456,11 @@ class OpenSshPool:
         return self.program is not None
 
     def read(self, path: str, offset: int, length: int | None) -> bytes:
-        """Raises ``ReaderUnavailable`` or ``ReadFailed``; a reader found dead is replaced once."""
+        """Raises ``ReaderUnavailable`` or ``ClientFailed``; a reader found dead is replaced once."""
         return self.run(lambda reader: reader.read(path, offset, length))
 
     def run(self, action: Callable[[OpenSshReader], T], replayable: Callable[[], bool] = lambda: True) -> T:
-        """``action`` on a pooled reader. Raises ``ReaderUnavailable`` or ``ReadFailed``; when the
+        """``action`` on a pooled reader. Raises ``ReaderUnavailable`` or ``ClientFailed``; when the
         reader was found dead, ``action`` is tried once more on a fresh one if ``replayable()``."""
         attempt = 1
         while True:
@@ -477,7 +477,7 @@ class OpenSshPool:
                     if lost and attempt == 1 and replayable():
                         attempt += 1
                         continue
-                    raise ReadFailed(error, lost) from error
+                    raise ClientFailed(error, lost) from error
                 except BaseException:
                     reader.close()  # e.g. the caller's chunks failed: the session's state is unknown
                     raise
