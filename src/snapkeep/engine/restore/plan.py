@@ -55,6 +55,11 @@ __all__ = ["Filters", "RestorePlanner", "parse_include"]
 #: starts while the plan (trees, folders) goes on.
 _BATCH_BYTES = 64 * 1024 * 1024
 _BATCH_FILES = 2048
+#: Near the end of a whole restore (fewer than two batches of the files its snapshot declares left
+#: to plan), batches are this many times smaller: the workers write the last files while the plan
+#: finishes, instead of the whole last batch after it (512 MiB on tmpfs: the plan ended 0.35-0.45
+#: s before the restore did).
+_TAIL_DIVISOR = 8
 #: Batches handed to the workers and not yet written before the plan waits (2 GiB set: peak RSS
 #: 168 MiB when the plan ran ahead of all 80,000 files).
 _BATCHES_AHEAD = 3
@@ -95,6 +100,10 @@ class RestorePlanner(RestoreWriter):
         self.batches: deque[list[Future[None]]] = deque()
         self.planned_bytes = 0
         self.planned_files = 0
+        #: files planned in all, and the number after which batches get smaller (a whole restore)
+        self.files_seen = 0
+        self.tail_from: int | None = None
+        self.batch_files, self.batch_bytes = _BATCH_FILES, _BATCH_BYTES
         self.entries = 0
         #: per folder: whether this restore made it (it held nothing before)
         self.made: list[bool] = []
@@ -117,6 +126,8 @@ class RestorePlanner(RestoreWriter):
         declared = sum(count for count in counts if isinstance(count, int) and count >= 0)
         if snapshot is not None:  # a whole restore (every snapshot snapkeep writes has stats)
             self.entry_limit = 2 * declared + ENTRY_SLACK
+            if isinstance(files, int) and files >= 0:
+                self.tail_from = files - 2 * _BATCH_FILES
         self.progress.on_start(
             files if isinstance(files, int) else None, size if isinstance(size, int) else None
         )
@@ -384,7 +395,11 @@ class RestorePlanner(RestoreWriter):
         node.content = []  # the blob users hold what is needed; keeps a big plan small
         self.planned_files += 1
         self.planned_bytes += node.size
-        if self.planned_bytes >= _BATCH_BYTES or self.planned_files >= _BATCH_FILES:
+        self.files_seen += 1
+        if self.tail_from is not None and self.files_seen >= self.tail_from:
+            self.tail_from = None
+            self.batch_files, self.batch_bytes = _BATCH_FILES // _TAIL_DIVISOR, _BATCH_BYTES // _TAIL_DIVISOR
+        if self.planned_bytes >= self.batch_bytes or self.planned_files >= self.batch_files:
             self.submit_planned()
 
     # --- hand-off to the workers -------------------------------------------------------------------
