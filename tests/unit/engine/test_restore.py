@@ -224,7 +224,8 @@ def test_the_last_batches_of_a_whole_restore_are_smaller(
 
     monkeypatch.setattr(plan_module.RestorePlanner, "submit_planned", counting)
     result = restore(repository, snapshot, tmp_path / "target")
-    assert result.ok and result.files == 160
+    assert result.ok
+    assert result.files == 160
     assert sizes[:3] == [32, 32, 32]
     assert set(sizes[3:-1]) == {4}  # the tail; the last call hands over what is left
     restored = tmp_path / "target" / str(source).lstrip("/")
