@@ -51,6 +51,11 @@ class S3Store(Store):
     5xx, throttling) and ``StorageError`` (unknown host, other refusals).
     """
 
+    #: Every chunk is taken once (botocore's own retries are off; ``RetryingStore``, which writes a
+    #: sequence again, says so itself), so the packer hands over a pack's parts one by one and
+    #: each is released once joined into the PUT's body instead of held beside it.
+    replays_writes = False
+
     def __init__(
         self,
         *,
