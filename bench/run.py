@@ -107,6 +107,8 @@ class Bench:
         self.remote_records: dict[str, dict[str, dict[str, Any]]] = {}
         self.meta: dict[str, Any] = {"notes": []}
         self.started = time.perf_counter()
+        #: restored trees, deleted only at the end of the run (see ``remove_restores``)
+        self.restores: list[Path] = []
 
     def log(self, message: str) -> None:
         print(f"[bench {time.perf_counter() - self.started:7.1f}s] {message}", flush=True)
@@ -218,11 +220,7 @@ class Bench:
                 self.skip(records[tool.name], "restore", "skipped", "an earlier step failed")
                 continue
             self.restore(tool, repeat, records[tool.name], expected)
-        # Deleted only now: ext4 makes inode allocation slow for a while after a large tree is
-        # deleted, so deleting one tool's restore before the next tool restores would tax the
-        # second tool (docs/engine.md, "Performance").
-        for tool in order:
-            dataset.remove_tree(self.work / f"restore-{tool.name}")
+        # The restored trees are deleted only at the end of the run (``remove_restores``).
         if not self.arguments.keep_repositories:
             for tool in self.tools:
                 dataset.remove_tree(tool.repository)
@@ -233,9 +231,10 @@ class Bench:
         return dataset.digest(tree, script=self.script, owner=os.geteuid() == 0, mtime=True)
 
     def restore(self, tool: Tool, repeat: int, records: dict[str, Any], expected: dict[str, Any]) -> None:
-        target = self.work / f"restore-{tool.name}"
-        dataset.remove_tree(target)
+        target = self.work / f"restore-{tool.name}-{repeat}"
+        dataset.remove_tree(target)  # a leftover of an interrupted run
         target.mkdir(parents=True)
+        self.restores.append(target)
         command, cwd = tool.restore_command(target)
         result = self.measure(tool, "restore", repeat, command, cwd)
         error = ""
@@ -281,16 +280,33 @@ class Bench:
             if not self.foreign:
                 dataset.working_copy(self.work / "data", self.tree)
             dataset.warm(self.tree)
-        for repeat in range(0 if self.arguments.only_remote else self.arguments.repeat):
-            self.log(f"repetition {repeat + 1} of {self.arguments.repeat}")
-            self.runs.append(self.repetition(repeat))
-        for name in self.arguments.remote:
-            self.remote(name)
-        if self.arguments.profile:
-            self.profile()
-        self.meta["load_after"] = os.getloadavg()
+        try:
+            for repeat in range(0 if self.arguments.only_remote else self.arguments.repeat):
+                self.log(f"repetition {repeat + 1} of {self.arguments.repeat}")
+                self.runs.append(self.repetition(repeat))
+            for name in self.arguments.remote:
+                self.remote(name)
+            if self.arguments.profile:
+                self.profile()
+            self.meta["load_after"] = os.getloadavg()
+        finally:
+            self.remove_restores()
         self.meta["elapsed_s"] = round(time.perf_counter() - self.started, 1)
         return self.meta
+
+    def remove_restores(self) -> None:
+        """Delete every restored tree, once every step is measured.
+
+        ext4 without a journal skips inodes freed in the last 30-35 s when it allocates new ones
+        (``recently_deleted``), one inode table lookup each: for a while after a tree of 80,000
+        files is deleted, creating files costs several times the CPU (perf: 40 % of a restore in
+        ``find_inode_bit``/``recently_deleted``). Deleting one step's tree before the next restore
+        taxed whichever tool restored next, and snapkeep restores first on every remote target
+        (a 512 MiB S3 restore right after the SFTP trees were deleted: 14.9 s and 9.8 s of CPU,
+        then 5.0 s and 3.9-4.1 s). At most about 7 times the data set is kept meanwhile."""
+        for target in self.restores:
+            dataset.remove_tree(target)
+        self.restores = []
 
     # ---- remote targets -----------------------------------------------------------------------
     def remote(self, name: str) -> None:
@@ -333,10 +349,7 @@ class Bench:
                     self.skip(steps, "restore", "skipped", "an earlier step failed")
                 dataset.remove_tree(tool.repository)
                 dataset.remove_tree(tool.home)
-            # The verified restores go only now (they piled up to 12 GB across runs), after every
-            # tool has restored: a large deletion slows inode allocation for a while (see repetition()).
-            for tool in tools:
-                dataset.remove_tree(self.work / f"restore-{tool.name}")
+            # The restored trees are deleted only at the end of the run (``remove_restores``).
         finally:
             target.stop()
 

@@ -1,11 +1,14 @@
-"""Reads through the OpenSSH client (``storage.sftp_openssh``): used for key logins, refused for
+"""Reads and writes through the OpenSSH client (``storage.sftp_openssh``): used for key logins, refused for
 any host key but the pinned one, replaced when dropped, and paramiko for password logins."""
 
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -91,3 +94,33 @@ def test_a_changed_host_key_after_openssh_reads_is_named(sshd: SshServer) -> Non
             store.load("config")
     finally:
         store.close()
+
+
+def test_key_logins_write_through_openssh(sshd: SshServer) -> None:
+    """Writes go through the client too: pipelined requests, folders made on the way, the object
+    replaced atomically, exactly what paramiko reads back."""
+    data = os.urandom(1_000_000)  # several 255 KiB requests, a chunk not a multiple of them
+    with connect(sshd) as store:
+        assert store.store_stream("data/cd/pack", [data[:300_000], b"", data[300_000:]]) == len(data)
+        assert store._openssh.started == 1
+        store.store("data/cd/pack", b"replaced")
+        store._openssh.program = None  # read back through paramiko
+        assert store.load("data/cd/pack") == b"replaced"
+        assert [item.name for item in store.list("data/")] == ["data/cd/pack"]
+    folder = Path(store.root) / "data" / "cd"
+    assert sorted(path.name for path in folder.iterdir()) == ["pack"]  # no temporary left
+
+
+def test_a_failing_source_through_openssh_leaves_nothing(sshd: SshServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"x" * 600_000
+        raise ValueError("the source broke")
+
+    with connect(sshd) as store:
+        store.store("archives/kept", b"old")
+        with pytest.raises(ValueError, match="the source broke"):
+            store.store_stream("archives/kept", chunks())
+        assert store.load("archives/kept") == b"old"
+        store.store("archives/after", b"the session is still usable")
+        assert store.load("archives/after") == b"the session is still usable"
+        assert sorted(path.name for path in (Path(store.root) / "archives").iterdir()) == ["after", "kept"]

@@ -87,6 +87,11 @@ class Store(abc.ABC):
 
     #: A human-readable location (path or URL without secrets), for messages.
     location: str = ""
+    #: Whether ``store_stream`` may iterate its chunks more than once (a write tried again after a
+    #: dropped connection, when they are a sequence). A store that never does lets a caller hand
+    #: over chunks it releases as they are written (``repository.packer``: a pack's memory goes as
+    #: it is written instead of after).
+    replays_writes: bool = True
 
     @abc.abstractmethod
     def store(self, name: str, data: bytes) -> None:

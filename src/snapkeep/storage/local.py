@@ -67,11 +67,13 @@ def _fsync_folder(folder: Path) -> None:
 
 
 class LocalStore(Store):
-    """Objects as files under ``path``.
+    """Objects as files under ``path``. A write is never tried again (``replays_writes``).
 
     ``create`` makes the folder (and its parents) when missing; otherwise a missing folder raises
     ``StorageError``. ``sync=False`` skips the fsyncs (only for throwaway data such as tests).
     """
+
+    replays_writes = False
 
     def __init__(
         self, path: str | os.PathLike[str], *, create: bool = True, sync: bool = True, clock: Clock = SYSTEM

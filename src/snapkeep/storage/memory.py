@@ -20,6 +20,8 @@ class MemoryStore(Store):
     still accepted (the store never pretends to be full).
     """
 
+    replays_writes = False
+
     def __init__(self, name: str = "memory", *, capacity: int | None = None) -> None:
         self.location = f"memory://{name}"
         self._objects: dict[str, bytes] = {}

@@ -51,6 +51,11 @@ class S3Store(Store):
     5xx, throttling) and ``StorageError`` (unknown host, other refusals).
     """
 
+    #: Every chunk is taken once (botocore's own retries are off; ``RetryingStore``, which writes a
+    #: sequence again, says so itself), so the packer hands over a pack's parts one by one and
+    #: each is released once joined into the PUT's body instead of held beside it.
+    replays_writes = False
+
     def __init__(
         self,
         *,
@@ -84,7 +89,11 @@ class S3Store(Store):
         self.location = f"s3://{host.split('://', 1)[-1]}/{bucket}/{self.prefix}".rstrip("/")
         config = Config(
             region_name=region,
-            s3={"addressing_style": "path" if endpoint else "auto"},
+            # No SHA-256 of every body for the signature (UNSIGNED-PAYLOAD; the headers are still
+            # signed): packs are authenticated by their AEAD and named by their BLAKE3, and TLS
+            # protects the rest. 16 MiB PUTs to loopback rclone: 0.41-0.79 ms of our CPU per MiB
+            # instead of 1.08-1.37 (docs/destinations.md).
+            s3={"addressing_style": "path" if endpoint else "auto", "payload_signing_enabled": False},
             max_pool_connections=max(threads, 2),
             connect_timeout=timeout,
             read_timeout=timeout,

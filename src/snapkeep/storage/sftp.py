@@ -5,8 +5,9 @@ target folder (``.tmp-<random>``), is fsynced where the server offers ``fsync@op
 published with ``posix-rename@openssh.com`` (atomic replace), or with delete+rename on servers that
 lack it. Missing folders are created on the way. Reads of a byte range are pipelined (``readv``),
 in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most). With a
-private key (no passphrase) and an ``ssh`` program, reads go through the OpenSSH client instead
-(``snapkeep.storage.sftp_openssh``: its C code does the encryption that paramiko does in Python).
+private key (no passphrase) and an ``ssh`` program, reads and writes go through the OpenSSH client
+instead (``snapkeep.storage.sftp_openssh``: its C code does the encryption that paramiko does in
+Python); listings, stats, deletes and folders stay on paramiko.
 
 Connections: up to ``threads`` SSH connections are opened on demand and pooled, so that several
 threads transfer in parallel. A connection found dropped during a call is replaced and the call is
@@ -37,7 +38,7 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
 from snapkeep.storage.replay import Chunks, SourceFailure
-from snapkeep.storage.sftp_openssh import OpenSshPool, ReaderUnavailable, ReadFailed
+from snapkeep.storage.sftp_openssh import ClientFailed, OpenSshPool, OpenSshReader, ReaderUnavailable
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
 
 T = TypeVar("T")
@@ -186,6 +187,11 @@ class SftpStore(Store):
         target = self._remote(name)
         temporary = posixpath.join(posixpath.dirname(target), TEMPORARY_PREFIX + secrets.token_hex(8))
         source = Chunks(chunks)
+        if self._openssh.enabled:
+            try:
+                return self._store_openssh(name, temporary, target, source)
+            except ReaderUnavailable:
+                pass  # ssh cannot log in as we do (now): paramiko writes and names any problem
         free: list[int | None] = [None]
 
         def write(client: paramiko.SFTPClient) -> int:
@@ -207,6 +213,49 @@ class SftpStore(Store):
             missing_is_not_found=False,
             free_bytes=lambda: free[0],
         )
+
+    def _store_openssh(self, name: str, temporary: str, target: str, source: Chunks) -> int:
+        """``store_stream`` through the OpenSSH client (``sftp_openssh``): the same temporary
+        file, fsync, size check and rename as paramiko's, the encryption in ssh's C code. Missing
+        folders are made through paramiko. Raises ``ReaderUnavailable`` before anything is
+        written, ``StorageError`` subclasses, or what ``source`` raised."""
+        free: list[int | None] = [None]
+
+        def write(session: OpenSshReader) -> int:
+            try:
+                try:
+                    size, self._fsync_supported = session.write_file(
+                        temporary, source, fsync=self._fsync_supported
+                    )
+                except FileNotFoundError:  # at the open, before any chunk was taken
+                    self._run(
+                        "write",
+                        name,
+                        lambda client: _make_folders(client, posixpath.dirname(temporary)),
+                        missing_is_not_found=False,
+                    )
+                    size, self._fsync_supported = session.write_file(
+                        temporary, source, fsync=self._fsync_supported
+                    )
+                self._posix_rename_supported = session.rename(
+                    temporary, target, posix=self._posix_rename_supported
+                )
+            except BaseException as error:
+                if session.alive():
+                    if isinstance(error, OSError) and error.errno is None:  # before the cleanup frees it
+                        with contextlib.suppress(StorageError):
+                            free[0] = self._run("check the free space for", name, self._free_bytes)
+                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        session.remove(temporary)
+                raise
+            return size
+
+        try:
+            return self._openssh.run(write, source.can_replay)
+        except SourceFailure as failure:
+            raise failure.original from None
+        except ClientFailed as failed:
+            raise self._client_error(failed, "write", name, free_bytes=free[0]) from failed.error
 
     def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: Chunks) -> int:
         try:
@@ -260,14 +309,8 @@ class SftpStore(Store):
                 return self._openssh.read(path, offset, length)
             except ReaderUnavailable:
                 pass  # ssh cannot log in as we do (now): paramiko reads and names any problem
-            except ReadFailed as failed:
-                raise translate(
-                    failed.error,
-                    f"read {name!r} in {self.location}",
-                    connection_lost=failed.lost,
-                    missing_is_not_found=True,
-                    name=name,
-                ) from failed.error
+            except ClientFailed as failed:
+                raise self._client_error(failed, "read", name) from failed.error
 
         def read(client: paramiko.SFTPClient) -> bytes:
             piece = self._read_size(client)
@@ -287,6 +330,19 @@ class SftpStore(Store):
                 return b"".join(handle.readv(ranges, _PREFETCH_REQUESTS))
 
         return self._run("read", name, read)
+
+    def _client_error(
+        self, failed: ClientFailed, operation: str, name: str, *, free_bytes: int | None = None
+    ) -> StorageError:
+        """The ``StorageError`` for a read or write that failed through the OpenSSH client."""
+        return translate(
+            failed.error,
+            f"{operation} {name!r} in {self.location}",
+            connection_lost=failed.lost,
+            missing_is_not_found=operation == "read",
+            name=name,
+            free_bytes=free_bytes,
+        )
 
     def _check_host_key(self) -> None:
         """Connect once through paramiko, which checks (and pins) the host key."""

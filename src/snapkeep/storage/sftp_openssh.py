@@ -1,10 +1,12 @@
-"""Byte-range reads over the OpenSSH client: ``ssh -s ... sftp`` speaking SFTP v3 over its pipes.
+"""Reads and writes over the OpenSSH client: ``ssh -s ... sftp`` speaking SFTP v3 over its pipes.
 
 Why: with paramiko every SSH packet is decrypted, authenticated and reassembled in Python; in a
 restore from SFTP that was the largest cost after creating the files (``docs/engine.md``, "Remote
 restore profile"). The OpenSSH client does the same work in C (AES-NI), as restic uses it, and this
-module only frames SFTP messages of up to 255 KiB. Reads only: writes, listings and the rest stay
-on paramiko (``sftp.SftpStore``), which also connects first and so pins and checks the host key.
+module only frames SFTP messages of up to 255 KiB. Byte-range reads and whole-object writes
+(pipelined WRITE requests into a temporary file, ``fsync@openssh.com``, ``FSTAT`` to check the size,
+``posix-rename@openssh.com``) go through it; listings, folders and the rest stay on paramiko
+(``sftp.SftpStore``), which also connects first and so pins and checks the host key.
 
 Safety: the client is started with ``BatchMode``, ``StrictHostKeyChecking=yes`` and a known-hosts
 file holding only the host key paramiko verified (``HostKeyAlias``), so it refuses any other key;
@@ -30,18 +32,22 @@ import struct
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import paramiko
 
 from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSettings
 
-__all__ = ["OpenSshPool", "OpenSshReader", "ReadFailed", "ReaderUnavailable", "openssh_available"]
+__all__ = ["ClientFailed", "OpenSshPool", "OpenSshReader", "ReaderUnavailable", "openssh_available"]
 
-_INIT, _VERSION, _OPEN, _CLOSE, _READ, _FSTAT = 1, 2, 3, 4, 5, 8
+_INIT, _VERSION, _OPEN, _CLOSE, _READ, _WRITE, _FSTAT = 1, 2, 3, 4, 5, 6, 8
+_REMOVE, _RENAME, _EXTENDED = 13, 18, 200
 _STATUS, _HANDLE, _DATA, _ATTRS = 101, 102, 103, 105
 _FX_EOF, _FX_NO_SUCH_FILE, _FX_PERMISSION_DENIED = 1, 2, 3
 _READ_FLAG = 0x01
+#: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC (paramiko's "wb")
+_WRITE_FLAGS = 0x02 | 0x08 | 0x10
 _SIZE_FLAG = 0x01
 #: Bytes per read request (OpenSSH's sftp-server answers up to 255 KiB) and requests in flight.
 PIECE = 255 * 1024
@@ -51,6 +57,7 @@ _HOST_KEY_ALGORITHMS = {"ssh-rsa": "rsa-sha2-512,rsa-sha2-256"}
 _U32 = struct.Struct(">I")
 _LOST = (OSError, EOFError)
 _HEADER = struct.Struct(">IB")
+T = TypeVar("T")
 
 
 #: With AES instructions, AES-GCM before OpenSSH's default chacha20-poly1305: 64 MiB read 4 times
@@ -151,6 +158,7 @@ class OpenSshReader:
                 start_new_session=True,
             )
             self._out = self.process.stdout.fileno()  # type: ignore[union-attr]
+            self._in = self.process.stdin.fileno()  # type: ignore[union-attr]
             self._selector = selectors.DefaultSelector()
             self._selector.register(self._out, selectors.EVENT_READ)
             self._buffer = bytearray()
@@ -183,6 +191,23 @@ class OpenSshReader:
     def _request(self, kind: int, payload: bytes) -> int:
         self._next_id = (self._next_id + 1) & 0xFFFFFFFF
         self._send(kind, _U32.pack(self._next_id) + payload)
+        return self._next_id
+
+    def _request_with_data(self, kind: int, head: bytes, data: memoryview) -> int:
+        """A request whose last field is ``data`` (an SFTP string), written without joining it to
+        the header (``writev``)."""
+        self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        header = _HEADER.pack(len(head) + len(data) + 9, kind) + _U32.pack(self._next_id) + head
+        buffers: list[bytes | memoryview] = [header + _U32.pack(len(data)), data]
+        try:
+            while buffers:
+                written = os.writev(self._in, buffers)
+                while buffers and written >= len(buffers[0]):
+                    written -= len(buffers.pop(0))
+                if buffers and written:
+                    buffers[0] = memoryview(buffers[0])[written:]
+        except (BrokenPipeError, ValueError) as error:
+            raise EOFError(f"the ssh client is gone: {error}") from None
         return self._next_id
 
     def _fill(self, wanted: int) -> None:
@@ -294,6 +319,87 @@ class OpenSshReader:
             position += len(piece)
         return b"".join(ordered)
 
+    # --- writing ---------------------------------------------------------------------------------
+
+    def write_file(self, path: str, chunks: Iterable[bytes], *, fsync: bool) -> tuple[int, bool]:
+        """Create (or truncate) ``path`` and write the chunks to it in pipelined requests of up to
+        ``PIECE`` bytes; with ``fsync``, ask for ``fsync@openssh.com``. Returns the size written and
+        whether fsync is supported (``False`` when the server said it is not). The size the server
+        holds is checked (``FSTAT``) before the handle is closed. Raises like paramiko (a missing
+        folder is ``FileNotFoundError`` at the open, before any chunk is taken)."""
+        answer, body = self._call(
+            _OPEN, _string(path.encode()) + _U32.pack(_WRITE_FLAGS) + _U32.pack(0), path
+        )
+        if answer != _HANDLE:
+            raise OSError(f"unexpected SFTP answer {answer} to OPEN")
+        handle = bytes(body[4 : 4 + _U32.unpack_from(body)[0]])
+        handle_string = _string(handle)
+        waiting: set[int] = set()
+        size = 0
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                for start in range(0, len(view), PIECE):
+                    piece = view[start : start + PIECE]
+                    while len(waiting) >= IN_FLIGHT:
+                        self._write_answer(waiting, path)
+                    waiting.add(
+                        self._request_with_data(_WRITE, handle_string + struct.pack(">Q", size), piece)
+                    )
+                    size += len(piece)
+            while waiting:
+                self._write_answer(waiting, path)
+            if fsync:
+                try:
+                    self._call(_EXTENDED, _string(b"fsync@openssh.com") + handle_string, path)
+                except OSError as error:
+                    if error.errno is not None or "unsupported" not in str(error).lower():
+                        raise
+                    fsync = False
+            answer, body = self._call(_FSTAT, handle_string, path)
+            flags = _U32.unpack_from(body)[0] if answer == _ATTRS else 0
+            if flags & _SIZE_FLAG and struct.unpack_from(">Q", body, 4)[0] != size:
+                raise OSError(f"the server stored {struct.unpack_from('>Q', body, 4)[0]} of {size} bytes")
+        except BaseException:
+            if self.alive():  # answer what is still in flight, then close the handle
+                with contextlib.suppress(*_LOST):
+                    while waiting:
+                        waiting.discard(self._reply()[1])
+                    self._call(_CLOSE, handle_string, path)
+            raise
+        self._call(_CLOSE, handle_string, path)
+        return size, fsync
+
+    def _write_answer(self, waiting: set[int], path: str) -> None:
+        answer, number, body = self._reply()
+        if number not in waiting:
+            raise EOFError(f"SFTP answer {number} to no request")
+        waiting.discard(number)
+        if answer != _STATUS:
+            raise OSError(f"unexpected SFTP answer {answer} to WRITE")
+        if _U32.unpack_from(body)[0] != 0:
+            raise self._failure(body, path)
+
+    def rename(self, old: str, new: str, *, posix: bool) -> bool:
+        """Move ``old`` over ``new``: ``posix-rename@openssh.com`` (atomic replace) when ``posix``
+        and the server offers it, else remove and plain rename. Returns whether the posix rename
+        is offered."""
+        old_string, new_string = _string(old.encode()), _string(new.encode())
+        if posix:
+            try:
+                self._call(_EXTENDED, _string(b"posix-rename@openssh.com") + old_string + new_string, new)
+                return True
+            except OSError as error:
+                if error.errno is not None or "unsupported" not in str(error).lower():
+                    raise
+        with contextlib.suppress(FileNotFoundError):
+            self._call(_REMOVE, new_string, new)
+        self._call(_RENAME, old_string + new_string, new)
+        return False
+
+    def remove(self, path: str) -> None:
+        self._call(_REMOVE, _string(path.encode()), path)
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
             if self.process.stdin is not None:
@@ -317,8 +423,8 @@ class ReaderUnavailable(Exception):
     server): the caller reads through paramiko, which names the problem."""
 
 
-class ReadFailed(Exception):
-    """A read through OpenSSH failed: ``error`` as paramiko's would be, ``lost`` when the
+class ClientFailed(Exception):
+    """A read or write through OpenSSH failed: ``error`` as paramiko's would be, ``lost`` when the
     connection was gone (after one fresh reader was tried)."""
 
     def __init__(self, error: BaseException, lost: bool) -> None:
@@ -350,25 +456,33 @@ class OpenSshPool:
         return self.program is not None
 
     def read(self, path: str, offset: int, length: int | None) -> bytes:
-        """Raises ``ReaderUnavailable`` or ``ReadFailed``; a reader found dead is replaced once."""
+        """Raises ``ReaderUnavailable`` or ``ClientFailed``; a reader found dead is replaced once."""
+        return self.run(lambda reader: reader.read(path, offset, length))
+
+    def run(self, action: Callable[[OpenSshReader], T], replayable: Callable[[], bool] = lambda: True) -> T:
+        """``action`` on a pooled reader. Raises ``ReaderUnavailable`` or ``ClientFailed``; when the
+        reader was found dead, ``action`` is tried once more on a fresh one if ``replayable()``."""
         attempt = 1
         while True:
             with self.slots:
                 reader = self._take()
                 try:
-                    data = reader.read(path, offset, length)
+                    result = action(reader)
                 except CONNECTION_ERRORS as error:
                     lost = isinstance(error, EOFError | TimeoutError) or not reader.alive()
                     if lost:
                         reader.close()
                     else:
                         self._give(reader)
-                    if lost and attempt == 1:
+                    if lost and attempt == 1 and replayable():
                         attempt += 1
                         continue
-                    raise ReadFailed(error, lost) from error
+                    raise ClientFailed(error, lost) from error
+                except BaseException:
+                    reader.close()  # e.g. the caller's chunks failed: the session's state is unknown
+                    raise
                 self._give(reader)
-                return data
+                return result
 
     def _take(self) -> OpenSshReader:
         with self.lock:

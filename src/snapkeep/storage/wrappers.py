@@ -28,6 +28,7 @@ class StoreWrapper(Store):
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.location = inner.location
+        self.replays_writes = inner.replays_writes
 
     def store(self, name: str, data: bytes) -> None:
         self.inner.store(name, data)
@@ -85,6 +86,7 @@ class RetryingStore(StoreWrapper):
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
         super().__init__(inner)
+        self.replays_writes = True  # a transient failure of a sequence is written again
         self.attempts = attempts
         self.base_delay = base_delay
         self.max_delay = max_delay

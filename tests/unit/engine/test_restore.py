@@ -16,6 +16,7 @@ from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.data.tree import DIR, FILE, Node
 from snapkeep.engine.format import BlobType
 from snapkeep.engine.repository import Repository
+from snapkeep.engine.restore import plan as plan_module
 from snapkeep.engine.restore import restore
 from snapkeep.errors import NotFoundError, UnsafePathError
 from snapkeep.storage.memory import MemoryStore
@@ -200,3 +201,32 @@ def test_metadata_acl_and_links(repository: Repository, tmp_path: Path) -> None:
     assert os.lstat(restored / "readonly").st_mtime_ns == 1_111_111_111_111_111_111
     if os.geteuid() == 0:
         assert (info.st_uid, info.st_gid) == (4321, 4322)
+
+
+def test_the_last_batches_of_a_whole_restore_are_smaller(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Near the end of the files its snapshot declares, the plan hands the workers smaller batches
+    (they write the last files while the plan finishes); every file is still restored."""
+    source = tmp_path / "source"
+    for folder in range(4):
+        (source / f"d{folder}").mkdir(parents=True)
+        for number in range(40):
+            (source / f"d{folder}" / f"f{number}").write_bytes(f"{folder}-{number}".encode() * 50)
+    snapshot = backup(repository, [str(source)])
+    monkeypatch.setattr(plan_module, "_BATCH_FILES", 32)  # 160 files: the last 64 in batches of 4
+    sizes: list[int] = []
+    submit = plan_module.RestorePlanner.submit_planned
+
+    def counting(self: plan_module.RestorePlanner) -> None:
+        sizes.append(len({id(job) for users in self.blob_users.values() for job, _ in users}))
+        submit(self)
+
+    monkeypatch.setattr(plan_module.RestorePlanner, "submit_planned", counting)
+    result = restore(repository, snapshot, tmp_path / "target")
+    assert result.ok
+    assert result.files == 160
+    assert sizes[:3] == [32, 32, 32]
+    assert set(sizes[3:-1]) == {4}  # the tail; the last call hands over what is left
+    restored = tmp_path / "target" / str(source).lstrip("/")
+    assert (restored / "d3" / "f39").read_bytes() == b"3-39" * 50

@@ -22,6 +22,7 @@ from snapkeep.engine.fs.safe_target import (
     Metadata,
     MetadataApplier,
     descend,
+    open_folder,
     remove_below,
     split_path,
 )
@@ -129,6 +130,29 @@ def test_descend_refuses_a_symlink_on_the_way(tmp_path: Path, outside: Path) -> 
             descend(root, [b"home", b"a"])
     finally:
         os.close(root)
+
+
+def test_open_folder_says_whether_it_made_the_folder(tmp_path: Path, outside: Path) -> None:
+    """The restore skips looking up entries only in folders it made (they held nothing)."""
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "inside").write_text("x")
+    (tmp_path / "planted").symlink_to(outside)
+    root = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        results = {name: open_folder(name, root) for name in (b"new", b"kept", b"planted")}
+    finally:
+        os.close(root)
+    for fd, _ in results.values():
+        os.close(fd)
+    assert {name.decode(): made for name, (_, made) in results.items()} == {
+        "new": True,
+        "kept": False,
+        "planted": True,  # the symlink was replaced by a new, empty folder
+    }
+    assert (tmp_path / "kept" / "inside").read_text() == "x"
+    assert (tmp_path / "planted").is_dir()
+    assert not (tmp_path / "planted").is_symlink()
+    assert sorted(path.name for path in outside.iterdir()) == ["a", "keep"]  # nothing made through the link
 
 
 # --- merge=0 clearing ----------------------------------------------------------------------------

@@ -140,16 +140,20 @@ def split_path(path: str | bytes, *, lenient: bool = False) -> tuple[bytes, ...]
     return tuple(parts)
 
 
-def open_folder(name: bytes, dir_fd: int) -> int:
+def open_folder(name: bytes, dir_fd: int) -> tuple[int, bool]:
     """Create the folder ``name`` in ``dir_fd`` (replacing a non-folder entry, a symlink included)
-    and open it without following a symlink. Raises ``OSError``."""
+    and open it without following a symlink. Returns the descriptor and whether this call made the
+    folder (then it was empty, and mode 0700 keeps others from adding to it). Raises ``OSError``."""
+    made = True
     try:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
     except FileExistsError:
-        if not stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+        if stat.S_ISDIR(os.lstat(name, dir_fd=dir_fd).st_mode):
+            made = False
+        else:
             os.unlink(name, dir_fd=dir_fd)
             os.mkdir(name, 0o700, dir_fd=dir_fd)
-    return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    return os.open(name, DIR_FLAGS, dir_fd=dir_fd), made
 
 
 def descend(root_fd: int, parts: Sequence[bytes], *, create: bool = False, shown: str | None = None) -> int:

@@ -341,7 +341,14 @@ class Repository:
         """
         if node.type != FILE:
             return None
+        found = self.file_locations(node)
+        return found if isinstance(found, str) else None
+
+    def file_locations(self, node: Node) -> list[BlobLocation] | str:
+        """The index locations of a file node's chunks, in order, or why its content cannot be what
+        it declares (``file_problem``): one lookup per chunk serves both the check and a restore."""
         total = 0
+        locations: list[BlobLocation] = []
         for blob_id in node.content:
             location = self.lookup(blob_id)
             if location is None:
@@ -352,9 +359,10 @@ class Repository:
             if problem is not None:
                 return f"blob {blob_id.hex()} {problem}"
             total += location.raw_length
+            locations.append(location)
         if total != node.size:
             return f"declares {node.size} bytes but its {len(node.content)} chunks hold {total}"
-        return None
+        return locations
 
     def decode_blob(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
         """Open, decompress and verify the stored bytes of a blob; raises ``IntegrityError``."""

@@ -81,7 +81,7 @@ def restore(
         restorer.plan(bytes.fromhex(snapshot.tree), 0, [], b"", filters)
         restorer.write_contents()
         restorer.link_hardlinks()
-        restorer.apply_folder_metadata()
+        restorer.apply_folder_metadata(pool, workers)
     finally:
         tree_pool.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)

@@ -55,6 +55,11 @@ __all__ = ["Filters", "RestorePlanner", "parse_include"]
 #: starts while the plan (trees, folders) goes on.
 _BATCH_BYTES = 64 * 1024 * 1024
 _BATCH_FILES = 2048
+#: Near the end of a whole restore (fewer than two batches of the files its snapshot declares left
+#: to plan), batches are this many times smaller: the workers write the last files while the plan
+#: finishes, instead of the whole last batch after it (512 MiB on tmpfs: the plan ended 0.35-0.45
+#: s before the restore did).
+_TAIL_DIVISOR = 8
 #: Batches handed to the workers and not yet written before the plan waits (2 GiB set: peak RSS
 #: 168 MiB when the plan ran ahead of all 80,000 files).
 _BATCHES_AHEAD = 3
@@ -95,7 +100,13 @@ class RestorePlanner(RestoreWriter):
         self.batches: deque[list[Future[None]]] = deque()
         self.planned_bytes = 0
         self.planned_files = 0
+        #: files planned in all, and the number after which batches get smaller (a whole restore)
+        self.files_seen = 0
+        self.tail_from: int | None = None
+        self.batch_files, self.batch_bytes = _BATCH_FILES, _BATCH_BYTES
         self.entries = 0
+        #: per folder: whether this restore made it (it held nothing before)
+        self.made: list[bool] = []
         #: refuse a whole restore whose folders expand far beyond what the snapshot declares
         self.entry_limit: int | None = None
 
@@ -108,12 +119,15 @@ class RestorePlanner(RestoreWriter):
         self.tree_pool = tree_pool
         self.ways = max(1, ways)
         self.inherits_group = [bool(os.fstat(self.folders.fds[0]).st_mode & stat.S_ISGID)]
+        self.made = [False]  # the target may hold anything
         stats = snapshot.stats if snapshot is not None else {}
         files, size = stats.get("files"), stats.get("bytes")
         counts = [stats.get(key) for key in ("files", "dirs", "other_entries")]
         declared = sum(count for count in counts if isinstance(count, int) and count >= 0)
         if snapshot is not None:  # a whole restore (every snapshot snapkeep writes has stats)
             self.entry_limit = 2 * declared + ENTRY_SLACK
+            if isinstance(files, int) and files >= 0:
+                self.tail_from = files - 2 * _BATCH_FILES
         self.progress.on_start(
             files if isinstance(files, int) else None, size if isinstance(size, int) else None
         )
@@ -181,7 +195,12 @@ class RestorePlanner(RestoreWriter):
         """``WRITE``, ``OVERWRITE`` or ``SKIP`` for ``node`` against what ``dir_fd`` holds at its
         name (``fs.restore_policy.decide``); an existing folder where a non-folder belongs is a
         failure (``IsADirectoryError``) unless the policy keeps it."""
-        info = existing(node.name, dir_fd)
+        return self.decide_on(node, existing(node.name, dir_fd), dir_fd)
+
+    def decide_on(self, node: Node, info: os.stat_result | None, dir_fd: int | None) -> str:
+        """``decision`` for ``info``, what was found at ``node``'s name (``None``: nothing)."""
+        if info is None:
+            return WRITE
         if node.type == DIR:
             if info is not None and stat.S_ISDIR(info.st_mode):
                 return WRITE  # merged into
@@ -244,18 +263,23 @@ class RestorePlanner(RestoreWriter):
     def plan_entry(self, node: Node, folder: int, parts: list[bytes], shown: bytes, below: Filters) -> None:
         name = node.name
         display = os.fsdecode(shown)
+        # A folder this restore made holds only what the restore put there (tree names are unique):
+        # nothing to look up (an lstat per entry, which waits for the folder while workers create
+        # files in it). Files are still created with O_EXCL | O_NOFOLLOW.
+        fresh = self.made[folder]
         if node.type == DIR:
             assert node.subtree is not None
             with self.folders.open(folder) as dir_fd:
-                info = existing(name, dir_fd)
-                action = self.decision(node, dir_fd, display)
+                info = None if fresh else existing(name, dir_fd)
+                action = self.decide_on(node, info, dir_fd)
                 if action == SKIP:
                     self.note(SKIP, display)
                     self.trees.pop(node.subtree, None)  # its prefetched tree is not needed
                     return
                 if action == OVERWRITE:
                     self.note(OVERWRITE, display)
-                fd = open_folder(name, dir_fd)
+                fd, made = open_folder(name, dir_fd)
+            self.made.append(made)
             self.inherits_group.append(bool(os.fstat(fd).st_mode & stat.S_ISGID))
             child = self.folders.add(fd, [*parts, name])
             self.plan(node.subtree, child, [*parts, name], shown, below)
@@ -268,11 +292,19 @@ class RestorePlanner(RestoreWriter):
             return  # an include goes deeper but this entry is not a folder
         if self.refused_special(node, display):
             return
-        if node.type == FILE and (problem := self.repository.file_problem(node)) is not None:
-            self.fail(display, f"not restored: {problem}")  # e.g. 8 TiB declared for 6 bytes
-            return
+        locations: list[BlobLocation] = []
+        if node.type == FILE:
+            found = self.repository.file_locations(node)
+            if isinstance(found, str):
+                self.fail(display, f"not restored: {found}")  # e.g. 8 TiB declared for 6 bytes
+                return
+            locations = found
+            if fresh:  # nothing to decide or remove in a folder this restore made
+                self.note(WRITE, display)
+                self.plan_file(node, folder, display, locations)
+                return
         with self.folders.open(folder) as dir_fd:
-            action = self.decision(node, dir_fd, display)
+            action = WRITE if fresh else self.decision(node, dir_fd, display)
             if action == SKIP:
                 self.note(SKIP, display)
                 if node.hardlink and node.hardlink not in self.hardlink_first:
@@ -297,7 +329,7 @@ class RestorePlanner(RestoreWriter):
                     return
                 self.apply_metadata(node, display, name=name, dir_fd=dir_fd)
         if node.type == FILE:
-            self.plan_file(node, folder, display)
+            self.plan_file(node, folder, display, locations)
             return
         self.result.others += 1
         self.progress.on_file(display, 0)
@@ -336,7 +368,8 @@ class RestorePlanner(RestoreWriter):
         self.note(self.decision(node, dir_fd, shown), shown)
         self.progress.on_file(shown, 0)
 
-    def plan_file(self, node: Node, folder: int, display: str) -> None:
+    def plan_file(self, node: Node, folder: int, display: str, locations: list[BlobLocation]) -> None:
+        """Plan a file whose chunks are at ``locations`` (``Repository.file_locations``)."""
         if node.hardlink:
             if node.hardlink in self.hardlink_first:
                 self.links.append((folder, node.name, display, node.hardlink))
@@ -351,11 +384,7 @@ class RestorePlanner(RestoreWriter):
         if node.hardlink:
             self.hardlink_first[node.hardlink] = job
         offset = 0
-        for blob_id in node.content:
-            location = self.repository.lookup(blob_id)
-            if location is None:
-                self.fail_job(job, f"blob {blob_id.hex()} is missing from the repository")
-                return
+        for blob_id, location in zip(node.content, locations, strict=True):
             users = self.blob_users.get(blob_id)
             if users is None:
                 self.blob_users[blob_id] = [(job, offset)]
@@ -366,7 +395,11 @@ class RestorePlanner(RestoreWriter):
         node.content = []  # the blob users hold what is needed; keeps a big plan small
         self.planned_files += 1
         self.planned_bytes += node.size
-        if self.planned_bytes >= _BATCH_BYTES or self.planned_files >= _BATCH_FILES:
+        self.files_seen += 1
+        if self.tail_from is not None and self.files_seen >= self.tail_from:
+            self.tail_from = None
+            self.batch_files, self.batch_bytes = _BATCH_FILES // _TAIL_DIVISOR, _BATCH_BYTES // _TAIL_DIVISOR
+        if self.planned_bytes >= self.batch_bytes or self.planned_files >= self.batch_files:
             self.submit_planned()
 
     # --- hand-off to the workers -------------------------------------------------------------------

@@ -16,6 +16,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from snapkeep.engine.data.tree import SYMLINK, Node
@@ -248,9 +249,28 @@ class RestoreWriter:
             self.result.files += 1
             self.progress.on_file(display, 0)
 
-    def apply_folder_metadata(self) -> None:
-        """Deepest folders first, after their contents (a read-only folder is filled first)."""
-        for folder, display, node in reversed(self.folder_nodes):
+    def apply_folder_metadata(self, pool: Executor | None = None, ways: int = 1) -> None:
+        """Deepest folders first, after their contents (a read-only folder is filled first).
+
+        With ``pool``, when every folder is still open (a folder reopened by path needs its
+        parents searchable, so then the order matters), the folders are shared among ``ways``
+        threads: a folder's mode and times are set through its own descriptor, which changes
+        nothing in its parent, and every entry is in place by now (2 GiB set: 5,300 folders, a
+        chmod and a utime each, no longer one after the other on one core)."""
+        nodes = self.folder_nodes[::-1]
+        if (
+            pool is None
+            or ways < 2
+            or len(nodes) < 2 * ways
+            or any(self.folders.fds[folder] < 0 for folder, _, _ in nodes)
+        ):
+            self._apply_folders(nodes)
+            return
+        for future in [pool.submit(self._apply_folders, nodes[start::ways]) for start in range(ways)]:
+            future.result()
+
+    def _apply_folders(self, nodes: Sequence[tuple[int, str, Node]]) -> None:
+        for folder, display, node in nodes:
             try:
                 with self.folders.open(folder) as fd:
                     self.apply_metadata(node, display, fd=fd)
