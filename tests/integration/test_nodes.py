@@ -28,7 +28,7 @@ from snapkeep.clock import FrozenClock
 from snapkeep.daemon.scheduler import Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
-from snapkeep.errors import ConfigError, ConflictError
+from snapkeep.errors import ConfigError, ConflictError, LockError
 from snapkeep.jobs import alerts, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
@@ -632,3 +632,41 @@ def test_the_only_node_adopts_what_belongs_to_no_known_node(cluster, tmp_path):
     assert cluster.ok("node-a", "getBackupJob", {"_id": other["_id"]})["node"] == nodes.local_id(
         cluster.home("node-c")
     )
+
+
+def test_a_repository_is_never_pruned_by_two_nodes_at_once(cluster, tmp_path):
+    cluster.node("node-a")
+    cluster.node("node-b")
+    source = tmp_path / "site"
+    source.mkdir()
+    (source / "page.html").write_text("hello" * 100)
+    job = cluster.job("node-a", "site", tmp_path / "disk")
+    cluster.ok(
+        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
+    )
+    with cluster.catalog("node-a").transaction() as tx:
+        group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+    status = execute_group(
+        cluster.catalog("node-a"),
+        cluster.home("node-a"),
+        group["_id"],
+        stop=threading.Event(),
+        clock=cluster.clock,
+    )
+    assert status == QueueStatus.COMPLETED
+    with cluster.catalog("node-a").transaction(write=False) as tx:
+        destination = tx.require("destinations", job["destination"][0], "Destination")
+    opened = {
+        name: repositories.job_repository(
+            destination, job["_id"], catalog=cluster.catalog(name), encrypted=False
+        )
+        for name in ("node-a", "node-b")
+    }
+    with opened["node-a"] as on_a, opened["node-b"] as on_b:
+        # node A prunes (the prune's exclusive lock, held here); node B's prune meanwhile is refused
+        with (
+            on_a.lock(exclusive=True, holder="snapkeep prune"),
+            pytest.raises(LockError, match="snapkeep prune"),
+        ):
+            repositories.prune_repository(on_b)
+        assert repositories.prune_repository(on_b) >= 0  # once A is done, B may
