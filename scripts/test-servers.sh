@@ -2,7 +2,8 @@
 # Provide the servers the test suite needs, on loopback only:
 #   PostgreSQL 127.0.0.1:5432 (trust, database test), MariaDB 127.0.0.1:3306 (root, no password,
 #   database test), and the OpenSSH sshd, vsftpd and Pure-FTPd binaries (tests start their own on
-#   free ports, with throw-away configurations; Pure-FTPd is unpacked into /opt/snapkeep-test).
+#   free ports, with throw-away configurations; Pure-FTPd is unpacked into /opt/snapkeep-test), and
+#   Debian's Chromium for the web panel's browser tests.
 # Servers that already answer are left alone; missing ones are installed with apt and started.
 set -euo pipefail
 
@@ -58,6 +59,9 @@ fi
 command -v mariadb-dump >/dev/null || command -v mysqldump >/dev/null || apt_install mariadb-client
 
 [ -x /usr/sbin/sshd ] || apt_install openssh-server
+# Debian's Chromium for the web panel's browser tests (Playwright drives /usr/bin/chromium; no
+# browser is ever downloaded by Playwright itself).
+[ -x /usr/bin/chromium ] || apt_install chromium
 # FTP servers: only the binaries are wanted (tests start their own on 127.0.0.1 with a throw-away
 # configuration); the packages' own services (port 21 on every address) are stopped and disabled.
 no_service() { # name

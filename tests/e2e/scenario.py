@@ -222,6 +222,7 @@ def walk(call: Call, tag: str, *, thorough: bool = True) -> set[str]:
     assert "log item not found" in door.fails("getLogItem", {"_id": missing}).lower()
     assert "log not found" in door.fails("deleteLog", {"_id": missing}).lower()
     assert "backup not found" in door.fails("getBackupItem", {"_id": missing}).lower()
+    assert "backup not found" in door.fails("listBackupFiles", {"_id": missing, "path": "/"}).lower()
     assert isinstance(door.ok("clearQueue")["cleared"], int)
     assert isinstance(door.ok("stopAllQueueGroup")["total"], int)
     filter_groups = listed(door.ok("listAccountFilterGroups", {"limit": "0"}), "groups")

@@ -136,10 +136,19 @@ def test_a_failed_run_says_why_and_the_logs_command_reads_it(instance: Instance,
     listing = instance.cli("logs", "list", "--job", job["data"]["_id"])
     assert listing.returncode == 0, listing.stderr
     assert log_end in listing.stdout
+    unknown = instance.cli("logs", "list", "--job", "0123456789abcdef01234567")
+    assert unknown.returncode == 2, "an unknown job is an error, not an empty table (review F13)"
+    assert "Backup Job not found" in unknown.stderr
     shown = instance.cli("logs", "show", log_end)
     assert shown.returncode == 0, shown.stderr
     assert str(missing) in shown.stdout
     assert "error" in shown.stdout
+    runs = instance.cli("runs", "list")
+    assert runs.returncode == 0, runs.stderr
+    assert log_end in runs.stdout, "the runs table names each run's log"
+    assert f"snapkeep --home {instance.home} logs show LOG" in runs.stderr
+    _, alerts = instance.api("listAlerts")
+    assert any(str(missing) in alert["message"] for alert in alerts["data"]["alerts"]), "the alert says why"
 
 
 def test_listings_print_json_for_scripts(instance: Instance) -> None:

@@ -119,7 +119,7 @@ def test_password_file_and_plain_repository(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     run("init", plain, "--no-encryption", password=None)
     run("backup", plain, source, password=None)
-    assert "1 snapshots" in run("snapshots", plain, password=None).stdout
+    assert "1 snapshot\n" in run("snapshots", plain, password=None).stdout
     refused = run("init", tmp_path / "nopass", password=None, check=2)
     assert "password is needed" in refused.stderr
 
@@ -147,3 +147,43 @@ def test_unknown_snapshot_and_damaged_file_exit_non_zero(tmp_path: Path) -> None
     copy = Path(str(tmp_path / "out") + str(source))
     assert not (copy / "public_html" / "img" / "logo.png").exists()
     assert (copy / "public_html" / "index.php").read_text() == "<?php echo 'hi'; ?>\n"
+
+
+def test_repository_from_option_or_environment(tmp_path: Path) -> None:
+    """restic's habits: ``-r/--repo`` before or after the command, ``$SNAPKEEP_REPOSITORY``, and the
+    positional PATH still works; an explicit location given twice with different values is refused."""
+    repo = tmp_path / "repo"
+    other = tmp_path / "other"
+    source = make_source(tmp_path)
+    run("-r", repo, "init")
+    run("init", other)
+    run("backup", "--repo", repo, source, "--tag", "opt")
+    run(f"--repo={other}", "backup", source, "--tag", "other")
+    mine = json.loads(run("snapshots", "-r", repo, "--json").stdout)
+    assert [snap["tags"] for snap in mine] == [["opt"]]
+
+    env = {key: value for key, value in os.environ.items() if key != "SNAPKEEP_PASSWORD"}
+    env |= {"SNAPKEEP_PASSWORD": "pw-e2e", "SNAPKEEP_REPOSITORY": str(repo)}
+
+    def with_env(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SNAPKEEP), "repo", *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+        )
+
+    listed = with_env("ls", "latest", "--json")
+    assert listed.returncode == 0, listed.stderr
+    paths = [json.loads(line)["path"] for line in listed.stdout.splitlines()]
+    assert any(path.endswith("public_html/index.php") for path in paths)
+    # a first argument that is a repository wins over the environment
+    theirs = with_env("snapshots", other, "--json")
+    assert [snap["tags"] for snap in json.loads(theirs.stdout)] == [["other"]]
+    # so does -r
+    assert [s["tags"] for s in json.loads(with_env("-r", other, "snapshots", "--json").stdout)] == [["other"]]
+    assert with_env("repair", "index").returncode == 0
+    assert with_env("check").returncode == 0
+
+    twice = run("-r", repo, "snapshots", other, check=2)
+    assert "given twice" in twice.stderr
+    assert str(other) in twice.stderr
+    same = json.loads(run("-r", repo, "snapshots", repo, "--json").stdout)
+    assert len(same) == 1

@@ -22,7 +22,9 @@ def test_first_start_prints_a_token_and_later_starts_do_not(instance: Instance) 
     try:
         assert printed_token(second_output) is None
         assert "stored hashed" in second_output
-        assert "snapkeep token create" in second_output
+        assert f"snapkeep --home {instance.home} token create" in second_output, (
+            "a hint that works from any shell"
+        )
         assert second.call("listBackupJobs", {})["success"] == 1, "the first token survives a restart"
         assert httpx.get(f"{base_url}/?api=1&function=listBackupJobs").status_code == 401
     finally:

@@ -212,6 +212,8 @@ def test_every_function_of_the_issue_is_in_the_table() -> None:
         "listAccountFilterGroups", "getAccountFilterGroup", "getBackupItem", "listBackupForType",
         "listBackupForTypeName", "listAccountsByFilters", "deleteAccountSnapshots",
         "addMultiAccountQueueItems", "manageAccountExcludeList", "getAccountExcludeList",
+        # issue 15: the web panel's lazy file chooser
+        "listBackupFiles",
         # issue 16: the nodes sharing the catalog
         "listNodes", "getNode", "deleteNode",
     }  # fmt: skip

@@ -310,10 +310,8 @@ def test_import_and_reindex_rows_on_each_catalog_backend(catalog: Catalog, tmp_p
     }
     home = tmp_path / "home"
     done = dr.import_state(catalog, home, dr.check_state(json.loads(json.dumps(state))))
-    assert (
-        done.summary()
-        == "1 destinations, 0 schedules, 0 hooks, 0 account filters, 1 jobs, 1 settings, 1 job keys"
-    )
+    assert done.counts == {"destinations": 1, "schedules": 0, "hooks": 0, "account_filters": 0, "jobs": 1}
+    assert (done.settings, done.keys) == (1, 1)
     with catalog.transaction(write=False) as tx:
         assert tx.get("jobs", job_id) is not None
         assert settings.general(tx).logs_ttl == 9

@@ -69,6 +69,7 @@ EXPECTED: dict[str, set[str]] = {
     "listBackups": ALL,
     "getBackupItems": ALL,
     "getBackupItem": ALL,
+    "listBackupFiles": ALL,
     "manageBackupLock": STAFF,
     "deleteSnapshot": STAFF,
     "addQueueItems": ALL,
@@ -347,6 +348,8 @@ SAMPLES: dict[str, tuple[Sample, str]] = {
     "listBackups": (lambda w, r: {}, ""),
     "getBackupItems": (lambda w, r: {"_id": _backup_of(w, r)}, ""),
     "getBackupItem": (lambda w, r: {"_id": _component(w, "alice.backup", "homedir")}, ""),
+    # the world's backups are catalog rows only: the allowed call gets as far as the destination
+    "listBackupFiles": (lambda w, r: {"_id": _component(w, "alice.backup", "homedir")}, "no repository"),
     "manageBackupLock": (lambda w, r: {"_id": _backup_of(w, r), "locked": 1}, ""),
     "deleteSnapshot": (lambda w, r: {"_id": _backup_of(w, r)}, "is locked"),  # manageBackupLock ran first
     "addQueueItems": (lambda w, r: {"type": 4, "items": [_component(w, "alice.backup", "databases")]}, ""),

@@ -3,9 +3,12 @@ failures. Catalog on SQLite (the runner's catalog use is the same on PostgreSQL)
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.runner_helpers import World, make_tree, tree_state
@@ -142,6 +145,10 @@ def test_unwritable_destination_fails_with_the_cause_logged_and_an_alert(world: 
     assert alerts[0]["level"] == 3
     assert job["_id"] in alerts[0]["message"]
     log = world.ok("listLogs", {"find": {"job_id": job["_id"]}})["logs"][0]
+    # issue 14 item 1: the alert says why, not only that no backup was stored, and names the log
+    assert "no backup was stored: " in alerts[0]["message"]
+    assert "not-a-folder" in alerts[0]["message"]
+    assert alerts[0]["message"].endswith(f"; log {log['_id']}")
     assert log["status"] == 2
     assert log["status_name"] == "Failed"
     items = world.ok("listQueueItems", {"group_id": group["_id"]})["items"]
@@ -236,6 +243,34 @@ def test_stop_queue_group_aborts_a_pending_run_and_rerun_queues_again(world: Wor
     assert again["status"] == 1
     assert again["_id"] != group["_id"]
     assert execute_group(world.catalog, world.home, again["_id"], stop=threading.Event()) == 100
+
+
+def test_stop_queue_group_kills_a_running_pre_hook(world: World, trusted_dir: Path, tmp_path: Path) -> None:
+    """Review F12: stopQueueGroup while a pre hook runs kills the hook's process group and ends the
+    run 103 (Aborted) without an alert; the hook's timeout is not waited for."""
+    make_tree(world.source, 1)
+    job = world.job()
+    started = tmp_path / "hook-started"
+    hook(trusted_dir, world, "slow", f"echo $$ > {started}; sleep 120", 1)
+    outcome: list[tuple[int, dict[str, Any]]] = []
+    runner = threading.Thread(target=lambda: outcome.append(world.run(job)), daemon=True)
+    begun = time.monotonic()
+    runner.start()
+    while not started.exists() or not started.read_text().strip():
+        assert time.monotonic() - begun < 30, "the pre hook never started"
+        time.sleep(0.05)
+    group = world.ok("listQueueGroups", {"type": 1, "find": {"data._id": job["_id"]}})["groups"][0]
+    world.ok("stopQueueGroup", {"_id": group["_id"]})
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the run waited for the hook instead of stopping"
+    status, finished = outcome[0]
+    assert status == 103
+    assert time.monotonic() - begun < 30
+    text = world.log_text(finished)
+    assert "the run was asked to stop" in text
+    assert world.ok("listAlerts")["total"] == 0, "a stop asked for is not an alert"
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(started.read_text()), 0)  # the hook's shell is gone
 
 
 def test_download_packs_a_tar_zst_and_partial_restore_stays_in_target(world: World) -> None:

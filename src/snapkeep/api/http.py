@@ -28,17 +28,25 @@ import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from snapkeep import __version__
 from snapkeep.api import envelope
-from snapkeep.api.auth import authenticate, bearer_from_header
+from snapkeep.api.auth import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    CsrfError,
+    authenticate,
+    authenticate_session,
+    bearer_from_header,
+)
 from snapkeep.api.bodies import (
     BODY_IDLE_TIMEOUT,
     BODY_TOTAL_TIMEOUT,
@@ -55,6 +63,8 @@ from snapkeep.api.connections import HeadLimit
 from snapkeep.api.dispatch import FUNCTIONS, Api
 from snapkeep.api.functions.base import CallContext, Caller
 from snapkeep.api.openapi import build_openapi
+from snapkeep.api.panel import PREFIX as PANEL_PREFIX
+from snapkeep.api.panel import mount_panel
 from snapkeep.api.permissions import decide
 from snapkeep.api.throttle import AuthThrottle
 from snapkeep.errors import AccessDenied, AuthError, NotFoundError, ParameterError, SnapkeepError
@@ -88,6 +98,24 @@ def auth_failure_reason(header: str | None) -> str | None:
     return "unknown or wrong token"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents: its ``Authorization`` header, or the panel's session cookie and
+    CSRF header (used only when there is no ``Authorization`` header)."""
+
+    header: str | None = None
+    cookie: str | None = None
+    csrf: str | None = None
+
+    @classmethod
+    def of(cls, request: Request) -> Credentials:
+        return cls(
+            request.headers.get("authorization"),
+            request.cookies.get(SESSION_COOKIE),
+            request.headers.get(CSRF_HEADER),
+        )
+
+
 class Door:
     """What every route does: throttle, authenticate, decode, call. Authentication and everything
     after it run in a worker thread (the catalog is synchronous); the catalog's own transactions
@@ -98,14 +126,26 @@ class Door:
         self.throttle = throttle
         self.api = Api(catalog)
 
-    def authenticated(self, header: str | None, address: str) -> Caller | tuple[int, dict[str, Any]]:
-        """The caller, or the 401 answer; a presented but wrong credential counts against
-        ``address``. The catalog looks tokens up by their hash, so an unknown user and a wrong
-        token cost the same, and both are counted the same."""
+    def authenticated(
+        self, credentials: Credentials | str | None, address: str
+    ) -> Caller | tuple[int, dict[str, Any]]:
+        """The caller, or the 401 answer (403 for a live session cookie without its CSRF header);
+        a presented but wrong credential counts against ``address``. The catalog looks tokens up
+        by their hash, so an unknown user and a wrong token cost the same, and both are counted
+        the same."""
+        if not isinstance(credentials, Credentials):
+            credentials = Credentials(credentials)
+        header = credentials.header
         try:
+            if header is None and credentials.cookie:
+                return authenticate_session(self.catalog, credentials.cookie, credentials.csrf)
             return authenticate(self.catalog, header)
+        except CsrfError as error:  # not a guess: the cookie is right (a cross-site request)
+            return 403, envelope.failure(str(error))
         except AuthError as error:
             reason = auth_failure_reason(header)
+            if reason is None and header is None and credentials.cookie:
+                reason = "unknown, expired or signed-out session cookie"
             if reason is not None:
                 self.throttle.failed(address, reason)
             return 401, envelope.failure(str(error))
@@ -119,7 +159,7 @@ class Door:
 
     def decode_and_call(
         self,
-        header: str | None,
+        header: Credentials | str | None,
         address: str,
         function_in_path: str | None,
         query: bytes,
@@ -192,7 +232,7 @@ def create_app(
             return Response(status_code=400, headers={"Connection": "close"})
         status, answer_body = await run_in_threadpool(
             door.decode_and_call,
-            request.headers.get("authorization"),
+            Credentials.of(request),
             address,
             function_in_path,
             request.scope.get("query_string", b""),
@@ -203,6 +243,8 @@ def create_app(
 
     @app.api_route("/", methods=["GET", "POST"], include_in_schema=False)
     async def root(request: Request) -> Response:
+        if request.method == "GET" and is_plain_visit(request):
+            return RedirectResponse(f"{PANEL_PREFIX}/", status_code=307)
         return await answer(request, None)
 
     @app.api_route("/function/{name}", methods=["GET", "POST"], include_in_schema=False)
@@ -215,7 +257,7 @@ def create_app(
         refused = throttled(door.throttle, address)
         if refused is not None:
             return refused
-        caller = await run_in_threadpool(door.authenticated, request.headers.get("authorization"), address)
+        caller = await run_in_threadpool(door.authenticated, download_credentials(request), address)
         if not isinstance(caller, Caller):
             return JSONResponse(caller[1], status_code=caller[0])
         status, body, descriptor, name = await run_in_threadpool(open_download, catalog, caller, group_id)
@@ -234,10 +276,29 @@ def create_app(
         message = f"HTTP {error.status_code}: no such route or method; see /openapi.json"
         return JSONResponse(envelope.failure(message), status_code=error.status_code, headers=error.headers)
 
+    mount_panel(app, catalog, door.throttle, client_address, throttled)
     app.add_middleware(HeadLimit)
     openapi_builder: Callable[[], dict[str, Any]] = lambda: build_openapi(app)  # noqa: E731
     app.openapi = openapi_builder  # type: ignore[method-assign]
     return app
+
+
+def is_plain_visit(request: Request) -> bool:
+    """A browser opening ``/``: no ``api`` or ``function`` parameter and no ``Authorization``
+    header. It is sent to the panel; every API call keeps its envelope."""
+    query = request.query_params
+    return (
+        not any(key in query for key in (*DOOR_KEYS, FUNCTION_KEY)) and "authorization" not in request.headers
+    )
+
+
+def download_credentials(request: Request) -> Credentials:
+    """A download is a link the browser follows, so the panel puts its CSRF secret in the query
+    (``?csrf=``) rather than in a header; everything else is as for a call."""
+    credentials = Credentials.of(request)
+    if credentials.csrf is None and credentials.header is None:
+        credentials = Credentials(None, credentials.cookie, request.query_params.get("csrf"))
+    return credentials
 
 
 def client_address(request: Request) -> str:

@@ -195,6 +195,7 @@ RULES: dict[str, Rule] = {
     "listBackups": Rule(EVERYONE),
     "getBackupItems": Rule(EVERYONE, _objects((_ID, "backups"))),
     "getBackupItem": Rule(EVERYONE, _objects((_ID, "backups"))),
+    "listBackupFiles": Rule(EVERYONE, _objects((_ID, "backups"))),
     "manageBackupLock": Rule(STAFF, _objects((_ID, "backups"))),
     "deleteSnapshot": Rule(STAFF, _objects((_ID, "backups"))),
     "addQueueItems": Rule(

@@ -18,12 +18,23 @@ from pathlib import Path
 
 import click
 
+from snapkeep.cli.humane import plural
 from snapkeep.cli.main import Context
+from snapkeep.cli.output import step_bar
 from snapkeep.errors import ValidationError
 from snapkeep.jobs import dr, sealing
 from snapkeep.jobs.catalog import Catalog
 
 ENVIRONMENT = "SNAPKEEP_DR_PASSPHRASE"
+#: an exported kind of object as one of it is called
+NOUNS = {
+    "destinations": "destination",
+    "schedules": "schedule",
+    "hooks": "hook",
+    "filters": "account filter",
+    "account_filters": "account filter",
+    "jobs": "job",
+}
 MAX_PASSPHRASE_FILE = 4096
 
 
@@ -56,6 +67,11 @@ def passphrase(file: Path | None, *, confirm: bool) -> str:
     return value
 
 
+def described(counts: dict[str, int]) -> str:
+    """``1 destination, 0 schedules, ...``: how many of each kind of object."""
+    return ", ".join(plural(count, NOUNS.get(kind, kind)) for kind, count in counts.items())
+
+
 PASSPHRASE_FILE = click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -78,16 +94,22 @@ def export_command(context: Context, file: Path, passphrase_file: Path | None, f
     """Write jobs, destinations, schedules, hooks, filters, settings, job keys and the master key to
     FILE, sealed."""
     secret = dr.check_passphrase(passphrase(passphrase_file, confirm=True))
-    catalog = Catalog.open(context.home, context.catalog_url)
-    try:
-        state = dr.export_state(catalog, context.home)
-    finally:
-        catalog.close()
-    dr.write_file(file, dr.seal(state, secret), replace=force)
-    counts = ", ".join(f"{len(items)} {kind.replace('_', ' ')}" for kind, items in state["objects"].items())
+    with step_bar("dr export", 3) as step:
+        step("reading the catalog")
+        catalog = Catalog.open(context.home, context.catalog_url)
+        try:
+            state = dr.export_state(catalog, context.home)
+        finally:
+            catalog.close()
+        step("sealing (Argon2id key from the passphrase, then AES-GCM)")
+        sealed = dr.seal(state, secret)
+        step(f"writing {file}")
+        dr.write_file(file, sealed, replace=force)
+    counts = described({kind: len(items) for kind, items in state["objects"].items()})
     master = ", the master key" if "master_key" in state else ""
     click.echo(
-        f"exported {counts}, {len(state['settings'])} settings, {len(state['keys'])} job keys{master} "
+        f"exported {counts}, {plural(len(state['settings']), 'setting')}, "
+        f"{plural(len(state['keys']), 'job key')}{master} "
         f"to {file}"
     )
     click.echo("keep the file and its passphrase apart from the backups: together they open every one")
@@ -99,14 +121,23 @@ def export_command(context: Context, file: Path, passphrase_file: Path | None, f
 @click.pass_obj
 def import_command(context: Context, file: Path, passphrase_file: Path | None) -> None:
     """Read FILE (from 'dr export') into this empty data directory, keeping every ID."""
-    data = dr.read_file(file)
-    state = dr.open_sealed(data, passphrase(passphrase_file, confirm=False), what=str(file))
-    catalog = Catalog.open(context.home, context.catalog_url)
-    try:
-        done = dr.import_state(catalog, context.home, state)
-    finally:
-        catalog.close()
-    click.echo(f"imported {done.summary()} into {context.home}")
+    secret = passphrase(passphrase_file, confirm=False)
+    with step_bar("dr import", 3) as step:
+        step(f"reading {file}")
+        data = dr.read_file(file)
+        step("opening (Argon2id key from the passphrase, then AES-GCM)")
+        state = dr.open_sealed(data, secret, what=str(file))
+        step("writing the catalog")
+        catalog = Catalog.open(context.home, context.catalog_url)
+        try:
+            done = dr.import_state(catalog, context.home, state)
+        finally:
+            catalog.close()
+    objects = described(done.counts)
+    click.echo(
+        f"imported {objects}, {plural(done.settings, 'setting')}, {plural(done.keys, 'job key')} "
+        f"into {context.home}"
+    )
     if "master_key" in state:
         click.echo(f"secrets sealed with the master key {sealing.key_path(context.home)}: back it up apart")
     click.echo("next: 'snapkeep reindex DESTINATION' for each destination lists its backups")

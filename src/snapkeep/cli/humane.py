@@ -19,6 +19,17 @@ def human_size(count: int) -> str:
     return f"{value:.1f} TiB"
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``, ``0 entries``, ``3 matches``: a count with its noun agreeing."""
+    if count == 1:
+        return f"{count} {noun}"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u"):
+        return f"{count} {noun[:-1]}ies"
+    if noun.endswith(("s", "sh", "ch", "x")):
+        return f"{count} {noun}es"
+    return f"{count} {noun}s"
+
+
 def human_duration(seconds: float | None) -> str:
     """``42s``, ``3m 05s``, ``2h 07m``, ``3d 04h``; ``-`` when unknown."""
     if seconds is None:

@@ -38,6 +38,8 @@ def list_command(context: Context, limit: int, job_id: str | None, as_json: bool
     if job_id:
         params["job_id"] = job_id
     data = call(context, "listLogs", params)
+    if job_id and not data["total"]:
+        call(context, "getBackupJob", {"_id": job_id})  # an unknown job is an error, not an empty table
     if as_json:
         print_json(data)
         return

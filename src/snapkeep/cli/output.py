@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -204,3 +205,61 @@ def console() -> Console:
 
 def _is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+#: update(completed, total, description=None) of an item bar
+ItemUpdate = Callable[[int, int | None, str | None], None]
+
+
+@contextmanager
+def item_bar(label: str, unit: str) -> Iterator[ItemUpdate]:
+    """A bar of counted items (``3/12 repositories``) with the time elapsed and left, on a terminal
+    only: yields ``update(completed, total, description)``; a no-op when stdout is not a terminal."""
+    if not _is_terminal():
+
+        def nothing(_done: int, _total: int | None, _description: str | None = None) -> None:
+            return None
+
+        yield nothing
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None, description: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=description or label)
+
+        yield update
+
+
+@contextmanager
+def step_bar(label: str, steps: int) -> Iterator[Callable[[str], None]]:
+    """A bar over a command's ``steps`` (``dr export``: read, derive the key and seal, write):
+    yields ``step(name)``, called as each one starts; a no-op when stdout is not a terminal."""
+    with item_bar(label, "steps") as update:
+        done = 0
+
+        def step(name: str) -> None:
+            nonlocal done
+            update(done, steps, f"{label}: {name}")
+            done += 1
+
+        yield step
+        update(steps, steps, label)

@@ -30,7 +30,9 @@ def reindex_command(context: Context, destination: str) -> None:
             # ours from the start: a service never picks it up
             claim(tx, group["_id"], worker=worker_identity())
         name = group["data"].get("name") or destination
-        status = execute_in_foreground(context, catalog, group["_id"], f"Reindex of {name!r}")
+        status = execute_in_foreground(
+            context, catalog, group["_id"], f"Reindex of {name!r}", unit="repositories"
+        )
     finally:
         catalog.close()
     exit_with(status)

@@ -14,10 +14,12 @@ import click
 
 from snapkeep.cli import repo_cmd, repo_extra_cmd, repo_maint_cmd, repo_repair_cmd
 from snapkeep.cli.repo_common import _CREDENTIALS, SFTP_PASSPHRASE_ENV, SFTP_PASSWORD_ENV
+from snapkeep.cli.repo_location import LocationGroup, repo_option
 from snapkeep.storage.locations import Credentials
 
 
-@click.group("repo")
+@click.group("repo", cls=LocationGroup)
+@repo_option
 @click.option(
     "--sftp-key-file",
     type=click.Path(dir_okay=False),
@@ -61,6 +63,7 @@ def repo_group(
     """Work on a repository directly (disaster recovery: needs only the destination).
 
     PATH may also be sftp://USER@HOST:PORT/PATH or s3://ENDPOINT/BUCKET/PREFIX (s3+http:// for plain HTTP).
+    With -r/--repo LOCATION or $SNAPKEEP_REPOSITORY, leave PATH out: `snapkeep repo -r /srv/repo snapshots`.
     An SFTP password or key passphrase is read from $SNAPKEEP_SFTP_PASSWORD / $SNAPKEEP_SFTP_PASSPHRASE.
     """
     ctx.meta[_CREDENTIALS] = Credentials(

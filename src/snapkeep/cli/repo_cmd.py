@@ -31,7 +31,7 @@ from typing import Any
 import click
 
 from snapkeep.cli import repo_structures
-from snapkeep.cli.humane import human_size, ls_long
+from snapkeep.cli.humane import human_size, ls_long, plural
 from snapkeep.cli.repo_common import (
     EXIT_INCOMPLETE,
     PASSWORD_ENV,
@@ -121,9 +121,10 @@ def backup_command(
         for warning in stats.get("warnings", []):
             click.echo(f"warning: {warning['path']}: {warning['message']}", err=True)
         click.echo(
-            f"snapshot {snapshot.short_id} saved: {stats['files']} files, {stats['dirs']} folders, "
-            f"{_size(stats['bytes'])} ({stats['unchanged_files']} unchanged), "
-            f"{_size(stats['new_bytes'])} new in {stats['new_blobs']} blobs, {stats['duration']:.1f} s"
+            f"snapshot {snapshot.short_id} saved: {plural(stats['files'], 'file')}, "
+            f"{plural(stats['dirs'], 'folder')}, {_size(stats['bytes'])} "
+            f"({stats['unchanged_files']} unchanged), {_size(stats['new_bytes'])} new in "
+            f"{plural(stats['new_blobs'], 'blob')}, {stats['duration']:.1f} s"
         )
     if stats.get("warning_count"):
         sys.exit(EXIT_INCOMPLETE)
@@ -285,8 +286,8 @@ def restore_command(
         print_changes(result.changes, dry_run=dry_run)
         if not dry_run:
             click.echo(
-                f"restored snapshot {snapshot.short_id} to {target}: {result.files} files, "
-                f"{result.dirs} folders, {_size(result.bytes)}"
+                f"restored snapshot {snapshot.short_id} to {target}: {plural(result.files, 'file')}, "
+                f"{plural(result.dirs, 'folder')}, {_size(result.bytes)}"
                 + (f"; {len(result.failures)} FAILED" if result.failures else "")
             )
     if result.failures:

@@ -21,7 +21,7 @@ from pathlib import Path
 import blake3
 import click
 
-from snapkeep.cli.humane import human_size
+from snapkeep.cli.humane import human_size, plural
 from snapkeep.cli.repo_common import (
     emit_json,
     json_option,
@@ -94,7 +94,7 @@ def unlock_command(location: str, remove_all: bool) -> None:
                 click.echo(f"removed lock {name}: {info.describe(now)}")
     finally:
         store.close()
-    click.echo(f"{removed} lock(s) removed")
+    click.echo(f"{plural(removed, 'lock')} removed")
 
 
 @click.command("find")

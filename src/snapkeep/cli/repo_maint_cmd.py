@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 
-from snapkeep.cli.humane import human_size
+from snapkeep.cli.humane import human_size, plural
 from snapkeep.cli.repo_common import (
     emit_json,
     json_option,
@@ -140,13 +140,13 @@ def summary_lines(
 ) -> list[str]:
     """What ``check`` looked at, one line per structure, then the verdict."""
     incremental = (
-        f"incremental: {report.snapshots} snapshots, {report.trees} trees, "
-        f"{len(report.used_blobs)} blobs used, {report.packs} packs ({human_size(pack_bytes)}), "
-        f"{report.index_files} index files"
+        f"incremental: {plural(report.snapshots, 'snapshot')}, {plural(report.trees, 'tree')}, "
+        f"{plural(len(report.used_blobs), 'blob')} used, {plural(report.packs, 'pack')} "
+        f"({human_size(pack_bytes)}), {plural(report.index_files, 'index file')}"
     )
     if read:
         incremental += f"; read {report.packs_read} packs, verified {report.blobs_verified} blobs"
-    incremental += ": " + ("ok" if report.ok else f"{len(report.problems)} problems")
+    incremental += ": " + ("ok" if report.ok else plural(len(report.problems), "problem"))
     counts = ", ".join(f"{count} {structure}" for structure, count in sorted(archives.archives.items()))
     described = f"{counts or 'none'} ({human_size(archives.bytes)})"
     if archives.sealed_checked:
@@ -156,7 +156,7 @@ def summary_lines(
             f"; read {archives.archives_read} archives ({human_size(archives.tar_bytes_read)} of tar), "
             f"verified {archives.members_verified} members"
         )
-    damaged = f"{len(archives.problems)} problems in {len(archives.damaged)} archives"
+    damaged = f"{plural(len(archives.problems), 'problem')} in {plural(len(archives.damaged), 'archive')}"
     lines = [incremental, f"archives: {described}: {'ok' if archives.ok else damaged}"]
     problems = len(report.problems) + len(archives.problems)
     lines.append("no errors" if not problems else f"{problems} ERRORS")
@@ -230,7 +230,7 @@ def forget_command(
     verb = "would remove" if dry_run else "removed"
     for snapshot_id in plan.removed_ids:
         click.echo(f"{verb} snapshot {snapshot_id[:12]}: {plan.reasons[snapshot_id]}")
-    click.echo(f"{verb} {len(plan.removed_ids)} snapshots, kept {len(plan.keep)}")
+    click.echo(f"{verb} {plural(len(plan.removed_ids), 'snapshot')}, kept {len(plan.keep)}")
 
 
 @click.command("prune")
@@ -269,7 +269,7 @@ def prune_command(
         )
     else:
         action = f"deleted {unused} packs, rewrote {rewritten}, freed {report.bytes_freed} bytes"
-    click.echo(f"{report.snapshots} snapshots use {report.used_blobs} blobs; {action}")
+    click.echo(f"{plural(report.snapshots, 'snapshot')} use {plural(report.used_blobs, 'blob')}; {action}")
     if report.unindexed_kept:
         click.echo(
             f"kept {len(report.unindexed_kept)} unindexed packs: a recently active backup may still own them",

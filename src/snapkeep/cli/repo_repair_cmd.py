@@ -28,6 +28,7 @@ from snapkeep.cli.repo_common import (
     open_repository,
     password_option,
 )
+from snapkeep.cli.repo_location import LocationGroup
 from snapkeep.engine.maintenance.check import open_without_index
 from snapkeep.engine.maintenance.repair import repair_index, repair_snapshots
 from snapkeep.errors import IntegrityError
@@ -35,7 +36,7 @@ from snapkeep.errors import IntegrityError
 __all__ = ["repair_group"]
 
 
-@click.group("repair")
+@click.group("repair", cls=LocationGroup)
 def repair_group() -> None:
     """Repair a damaged repository: rebuild its index, salvage its snapshots."""
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from snapkeep.cli.humane import human_size, ls_long
+from snapkeep.cli.humane import human_size, ls_long, plural
 from snapkeep.cli.repo_common import emit_json, make_progress, snapshot_document
 from snapkeep.cli.restore_options import print_changes
 from snapkeep.engine.archive import ArchiveManifest, load_manifest
@@ -355,9 +355,9 @@ def print_listing(backups: Sequence[Listed]) -> None:
         structure: sum(1 for listed in backups if listed.structure == structure)
         for structure in STRUCTURES[1:]
     }
-    line = f"{snapshots} snapshots"
+    line = plural(snapshots, "snapshot")
     if any(archives.values()):
-        line += f", {sum(archives.values())} archives (" + ", ".join(
+        line += f", {plural(sum(archives.values()), 'archive')} (" + ", ".join(
             f"{count} {structure}" for structure, count in archives.items() if count
         )
         line += ")"

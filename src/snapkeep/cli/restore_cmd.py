@@ -76,11 +76,12 @@ def restore_command(
                 "--in-place without a terminal needs --yes (it overwrites the original paths)"
             )
         shown = ", ".join(paths) or "everything it holds"
-        click.confirm(
+        if not click.confirm(
             f"Restore backup {backup_id} ({shown}) over the original paths (overwrite "
-            f"{overwrite or IF_CHANGED})?",
-            abort=True,
-        )
+            f"{overwrite or IF_CHANGED})?"
+        ):
+            click.echo("nothing restored", err=True)
+            sys.exit(1)  # a "no" is an answer, not an interruption (130 is for Ctrl-C)
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
         options = {

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from snapkeep.cli.main import Context
-from snapkeep.cli.output import console
+from snapkeep.cli.output import console, item_bar
 from snapkeep.errors import ConflictError
 from snapkeep.jobs import abbreviations, logs, queue
 from snapkeep.jobs.access import ROOT_PRINCIPAL
@@ -46,10 +46,20 @@ def exit_with(status: int) -> NoReturn:
 
 
 @contextmanager
-def progress_display(label: str) -> Iterator[Callable[[dict[str, int]], None]]:
-    """A callback drawing a rich progress bar on a terminal (a no-op when output is piped)."""
+def progress_display(label: str, unit: str | None = None) -> Iterator[Callable[[dict[str, int]], None]]:
+    """A callback drawing a rich progress bar on a terminal (a no-op when output is piped): bytes,
+    files, throughput and time left; or, with ``unit`` (a reindex's "repositories"), the group's item
+    counts (``completed`` of ``total``)."""
     if not sys.stdout.isatty():
         yield lambda _progress: None
+        return
+    if unit is not None:
+        with item_bar(label, unit) as items:
+
+            def count(progress: dict[str, int]) -> None:
+                items(progress.get("completed", 0), progress.get("total") or None, None)
+
+            yield count
         return
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -94,9 +104,12 @@ def stop_on_interrupt() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def execute_in_foreground(context: Context, catalog: Catalog, group_id: str, label: str) -> int:
-    """Execute a queue group here with a progress bar; print and return its status."""
-    with stop_on_interrupt() as stop, progress_display(label) as update:
+def execute_in_foreground(
+    context: Context, catalog: Catalog, group_id: str, label: str, *, unit: str | None = None
+) -> int:
+    """Execute a queue group here with a progress bar (of bytes, or of ``unit`` items); print and
+    return its status."""
+    with stop_on_interrupt() as stop, progress_display(label, unit) as update:
         status = execute_group(catalog, context.home, group_id, stop=stop, on_progress=update)
     with catalog.transaction(write=False) as tx:
         group = queue.get_group(tx, group_id)

@@ -18,10 +18,16 @@ from snapkeep.cli.run_cmd import execute_in_foreground, exit_with
 from snapkeep.clock import SYSTEM
 from snapkeep.jobs import queue
 from snapkeep.jobs.catalog import Catalog
-from snapkeep.jobs.codes import FINISHED
+from snapkeep.jobs.codes import FINISHED, QueueStatus
 from snapkeep.jobs.queue import claim, worker_identity
 
 POLL_SECONDS = 0.5
+
+
+#: final statuses of a run that did not complete: its log says why
+NOT_COMPLETED = frozenset(
+    {QueueStatus.PARTIAL, QueueStatus.FAILED, QueueStatus.ABORTED, QueueStatus.NEVER_FINISHED}
+)
 
 
 @click.group("runs")
@@ -41,10 +47,13 @@ def list_command(context: Context, limit: int, as_json: bool) -> None:
         return
     table = Table(title=f"Runs ({data['total']})")
     table.add_column("ID", no_wrap=True)
-    for column in ("Type", "Job", "Status", "Created", "Ended", "Files", "Bytes"):
-        table.add_column(column)
+    for column in ("Type", "Job", "Status", "Created", "Ended", "Files", "Bytes", "Log"):
+        table.add_column(column, no_wrap=column == "Log")
+    failed = False
     for group in data["groups"]:
         progress = group["progress"]
+        log_id = str(group["data"].get("log_id") or "")
+        failed = failed or (group["status"] in NOT_COMPLETED and bool(log_id))
         table.add_row(
             short_id(group["_id"]),
             group["type_name"],
@@ -54,8 +63,11 @@ def list_command(context: Context, limit: int, as_json: bool) -> None:
             when(group["ended"]),
             str(progress.get("completed_files", 0)),
             human_size(int(progress.get("completed_bytes", 0))),
+            short_id(log_id) if log_id else "-",
         )
     console().print(table)
+    if failed:
+        click.echo(f"why a run did not complete: snapkeep --home {context.home} logs show LOG", err=True)
 
 
 @runs_group.command("execute")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
+import shlex
 import signal
 import socket
 import sys
@@ -38,6 +39,7 @@ from snapkeep import __version__
 from snapkeep.api.bodies import BODY_IDLE_TIMEOUT, BODY_TOTAL_TIMEOUT
 from snapkeep.api.connections import HEADER_TIMEOUT, MAX_HEADER_BYTES, guarded_protocol
 from snapkeep.api.http import create_app
+from snapkeep.cli.humane import plural
 from snapkeep.cli.main import Context
 from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 from snapkeep.daemon.service import Service
@@ -48,21 +50,23 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3035
 TOKEN_HEADING = 'API token (send as "Authorization: Bearer <token>"):'
 TOKENS_HASHED = (
-    "API tokens are stored hashed and cannot be shown again; `snapkeep token create` makes a new one."
+    "API tokens are stored hashed and cannot be shown again; `snapkeep --home {home} token create` "
+    "makes a new one."
 )
 
 
-def announce_token(catalog: Catalog, echo: Callable[[str], None]) -> str | None:
+def announce_token(catalog: Catalog, echo: Callable[[str], None], home: Path) -> str | None:
     """On the first start (no token in the catalog) create a root token and print it.
 
-    Returns the new token, or None when tokens already exist (then says how to make another).
+    Returns the new token, or None when tokens already exist (then says how to make another, with
+    the ``--home`` this service uses, so the hint works from any shell).
     """
     if catalog.count_tokens() == 0:
         token = catalog.create_token()
         echo(TOKEN_HEADING)
         echo(token)
         return token
-    echo(TOKENS_HASHED)
+    echo(TOKENS_HASHED.format(home=shlex.quote(str(home))))
     return None
 
 
@@ -306,7 +310,7 @@ def serve_command(
         nodes.check_master_key(catalog)
         me = nodes.Me(id=nodes.local_id(home), name=node_name or socket.gethostname(), timeout=node_timeout)
         with _signals_recorded() as received:
-            announce_token(catalog, click.echo)
+            announce_token(catalog, click.echo, home)
             if not api_only:
                 service = Service(catalog, home, node=me)
                 service.start()
@@ -325,7 +329,7 @@ def serve_command(
                 left = service.stop(stop_timeout)
                 service = None
                 if left:
-                    click.echo(f"stopped waiting for {len(left)} run(s): {', '.join(left)}", err=True)
+                    click.echo(f"stopped waiting for {plural(len(left), 'run')}: {', '.join(left)}", err=True)
     finally:
         if service is not None:
             service.stop(stop_timeout)

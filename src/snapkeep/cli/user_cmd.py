@@ -3,10 +3,13 @@
 Each command calls the dispatcher in-process as root (``manageUser``, ``listUsers``, ``getUser``,
 ``deleteUser``), so it validates exactly as the API does. Permissions are given as
 ``--deny restore.databases`` / ``--allow download.email`` (``ACTION.ITEM``, docs/users.md).
+``passwd`` sets the web panel password (docs/panel.md) of any user, root included, in the catalog.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,6 +18,9 @@ from rich.table import Table
 from snapkeep.cli.jobs_cmd import call
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import NONE_SHOWN, console, json_option, print_json, short_id
+from snapkeep.errors import ValidationError
+from snapkeep.jobs import users
+from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.users import ACTIONS, ITEMS
 
 
@@ -178,3 +184,39 @@ def remove_command(context: Context, name: str) -> None:
     user = _find(context, name)
     call(context, "deleteUser", {"_id": user["_id"]})
     console().print(f"User {name!r} removed.")
+
+
+def _new_password(password_file: Path | None) -> str:
+    """The new password: the first line of ``--password-file``, else asked twice on a terminal."""
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    if not sys.stdin.isatty():
+        raise click.UsageError("no terminal to ask the password on: give --password-file FILE")
+    return str(click.prompt("New password", hide_input=True, confirmation_prompt=True))
+
+
+@user_group.command("passwd")
+@click.argument("name")
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the password from the first line of FILE (default: ask on the terminal).",
+)
+@click.option("--remove", is_flag=True, help="Remove the password: the user signs in with a token only.")
+@click.pass_obj
+def passwd_command(context: Context, name: str, password_file: Path | None, remove: bool) -> None:
+    """Set the web panel password of user NAME (root too); stored as an Argon2id hash."""
+    password_hash = None
+    if not remove:
+        try:
+            password_hash = users.hash_password(users.check_password_text(_new_password(password_file)))
+        except ValidationError as error:
+            raise click.ClickException(error.message) from None
+    catalog = Catalog.open(context.home, context.catalog_url)
+    try:
+        with catalog.transaction() as tx:
+            users.set_password(tx, users.named(tx, name).id, password_hash)
+    finally:
+        catalog.close()
+    console().print(f"Password of {name!r} {'removed' if remove else 'set'}.")

@@ -325,12 +325,13 @@ class Catalog:
             _ident, token = users.create_token(tx, users.named(tx, user), name=name, expires=expires)
         return token
 
-    def verify_token(self, bearer: str) -> str | None:
-        """The user ID a ``USER:SECRET`` bearer string belongs to, or None when it is not valid."""
+    def verify_token(self, bearer: str, *, kind: str = "api") -> str | None:
+        """The user ID a ``USER:SECRET`` bearer string belongs to, or None when it is not valid
+        (``kind`` "session" checks a panel session instead of an API token)."""
         from snapkeep.jobs import users
 
         with self.transaction(write=False) as tx:
-            found = users.check_token(tx, bearer)
+            found = users.check_token(tx, bearer, kind=kind)
         if found is None:
             return None
         if found.touch:

@@ -170,10 +170,6 @@ class Imported:
     keys: int
     settings: int
 
-    def summary(self) -> str:
-        parts = [f"{count} {kind.replace('_', ' ')}" for kind, count in self.counts.items()]
-        return ", ".join([*parts, f"{self.settings} settings", f"{self.keys} job keys"])
-
 
 def import_state(catalog: Catalog, home: Path, state: Mapping[str, Any]) -> Imported:
     """Write ``state`` (checked by ``check_state``) into the empty catalog and key store, keeping

@@ -37,7 +37,7 @@ import os
 import selectors
 import signal
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,7 @@ class Verdict(enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     WARNING = "warning"
+    STOPPED = "stopped"  # a pre hook killed because the run was asked to stop
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,13 @@ class HookResult:
     timed_out: bool = False
     error: str = ""
     truncated: int = 0
+    stopped: bool = False
 
     def describe(self) -> str:
         if self.error:
             return self.error
+        if self.stopped:
+            return f"was killed after {self.seconds:.0f} s: the run was asked to stop"
         if self.timed_out:
             return f"timed out after {self.seconds:.0f} s and was killed"
         return f"exited {self.exit_code} after {self.seconds:.1f} s"
@@ -159,7 +163,8 @@ class StageOutcome:
     @property
     def status(self) -> int | None:
         """The queue status the run ends with because of the hooks (103), or None to go on."""
-        return QueueStatus.ABORTED if self.verdict in (Verdict.FAILED, Verdict.SKIPPED) else None
+        stopping = (Verdict.FAILED, Verdict.SKIPPED, Verdict.STOPPED)
+        return QueueStatus.ABORTED if self.verdict in stopping else None
 
     @property
     def alert(self) -> bool:
@@ -192,9 +197,16 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SYSTEM) -> HookResult:
-    """Run one hook script to completion or timeout. Never raises for the script's own failures:
-    a script that cannot start gives a result with ``error`` set and no exit code."""
+def run_hook(
+    hook: Mapping[str, Any],
+    context: HookContext,
+    *,
+    clock: Clock = SYSTEM,
+    stopping: Callable[[], bool] | None = None,
+) -> HookResult:
+    """Run one hook script to completion, timeout, or until ``stopping()`` says the run was asked to
+    stop (its process group is then killed as on a timeout). Never raises for the script's own
+    failures: a script that cannot start gives a result with ``error`` set and no exit code."""
     ident, name = str(hook.get("_id", "")), str(hook.get("name", ""))
     script = str(hook["script"])
     timeout = float(hook.get("timeout") or 3600)
@@ -228,7 +240,7 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
         pass
     captured = bytearray()
     dropped = 0
-    timed_out = False
+    timed_out = stopped = False
     exited_at: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
@@ -236,6 +248,9 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
             now = clock.monotonic()
             if now - started >= timeout:
                 timed_out = True
+                break
+            if stopping is not None and exited_at is None and stopping():
+                stopped = True
                 break
             if process.poll() is not None:
                 exited_at = exited_at if exited_at is not None else now
@@ -249,7 +264,7 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
             room = OUTPUT_LIMIT - len(captured)
             captured += chunk[:room]
             dropped += max(0, len(chunk) - max(room, 0))
-    if timed_out:
+    if timed_out or stopped:
         _kill_group(process, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=KILL_GRACE)
@@ -258,10 +273,13 @@ def run_hook(hook: Mapping[str, Any], context: HookContext, *, clock: Clock = SY
     process.stdout.close()
     seconds = clock.monotonic() - started
     output = captured.decode("utf-8", errors="replace")
-    return HookResult(ident, name, None if timed_out else code, output, seconds, timed_out, "", dropped)
+    killed = timed_out or stopped
+    return HookResult(ident, name, None if killed else code, output, seconds, timed_out, "", dropped, stopped)
 
 
 def _judge(result: HookResult, stage: int) -> Verdict:
+    if result.stopped:
+        return Verdict.STOPPED
     if result.exit_code == 0:
         return Verdict.OK
     if stage == HookStage.POST:
@@ -287,13 +305,20 @@ def _log_lines(result: HookResult, context: HookContext, verdict: Verdict) -> li
 
 
 def run_stage(
-    hooks: Sequence[Mapping[str, Any]], context: HookContext, *, clock: Clock = SYSTEM
+    hooks: Sequence[Mapping[str, Any]],
+    context: HookContext,
+    *,
+    clock: Clock = SYSTEM,
+    stopping: Callable[[], bool] | None = None,
 ) -> StageOutcome:
     """Run ``hooks`` (already selected, in order) for ``context`` and judge them. Never raises for a
-    hook's failure; see the module docstring for the verdicts."""
+    hook's failure; see the module docstring for the verdicts. A pre hook is killed when
+    ``stopping()`` says the run was asked to stop (stopQueueGroup); post hooks always run to the end
+    (they may be what brings a service back after a stopped run)."""
     outcome = StageOutcome()
+    watch = stopping if context.stage == HookStage.PRE else None
     for hook in hooks:
-        result = run_hook(hook, context, clock=clock)
+        result = run_hook(hook, context, clock=clock, stopping=watch)
         verdict = _judge(result, context.stage)
         outcome.results.append(result)
         outcome.log_lines.extend(_log_lines(result, context, verdict))
@@ -307,6 +332,8 @@ def run_stage(
         outcome.verdict = verdict
         if verdict is Verdict.SKIPPED:
             outcome.message = SKIPPED_MESSAGE
+        elif verdict is Verdict.STOPPED:
+            outcome.message = f"stopped on request during pre hook {result.name!r}"
         else:
             outcome.message = f"aborted: pre hook {result.name!r} {result.describe()}"
         break
@@ -323,6 +350,7 @@ def run_job_stage(
     start_time: int,
     status: int | None = None,
     clock: Clock = SYSTEM,
+    stopping: Callable[[], bool] | None = None,
 ) -> StageOutcome:
     """Select the hooks of ``position``/``stage`` that apply to ``job`` and run them with the job's
     values (Backup and Restore hooks). ``job`` may be empty for a restore whose job is gone: then
@@ -344,4 +372,4 @@ def run_job_stage(
         start_time=start_time,
         status=status,
     )
-    return run_stage(chosen, context, clock=clock)
+    return run_stage(chosen, context, clock=clock, stopping=stopping)

@@ -48,6 +48,10 @@ def log_path(home: Path, log_id: str) -> Path:
     return Path(home) / FOLDER / f"{log_id}.log"
 
 
+#: error lines a run log keeps in memory for its alert
+FIRST_ERRORS = 3
+
+
 class RunLog:
     """The log of one run; thread-safe. Create with ``RunLog.start``."""
 
@@ -58,6 +62,8 @@ class RunLog:
         self._lock = threading.Lock()
         self._file_failed = False
         self.counts: dict[int, int] = {INFO: 0, WARNING: 0, ERROR: 0}
+        #: the first error lines (up to ``FIRST_ERRORS``): why a run failed, for its alert
+        self.first_errors: list[str] = []
         self._last = _dt.datetime.min.replace(tzinfo=_dt.UTC)
 
     @classmethod
@@ -96,6 +102,8 @@ class RunLog:
             now = self.catalog.clock.now()
             lines = message.splitlines() or [""]
             self.counts[level] = self.counts.get(level, 0) + len(lines)
+            if level == ERROR and len(self.first_errors) < FIRST_ERRORS:
+                self.first_errors.extend(lines[: FIRST_ERRORS - len(self.first_errors)])
             self._append_file(now, level, lines)
             with self.catalog.transaction() as tx:
                 for offset, line in enumerate(lines):

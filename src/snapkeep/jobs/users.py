@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
 from snapkeep.clock import isoformat
@@ -30,6 +32,7 @@ from snapkeep.ids import is_id, new_id
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.migrations.m0006_users import ROOT_ID
+from snapkeep.jobs.models.destination import SECRET_MASK as MASKED
 
 ROOT = "root"
 RESELLER = "reseller"
@@ -39,6 +42,18 @@ LABEL = "User"
 TOKEN_BYTES = 32
 #: seconds between two writes of a token's ``last_used`` (a read-mostly table stays read-mostly)
 LAST_USED_EVERY = 60
+#: token kinds: a bearer token for scripts, or a panel session (cookie + CSRF header only)
+API_TOKEN = "api"
+SESSION = "session"
+#: a panel session ends this long after sign-in, or after this long without a request
+SESSION_LIFETIME = _dt.timedelta(hours=12)
+SESSION_IDLE = _dt.timedelta(minutes=30)
+#: a session's ``last_used`` is written at most this often (it is what the idle limit reads)
+SESSION_TOUCH_EVERY = 30
+PASSWORD_MIN = 8
+PASSWORD_MAX = 1024
+#: Argon2id with argon2-cffi's defaults (RFC 9106 low-memory: t=3, m=64 MiB, p=4)
+HASHER = PasswordHasher()
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 #: Items an account's backups hold, as root grants them (JetBackup's per-item permissions).
@@ -76,6 +91,7 @@ class User:
     manage_destinations: bool
     created: _dt.datetime
     modified: _dt.datetime
+    has_password: bool = False
 
     @classmethod
     def of(cls, row: Any) -> User:
@@ -96,6 +112,7 @@ class User:
             manage_destinations=bool(document.get("manage_destinations")),
             created=row.created,
             modified=row.modified,
+            has_password=bool(getattr(row, "password", None)),
         )
 
     def present(self) -> dict[str, Any]:
@@ -110,6 +127,7 @@ class User:
                 action: {k: int(v) for k, v in items.items()} for action, items in self.permissions.items()
             },
             "manage_destinations": 1 if self.manage_destinations else 0,
+            "password": MASKED if self.has_password else "",
             "created": isoformat(self.created),
             "modified": isoformat(self.modified),
         }
@@ -232,7 +250,12 @@ def _hash(secret: str) -> str:
 
 
 def create_token(
-    tx: Transaction, user: User, *, name: str = "", expires: _dt.datetime | None = None
+    tx: Transaction,
+    user: User,
+    *,
+    name: str = "",
+    expires: _dt.datetime | None = None,
+    kind: str = API_TOKEN,
 ) -> tuple[str, str]:
     """A new token for ``user``: ``(token ID, "NAME:SECRET")``; only the secret's hash is stored."""
     secret = secrets.token_hex(TOKEN_BYTES)
@@ -246,6 +269,7 @@ def create_token(
             secret_hash=_hash(secret),
             created=tx.clock.now(),
             expires=expires,
+            kind=kind,
         )
     )
     return ident, f"{user.name}:{secret}"
@@ -270,6 +294,7 @@ def present_token(row: Any, now: _dt.datetime) -> dict[str, Any]:
         "last_used": isoformat(row.last_used),
         "revoked": isoformat(row.revoked),
         "state": state,
+        "kind": str(getattr(row, "kind", API_TOKEN) or API_TOKEN),
     }
 
 
@@ -304,9 +329,10 @@ class TokenMatch:
     touch: bool
 
 
-def check_token(tx: Transaction, bearer: str) -> TokenMatch | None:
-    """The token a ``NAME:SECRET`` bearer string is, or None (unknown, wrong, expired, revoked).
-    Reads only: ``touch_token`` records the use when ``touch`` says it is due."""
+def check_token(tx: Transaction, bearer: str, *, kind: str = API_TOKEN) -> TokenMatch | None:
+    """The token of ``kind`` a ``NAME:SECRET`` bearer string is, or None (unknown, wrong, another
+    kind, expired, revoked, or a session idle too long). Reads only: ``touch_token`` records the use
+    when ``touch`` says it is due."""
     name, separator, secret = bearer.strip().partition(":")
     if not separator or not name or not secret:
         return None
@@ -317,7 +343,14 @@ def check_token(tx: Transaction, bearer: str) -> TokenMatch | None:
     now = tx.clock.now()
     if row.revoked is not None or (row.expires is not None and row.expires <= now):
         return None
-    touch = row.last_used is None or (now - row.last_used).total_seconds() >= LAST_USED_EVERY
+    if str(row.kind) != kind:
+        return None
+    every = LAST_USED_EVERY
+    if kind == SESSION:
+        if now - (row.last_used or row.created) >= SESSION_IDLE:
+            return None
+        every = SESSION_TOUCH_EVERY
+    touch = row.last_used is None or (now - row.last_used).total_seconds() >= every
     return TokenMatch(token_id=str(row.id), user_id=str(row.user_id), touch=touch)
 
 
@@ -350,15 +383,101 @@ __all__ = [
     "ACTIONS",
     "COMPONENT_ITEMS",
     "ITEMS",
+    "MASKED",
     "RESELLER",
     "ROLES",
     "ROOT",
     "ROOT_ID",
+    "SESSION",
     "User",
     "all_allowed",
     "check_token",
+    "create_session",
     "create_token",
+    "csrf_secret",
+    "hash_password",
     "list_tokens",
     "revoke_token",
     "touch_token",
 ]
+
+
+# --- passwords and panel sessions (docs/panel.md) -----------------------------------------------
+
+#: verified against when the user is unknown or has no password, so every failure costs one Argon2id
+_DUMMY_HASH = HASHER.hash("snapkeep: no such user")
+
+
+def check_password_text(password: Any, field: str = "password") -> str:
+    """A password a user may be given: a string of 8 to 1,024 characters. Raises ValidationError."""
+    if not isinstance(password, str):
+        raise ValidationError(field=field, problem="must be a string")
+    if len(password) < PASSWORD_MIN:
+        raise ValidationError(field=field, problem=f"must be at least {PASSWORD_MIN} characters")
+    if len(password) > PASSWORD_MAX:
+        raise ValidationError(field=field, problem=f"must be at most {PASSWORD_MAX} characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    """The Argon2id PHC string of ``password`` (random salt inside)."""
+    return HASHER.hash(password)
+
+
+def set_password(tx: Transaction, ident: str, password_hash: str | None) -> None:
+    """Store (or, with None, remove) user ``ident``'s password hash. Raises NotFoundError."""
+    require(tx, ident)
+    users = schema.users
+    tx.connection.execute(
+        update(users).where(users.c.id == ident).values(password=password_hash, modified=tx.clock.now())
+    )
+
+
+def password_hash_of(tx: Transaction, name: str) -> tuple[User | None, str]:
+    """The user called ``name`` and its stored hash (a dummy one when either is missing)."""
+    row = tx.connection.execute(select(schema.users).where(schema.users.c.name == name)).first()
+    if row is None or not row.password:
+        return None, _DUMMY_HASH
+    return User.of(row), str(row.password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    """Whether ``password`` matches an Argon2id PHC string (constant work either way)."""
+    try:
+        return HASHER.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def create_session(tx: Transaction, user: User) -> tuple[str, str]:
+    """A new panel session for ``user``: ``(token ID, "NAME:SECRET")``; it ends at the latest
+    ``SESSION_LIFETIME`` from now. Sessions that ended (expired, idle too long, signed out) are
+    removed first, so the table does not grow with every sign-in."""
+    purge_sessions(tx)
+    return create_token(
+        tx, user, name="panel session", expires=tx.clock.now() + SESSION_LIFETIME, kind=SESSION
+    )
+
+
+def purge_sessions(tx: Transaction) -> int:
+    """Delete every panel session that can no longer authenticate; return how many."""
+    tokens = schema.tokens
+    now = tx.clock.now()
+    ended = (
+        (tokens.c.expires <= now)
+        | tokens.c.revoked.is_not(None)
+        | (func.coalesce(tokens.c.last_used, tokens.c.created) <= now - SESSION_IDLE)
+    )
+    result = tx.connection.execute(tokens.delete().where((tokens.c.kind == SESSION) & ended))
+    return int(result.rowcount or 0)
+
+
+def csrf_secret(bearer: str) -> str:
+    """The CSRF secret of a session: an HMAC of its bearer string, so it is known only to whoever
+    holds the session (the page it was given to) and needs no storage."""
+    return hmac.new(bearer.encode("utf-8"), b"snapkeep panel csrf", hashlib.sha256).hexdigest()
+
+
+def session_of(tx: Transaction, bearer: str) -> TokenMatch | None:
+    """The live session ``bearer`` is, or None (not a session, unknown, revoked, expired, idle)."""
+    return check_token(tx, bearer, kind=SESSION)

@@ -69,7 +69,7 @@ def test_stats_find_and_unlock(tmp_path: Path) -> None:
     (Path(repo) / "locks" / "0123456789abcdef").write_text(json.dumps(dead))
     unlocked = runner.invoke(cli, ["repo", "unlock", repo])
     assert unlocked.exit_code == 0, unlocked.output
-    assert "1 lock(s) removed" in unlocked.output
+    assert "1 lock removed" in unlocked.output
     assert not (Path(repo) / "locks" / "0123456789abcdef").exists()
 
 
@@ -105,3 +105,13 @@ def test_diff_and_key_passwd(tmp_path: Path) -> None:
     assert refused.exit_code != 0, "the old password no longer opens it"
     listed = runner.invoke(cli, ["repo", "snapshots", repo, "--json", "--password-file", str(new_file)])
     assert len(json.loads(listed.stdout)) == 2
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    from snapkeep.cli.humane import plural
+
+    assert [plural(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
+    assert plural(3, "entry") == "3 entries"
+    assert plural(2, "key") == "2 keys"
+    assert plural(2, "match") == "2 matches"
+    assert plural(1, "job key") == "1 job key"

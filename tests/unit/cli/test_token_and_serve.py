@@ -39,13 +39,14 @@ def test_first_start_creates_and_prints_a_token_later_starts_do_not(tmp_path: Pa
     catalog = Catalog.open(tmp_path)
     try:
         printed: list[str] = []
-        token = announce_token(catalog, printed.append)
+        token = announce_token(catalog, printed.append, tmp_path)
         assert token is not None
         assert printed == [TOKEN_HEADING, token]
         assert catalog.verify_token(token) == users.ROOT_ID
         printed.clear()
-        assert announce_token(catalog, printed.append) is None
-        assert printed == [TOKENS_HASHED]
+        assert announce_token(catalog, printed.append, tmp_path / "my home") is None
+        assert printed == [TOKENS_HASHED.format(home=f"'{tmp_path / 'my home'}'")]
+        assert f"snapkeep --home '{tmp_path / 'my home'}' token create" in printed[0]
         assert catalog.count_tokens() == 1
     finally:
         catalog.close()

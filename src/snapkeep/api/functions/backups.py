@@ -31,7 +31,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import NotFoundError, ValidationError
-from snapkeep.jobs import access, backups, repositories
+from snapkeep.jobs import access, backups, browse, repositories
 from snapkeep.jobs.codes import JobType, Structure
 from snapkeep.jobs.models.base import Flag, NonNegative, Strict, choice, validate
 
@@ -44,6 +44,17 @@ class BackupListParams(ListParams):
     account_id: str | None = Field(
         None, description="the account's _id or username (Accounts), or the job ID (Directories)"
     )
+
+
+class FilesParams(IdParams):
+    path: str = Field("/", description="the folder to list, inside the item (default /)")
+    search: str = Field(
+        "", max_length=255, description="list the entries below path whose name contains this"
+    )
+    limit: NonNegative = Field(
+        1000, le=10_000, description="at most this many entries (0 = all, up to 10,000)"
+    )
+    skip: NonNegative = Field(0, description="skip this many first")
 
 
 class LockParams(IdParams):
@@ -147,6 +158,24 @@ def get_item(context: CallContext, params: dict[str, Any]) -> Result:
     raise NotFoundError(kind="Backup", ident=ident)
 
 
+def list_files(context: CallContext, params: dict[str, Any]) -> Result:
+    """``listBackupFiles``: one folder of a backup item (or the backup), read from its destination
+    one tree at a time; or the entries below it whose name contains ``search`` (jobs/browse.py).
+    An account owner cannot open the ``config`` component (its account's package and owner)."""
+    options = validate(FilesParams, params)
+    hide = frozenset({"config"}) if context.caller.role == "account" else frozenset()
+    answer = browse.list_folder(
+        context.catalog,
+        options.id,
+        options.path,
+        search=options.search,
+        limit=options.limit or 10_000,
+        skip=options.skip,
+        hide=hide,
+    )
+    return "Backup Files Listed Successfully", answer
+
+
 def manage_lock(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(LockParams, params)
     with context.catalog.transaction() as tx:
@@ -202,6 +231,12 @@ FUNCTIONS = [
     FunctionSpec("listBackups", "List backups, newest first", param_specs(BackupListParams), list_backups),
     FunctionSpec("getBackupItems", "The items of one backup", param_specs(IdParams), get_items),
     FunctionSpec("getBackupItem", "One item of a backup (or the backup)", param_specs(IdParams), get_item),
+    FunctionSpec(
+        "listBackupFiles",
+        "One folder of a backup item, or a search below it, read lazily",
+        param_specs(FilesParams),
+        list_files,
+    ),
     FunctionSpec("manageBackupLock", "Lock or unlock a backup", param_specs(LockParams), manage_lock),
     FunctionSpec(
         "deleteSnapshot", "Delete a backup from its destination", param_specs(IdParams), delete_snapshot

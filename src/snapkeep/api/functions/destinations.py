@@ -12,6 +12,7 @@ server's host key on first contact (shown as ``options.fingerprint``, read-only;
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from snapkeep.api.functions.base import (
@@ -41,7 +42,7 @@ from snapkeep.jobs.models.destination import (
     mask,
     unmask,
 )
-from snapkeep.storage.probe import probe
+from snapkeep.storage.probe import ProbeReport, probe
 
 LABEL = "Destination"
 READ_ONLY = ("disk_usage", "count", "node")
@@ -153,22 +154,30 @@ def list_types(context: CallContext, params: dict[str, Any]) -> Result:
     return "Destination Types Listed Successfully", {"types": types, "total": len(types)}
 
 
+def _probe(destination: dict[str, Any]) -> tuple[ProbeReport, str]:
+    """Probe ``destination`` (write, read back, list, delete); its report and the SFTP host key
+    seen. Raises StorageError when it cannot even be opened."""
+    try:
+        opened = repositories.open_destination(destination, "", retry=repositories.NO_RETRY)
+    except SnapkeepError as error:
+        raise StorageError(
+            f"Destination {destination['name']!r} ({destination['_id']}): cannot open: {error}"
+        ) from None
+    with opened:
+        return probe(opened.store), opened.fingerprint or ""
+
+
 def validate_destination_call(context: CallContext, params: dict[str, Any]) -> Result:
     """Write, read back, list and delete a probe object on the destination; fail naming the step."""
     ident = only_id(params)
     with context.catalog.transaction(write=False) as tx:
         destination = tx.require("destinations", ident, LABEL)
-    try:
-        opened = repositories.open_destination(destination, "", retry=repositories.NO_RETRY)
-    except SnapkeepError as error:
-        raise StorageError(f"Destination {destination['name']!r} ({ident}): cannot open: {error}") from None
-    with opened:
-        report = probe(opened.store)
+    report, seen = _probe(destination)
     fingerprint = destination.get("fingerprint") or ""
-    if opened.fingerprint and not fingerprint:
+    if seen and not fingerprint:
         with context.catalog.transaction() as tx:
-            if destinations.record_fingerprint(tx, ident, opened.fingerprint):
-                fingerprint = opened.fingerprint
+            if destinations.record_fingerprint(tx, ident, seen):
+                fingerprint = seen
     steps = [
         {"name": step.name, "ok": 1 if step.ok else 0, "seconds": round(step.seconds, 3)}
         for step in report.steps
@@ -196,16 +205,54 @@ KIND = ObjectKind(
 _ID = [ParamSpec("_id", "string", True, "the Destination's ID")]
 
 
+#: how long creating a remote destination waits for its probe before answering without it
+CREATE_PROBE_SECONDS = 10.0
+
+
 def manage(context: CallContext, params: dict[str, Any]) -> Result:
-    """``manageDestination``, then a warning when a Local destination's folder cannot be written
-    here (issue 14: before the first run, not after it). Remote destinations are not contacted on
-    save: ``validateDestination`` does that on request."""
+    """``manageDestination``, then warnings for what the first run would trip on (issue 14: before
+    the run, not after it): a Local folder that cannot be written here; on create, a remote
+    destination that cannot be reached, refuses the credentials or is read-only (the probe of
+    ``validateDestination``, waited for at most ``CREATE_PROBE_SECONDS``; a warning, never a
+    refusal: the server may come up later). The host key seen is not recorded here:
+    ``validateDestination`` records it on request."""
+    creating = params.get("action") == "create"
     message, destination = KIND.manage(context, params)
     if destination["type"] == "Local":
         problem = local_problem(str(destination["options"].get("path", "")))
         if problem:
             context.warnings.append(f"options[path]: {problem}")
+    elif creating and destination["type"] in destinations.REMOTE_TYPES:
+        with context.catalog.transaction(write=False) as tx:
+            stored = tx.require("destinations", destination["_id"], LABEL)
+        problem = remote_problem(stored)
+        if problem:
+            context.warnings.append(
+                f"destination: {problem}; backups to it fail until this is fixed "
+                f"(validateDestination _id={destination['_id']} checks again)"
+            )
     return message, destination
+
+
+def remote_problem(destination: dict[str, Any], budget: float = CREATE_PROBE_SECONDS) -> str:
+    """Why a backup could not be stored on remote ``destination`` now ("" when the probe passed),
+    waiting at most ``budget`` seconds (the probe then goes on alone until its own timeout)."""
+    outcome: list[str] = []
+
+    def attempt() -> None:
+        try:
+            report, _seen = _probe(destination)
+        except SnapkeepError as error:
+            outcome.append(str(error))
+            return
+        outcome.append("" if report.ok else f"failed validation: {report.message}")
+
+    worker = threading.Thread(target=attempt, name="destination-probe", daemon=True)
+    worker.start()
+    worker.join(budget)
+    if not outcome:
+        return f"no answer from the destination within {budget:.0f} s"
+    return outcome[0]
 
 
 def local_problem(path: str) -> str:

@@ -6,7 +6,8 @@ name). ``account`` links an account owner to its hosting account (a username of 
 provider); ``accounts`` adds accounts to a reseller's own (those whose provider ``owner`` is its
 name); ``permissions[restore|download][ITEM]=0|1`` (items: files, databases, email, cron, dns,
 certificates, ftp; all 1 by default) are checked on every restore and download item;
-``manage_destinations=1`` lets a reseller create destinations of its own.
+``manage_destinations=1`` lets a reseller create destinations of its own; ``password`` (write-only,
+answered masked) lets the user sign in to the web panel (docs/panel.md).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class UserFields(Strict):
         default_factory=dict, description="permissions[restore|download][ITEM]=0|1 (default all 1)"
     )
     manage_destinations: Flag = Field(False, description="role reseller: may manage its own destinations")
+    password: str = Field(
+        "",
+        description="write-only: the web panel password (8-1,024 characters), stored as Argon2id; "
+        "comes back masked; empty or the mask keeps the stored one",
+    )
 
     @field_validator("accounts")
     @classmethod
@@ -121,7 +127,12 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
         if role == users.ACCOUNT and (fields.accounts or fields.manage_destinations):
             field = "accounts" if fields.accounts else "manage_destinations"
             raise ValidationError(field=field, problem="applies to role reseller only")
+        password = None
+        if fields.password not in ("", users.MASKED):
+            password = users.hash_password(users.check_password_text(fields.password))
         saved = users.save(tx, ident, name=name, role=role, document=_document(fields, stored))
+        if password is not None:
+            users.set_password(tx, saved, password)
         answer = users.require(tx, saved).present()
     return f"User {'Created' if action == 'create' else 'Modified'} Successfully", answer
 

@@ -25,6 +25,7 @@ from snapkeep.jobs.migrations import (
     m0007_sealed,
     m0008_list_indexes,
     m0009_log_types,
+    m0010_panel,
     m0011_nodes,
 )
 from snapkeep.jobs.migrations.m0001_initial import UtcDateTime
@@ -51,6 +52,7 @@ MIGRATIONS: list[Migration] = [
     _from(7, m0007_sealed),
     _from(8, m0008_list_indexes),
     _from(9, m0009_log_types),
+    _from(10, m0010_panel),
     _from(11, m0011_nodes),
 ]
 

@@ -3,8 +3,8 @@
 At version 5 it is what migration 1 created plus migration 2's ``incidents`` table, migration
 3's ``backups`` table, migration 4's ``orphan`` and ``key_required`` columns of it and migration 5's
 integrity check tables, migration 6's users (with token and owner columns) and migration 7's sealed
-``job_keys``, and migration 11's ``nodes`` (with the ``node`` column of jobs and queue
-groups). When a later
+``job_keys``, migration 10's ``users.password`` and ``tokens.kind``, and migration 11's
+``nodes`` (with the ``node`` column of jobs and queue groups). When a later
 migration changes a table, this module changes with it (and a test checks that a migrated catalog
 matches this shape).
 """
@@ -21,6 +21,7 @@ from snapkeep.jobs.migrations import (
     m0005_integrity,
     m0006_users,
     m0007_sealed,
+    m0010_panel,
     m0011_nodes,
 )
 
@@ -37,6 +38,10 @@ for _column in m0006_users.token_columns():
 for _kind in m0006_users.OWNED:
     TABLES[_kind].append_column(m0006_users.owner_column())
 TABLES.update(m0007_sealed.define(metadata))
+for _column in m0010_panel.user_columns():
+    TABLES["users"].append_column(_column)
+for _column in m0010_panel.token_columns():
+    TABLES["tokens"].append_column(_column)
 TABLES.update(m0011_nodes.define(metadata))
 for _kind in ("jobs", "queue_groups"):
     TABLES[_kind].append_column(m0011_nodes.node_column())

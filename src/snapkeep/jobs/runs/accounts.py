@@ -303,7 +303,7 @@ class AccountsBody(BackupBody):
             username=account.username,
             status=status,
         )
-        outcome = hooks.run_stage(chosen, context, clock=self.context.clock)
+        outcome = hooks.run_stage(chosen, context, clock=self.context.clock, stopping=self.context.stopping)
         for level, line in outcome.log_lines:
             self.log.write(level, line)
         return outcome

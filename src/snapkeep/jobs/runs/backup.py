@@ -20,7 +20,7 @@ from snapkeep.errors import SnapkeepError
 from snapkeep.jobs import alerts, hooks, monitor, notify, schedule, settings
 from snapkeep.jobs.alerts import Alert
 from snapkeep.jobs.catalog import Catalog, Transaction
-from snapkeep.jobs.codes import JobType, LogType, QueueStatus
+from snapkeep.jobs.codes import JobType, LogLevel, LogType, QueueStatus
 from snapkeep.jobs.logs import RunLog
 from snapkeep.jobs.queue import GroupRecord, RunningGroup
 from snapkeep.jobs.runs.accounts import AccountsBody
@@ -92,6 +92,15 @@ class BackupRun(GroupRun):
 
     # --- the end ------------------------------------------------------------------------------
 
+    def cause(self, detail: str) -> str:
+        """An alert's detail with why (issue 14 item 1): the log's first error lines, and its ID."""
+        if self.log is None or not self.log.first_errors:
+            return detail
+        why = "; ".join(self.log.first_errors)
+        more = self.log.counts.get(LogLevel.ERROR, 0) - len(self.log.first_errors)
+        tail = f" (and {more} more errors)" if more > 0 else ""
+        return f"{detail + ': ' if detail else ''}{why}{tail}; log {self.log.id}"
+
     def end(self, result: RunResult) -> None:
         status, detail = result.status, result.detail
         raised: list[Alert] = []
@@ -105,7 +114,8 @@ class BackupRun(GroupRun):
                 tx.set_job_running(self.job_id, False)
                 tx.set_job_times(self.job_id, last_run=self.started, next_run=self.next_run(tx, job))
                 if result.alert and detail != hooks.SKIPPED_MESSAGE:
-                    made = alerts.run_alert(tx, job, status, group_id=self.group.id, detail=detail)
+                    why = self.cause(detail)
+                    made = alerts.run_alert(tx, job, status, group_id=self.group.id, detail=why)
                     if made is not None:
                         raised.append(made)
             monitor.run_finished(tx, self.job_id, self.group.id, status)

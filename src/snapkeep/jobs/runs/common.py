@@ -192,6 +192,7 @@ class RunContext:
             start_time=int(self.started.timestamp()),
             status=status,
             clock=self.clock,
+            stopping=self.stopping,
         )
         for level, line in outcome.log_lines:
             self.log.write(level, line)
