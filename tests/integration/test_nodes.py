@@ -670,3 +670,19 @@ def test_a_repository_is_never_pruned_by_two_nodes_at_once(cluster, tmp_path):
         ):
             repositories.prune_repository(on_b)
         assert repositories.prune_repository(on_b) >= 0  # once A is done, B may
+
+
+def test_one_live_node_leads_the_catalog_wide_passes(cluster):
+    me = {name: cluster.node(name, timeout=3.0) for name in ("node-a", "node-b")}
+    first, second = sorted(me.values(), key=lambda node: node.id)
+    services = {
+        node.id: Service(cluster.catalog(node.name), cluster.home(node.name), clock=cluster.clock, node=node)
+        for node in me.values()
+    }
+    assert [services[first.id].leading(), services[second.id].leading()] == [True, False]
+    assert services[second.id].monitor_pass() == 0  # the monitor reads every job: only the leader does
+    # the leader falls silent: once past its timeout the other one leads
+    cluster.clock.advance(4)
+    with cluster.catalog(second.name).transaction() as tx:
+        nodes.heartbeat(tx, second.id)
+    assert services[second.id].leading()

@@ -115,7 +115,11 @@ class Service:
         self.integrity_thread = (
             IntegrityThread(
                 IntegrityScheduler(
-                    catalog, self.home, clock=clock, tz=tz or (lambda: configured_zone(catalog))
+                    catalog,
+                    self.home,
+                    clock=clock,
+                    tz=tz or (lambda: configured_zone(catalog)),
+                    leading=self.leading if node is not None else None,
                 )
             )
             if integrity
@@ -321,8 +325,19 @@ class Service:
         if group.get("type") == QueueType.BACKUP:
             self.scheduler_thread.wake()
 
+    def leading(self) -> bool:
+        """Whether this service runs the catalog-wide passes: always without a node; with one, when
+        it is the leading node (``jobs.nodes.leader``). Raises CatalogError."""
+        if self.node is None:
+            return True
+        with self.catalog.transaction(write=False) as tx:
+            return nodes.leader(tx) == self.node.id
+
     def monitor_pass(self) -> int:
-        """One job-monitor pass now; sends the alerts raised. Returns how many. Raises CatalogError."""
+        """One job-monitor pass now (on the leading node only: it reads every job); sends the alerts
+        raised. Returns how many. Raises CatalogError."""
+        if not self.leading():
+            return 0
         raised = monitor.check_jobs(self.catalog, self.clock.now())
         if raised:
             notify.notify(self.catalog, raised)

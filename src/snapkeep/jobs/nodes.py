@@ -158,6 +158,16 @@ def resolve(tx: Transaction, ident: str, *, field_name: str = "node") -> str:
         raise ValidationError(field=field_name, problem=f"no such node: {ident}") from None
 
 
+def leader(tx: Transaction) -> str | None:
+    """The node that runs the catalog-wide passes (the job monitor, the daily integrity check): the
+    live node with the smallest ID; None when no node is alive. When it dies, the next one takes over
+    as soon as it is past its timeout."""
+    table = schema.nodes
+    now = tx.clock.now()
+    rows = tx.connection.execute(select(table).where(table.c.state == UP).order_by(table.c.id)).all()
+    return next((str(row.id) for row in rows if _alive(row, now)), None)
+
+
 def job_ids(tx: Transaction, node: str | None) -> list[str]:
     """The IDs of the jobs of ``node`` in creation order (every job when None): a scheduler pass
     (index ``ix_jobs_node``)."""
