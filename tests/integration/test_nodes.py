@@ -221,6 +221,12 @@ def test_a_restore_runs_on_the_backups_node_and_a_local_disk_stays_on_its_node(c
         clock=cluster.clock,
     )
     assert status == QueueStatus.COMPLETED
+    # its log file is on A; through B the same text comes from the catalog's log lines
+    with cluster.catalog("node-a").transaction(write=False) as tx:
+        log_id = queue.get_group(tx, group["_id"])["log_id"]
+    on_a = cluster.ok("node-a", "getLog", {"_id": log_id, "content": 1})["content"]
+    assert on_a
+    assert cluster.ok("node-b", "getLog", {"_id": log_id, "content": 1})["content"] == on_a
     backup = cluster.ok("node-a", "listBackups", {"type": 2})["backups"][0]
     # asked through node B, the restore still runs on A (the backup's node)
     restore = cluster.ok(
