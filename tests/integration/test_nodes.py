@@ -28,7 +28,7 @@ from snapkeep.clock import FrozenClock
 from snapkeep.daemon.scheduler import Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
-from snapkeep.errors import ConfigError, ConflictError, LockError
+from snapkeep.errors import CatalogError, ConfigError, ConflictError, LockError
 from snapkeep.jobs import alerts, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
@@ -319,6 +319,7 @@ def test_a_silent_node_is_declared_down_its_runs_never_finished_and_its_locks_re
     other = _plant_lock(cluster.catalog("node-b"), job, host=b.host, pid=os.getpid())  # a live holder
 
     service = Service(cluster.catalog("node-a"), cluster.home("node-a"), clock=cluster.clock, node=a)
+    service.register()
     # within its timeout B is alive: nothing happens
     cluster.clock.advance(2.0)
     assert service.node_pass() == []
@@ -692,3 +693,26 @@ def test_one_live_node_leads_the_catalog_wide_passes(cluster):
     with cluster.catalog(second.name).transaction() as tx:
         nodes.heartbeat(tx, second.id)
     assert services[second.id].leading()
+
+
+def test_after_a_catalog_outage_no_node_is_judged_before_it_could_beat_again(cluster, monkeypatch):
+    a, b = cluster.node("node-a", timeout=3.0), cluster.node("node-b", timeout=3.0)
+    on_a = Service(cluster.catalog("node-a"), cluster.home("node-a"), clock=cluster.clock, node=a)
+    on_b = Service(cluster.catalog("node-b"), cluster.home("node-b"), clock=cluster.clock, node=b)
+    on_a.register()
+    on_b.register()
+    real = nodes.heartbeat
+
+    def unreachable(tx, node):
+        raise CatalogError("catalog error: connection refused")
+
+    monkeypatch.setattr(nodes, "heartbeat", unreachable)  # the catalog is gone for 10 s
+    with pytest.raises(CatalogError):
+        on_a.node_pass()
+    cluster.clock.advance(10)
+    monkeypatch.setattr(nodes, "heartbeat", real)
+    assert on_a.node_pass() == []  # A is back first: B's old heartbeat is not held against it yet
+    cluster.clock.advance(1)
+    assert on_b.node_pass() == []
+    cluster.clock.advance(4)  # now B falls silent for longer than its timeout, A connected all along
+    assert [down.name for down in on_a.node_pass()] == ["node-b"]

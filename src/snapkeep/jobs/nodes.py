@@ -342,12 +342,17 @@ class DownNode:
     jobs: list[tuple[str, list[str]]]
 
 
-def sweep(tx: Transaction, me: str) -> list[DownNode]:
+def sweep(tx: Transaction, me: str, *, connected_since: _dt.datetime | None = None) -> list[DownNode]:
     """Declare down every other node whose heartbeat is older than its timeout; return them.
 
     Each is locked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so of several nodes sweeping at once one
     declares it; the state moves with a conditional UPDATE. Its Processing groups become 104 Never
-    Finished and a critical alert names it."""
+    Finished and a critical alert names it.
+
+    ``connected_since`` is when the sweeping node's own heartbeats last started to succeed: a node is
+    declared down only when the sweeper has itself been reaching the catalog for that node's whole
+    timeout, so after an outage of the catalog every node gets the time to beat again before anyone
+    judges it (otherwise the first node back would declare all the others down)."""
     table = schema.nodes
     now = tx.clock.now()
     query = select(table).where(table.c.state == UP, table.c.id != me).order_by(table.c.heartbeat)
@@ -356,6 +361,8 @@ def sweep(tx: Transaction, me: str) -> list[DownNode]:
     declared: list[DownNode] = []
     for row in tx.connection.execute(query).all():
         if _alive(row, now):
+            continue
+        if connected_since is not None and (now - connected_since).total_seconds() <= row.timeout:
             continue
         moved = tx.connection.execute(
             update(table)
