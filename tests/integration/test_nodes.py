@@ -461,11 +461,12 @@ def test_each_scheduler_queues_only_its_own_jobs_and_recovery_only_its_own_group
     assert [group["job_id"] for group in queued] == [job_a["_id"]]
     other = Scheduler(cluster.catalog("node-b"), clock=cluster.clock, tz=UTC_ZONE, node=b.id)
     assert [group["job_id"] for group in other.tick()] == [job_b["_id"]]
-    # both runs claimed by processes that died (pid 1 is never ours: claimed "on another host")
+    # both runs claimed by processes that are gone: A's on the server A ran on before (its data
+    # directory moved to this host), B's on this host
     with cluster.catalog("node-a").transaction() as tx:
-        for node, me in ((a.id, a), (b.id, b)):
+        for node, host in ((a.id, "old-server"), (b.id, b.host)):
             assert queue.claim_next(
-                tx, [QueueType.BACKUP], node=node, worker={"host": me.host, "pid": 2**22 + 7, "node": node}
+                tx, [QueueType.BACKUP], node=node, worker={"host": host, "pid": 2**22 + 7, "node": node}
             )
     with cluster.catalog("node-a").transaction() as tx:
         recovered = queue.mark_never_finished(tx, node=a.id)
