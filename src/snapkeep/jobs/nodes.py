@@ -345,9 +345,11 @@ class DownNode:
 def sweep(tx: Transaction, me: str, *, connected_since: _dt.datetime | None = None) -> list[DownNode]:
     """Declare down every other node whose heartbeat is older than its timeout; return them.
 
-    Each is locked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so of several nodes sweeping at once one
-    declares it; the state moves with a conditional UPDATE. Its Processing groups become 104 Never
-    Finished and a critical alert names it.
+    The up nodes are read without locks (index ``ix_nodes_state_heartbeat``); only a silent one is
+    then locked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and looked at again, so live nodes' heartbeats
+    never wait for a sweep, and of several nodes sweeping at once one declares it; the state moves
+    with a conditional UPDATE. Its Processing groups become 104 Never Finished and a critical alert
+    names it.
 
     ``connected_since`` is when the sweeping node's own heartbeats last started to succeed: a node is
     declared down only when the sweeper has itself been reaching the catalog for that node's whole
@@ -356,12 +358,15 @@ def sweep(tx: Transaction, me: str, *, connected_since: _dt.datetime | None = No
     table = schema.nodes
     now = tx.clock.now()
     query = select(table).where(table.c.state == UP, table.c.id != me).order_by(table.c.heartbeat)
-    if tx.connection.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    silent = [row.id for row in tx.connection.execute(query).all() if not _alive(row, now)]
     declared: list[DownNode] = []
-    for row in tx.connection.execute(query).all():
-        if _alive(row, now):
-            continue
+    for ident in silent:
+        again = select(table).where(table.c.id == ident, table.c.state == UP)
+        if tx.connection.dialect.name == "postgresql":
+            again = again.with_for_update(skip_locked=True)
+        row = tx.connection.execute(again).first()
+        if row is None or _alive(row, now):
+            continue  # another node is declaring it, it beat meanwhile, or it is gone
         if connected_since is not None and (now - connected_since).total_seconds() <= row.timeout:
             continue
         moved = tx.connection.execute(
