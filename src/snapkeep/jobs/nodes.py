@@ -247,10 +247,11 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         )
     table = schema.nodes
     now = tx.clock.now()
-    rows = tx.connection.execute(select(table).with_for_update()).all()
-    mine = next((row for row in rows if row.id == me.id), None)
+    # only this node's row is locked (the others keep beating); the name is unique in the table too
+    rows = [row for row in tx.connection.execute(select(table)).all() if row.id != me.id]
+    mine = tx.connection.execute(select(table).where(table.c.id == me.id).with_for_update()).first()
     for row in rows:
-        if row.id != me.id and row.name == me.name:
+        if row.name == me.name:
             raise ConflictError(
                 f"node name {me.name!r} is taken by node {row.id} (host {row.host}, {row.state}): choose "
                 "another --node, or remove that node (`snapkeep nodes remove`) once it is down"
@@ -263,7 +264,7 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
                 f"{(now - mine.heartbeat).total_seconds():.0f}s ago): one snapkeep serve per data directory"
             )
     if tx.connection.dialect.name == "sqlite":
-        others = [row for row in rows if row.id != me.id and _alive(row, now)]
+        others = [row for row in rows if _alive(row, now)]
         if others:
             other = others[0]
             raise ConfigError(
@@ -286,7 +287,7 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         tx.connection.execute(table.insert().values(id=me.id, created=now, document={}, **values))
     else:
         tx.connection.execute(update(table).where(table.c.id == me.id).values(**values))
-    _adopt(tx, me.id, alone=not any(row.id != me.id for row in rows))
+    _adopt(tx, me.id, alone=not rows)
     return get_node(tx, me.id)
 
 
