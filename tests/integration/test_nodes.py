@@ -32,6 +32,7 @@ from snapkeep.errors import CatalogError, ConfigError, ConflictError, LockError
 from snapkeep.jobs import alerts, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
+from snapkeep.jobs.models import JobFields
 from snapkeep.jobs.runs import execute_group
 
 START = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=_dt.UTC)
@@ -626,20 +627,34 @@ def test_every_group_has_a_node_and_a_reindex_of_a_local_disk_runs_on_its_node(c
     assert download["node"] == b.id  # nothing said: the node of the data directory queueing it
 
 
-def test_the_only_node_adopts_what_belongs_to_no_known_node(cluster, tmp_path):
-    job = cluster.job("node-old", "from a dr import", tmp_path / "disk")  # node-old never registers
-    with cluster.catalog("node-old").transaction() as tx:
-        pending = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
-    # a second node on a shared catalog leaves another (unknown) node's jobs alone
+def test_what_names_no_node_is_adopted_and_another_servers_jobs_are_not(cluster, tmp_path):
+    # node-c's server made its job before it ever served (its ID is in its home, not yet registered)
+    theirs = cluster.job("node-c", "of node c", tmp_path / "disk-c")
+    with cluster.catalog("node-c").transaction() as tx:  # a job from before nodes: no node at all
+        old = tx.insert(
+            "jobs",
+            {key: value for key, value in theirs.items() if key in JobFields.model_fields and key != "node"}
+            | {"name": "old"},
+        )
     a = cluster.node("node-a")
-    assert cluster.ok("node-a", "getBackupJob", {"_id": job["_id"]})["node"] == a.id
-    assert cluster.ok("node-a", "getQueueGroup", {"_id": pending["_id"]})["node"] == a.id
-    assert cluster.ok("node-a", "getDestination", {"_id": job["destination"][0]})["node"] == a.id
-    other = cluster.job("node-c", "of node c", tmp_path / "disk-c")
-    cluster.node("node-b")
-    assert cluster.ok("node-a", "getBackupJob", {"_id": other["_id"]})["node"] == nodes.local_id(
+    assert cluster.ok("node-a", "getBackupJob", {"_id": old})["node"] == a.id
+    assert cluster.ok("node-a", "getBackupJob", {"_id": theirs["_id"]})["node"] == nodes.local_id(
         cluster.home("node-c")
     )
+
+
+def test_the_node_of_a_sqlite_catalog_adopts_every_job_after_a_dr_import(tmp_path):
+    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        job = cluster.job("old-home", "from a dr import", tmp_path / "disk")  # the old data directory's ID
+        with cluster.catalog("old-home").transaction() as tx:
+            pending = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+        a = cluster.node("new-home")
+        assert cluster.ok("new-home", "getBackupJob", {"_id": job["_id"]})["node"] == a.id
+        assert cluster.ok("new-home", "getQueueGroup", {"_id": pending["_id"]})["node"] == a.id
+        assert cluster.ok("new-home", "getDestination", {"_id": job["destination"][0]})["node"] == a.id
+    finally:
+        cluster.close()
 
 
 def test_a_repository_is_never_pruned_by_two_nodes_at_once(cluster, tmp_path):

@@ -287,14 +287,18 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         tx.connection.execute(table.insert().values(id=me.id, created=now, document={}, **values))
     else:
         tx.connection.execute(update(table).where(table.c.id == me.id).values(**values))
-    _adopt(tx, me.id, alone=not rows)
+    # a SQLite catalog has one node: everything in it is that node's (a catalog brought to a new
+    # data directory with ``dr import`` keeps running); on PostgreSQL another server's jobs may name
+    # a node that has not registered yet, so only what names no node is adopted there
+    _adopt(tx, me.id, alone=tx.connection.dialect.name == "sqlite")
     return get_node(tx, me.id)
 
 
 def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
-    """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The only node
-    of a catalog also takes those of nodes the catalog does not know (a catalog restored with
-    ``snapkeep dr import`` onto a new server, whose ID is new), with their Local destinations."""
+    """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The node of
+    a single-node (SQLite) catalog (``alone``) also takes those of any other node ID, with their
+    Local destinations (a catalog restored with ``snapkeep dr import`` into a new data directory,
+    whose node ID is new)."""
     jobs = schema.jobs
     orphan = jobs.c.node.is_(None) | (jobs.c.node != node) if alone else jobs.c.node.is_(None)
     tx.connection.execute(update(jobs).where(orphan).values(node=node))
