@@ -107,6 +107,24 @@ class Cluster:
             },
         )
 
+    def backed_up(self, name: str, root: Path, disk: str) -> tuple[dict, dict]:
+        """A job of node ``name`` backing up a small folder to its Local ``disk``, run once here
+        (Completed); (the job, its group)."""
+        source = root / "site"
+        source.mkdir()
+        (source / "index.html").write_text("hello" * 100)
+        job = self.job(name, "site", root / disk)
+        self.ok(
+            name, "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
+        )
+        with self.catalog(name).transaction() as tx:
+            group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+        status = execute_group(
+            self.catalog(name), self.home(name), group["_id"], stop=threading.Event(), clock=self.clock
+        )
+        assert status == QueueStatus.COMPLETED
+        return job, group
+
     def close(self) -> None:
         for catalog in self.catalogs.values():
             catalog.close()
@@ -205,23 +223,7 @@ def test_a_job_belongs_to_the_node_serving_the_call_and_root_moves_it(cluster, t
 def test_a_restore_runs_on_the_backups_node_and_a_local_disk_stays_on_its_node(cluster, tmp_path):
     a = cluster.node("node-a")
     b = cluster.node("node-b")
-    source = tmp_path / "site"
-    source.mkdir()
-    (source / "index.html").write_text("hello")
-    job = cluster.job("node-a", "site", tmp_path / "disk-a")
-    cluster.ok(
-        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
-    )
-    with cluster.catalog("node-a").transaction() as tx:
-        group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
-    status = execute_group(
-        cluster.catalog("node-a"),
-        cluster.home("node-a"),
-        group["_id"],
-        stop=threading.Event(),
-        clock=cluster.clock,
-    )
-    assert status == QueueStatus.COMPLETED
+    _job, group = cluster.backed_up("node-a", tmp_path, "disk-a")
     # its log file is on A; through B the same text comes from the catalog's log lines
     with cluster.catalog("node-a").transaction(write=False) as tx:
         log_id = queue.get_group(tx, group["_id"])["log_id"]
@@ -660,23 +662,7 @@ def test_the_node_of_a_sqlite_catalog_adopts_every_job_after_a_dr_import(tmp_pat
 def test_a_repository_is_never_pruned_by_two_nodes_at_once(cluster, tmp_path):
     cluster.node("node-a")
     cluster.node("node-b")
-    source = tmp_path / "site"
-    source.mkdir()
-    (source / "page.html").write_text("hello" * 100)
-    job = cluster.job("node-a", "site", tmp_path / "disk")
-    cluster.ok(
-        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
-    )
-    with cluster.catalog("node-a").transaction() as tx:
-        group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
-    status = execute_group(
-        cluster.catalog("node-a"),
-        cluster.home("node-a"),
-        group["_id"],
-        stop=threading.Event(),
-        clock=cluster.clock,
-    )
-    assert status == QueueStatus.COMPLETED
+    job, _group = cluster.backed_up("node-a", tmp_path, "disk")
     with cluster.catalog("node-a").transaction(write=False) as tx:
         destination = tx.require("destinations", job["destination"][0], "Destination")
     opened = {
