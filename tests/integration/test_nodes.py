@@ -28,10 +28,11 @@ from snapkeep.clock import FrozenClock
 from snapkeep.daemon.scheduler import Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
-from snapkeep.errors import ConfigError, ConflictError
+from snapkeep.errors import CatalogError, ConfigError, ConflictError, LockError
 from snapkeep.jobs import alerts, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
+from snapkeep.jobs.models import JobFields
 from snapkeep.jobs.runs import execute_group
 
 START = _dt.datetime(2026, 3, 2, 12, 0, tzinfo=_dt.UTC)
@@ -105,6 +106,24 @@ class Cluster:
                 **fields,
             },
         )
+
+    def backed_up(self, name: str, root: Path, disk: str) -> tuple[dict, dict]:
+        """A job of node ``name`` backing up a small folder to its Local ``disk``, run once here
+        (Completed); (the job, its group)."""
+        source = root / "site"
+        source.mkdir()
+        (source / "index.html").write_text("hello" * 100)
+        job = self.job(name, "site", root / disk)
+        self.ok(
+            name, "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
+        )
+        with self.catalog(name).transaction() as tx:
+            group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+        status = execute_group(
+            self.catalog(name), self.home(name), group["_id"], stop=threading.Event(), clock=self.clock
+        )
+        assert status == QueueStatus.COMPLETED
+        return job, group
 
     def close(self) -> None:
         for catalog in self.catalogs.values():
@@ -204,23 +223,13 @@ def test_a_job_belongs_to_the_node_serving_the_call_and_root_moves_it(cluster, t
 def test_a_restore_runs_on_the_backups_node_and_a_local_disk_stays_on_its_node(cluster, tmp_path):
     a = cluster.node("node-a")
     b = cluster.node("node-b")
-    source = tmp_path / "site"
-    source.mkdir()
-    (source / "index.html").write_text("hello")
-    job = cluster.job("node-a", "site", tmp_path / "disk-a")
-    cluster.ok(
-        "node-a", "manageBackupJob", {"action": "modify", "_id": job["_id"], "include_list": [str(source)]}
-    )
-    with cluster.catalog("node-a").transaction() as tx:
-        group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
-    status = execute_group(
-        cluster.catalog("node-a"),
-        cluster.home("node-a"),
-        group["_id"],
-        stop=threading.Event(),
-        clock=cluster.clock,
-    )
-    assert status == QueueStatus.COMPLETED
+    _job, group = cluster.backed_up("node-a", tmp_path, "disk-a")
+    # its log file is on A; through B the same text comes from the catalog's log lines
+    with cluster.catalog("node-a").transaction(write=False) as tx:
+        log_id = queue.get_group(tx, group["_id"])["log_id"]
+    on_a = cluster.ok("node-a", "getLog", {"_id": log_id, "content": 1})["content"]
+    assert on_a
+    assert cluster.ok("node-b", "getLog", {"_id": log_id, "content": 1})["content"] == on_a
     backup = cluster.ok("node-a", "listBackups", {"type": 2})["backups"][0]
     # asked through node B, the restore still runs on A (the backup's node)
     restore = cluster.ok(
@@ -313,6 +322,7 @@ def test_a_silent_node_is_declared_down_its_runs_never_finished_and_its_locks_re
     other = _plant_lock(cluster.catalog("node-b"), job, host=b.host, pid=os.getpid())  # a live holder
 
     service = Service(cluster.catalog("node-a"), cluster.home("node-a"), clock=cluster.clock, node=a)
+    service.register()
     # within its timeout B is alive: nothing happens
     cluster.clock.advance(2.0)
     assert service.node_pass() == []
@@ -454,11 +464,12 @@ def test_each_scheduler_queues_only_its_own_jobs_and_recovery_only_its_own_group
     assert [group["job_id"] for group in queued] == [job_a["_id"]]
     other = Scheduler(cluster.catalog("node-b"), clock=cluster.clock, tz=UTC_ZONE, node=b.id)
     assert [group["job_id"] for group in other.tick()] == [job_b["_id"]]
-    # both runs claimed by processes that died (pid 1 is never ours: claimed "on another host")
+    # both runs claimed by processes that are gone: A's on the server A ran on before (its data
+    # directory moved to this host), B's on this host
     with cluster.catalog("node-a").transaction() as tx:
-        for node, me in ((a.id, a), (b.id, b)):
+        for node, host in ((a.id, "old-server"), (b.id, b.host)):
             assert queue.claim_next(
-                tx, [QueueType.BACKUP], node=node, worker={"host": me.host, "pid": 2**22 + 7, "node": node}
+                tx, [QueueType.BACKUP], node=node, worker={"host": host, "pid": 2**22 + 7, "node": node}
             )
     with cluster.catalog("node-a").transaction() as tx:
         recovered = queue.mark_never_finished(tx, node=a.id)
@@ -618,17 +629,92 @@ def test_every_group_has_a_node_and_a_reindex_of_a_local_disk_runs_on_its_node(c
     assert download["node"] == b.id  # nothing said: the node of the data directory queueing it
 
 
-def test_the_only_node_adopts_what_belongs_to_no_known_node(cluster, tmp_path):
-    job = cluster.job("node-old", "from a dr import", tmp_path / "disk")  # node-old never registers
-    with cluster.catalog("node-old").transaction() as tx:
-        pending = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
-    # a second node on a shared catalog leaves another (unknown) node's jobs alone
+def test_what_names_no_node_is_adopted_and_another_servers_jobs_are_not(cluster, tmp_path):
+    # node-c's server made its job before it ever served (its ID is in its home, not yet registered)
+    theirs = cluster.job("node-c", "of node c", tmp_path / "disk-c")
+    with cluster.catalog("node-c").transaction() as tx:  # a job from before nodes: no node at all
+        old = tx.insert(
+            "jobs",
+            {key: value for key, value in theirs.items() if key in JobFields.model_fields and key != "node"}
+            | {"name": "old"},
+        )
     a = cluster.node("node-a")
-    assert cluster.ok("node-a", "getBackupJob", {"_id": job["_id"]})["node"] == a.id
-    assert cluster.ok("node-a", "getQueueGroup", {"_id": pending["_id"]})["node"] == a.id
-    assert cluster.ok("node-a", "getDestination", {"_id": job["destination"][0]})["node"] == a.id
-    other = cluster.job("node-c", "of node c", tmp_path / "disk-c")
-    cluster.node("node-b")
-    assert cluster.ok("node-a", "getBackupJob", {"_id": other["_id"]})["node"] == nodes.local_id(
+    assert cluster.ok("node-a", "getBackupJob", {"_id": old})["node"] == a.id
+    assert cluster.ok("node-a", "getBackupJob", {"_id": theirs["_id"]})["node"] == nodes.local_id(
         cluster.home("node-c")
     )
+
+
+def test_the_node_of_a_sqlite_catalog_adopts_every_job_after_a_dr_import(tmp_path):
+    cluster = Cluster(tmp_path, f"sqlite:///{tmp_path / 'catalog.db'}")
+    try:
+        job = cluster.job("old-home", "from a dr import", tmp_path / "disk")  # the old data directory's ID
+        with cluster.catalog("old-home").transaction() as tx:
+            pending = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+        a = cluster.node("new-home")
+        assert cluster.ok("new-home", "getBackupJob", {"_id": job["_id"]})["node"] == a.id
+        assert cluster.ok("new-home", "getQueueGroup", {"_id": pending["_id"]})["node"] == a.id
+        assert cluster.ok("new-home", "getDestination", {"_id": job["destination"][0]})["node"] == a.id
+    finally:
+        cluster.close()
+
+
+def test_a_repository_is_never_pruned_by_two_nodes_at_once(cluster, tmp_path):
+    cluster.node("node-a")
+    cluster.node("node-b")
+    job, _group = cluster.backed_up("node-a", tmp_path, "disk")
+    with cluster.catalog("node-a").transaction(write=False) as tx:
+        destination = tx.require("destinations", job["destination"][0], "Destination")
+    opened = {
+        name: repositories.job_repository(
+            destination, job["_id"], catalog=cluster.catalog(name), encrypted=False
+        )
+        for name in ("node-a", "node-b")
+    }
+    with opened["node-a"] as on_a, opened["node-b"] as on_b:
+        # node A prunes (the prune's exclusive lock, held here); node B's prune meanwhile is refused
+        with (
+            on_a.lock(exclusive=True, holder="snapkeep prune"),
+            pytest.raises(LockError, match="snapkeep prune"),
+        ):
+            repositories.prune_repository(on_b)
+        assert repositories.prune_repository(on_b) >= 0  # once A is done, B may
+
+
+def test_one_live_node_leads_the_catalog_wide_passes(cluster):
+    me = {name: cluster.node(name, timeout=3.0) for name in ("node-a", "node-b")}
+    first, second = sorted(me.values(), key=lambda node: node.id)
+    services = {
+        node.id: Service(cluster.catalog(node.name), cluster.home(node.name), clock=cluster.clock, node=node)
+        for node in me.values()
+    }
+    assert [services[first.id].leading(), services[second.id].leading()] == [True, False]
+    assert services[second.id].monitor_pass() == 0  # the monitor reads every job: only the leader does
+    # the leader falls silent: once past its timeout the other one leads
+    cluster.clock.advance(4)
+    with cluster.catalog(second.name).transaction() as tx:
+        nodes.heartbeat(tx, second.id)
+    assert services[second.id].leading()
+
+
+def test_after_a_catalog_outage_no_node_is_judged_before_it_could_beat_again(cluster, monkeypatch):
+    a, b = cluster.node("node-a", timeout=3.0), cluster.node("node-b", timeout=3.0)
+    on_a = Service(cluster.catalog("node-a"), cluster.home("node-a"), clock=cluster.clock, node=a)
+    on_b = Service(cluster.catalog("node-b"), cluster.home("node-b"), clock=cluster.clock, node=b)
+    on_a.register()
+    on_b.register()
+    real = nodes.heartbeat
+
+    def unreachable(tx, node):
+        raise CatalogError("catalog error: connection refused")
+
+    monkeypatch.setattr(nodes, "heartbeat", unreachable)  # the catalog is gone for 10 s
+    with pytest.raises(CatalogError):
+        on_a.node_pass()
+    cluster.clock.advance(10)
+    monkeypatch.setattr(nodes, "heartbeat", real)
+    assert on_a.node_pass() == []  # A is back first: B's old heartbeat is not held against it yet
+    cluster.clock.advance(1)
+    assert on_b.node_pass() == []
+    cluster.clock.advance(4)  # now B falls silent for longer than its timeout, A connected all along
+    assert [down.name for down in on_a.node_pass()] == ["node-b"]

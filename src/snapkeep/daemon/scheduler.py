@@ -243,9 +243,12 @@ class IntegrityScheduler:
         clock: Clock = SYSTEM,
         tz: ZoneInfo | Callable[[], ZoneInfo],
         run: Callable[..., Any] = integrity.run_check,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
+        #: on a shared catalog only the leading node runs the check (``jobs.nodes.leader``)
+        self._leading = leading
         self.clock = clock
         self._tz = tz
         self._run = run
@@ -262,6 +265,8 @@ class IntegrityScheduler:
         tz = self.zone()
         with self.catalog.transaction(write=False) as tx:
             due = integrity.is_due(tx, now, tz)
+        if due and self._leading is not None and not self._leading():
+            due = False  # another node leads: it runs the catalog-wide check
         report = None
         if due:
             log.info("starting the scheduled integrity check")

@@ -115,7 +115,11 @@ class Service:
         self.integrity_thread = (
             IntegrityThread(
                 IntegrityScheduler(
-                    catalog, self.home, clock=clock, tz=tz or (lambda: configured_zone(catalog))
+                    catalog,
+                    self.home,
+                    clock=clock,
+                    tz=tz or (lambda: configured_zone(catalog)),
+                    leading=self.leading if node is not None else None,
                 )
             )
             if integrity
@@ -151,6 +155,8 @@ class Service:
         self._node_thread: threading.Thread | None = None
         #: the nodes this service declared down (for tests and the log)
         self.declared: list[nodes.DownNode] = []
+        #: since when this node's heartbeats succeed without a break (``nodes.sweep``)
+        self._connected_since: datetime.datetime | None = None
         self.recovered: list[dict[str, Any]] = []
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -258,14 +264,21 @@ class Service:
         with self.catalog.transaction() as tx:
             row = nodes.register(tx, self.node)
             nodes.node_back(tx, self.node.id)
+        self._connected_since = self.clock.now()
         log.info("node %r (%s) registered on the catalog", self.node.name, self.node.id)
         return row
 
     def node_pass(self) -> list[nodes.DownNode]:
         """One heartbeat and one sweep now; returns the nodes declared down. Raises CatalogError."""
         assert self.node is not None
-        with self.catalog.transaction() as tx:
-            alive = nodes.heartbeat(tx, self.node.id)
+        try:
+            with self.catalog.transaction() as tx:
+                alive = nodes.heartbeat(tx, self.node.id)
+        except SnapkeepError:
+            self._connected_since = None  # judged again only a whole timeout after it is back
+            raise
+        if self._connected_since is None:
+            self._connected_since = self.clock.now()
         if not alive:
             log.error(
                 "node %r was declared down by another node (no heartbeat within %gs): stopping its runs "
@@ -277,7 +290,7 @@ class Service:
                 stop.set()
             self.register()
         with self.catalog.transaction() as tx:
-            declared = nodes.sweep(tx, self.node.id)
+            declared = nodes.sweep(tx, self.node.id, connected_since=self._connected_since)
         for down in declared:
             log.error(
                 "node %r (%s, pid %d on %s) declared down: %d run(s) marked Never Finished",
@@ -321,8 +334,19 @@ class Service:
         if group.get("type") == QueueType.BACKUP:
             self.scheduler_thread.wake()
 
+    def leading(self) -> bool:
+        """Whether this service runs the catalog-wide passes: always without a node; with one, when
+        it is the leading node (``jobs.nodes.leader``). Raises CatalogError."""
+        if self.node is None:
+            return True
+        with self.catalog.transaction(write=False) as tx:
+            return nodes.leader(tx) == self.node.id
+
     def monitor_pass(self) -> int:
-        """One job-monitor pass now; sends the alerts raised. Returns how many. Raises CatalogError."""
+        """One job-monitor pass now (on the leading node only: it reads every job); sends the alerts
+        raised. Returns how many. Raises CatalogError."""
+        if not self.leading():
+            return 0
         raised = monitor.check_jobs(self.catalog, self.clock.now())
         if raised:
             notify.notify(self.catalog, raised)

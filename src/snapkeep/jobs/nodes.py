@@ -158,6 +158,16 @@ def resolve(tx: Transaction, ident: str, *, field_name: str = "node") -> str:
         raise ValidationError(field=field_name, problem=f"no such node: {ident}") from None
 
 
+def leader(tx: Transaction) -> str | None:
+    """The node that runs the catalog-wide passes (the job monitor, the daily integrity check): the
+    live node with the smallest ID; None when no node is alive. When it dies, the next one takes over
+    as soon as it is past its timeout."""
+    table = schema.nodes
+    now = tx.clock.now()
+    rows = tx.connection.execute(select(table).where(table.c.state == UP).order_by(table.c.id)).all()
+    return next((str(row.id) for row in rows if _alive(row, now)), None)
+
+
 def job_ids(tx: Transaction, node: str | None) -> list[str]:
     """The IDs of the jobs of ``node`` in creation order (every job when None): a scheduler pass
     (index ``ix_jobs_node``)."""
@@ -237,10 +247,11 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         )
     table = schema.nodes
     now = tx.clock.now()
-    rows = tx.connection.execute(select(table).with_for_update()).all()
-    mine = next((row for row in rows if row.id == me.id), None)
+    # only this node's row is locked (the others keep beating); the name is unique in the table too
+    rows = [row for row in tx.connection.execute(select(table)).all() if row.id != me.id]
+    mine = tx.connection.execute(select(table).where(table.c.id == me.id).with_for_update()).first()
     for row in rows:
-        if row.id != me.id and row.name == me.name:
+        if row.name == me.name:
             raise ConflictError(
                 f"node name {me.name!r} is taken by node {row.id} (host {row.host}, {row.state}): choose "
                 "another --node, or remove that node (`snapkeep nodes remove`) once it is down"
@@ -253,7 +264,7 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
                 f"{(now - mine.heartbeat).total_seconds():.0f}s ago): one snapkeep serve per data directory"
             )
     if tx.connection.dialect.name == "sqlite":
-        others = [row for row in rows if row.id != me.id and _alive(row, now)]
+        others = [row for row in rows if _alive(row, now)]
         if others:
             other = others[0]
             raise ConfigError(
@@ -276,14 +287,18 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         tx.connection.execute(table.insert().values(id=me.id, created=now, document={}, **values))
     else:
         tx.connection.execute(update(table).where(table.c.id == me.id).values(**values))
-    _adopt(tx, me.id, alone=not any(row.id != me.id for row in rows))
+    # a SQLite catalog has one node: everything in it is that node's (a catalog brought to a new
+    # data directory with ``dr import`` keeps running); on PostgreSQL another server's jobs may name
+    # a node that has not registered yet, so only what names no node is adopted there
+    _adopt(tx, me.id, alone=tx.connection.dialect.name == "sqlite")
     return get_node(tx, me.id)
 
 
 def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
-    """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The only node
-    of a catalog also takes those of nodes the catalog does not know (a catalog restored with
-    ``snapkeep dr import`` onto a new server, whose ID is new), with their Local destinations."""
+    """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The node of
+    a single-node (SQLite) catalog (``alone``) also takes those of any other node ID, with their
+    Local destinations (a catalog restored with ``snapkeep dr import`` into a new data directory,
+    whose node ID is new)."""
     jobs = schema.jobs
     orphan = jobs.c.node.is_(None) | (jobs.c.node != node) if alone else jobs.c.node.is_(None)
     tx.connection.execute(update(jobs).where(orphan).values(node=node))
@@ -332,20 +347,32 @@ class DownNode:
     jobs: list[tuple[str, list[str]]]
 
 
-def sweep(tx: Transaction, me: str) -> list[DownNode]:
+def sweep(tx: Transaction, me: str, *, connected_since: _dt.datetime | None = None) -> list[DownNode]:
     """Declare down every other node whose heartbeat is older than its timeout; return them.
 
-    Each is locked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), so of several nodes sweeping at once one
-    declares it; the state moves with a conditional UPDATE. Its Processing groups become 104 Never
-    Finished and a critical alert names it."""
+    The up nodes are read without locks (index ``ix_nodes_state_heartbeat``); only a silent one is
+    then locked ``FOR UPDATE SKIP LOCKED`` (PostgreSQL) and looked at again, so live nodes' heartbeats
+    never wait for a sweep, and of several nodes sweeping at once one declares it; the state moves
+    with a conditional UPDATE. Its Processing groups become 104 Never Finished and a critical alert
+    names it.
+
+    ``connected_since`` is when the sweeping node's own heartbeats last started to succeed: a node is
+    declared down only when the sweeper has itself been reaching the catalog for that node's whole
+    timeout, so after an outage of the catalog every node gets the time to beat again before anyone
+    judges it (otherwise the first node back would declare all the others down)."""
     table = schema.nodes
     now = tx.clock.now()
     query = select(table).where(table.c.state == UP, table.c.id != me).order_by(table.c.heartbeat)
-    if tx.connection.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    silent = [row.id for row in tx.connection.execute(query).all() if not _alive(row, now)]
     declared: list[DownNode] = []
-    for row in tx.connection.execute(query).all():
-        if _alive(row, now):
+    for ident in silent:
+        again = select(table).where(table.c.id == ident, table.c.state == UP)
+        if tx.connection.dialect.name == "postgresql":
+            again = again.with_for_update(skip_locked=True)
+        row = tx.connection.execute(again).first()
+        if row is None or _alive(row, now):
+            continue  # another node is declaring it, it beat meanwhile, or it is gone
+        if connected_since is not None and (now - connected_since).total_seconds() <= row.timeout:
             continue
         moved = tx.connection.execute(
             update(table)

@@ -65,6 +65,13 @@ def get_log(context: CallContext, params: dict[str, Any]) -> Result:
         answer = logs.get_log(tx, options.id)
     if options.content:
         answer["content"] = logs.log_text(context.home, options.id)
+        if not logs.log_path(context.home, options.id).exists():
+            # written by another node (issue 16, docs/nodes.md): the same lines, from the catalog
+            with context.catalog.transaction(write=False) as tx:
+                lines = logs.list_items(tx, options.id)
+            answer["content"] = "".join(
+                f"{line['created']} [{line['level_name']}] {line['message']}\n" for line in lines
+            )
     return "Log Retrieved Successfully", answer
 
 

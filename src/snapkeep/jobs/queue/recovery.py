@@ -95,9 +95,12 @@ def mark_never_finished(tx: Transaction, *, host: str | None = None, node: str |
     processing = select(table).where(table.c.status == int(QueueStatus.PROCESSING))
     for row in tx.connection.execute(processing).all():
         document = dict(row.document or {})
-        if node is not None and node not in (row.node, dict(document.get("worker") or {}).get("node")):
+        claimed_by = dict(document.get("worker") or {}).get("node")
+        if node is not None and node not in (row.node, claimed_by):
             continue
-        if not _orphaned(document, host):
+        # claimed by this node's earlier process (one process serves a node: ``nodes.register``),
+        # wherever it ran; else by a process of this host that is gone
+        if not (node is not None and claimed_by == node) and not _orphaned(document, host):
             continue
         group = _never_finish(tx, row)
         if group is not None:
