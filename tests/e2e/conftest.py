@@ -136,7 +136,12 @@ class Server:
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.base_url, timeout=60.0)
+        # a node started with --tls-self-signed: the test trusts it (the nodes pin each other)
+        self.client = httpx.Client(base_url=self.base_url, timeout=60.0, verify=not self.https)
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https:")
 
     def auth(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}"}
@@ -190,7 +195,8 @@ def start_server(instance: Instance, log: Path, *options: str) -> tuple[subproce
     """Start ``snapkeep serve [OPTIONS]`` and wait until it answers; returns (process, base URL, printed
     output)."""
     port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    scheme = "https" if "--tls-self-signed" in options else "http"
+    base_url = f"{scheme}://127.0.0.1:{port}"
     with log.open("ab") as output:
         process = subprocess.Popen(
             [
@@ -214,7 +220,7 @@ def start_server(instance: Instance, log: Path, *options: str) -> tuple[subproce
         if process.poll() is not None:
             pytest.fail(f"snapkeep serve exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{base_url}/openapi.json", timeout=5).status_code == 200:
+            if httpx.get(f"{base_url}/openapi.json", timeout=5, verify=scheme == "http").status_code == 200:
                 break
         except httpx.HTTPError:
             pass

@@ -8,7 +8,9 @@ tree of accounts (an inventory provider in its own ``config.toml``) and the same
   its group becomes 104 and its lock is removed, within its ``--node-timeout`` (3 s) plus a margin;
 - an account of the dead node C, backed up before (encrypted: the job key is sealed in the shared
   catalog), is restored through node A onto node B, into an account of B: its files compared byte
-  for byte, its MariaDB database (recreated under B's account's prefix) by row checksums.
+  for byte, its MariaDB database (recreated under B's account's prefix) by row checksums;
+- a download made on node B (HTTPS, self-signed) is fetched through node A, which forwards the
+  request to B pinned to B's registered certificate; one made on C answers 503 once C is down.
 - a second live node on a SQLite catalog is refused at start with a clear message.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tests.conftest import require_server
 from tests.e2e.conftest import (
@@ -118,8 +121,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: RcloneS3Server)
                 _configure(root, home, homes, {f"carol{tag}": carol_db} if name == "node-c" else {})
                 instance = Instance("postgresql", home, url)
                 log = root / "serve.log"
+                # node B serves HTTPS (self-signed): the others reach it pinned to its fingerprint
+                tls = ("--tls-self-signed",) if name == "node-b" else ()
                 process, base_url, output = start_server(
-                    instance, log, "--node", name, "--node-timeout", str(NODE_TIMEOUT)
+                    instance, log, "--node", name, "--node-timeout", str(NODE_TIMEOUT), *tls
                 )
                 token = printed_token(output) or nodes["node-a"].server.token
                 nodes[name] = Node(name, instance, Server(instance, process, base_url, log, token), homes)
@@ -152,6 +157,10 @@ def _files(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name not in skip
     }
+
+
+def _fetch(node: Node, group_id: str) -> httpx.Response:
+    return node.server.client.get(f"/download/{group_id}", headers=node.server.auth())
 
 
 def test_three_nodes_share_a_catalog_and_an_s3_destination(
@@ -224,6 +233,44 @@ def test_three_nodes_share_a_catalog_and_an_s3_destination(
         expected = set(cluster[name].accounts)
         assert backed_up == expected, (name, backed_up)  # only that node's accounts
 
+    # a download of B's backup, asked through A, is made on B; fetched through A (forwarded to
+    # B over HTTPS, pinned) it is B's file byte for byte
+    assert listed["node-b"]["api"] == b.server.base_url
+    assert listed["node-b"]["tls_fingerprint"]
+    assert listed["node-a"]["api"] == a.server.base_url
+    assert not listed["node-a"]["tls_fingerprint"]
+    backups = a.ok("listBackups", {"limit": 0})["backups"]
+    of_b = next(item for item in backups if item["account"].startswith("bob"))
+    of_c = next(item for item in backups if item["job_id"] == jobs["node-c"]["_id"])
+    home_of_b = {of_b["_id"]: {"/homedir": "Directory"}}  # its files: the 20 kB logo among them
+    download = a.ok("addQueueItems", {"type": 4, "snapshot_id": of_b["_id"], "files": home_of_b})
+    assert download["node"] == listed["node-b"]["_id"]
+    on_c = a.ok("addQueueItems", {"type": 4, "snapshot_id": of_c["_id"]})["_id"]
+    for group_id in (download["_id"], on_c):
+        assert _wait(a, group_id)["status"] == 100
+    through_a = _fetch(a, download["_id"])
+    assert through_a.status_code == 200, through_a.text
+    assert through_a.content == _fetch(b, download["_id"]).content
+    assert int(through_a.headers["content-length"]) == len(through_a.content) > 20_000
+    assert download["_id"] in through_a.headers["content-disposition"]
+    # forwarded with the caller's credentials: a token B does not know is refused on A already
+    stranger = a.server.client.get(f"/download/{download['_id']}", headers=a.server.auth("nope"))
+    assert stranger.status_code == 401
+    # the panel's way: a session cookie with its CSRF value in the link, forwarded as they came
+    with httpx.Client(base_url=a.server.base_url, timeout=60.0) as browser:
+        signed = browser.post("/ui/session", json={"token": a.server.token})
+        assert signed.status_code == 200, signed.text
+        csrf = signed.json()["data"]["csrf"]
+        by_cookie = browser.get(f"/download/{download['_id']}", params={"csrf": csrf})
+        assert by_cookie.status_code == 200, by_cookie.text
+        assert by_cookie.content == through_a.content
+        assert browser.get(f"/download/{download['_id']}").status_code == 403  # cookie alone
+    # a request that was already forwarded is never forwarded again (no loop between two nodes)
+    again = {**a.server.auth(), "X-Snapkeep-Forwarded-By": listed["node-c"]["_id"]}
+    looped = a.server.client.get(f"/download/{download['_id']}", headers=again)
+    assert looped.status_code == 404
+    assert "was made on node 'node-b'" in looped.json()["message"]
+
     # C runs again with a big file; killed -9 while its run holds a lock on the S3 destination
     carol = next(iter(c.accounts))
     before = _files(c.accounts[carol])
@@ -249,6 +296,11 @@ def test_three_nodes_share_a_catalog_and_an_s3_destination(
     print(f"node C declared down, its group 104 and its lock removed {took:.1f} s after kill -9")
     titles = [alert["title"] for alert in a.ok("listAlerts", {"limit": 0})["alerts"]]
     assert "Node node-c is down" in titles
+    # the download made on C cannot be fetched while C is down: a clear answer naming it
+    gone = _fetch(a, on_c)
+    assert gone.status_code == 503, gone.text
+    assert "node 'node-c'" in gone.json()["message"]
+    assert "down" in gone.json()["message"]
 
     # carol (on the dead node C) restored through A onto node B, into B's account dana
     dana = next(user for user in b.accounts if user.startswith("dana"))

@@ -9,6 +9,7 @@ Routes (see docs/http.md):
 - ``GET /download/GROUP_ID``: the file of a finished download (``addQueueItems`` type 4), streamed with
   its ``Content-Length``. The function ``downloadBackupFile`` decides (the same permission rule as every
   door: the user who queued it, or root); 404 with the envelope when it is not ready, expired or gone.
+  A download made on another node is forwarded there (``api/forward.py``, docs/nodes.md).
 
 Status codes follow API.md section 2: 401 for a missing or wrong token, 400 only for a body that cannot
 be parsed as a form or as JSON at all, 413 for a body beyond ``bodies.MAX_BODY_BYTES``, and 200 with the
@@ -18,7 +19,8 @@ params decoder undecoded, so non-UTF-8 input is refused naming its field.
 Hostile callers (attack report LOW-11, LOW-12): an address with too many failed authentications gets
 429 (``api/throttle.py``) before anything else is done; a body that stalls gets 408; a client that
 goes away mid-body is dropped quietly; any other surprise answers an envelope with an incident id that
-is also in the log, never a traceback, an exception's name or a path, and never a 5xx.
+is also in the log, never a traceback, an exception's name or a path, and never a 5xx (but the 502
+and 503 of a download whose node cannot give it).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from snapkeep import __version__
-from snapkeep.api import envelope
+from snapkeep.api import envelope, forward
 from snapkeep.api.auth import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -61,13 +63,16 @@ from snapkeep.api.bodies import (
 )
 from snapkeep.api.connections import HeadLimit
 from snapkeep.api.dispatch import FUNCTIONS, Api
+from snapkeep.api.forward import FORWARDED_HEADER
 from snapkeep.api.functions.base import CallContext, Caller
+from snapkeep.api.functions.restore import DownloadElsewhere
 from snapkeep.api.openapi import build_openapi
 from snapkeep.api.panel import PREFIX as PANEL_PREFIX
 from snapkeep.api.panel import mount_panel
 from snapkeep.api.permissions import decide
 from snapkeep.api.throttle import AuthThrottle
 from snapkeep.errors import AccessDenied, AuthError, NotFoundError, ParameterError, SnapkeepError
+from snapkeep.jobs import nodes
 from snapkeep.jobs.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -262,7 +267,10 @@ def create_app(
         caller = await run_in_threadpool(door.authenticated, download_credentials(request), address)
         if not isinstance(caller, Caller):
             return JSONResponse(caller[1], status_code=caller[0])
-        status, body, descriptor, name = await run_in_threadpool(open_download, catalog, caller, group_id)
+        opened = await run_in_threadpool(open_download, catalog, caller, group_id)
+        if opened.elsewhere and FORWARDED_HEADER not in request.headers:
+            return await forwarded_download(catalog, request, opened.elsewhere, group_id)
+        status, body, descriptor, name = opened.status, opened.body, opened.descriptor, opened.name
         if descriptor < 0:
             return JSONResponse(body, status_code=status)
         size = os.fstat(descriptor).st_size
@@ -317,8 +325,49 @@ def throttled(throttle: AuthThrottle, address: str) -> Response | None:
     return JSONResponse(envelope.failure(message), status_code=429, headers={"Retry-After": str(wait)})
 
 
-def open_download(catalog: Catalog, caller: Caller, group_id: str) -> tuple[int, dict[str, Any], int, str]:
-    """(status, envelope, open descriptor or -1, file name) of an authenticated download request."""
+async def forwarded_download(catalog: Catalog, request: Request, node: str, group_id: str) -> Response:
+    """The download made on ``node``, fetched from it with the caller's own credentials and
+    streamed on (``api/forward.py``); the answer to give when that node cannot be reached."""
+    target = await run_in_threadpool(forward.peer, catalog, node, group_id)
+    if not isinstance(target, forward.Peer):
+        return JSONResponse(target[1], status_code=target[0])
+    credentials = Credentials.of(request)
+    csrf = download_credentials(request).csrf
+    headers = {"Authorization": credentials.header} if credentials.header else {}
+    if not headers and credentials.cookie:
+        headers = {"Cookie": f"{SESSION_COOKIE}={credentials.cookie}", CSRF_HEADER: csrf or ""}
+    me = await run_in_threadpool(local_node, catalog)
+    upstream = await run_in_threadpool(forward.fetch, target, group_id, headers, me)
+    if upstream.status != 200 or upstream.response is None:
+        return JSONResponse(upstream.body, status_code=upstream.status)
+    log.info("download %s forwarded from node %s", group_id, target.name)
+    passed = {
+        key: upstream.headers[key.lower()]
+        for key in ("Content-Length", "Content-Disposition", "Content-Type")
+        if key.lower() in upstream.headers
+    }
+    return StreamingResponse(upstream.chunks(DOWNLOAD_BLOCK), headers=passed)
+
+
+def local_node(catalog: Catalog) -> str:
+    """This node's ID (sent on with a forwarded request), or "" for a catalog without a home."""
+    return nodes.local_id(catalog.home) if catalog.home is not None else ""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An authenticated download request: its status and envelope, the open descriptor (-1 when
+    none) and file name; ``elsewhere`` is the node the file was made on when it is not here."""
+
+    status: int
+    body: dict[str, Any]
+    descriptor: int = -1
+    name: str = ""
+    elsewhere: str = ""
+
+
+def open_download(catalog: Catalog, caller: Caller, group_id: str) -> Opened:
+    """Decide and open the file of a download request (``Opened``)."""
     params = {"_id": group_id}
     try:
         # the dispatcher's one decision point first, as for every call (api.permissions)
@@ -333,21 +382,23 @@ def open_download(catalog: Catalog, caller: Caller, group_id: str) -> tuple[int,
             caller.role,
             error.reason,
         )
-        return 403, envelope.failure(f"permission denied: {DOWNLOAD_FUNCTION}"), -1, ""
+        return Opened(403, envelope.failure(f"permission denied: {DOWNLOAD_FUNCTION}"))
+    except DownloadElsewhere as error:
+        return Opened(404, envelope.failure(error.message), elsewhere=error.node)
     except NotFoundError as error:
-        return 404, envelope.failure(error.message), -1, ""
+        return Opened(404, envelope.failure(error.message))
     except FileNotFoundError:
-        return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
+        return Opened(404, envelope.failure(f"download {group_id}: its file was removed"))
     except SnapkeepError as error:
-        return 400, envelope.failure(error.message), -1, ""
+        return Opened(400, envelope.failure(error.message))
     except Exception:  # a bug: logged under an incident id, not echoed
         incident = incident_id()
         log.exception("download %s failed (incident %s)", group_id, incident)
-        return 400, envelope.failure(f"download: internal error (logged as {incident})"), -1, ""
+        return Opened(400, envelope.failure(f"download: internal error (logged as {incident})"))
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
-        return 404, envelope.failure(f"download {group_id}: its file was removed"), -1, ""
-    return 200, envelope.success(message, data), descriptor, str(data["name"])
+        return Opened(404, envelope.failure(f"download {group_id}: its file was removed"))
+    return Opened(200, envelope.success(message, data), descriptor, str(data["name"]))
 
 
 def _stream(descriptor: int, size: int) -> Iterator[bytes]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from snapkeep.cli.humane import human_duration as duration
 from snapkeep.cli.jobs_cmd import call
@@ -78,6 +79,9 @@ def show_command(context: Context, node: str, as_json: bool) -> None:
     table.add_row("Timeout", duration(float(found["timeout"])))
     table.add_row("Down since", when(found["down_since"]) if found.get("down_since") else NONE_SHOWN)
     table.add_row("Version", found["version"])
+    table.add_row("API", Text(found.get("api") or NONE_SHOWN))
+    if found.get("tls_fingerprint"):
+        table.add_row("TLS SHA-256", Text(found["tls_fingerprint"]))  # no ":CD:" emoji
     table.add_row("Backup Jobs", str(found["jobs"]))
     console().print(table)
 

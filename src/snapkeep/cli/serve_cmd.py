@@ -43,10 +43,13 @@ from snapkeep.cli.humane import plural
 from snapkeep.cli.main import Context
 from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 from snapkeep.daemon.service import Service
+from snapkeep.errors import ValidationError
 from snapkeep.jobs import nodes
 from snapkeep.jobs.catalog import Catalog
 
 DEFAULT_HOST = "127.0.0.1"
+#: listening addresses that are no address to reach the node at (``advertised_url``)
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 (compared with, never bound)
 DEFAULT_PORT = 3035
 TOKEN_HEADING = 'API token (send as "Authorization: Bearer <token>"):'
 TOKENS_HASHED = (
@@ -106,6 +109,8 @@ class Transport:
     cert: Path | None = None
     key: Path | None = None
     header_timeout: float = HEADER_TIMEOUT
+    #: the certificate's SHA-256 fingerprint (``AB:CD:...``), recorded for the other nodes to pin
+    fingerprint: str = ""
 
     @property
     def scheme(self) -> str:
@@ -143,10 +148,11 @@ def choose_transport(
         tls_cert, tls_key = made.cert, made.key
     if tls_cert is not None and tls_key is not None:
         try:
-            echo(f"TLS certificate SHA-256 fingerprint: {fingerprint(tls_cert.read_bytes())}")
+            pin = fingerprint(tls_cert.read_bytes())
         except ValueError as error:
             raise click.UsageError(f"--tls-cert {tls_cert}: not a PEM certificate ({error})") from None
-        return Transport(tls_cert, tls_key)
+        echo(f"TLS certificate SHA-256 fingerprint: {pin}")
+        return Transport(tls_cert, tls_key, fingerprint=pin)
     if is_loopback(host):
         echo(
             f"plain HTTP on {host} (loopback only); use --tls-cert/--tls-key or --tls-self-signed "
@@ -161,6 +167,20 @@ def choose_transport(
         )
     echo(f"WARNING: plain HTTP on {host} (--insecure-http): API tokens travel in clear")
     return Transport()
+
+
+def advertised_url(advertise: str | None, host: str, port: int, transport: Transport) -> str:
+    """Where the other nodes reach this node's API: ``--advertise-url``, else the listening
+    address (the host name when it listens on every address). Raises click.BadParameter."""
+    if advertise is None:
+        if host in WILDCARD_HOSTS:
+            host = socket.gethostname()
+        shown = f"[{host}]" if ":" in host else host
+        advertise = f"{transport.scheme}://{shown}:{port}"
+    try:
+        return nodes.check_api_url(advertise)
+    except ValidationError as error:
+        raise click.BadParameter(error.problem, param_hint="--advertise-url") from None
 
 
 def run_server(
@@ -271,6 +291,13 @@ def check_port_free(host: str, port: int) -> None:
     help="This server's node name on a shared catalog (default: the host name; docs/nodes.md).",
 )
 @click.option(
+    "--advertise-url",
+    envvar="SNAPKEEP_ADVERTISE_URL",
+    default=None,
+    help="Where the other nodes reach this node's API (default: the --host and --port it listens "
+    "on; the host name when --host is 0.0.0.0 or ::).",
+)
+@click.option(
     "--node-timeout",
     envvar="SNAPKEEP_NODE_TIMEOUT",
     default=nodes.DEFAULT_TIMEOUT,
@@ -293,6 +320,7 @@ def serve_command(
     header_timeout: float,
     body_timeout: float,
     node_name: str | None,
+    advertise_url: str | None,
     node_timeout: float,
 ) -> None:
     """Serve the API over HTTP(S) (GET /?api=1&function=..., POST /) with bearer tokens, and run the
@@ -303,12 +331,19 @@ def serve_command(
     _log_to_stderr(log_level)
     transport = choose_transport(home, host, tls_cert, tls_key, tls_self_signed, insecure_http, click.echo)
     transport = dataclasses.replace(transport, header_timeout=header_timeout)
+    advertise = advertised_url(advertise_url, host, port, transport)
     catalog = Catalog.open(home, context.catalog_url)
     service: Service | None = None
     try:
         # a node without the catalog's master key would fail every run that opens a secret
         nodes.check_master_key(catalog)
-        me = nodes.Me(id=nodes.local_id(home), name=node_name or socket.gethostname(), timeout=node_timeout)
+        me = nodes.Me(
+            id=nodes.local_id(home),
+            name=node_name or socket.gethostname(),
+            timeout=node_timeout,
+            api=advertise,
+            tls_fingerprint=transport.fingerprint,
+        )
         with _signals_recorded() as received:
             announce_token(catalog, click.echo, home)
             if not api_only:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import socket
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,27 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_api_url(url: str) -> str:
+    """A node's API address as the other nodes reach it: ``http(s)://HOST[:PORT]`` with no path,
+    query or credentials. Raises ValidationError naming ``advertise-url``."""
+    parts = urllib.parse.urlsplit(url)
+    problem = None
+    if parts.scheme not in ("http", "https"):
+        problem = f"must start with http:// or https:// (got {url!r})"
+    elif not parts.hostname or parts.username or parts.password:
+        problem = f"must name a host, without a user or password (got {url!r})"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        problem = f"must be the API's root, without a path or query (got {url!r})"
+    else:
+        try:
+            parts.port  # noqa: B018 (raises ValueError for a port out of range)
+        except ValueError:
+            problem = f"has no valid port (got {url!r})"
+    if problem:
+        raise ValidationError(field="advertise-url", problem=problem)
+    return url.rstrip("/")
+
+
 # --- rows ---------------------------------------------------------------------------------------------
 
 
@@ -116,6 +138,8 @@ def present(row: Any, now: _dt.datetime, *, jobs: int = 0) -> dict[str, Any]:
         "timeout": row.timeout,
         "down_since": isoformat(row.down_since),
         "jobs": jobs,
+        "api": str((row.document or {}).get("api") or ""),
+        "tls_fingerprint": str((row.document or {}).get("tls_fingerprint") or ""),
     }
 
 
@@ -229,6 +253,11 @@ class Me:
     pid: int = field(default_factory=os.getpid)
     version: str = __version__
     timeout: float = DEFAULT_TIMEOUT
+    #: where the other nodes reach this node's API (``serve --advertise-url``), and the SHA-256
+    #: fingerprint of its TLS certificate ("" for plain HTTP): a download made on this node is
+    #: fetched through any other node, which forwards the request here (``api/forward.py``)
+    api: str = ""
+    tls_fingerprint: str = ""
 
 
 def register(tx: Transaction, me: Me) -> dict[str, Any]:
@@ -240,6 +269,8 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
     are adopted by the registering node.
     """
     check_name(me.name)
+    if me.api:
+        check_api_url(me.api)
     if not MIN_TIMEOUT <= me.timeout <= MAX_TIMEOUT:
         raise ValidationError(
             field="node-timeout",
@@ -282,9 +313,10 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
         "heartbeat": now,
         "timeout": float(me.timeout),
         "down_since": None,
+        "document": {"api": me.api, "tls_fingerprint": me.tls_fingerprint} if me.api else {},
     }
     if mine is None:
-        tx.connection.execute(table.insert().values(id=me.id, created=now, document={}, **values))
+        tx.connection.execute(table.insert().values(id=me.id, created=now, **values))
     else:
         tx.connection.execute(update(table).where(table.c.id == me.id).values(**values))
     # a SQLite catalog has one node: everything in it is that node's (a catalog brought to a new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from pathlib import Path
@@ -18,7 +19,8 @@ def _register(home: Path, name: str, *, when: _dt.datetime) -> str:
     catalog = Catalog.open(home, clock=FrozenClock(when))
     try:
         with catalog.transaction() as tx:
-            nodes.register(tx, nodes.Me(id=nodes.local_id(home), name=name, timeout=60.0))
+            me = nodes.Me(id=nodes.local_id(home), name=name, timeout=60.0, api="https://10.0.0.7:3035")
+            nodes.register(tx, dataclasses.replace(me, tls_fingerprint="AB:CD:EF"))
     finally:
         catalog.close()
     return nodes.local_id(home)
@@ -38,6 +40,8 @@ def test_nodes_are_listed_shown_and_a_down_one_removed(tmp_path: Path) -> None:
     assert shown.exit_code == 0, shown.output
     assert ident in shown.output
     assert "up" in shown.output
+    assert "https://10.0.0.7:3035" in shown.output
+    assert "AB:CD:EF" in shown.output
     alive = runner.invoke(cli, ["--home", str(tmp_path), "nodes", "remove", "web1"])
     assert alive.exit_code != 0
     assert "is up" in alive.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import stat
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from snapkeep.cli.main import cli
-from snapkeep.cli.serve_cmd import choose_transport
+from snapkeep.cli.serve_cmd import advertised_url, choose_transport
 from snapkeep.cli.tls import fingerprint, is_loopback, self_signed
 
 # Never bound: these tests check that serve refuses (or would allow) the address before binding.
@@ -93,6 +94,17 @@ def test_self_signed_transport_prints_the_fingerprint(tmp_path: Path) -> None:
     assert transport.scheme == "https"
     assert transport.cert == tmp_path / "tls" / "cert.pem"
     assert said[-1] == f"TLS certificate SHA-256 fingerprint: {fingerprint(transport.cert.read_bytes())}"
+    assert transport.fingerprint == fingerprint(transport.cert.read_bytes())  # recorded for the nodes
+
+
+def test_the_advertised_address_is_the_listening_one_or_the_option(tmp_path: Path) -> None:
+    plain = choose_transport(tmp_path, "127.0.0.1", None, None, False, False, print)
+    assert advertised_url(None, "127.0.0.1", 3035, plain) == "http://127.0.0.1:3035"
+    assert advertised_url(None, "::1", 3035, plain) == "http://[::1]:3035"
+    assert advertised_url(None, "0.0.0.0", 8443, plain) == f"http://{socket.gethostname()}:8443"  # noqa: S104
+    assert advertised_url("https://backup-2.example:443/", ANY, 8443, plain) == "https://backup-2.example:443"
+    with pytest.raises(click.BadParameter, match="without a path or query"):
+        advertised_url("https://backup-2.example/api", ANY, 8443, plain)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 A node is a ``snapkeep serve`` registered on the catalog: ``{_id, name, host, pid, version, state
 (up/down), alive (1: up and its heartbeat within its timeout), started, heartbeat, heartbeat_age
-(seconds), timeout, down_since, jobs (how many Backup Jobs belong to it)}``. ``getNode`` and
+(seconds), timeout, down_since, jobs (how many Backup Jobs belong to it), api (where the other nodes
+reach its API; "" when it gave none), tls_fingerprint (SHA-256 of its TLS certificate, "" for
+plain HTTP)}``. ``getNode`` and
 ``deleteNode`` take ``_id``: the node's ID or its name. ``deleteNode`` removes a node that is down
 and has no jobs left (its pending runs are aborted); a live node is refused.
 """

@@ -181,6 +181,15 @@ def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
 DOWNLOAD_DAYS = settings.DEFAULT_DOWNLOADS_TTL
 
 
+class DownloadElsewhere(NotFoundError):
+    """The download's file is on the disk of another node (``node``: its ID); ``GET /download``
+    forwards the request there (``api/forward.py``)."""
+
+    def __init__(self, message: str, *, node: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.node = node
+
+
 def download_file(context: CallContext, params: dict[str, Any]) -> Result:
     """The file of a finished download the caller may fetch: ``{"file", "size", "name"}``.
     Raises NotFoundError when there is none (any other user's download included), and
@@ -212,8 +221,10 @@ def download_file(context: CallContext, params: dict[str, Any]) -> Result:
             with context.catalog.transaction(write=False) as tx:
                 where = nodes.get_node(tx, made_on) if made_on in nodes.names(tx) else None
             label = f"{where['name']!r} (host {where['host']})" if where else made_on
-            raise NotFoundError(
-                f"download {ident} was made on node {label}: fetch it through that node's API",
+            raise DownloadElsewhere(
+                f"download {ident} was made on node {label}: GET /download/{ident} through any "
+                "node fetches it from there",
+                node=made_on,
                 kind="Download",
                 ident=ident,
             ) from None
