@@ -25,11 +25,11 @@ from tests.conftest import fresh_postgres_schema
 from snapkeep.api.dispatch import Api
 from snapkeep.api.functions.base import Caller
 from snapkeep.clock import FrozenClock
-from snapkeep.daemon.scheduler import Scheduler
+from snapkeep.daemon.scheduler import IntegrityScheduler, Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
 from snapkeep.errors import CatalogError, ConfigError, ConflictError, LockError
-from snapkeep.jobs import alerts, nodes, queue, repositories
+from snapkeep.jobs import alerts, integrity, nodes, queue, repositories
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.models import JobFields
@@ -718,3 +718,46 @@ def test_after_a_catalog_outage_no_node_is_judged_before_it_could_beat_again(clu
     assert on_b.node_pass() == []
     cluster.clock.advance(4)  # now B falls silent for longer than its timeout, A connected all along
     assert [down.name for down in on_a.node_pass()] == ["node-b"]
+
+
+def test_each_node_checks_its_own_local_disks_and_the_leader_the_shared_ones(cluster, tmp_path):
+    me = {name: cluster.node(name, timeout=3.0) for name in ("node-a", "node-b")}
+    jobs = {}
+    for name in me:
+        (tmp_path / f"{name}-data").mkdir()
+        jobs[name], _group = cluster.backed_up(name, tmp_path / f"{name}-data", "disk")
+    services = {
+        name: Service(cluster.catalog(name), cluster.home(name), clock=cluster.clock, node=node)
+        for name, node in me.items()
+    }
+    checks = {
+        name: IntegrityScheduler(
+            cluster.catalog(name),
+            cluster.home(name),
+            clock=cluster.clock,
+            tz=UTC_ZONE,
+            node=node.id,
+            leading=services[name].leading,
+        )
+        for name, node in me.items()
+    }
+    for name in me:  # the leader and the other node alike: each reads its own Local disk only
+        report = checks[name].tick()
+        assert report is not None, name
+        assert [result.job_id for result in report.repositories] == [jobs[name]["_id"]], name
+        assert report.ok, report.to_dict()
+        assert report.to_dict()["node"] == me[name].id
+    assert [checks[name].tick() for name in me] == [None, None]  # each ran today: not again
+    # by hand, another node's Local disk is refused clearly (it is that server's disk)
+    disk_of_b = jobs["node-b"]["destination"][0]
+    with pytest.raises(ConflictError, match="is the Local disk of node"):
+        integrity.run_check(
+            cluster.catalog("node-a"), cluster.home("node-a"), destination_id=disk_of_b, node=me["node-a"].id
+        )
+    with cluster.catalog("node-a").transaction(write=False) as tx:
+        shared = {"type": "S3", "node": ""}
+        local_b = tx.require("destinations", disk_of_b, "Destination")
+    assert integrity.read_here(shared, me["node-a"].id, True)
+    assert not integrity.read_here(shared, me["node-b"].id, False)  # the leader reads shared ones
+    assert not integrity.read_here(local_b, me["node-a"].id, True)
+    assert integrity.read_here(local_b, None, True)  # a check naming no node (a single server)

@@ -21,7 +21,7 @@ from snapkeep.cli.humane import human_size
 from snapkeep.cli.main import Context
 from snapkeep.cli.output import console, when
 from snapkeep.errors import IntegrityError
-from snapkeep.jobs import integrity
+from snapkeep.jobs import integrity, nodes
 from snapkeep.jobs.catalog import Catalog
 
 EXIT_DAMAGE = IntegrityError.exit_code
@@ -76,8 +76,17 @@ def run_command(context: Context, destination_id: str | None, everything: bool, 
     """Run the integrity check now (the daily share, or everything with --all)."""
     catalog = Catalog.open(context.home, context.catalog_url)
     try:
+        # on a catalog shared with other nodes, their Local destinations are their servers' disks:
+        # their own nodes check them (docs/nodes.md)
+        me = nodes.local_id(context.home)
+        with catalog.transaction(write=False) as tx:
+            shared_catalog = bool(set(nodes.names(tx)) - {me})
         report = integrity.run_check(
-            catalog, context.home, destination_id=destination_id, everything=everything
+            catalog,
+            context.home,
+            destination_id=destination_id,
+            everything=everything,
+            node=me if shared_catalog else None,
         )
     finally:
         catalog.close()

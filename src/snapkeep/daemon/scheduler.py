@@ -244,11 +244,14 @@ class IntegrityScheduler:
         tz: ZoneInfo | Callable[[], ZoneInfo],
         run: Callable[..., Any] = integrity.run_check,
         leading: Callable[[], bool] | None = None,
+        node: str | None = None,
     ) -> None:
         self.catalog = catalog
         self.home = home
-        #: on a shared catalog only the leading node runs the check (``jobs.nodes.leader``)
+        #: on a shared catalog every node checks its own Local destinations and the leading node
+        #: (``jobs.nodes.leader``) the shared ones (SFTP, S3, FTP)
         self._leading = leading
+        self.node = node
         self.clock = clock
         self._tz = tz
         self._run = run
@@ -264,17 +267,19 @@ class IntegrityScheduler:
         now = self.clock.now()
         tz = self.zone()
         with self.catalog.transaction(write=False) as tx:
-            due = integrity.is_due(tx, now, tz)
-        if due and self._leading is not None and not self._leading():
-            due = False  # another node leads: it runs the catalog-wide check
+            due = integrity.is_due(tx, now, tz, node=self.node)
         report = None
         if due:
             log.info("starting the scheduled integrity check")
+            where: dict[str, Any] = {}
+            if self.node is not None:
+                leads = self._leading is None or self._leading()
+                where = {"node": self.node, "shared": leads}
             report = self._run(
-                self.catalog, self.home, clock=self.clock, scheduled=True, stop=self.stopping.is_set
+                self.catalog, self.home, clock=self.clock, scheduled=True, stop=self.stopping.is_set, **where
             )
         with self.catalog.transaction(write=False) as tx:
-            self.next_due = integrity.next_due(tx, self.clock.now(), tz)
+            self.next_due = integrity.next_due(tx, self.clock.now(), tz, node=self.node)
         return report
 
 

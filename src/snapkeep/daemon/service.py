@@ -120,6 +120,7 @@ class Service:
                     clock=clock,
                     tz=tz or (lambda: configured_zone(catalog)),
                     leading=self.leading if node is not None else None,
+                    node=node.id if node is not None else None,
                 )
             )
             if integrity

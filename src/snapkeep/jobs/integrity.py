@@ -48,7 +48,7 @@ from snapkeep.engine.archive.verify import verify_archive
 from snapkeep.engine.format import ARCHIVES_PREFIX
 from snapkeep.engine.maintenance import scrub
 from snapkeep.engine.repository import Repository
-from snapkeep.errors import IntegrityError, LockError, NotFoundError, SnapkeepError
+from snapkeep.errors import ConflictError, IntegrityError, LockError, NotFoundError, SnapkeepError
 from snapkeep.ids import new_id
 from snapkeep.jobs import alerts, backups, notify, repositories, settings
 from snapkeep.jobs.catalog import Catalog, Transaction
@@ -106,6 +106,8 @@ class IntegrityReport:
     ended: _dt.datetime | None = None
     repositories: list[RepositoryResult] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    #: the node that ran it ("" when the check named none)
+    node: str = ""
 
     @property
     def ok(self) -> bool:
@@ -121,6 +123,7 @@ class IntegrityReport:
             "ok": 1 if self.ok else 0,
             "alerts": list(self.alerts),
             "repositories": [asdict(result) for result in self.repositories],
+            **({"node": self.node} if self.node else {}),
         }
 
 
@@ -220,17 +223,35 @@ def _save_state(
             )
 
 
-def repositories_to_check(tx: Transaction, destination_id: str | None = None) -> list[dict[str, Any]]:
-    """``{destination, job_id, job_name, encrypted}`` for every (destination, job) with backups."""
+def read_here(destination: dict[str, Any], node: str | None, shared: bool) -> bool:
+    """Whether a check run by ``node`` reads ``destination`` (issue 16, docs/nodes.md): a Local
+    destination is its node's own disk, so only that node reads it (any node when it names none, or
+    when the check names no node); a shared one (SFTP, S3, FTP) when ``shared``: the leading node's
+    scheduled check, or a check run by hand."""
+    if destination.get("type") == "Local":
+        owner = str(destination.get("node") or "")
+        return node is None or not owner or owner == node
+    return shared
+
+
+def repositories_to_check(
+    tx: Transaction, destination_id: str | None = None, *, node: str | None = None, shared: bool = True
+) -> list[dict[str, Any]]:
+    """``{destination, job_id, job_name, encrypted}`` for every (destination, job) with backups
+    that a check run by ``node`` reads (``read_here``)."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
+    skipped: set[str] = set()
     for backup in backups.rows(tx):
         if destination_id is not None and backup.destination_id != destination_id:
+            continue
+        if backup.destination_id in skipped:
             continue
         key = (backup.destination_id, backup.job_id)
         entry = found.get(key)
         if entry is None:
             destination = tx.get("destinations", backup.destination_id)
-            if destination is None:
+            if destination is None or not read_here(destination, node, shared):
+                skipped.add(backup.destination_id)
                 continue
             job = tx.get("jobs", backup.job_id)
             entry = found[key] = {
@@ -247,6 +268,18 @@ def last_scheduled_start(tx: Transaction) -> _dt.datetime | None:
     """When the last scheduled run started (None: never)."""
     table = schema.integrity_runs
     return tx.connection.execute(select(func.max(table.c.started)).where(table.c.scheduled == 1)).scalar()
+
+
+def ran_since(tx: Transaction, since: _dt.datetime, node: str | None) -> bool:
+    """Whether a scheduled run started at or after ``since``; with ``node``, one of that node (a
+    run recorded before nodes, without one, counts for every node: its catalog had one server)."""
+    if node is None:
+        last = last_scheduled_start(tx)
+        return last is not None and last >= since
+    table = schema.integrity_runs
+    query = select(table.c.document).where(table.c.scheduled == 1, table.c.started >= since)
+    documents = tx.connection.execute(query).scalars()
+    return any((document or {}).get("node", node) == node for document in documents)
 
 
 def latest_runs(tx: Transaction, limit: int = 10) -> list[dict[str, Any]]:
@@ -268,21 +301,23 @@ def slot_before(now: _dt.datetime, hour: int, tz: ZoneInfo) -> _dt.datetime:
     return slot.astimezone(UTC)
 
 
-def is_due(tx: Transaction, now: _dt.datetime, tz: ZoneInfo) -> bool:
-    """Whether the daily scheduled run is due: enabled, and none started since the last slot."""
+def is_due(tx: Transaction, now: _dt.datetime, tz: ZoneInfo, *, node: str | None = None) -> bool:
+    """Whether the daily scheduled run is due: enabled, and none started since the last slot (with
+    ``node``: none of that node; each node checks its own Local destinations)."""
     config = settings.integrity(tx)
     if not config.enabled:
         return False
-    last = last_scheduled_start(tx)
-    return last is None or last < slot_before(now, config.hour, tz)
+    return not ran_since(tx, slot_before(now, config.hour, tz), node)
 
 
-def next_due(tx: Transaction, now: _dt.datetime, tz: ZoneInfo) -> _dt.datetime | None:
+def next_due(
+    tx: Transaction, now: _dt.datetime, tz: ZoneInfo, *, node: str | None = None
+) -> _dt.datetime | None:
     """When the next scheduled run is due (now when it is due; None when turned off)."""
     config = settings.integrity(tx)
     if not config.enabled:
         return None
-    if is_due(tx, now, tz):
+    if is_due(tx, now, tz, node=node):
         return now
     slot = slot_before(now, config.hour, tz).astimezone(tz)
     following = (slot + _dt.timedelta(days=1)).replace(hour=config.hour)
@@ -553,21 +588,29 @@ def run_check(
     config: settings.Integrity | None = None,
     on_repository: Callable[[RepositoryResult], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    node: str | None = None,
+    shared: bool = True,
 ) -> IntegrityReport:
     """Run the integrity check over every repository with backups (or those on ``destination_id``);
     see the module docstring. Alerts are sent (``jobs.notify``) after their transactions commit.
     ``stop`` is asked before each repository: when it answers True the run ends there (what was
-    read so far is recorded; the rest waits for the next run).
+    read so far is recorded; the rest waits for the next run). ``node`` and ``shared`` choose the
+    destinations a node reads (``read_here``): its own Local ones, and the shared ones when ``shared``.
 
     Raises NotFoundError for an unknown ``destination_id``, CatalogError; a repository that cannot
     be read is reported in its result (and a warning alert), not raised.
     """
     with catalog.transaction() as tx:
         if destination_id is not None:
-            tx.require("destinations", destination_id, "Destination")
+            chosen = tx.require("destinations", destination_id, "Destination")
+            if not read_here(chosen, node, True):
+                raise ConflictError(
+                    f"destination {chosen.get('name', destination_id)!r} is the Local disk of node "
+                    f"{chosen.get('node')}: run the integrity check on that node"
+                )
         config = config or settings.integrity(tx)
-        entries = repositories_to_check(tx, destination_id)
-        report = IntegrityReport(id=new_id(clock), scheduled=scheduled, started=clock.now())
+        entries = repositories_to_check(tx, destination_id, node=node, shared=shared)
+        report = IntegrityReport(id=new_id(clock), scheduled=scheduled, started=clock.now(), node=node or "")
         tx.connection.execute(
             schema.integrity_runs.insert().values(
                 id=report.id,
