@@ -29,7 +29,7 @@ from snapkeep.daemon.scheduler import IntegrityScheduler, Scheduler
 from snapkeep.daemon.service import Service
 from snapkeep.engine.format import LOCKS_PREFIX
 from snapkeep.errors import CatalogError, ConfigError, ConflictError, LockError
-from snapkeep.jobs import alerts, integrity, nodes, queue, repositories
+from snapkeep.jobs import access, alerts, integrity, nodes, queue, repositories, users
 from snapkeep.jobs.catalog import Catalog
 from snapkeep.jobs.codes import QueueStatus, QueueType
 from snapkeep.jobs.models import JobFields
@@ -761,3 +761,73 @@ def test_each_node_checks_its_own_local_disks_and_the_leader_the_shared_ones(clu
     assert not integrity.read_here(shared, me["node-b"].id, False)  # the leader reads shared ones
     assert not integrity.read_here(local_b, me["node-a"].id, True)
     assert integrity.read_here(local_b, None, True)  # a check naming no node (a single server)
+
+
+def test_an_account_is_its_nodes_alice_of_two_servers_is_two_accounts(cluster, tmp_path):
+    """Issue 16: an account is identified by its node and username. Two servers each host an
+    "alice" (two customers): each node's Accounts job backs up its own; the account user bound to
+    node A sees only A's alice; root sees two accounts and must say which one to restore."""
+    me = {name: cluster.node(name) for name in ("node-a", "node-b")}
+    for name in me:
+        account_home = tmp_path / f"{name}-homes" / "alice"
+        account_home.mkdir(parents=True)
+        (account_home / "whose.txt").write_text(f"alice of {name}")
+        inventory = tmp_path / f"{name}-inventory.toml"
+        inventory.write_text(f'[[account]]\nusername = "alice"\nhome = "{account_home}"\n')
+        (cluster.home(name) / "config.toml").write_text(
+            f'[accounts]\nprovider = "inventory"\ninventory = "{inventory}"\n'
+        )
+        (tmp_path / f"{name}-disk").mkdir()
+        disk = cluster.ok(
+            name,
+            "manageDestination",
+            {
+                "action": "create",
+                "name": f"disk {name}",
+                "type": "Local",
+                "options": {"path": str(tmp_path / f"{name}-disk")},
+            },
+        )
+        job = cluster.ok(
+            name,
+            "manageBackupJob",
+            {"action": "create", "name": f"accounts {name}", "type": 1, "contains": 511, "structure": 1,
+             "destination": [disk["_id"]]},
+        )  # fmt: skip
+        with cluster.catalog(name).transaction() as tx:
+            group = queue.enqueue_backup(tx, tx.require("jobs", job["_id"], "job"), owner="root")
+        stop = threading.Event()
+        status = execute_group(
+            cluster.catalog(name), cluster.home(name), group["_id"], stop=stop, clock=cluster.clock
+        )
+        assert status == QueueStatus.COMPLETED
+
+    listed = cluster.ok("node-a", "listBackupForAccounts", {"limit": 0})["accounts"]
+    assert sorted((entry["account"], entry["node"]) for entry in listed) == sorted(
+        ("alice", node.id) for node in me.values()
+    )
+    # the account user made through node A's API is A's alice: B's alice is another customer
+    user = cluster.ok(
+        "node-a", "manageUser", {"action": "create", "name": "alice-a", "role": "account", "account": "alice"}
+    )
+    assert user["node"] == me["node-a"].id
+    with cluster.catalog("node-b").transaction(write=False) as tx:
+        alice = access.principal(tx, users.named(tx, "alice-a"), cluster.home("node-b"))
+    seen = cluster.ok("node-b", "listBackups", {"limit": 0}, caller=alice)["backups"]
+    assert [item["node"] for item in seen] == [me["node-a"].id]
+    other = next(item for item in cluster.ok("node-a", "listBackups", {"limit": 0})["backups"]
+                 if item["node"] == me["node-b"].id)  # fmt: skip
+    refused = cluster.fails("node-a", "getBackupItems", {"_id": other["_id"]}, caller=alice)
+    assert "not found" in refused
+    # root names the node when the name is ambiguous
+    message = cluster.fails("node-a", "addMultiAccountQueueItems", {"type": 2, "accounts": ["alice"]})
+    assert "accounts[0]: account 'alice' has backups from nodes node-a, node-b" in message
+    assert "account_node" in message
+    queued = cluster.ok(
+        "node-a", "addMultiAccountQueueItems", {"type": 2, "accounts": ["alice"], "account_node": "node-b"}
+    )
+    assert queued["groups"][0]["node"] == me["node-b"].id
+    # a node that is not registered is refused naming the field
+    assert "account_node: no such node: node-z" in cluster.fails(
+        "node-a", "addMultiAccountQueueItems", {"type": 2, "accounts": ["alice"], "account_node": "node-z"}
+    )

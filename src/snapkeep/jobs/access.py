@@ -32,7 +32,7 @@ from sqlalchemy import select
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import NotFoundError, SnapkeepError
 from snapkeep.jobs import accounts as account_provider
-from snapkeep.jobs import backups, logs, queue
+from snapkeep.jobs import backups, logs, nodes, queue
 from snapkeep.jobs.catalog import Transaction
 from snapkeep.jobs.migrations import schema
 from snapkeep.jobs.users import ACCOUNT, COMPONENT_ITEMS, RESELLER, ROOT, ROOT_ID, User, all_allowed
@@ -74,6 +74,9 @@ class Principal:
     homes: tuple[str, ...] = ()
     permissions: Mapping[str, Mapping[str, bool]] = field(default_factory=all_allowed)
     manage_destinations: bool = False
+    #: the node ``accounts`` are on ("" = any): an account is identified by its node and username,
+    #: so a backup of "alice" made on another node is another customer's (docs/nodes.md)
+    node: str = ""
 
     @property
     def admin(self) -> bool:
@@ -139,8 +142,10 @@ def principal(tx: Transaction, user: User, home: Path | None) -> Principal:
     listed = holdings(home) if home is not None else ()
     if user.role == RESELLER:
         names = {a.username for a in listed if a.owner == user.name} | set(user.accounts)
+        node = nodes.local_id(home) if home is not None else ""  # its provider's accounts: this node's
     else:
         names = {user.account} if user.account else set()
+        node = user.node
     homes = tuple(sorted(a.home for a in listed if a.username in names and a.home))
     return Principal(
         id=user.id,
@@ -151,6 +156,7 @@ def principal(tx: Transaction, user: User, home: Path | None) -> Principal:
         homes=homes,
         permissions=user.permissions,
         manage_destinations=user.manage_destinations,
+        node=node,
     )
 
 
@@ -198,15 +204,18 @@ def _group_or_log_visible(tx: Transaction, who: Principal, kind: str, ident: str
     return who.role == RESELLER and bool(row.job_id) and _owner(tx, "jobs", str(row.job_id)) == who.id
 
 
-def sees_backup(who: Principal, account: str, job_owner: str) -> bool:
-    """May ``who`` see a backup of ``account`` ("" for a Directories backup) made by a job of
-    ``job_owner``: root always; a reseller its accounts' and its own jobs' backups; an account owner
-    its account's."""
+def sees_backup(who: Principal, row: backups.BackupRecord) -> bool:
+    """May ``who`` see backup ``row``: root always; a reseller its accounts' and its own jobs'
+    backups; an account owner its account's. An account backup made on another node than the one
+    ``who``'s accounts are on is another account of the same name (``Principal.node``)."""
     if who.admin:
         return True
-    if account:
-        return who.sees_account(account)
-    return who.role == RESELLER and job_owner == who.id
+    if row.account:
+        made_on = backups.node_of(row)
+        if who.node and made_on and made_on != who.node:
+            return False
+        return who.sees_account(row.account)
+    return who.role == RESELLER and str(row.document.get("owner") or "") == who.id
 
 
 def backup_visible(tx: Transaction, who: Principal, ident: str) -> bool:
@@ -214,7 +223,7 @@ def backup_visible(tx: Transaction, who: Principal, ident: str) -> bool:
         row = backups.row(tx, ident)
     except NotFoundError:
         return False
-    return sees_backup(who, row.account, str(row.document.get("owner") or ""))
+    return sees_backup(who, row)
 
 
 def visible(tx: Transaction, who: Principal, kind: str, ident: str) -> bool:

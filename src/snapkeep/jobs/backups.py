@@ -87,6 +87,8 @@ def record(
                 "contains": int(job.get("contains", 0)),
                 "destination_name": destination.get("name", ""),
                 "schedules": tags,
+                # the server whose files these are: an account is its node's (docs/nodes.md)
+                **({"node": str(job["node"])} if job.get("node") else {}),
                 **details,
             },
         )
@@ -179,6 +181,11 @@ def component_of(backup: BackupRecord, ident: str) -> str | None:
     return None
 
 
+def node_of(backup: BackupRecord) -> str:
+    """The node whose job made ``backup`` ("" for a backup from before nodes, or a reindexed one)."""
+    return str(backup.document.get("node") or "")
+
+
 def present_items(backup: BackupRecord) -> list[dict[str, Any]]:
     """The items of a backup: one per component for an Accounts backup, else its one item."""
     components = backup.document.get("components")
@@ -214,6 +221,7 @@ def present(backup: BackupRecord) -> dict[str, Any]:
         "destination_name": document.get("destination_name", ""),
         "account": account,
         "account_id": account_id(backup.account) if backup.account else None,
+        "node": node_of(backup),
         "backup_type": int(document.get("job_type", JobType.DIRECTORIES)),
         "backup_contains": document.get("contains", 0),
         "backup_structure": backup.structure,

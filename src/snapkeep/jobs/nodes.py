@@ -329,8 +329,8 @@ def register(tx: Transaction, me: Me) -> dict[str, Any]:
 def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
     """Jobs and unfinished groups without a node (from before nodes) become ``node``'s. The node of
     a single-node (SQLite) catalog (``alone``) also takes those of any other node ID, with their
-    Local destinations (a catalog restored with ``snapkeep dr import`` into a new data directory,
-    whose node ID is new)."""
+    Local destinations, its backups' accounts and its account users (a catalog restored with
+    ``snapkeep dr import`` into a new data directory, whose node ID is new)."""
     jobs = schema.jobs
     orphan = jobs.c.node.is_(None) | (jobs.c.node != node) if alone else jobs.c.node.is_(None)
     tx.connection.execute(update(jobs).where(orphan).values(node=node))
@@ -340,6 +340,14 @@ def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
             if destination.get("node") and destination["node"] != node:
                 document = {key: value for key, value in destination.items() if key != "_id"}
                 tx.replace("destinations", str(destination["_id"]), {**document, "node": node})
+        # the accounts of its backups and account users are this server's too
+        for table in (schema.backups, schema.users):
+            for row in tx.connection.execute(select(table.c.id, table.c.document)).all():
+                document = dict(row.document or {})
+                if document.get("node") and document["node"] != node:
+                    tx.connection.execute(
+                        update(table).where(table.c.id == row.id).values(document={**document, "node": node})
+                    )
 
 
 def heartbeat(tx: Transaction, node: str) -> bool:

@@ -92,6 +92,8 @@ class User:
     created: _dt.datetime
     modified: _dt.datetime
     has_password: bool = False
+    #: role account: the node its hosting account is on ("" = any node: a user from before nodes)
+    node: str = ""
 
     @classmethod
     def of(cls, row: Any) -> User:
@@ -113,6 +115,7 @@ class User:
             created=row.created,
             modified=row.modified,
             has_password=bool(getattr(row, "password", None)),
+            node=str(document.get("node") or ""),
         )
 
     def present(self) -> dict[str, Any]:
@@ -122,6 +125,7 @@ class User:
             "name": self.name,
             "role": self.role,
             "account": self.account or None,
+            "node": self.node or None,
             "accounts": list(self.accounts),
             "permissions": {
                 action: {k: int(v) for k, v in items.items()} for action, items in self.permissions.items()

@@ -54,17 +54,19 @@ def get_account(context: CallContext, params: dict[str, Any]) -> Result:
 def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result:
     options = validate(BackupAccountsParams, params)
     with context.catalog.transaction(write=False) as tx:
-        rows = [row for row in backups.rows(tx) if row.account and context.caller.sees_account(row.account)]
-    found: dict[str, dict[str, Any]] = {}
+        rows = [row for row in backups.rows(tx) if row.account and access.sees_backup(context.caller, row)]
+    # an account is its node's: "alice" of two servers is two entries (docs/nodes.md)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:  # oldest first: the last one seen is the newest
         item = backups.present(row)
         entry = found.setdefault(
-            row.account,
+            (backups.node_of(row), row.account),
             {
                 "_id": account_id(row.account),
                 "account_id": account_id(row.account),
                 "name": row.account,
                 "account": row.account,
+                "node": backups.node_of(row),
                 "backups": 0,
                 "contains": 0,
             },
@@ -83,7 +85,7 @@ def list_backup_accounts(context: CallContext, params: dict[str, Any]) -> Result
         if (options.contains is None or options.contains == 0 or entry["contains"] & options.contains)
         and options.type in (None, JobType.ACCOUNTS)
     ]
-    items.sort(key=lambda entry: str(entry["account"]))
+    items.sort(key=lambda entry: (str(entry["account"]), str(entry["node"])))
     page, total = apply_list(items, options)
     return "Accounts With Backups Listed Successfully", {"accounts": page, "total": total}
 

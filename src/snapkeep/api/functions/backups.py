@@ -65,11 +65,7 @@ class LockParams(IdParams):
 def _visible_backups(context: CallContext, options: BackupListParams) -> list[dict[str, Any]]:
     """The backups the caller may see that ``type``, ``contains`` and ``account_id`` select, newest first."""
     with context.catalog.transaction(write=False) as tx:
-        items = [
-            backups.present(row)
-            for row in backups.rows(tx)
-            if access.sees_backup(context.caller, row.account, str(row.document.get("owner") or ""))
-        ]
+        items = [backups.present(row) for row in backups.rows(tx) if access.sees_backup(context.caller, row)]
     items.reverse()  # newest first unless sorted
     items = [
         item

@@ -127,6 +127,11 @@ class MultiAccountParams(Strict):
         min_length=1, description="the accounts (their _id or username): the newest backup of each"
     )
     destination: ObjectId | None = Field(None, description="only backups on this destination")
+    account_node: str = Field(
+        "",
+        description="only backups made on this node (ID or name): an account is identified by its node "
+        "and username, so a name backed up on several nodes needs it (docs/nodes.md)",
+    )
     options: Annotated[RestoreOptions, BeforeValidator(objectish)] = Field(
         default_factory=lambda: RestoreOptions.model_validate({}),
         description="as addQueueItems (options[target] does not apply: each goes to its account)",
@@ -143,6 +148,9 @@ def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
         )
     groups = []
     with context.catalog.transaction() as tx:
+        made_on = (
+            nodes.resolve(tx, options.account_node, field_name="account_node") if options.account_node else ""
+        )
         rows = [row for row in backups.rows(tx) if row.account and not row.key_required]
         for index, name in enumerate(options.accounts):
             mine = [
@@ -150,10 +158,20 @@ def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
                 for row in rows
                 if name in (row.account, account_id(row.account))
                 and (options.destination is None or row.destination_id == options.destination)
-                and access.sees_backup(context.caller, row.account, str(row.document.get("owner") or ""))
+                and (not made_on or backups.node_of(row) == made_on)
+                and access.sees_backup(context.caller, row)
             ]
             if not mine:
                 raise ValidationError(field=f"accounts[{index}]", problem=f"no backup of account {name!r}")
+            on = sorted({backups.node_of(row) for row in mine})
+            if len(on) > 1:
+                known = nodes.names(tx)
+                raise ValidationError(
+                    field=f"accounts[{index}]",
+                    problem=f"account {name!r} has backups from nodes "
+                    f"{', '.join(known.get(node, node or 'unknown') for node in on)}: "
+                    "choose one with account_node",
+                )
             newest = max(mine, key=lambda row: (row.created, row.id))
             groups.append(
                 restores.enqueue(

@@ -29,7 +29,7 @@ from snapkeep.api.functions.base import (
     param_specs,
 )
 from snapkeep.errors import ValidationError
-from snapkeep.jobs import users
+from snapkeep.jobs import nodes, users
 from snapkeep.jobs.models.base import Flag, Strict, field_error, listish, objectish, shown, validate
 
 ROLES = {users.RESELLER: "reseller", users.ACCOUNT: "account"}
@@ -61,6 +61,11 @@ class UserFields(Strict):
     name: str = Field("", description="login name (create only): letters, digits, '_', '.', '-'")
     role: str = Field("", description="reseller or account (create only)")
     account: str = Field("", description="role account: the hosting account's username")
+    node: str = Field(
+        "",
+        description="role account: the node (ID or name) the account is on; default: the node serving "
+        "the call (an account is identified by its node and username; docs/nodes.md)",
+    )
     accounts: Annotated[list[str], BeforeValidator(listish)] = Field(
         default_factory=list, description="role reseller: accounts it owns besides its provider's"
     )
@@ -83,7 +88,7 @@ class UserFields(Strict):
         return value
 
 
-def _document(fields: UserFields, stored: users.User | None) -> dict[str, Any]:
+def _document(fields: UserFields, stored: users.User | None, node: str) -> dict[str, Any]:
     permissions = (
         users.all_allowed() if stored is None else {k: dict(v) for k, v in stored.permissions.items()}
     )
@@ -91,6 +96,7 @@ def _document(fields: UserFields, stored: users.User | None) -> dict[str, Any]:
         permissions[action].update(items)
     return {
         "account": fields.account,
+        **({"node": node} if node else {}),
         "accounts": sorted(set(fields.accounts)),
         "permissions": permissions,
         "manage_destinations": bool(fields.manage_destinations),
@@ -109,6 +115,7 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
                     raise ValidationError(field=key, problem="cannot change (make a new user instead)")
             base = {
                 "account": stored.account,
+                "node": stored.node,
                 "accounts": list(stored.accounts),
                 "manage_destinations": stored.manage_destinations,
             }
@@ -127,10 +134,17 @@ def manage(context: CallContext, params: dict[str, Any]) -> Result:
         if role == users.ACCOUNT and (fields.accounts or fields.manage_destinations):
             field = "accounts" if fields.accounts else "manage_destinations"
             raise ValidationError(field=field, problem="applies to role reseller only")
+        if role == users.RESELLER and fields.node:
+            raise ValidationError(field="node", problem="applies to role account only")
+        node = ""
+        if role == users.ACCOUNT:
+            node = fields.node or nodes.serving_node(tx) or ""
+            if fields.node and (stored is None or fields.node != stored.node):
+                node = nodes.resolve(tx, fields.node)  # a node the caller names must be registered
         password = None
         if fields.password not in ("", users.MASKED):
             password = users.hash_password(users.check_password_text(fields.password))
-        saved = users.save(tx, ident, name=name, role=role, document=_document(fields, stored))
+        saved = users.save(tx, ident, name=name, role=role, document=_document(fields, stored, node))
         if password is not None:
             users.set_password(tx, saved, password)
         answer = users.require(tx, saved).present()
