@@ -14,33 +14,47 @@ from tests.e2e.test_repo_prompt import on_a_terminal
 PASSPHRASE = "a long enough passphrase for the export"
 
 
-def test_reindex_and_dr_draw_bars_on_a_terminal_only(
-    instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def backed_up_site(instance: Instance, tmp_path: Path, label: str, text: str) -> tuple[Path, str, str]:
+    """A folder ``site`` with ``index.html`` backed up once by a Directories job to a Local disk
+    (made through the API, run by ``snapkeep run``): (the page, the destination ID, the job ID)."""
     source = tmp_path / "site"
     source.mkdir()
-    (source / "index.html").write_text("hello\n")
+    page = source / "index.html"
+    page.write_text(text)
     _, destination = instance.api(
         "manageDestination",
-        {"action": "create", "name": "Bars disk", "type": "Local", "options": {"path": str(tmp_path / "b")}},
+        {
+            "action": "create",
+            "name": f"{label} disk",
+            "type": "Local",
+            "options": {"path": str(tmp_path / "b")},
+        },
     )
+    destination_id = str(destination["data"]["_id"])
     job: dict[str, Any] = {
         "action": "create",
-        "name": "Bars job",
+        "name": f"{label} job",
         "type": 2,
         "contains": 511,
         "structure": 1,
-        "destination": [destination["data"]["_id"]],
+        "destination": [destination_id],
         "include_list": [str(source)],
     }
     _, created = instance.api("manageBackupJob", job)
     assert instance.cli("run", created["data"]["_id"]).returncode == 0
+    return page, destination_id, str(created["data"]["_id"])
+
+
+def test_reindex_and_dr_draw_bars_on_a_terminal_only(
+    instance: Instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _page, destination_id, _job_id = backed_up_site(instance, tmp_path, "Bars", "hello\n")
 
     home = ["--home", str(instance.home)]
     # on_a_terminal passes the test's environment on: the instance's catalog and the passphrase
     for key, value in instance.env(SNAPKEEP_DR_PASSPHRASE=PASSPHRASE).items():
         monkeypatch.setenv(key, value)
-    code, text = on_a_terminal([*home, "reindex", destination["data"]["_id"]], [])
+    code, text = on_a_terminal([*home, "reindex", destination_id], [])
     assert code == 0, text
     assert "\x1b[" in text, text
     assert "repositories" in text
@@ -63,7 +77,7 @@ def test_reindex_and_dr_draw_bars_on_a_terminal_only(
     monkeypatch.delenv("SNAPKEEP_DR_PASSPHRASE")
 
     # piped: the same commands print their lines and no terminal codes
-    piped = instance.cli("reindex", destination["data"]["_id"])
+    piped = instance.cli("reindex", destination_id)
     assert piped.returncode == 0, piped.stdout + piped.stderr
     assert "\x1b[" not in piped.stdout + piped.stderr
     again = tmp_path / "again.skdr"
@@ -77,28 +91,8 @@ def test_restore_in_place_asks_on_a_real_terminal(
 ) -> None:
     """Issue 14 (Show): the confirmation of `snapkeep restore --in-place` on a pseudo-terminal: "n"
     leaves the original untouched (exit 1), "y" restores it; piped, it needs --yes."""
-    source = tmp_path / "site"
-    source.mkdir()
-    page = source / "index.html"
-    page.write_text("backed up\n")
-    _, destination = instance.api(
-        "manageDestination",
-        {"action": "create", "name": "Ask disk", "type": "Local", "options": {"path": str(tmp_path / "b")}},
-    )
-    _, created = instance.api(
-        "manageBackupJob",
-        {
-            "action": "create",
-            "name": "Ask job",
-            "type": 2,
-            "contains": 511,
-            "structure": 1,
-            "destination": [destination["data"]["_id"]],
-            "include_list": [str(source)],
-        },
-    )
-    assert instance.cli("run", created["data"]["_id"]).returncode == 0
-    _, listed = instance.api("listBackups", {"type": 2, "account_id": created["data"]["_id"]})
+    page, _destination_id, job_id = backed_up_site(instance, tmp_path, "Ask", "backed up\n")
+    _, listed = instance.api("listBackups", {"type": 2, "account_id": job_id})
     assert listed["success"] == 1, listed["message"]
     (backup,) = listed["data"]["backups"]
     backup_id = backup["_id"]

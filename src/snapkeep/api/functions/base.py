@@ -131,6 +131,19 @@ def only_id(params: Mapping[str, Any]) -> str:
     return object_id(params)
 
 
+def one_object(
+    context: CallContext,
+    act: Callable[[Transaction, str], dict[str, Any]],
+    ident: str,
+    *,
+    write: bool = False,
+) -> dict[str, Any]:
+    """``act(tx, ident)`` in one transaction (read-only unless ``write``): the body of the get and
+    delete functions of one object by ID."""
+    with context.catalog.transaction(write=write) as tx:
+        return act(tx, ident)
+
+
 ACTIONS = {"create", "modify"}
 
 

@@ -19,6 +19,7 @@ from snapkeep.api.functions.base import (
     Result,
     apply_list,
     list_params,
+    one_object,
     only_id,
     param_specs,
 )
@@ -84,10 +85,7 @@ def list_items(context: CallContext, params: dict[str, Any]) -> Result:
 
 
 def get_item(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = logs.get_item(tx, ident)
-    return "Log Item Retrieved Successfully", answer
+    return "Log Item Retrieved Successfully", one_object(context, logs.get_item, only_id(params))
 
 
 def delete_log(context: CallContext, params: dict[str, Any]) -> Result:

@@ -21,6 +21,7 @@ from snapkeep.api.functions.base import (
     Result,
     apply_list,
     list_params,
+    one_object,
     param_specs,
 )
 from snapkeep.errors import ValidationError
@@ -47,17 +48,11 @@ def list_nodes(context: CallContext, params: dict[str, Any]) -> Result:
 
 
 def get_node(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = _node_ref(params)
-    with context.catalog.transaction(write=False) as tx:
-        answer = nodes.get_node(tx, ident)
-    return "Node Retrieved Successfully", answer
+    return "Node Retrieved Successfully", one_object(context, nodes.get_node, _node_ref(params))
 
 
 def delete_node(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = _node_ref(params)
-    with context.catalog.transaction() as tx:
-        answer = nodes.remove(tx, ident)
-    return "Node Deleted Successfully", answer
+    return "Node Deleted Successfully", one_object(context, nodes.remove, _node_ref(params), write=True)
 
 
 _REF = [ParamSpec("_id", "string", True, "the node's ID or name")]

@@ -23,6 +23,7 @@ from snapkeep.api.functions.base import (
     apply_list,
     list_params,
     no_parameters,
+    one_object,
     only_id,
     param_specs,
 )
@@ -49,10 +50,7 @@ def list_groups(context: CallContext, params: dict[str, Any]) -> Result:
 
 
 def get_group(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction(write=False) as tx:
-        group = queue.get_group(tx, ident)
-    return "Queue Group Retrieved Successfully", group
+    return "Queue Group Retrieved Successfully", one_object(context, queue.get_group, only_id(params))
 
 
 class QueueItemParams(ListParams):

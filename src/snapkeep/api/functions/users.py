@@ -25,6 +25,7 @@ from snapkeep.api.functions.base import (
     apply_list,
     list_params,
     manage_action,
+    one_object,
     only_id,
     param_specs,
 )
@@ -204,10 +205,7 @@ def list_tokens(context: CallContext, params: dict[str, Any]) -> Result:
 
 
 def revoke_token(context: CallContext, params: dict[str, Any]) -> Result:
-    ident = only_id(params)
-    with context.catalog.transaction() as tx:
-        answer = users.revoke_token(tx, ident)
-    return "Token Revoked Successfully", answer
+    return "Token Revoked Successfully", one_object(context, users.revoke_token, only_id(params), write=True)
 
 
 _ID = [ParamSpec("_id", "string", True, "the User's ID")]

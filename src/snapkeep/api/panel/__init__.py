@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/ui"
+#: why a presented session cookie counts as a failed authentication
+STALE_COOKIE = "unknown, expired or signed-out session cookie"
 #: the pages load only what this server sends: no CDN, no inline script, no framing
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -140,20 +142,23 @@ def mount_panel(
         )
         return response
 
+    def arrived(request: Request) -> tuple[str, str, Response | None]:
+        """(the caller's address, its session cookie, the 429 answer when the address is throttled)."""
+        address = address_of(request)
+        return address, request.cookies.get(SESSION_COOKIE, ""), refused(throttle, address)
+
     @app.get(f"{PREFIX}/session", include_in_schema=False)
     async def session_show(request: Request) -> Response:
-        address = address_of(request)
-        answer = refused(throttle, address)
+        address, cookie, answer = arrived(request)
         if answer is not None:
             return answer
-        cookie = request.cookies.get(SESSION_COOKIE, "")
         try:
             user = await run_in_threadpool(current_user, catalog, cookie)
         except AuthError as error:
             failed = JSONResponse(envelope.failure(str(error)), status_code=401)
             if cookie:  # a presented cookie that is wrong is a guess like any other; a stale one
                 # is dropped from the browser so that reloading the page does not count again
-                throttle.failed(address, "unknown, expired or signed-out session cookie")
+                throttle.failed(address, STALE_COOKIE)
                 failed.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
             return failed
         return JSONResponse(
@@ -162,18 +167,16 @@ def mount_panel(
 
     @app.delete(f"{PREFIX}/session", include_in_schema=False)
     async def session_end(request: Request) -> Response:
-        address = address_of(request)
-        answer = refused(throttle, address)
+        address, cookie, answer = arrived(request)
         if answer is not None:
             return answer
-        cookie = request.cookies.get(SESSION_COOKIE, "")
         try:
             await run_in_threadpool(authenticate_session, catalog, cookie, request.headers.get(CSRF_HEADER))
         except CsrfError as error:
             return JSONResponse(envelope.failure(str(error)), status_code=403)
         except AuthError as error:
             if cookie:
-                throttle.failed(address, "unknown, expired or signed-out session cookie")
+                throttle.failed(address, STALE_COOKIE)
             return JSONResponse(envelope.failure(str(error)), status_code=401)
         await run_in_threadpool(sign_out, catalog, cookie)
         response = JSONResponse(envelope.success("Signed Out Successfully", {}))
