@@ -243,3 +243,39 @@ def test_every_backup_tunes_the_allocator_once_per_process(repository: Repositor
     info = backup_pool.tune_memory.cache_info()
     assert (info.misses, info.hits) == (1, 1)
     assert backup_pool.tune_memory() is True  # glibc: the threshold was set
+
+
+def test_a_folder_waiting_on_batched_files_hands_the_batch_over(
+    repository: Repository, tmp_path: Path
+) -> None:
+    """A folder whose small files are still in the unsubmitted batch gets that batch handed to a
+    worker when its walk ends, and is finished once they are stored; a folder that waits on none
+    of the batch leaves the batch to grow."""
+    excludes = backup_module.Excludes(())
+    walk = backup_module.BackupWalk(repository, excludes, ProgressCounter(), BackupOptions())
+    try:
+        (tmp_path / "a").mkdir()
+        for number in range(5):
+            (tmp_path / "a" / f"f{number}").write_bytes(b"x%d" % number * 100)
+        empty = backup_module.Frame(path=os.fsencode(tmp_path / "b"), node=None, parent_tree=None)
+        folder = backup_module.Frame(path=os.fsencode(tmp_path / "a"), node=None, parent_tree=None)
+        for number in range(5):
+            path = os.fsencode(tmp_path / "a" / f"f{number}")
+            walk.add_entry(folder, b"f%d" % number, path, os.lstat(path), None)
+        assert len(walk.batch) == 5  # queued, not yet handed over
+        walk.close_frame(empty)  # waits on nothing: finished, the batch stays
+        assert empty.tree_id is not None
+        assert len(walk.batch) == 5
+        walk.close_frame(folder)
+        assert walk.batch == []  # the folder waits on them: handed over at once
+        assert [pending.seq for pending in folder.waiting] == [0, 1, 2, 3, 4]
+        walk.drain()
+        assert folder.tree_id is not None
+        assert not walk.frames
+        assert folder.checked == 5
+        repository.flush()
+        stored = Tree.decode(repository.load_blob(folder.tree_id)).by_name()
+        assert sorted(stored) == [b"f0", b"f1", b"f2", b"f3", b"f4"]
+        assert all(node.content for node in stored.values())
+    finally:
+        walk.shutdown()

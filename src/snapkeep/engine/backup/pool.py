@@ -127,6 +127,8 @@ class BackupPool:
         self.pending_bytes = 0
         self.batch: list[PendingFile] = []
         self.batch_bytes = 0
+        #: Files queued so far (each one's ``seq``).
+        self.queued = 0
 
     def finish_ready_frames(self) -> None:
         """Finish whatever waited for the tasks done so far (the walk driver's hook; nothing here)."""
@@ -170,6 +172,7 @@ class BackupPool:
                 pending.error = error.strerror or str(error)
             else:
                 read += pending.node.size
+            pending.finished = True
             if self.report_files:
                 self.progress.on_file(os.fsdecode(pending.path), pending.node.size)
         with self.lock:
@@ -208,6 +211,8 @@ class BackupPool:
     def queue_file(self, pending: PendingFile) -> None:
         """Queue a file to be read: a large one at once, a small one in the current batch."""
         size = pending.node.size
+        pending.seq = self.queued
+        self.queued += 1
         if size >= CHUNK_MIN_SIZE:
             self.submit([pending], size)
             return

@@ -31,9 +31,14 @@ class PendingFile:
     node: Node
     future: Future[None] | None = None
     error: str | None = None
+    #: Set by the worker once the file is stored or has failed (``error``); a plain attribute, so
+    #: the walk's checks cost no lock (``Future.done`` takes one).
+    finished: bool = False
+    #: The order in which the walk queued the file (``BackupPool.queue_file``).
+    seq: int = -1
 
     def done(self) -> bool:
-        return self.future is not None and self.future.done()
+        return self.finished
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
