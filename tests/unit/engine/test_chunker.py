@@ -82,8 +82,8 @@ def test_chunk_into_a_reused_buffer_cuts_exactly_like_the_whole_buffer(
 ) -> None:
     data = random_bytes(20 * MIB, seed=3)
     reference = [bytes(c) for c in chunker.chunk_buffer(data)]
-    for piece in (1 * MIB, 3 * MIB + 17, 9 * MIB, 32 * MIB):
-        monkeypatch.setattr(chunker, "PIECE_SIZE", piece)
+    for piece in (64 * 1024 + 3, 1 * MIB, 3 * MIB + 17, 9 * MIB, 32 * MIB):
+        monkeypatch.setattr(chunker, "INTO_PIECE_SIZE", piece)
         buffer = bytearray(chunker.buffer_size())
         # Each view is copied before the next is asked for: the buffer is reused.
         assert [bytes(c) for c in chunker.chunk_into(io.BytesIO(data), buffer)] == reference

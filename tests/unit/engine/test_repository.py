@@ -308,6 +308,29 @@ def test_index_files_are_written_periodically_and_on_flush() -> None:
     repository.close()
 
 
+def test_index_files_are_also_written_every_so_many_blobs() -> None:
+    """A long backup does not hold every location until the interval: an index file is written
+    once ``index_file_entries`` blobs wait for one (the clock never moves here)."""
+    clock = FrozenClock()
+    store = MemoryStore()
+    repository = new_repository(store, pack_size=2048, index_interval=300, clock=clock, uploaders=1)
+    repository.index_file_entries = 4
+    blobs = [os.urandom(3000) for _ in range(9)]  # one blob per pack
+    for blob in blobs[:3]:
+        repository.add_blob(BlobType.DATA, blob)
+    repository._packer.flush()
+    assert names(store, "index/") == []
+    for blob in blobs[3:]:
+        repository.add_blob(BlobType.DATA, blob)
+    repository._packer.flush()
+    assert len(names(store, "index/")) == 2  # at the fourth and the eighth blob
+    repository.flush()
+    assert len(names(store, "index/")) == 3  # the ninth
+    reopened = Repository.open(store, password="secret")
+    assert all(reopened.load_blob(reopened.blob_id(blob)) == blob for blob in blobs)
+    repository.close()
+
+
 def test_snapshots_save_list_load_and_delete(tmp_path: object) -> None:
     store = LocalStore(str(tmp_path))
     repository = Repository.init(store, password=None)

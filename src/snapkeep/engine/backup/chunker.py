@@ -5,7 +5,7 @@ repository format because changing them changes every chunk boundary and so defe
 
 Reading strategy (measured): a file up to ``WHOLE_READ_LIMIT`` is read with one ``readinto`` into
 a buffer and cut in place; the chunks are zero-copy ``memoryview`` slices of that buffer. Larger
-files are read in 4 MiB pieces, each cut in place; only the unfinished last chunk of a piece is
+files are read in pieces, each cut in place; only the unfinished last chunk of a piece is
 copied into the next one. (pyfastcdc's own stream chunker moves up to 8 MiB per chunk inside its
 sliding buffer and must copy every chunk out: 300 MB/s against 940 MB/s here.) The gear loop runs
 without the GIL. Files are read, never memory-mapped: a file truncated while it is being backed up
@@ -30,10 +30,10 @@ from snapkeep.engine.format import (
 
 #: Files up to this size are read whole and cut in place (no per-chunk copy).
 WHOLE_READ_LIMIT = CHUNK_MAX_SIZE
-#: Larger files are read in pieces of this size, each cut in place: a reader holds at most one
-#: piece plus the carried-over unfinished chunk (12 MiB). Measured on a 205 MiB file from the page
-#: cache with ``chunk_into``'s reused buffer: 2.3-2.4 GB/s with 4 or 8 MiB pieces alike (0.9 GB/s
-#: with fresh 32 MiB buffers as before); 4 MiB pieces save 8 MiB per reader.
+#: Streams (``chunk_file`` past ``WHOLE_READ_LIMIT``) are read in fresh pieces of this size plus
+#: the carried-over unfinished chunk. Measured on a 205 MiB file from the page cache with
+#: ``chunk_into``'s reused buffer: 2.3-2.4 GB/s with 4 or 8 MiB pieces alike (0.9 GB/s with fresh
+#: 32 MiB buffers as before). Files of a backup go through ``chunk_into`` (``INTO_PIECE_SIZE``).
 PIECE_SIZE = 4 * 1024 * 1024
 #: Chunk type: zero-copy views for whole-read files, ``bytes`` for streamed ones.
 Chunk = bytes | memoryview
@@ -125,9 +125,18 @@ def _chunk_pieces(source: _Reader) -> Iterator[memoryview]:
         carry = pieces[-1]
 
 
+#: ``chunk_into`` reads at least this much per fill beyond the carried-over chunk: its buffer is
+#: the longest chunk plus this (9 MiB). Any size above ``CHUNK_MAX_SIZE`` cuts the same; the carry
+#: is about 1 MiB on average, so a fill still reads about 8 MiB. It was 4 MiB (12 MiB buffers, one
+#: per large-file reader): 6 MiB less peak memory for the same speed (docs/engine.md, "Issue 12,
+#: third round").
+INTO_PIECE_SIZE = 1024 * 1024
+
+
 def buffer_size() -> int:
-    """The size of a buffer for ``chunk_into``: one piece plus the longest carried-over chunk."""
-    return PIECE_SIZE + CHUNK_MAX_SIZE
+    """The size of a buffer for ``chunk_into``: the longest carried-over chunk plus
+    ``INTO_PIECE_SIZE``."""
+    return INTO_PIECE_SIZE + CHUNK_MAX_SIZE
 
 
 def chunk_into(source: _Reader, buffer: bytearray) -> Iterator[memoryview]:

@@ -47,7 +47,7 @@ class BackupOptions:
     max_pending: int = 512
     max_pending_bytes: int = 256 * 1024 * 1024
     read_xattrs: bool = True
-    #: Workers that may read a large file at the same time (each holds a 12 MiB buffer).
+    #: Workers that may read a large file at the same time (each holds a 9 MiB buffer).
     large_file_readers: int = 2
 
 
@@ -159,7 +159,7 @@ class BackupPool:
         for pending in files:
             try:
                 if pending.node.size >= CHUNK_MIN_SIZE:
-                    # Large files are read into 12 MiB buffers, reused: cap how many exist.
+                    # Large files are read into 9 MiB buffers, reused: cap how many exist.
                     with self.large_files:
                         buffer = self.buffers.pop() if self.buffers else bytearray(buffer_size())
                         try:
