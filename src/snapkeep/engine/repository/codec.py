@@ -60,6 +60,9 @@ class BlobCodec:
             compressed = self._compressor().compress(data)
             if len(compressed) < len(data):
                 compression, payload = Compression.ZSTD, compressed
+            # Not kept through the sealing when unused: an incompressible 8 MiB chunk held three
+            # copies (this, the ciphertext and the sealed message) in each worker at once.
+            del compressed
         return compression, self.cipher.seal(payload, blob_id)
 
     def decode(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
