@@ -65,3 +65,15 @@ def test_make_cipher_by_id_and_key_size_checked() -> None:
     assert isinstance(make_cipher(CipherId.CHACHA20_POLY1305, KEY), ChaChaCipher)
     with pytest.raises(ValueError, match="32 bytes"):
         make_cipher(CipherId.AES_256_GCM, b"short")
+
+
+@pytest.mark.parametrize("cipher_class", [AesGcmCipher, ChaChaCipher, None])
+def test_seal_split_is_a_sealed_message_in_two_halves(cipher_class: type[AesGcmCipher] | None) -> None:
+    cipher = cipher_class(os.urandom(32)) if cipher_class else NullCipher()
+    plaintext = os.urandom(5000)
+    head, rest = cipher.seal_split(memoryview(bytearray(plaintext)), b"blob id")
+    assert len(head) == (12 if cipher_class else 0)
+    assert cipher.open(head + rest, b"blob id") == plaintext
+    assert len(head + rest) == len(cipher.seal(plaintext, b"blob id"))
+    if cipher_class:
+        assert cipher.seal_split(plaintext, b"blob id")[0] != head  # a fresh nonce each time

@@ -80,3 +80,23 @@ def test_trailer_length_beyond_the_pack_is_refused() -> None:
     forged = data[:-12] + (10**6).to_bytes(4, "little") + PACK_MAGIC
     with pytest.raises(IntegrityError, match="exceeds the pack size"):
         parse_pack(forged, cipher)
+
+
+@pytest.mark.parametrize("cipher", CIPHERS, ids=["aes", "none"])
+def test_a_blob_added_in_two_halves_makes_the_same_pack(cipher: Cipher) -> None:
+    """The backup adds a blob as its nonce and the rest: byte for byte the pack of the
+    joined blob, with the same entries and ID, whether the parts are joined or streamed."""
+    blobs = [os.urandom(n) for n in (10, 3000, 2 * 1024 * 1024, 77, 12)]
+    whole, halves = PackBuilder(), PackBuilder()
+    for blob in blobs:
+        blob_id = blake3.blake3(blob).digest()
+        whole.add(blob_id, BlobType.DATA, Compression.ZSTD, blob, len(blob) + 1)
+        halves.add(blob_id, BlobType.DATA, Compression.ZSTD, (blob[:12], blob[12:]), len(blob) + 1)
+    assert halves.entries == whole.entries
+    assert halves.size == whole.size
+    trailer_cipher = NullCipher()  # the same trailer bytes for both (AES would draw two nonces)
+    whole_id, whole_parts = whole.finish_parts(trailer_cipher)
+    halves_id, halves_parts = halves.finish_parts(trailer_cipher)
+    assert halves_id == whole_id == blake3.blake3(b"".join(whole_parts)).hexdigest()
+    assert b"".join(halves_parts) == b"".join(whole_parts)
+    assert parse_pack(b"".join(halves_parts), trailer_cipher, pack_id=halves_id) == whole.entries

@@ -9,7 +9,8 @@ import blake3
 
 from snapkeep.engine.format import BlobType, Compression, pack_name
 from snapkeep.engine.repository.crypto import NullCipher
-from snapkeep.engine.repository.packer import STREAM_PIECE, Packer, coalesce
+from snapkeep.engine.repository.pack_format import STREAM_PIECE, coalesce
+from snapkeep.engine.repository.packer import Packer
 from snapkeep.storage.memory import MemoryStore
 
 

@@ -244,8 +244,8 @@ class Repository:
                 return False
             self._in_flight.add(blob_id)
         try:
-            compression, sealed = self.codec.encode(blob_id, data)
-            self._packer.add(blob_id, blob_type, compression, sealed, len(data))
+            compression, head, sealed = self.codec.encode_split(blob_id, data)
+            self._packer.add(blob_id, blob_type, compression, (head, sealed), len(data))
         except BaseException:
             with self._lock:
                 self._in_flight.discard(blob_id)

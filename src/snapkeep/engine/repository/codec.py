@@ -55,6 +55,12 @@ class BlobCodec:
 
     def encode(self, blob_id: bytes, data: bytes | memoryview) -> tuple[Compression, bytes]:
         """The compression used and the sealed bytes to store for ``data``."""
+        compression, head, rest = self.encode_split(blob_id, data)
+        return compression, head + rest
+
+    def encode_split(self, blob_id: bytes, data: bytes | memoryview) -> tuple[Compression, bytes, bytes]:
+        """``encode`` with the sealed bytes in two halves to store one after the other (the nonce
+        and the rest, ``Cipher.seal_split``): the backup's path, which saves a copy per blob."""
         compression, payload = Compression.NONE, data
         if self.compression_level:
             compressed = self._compressor().compress(data)
@@ -63,7 +69,8 @@ class BlobCodec:
             # Not kept through the sealing when unused: an incompressible 8 MiB chunk held three
             # copies (this, the ciphertext and the sealed message) in each worker at once.
             del compressed
-        return compression, self.cipher.seal(payload, blob_id)
+        head, rest = self.cipher.seal_split(payload, blob_id)
+        return compression, head, rest
 
     def decode(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
         """Open, decompress and verify a stored blob; raises ``IntegrityError`` naming blob and pack."""

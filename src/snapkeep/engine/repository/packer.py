@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 from snapkeep.engine.format import PACK_TARGET_SIZE, BlobType, Compression, pack_name
 from snapkeep.engine.repository.crypto import Cipher
-from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry
+from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry, Sealed
 from snapkeep.errors import SnapkeepError, StorageError
 from snapkeep.storage.base import Store
 
@@ -33,9 +33,6 @@ UploadedCallback = Callable[[str, list[PackEntry]], None]
 #: One is enough to keep both uploaders busy; more only holds memory (measured: docs/engine.md).
 DEFAULT_QUEUE_DEPTH = 1
 DEFAULT_UPLOADERS = 2
-#: Blobs smaller than this are joined into pieces of about this size before they are streamed
-#: (fewer writes, fewer SFTP requests); larger ones are written as they are.
-STREAM_PIECE = 1024 * 1024
 
 
 def _released(parts: list[bytes]) -> Iterator[bytes]:
@@ -43,32 +40,6 @@ def _released(parts: list[bytes]) -> Iterator[bytes]:
     parts.reverse()
     while parts:
         yield parts.pop()
-
-
-def coalesce(parts: list[bytes]) -> list[bytes]:
-    """``parts`` with runs of small ones joined into pieces of about ``STREAM_PIECE`` bytes.
-
-    Consumes ``parts`` (emptied as it goes), so a pack is never held twice while it is joined."""
-    out: list[bytes] = []
-    run: list[bytes] = []
-    run_size = 0
-    parts.reverse()
-    while parts:
-        part = parts.pop()
-        if len(part) >= STREAM_PIECE:
-            if run:
-                out.append(b"".join(run))
-                run, run_size = [], 0
-            out.append(part)
-            continue
-        run.append(part)
-        run_size += len(part)
-        if run_size >= STREAM_PIECE:
-            out.append(b"".join(run))
-            run, run_size = [], 0
-    if run:
-        out.append(b"".join(run))
-    return out
 
 
 #: Folder listings close their packs sooner than file data: the open tree pack stays in memory
@@ -123,9 +94,10 @@ class Packer:
             raise StorageError(f"uploading a pack failed: {type(error).__name__}: {error}") from error
 
     def add(
-        self, blob_id: bytes, blob_type: BlobType, compression: Compression, sealed: bytes, raw_length: int
+        self, blob_id: bytes, blob_type: BlobType, compression: Compression, sealed: Sealed, raw_length: int
     ) -> None:
-        """Append a sealed blob; may block while the upload queue is full. Raises ``StorageError``."""
+        """Append a sealed blob (whole or in two halves, ``pack_format.Sealed``); may block while the
+        upload queue is full. Raises ``StorageError``."""
         self.check()
         full = None
         with self._lock:
@@ -178,8 +150,7 @@ class Packer:
 
     def _upload(self, builder: PackBuilder) -> None:
         entries = list(builder.entries)
-        pack_id, parts = builder.finish_parts(self._cipher)
-        parts = coalesce(parts)
+        pack_id, parts = builder.finish_parts(self._cipher)  # small blobs joined (``coalesce``)
         try:
             if len(parts) == 1:
                 self._store.store(pack_name(pack_id), parts[0])
