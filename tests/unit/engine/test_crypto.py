@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -77,3 +78,28 @@ def test_seal_split_is_a_sealed_message_in_two_halves(cipher_class: type[AesGcmC
     assert len(head + rest) == len(cipher.seal(plaintext, b"blob id"))
     if cipher_class:
         assert cipher.seal_split(plaintext, b"blob id")[0] != head  # a fresh nonce each time
+
+
+def test_nonces_are_drawn_in_blocks_never_repeat_and_are_redrawn_in_a_forked_child() -> None:
+    from snapkeep.engine.repository import crypto
+
+    seen = {crypto.random_nonce() for _ in range(2 * crypto.NONCE_BLOCK + 5)}  # crosses two refills
+    assert len(seen) == 2 * crypto.NONCE_BLOCK + 5
+    assert all(len(nonce) == 12 for nonce in seen)
+    other: list[bytes] = []
+    thread = threading.Thread(target=lambda: other.append(crypto.random_nonce()))
+    thread.start()
+    thread.join()
+    assert other[0] not in seen  # another thread has its own block
+    crypto.random_nonce()  # the parent's block is in use
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only reports its next nonce
+        os.write(writer, crypto.random_nonce())
+        os._exit(0)
+    os.close(writer)
+    from_child = os.read(reader, 12)
+    os.close(reader)
+    os.waitpid(child, 0)
+    assert len(from_child) == 12
+    assert from_child != crypto.random_nonce()  # the child did not reuse the parent's block
