@@ -108,6 +108,12 @@ def peer(catalog: Catalog, node_id: str, group_id: str) -> Peer | tuple[int, dic
     return Peer(str(node["_id"]), str(node["name"]), str(node["api"]), str(node["tls_fingerprint"]))
 
 
+def der_fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate as ``AB:CD:...`` (``serve`` prints and records
+    it, browsers and ``openssl x509 -fingerprint -sha256`` show it)."""
+    return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())
+
+
 def _connection(target: Peer) -> http.client.HTTPConnection:
     parts = urllib.parse.urlsplit(target.api)
     host = parts.hostname or ""
@@ -129,7 +135,7 @@ def _check_pin(connection: http.client.HTTPConnection, target: Peer) -> None:
         return
     sock = connection.sock
     der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
-    seen = ":".join(f"{byte:02X}" for byte in hashlib.sha256(der or b"").digest())
+    seen = der_fingerprint(der or b"")
     if der is None or seen != target.fingerprint.upper():
         raise ssl.SSLError(
             f"its TLS certificate ({seen}) is not the one it registered ({target.fingerprint})"

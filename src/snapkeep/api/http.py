@@ -331,11 +331,10 @@ async def forwarded_download(catalog: Catalog, request: Request, node: str, grou
     target = await run_in_threadpool(forward.peer, catalog, node, group_id)
     if not isinstance(target, forward.Peer):
         return JSONResponse(target[1], status_code=target[0])
-    credentials = Credentials.of(request)
-    csrf = download_credentials(request).csrf
+    credentials = download_credentials(request)
     headers = {"Authorization": credentials.header} if credentials.header else {}
     if not headers and credentials.cookie:
-        headers = {"Cookie": f"{SESSION_COOKIE}={credentials.cookie}", CSRF_HEADER: csrf or ""}
+        headers = {"Cookie": f"{SESSION_COOKIE}={credentials.cookie}", CSRF_HEADER: credentials.csrf or ""}
     me = await run_in_threadpool(local_node, catalog)
     upstream = await run_in_threadpool(forward.fetch, target, group_id, headers, me)
     if upstream.status != 200 or upstream.response is None:

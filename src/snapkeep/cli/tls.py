@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from snapkeep.api.forward import der_fingerprint
 from snapkeep.clock import SYSTEM, Clock
 
 TLS_FOLDER = "tls"
@@ -48,8 +49,7 @@ def is_loopback(host: str) -> bool:
 def fingerprint(cert_pem: bytes) -> str:
     """The SHA-256 fingerprint of a PEM certificate, as ``AB:CD:...`` (what browsers and
     ``openssl x509 -fingerprint -sha256`` show)."""
-    digest = x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256())
-    return ":".join(f"{byte:02X}" for byte in digest)
+    return der_fingerprint(x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER))
 
 
 @dataclass(frozen=True)

@@ -333,9 +333,10 @@ def _adopt(tx: Transaction, node: str, *, alone: bool) -> None:
     ``snapkeep dr import`` into a new data directory, whose node ID is new)."""
     jobs = schema.jobs
     orphan = jobs.c.node.is_(None) | (jobs.c.node != node) if alone else jobs.c.node.is_(None)
-    tx.connection.execute(update(jobs).where(orphan).values(node=node))
+    adopted = tx.connection.execute(update(jobs).where(orphan).values(node=node)).rowcount
     queue.adopt_groups(tx, node, every=alone)
-    if alone:
+    # what another node ID left (a dr import) shows in its jobs: no scan of every backup at each start
+    if alone and adopted:
         for destination in tx.all("destinations", type="Local"):
             if destination.get("node") and destination["node"] != node:
                 document = {key: value for key, value in destination.items() if key != "_id"}
