@@ -169,7 +169,7 @@ def add_multi_account(context: CallContext, params: dict[str, Any]) -> Result:
                 raise ValidationError(
                     field=f"accounts[{index}]",
                     problem=f"account {name!r} has backups from nodes "
-                    f"{', '.join(known.get(node, node or 'unknown') for node in on)}: "
+                    f"{', '.join(sorted(known.get(node, node or 'unknown') for node in on))}: "
                     "choose one with account_node",
                 )
             newest = max(mine, key=lambda row: (row.created, row.id))
