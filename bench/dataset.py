@@ -122,13 +122,22 @@ def ensure_dataset(
     return stamp
 
 
-def working_copy(source: Path, destination: Path) -> float:
+def working_copy(source: Path, destination: Path, set_aside: list[Path] | None = None) -> float:
     """Replace ``destination`` with an exact copy of ``source`` (owners, modes, times, hard links).
 
-    Returns the seconds it took. Raises DatasetError when ``cp`` fails.
+    With ``set_aside``, an existing ``destination`` is renamed next to itself and appended there
+    for the caller to delete once nothing more is measured: deleting its 80,000 files would tax
+    every file created in the next minutes (ext4 without a journal, see
+    ``run.Bench.remove_restores``), the restores of this run included. Without it, it is deleted.
+    Returns the seconds the copy took. Raises DatasetError when ``cp`` fails.
     """
     if destination.exists():
-        remove_tree(destination)
+        if set_aside is None:
+            remove_tree(destination)
+        else:
+            aside = destination.with_name(f"{destination.name}.old-{time.time_ns()}")
+            destination.rename(aside)
+            set_aside.append(aside)
     start = time.perf_counter()
     completed = subprocess.run(
         ["cp", "-a", "--reflink=auto", str(source), str(destination)], capture_output=True, text=True

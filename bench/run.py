@@ -107,8 +107,11 @@ class Bench:
         self.remote_records: dict[str, dict[str, dict[str, Any]]] = {}
         self.meta: dict[str, Any] = {"notes": []}
         self.started = time.perf_counter()
-        #: restored trees, deleted only at the end of the run (see ``remove_restores``)
-        self.restores: list[Path] = []
+        #: restored trees and earlier working copies of the data set, deleted only at the end of
+        #: the run (see ``remove_restores``); a copy an interrupted run set aside is among them
+        self.restores: list[Path] = (
+            [] if self.foreign else sorted(self.tree.parent.glob(f"{self.tree.name}.old-*"))
+        )
 
     def log(self, message: str) -> None:
         print(f"[bench {time.perf_counter() - self.started:7.1f}s] {message}", flush=True)
@@ -164,7 +167,7 @@ class Bench:
         records: dict[str, dict[str, Any]] = {tool.name: {"size": {}} for tool in self.tools}
         alive = {tool.name: True for tool in self.tools}
         if not self.foreign:
-            seconds = dataset.working_copy(self.work / "data", self.tree)
+            seconds = dataset.working_copy(self.work / "data", self.tree, self.restores)
             self.log(f"copied the pristine data set to {self.tree} in {seconds:.1f} s")
         warmed, seconds = dataset.warm(self.tree)
         self.log(f"warmed the page cache: read {warmed / 1e6:.0f} MB in {seconds:.1f} s")
@@ -278,7 +281,7 @@ class Bench:
         dataset.remove_tree(self.work / "logs")
         if self.arguments.only_remote:
             if not self.foreign:
-                dataset.working_copy(self.work / "data", self.tree)
+                dataset.working_copy(self.work / "data", self.tree, self.restores)
             dataset.warm(self.tree)
         try:
             for repeat in range(0 if self.arguments.only_remote else self.arguments.repeat):
@@ -295,7 +298,7 @@ class Bench:
         return self.meta
 
     def remove_restores(self) -> None:
-        """Delete every restored tree, once every step is measured.
+        """Delete every restored tree (and working copy set aside), once every step is measured.
 
         ext4 without a journal skips inodes freed in the last 30-35 s when it allocates new ones
         (``recently_deleted``), one inode table lookup each: for a while after a tree of 80,000

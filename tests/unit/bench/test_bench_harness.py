@@ -121,6 +121,25 @@ def test_disk_usage_counts_hard_links_once_and_tree_info_counts_kinds(tmp_path: 
     assert info.bytes == 2500
 
 
+def test_working_copy_sets_the_old_copy_aside_instead_of_deleting_it(tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    (source / "sub").mkdir(parents=True)
+    (source / "sub" / "f").write_bytes(b"pristine")
+    tree = tmp_path / "tree"
+    aside: list[Path] = []
+    dataset.working_copy(source, tree, aside)
+    assert aside == []
+    (tree / "sub" / "f").write_bytes(b"mutated")
+    dataset.working_copy(source, tree, aside)
+    assert (tree / "sub" / "f").read_bytes() == b"pristine"
+    # the mutated copy is kept, under another name, for the caller to delete after measuring
+    assert [path.parent for path in aside] == [tmp_path]
+    assert aside[0].name.startswith("tree.old-")
+    assert (aside[0] / "sub" / "f").read_bytes() == b"mutated"
+    dataset.working_copy(source, tree)  # without a list: deleted at once
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["data", "tree", aside[0].name])
+
+
 def test_find_restored_root_knows_the_layouts_of_the_tools(tmp_path: Path) -> None:
     source = Path("/srv/data/tree")
     restic_like = tmp_path / "r"
