@@ -343,12 +343,35 @@ class MetadataApplier:
         self.umask = current_umask()
         self._uid_of = functools.lru_cache(maxsize=None)(_uid_of)
         self._gid_of = functools.lru_cache(maxsize=None)(_gid_of)
+        #: (user, group, uid, gid) -> the owner to give: one lookup per entry instead of two
+        self._owners: dict[tuple[str, str, int, int], tuple[int, int]] = {}
 
     def owner(self, entry: EntryMetadata) -> tuple[int, int]:
         """The (uid, gid) to give ``entry``: its names' IDs here, else its recorded IDs."""
-        uid = self._uid_of(entry.user) if entry.user else None
-        gid = self._gid_of(entry.group) if entry.group else None
-        return (entry.uid if uid is None else uid, entry.gid if gid is None else gid)
+        key = (entry.user, entry.group, entry.uid, entry.gid)
+        found = self._owners.get(key)
+        if found is None:
+            uid = self._uid_of(entry.user) if entry.user else None
+            gid = self._gid_of(entry.group) if entry.group else None
+            found = (entry.uid if uid is None else uid, entry.gid if gid is None else gid)
+            self._owners[key] = found
+        return found
+
+    def apply_new_file(self, entry: EntryMetadata, display: str, fd: int, inherits_group: bool) -> None:
+        """``apply`` through ``fd``, a file this process just created with the entry's permission
+        bits in a folder that ``inherits_group`` or not (a restore's path for every file)."""
+        if self.owners:
+            owner = self.owner(entry)
+            if owner != self.identity or inherits_group:
+                try:
+                    os.chown(fd, *owner)
+                except OSError as error:
+                    self.warn(display, f"cannot set owner: {error.strerror or error}")
+        if entry.mode & 0o7000 or entry.mode & self.umask:
+            os.chmod(fd, entry.mode)  # chown clears only set-ID bits
+        if entry.xattrs:
+            self._set_xattrs(entry, display, fd)
+        os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
     def apply(
         self,
@@ -367,6 +390,9 @@ class MetadataApplier:
         this process just created with the entry's permission bits, in a folder that
         ``inherits_group`` or not: calls that would change nothing are left out."""
         if fd is not None:
+            if fresh:
+                self.apply_new_file(entry, display, fd, inherits_group)
+                return
             target: int | bytes = fd
             where: dict[str, Any] = {}
         else:
@@ -384,6 +410,13 @@ class MetadataApplier:
         elif not symlink:
             # Linux has no lchmod: a name here is a fifo or device node this restore just made.
             os.chmod(target, entry.mode, dir_fd=None if fd is not None else dir_fd)
+        if entry.xattrs:
+            self._set_xattrs(entry, display, fd)
+        os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), **where)
+
+    def _set_xattrs(self, entry: EntryMetadata, display: str, fd: int | None) -> None:
+        """Set ``entry``'s extended attributes through ``fd`` (``None``: a name, where they are
+        not restored); a failure is a warning."""
         for key, value in entry.xattrs.items():
             try:
                 if fd is not None:
@@ -392,7 +425,6 @@ class MetadataApplier:
                     raise OSError(errno.ENOTSUP, "extended attributes on special files are not restored")
             except OSError as error:
                 self.warn(display, f"cannot set xattr {key}: {error.strerror or error}")
-        os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), **where)
 
 
 def current_umask() -> int:

@@ -357,9 +357,10 @@ class Repository:
         """The index locations of a file node's chunks, in order, or why its content cannot be what
         it declares (``file_problem``): one lookup per chunk serves both the check and a restore."""
         total = 0
+        with self._lock:  # once per file, not per chunk
+            found = list(map(self.index.lookup, node.content))
         locations: list[BlobLocation] = []
-        for blob_id in node.content:
-            location = self.lookup(blob_id)
+        for blob_id, location in zip(node.content, found, strict=True):
             if location is None:
                 return f"blob {blob_id.hex()} is not in the index"
             if location.blob_type is not BlobType.DATA:
@@ -436,7 +437,7 @@ class Repository:
                 relative = location.offset - start
                 yield (
                     location.blob_id,
-                    self.decode_blob(location, data[relative : relative + location.length]),
+                    self.codec.decode(location, data[relative : relative + location.length], checked=True),
                 )
             position = run_end
 

@@ -72,27 +72,42 @@ class BlobCodec:
         head, rest = self.cipher.seal_split(payload, blob_id)
         return compression, head, rest
 
-    def decode(self, location: BlobLocation, stored: bytes | memoryview) -> bytes:
-        """Open, decompress and verify a stored blob; raises ``IntegrityError`` naming blob and pack."""
-        what = f"blob {location.blob_id.hex()} in pack {location.pack_id}"
-        check_location(location)
+    def decode(self, location: BlobLocation, stored: bytes | memoryview, *, checked: bool = False) -> bytes:
+        """Open, decompress and verify a stored blob; raises ``IntegrityError`` naming blob and pack.
+
+        ``checked``: the caller has passed ``location`` through ``check_location`` already (a
+        restore checks every location of a read before it starts; once per blob is enough)."""
+        if not checked:
+            check_location(location)
         if len(stored) != location.length:
-            raise IntegrityError(what=what, reason=f"read {len(stored)} bytes, expected {location.length}")
-        plaintext = self.cipher.open(stored, location.blob_id, what=what)
+            raise IntegrityError(
+                what=_blob_in_pack(location), reason=f"read {len(stored)} bytes, expected {location.length}"
+            )
+        try:
+            plaintext = self.cipher.open(stored, location.blob_id)
+        except IntegrityError as error:
+            raise IntegrityError(what=_blob_in_pack(location), reason=error.fields["reason"]) from None
         if location.compression is Compression.ZSTD:
             try:
                 announced = zstandard.frame_content_size(plaintext)
                 if announced > location.raw_length:
                     raise IntegrityError(
-                        what=what,
+                        what=_blob_in_pack(location),
                         reason=f"its zstd frame expands to {announced} bytes, not {location.raw_length}",
                     )
                 plaintext = self._decompressor().decompress(plaintext, max_output_size=location.raw_length)
             except zstandard.ZstdError as problem:
-                raise IntegrityError(what=what, reason=f"cannot decompress: {problem}") from None
+                raise IntegrityError(
+                    what=_blob_in_pack(location), reason=f"cannot decompress: {problem}"
+                ) from None
         if len(plaintext) != location.raw_length or self.blob_id(plaintext) != location.blob_id:
-            raise IntegrityError(what=what, reason="contents do not match the blob ID")
+            raise IntegrityError(what=_blob_in_pack(location), reason="contents do not match the blob ID")
         return plaintext
+
+
+def _blob_in_pack(location: BlobLocation) -> str:
+    """How messages name a blob: by ID and pack (built only when there is something to say)."""
+    return f"blob {location.blob_id.hex()} in pack {location.pack_id}"
 
 
 def check_location(location: BlobLocation) -> None:
@@ -100,4 +115,4 @@ def check_location(location: BlobLocation) -> None:
     bounds (``data.bounds.location_problem``): checked before anything is read or expanded."""
     problem = location_problem(location.blob_type, location.length, location.raw_length)
     if problem is not None:
-        raise IntegrityError(what=f"blob {location.blob_id.hex()} in pack {location.pack_id}", reason=problem)
+        raise IntegrityError(what=_blob_in_pack(location), reason=problem)

@@ -290,7 +290,7 @@ class RestorePlanner(RestoreWriter):
             return
         if below is not None:
             return  # an include goes deeper but this entry is not a folder
-        if self.refused_special(node, display):
+        if (node.type != FILE or node.mode & SPECIAL_BITS) and self.refused_special(node, display):
             return
         locations: list[BlobLocation] = []
         if node.type == FILE:

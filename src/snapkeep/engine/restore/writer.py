@@ -104,6 +104,10 @@ class RestoreWriter:
 
     def note(self, action: str, display: str) -> None:
         """Count ``action`` on ``display``; listed unless it is a new entry of a real restore."""
+        if action == WRITE and not self.options.dry_run:
+            # Only the plan (one thread) notes new entries: a count, no lock (once per entry).
+            self.result.changes.counts[WRITE] += 1
+            return
         with self.lock:
             self.result.changes.add(action, display, listed=action != WRITE or self.options.dry_run)
 
@@ -180,36 +184,41 @@ class RestoreWriter:
             self.fail_job(job, f"cannot write: {error.strerror or error}")
 
     def write_at(self, job: FileJob, data: bytes, offset: int) -> None:
+        if not job.node.sparse:
+            written = os.pwrite(job.fd, data, offset)
+            if written < len(data):
+                _write_all(job.fd, memoryview(data)[written:], offset + written)
+            self.progress.on_bytes(len(data))
+            return
+        # Sparse: write only the runs of blocks that hold data; zero blocks stay holes.
         view = memoryview(data)
-        if job.node.sparse:
-            # Write only the runs of blocks that hold data; zero blocks stay holes.
-            start = -1
-            for position in range(0, len(data), _SPARSE_BLOCK):
-                block = data[position : position + _SPARSE_BLOCK]
-                if block == _ZEROS[: len(block)]:
-                    if start >= 0:
-                        _write_all(job.fd, view[start:position], offset + start)
-                        start = -1
-                elif start < 0:
-                    start = position
-            if start >= 0:
-                _write_all(job.fd, view[start:], offset + start)
-        else:
-            _write_all(job.fd, view, offset)
+        start = -1
+        for position in range(0, len(data), _SPARSE_BLOCK):
+            block = data[position : position + _SPARSE_BLOCK]
+            if block == _ZEROS[: len(block)]:
+                if start >= 0:
+                    _write_all(job.fd, view[start:position], offset + start)
+                    start = -1
+            elif start < 0:
+                start = position
+        if start >= 0:
+            _write_all(job.fd, view[start:], offset + start)
         self.progress.on_bytes(len(data))
 
     def finish(self, job: FileJob) -> None:
+        """Truncate (sparse), apply the metadata of a file ``create`` made, close it."""
+        node = job.node
         try:
-            if job.node.sparse:
-                os.ftruncate(job.fd, job.node.size)  # a trailing hole is not written
-            self.apply_metadata(job.node, job.display, fd=job.fd, created=job.folder)
+            if node.sparse:
+                os.ftruncate(job.fd, node.size)  # a trailing hole is not written
+            self.metadata.apply_new_file(node, job.display, job.fd, self.inherits_group[job.folder])
         finally:
             os.close(job.fd)
             job.fd = -1
         with self.lock:
             self.result.files += 1
-            self.result.bytes += job.node.size
-        self.progress.on_file(job.display, job.node.size)
+            self.result.bytes += node.size
+        self.progress.on_file(job.display, node.size)
 
     def fail_job(self, job: FileJob, message: str) -> None:
         if job.lock is not None:
