@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,50 @@ def test_the_cache_keeps_to_its_budget(repository: Repository, store: CountingSt
     ]
     assert loader.listings == len(trees)
     assert len(loader._packs) == 1
+
+
+def test_prefetch_reads_a_pack_once_in_the_pool_and_load_decodes_from_it(
+    repository: Repository, store: CountingStore, tmp_path: Path
+) -> None:
+    snapshot = backup(repository, [many_folders(tmp_path)])
+    trees = tree_ids(repository, bytes.fromhex(snapshot.tree))
+    store.reads.clear()
+    packs = TreePacks(repository)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for tree in trees:
+            packs.prefetch(tree, pool)
+    read_in_pool = dict(store.reads)
+    assert read_in_pool  # the packs were read by the pool, before any listing was asked for
+    assert set(read_in_pool.values()) == {1}
+    for tree in trees:
+        assert packs.load(tree) == Tree.decode(repository.load_blob(tree))
+    # the listings came from the packs the pool read (load_blob above reads single blobs)
+    assert packs.listings == len(trees)
+    assert packs.packs_read == len(read_in_pool)
+
+
+class BrokenStore(MemoryStore):
+    """Raises an error that is not a storage error on every ranged read from offset 0."""
+
+    broken = False
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if self.broken and name.startswith("data/") and offset == 0:
+            raise RuntimeError("the disk controller is gone")
+        return super().load(name, offset, length)
+
+
+def test_a_pack_read_that_fails_unexpectedly_fails_its_waiters_instead_of_hanging(tmp_path: Path) -> None:
+    store = BrokenStore()
+    repository = Repository.init(store, password="secret", kdf_params=FAST_KDF)
+    try:
+        snapshot = backup(repository, [many_folders(tmp_path)])
+        store.broken = True
+        packs = TreePacks(repository)
+        root = bytes.fromhex(snapshot.tree)
+        with pytest.raises(RuntimeError, match="disk controller"):
+            packs.load(root)
+        with pytest.raises(RuntimeError, match="disk controller"):
+            packs.load(root)  # tried again, not a future left pending forever
+    finally:
+        repository.close()

@@ -36,7 +36,7 @@ from snapkeep.engine.restore.writer import RestoreResult
 
 __all__ = ["POLICIES", "Changes", "RestoreOptions", "RestoreResult", "parse_include", "restore"]
 
-#: Threads that load the trees the plan will visit next (more only add GIL contention locally).
+#: Threads that read the packs of the listings the plan will visit next (the plan decodes them).
 _TREE_READERS = 2
 
 

@@ -1,12 +1,13 @@
 """Restore planning: walk the snapshot's trees, apply the includes, batch the files by pack.
 
-The plan (main thread) walks the snapshot's trees depth first, prefetching the trees it will visit
-next. Every name comes from ``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names
-(``UnsafePathError``). Folders are created as the plan reaches them (``fs.safe_target``); regular
-files are planned (empty ones created at once); symlinks, fifos and device nodes (when root) are
-made there too. The blobs the planned files need are grouped by pack and handed to the workers
-(``restore.writer``) every ``_BATCH_BYTES`` or ``_BATCH_FILES``, so writing starts while the plan
-goes on; at most ``_BATCHES_AHEAD`` batches wait, which bounds the plan's memory.
+The plan (main thread) walks the snapshot's trees depth first, decoding each listing itself while
+other threads read ahead the packs of the listings it will visit next. Every name comes from
+``Tree.decode``, which rejects ``..``, ``/``, NUL and empty names (``UnsafePathError``). Folders
+are created as the plan reaches them (``fs.safe_target``); regular files are planned (empty ones
+created at once); symlinks, fifos and device nodes (when root) are made there too. The blobs the
+planned files need are grouped by pack and handed to the workers (``restore.writer``) every
+``_BATCH_BYTES`` or ``_BATCH_FILES``, so writing starts while the plan goes on; at most
+``_BATCHES_AHEAD`` batches wait, which bounds the plan's memory.
 """
 
 from __future__ import annotations
@@ -93,7 +94,6 @@ class RestorePlanner(RestoreWriter):
         self.packs: dict[str, list[BlobLocation]] = {}
         self.pool: ThreadPoolExecutor | None = None
         self.tree_pool: ThreadPoolExecutor | None = None
-        self.trees: dict[bytes, Future[Tree]] = {}
         #: folder listings, read a whole tree pack at a time (one request instead of one per folder)
         self.tree_packs = TreePacks(repository)
         self.ways = 1
@@ -135,18 +135,15 @@ class RestorePlanner(RestoreWriter):
     # --- plan -------------------------------------------------------------------------------------
 
     def load_tree(self, tree_id: bytes) -> Tree:
-        """A tree (prefetched when ``prefetch`` asked for it; ``TreePacks`` reads its whole pack).
+        """A tree (``TreePacks`` reads its whole pack, or has it read ahead by ``prefetch``).
         Raises what loading raises."""
-        future = self.trees.pop(tree_id, None)
-        if future is not None:
-            return future.result()
         return self.tree_packs.load(tree_id)
 
     def prefetch(self, tree_id: bytes) -> None:
-        """Start loading a tree the plan will need soon: a remote store answers many requests at
-        once, one after the other costs a round trip per folder."""
-        if self.tree_pool is not None and tree_id not in self.trees:
-            self.trees[tree_id] = self.tree_pool.submit(self.tree_packs.load, tree_id)
+        """Start reading the pack of a tree the plan will need soon: against a remote store the
+        plan then does not wait a round trip for it."""
+        if self.tree_pool is not None:
+            self.tree_packs.prefetch(tree_id, self.tree_pool)
 
     def check_includes(self, root: bytes, filters: list[list[bytes]]) -> None:
         """Raises ``NotFoundError`` when an include names nothing in the snapshot."""
@@ -274,7 +271,6 @@ class RestorePlanner(RestoreWriter):
                 action = self.decide_on(node, info, dir_fd)
                 if action == SKIP:
                     self.note(SKIP, display)
-                    self.trees.pop(node.subtree, None)  # its prefetched tree is not needed
                     return
                 if action == OVERWRITE:
                     self.note(OVERWRITE, display)
@@ -353,7 +349,6 @@ class RestorePlanner(RestoreWriter):
             if action in (SKIP, OVERWRITE):
                 self.note(action, shown)
             if action == SKIP:
-                self.trees.pop(node.subtree, None)
                 return
             child = open_existing_folder(node.name, dir_fd) if action == WRITE else None
             try:

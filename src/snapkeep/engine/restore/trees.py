@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 
 from snapkeep.engine.data.tree import Tree
 from snapkeep.engine.format import pack_name
@@ -47,9 +47,25 @@ class TreePacks:
         self._lock = threading.Lock()
         self._packs: OrderedDict[str, Future[memoryview | None]] = OrderedDict()
         self._held = 0
+        #: packs ``prefetch`` handed to a pool (read at most once that way, even after eviction)
+        self._asked: set[str] = set()
         #: packs read whole, and listings taken from them (for tests and the profile notes)
         self.packs_read = 0
         self.listings = 0
+
+    def prefetch(self, tree_id: bytes, pool: Executor) -> None:
+        """Have ``pool`` read the pack holding ``tree_id`` unless it is held, being read or asked
+        for already: only the read runs there, the listing is decoded by whoever ``load``s it (in
+        a local restore the decoding threads only competed with the writers for the interpreter:
+        2 GiB into tmpfs, 4 rounds, 5.64-5.80 s against 5.89-6.63 s with the decoding prefetched)."""
+        location = self.repository.lookup(tree_id)
+        if location is None or location.blob_type is not BlobType.TREE:
+            return
+        with self._lock:
+            if location.pack_id in self._packs or location.pack_id in self._asked:
+                return
+            self._asked.add(location.pack_id)
+        pool.submit(self._pack, location.pack_id)
 
     def load(self, tree_id: bytes) -> Tree:
         """The verified listing ``tree_id``. Raises what ``Repository.load_blob`` raises."""
@@ -88,6 +104,11 @@ class TreePacks:
             data = memoryview(self.repository.store.load(pack_name(pack_id), 0, PACK_READ))
         except SnapkeepError:
             data = None
+        except BaseException as error:  # whoever waits for this pack gets the error, never a hang
+            with self._lock:
+                self._packs.pop(pack_id, None)
+            future.set_exception(error)
+            raise
         future.set_result(data)
         with self._lock:
             self.packs_read += 1
