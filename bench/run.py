@@ -300,13 +300,15 @@ class Bench:
     def remove_restores(self) -> None:
         """Delete every restored tree (and working copy set aside), once every step is measured.
 
-        ext4 without a journal skips inodes freed in the last 30-35 s when it allocates new ones
+        ext4 without a journal skips recently freed inodes when it allocates new ones
         (``recently_deleted``), one inode table lookup each: for a while after a tree of 80,000
-        files is deleted, creating files costs several times the CPU (perf: 40 % of a restore in
-        ``find_inode_bit``/``recently_deleted``). Deleting one step's tree before the next restore
-        taxed whichever tool restored next, and snapkeep restores first on every remote target
-        (a 512 MiB S3 restore right after the SFTP trees were deleted: 14.9 s and 9.8 s of CPU,
-        then 5.0 s and 3.9-4.1 s). At most about 7 times the data set is kept meanwhile."""
+        files is deleted (seen here: more than 5 minutes), creating files costs several times the
+        CPU (perf: 40-47 % of a restore in ``find_inode_bit``/``recently_deleted``). Deleting one
+        step's tree, or the previous working copy, before a restore taxed whichever tool restored
+        next, and snapkeep restores first (a 512 MiB S3 restore right after the SFTP trees were
+        deleted: 14.9 s and 9.8 s of CPU, then 5.0 s and 3.9-4.1 s; a 2 GiB local restore: 18 s
+        of system time instead of 2.7 s). At most about 7 times the data set is kept meanwhile,
+        plus one set-aside working copy per repetition."""
         for target in self.restores:
             dataset.remove_tree(target)
         self.restores = []
