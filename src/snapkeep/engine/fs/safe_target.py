@@ -382,32 +382,23 @@ class MetadataApplier:
         name: bytes = b"",
         dir_fd: int | None = None,
         symlink: bool = False,
-        fresh: bool = False,
-        inherits_group: bool = False,
     ) -> None:
         """Apply ``entry``'s metadata through ``fd``, or on ``name`` in ``dir_fd`` without following
-        a symlink (``symlink``: the name is one, so its mode is left alone). ``fresh``: a file
-        this process just created with the entry's permission bits, in a folder that
-        ``inherits_group`` or not: calls that would change nothing are left out."""
+        a symlink (``symlink``: the name is one, so its mode is left alone). A file this process
+        has just created goes through ``apply_new_file``, which leaves out calls that change
+        nothing."""
         if fd is not None:
-            if fresh:
-                self.apply_new_file(entry, display, fd, inherits_group)
-                return
             target: int | bytes = fd
             where: dict[str, Any] = {}
         else:
             target = name
             where = {"dir_fd": dir_fd, "follow_symlinks": False}
         if self.owners:
-            owner = self.owner(entry)
-            if not fresh or owner != self.identity or inherits_group:
-                try:
-                    os.chown(target, *owner, **where)
-                except OSError as error:
-                    self.warn(display, f"cannot set owner: {error.strerror or error}")
-        if fresh and not entry.mode & 0o7000 and not entry.mode & self.umask:
-            pass  # created with these permission bits; chown clears only set-ID bits
-        elif not symlink:
+            try:
+                os.chown(target, *self.owner(entry), **where)
+            except OSError as error:
+                self.warn(display, f"cannot set owner: {error.strerror or error}")
+        if not symlink:
             # Linux has no lchmod: a name here is a fifo or device node this restore just made.
             os.chmod(target, entry.mode, dir_fd=None if fd is not None else dir_fd)
         if entry.xattrs:

@@ -53,14 +53,9 @@ class BlobCodec:
             self._local.decompressor = decompressor
         return decompressor
 
-    def encode(self, blob_id: bytes, data: bytes | memoryview) -> tuple[Compression, bytes]:
-        """The compression used and the sealed bytes to store for ``data``."""
-        compression, head, rest = self.encode_split(blob_id, data)
-        return compression, head + rest
-
     def encode_split(self, blob_id: bytes, data: bytes | memoryview) -> tuple[Compression, bytes, bytes]:
-        """``encode`` with the sealed bytes in two halves to store one after the other (the nonce
-        and the rest, ``Cipher.seal_split``): the backup's path, which saves a copy per blob."""
+        """The compression used and the sealed bytes to store for ``data``, in two halves to store
+        one after the other (the nonce and the rest, ``Cipher.seal_split``): no copy per blob."""
         compression, payload = Compression.NONE, data
         if self.compression_level:
             compressed = self._compressor().compress(data)

@@ -294,22 +294,11 @@ class RestoreWriter:
         fd: int | None = None,
         name: bytes = b"",
         dir_fd: int | None = None,
-        created: int = -1,
     ) -> None:
         """Owner (as root), mode, xattrs and times, through ``fd``, or on ``name`` in ``dir_fd``
-        without following a symlink (``fs.safe_target.MetadataApplier``). ``created`` is the
-        folder of a file ``create`` just made (owned by us, permission bits set): calls that would
-        change nothing are left out. Raises ``OSError`` when the mode or times cannot be set."""
-        self.metadata.apply(
-            node,
-            display,
-            fd=fd,
-            name=name,
-            dir_fd=dir_fd,
-            symlink=node.type == SYMLINK,
-            fresh=created >= 0,
-            inherits_group=created >= 0 and self.inherits_group[created],
-        )
+        without following a symlink (``fs.safe_target.MetadataApplier``); a file ``create`` made
+        gets them in ``finish``. Raises ``OSError`` when the mode or times cannot be set."""
+        self.metadata.apply(node, display, fd=fd, name=name, dir_fd=dir_fd, symlink=node.type == SYMLINK)
 
 
 def _write_all(fd: int, view: memoryview, offset: int) -> None:
