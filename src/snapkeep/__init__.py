@@ -11,11 +11,26 @@ pack         a file of blobs with a sealed trailer listing them
 catalog      the SQL database holding jobs, destinations, schedules, queue, logs, alerts and tokens
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("snapkeep")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
+import functools
 
 __all__ = ["__version__"]
+
+
+@functools.cache
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("snapkeep")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, looked up when first asked for: ``importlib.metadata`` costs 50 ms and
+    5 MB, which a restore worker process or ``snapkeep repo`` need not pay."""
+    if name == "__version__":
+        return _installed_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -254,6 +254,12 @@ class Folders:
         self.parts.append(parts)
         return len(self.fds) - 1
 
+    def add_path(self, parts: list[bytes]) -> int:
+        """Register a folder by its path below the target only (reopened when used)."""
+        self.fds.append(-1)
+        self.parts.append(parts)
+        return len(self.fds) - 1
+
     @contextlib.contextmanager
     def open(self, index: int) -> Iterator[int]:
         fd = self.fds[index]

@@ -32,6 +32,7 @@ from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore.plan import RestorePlanner, parse_include
+from snapkeep.engine.restore.processes import Splitter, default_processes, split_depth
 from snapkeep.engine.restore.writer import RestoreResult
 
 __all__ = ["POLICIES", "Changes", "RestoreOptions", "RestoreResult", "parse_include", "restore"]
@@ -50,6 +51,7 @@ def restore(
     workers: int = 2,
     restore_owners: bool | None = None,
     options: RestoreOptions | None = None,
+    processes: int | None = None,
 ) -> RestoreResult:
     """Restore ``snapshot`` (or only ``includes``, paths inside it) into the folder ``target``.
 
@@ -58,6 +60,8 @@ def restore(
     ``NotFoundError`` when an include names nothing, ``IntegrityError`` when a tree is damaged, and
     storage errors. Per-file problems are listed in the result's ``failures``. ``options``: the
     overwrite policy, dry run and special files (default: ``always``, a real restore, none).
+    ``processes``: how many processes share the restore (``restore.processes``; default one per
+    core for a local store, at most 4).
     """
     filters = [parse_include(include) for include in includes] or None
     restorer = RestorePlanner(
@@ -75,14 +79,32 @@ def restore(
     folders = Folders(os.open(base, DIR_FLAGS), descriptor_budget())
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="snapkeep-restore")
     tree_pool = ThreadPoolExecutor(max_workers=_TREE_READERS, thread_name_prefix="snapkeep-trees")
+    splitter: Splitter | None = None
+    root = bytes.fromhex(snapshot.tree)
     try:
         restorer.folders = folders
         restorer.start(pool, tree_pool, workers, snapshot if filters is None else None)
-        restorer.plan(bytes.fromhex(snapshot.tree), 0, [], b"", filters)
+        count = default_processes(repository) if processes is None else max(1, processes)
+        if count > 1:
+            restorer.split_depth = split_depth(restorer, root, filters)
+            if restorer.split_depth is not None:
+                restorer.shared()
+                splitter = Splitter(restorer, count - 1, folders.fds[0], workers)
+                splitter.start()
+                restorer.result.processes = 1 + splitter.started
+        restorer.plan(root, 0, [], b"", filters)
+        if splitter is not None:
+            splitter.seal()
+            while (task := splitter.take()) is not None:
+                restorer.plan(task.subtree, task.folder, task.parts, task.shown, task.below)
         restorer.write_contents()
+        if splitter is not None:
+            splitter.finish()
         restorer.link_hardlinks()
         restorer.apply_folder_metadata(pool, workers)
     finally:
+        if splitter is not None:
+            splitter.close()
         tree_pool.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         folders.close()

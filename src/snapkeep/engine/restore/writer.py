@@ -43,7 +43,8 @@ class RestoreResult(PolicyOutcome):
     """What a restore did. ``failures`` (path, message) are entries that were not restored;
     ``warnings`` are metadata that could not be applied (owner, xattr, device node). ``changes``
     counts and lists the existing entries overwritten or skipped (``fs.restore_policy``); in a dry
-    run (``dry_run``) it lists every entry that would be written too, and nothing was written."""
+    run (``dry_run``) it lists every entry that would be written too, and nothing was written.
+    ``processes``: how many processes shared the restore (``restore.processes``)."""
 
     files: int = 0
     dirs: int = 0
@@ -51,6 +52,7 @@ class RestoreResult(PolicyOutcome):
     bytes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    processes: int = 1
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,519 @@
+"""A restore from a local repository shared among processes: one interpreter lock each.
+
+Why: a local restore is bound by the interpreter lock (docs/engine.md, "Issue 12, fifth round"):
+its threads decode listings, open, write, time-stamp and close 80,000 files, and every system call
+hands the lock over. On 2 cores one process restores at about 1.4 cores however many threads it
+has; two processes, each with the same pipeline on half of the folders, use both.
+
+How: the planning process walks the top of the snapshot breadth first (``split_depth``) down to
+the first depth holding at least ``MIN_TASKS`` folders. The plan then restores everything above
+that depth itself and makes each folder at that depth, leaving its contents as a ``SplitTask``.
+The tasks are shared in a work-stealing way: the planning process takes them from the front,
+each worker process (``restore.child``, started with ``sys.executable``) asks for one at a time
+and gets it from the back, so they meet wherever the sizes put them. A worker gets the
+repository's keys and the folder's descriptor over a socket pair (nothing is written anywhere),
+opens the same local store, restores the task with the same ``RestorePlanner`` (same checks,
+policies and limits), and reports progress while it runs and its result when no task is left.
+
+What stays with the planning process: every folder's metadata above and at the split depth,
+applied last as before; hard links (a worker reports its groups; a group written first by two
+processes keeps one copy and the other becomes a link); the folders holding hard-link members
+(their metadata after the links). A worker that stops unexpectedly fails the restore, naming it:
+the tasks it held are not silently redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from snapkeep import errors
+from snapkeep.clock import SYSTEM
+from snapkeep.engine.data.tree import DIR, FILE, Node
+from snapkeep.engine.progress import Progress
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.restore.plan import Filters, RestorePlanner, SplitTask
+from snapkeep.engine.restore.writer import FileJob
+from snapkeep.errors import RepositoryError, SnapkeepError
+from snapkeep.storage.base import Store
+from snapkeep.storage.local import LocalStore
+from snapkeep.storage.wrappers import RetryingStore
+
+__all__ = ["MIN_TASKS", "Splitter", "default_processes", "split_depth"]
+
+#: The split depth is the first holding at least this many folders (enough pieces to balance).
+MIN_TASKS = 16
+#: The breadth-first look at the top stops after this many levels or listings.
+_MAX_DEPTH = 12
+_MAX_LISTINGS = 4096
+#: Most restore processes in all (each runs a plan, two writers and two tree readers).
+MAX_PROCESSES = 4
+#: Entries a process may create before it asks the restore's allowance for more.
+LEASE = 1024
+#: Seconds a worker whose messages ended may take to exit before it is killed.
+_END_WAIT = 10.0
+#: How often a worker reports its progress.
+PROGRESS_INTERVAL = 0.1
+
+
+def default_processes(repository: Repository) -> int:
+    """How many processes restore from ``repository``: one per core (at most ``MAX_PROCESSES``)
+    for a local store (plain, or retried as the service opens a Local destination), else 1 (a
+    remote store is bound by its transfers, and a worker would need its own connection; another
+    wrapper may count or alter what is read)."""
+    if _local_store(repository.store) is None:
+        return 1
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
+def _local_store(store: Store) -> tuple[str, dict[str, float] | None] | None:
+    """The folder of a local store and, when it is retried, how (``None``: not a local store)."""
+    if type(store) is LocalStore:
+        return store.location, None
+    if type(store) is RetryingStore and type(store.inner) is LocalStore:
+        retry = {"attempts": store.attempts, "base_delay": store.base_delay, "max_delay": store.max_delay}
+        return store.inner.location, retry
+    return None
+
+
+def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int | None:
+    """The shallowest depth (1: the entries of the root listing) holding at least ``MIN_TASKS``
+    folders the restore selects, or ``None`` when the top of the snapshot never fans out so."""
+    level: list[tuple[bytes, Filters]] = [(root, filters)]
+    for depth in range(1, _MAX_DEPTH + 1):
+        folders: list[tuple[bytes, Filters]] = []
+        for tree_id, selected in level:
+            for node, below in planner.choose(tree_id, selected):
+                if node.type == DIR and node.subtree is not None:
+                    folders.append((node.subtree, below))
+        if len(folders) >= MIN_TASKS:
+            return depth
+        if not folders or len(folders) > _MAX_LISTINGS:
+            return None
+        level = folders
+    return None
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    connection: Connection
+    sock: socket.socket
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: threading.Thread | None = None
+    result: dict[str, Any] | None = None
+    given: list[SplitTask] = field(default_factory=list)
+
+
+class Splitter:
+    """The planning process's side: starts the workers, deals out the tasks, merges results."""
+
+    def __init__(self, planner: RestorePlanner, count: int, target_fd: int, workers: int) -> None:
+        self.planner = planner
+        self.count = count
+        self.target_fd = target_fd
+        self.workers = workers
+        self._lock = threading.Condition()
+        self._front = 0
+        self._back = 0
+        self._sealed = False
+        self.error: BaseException | None = None
+        self._workers: list[_Worker] = []
+        #: entries the processes may still create in all (``RestorePlanner.entry_limit``)
+        self.cap = planner.entry_limit
+        self._left = planner.entry_limit
+        if self.cap is not None:
+            planner.entry_cap, planner.entry_limit, planner.lease = self.cap, planner.entries, self.lease
+
+    def lease(self) -> int:
+        """Up to ``LEASE`` more entries from the restore's allowance (0 when it is spent)."""
+        with self._lock:
+            if self._left is None:
+                return LEASE
+            granted = min(LEASE, self._left)
+            self._left -= granted
+            return granted
+
+    @property
+    def started(self) -> int:
+        """Worker processes started."""
+        return len(self._workers)
+
+    # --- workers ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker processes (they load the index while the plan reaches the split)."""
+        repository = self.planner.repository
+        local = _local_store(repository.store)
+        assert local is not None
+        setup = {
+            "store": local[0],
+            "retry": local[1],
+            "config": repository.config.to_json(),
+            "key": repository.master_key.to_bytes(),
+            "owners": self.planner.owners,
+            "options": self.planner.options,
+            "workers": self.workers,
+            "entry_cap": self.cap,
+        }
+        for _ in range(self.count):
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "snapkeep.engine.restore.child", str(child.fileno())],
+                    pass_fds=[child.fileno()],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
+            except OSError:  # no process to spare (limits, memory): fewer workers, same restore
+                parent.close()
+                break
+            finally:
+                child.close()
+            worker = _Worker(process, Connection(os.dup(parent.fileno())), parent)
+            self._workers.append(worker)
+            # A worker that ended at once is reported by its reader (end of its messages).
+            with worker.send_lock, contextlib.suppress(ConnectionError):
+                worker.connection.send(("setup", setup))
+                socket.send_fds(worker.sock, [b"F"], [self.target_fd])
+            worker.reader = threading.Thread(
+                target=self._read, args=(worker,), name="snapkeep-restore-split", daemon=True
+            )
+            worker.reader.start()
+
+    def _read(self, worker: _Worker) -> None:
+        """Serve one worker's messages until it reports its result, fails or ends."""
+        progress = self.planner.progress
+        try:
+            while True:
+                try:
+                    message = worker.connection.recv()
+                except (EOFError, ConnectionError):
+                    raise self._ended(worker) from None
+                kind = message[0]
+                if kind == "lease":
+                    with worker.send_lock:
+                        try:
+                            worker.connection.send(("lease", self.lease()))
+                        except ConnectionError:
+                            raise self._ended(worker) from None
+                elif kind == "ready":
+                    try:
+                        self._deal(worker)
+                    except ConnectionError:
+                        raise self._ended(worker) from None
+                elif kind == "progress":
+                    _, files, count, shown = message
+                    if count:
+                        progress.on_bytes(count)
+                    for _ in range(files):
+                        progress.on_file(shown, 0)
+                elif kind == "warning":
+                    progress.on_warning(message[1], message[2])
+                elif kind == "result":
+                    worker.result = message[1]
+                    return
+                elif kind == "error":
+                    raise _rebuild(message[1], message[2], message[3])
+        except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error or end: the plan raises it)
+            self._failed(error)
+
+    def _ended(self, worker: _Worker) -> RepositoryError:
+        try:
+            code = worker.process.wait(timeout=_END_WAIT)
+        except subprocess.TimeoutExpired:  # its socket closed, yet it runs: it is stopped
+            worker.process.kill()
+            code = worker.process.wait()
+        shown = ", ".join(os.fsdecode(task.shown) for task in worker.given[-3:])
+        return RepositoryError(
+            f"restore worker process {worker.process.pid} ended unexpectedly (exit status {code}) "
+            f"before reporting its result; the {len(worker.given)} folder(s) given to it may be "
+            f"incomplete (the last: {shown or 'none'})"
+        )
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+            self._lock.notify_all()
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+
+    def _deal(self, worker: _Worker) -> None:
+        """Give ``worker`` the last task nobody took (once the plan has made them all), or
+        tell it that none is left."""
+        with self._lock:
+            while not self._sealed and self.error is None:
+                self._lock.wait()
+            task = None
+            if self.error is None and self._front < self._back:
+                self._back -= 1
+                task = self.planner.tasks[self._back]
+        with worker.send_lock:
+            if task is None:
+                worker.connection.send(("done",))
+                return
+            worker.given.append(task)
+            worker.connection.send(("task", task.subtree, task.parts, task.shown, task.below, task.made))
+            with self.planner.folders.open(task.folder) as fd:
+                socket.send_fds(worker.sock, [b"F"], [fd])
+
+    # --- the planning process's own share -----------------------------------------------------------
+
+    def seal(self) -> None:
+        """Every task is known (the plan above the split depth is over): workers may take them."""
+        with self._lock:
+            self._back = len(self.planner.tasks)
+            self._sealed = True
+            self._lock.notify_all()
+
+    def take(self) -> SplitTask | None:
+        """The next task from the front, or ``None`` when none is left. Raises a worker's error."""
+        with self._lock:
+            if self.error is not None:
+                raise self.error
+            if self._front >= self._back:
+                return None
+            self._front += 1
+            return self.planner.tasks[self._front - 1]
+
+    def finish(self) -> None:
+        """Wait for every worker's result and merge it into the plan's. Raises a worker's error."""
+        for worker in self._workers:
+            assert worker.reader is not None
+            worker.reader.join()
+        if self.error is not None:
+            raise self.error
+        for worker in self._workers:
+            assert worker.result is not None
+            self._merge(worker.result)
+
+    def close(self) -> None:
+        """Stop what still runs (after an error) and release the workers."""
+        with self._lock:
+            self._sealed = True
+            self._lock.notify_all()
+        for worker in self._workers:
+            if worker.result is None:
+                with contextlib.suppress(OSError):
+                    worker.process.kill()
+            worker.process.wait()
+            if worker.reader is not None:
+                worker.reader.join()
+            worker.connection.close()
+            worker.sock.close()
+
+    def _merge(self, result: dict[str, Any]) -> None:
+        planner = self.planner
+        mine = planner.result
+        mine.files += result["files"]
+        mine.dirs += result["dirs"]
+        mine.others += result["others"]
+        mine.bytes += result["bytes"]
+        mine.failures.extend(result["failures"])
+        mine.warnings.extend(result["warnings"])
+        changes = mine.changes
+        for action, count in result["counts"].items():
+            changes.counts[action] = changes.counts.get(action, 0) + count
+        for action, shown in result["entries"]:
+            if len(changes.entries) < changes.limit:
+                changes.entries.append((action, shown))
+            else:
+                changes.omitted += 1
+        changes.omitted += result["omitted"]
+        folders = planner.folders
+        for group, (parts, name, shown, failed) in result["firsts"].items():
+            folder = folders.add_path(parts)
+            if group in planner.hardlink_first:  # written first elsewhere too: one copy stays
+                planner.links.append((folder, name, shown, group))
+            elif failed:
+                planner.hardlink_first[group] = FileJob(
+                    folder, name, shown, Node(name, FILE), 0, None, failed=True
+                )
+            else:
+                planner.hardlink_first[group] = (folder, name)
+        for parts, name, shown, group in result["links"]:
+            planner.links.append((folders.add_path(parts), name, shown, group))
+        for parts, shown, node in result["folders"]:  # folders holding links: metadata after them
+            planner.folder_nodes.append((folders.add_path(parts), shown, node))
+
+
+def _rebuild(kind: str, message: str, fields: dict[str, Any]) -> BaseException:
+    """A worker's error as the same ``SnapkeepError`` class when it can be rebuilt."""
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, SnapkeepError):
+        with contextlib.suppress(TypeError, KeyError, ValueError):
+            return cls(message, **fields)
+    return RepositoryError(f"restore worker: {kind}: {message}")
+
+
+# --- the worker's side (``restore.child``) ------------------------------------------------------------
+
+
+class _WorkerProgress(Progress):
+    """Sends a worker's progress to the planning process, at most every ``PROGRESS_INTERVAL``."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._files = 0
+        self._bytes = 0
+        self._shown = ""
+        self._due = SYSTEM.monotonic() + PROGRESS_INTERVAL
+
+    def on_file(self, path: str, size: int) -> None:
+        with self._lock:
+            self._files += 1
+            self._shown = path
+        self._maybe_flush()
+
+    def on_bytes(self, count: int) -> None:
+        with self._lock:
+            self._bytes += count
+        self._maybe_flush()
+
+    def on_warning(self, path: str, message: str) -> None:
+        self._send(("warning", path, message))
+
+    def _maybe_flush(self) -> None:
+        if SYSTEM.monotonic() >= self._due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            files, count, shown = self._files, self._bytes, self._shown
+            self._files = self._bytes = 0
+            self._due = SYSTEM.monotonic() + PROGRESS_INTERVAL
+        if files or count:
+            self._send(("progress", files, count, shown))
+
+
+def run_worker(fd: int) -> int:
+    """A worker process's life: set up, restore the tasks it is given, report. Exit status."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from snapkeep.engine.fs.safe_target import Folders, descriptor_budget
+    from snapkeep.engine.repository import keys
+    from snapkeep.engine.repository.config import RepositoryConfig
+    from snapkeep.engine.restore import _TREE_READERS
+
+    sock = socket.socket(fileno=fd)
+    connection = Connection(os.dup(fd))
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            connection.send(message)
+
+    try:
+        _, setup = connection.recv()
+        _, (root_fd,), _, _ = socket.recv_fds(sock, 1, 1)
+        store: Store = LocalStore(setup["store"], create=False)
+        if setup["retry"] is not None:  # as the planning process reads (its retries are not counted)
+            retry = setup["retry"]
+            store = RetryingStore(
+                store, int(retry["attempts"]), float(retry["base_delay"]), float(retry["max_delay"])
+            )
+        config = RepositoryConfig.from_json(setup["config"], location=store.location)
+        repository = Repository(store, config, keys.MasterKey.from_bytes(setup["key"]))
+        repository.reload_index()
+        progress = _WorkerProgress(send)
+        planner = RestorePlanner(repository, progress, setup["owners"], setup["options"])
+        planner.folders = Folders(root_fd, descriptor_budget())
+        planner.shared()
+        ways = max(1, setup["workers"])
+        pool = ThreadPoolExecutor(max_workers=ways, thread_name_prefix="snapkeep-restore")
+        tree_pool = ThreadPoolExecutor(max_workers=_TREE_READERS, thread_name_prefix="snapkeep-trees")
+        try:
+            planner.start(pool, tree_pool, ways, None)
+            if setup["entry_cap"] is not None:
+
+                def lease() -> int:
+                    send(("lease",))
+                    answer = connection.recv()
+                    return int(answer[1])
+
+                planner.entry_cap, planner.entry_limit, planner.lease = setup["entry_cap"], 0, lease
+            while True:
+                send(("ready",))
+                message = connection.recv()
+                if message[0] == "done":
+                    break
+                _, subtree, parts, shown, below, made = message
+                _, (task_fd,), _, _ = socket.recv_fds(sock, 1, 1)
+                folder = planner.folders.add(task_fd, parts)
+                planner.made.append(made)
+                with planner.folders.open(folder) as opened:
+                    planner.inherits_group.append(bool(os.fstat(opened).st_mode & stat.S_ISGID))
+                planner.plan(subtree, folder, parts, shown, below)
+            planner.write_contents()
+            report = _report(planner)
+            planner.apply_folder_metadata(pool, ways)
+        finally:
+            tree_pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+        progress.flush()
+        send(("result", report))
+        return 0
+    except BaseException as error:  # noqa: BLE001 (reported to the planning process, which raises it)
+        fields = error.fields if isinstance(error, SnapkeepError) else {}
+        with contextlib.suppress(Exception):
+            send(("error", type(error).__name__, str(error), _plain(fields)))
+        return 1
+
+
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an error that travel back (strings, numbers and bytes only)."""
+    return {key: value for key, value in fields.items() if isinstance(value, (str, int, float, bytes))}
+
+
+def _report(planner: RestorePlanner) -> dict[str, Any]:
+    """What a worker did, for ``Splitter._merge``. Its hard-link groups are left to the planning
+    process, and so are the metadata of the folders that hold their members (taken out of the
+    worker's own folder list, which it applies itself)."""
+    folders = planner.folders
+    result = planner.result
+    firsts: dict[str, tuple[list[bytes], bytes, str, bool]] = {}
+    holding: set[int] = set()
+    for group, first in planner.hardlink_first.items():
+        if isinstance(first, FileJob):
+            firsts[group] = (folders.parts[first.folder], first.name, first.display, first.failed)
+            holding.add(first.folder)
+        else:
+            firsts[group] = (folders.parts[first[0]], first[1], "", False)
+            holding.add(first[0])
+    links = []
+    for folder, name, shown, group in planner.links:
+        links.append((folders.parts[folder], name, shown, group))
+        holding.add(folder)
+    kept = [entry for entry in planner.folder_nodes if entry[0] not in holding]
+    deferred = [
+        (folders.parts[folder], shown, node)
+        for folder, shown, node in planner.folder_nodes
+        if folder in holding
+    ]
+    planner.folder_nodes = kept
+    return {
+        "files": result.files,
+        "dirs": result.dirs,
+        "others": result.others,
+        "bytes": result.bytes,
+        "failures": result.failures,
+        "warnings": result.warnings,
+        "counts": result.changes.counts,
+        "entries": result.changes.entries,
+        "omitted": result.changes.omitted,
+        "firsts": firsts,
+        "links": links,
+        "folders": deferred,
+    }
