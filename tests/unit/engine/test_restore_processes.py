@@ -303,3 +303,17 @@ def test_when_no_process_can_be_started_the_planning_process_restores_everything
     assert result.processes == 1
     assert result.ok, result.failures
     assert describe(restored_root(tmp_path / "out", source)) == describe(source)
+
+
+def test_a_worker_that_cannot_set_up_is_left_out(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker of another installed version (the service's code upgraded under it) refuses the
+    setup before it takes a folder: the restore goes on without it."""
+    source, snapshot = backed_up(repository, tmp_path)
+    monkeypatch.setattr(processes, "PROTOCOL", processes.PROTOCOL + 1)
+    result = restore(repository, snapshot, str(tmp_path / "out"), processes=2)
+    assert result.processes == 1
+    assert result.ok, result.failures
+    assert describe(restored_root(tmp_path / "out", source)) == describe(source)
+    assert _workers() == []

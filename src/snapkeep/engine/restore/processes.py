@@ -57,6 +57,9 @@ _MAX_DEPTH = 12
 _MAX_LISTINGS = 4096
 #: Most restore processes in all (each runs a plan, two writers and two tree readers).
 MAX_PROCESSES = 4
+#: What the planning process and its workers say to each other; a worker started from another
+#: installed version (snapkeep upgraded while the service runs) refuses, and is left out.
+PROTOCOL = 1
 #: Entries a process may create before it asks the restore's allowance for more.
 LEASE = 1024
 #: Seconds a worker whose messages ended may take to exit before it is killed.
@@ -112,6 +115,9 @@ class _Worker:
     reader: threading.Thread | None = None
     result: dict[str, Any] | None = None
     given: list[SplitTask] = field(default_factory=list)
+    #: it asked for a task (its setup went well); one that fails before is dropped, not fatal
+    ready: bool = False
+    dropped: bool = False
 
 
 class Splitter:
@@ -156,6 +162,7 @@ class Splitter:
         local = _local_store(repository.store)
         assert local is not None
         setup = {
+            "protocol": PROTOCOL,
             "store": local[0],
             "retry": local[1],
             "config": repository.config.to_json(),
@@ -198,8 +205,14 @@ class Splitter:
                 try:
                     message = worker.connection.recv()
                 except (EOFError, ConnectionError):
+                    if not worker.ready:
+                        self._drop(worker)
+                        return
                     raise self._ended(worker) from None
                 kind = message[0]
+                if kind == "error" and not worker.ready:
+                    self._drop(worker)
+                    return
                 if kind == "lease":
                     with worker.send_lock:
                         try:
@@ -207,6 +220,7 @@ class Splitter:
                         except ConnectionError:
                             raise self._ended(worker) from None
                 elif kind == "ready":
+                    worker.ready = True
                     try:
                         self._deal(worker)
                     except ConnectionError:
@@ -226,6 +240,13 @@ class Splitter:
                     raise _rebuild(message[1], message[2], message[3])
         except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error or end: the plan raises it)
             self._failed(error)
+
+    def _drop(self, worker: _Worker) -> None:
+        """A worker that could not set up (another snapkeep version installed meanwhile, an index it
+        cannot read, no memory) took no task: the others and the planning process go on without it."""
+        worker.dropped = True
+        with contextlib.suppress(OSError):
+            worker.process.kill()
 
     def _ended(self, worker: _Worker) -> RepositoryError:
         try:
@@ -295,8 +316,9 @@ class Splitter:
         if self.error is not None:
             raise self.error
         for worker in self._workers:
-            assert worker.result is not None
-            self._merge(worker.result)
+            if worker.result is not None:
+                self._merge(worker.result)
+        self.planner.result.processes = 1 + sum(not worker.dropped for worker in self._workers)
 
     def close(self) -> None:
         """Stop what still runs (after an error) and release the workers."""
@@ -418,6 +440,8 @@ def run_worker(fd: int) -> int:
     try:
         _, setup = connection.recv()
         _, (root_fd,), _, _ = socket.recv_fds(sock, 1, 1)
+        if setup.get("protocol") != PROTOCOL:
+            raise RepositoryError(f"restore worker speaks protocol {PROTOCOL}, not {setup.get('protocol')}")
         store: Store = LocalStore(setup["store"], create=False)
         if setup["retry"] is not None:  # as the planning process reads (its retries are not counted)
             retry = setup["retry"]
