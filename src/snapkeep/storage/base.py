@@ -92,6 +92,9 @@ class Store(abc.ABC):
     #: over chunks it releases as they are written (``repository.packer``: a pack's memory goes as
     #: it is written instead of after).
     replays_writes: bool = True
+    #: The ``storage.registry`` parameters this store was opened from (``open_store`` sets them):
+    #: another process opens the same place from them (``engine.restore.processes``).
+    params: object = None
 
     @abc.abstractmethod
     def store(self, name: str, data: bytes) -> None:

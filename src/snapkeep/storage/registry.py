@@ -197,7 +197,10 @@ def open_store(params: StoreParams) -> Store:
     if opener is None:
         known = ", ".join(sorted(BACKENDS))
         raise ConfigError(f"no storage backend for {params.kind or type(params).__name__!r} (known: {known})")
-    return opener(params)
+    store = opener(params)
+    if store.params is None:
+        store.params = params
+    return store
 
 
 def forget_memory_store(name: str) -> None:

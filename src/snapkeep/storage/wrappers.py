@@ -190,6 +190,11 @@ class LimitedStore(StoreWrapper):
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._bucket = None if bytes_per_second is None else _TokenBucket(bytes_per_second, clock)
 
+    @property
+    def limits_bandwidth(self) -> bool:
+        """Whether a bandwidth limit is set (another process opening the same place would not share it)."""
+        return self._bucket is not None
+
     def _throttle(self, amount: int) -> None:
         if self._bucket is not None and amount:
             self._bucket.take(amount)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 import time
 from pathlib import Path
 
 import pytest
 
+from restore_trees import describe
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.format import DATA_PREFIX, LOCKS_PREFIX, BlobType, pack_name
@@ -26,30 +25,12 @@ from snapkeep.storage.wrappers import FaultyStore
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
 
 
-def digest(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry below ``root``: type, mode, size, mtime and a content hash (or link target)."""
-    found: dict[str, tuple[object, ...]] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            info = path.lstat()
-            rel = str(path.relative_to(root))
-            if stat.S_ISLNK(info.st_mode):
-                found[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(info.st_mode):
-                found[rel] = ("dir", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
-            else:
-                content = hashlib.sha256(path.read_bytes()).hexdigest()
-                found[rel] = ("file", stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns, content)
-    return found
-
-
 def assert_restores(
     repository: Repository, snapshot: Snapshot, source: Path, expected: dict, target: Path
 ) -> None:
     result = restore(repository, snapshot, str(target))
     assert result.ok, result.failures
-    assert digest(target / source.relative_to("/")) == expected
+    assert describe(target / source.relative_to("/")) == expected
 
 
 def build(tmp_path: Path, password: str | None) -> tuple[MemoryStore, Path, list[Snapshot], dict[str, dict]]:
@@ -67,7 +48,7 @@ def build(tmp_path: Path, password: str | None) -> tuple[MemoryStore, Path, list
             for number in range(round_, 24, 2):
                 (source / ("sub" if number % 3 else "") / f"f{number}").write_bytes(os.urandom(1300))
         snapshots.append(backup(repository, [str(source)]))
-        expected[snapshots[-1].id] = digest(source)
+        expected[snapshots[-1].id] = describe(source)
     forget(repository, keep_last=1)
     repository.close()
     return store, source, snapshots, expected

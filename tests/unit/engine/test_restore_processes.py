@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from restore_trees import describe, make_sites, restored_root
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.fs.restore_policy import RestoreOptions
@@ -24,7 +24,6 @@ from snapkeep.storage.memory import MemoryStore
 from snapkeep.storage.wrappers import RetryingStore, StoreWrapper
 
 FAST_KDF = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
-SITES = 20  # more than processes.MIN_TASKS folders at depth 2 below the source
 
 
 @pytest.fixture
@@ -34,61 +33,9 @@ def repository(tmp_path: Path) -> Iterator[Repository]:
     repo.close()
 
 
-def make_sites(root: Path, files: int = 12) -> Path:
-    """``SITES`` folders of files and subfolders, a read-only folder, symlinks and two hard-link
-    groups: one inside a folder, one across two folders (restored by different processes)."""
-    source = root / "source"
-    for site in range(SITES):
-        folder = source / "home" / f"site{site:02}"
-        (folder / "deep" / "er").mkdir(parents=True)
-        for number in range(files):
-            (folder / f"f{number}.txt").write_bytes(f"{site}-{number}\n".encode() * (number + 1) * 40)
-        (folder / "deep" / "er" / "big.bin").write_bytes(os.urandom(300_000 + site))
-        (folder / "link").symlink_to("f0.txt")
-        os.utime(folder / "f1.txt", ns=(1_500_000_000_000_000_000, 1_500_000_000_123_456_789))
-    (source / "home" / "site00" / "f0.txt").chmod(0o640)
-    os.link(source / "home" / "site00" / "f1.txt", source / "home" / "site00" / "same.txt")
-    os.link(source / "home" / "site01" / "f2.txt", source / "home" / "site19" / "across.txt")
-    locked = source / "home" / "site05" / "locked"
-    locked.mkdir()
-    (locked / "inside.txt").write_bytes(b"kept")
-    locked.chmod(0o555)
-    for folder in sorted(source.rglob("*"), reverse=True):
-        if folder.is_dir() and not folder.is_symlink():
-            os.utime(folder, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000 + len(folder.name)))
-    return source
-
-
-def describe(root: Path) -> dict[str, tuple[object, ...]]:
-    """Every entry below ``root``: type, mode, size, mtime (not of symlinks), content, link group."""
-    entries: dict[str, tuple[object, ...]] = {}
-    inodes: dict[int, str] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        relative = str(path.relative_to(root))
-        if stat.S_ISLNK(info.st_mode):
-            entries[relative] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(info.st_mode):
-            entries[relative] = ("dir", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
-        else:
-            group = inodes.setdefault(info.st_ino, relative) if info.st_nlink > 1 else ""
-            entries[relative] = (
-                "file",
-                stat.S_IMODE(info.st_mode),
-                info.st_mtime_ns,
-                path.read_bytes(),
-                group,
-            )
-    return entries
-
-
 def backed_up(repository: Repository, tmp_path: Path, files: int = 12) -> tuple[Path, Snapshot]:
     source = make_sites(tmp_path, files)
     return source, backup(repository, [str(source)])
-
-
-def restored_root(target: Path, source: Path) -> Path:
-    return target / source.relative_to(source.anchor)
 
 
 def test_two_and_three_processes_restore_exactly_what_one_does(
@@ -224,8 +171,14 @@ def test_a_stop_asked_for_ends_every_worker(repository: Repository, tmp_path: Pa
     assert _workers() == []
 
 
-def test_only_a_plain_local_store_is_shared_among_processes(repository: Repository, tmp_path: Path) -> None:
+def test_only_a_plain_local_store_is_shared_among_processes(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(processes.PROCESSES_VARIABLE, raising=False)
     assert processes.default_processes(repository) == min(processes.MAX_PROCESSES, os.cpu_count() or 1)
+    monkeypatch.setenv(processes.PROCESSES_VARIABLE, "1")  # the operator turns sharing off
+    assert processes.default_processes(repository) == 1
+    monkeypatch.delenv(processes.PROCESSES_VARIABLE)
     wrapped = Repository.open(StoreWrapper(LocalStore(tmp_path / "repo")), password="secret")
     memory = Repository.init(MemoryStore(), password="secret", kdf_params=FAST_KDF)
     retried = Repository.open(RetryingStore(LocalStore(tmp_path / "repo"), attempts=2), password="secret")

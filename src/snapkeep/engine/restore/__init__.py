@@ -32,7 +32,7 @@ from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore.plan import RestorePlanner, parse_include
-from snapkeep.engine.restore.processes import Splitter, default_processes, split_depth
+from snapkeep.engine.restore.processes import Splitter, default_processes, is_local, split_depth
 from snapkeep.engine.restore.writer import RestoreResult
 
 __all__ = ["POLICIES", "Changes", "RestoreOptions", "RestoreResult", "parse_include", "restore"]
@@ -88,7 +88,7 @@ def restore(
         if count > 1:
             restorer.split_depth = split_depth(restorer, root, filters)
             if restorer.split_depth is not None:
-                restorer.shared()
+                restorer.shared(local=is_local(repository))
                 splitter = Splitter(restorer, count - 1, folders.fds[0], workers)
                 splitter.start()
                 restorer.result.processes = 1 + splitter.started

@@ -141,9 +141,11 @@ class RestorePlanner(RestoreWriter):
         self.read_span = _READ_SPAN
         self.batches_ahead = _BATCHES_AHEAD
 
-    def shared(self) -> None:
-        """This process is one of several restoring (``restore.processes``): hold less."""
-        self.read_span = SPLIT_READ_SPAN
+    def shared(self, *, local: bool) -> None:
+        """This process is one of several restoring (``restore.processes``): hold less (and read
+        shorter spans from a ``local`` store; a remote read keeps its span, each request costs)."""
+        if local:
+            self.read_span = SPLIT_READ_SPAN
         self.batches_ahead = SPLIT_BATCHES_AHEAD
         self.tree_packs.budget = SPLIT_TREE_CACHE
 

@@ -1,0 +1,82 @@
+"""A restore from a real SFTP server or S3 bucket shared among processes: each worker opens its own
+connection from the store's parameters (host key pinned, the same credentials) and the result is
+the same as one process's."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from restore_trees import describe, make_sites, restored_root
+from servers import RcloneS3Server, SshServer
+from snapkeep.engine.backup import backup
+from snapkeep.engine.repository import Repository
+from snapkeep.engine.restore import processes, restore
+from snapkeep.storage.base import Store
+from snapkeep.storage.locations import Credentials, open_location
+from snapkeep.storage.wrappers import LimitedStore, RetryingStore
+
+FAST_KDF = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+@pytest.fixture
+def sftp_store(sshd: SshServer, tmp_path: Path) -> Iterator[Store]:
+    key_file = tmp_path / "id"
+    key_file.write_text(sshd.private_key)
+    credentials = Credentials(key_file=str(key_file), fingerprint=sshd.fingerprint)
+    folder = sshd.folder_for(secrets.token_hex(6))
+    with open_location(
+        f"sftp://{sshd.username}@127.0.0.1:{sshd.port}/{folder.lstrip('/')}", credentials
+    ) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_store(s3_server: RcloneS3Server) -> Iterator[Store]:
+    bucket = s3_server.make_bucket("split-" + secrets.token_hex(4))
+    credentials = Credentials(access_key=s3_server.access_key, secret_key=s3_server.secret_key)
+    with open_location(f"s3+http://127.0.0.1:{s3_server.port}/{bucket}/jobs/split", credentials) as store:
+        yield store
+
+
+def _restores_alike(store: Store, tmp_path: Path) -> None:
+    # As the service opens a remote destination: retried, at most N calls at once.
+    wrapped = RetryingStore(LimitedStore(store, 4), attempts=2)
+    repository = Repository.init(wrapped, password="secret", kdf_params=FAST_KDF)
+    try:
+        source = make_sites(tmp_path, files=6)
+        snapshot = backup(repository, [str(source)])
+        assert processes.default_processes(repository) == 1  # remote: shared only when asked for
+        result = restore(repository, snapshot, str(tmp_path / "out"), processes=2)
+    finally:
+        repository.close()
+    assert result.processes == 2
+    assert result.ok, result.failures
+    assert describe(restored_root(tmp_path / "out", source)) == describe(source)
+
+
+def test_a_restore_from_sftp_is_shared_with_a_worker_on_its_own_session(
+    sftp_store: Store, tmp_path: Path
+) -> None:
+    _restores_alike(sftp_store, tmp_path)
+
+
+def test_a_restore_from_s3_is_shared_with_a_worker_on_its_own_client(s3_store: Store, tmp_path: Path) -> None:
+    _restores_alike(s3_store, tmp_path)
+
+
+def test_a_remote_restore_is_shared_when_the_operator_asks_unless_bandwidth_is_limited(
+    s3_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``default_processes`` looks at the store only (the repository around it does not matter)."""
+    plain = SimpleNamespace(store=RetryingStore(LimitedStore(s3_store, 4)))
+    limited = SimpleNamespace(store=LimitedStore(s3_store, 4, bytes_per_second=10_000_000))
+    monkeypatch.delenv(processes.PROCESSES_VARIABLE, raising=False)
+    assert processes.default_processes(plain) == 1  # type: ignore[arg-type]
+    monkeypatch.setenv(processes.PROCESSES_VARIABLE, "3")
+    assert processes.default_processes(plain) == 3  # type: ignore[arg-type]
+    assert processes.default_processes(limited) == 1  # type: ignore[arg-type]  # each would get the whole limit

@@ -1,0 +1,64 @@
+"""Trees for restore tests that split a restore among processes (``engine.restore.processes``):
+enough folders at one depth to split, the entries that need care across processes, and a
+description of a restored tree to compare with its source."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+#: More than ``processes.MIN_TASKS`` folders at depth 2 below the source.
+SITES = 20
+
+
+def make_sites(root: Path, files: int = 12) -> Path:
+    """``SITES`` folders of files and subfolders, a read-only folder, symlinks and two hard-link
+    groups: one inside a folder, one across two folders (restored by different processes)."""
+    source = root / "source"
+    for site in range(SITES):
+        folder = source / "home" / f"site{site:02}"
+        (folder / "deep" / "er").mkdir(parents=True)
+        for number in range(files):
+            (folder / f"f{number}.txt").write_bytes(f"{site}-{number}\n".encode() * (number + 1) * 40)
+        (folder / "deep" / "er" / "big.bin").write_bytes(os.urandom(300_000 + site))
+        (folder / "link").symlink_to("f0.txt")
+        os.utime(folder / "f1.txt", ns=(1_500_000_000_000_000_000, 1_500_000_000_123_456_789))
+    (source / "home" / "site00" / "f0.txt").chmod(0o640)
+    os.link(source / "home" / "site00" / "f1.txt", source / "home" / "site00" / "same.txt")
+    os.link(source / "home" / "site01" / "f2.txt", source / "home" / "site19" / "across.txt")
+    locked = source / "home" / "site05" / "locked"
+    locked.mkdir()
+    (locked / "inside.txt").write_bytes(b"kept")
+    locked.chmod(0o555)
+    for folder in sorted(source.rglob("*"), reverse=True):
+        if folder.is_dir() and not folder.is_symlink():
+            os.utime(folder, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000 + len(folder.name)))
+    return source
+
+
+def describe(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry below ``root``: type, mode, size, mtime (not of symlinks), content, link group."""
+    entries: dict[str, tuple[object, ...]] = {}
+    inodes: dict[int, str] = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        relative = str(path.relative_to(root))
+        if stat.S_ISLNK(info.st_mode):
+            entries[relative] = ("link", os.readlink(path))
+        elif stat.S_ISDIR(info.st_mode):
+            entries[relative] = ("dir", stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+        else:
+            group = inodes.setdefault(info.st_ino, relative) if info.st_nlink > 1 else ""
+            entries[relative] = (
+                "file",
+                stat.S_IMODE(info.st_mode),
+                info.st_mtime_ns,
+                path.read_bytes(),
+                group,
+            )
+    return entries
+
+
+def restored_root(target: Path, source: Path) -> Path:
+    return target / source.relative_to(source.anchor)
