@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
+
+import pytest
+
+from snapkeep.engine.restore import processes
 
 #: More than ``processes.MIN_TASKS`` folders at depth 2 below the source.
 SITES = 20
@@ -27,6 +32,8 @@ def make_sites(root: Path, files: int = 12) -> Path:
     (source / "home" / "site00" / "f0.txt").chmod(0o640)
     os.link(source / "home" / "site00" / "f1.txt", source / "home" / "site00" / "same.txt")
     os.link(source / "home" / "site01" / "f2.txt", source / "home" / "site19" / "across.txt")
+    (source / "home" / "site02" / "empty").touch()
+    os.link(source / "home" / "site02" / "empty", source / "home" / "site17" / "empty-too")
     locked = source / "home" / "site05" / "locked"
     locked.mkdir()
     (locked / "inside.txt").write_bytes(b"kept")
@@ -62,3 +69,28 @@ def describe(root: Path) -> dict[str, tuple[object, ...]]:
 
 def restored_root(target: Path, source: Path) -> Path:
     return target / source.relative_to(source.anchor)
+
+
+def workers_take_first(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The planning process takes its first folder only once every worker has asked for one, so
+    on these small trees the workers surely restore some (the back of the list: site19 first);
+    returns how many folders the workers were given, one figure per restore."""
+    given: list[int] = []
+    original_take = processes.Splitter.take
+    original_finish = processes.Splitter.finish
+
+    def take(self: processes.Splitter) -> object:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            worker.ready or worker.dropped or worker.process.poll() is not None for worker in self._workers
+        ):
+            time.sleep(0.01)
+        return original_take(self)
+
+    def finish(self: processes.Splitter) -> None:
+        original_finish(self)
+        given.append(sum(len(worker.given) for worker in self._workers))
+
+    monkeypatch.setattr(processes.Splitter, "take", take)
+    monkeypatch.setattr(processes.Splitter, "finish", finish)
+    return given

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from restore_trees import describe, make_sites, restored_root
+from restore_trees import describe, make_sites, restored_root, workers_take_first
 from servers import RcloneS3Server, SshServer
 from snapkeep.engine.backup import backup
 from snapkeep.engine.repository import Repository
@@ -43,7 +43,8 @@ def s3_store(s3_server: RcloneS3Server) -> Iterator[Store]:
         yield store
 
 
-def _restores_alike(store: Store, tmp_path: Path) -> None:
+def _restores_alike(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    given = workers_take_first(monkeypatch)
     # As the service opens a remote destination: retried, at most N calls at once.
     wrapped = RetryingStore(LimitedStore(store, 4), attempts=2)
     repository = Repository.init(wrapped, password="secret", kdf_params=FAST_KDF)
@@ -55,18 +56,21 @@ def _restores_alike(store: Store, tmp_path: Path) -> None:
     finally:
         repository.close()
     assert result.processes == 2
+    assert given[-1] >= 1  # the worker restored folders over its own connection
     assert result.ok, result.failures
     assert describe(restored_root(tmp_path / "out", source)) == describe(source)
 
 
 def test_a_restore_from_sftp_is_shared_with_a_worker_on_its_own_session(
-    sftp_store: Store, tmp_path: Path
+    sftp_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _restores_alike(sftp_store, tmp_path)
+    _restores_alike(sftp_store, tmp_path, monkeypatch)
 
 
-def test_a_restore_from_s3_is_shared_with_a_worker_on_its_own_client(s3_store: Store, tmp_path: Path) -> None:
-    _restores_alike(s3_store, tmp_path)
+def test_a_restore_from_s3_is_shared_with_a_worker_on_its_own_client(
+    s3_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _restores_alike(s3_store, tmp_path, monkeypatch)
 
 
 def test_a_remote_restore_is_shared_when_the_operator_asks_unless_bandwidth_is_limited(

@@ -11,19 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from restore_trees import describe, make_sites, restored_root
+from restore_trees import describe, make_sites, restored_root, workers_take_first
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.fs.restore_policy import RestoreOptions
 from snapkeep.engine.progress import ProgressCounter
 from snapkeep.engine.repository import Repository
-from snapkeep.engine.restore import processes, restore
+from snapkeep.engine.restore import RestoreResult, processes, restore
 from snapkeep.errors import BackupAbortedError, RepositoryError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
 from snapkeep.storage.wrappers import RetryingStore, StoreWrapper
 
 FAST_KDF = {"time_cost": 1, "memory_cost": 1024, "parallelism": 1}
+
+
+@pytest.fixture(autouse=True)
+def workers_first(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every worker surely restores some folders (``restore_trees.workers_first``)."""
+    return workers_take_first(monkeypatch)
 
 
 @pytest.fixture
@@ -39,7 +45,7 @@ def backed_up(repository: Repository, tmp_path: Path, files: int = 12) -> tuple[
 
 
 def test_two_and_three_processes_restore_exactly_what_one_does(
-    repository: Repository, tmp_path: Path
+    repository: Repository, tmp_path: Path, workers_first: list[int]
 ) -> None:
     source, snapshot = backed_up(repository, tmp_path)
     alone = restore(repository, snapshot, str(tmp_path / "one"), processes=1)
@@ -60,6 +66,7 @@ def test_two_and_three_processes_restore_exactly_what_one_does(
         assert result.changes.counts == alone.changes.counts
         got = describe(restored_root(target, source))
         assert got == expected
+        assert workers_first[-1] >= count - 1  # every worker restored at least one folder
         home = restored_root(target, source) / "home"
         assert (home / "site01" / "f2.txt").stat().st_ino == (home / "site19" / "across.txt").stat().st_ino
     assert _workers() == []
@@ -76,15 +83,7 @@ def test_includes_and_the_overwrite_policy_hold_in_every_process(
     (inside / "site07" / "f3.txt").write_bytes(b"mine, kept")
     (inside / "site18").mkdir()
     (inside / "site18" / "f4.txt").write_bytes(b"also mine")
-    result = restore(
-        repository,
-        snapshot,
-        str(target),
-        includes=[str(source / "home")],
-        processes=2,
-        options=RestoreOptions(overwrite="never"),
-    )
-    assert result.processes == 2
+    result = _restore_home_keeping(repository, snapshot, source, target, 2)
     assert (inside / "site07" / "f3.txt").read_bytes() == b"mine, kept"
     assert (inside / "site18" / "f4.txt").read_bytes() == b"also mine"
     assert result.changes.counts["skip"] == 2
@@ -108,6 +107,44 @@ def test_includes_and_the_overwrite_policy_hold_in_every_process(
     below = restored_root(only, source) / "home"
     assert sorted(path.name for path in below.iterdir()) == ["site03", "site16"]
     assert sorted(path.name for path in (below / "site16").iterdir()) == ["deep"]
+
+
+def _restore_home_keeping(
+    repository: Repository, snapshot: Snapshot, source: Path, target: Path, count: int
+) -> RestoreResult:
+    """Restore the source's ``home`` into ``target`` with ``count`` processes, keeping what is there."""
+    result = restore(
+        repository,
+        snapshot,
+        str(target),
+        includes=[str(source / "home")],
+        processes=count,
+        options=RestoreOptions(overwrite="never"),
+    )
+    assert result.processes == count
+    return result
+
+
+def test_a_hard_link_member_the_policy_keeps_is_kept_as_one_process_keeps_it(
+    repository: Repository, tmp_path: Path
+) -> None:
+    source, snapshot = backed_up(repository, tmp_path)
+    seen = []
+    for count in (1, 2):
+        target = tmp_path / f"out{count}"
+        home = restored_root(target, source) / "home"
+        (home / "site19").mkdir(parents=True)
+        (home / "site19" / "across.txt").write_bytes(b"mine, kept")
+        _restore_home_keeping(repository, snapshot, source, target, count)
+        assert (home / "site19" / "across.txt").read_bytes() == b"mine, kept"
+        assert (home / "site01" / "f2.txt").read_bytes() == (
+            source / "home" / "site01" / "f2.txt"
+        ).read_bytes()
+        described = describe(restored_root(target, source))
+        for made_before in ("home", "home/site19", "home/site19/across.txt"):  # their own times
+            described.pop(made_before)
+        seen.append(described)
+    assert seen[0] == seen[1]
 
 
 def test_a_missing_pack_fails_only_its_files_whichever_process_restores_them(tmp_path: Path) -> None:

@@ -140,6 +140,8 @@ class RestorePlanner(RestoreWriter):
         self.tasks: list[SplitTask] = []
         self.read_span = _READ_SPAN
         self.batches_ahead = _BATCHES_AHEAD
+        #: hard-link groups whose first name is an existing file the policy kept
+        self.kept_groups: set[str] = set()
 
     def shared(self, *, local: bool) -> None:
         """This process is one of several restoring (``restore.processes``): hold less (and read
@@ -358,6 +360,7 @@ class RestorePlanner(RestoreWriter):
                 self.note(SKIP, display)
                 if node.hardlink and node.hardlink not in self.hardlink_first:
                     self.hardlink_first[node.hardlink] = (folder, name)
+                    self.kept_groups.add(node.hardlink)
                 return
             self.note(action, display)
             if node.type != FILE:

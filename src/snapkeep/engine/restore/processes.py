@@ -401,10 +401,15 @@ class Splitter:
                 changes.omitted += 1
         changes.omitted += result["omitted"]
         folders = planner.folders
-        for group, (parts, name, shown, failed) in result["firsts"].items():
+        for group, (parts, name, shown, failed, kept, size) in result["firsts"].items():
             folder = folders.add_path(parts)
-            if group in planner.hardlink_first:  # written first elsewhere too: one copy stays
-                planner.links.append((folder, name, shown, group))
+            if group in planner.hardlink_first:
+                if not kept:  # written first elsewhere too: one copy stays, this name links to it
+                    planner.links.append((folder, name, shown, group))
+                    if not failed:  # counted as written by the worker; counted again when linked
+                        mine.files -= 1
+                        mine.bytes -= size
+                # an existing file the policy kept stays as it is, as in one process
             elif failed:
                 planner.hardlink_first[group] = FileJob(
                     folder, name, shown, Node(name, FILE), 0, None, failed=True
@@ -555,14 +560,17 @@ def _report(planner: RestorePlanner) -> dict[str, Any]:
     worker's own folder list, which it applies itself)."""
     folders = planner.folders
     result = planner.result
-    firsts: dict[str, tuple[list[bytes], bytes, str, bool]] = {}
+    # group -> (folder, name, path shown, failed, kept: an existing file the policy left alone,
+    # size counted in the result); a first name with no content (empty file, kept) is a pair
+    firsts: dict[str, tuple[list[bytes], bytes, str, bool, bool, int]] = {}
     holding: set[int] = set()
     for group, first in planner.hardlink_first.items():
         if isinstance(first, FileJob):
-            firsts[group] = (folders.parts[first.folder], first.name, first.display, first.failed)
+            parts, name = folders.parts[first.folder], first.name
+            firsts[group] = (parts, name, first.display, first.failed, False, first.node.size)
             holding.add(first.folder)
         else:
-            firsts[group] = (folders.parts[first[0]], first[1], "", False)
+            firsts[group] = (folders.parts[first[0]], first[1], "", False, group in planner.kept_groups, 0)
             holding.add(first[0])
     links = []
     for folder, name, shown, group in planner.links:
