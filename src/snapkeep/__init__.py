@@ -30,7 +30,7 @@ def _installed_version() -> str:
 
 def __getattr__(name: str) -> str:
     """``__version__``, looked up when first asked for: ``importlib.metadata`` costs 50 ms and
-    5 MB, which a restore worker process or ``snapkeep repo`` need not pay."""
+    2 MB, which a restore worker process or ``snapkeep repo`` need not pay."""
     if name == "__version__":
         return _installed_version()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

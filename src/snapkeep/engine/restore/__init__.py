@@ -14,6 +14,11 @@ when its last blob is written. Hard links are linked to their first member after
 metadata is applied last, deepest first. A blob that is missing or damaged fails the files using it
 (their partial content is removed) and the failure names them; every other file still restores.
 
+Processes (``restore.processes``): a restore from a local store is shared by one process per core
+(at most 4; ``SNAPKEEP_RESTORE_PROCESSES`` sets it, and shares SFTP and S3 restores too): the plan
+splits the snapshot at the first depth with enough folders and worker processes restore some of
+them with the same planner, each on its own interpreter lock.
+
 What is already in the target is treated by ``RestoreOptions`` (``fs.restore_policy``): the overwrite
 policy (``always``, ``if-changed``, ``if-newer``, ``never``), the dry run (walks the backup and the
 target, writes nothing, lists what would change) and whether special files (fifos, device nodes,

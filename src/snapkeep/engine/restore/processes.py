@@ -1,4 +1,4 @@
-"""A restore from a local repository shared among processes: one interpreter lock each.
+"""A restore shared among processes: one interpreter lock each.
 
 Why: a local restore is bound by the interpreter lock (docs/engine.md, "Issue 12, fifth round"):
 its threads decode listings, open, write, time-stamp and close 80,000 files, and every system call
@@ -12,14 +12,17 @@ The tasks are shared in a work-stealing way: the planning process takes them fro
 each worker process (``restore.child``, started with ``sys.executable``) asks for one at a time
 and gets it from the back, so they meet wherever the sizes put them. A worker gets the
 repository's keys and the folder's descriptor over a socket pair (nothing is written anywhere),
-opens the same local store, restores the task with the same ``RestorePlanner`` (same checks,
-policies and limits), and reports progress while it runs and its result when no task is left.
+opens the same store again from the parameters it was opened from (``Store.params``; local by
+default, SFTP and S3 when ``SNAPKEEP_RESTORE_PROCESSES`` asks: see ``default_processes``),
+restores the task with the same ``RestorePlanner`` (same checks, policies and limits), and reports
+progress while it runs and its result when no task is left. The entry limit against a forged
+fan-out is one allowance, leased ``LEASE`` entries at a time.
 
 What stays with the planning process: every folder's metadata above and at the split depth,
 applied last as before; hard links (a worker reports its groups; a group written first by two
 processes keeps one copy and the other becomes a link); the folders holding hard-link members
 (their metadata after the links). A worker that stops unexpectedly fails the restore, naming it:
-the tasks it held are not silently redone.
+the tasks it held are not silently redone; one that fails before it takes a task is left out.
 """
 
 from __future__ import annotations
