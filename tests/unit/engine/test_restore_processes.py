@@ -222,6 +222,7 @@ def test_only_a_plain_local_store_is_shared_among_processes(
     try:
         assert processes.default_processes(wrapped) == 1
         assert processes.default_processes(memory) == 1
+        assert processes.default_processes(memory, 3) == 1  # asked for, but no worker could open it
         # The service opens a Local destination retried: its restores are shared too.
         assert processes.default_processes(retried) == processes.default_processes(repository)
     finally:

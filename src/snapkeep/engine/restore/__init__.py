@@ -37,7 +37,7 @@ from snapkeep.engine.fs.safe_target import DIR_FLAGS, Folders, descriptor_budget
 from snapkeep.engine.progress import Progress
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore.plan import RestorePlanner, parse_include
-from snapkeep.engine.restore.processes import Splitter, default_processes, is_local, split_depth
+from snapkeep.engine.restore.processes import Splitter, default_processes, split_depth
 from snapkeep.engine.restore.writer import RestoreResult
 
 __all__ = ["POLICIES", "Changes", "RestoreOptions", "RestoreResult", "parse_include", "restore"]
@@ -65,8 +65,8 @@ def restore(
     ``NotFoundError`` when an include names nothing, ``IntegrityError`` when a tree is damaged, and
     storage errors. Per-file problems are listed in the result's ``failures``. ``options``: the
     overwrite policy, dry run and special files (default: ``always``, a real restore, none).
-    ``processes``: how many processes share the restore (``restore.processes``; default one per
-    core for a local store, at most 4).
+    ``processes``: how many processes share the restore (``restore.processes.default_processes``:
+    1 for a store a worker cannot open again; default one per core for a local store, at most 4).
     """
     filters = [parse_include(include) for include in includes] or None
     restorer = RestorePlanner(
@@ -89,11 +89,10 @@ def restore(
     try:
         restorer.folders = folders
         restorer.start(pool, tree_pool, workers, snapshot if filters is None else None)
-        count = default_processes(repository) if processes is None else max(1, processes)
+        count = default_processes(repository, processes)
         if count > 1:
             restorer.split_depth = split_depth(restorer, root, filters)
             if restorer.split_depth is not None:
-                restorer.shared(local=is_local(repository))
                 splitter = Splitter(restorer, count - 1, folders.fds[0], workers)
                 splitter.start()
                 restorer.result.processes = 1 + splitter.started

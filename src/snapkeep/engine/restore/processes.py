@@ -52,7 +52,7 @@ from snapkeep.storage.local import LocalStore
 from snapkeep.storage.registry import LocalParams, StoreParams, open_store
 from snapkeep.storage.wrappers import LimitedStore, RetryingStore
 
-__all__ = ["MIN_TASKS", "Splitter", "default_processes", "is_local", "split_depth"]
+__all__ = ["MIN_TASKS", "Splitter", "default_processes", "split_depth"]
 
 #: The split depth is the first holding at least this many folders (enough pieces to balance).
 MIN_TASKS = 16
@@ -74,8 +74,9 @@ _END_WAIT = 10.0
 PROGRESS_INTERVAL = 0.1
 
 
-def default_processes(repository: Repository) -> int:
-    """How many processes restore from ``repository``.
+def default_processes(repository: Repository, asked: int | None = None) -> int:
+    """How many processes restore from ``repository``: ``asked`` (at most ``MAX_PROCESSES``) when
+    a worker can open the same store itself (``_reopenable``), else 1; without ``asked``:
 
     ``SNAPKEEP_RESTORE_PROCESSES`` (at most ``MAX_PROCESSES``; 1 never shares) when a worker can
     open the same store itself (``_reopenable``); else, for a local store, one per core; for SFTP
@@ -85,6 +86,8 @@ def default_processes(repository: Repository) -> int:
     found = _reopenable(repository.store)
     if found is None:
         return 1
+    if asked is not None:
+        return max(1, min(MAX_PROCESSES, asked))
     wanted = os.environ.get(PROCESSES_VARIABLE, "")
     if wanted.isdigit() and int(wanted) >= 1:
         return min(MAX_PROCESSES, int(wanted))
@@ -164,12 +167,6 @@ class _Worker:
     dropped: bool = False
 
 
-def is_local(repository: Repository) -> bool:
-    """Whether the workers of a restore from ``repository`` read a local folder."""
-    found = _reopenable(repository.store)
-    return found is not None and getattr(found[0], "kind", "") == "local"
-
-
 class Splitter:
     """The planning process's side: starts the workers, deals out the tasks, merges results."""
 
@@ -184,6 +181,11 @@ class Splitter:
         self._sealed = False
         self.error: BaseException | None = None
         self._workers: list[_Worker] = []
+        reopen = _reopenable(planner.repository.store)
+        if reopen is None:
+            raise ValueError("a restore from this store cannot be shared (see default_processes)")
+        self.reopen = reopen
+        planner.shared(local=getattr(reopen[0], "kind", "") == "local")
         #: entries the processes may still create in all (``RestorePlanner.entry_limit``)
         self.cap = planner.entry_limit
         self._left = planner.entry_limit
@@ -209,12 +211,10 @@ class Splitter:
     def start(self) -> None:
         """Start the worker processes (they load the index while the plan reaches the split)."""
         repository = self.planner.repository
-        reopen = _reopenable(repository.store)
-        assert reopen is not None
         setup = {
             "protocol": PROTOCOL,
-            "store": reopen[0],
-            "wrappers": reopen[1],
+            "store": self.reopen[0],
+            "wrappers": self.reopen[1],
             "config": repository.config.to_json(),
             "key": repository.master_key.to_bytes(),
             "owners": self.planner.owners,
@@ -249,47 +249,44 @@ class Splitter:
 
     def _read(self, worker: _Worker) -> None:
         """Serve one worker's messages until it reports its result, fails or ends."""
-        progress = self.planner.progress
         try:
-            while True:
-                try:
-                    message = worker.connection.recv()
-                except (EOFError, ConnectionError):
-                    if not worker.ready:
-                        self._drop(worker)
-                        return
-                    raise self._ended(worker) from None
-                kind = message[0]
-                if kind == "error" and not worker.ready:
-                    self._drop(worker)
-                    return
-                if kind == "lease":
-                    with worker.send_lock:
-                        try:
-                            worker.connection.send(("lease", self.lease()))
-                        except ConnectionError:
-                            raise self._ended(worker) from None
-                elif kind == "ready":
-                    worker.ready = True
-                    try:
-                        self._deal(worker)
-                    except ConnectionError:
-                        raise self._ended(worker) from None
-                elif kind == "progress":
-                    _, files, count, shown = message
-                    if count:
-                        progress.on_bytes(count)
-                    for _ in range(files):
-                        progress.on_file(shown, 0)
-                elif kind == "warning":
-                    progress.on_warning(message[1], message[2])
-                elif kind == "result":
-                    worker.result = message[1]
-                    return
-                elif kind == "error":
-                    raise _rebuild(message[1], message[2], message[3])
-        except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error or end: the plan raises it)
+            while self._serve(worker, worker.connection.recv()):
+                pass
+        except (EOFError, ConnectionError):  # its socket closed: it ended (a send or a receive)
+            if not worker.ready:
+                self._drop(worker)
+            else:
+                self._failed(self._ended(worker))
+        except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error: the plan raises it)
             self._failed(error)
+
+    def _serve(self, worker: _Worker, message: tuple[Any, ...]) -> bool:
+        """Handle one message of ``worker``; whether more follow."""
+        kind = message[0]
+        if kind == "error" and not worker.ready:
+            self._drop(worker)
+            return False
+        if kind == "lease":
+            with worker.send_lock:
+                worker.connection.send(("lease", self.lease()))
+        elif kind == "ready":
+            worker.ready = True
+            self._deal(worker)
+        elif kind == "progress":
+            _, files, count, shown = message
+            progress = self.planner.progress
+            if count:
+                progress.on_bytes(count)
+            for _ in range(files):
+                progress.on_file(shown, 0)
+        elif kind == "warning":
+            self.planner.progress.on_warning(message[1], message[2])
+        elif kind == "result":
+            worker.result = message[1]
+            return False
+        elif kind == "error":
+            raise _rebuild(message[1], message[2], message[3])
+        return True
 
     def _drop(self, worker: _Worker) -> None:
         """A worker that could not set up (another snapkeep version installed meanwhile, an index it
