@@ -4,9 +4,12 @@ any host key but the pinned one, replaced when dropped, and paramiko for passwor
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from servers import SshServer, new_ed25519_key
 from snapkeep.errors import HostKeyChangedError, ObjectNotFoundError
 from snapkeep.storage.sftp import SftpStore
 from snapkeep.storage.sftp_openssh import OpenSshReader
+from snapkeep.storage.sftp_session import host_key_of
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +66,7 @@ def test_password_logins_read_through_paramiko(sshd: SshServer) -> None:
 
 
 def test_the_client_refuses_any_host_key_but_the_pinned_one(sshd: SshServer) -> None:
-    stranger = paramiko.Ed25519Key.from_private_key(io.StringIO(new_ed25519_key()))
+    stranger = host_key_of(paramiko.Ed25519Key.from_private_key(io.StringIO(new_ed25519_key())))
     with pytest.raises(EOFError):
         OpenSshReader(
             program=shutil.which("ssh") or "ssh",
@@ -128,3 +132,85 @@ def test_a_failing_source_through_openssh_leaves_nothing(sshd: SshServer) -> Non
         store.store("archives/after", b"the session is still usable")
         assert store.load("archives/after") == b"the session is still usable"
         assert sorted(path.name for path in (Path(store.root) / "archives").iterdir()) == ["after", "kept"]
+
+
+#: Run in a fresh interpreter: every call a store makes, then whether paramiko was ever imported.
+_WITHOUT_PARAMIKO = """
+import json, sys
+from snapkeep.errors import HostKeyChangedError
+from snapkeep.storage.sftp import SftpStore
+settings = json.loads(sys.argv[1])
+with SftpStore(**settings) as store:
+    store.store("data/ab/cd/pack", b"x" * 300_000)
+    store.store("keys/one", b"key")
+    listed = sorted((item.name, item.size) for item in store.list())
+    size = store.stat("data/ab/cd/pack").size
+    data = store.load("data/ab/cd/pack", 10, 5)
+    info = store.info()
+    store.delete("keys/one")
+    after = [item.name for item in store.list("keys/")]
+    pinned = store.fingerprint
+settings["fingerprint"] = "SHA256:" + "A" * 43
+try:
+    SftpStore(**settings).load("data/ab/cd/pack")
+    refused = ""
+except HostKeyChangedError as error:
+    refused = str(error)
+print(json.dumps({
+    "paramiko": "paramiko" in sys.modules, "listed": listed, "size": size, "data": data.decode(),
+    "usage": info.usage, "free": info.free, "after": after, "pinned": pinned, "refused": refused,
+}))
+"""
+
+
+def test_a_key_login_does_everything_through_openssh_and_never_imports_paramiko(sshd: SshServer) -> None:
+    """Writes, nested folders, listings, stats, reads, space, deletes and the host key pin (learnt
+    with ssh-keyscan) without paramiko: 23 MiB a backup to SFTP no longer holds."""
+    require_server(shutil.which("ssh-keyscan") is not None, "OpenSSH's ssh-keyscan")
+    settings = {
+        "host": "127.0.0.1",
+        "port": sshd.port,
+        "username": sshd.username,
+        "private_key": sshd.private_key,
+        "path": sshd.folder_for(secrets.token_hex(6)),
+        "timeout": 5.0,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PARAMIKO, json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["paramiko"] is False
+    assert seen["listed"] == [["data/ab/cd/pack", 300_000], ["keys/one", 3]]
+    assert (seen["size"], seen["data"], seen["after"]) == (300_000, "xxxxx", [])
+    assert seen["usage"] == 300_003
+    assert seen["free"] > 0
+    assert seen["pinned"] == sshd.fingerprint, "the first key seen (ed25519, as paramiko's) is pinned"
+    assert sshd.fingerprint in seen["refused"], "a pin no key matches is refused, naming the key offered"
+
+
+def test_listings_and_stats_through_openssh_match_paramiko(sshd: SshServer) -> None:
+    with connect(sshd) as store:
+        for name, size in (("data/00/a", 10), ("data/00/b", 0), ("data/ff/c", 70_000), ("index/i", 5)):
+            store.store(name, b"z" * size)
+        Path(store.root, "data", ".tmp-hidden").write_bytes(b"never listed")
+        answers = []
+        for program in (store._openssh.program, None):
+            store._openssh.program = program  # None: paramiko answers
+            answers.append(
+                (
+                    sorted((item.name, item.size) for item in store.list()),
+                    sorted(item.name for item in store.list("data/0")),
+                    store.stat("data/ff/c"),
+                    store.info().total,
+                )
+            )
+        assert answers[0] == answers[1]
+        assert answers[0][0] == [("data/00/a", 10), ("data/00/b", 0), ("data/ff/c", 70_000), ("index/i", 5)]
+        assert answers[0][1] == ["data/00/a", "data/00/b"]
+        with pytest.raises(ObjectNotFoundError):
+            store.stat("data/00")  # a folder is not an object

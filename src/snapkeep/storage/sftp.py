@@ -1,13 +1,15 @@
-"""A store in a folder on an SSH server, over SFTP (paramiko).
+"""A store in a folder on an SSH server, over SFTP (the OpenSSH client, or paramiko).
 
 Object ``a/b/c`` is the remote file ``<path>/a/b/c``. A write goes to a temporary dot-name in the
 target folder (``.tmp-<random>``), is fsynced where the server offers ``fsync@openssh.com``, and is
 published with ``posix-rename@openssh.com`` (atomic replace), or with delete+rename on servers that
-lack it. Missing folders are created on the way. Reads of a byte range are pipelined (``readv``),
-in requests as large as the server's ``limits@openssh.com`` allows (255 KiB at most). With a
-private key (no passphrase) and an ``ssh`` program, reads and writes go through the OpenSSH client
-instead (``snapkeep.storage.sftp_openssh``: its C code does the encryption that paramiko does in
-Python); listings, stats, deletes and folders stay on paramiko.
+lack it. Missing folders are created on the way. Reads of a byte range are pipelined, in requests
+as large as the server allows (255 KiB at most).
+
+Two clients: with a private key (no passphrase) and OpenSSH's ``ssh``, every call goes through the
+OpenSSH client (``snapkeep.storage.sftp_openssh``: its C code does the encryption, and paramiko is
+never imported: 23 MiB less). A password login, a passphrase-protected key, a machine without
+``ssh``, or a client that cannot start (paramiko then names why) go through paramiko, imported then.
 
 Connections: up to ``threads`` SSH connections are opened on demand and pooled, so that several
 threads transfer in parallel. A connection found dropped during a call is replaced and the call is
@@ -18,7 +20,8 @@ Host keys: with ``fingerprint`` (``SHA256:...`` as ``ssh-keygen -l`` prints it) 
 another key is refused with ``HostKeyChangedError``. Without it, the first key seen is recorded in
 ``store.fingerprint`` (for the caller to save) and pinned for the life of the store.
 
-Connection set-up and error translation live in ``snapkeep.storage.sftp_session``.
+Settings, the host key pin and error translation live in ``snapkeep.storage.sftp_settings``;
+paramiko's connection in ``snapkeep.storage.sftp_session``.
 """
 
 from __future__ import annotations
@@ -30,16 +33,21 @@ import secrets
 import stat as stat_module
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
-
-import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from snapkeep.errors import ObjectNotFoundError, StorageError
 from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
 from snapkeep.storage.replay import Chunks, SourceFailure
 from snapkeep.storage.sftp_openssh import ClientFailed, OpenSshPool, OpenSshReader, ReaderUnavailable
-from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSession, SftpSettings, translate
+from snapkeep.storage.sftp_settings import BASE_CONNECTION_ERRORS, SftpSettings, translate, unsupported
+
+if TYPE_CHECKING:
+    import paramiko
+
+    from snapkeep.storage.sftp_session import SftpSession
+
+#: Either client: paramiko's ``SFTPClient`` or an ``OpenSshReader`` (the same calls, raising alike).
+Client = Any
 
 T = TypeVar("T")
 TEMPORARY_PREFIX = ".tmp-"
@@ -115,6 +123,8 @@ class SftpStore(Store):
     # --- the connection pool -----------------------------------------------------------------------
 
     def _take(self) -> SftpSession:
+        from snapkeep.storage.sftp_session import SftpSession
+
         with self._lock:
             if self._closed:
                 raise StorageError(f"{self.location}: the store is closed")
@@ -142,7 +152,10 @@ class SftpStore(Store):
         missing_is_not_found: bool = True,
         free_bytes: Callable[[], int | None] = lambda: None,
     ) -> T:
-        """Run ``action`` on a pooled connection; reconnect once when the connection dropped."""
+        """Run ``action`` on a pooled paramiko connection; reconnect once when the connection
+        dropped."""
+        from snapkeep.storage.sftp_session import CONNECTION_ERRORS
+
         attempt = 1
         while True:
             with self._slots:
@@ -168,6 +181,26 @@ class SftpStore(Store):
                     ) from error
                 self._give_back(session)
                 return result
+
+    def _call(
+        self, operation: str, name: str, action: Callable[[Client], T], *, missing_is_not_found: bool = True
+    ) -> T:
+        """Run ``action`` (which may take either client) through the OpenSSH client when it can
+        log in, else on a paramiko connection; one fresh connection is tried when it dropped."""
+        if self._openssh.enabled:
+            try:
+                return self._openssh.run(action)
+            except ReaderUnavailable:
+                pass  # ssh cannot log in as we do (now): paramiko runs it and names any problem
+            except ClientFailed as failed:
+                raise translate(
+                    failed.error,
+                    f"{operation} {name!r} in {self.location}",
+                    connection_lost=failed.lost,
+                    missing_is_not_found=missing_is_not_found,
+                    name=name,
+                ) from failed.error
+        return self._run(operation, name, action, missing_is_not_found=missing_is_not_found)
 
     def _remote(self, name: str) -> str:
         return posixpath.join(self.root, name)
@@ -217,7 +250,7 @@ class SftpStore(Store):
     def _store_openssh(self, name: str, temporary: str, target: str, source: Chunks) -> int:
         """``store_stream`` through the OpenSSH client (``sftp_openssh``): the same temporary
         file, fsync, size check and rename as paramiko's, the encryption in ssh's C code. Missing
-        folders are made through paramiko. Raises ``ReaderUnavailable`` before anything is
+        folders are made on the same connection. Raises ``ReaderUnavailable`` before anything is
         written, ``StorageError`` subclasses, or what ``source`` raised."""
         free: list[int | None] = [None]
 
@@ -228,12 +261,7 @@ class SftpStore(Store):
                         temporary, source, fsync=self._fsync_supported
                     )
                 except FileNotFoundError:  # at the open, before any chunk was taken
-                    self._run(
-                        "write",
-                        name,
-                        lambda client: _make_folders(client, posixpath.dirname(temporary)),
-                        missing_is_not_found=False,
-                    )
+                    _make_folders(session, posixpath.dirname(temporary))
                     size, self._fsync_supported = session.write_file(
                         temporary, source, fsync=self._fsync_supported
                     )
@@ -243,9 +271,8 @@ class SftpStore(Store):
             except BaseException as error:
                 if session.alive():
                     if isinstance(error, OSError) and error.errno is None:  # before the cleanup frees it
-                        with contextlib.suppress(StorageError):
-                            free[0] = self._run("check the free space for", name, self._free_bytes)
-                    with contextlib.suppress(*CONNECTION_ERRORS):
+                        free[0] = self._free_bytes(session)
+                    with contextlib.suppress(*BASE_CONNECTION_ERRORS):
                         session.remove(temporary)
                 raise
             return size
@@ -258,6 +285,8 @@ class SftpStore(Store):
             raise self._client_error(failed, "write", name, free_bytes=free[0]) from failed.error
 
     def _write_temporary(self, client: paramiko.SFTPClient, temporary: str, source: Chunks) -> int:
+        from paramiko.sftp import CMD_EXTENDED
+
         try:
             handle = client.open(temporary, "wb")
         except FileNotFoundError:
@@ -274,7 +303,7 @@ class SftpStore(Store):
                 try:
                     client._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
                 except OSError as error:
-                    if not _unsupported(error):
+                    if not unsupported(error):
                         raise
                     self._fsync_supported = False
         written = client.stat(temporary).st_size
@@ -288,7 +317,7 @@ class SftpStore(Store):
                 client.posix_rename(temporary, target)
                 return
             except OSError as error:
-                if not _unsupported(error):
+                if not unsupported(error):
                     raise
                 self._posix_rename_supported = False
         # Plain SFTP rename refuses to overwrite: remove the old object first (not atomic, but the
@@ -351,6 +380,8 @@ class SftpStore(Store):
     def _read_size(self, client: paramiko.SFTPClient) -> int:
         """Bytes per read request: what ``limits@openssh.com`` allows, at most ``_LARGE_READ``;
         paramiko's 32 KiB when the server does not say. Asked once per store."""
+        from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
         if self._read_request is None:
             allowed = 0
             try:
@@ -358,7 +389,7 @@ class SftpStore(Store):
                 if kind == CMD_EXTENDED_REPLY:
                     _packet, allowed, _write, _handles = (message.get_int64() for _ in range(4))
             except OSError as error:
-                if not _unsupported(error):
+                if not unsupported(error):
                     raise
             self._read_request = min(allowed, _LARGE_READ) if allowed >= _SMALL_READ else _SMALL_READ
         return self._read_request
@@ -370,17 +401,17 @@ class SftpStore(Store):
         start = self._remote(head) if head else self.root
         found: list[ObjectInfo] = []
 
-        def walk(client: paramiko.SFTPClient) -> list[ObjectInfo]:
+        def walk(client: Client) -> list[ObjectInfo]:
             found.clear()
             _walk(client, start, f"{head}/" if head else "", prefix, found)
             return found
 
-        return iter(self._run("list", prefix or "/", walk))
+        return iter(self._call("list", prefix or "/", walk))
 
     def stat(self, name: str) -> ObjectInfo:
         """Name and size; a folder is not an object. Raises ``ObjectNotFoundError``."""
         validate_name(name)
-        attributes = self._run("stat", name, lambda client: client.stat(self._remote(name)))
+        attributes = self._call("stat", name, lambda client: client.stat(self._remote(name)))
         if attributes.st_mode is not None and not stat_module.S_ISREG(attributes.st_mode):
             raise ObjectNotFoundError(name=name)
         return ObjectInfo(name, int(attributes.st_size or 0))
@@ -391,7 +422,7 @@ class SftpStore(Store):
         """Remove ``name``. Raises ``ObjectNotFoundError`` unless ``missing_ok``."""
         validate_name(name)
         try:
-            self._run("delete", name, lambda client: client.remove(self._remote(name)))
+            self._call("delete", name, lambda client: client.remove(self._remote(name)))
         except ObjectNotFoundError:
             if not missing_ok:
                 raise
@@ -399,17 +430,21 @@ class SftpStore(Store):
     def info(self) -> StoreInfo:
         """Usage (sum of object sizes) and, via ``statvfs@openssh.com``, free and total bytes."""
         usage = sum(item.size for item in self.list())
-        space = self._run("statvfs", self.root, self._statvfs, missing_is_not_found=False)
+        space = self._call("statvfs", self.root, self._statvfs, missing_is_not_found=False)
         if space is None:
             return StoreInfo(usage=usage, free=None, total=None)
         return StoreInfo(usage=usage, free=space[0], total=space[1])
 
-    def _statvfs(self, client: paramiko.SFTPClient) -> tuple[int, int] | None:
+    def _statvfs(self, client: Client) -> tuple[int, int] | None:
         """(free, total) bytes of the file system holding the root, or ``None`` if not offered."""
+        if isinstance(client, OpenSshReader):
+            return client.statvfs(self.root)
+        from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+
         try:
             kind, message = client._request(CMD_EXTENDED, "statvfs@openssh.com", self.root)
         except OSError as error:
-            if _unsupported(error) or isinstance(error, FileNotFoundError):
+            if unsupported(error) or isinstance(error, FileNotFoundError):
                 return None
             raise
         if kind != CMD_EXTENDED_REPLY:
@@ -417,11 +452,11 @@ class SftpStore(Store):
         _block_size, fragment_size, blocks, _free, available = (message.get_int64() for _ in range(5))
         return int(available * fragment_size), int(blocks * fragment_size)
 
-    def _free_bytes(self, client: paramiko.SFTPClient) -> int | None:
+    def _free_bytes(self, client: Client) -> int | None:
         """Free bytes, or ``None`` when that cannot be learnt (explains a failed write)."""
         try:
             space = self._statvfs(client)
-        except (OSError, EOFError, paramiko.SSHException):
+        except Exception:  # noqa: BLE001 - any failure (of either client) only means "not known"
             return None
         return None if space is None else space[0]
 
@@ -435,18 +470,15 @@ class SftpStore(Store):
         self._openssh.close()
 
 
-def _unsupported(error: OSError) -> bool:
-    """Whether the server answered SSH_FX_OP_UNSUPPORTED (an extension it does not offer)."""
-    return error.errno is None and "unsupported" in str(error).lower()
-
-
 def _remove_quietly(client: paramiko.SFTPClient, path: str) -> None:
+    from snapkeep.storage.sftp_session import CONNECTION_ERRORS
+
     # Already gone, or the connection is lost: a dot-name is never listed anyway.
-    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+    with contextlib.suppress(*CONNECTION_ERRORS):
         client.remove(path)
 
 
-def _make_folders(client: paramiko.SFTPClient, folder: str) -> None:
+def _make_folders(client: Client, folder: str) -> None:
     """Create ``folder`` and its missing parents; tolerate another writer creating them first."""
     missing: list[str] = []
     current = folder
@@ -469,9 +501,7 @@ def _make_folders(client: paramiko.SFTPClient, folder: str) -> None:
                 raise
 
 
-def _walk(
-    client: paramiko.SFTPClient, folder: str, relative: str, prefix: str, found: list[ObjectInfo]
-) -> None:
+def _walk(client: Client, folder: str, relative: str, prefix: str, found: list[ObjectInfo]) -> None:
     try:
         entries = client.listdir_attr(folder)
     except FileNotFoundError:

@@ -1,27 +1,36 @@
-"""Reads and writes over the OpenSSH client: ``ssh -s ... sftp`` speaking SFTP v3 over its pipes.
+"""SFTP over the OpenSSH client: ``ssh -s ... sftp`` speaking SFTP v3 over its pipes.
 
 Why: with paramiko every SSH packet is decrypted, authenticated and reassembled in Python; in a
 restore from SFTP that was the largest cost after creating the files (``docs/engine.md``, "Remote
 restore profile"). The OpenSSH client does the same work in C (AES-NI), as restic uses it, and this
-module only frames SFTP messages of up to 255 KiB. Byte-range reads and whole-object writes
-(pipelined WRITE requests into a temporary file, ``fsync@openssh.com``, ``FSTAT`` to check the size,
-``posix-rename@openssh.com``) go through it; listings, folders and the rest stay on paramiko
-(``sftp.SftpStore``), which also connects first and so pins and checks the host key.
+module only frames SFTP messages of up to 255 KiB. Everything a store does goes through it:
+byte-range reads, whole-object writes (pipelined WRITE requests into a temporary file,
+``fsync@openssh.com``, ``FSTAT`` to check the size, ``posix-rename@openssh.com``), listings, stats,
+folders, deletes and ``statvfs@openssh.com``; so a store that logs in with a key never imports
+paramiko (23 MiB; ``sftp_settings``).
+
+The host key: ``ssh-keyscan`` fetches the server's public keys (no login), the one matching the
+pinned fingerprint is kept (the first, in paramiko's order of preference, when nothing was pinned
+yet: ``SftpSettings.choose_host_key``) and the client is told to trust that key alone. When
+``ssh-keyscan`` is missing or gets no key, paramiko connects once to check and pin it and to name
+what is wrong (a refused connection, an unknown host).
 
 Safety: the client is started with ``BatchMode``, ``StrictHostKeyChecking=yes`` and a known-hosts
-file holding only the host key paramiko verified (``HostKeyAlias``), so it refuses any other key;
-``IdentitiesOnly`` with the store's private key (an unencrypted key's text, copied to a ``memfd``,
-never to a disk, named ``/proc/<our pid>/fd/N`` while the client logs in: ssh closes inherited
-descriptors); no agent, no forwarding, no user or system configuration
+file holding only the host key checked against the pin (``HostKeyAlias``), so it refuses any other
+key; ``IdentitiesOnly`` with the store's private key (an unencrypted key's text, copied to a
+``memfd``, never to a disk, named ``/proc/<our pid>/fd/N`` while the client logs in: ssh closes
+inherited descriptors); no agent, no forwarding, no user or system configuration
 (``-F /dev/null``). A store that logs in with a password or a passphrase-protected key, or a machine
-without ``ssh``, reads through paramiko.
+without ``ssh``, goes through paramiko. Answers are bounded (1 MiB a packet) and parsed with their
+lengths checked: a malformed one is an ``OSError``, never an unbounded read.
 
 Failures are raised as paramiko's are (``OSError`` with ``errno.ENOENT``/``EACCES``, ``EOFError``
-when the connection is gone, ``TimeoutError``), so ``sftp_session.translate`` names them alike.
+when the connection is gone, ``TimeoutError``), so ``sftp_settings.translate`` names them alike.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import functools
@@ -33,27 +42,44 @@ import subprocess
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
-import paramiko
+from snapkeep.storage.sftp_settings import BASE_CONNECTION_ERRORS, HostKey, SftpSettings, unsupported
 
-from snapkeep.storage.sftp_session import CONNECTION_ERRORS, SftpSettings
-
-__all__ = ["ClientFailed", "OpenSshPool", "OpenSshReader", "ReaderUnavailable", "openssh_available"]
+__all__ = [
+    "Attributes",
+    "ClientFailed",
+    "OpenSshPool",
+    "OpenSshReader",
+    "ReaderUnavailable",
+    "openssh_available",
+    "scan_host_keys",
+]
 
 _INIT, _VERSION, _OPEN, _CLOSE, _READ, _WRITE, _FSTAT = 1, 2, 3, 4, 5, 6, 8
-_REMOVE, _RENAME, _EXTENDED = 13, 18, 200
-_STATUS, _HANDLE, _DATA, _ATTRS = 101, 102, 103, 105
+_OPENDIR, _READDIR, _REMOVE, _MKDIR, _STAT, _RENAME, _EXTENDED = 11, 12, 13, 14, 17, 18, 200
+_STATUS, _HANDLE, _DATA, _NAME, _ATTRS, _EXTENDED_REPLY = 101, 102, 103, 104, 105, 201
 _FX_EOF, _FX_NO_SUCH_FILE, _FX_PERMISSION_DENIED = 1, 2, 3
 _READ_FLAG = 0x01
 #: SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC (paramiko's "wb")
 _WRITE_FLAGS = 0x02 | 0x08 | 0x10
-_SIZE_FLAG = 0x01
+_SIZE_FLAG, _UIDGID_FLAG, _PERMISSIONS_FLAG, _TIMES_FLAG, _EXTENDED_FLAG = 0x01, 0x02, 0x04, 0x08, 0x80000000
+#: Entries one READDIR answer may hold (OpenSSH's sftp-server sends 100): more is a hostile server.
+_MAX_NAMES = 10_000
 #: Bytes per read request (OpenSSH's sftp-server answers up to 255 KiB) and requests in flight.
 PIECE = 255 * 1024
 IN_FLIGHT = 32
 _ALIAS = "snapkeep-pinned-host"
 _HOST_KEY_ALGORITHMS = {"ssh-rsa": "rsa-sha2-512,rsa-sha2-256"}
+#: Host key types in paramiko's order of preference: the key pinned first when nothing was pinned.
+_HOST_KEY_PREFERENCE = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
 _U32 = struct.Struct(">I")
 _LOST = (OSError, EOFError)
 _HEADER = struct.Struct(">IB")
@@ -103,6 +129,84 @@ def _string(data: bytes) -> bytes:
     return _U32.pack(len(data)) + data
 
 
+@dataclass(frozen=True)
+class Attributes:
+    """A file's name (in listings), mode and size, as paramiko's ``SFTPAttributes`` names them."""
+
+    filename: str
+    st_mode: int | None
+    st_size: int | None
+
+
+class _Parser:
+    """Reads SFTP fields from an answer; running past its end is a malformed answer (``OSError``)."""
+
+    def __init__(self, body: memoryview) -> None:
+        self.body = body
+        self.at = 0
+
+    def _take(self, size: int) -> memoryview:
+        if self.at + size > len(self.body):
+            raise OSError("malformed SFTP answer: a field runs past its end")
+        piece = self.body[self.at : self.at + size]
+        self.at += size
+        return piece
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self._take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack(">Q", self._take(8))[0])
+
+    def string(self) -> bytes:
+        return bytes(self._take(self.u32()))
+
+    def attributes(self, filename: str = "") -> Attributes:
+        flags = self.u32()
+        size = self.u64() if flags & _SIZE_FLAG else None
+        if flags & _UIDGID_FLAG:
+            self._take(8)
+        mode = self.u32() if flags & _PERMISSIONS_FLAG else None
+        if flags & _TIMES_FLAG:
+            self._take(8)
+        if flags & _EXTENDED_FLAG:
+            for _ in range(self.u32()):  # each pair takes at least 8 bytes: bounded by the packet
+                self.string()
+                self.string()
+        return Attributes(filename, mode, size)
+
+
+def scan_host_keys(host: str, port: int, timeout: float) -> list[HostKey] | None:
+    """The server's public host keys, preferred first (``_HOST_KEY_PREFERENCE``), fetched with
+    ``ssh-keyscan`` (no login); ``None`` when there is no ``ssh-keyscan`` or it got no key (the
+    server is down, refuses, or is no SSH server: paramiko then names what is wrong)."""
+    program = shutil.which("ssh-keyscan")
+    if program is None:
+        return None
+    wait = str(max(1, int(timeout)))
+    command = [program, "-p", str(port), "-T", wait, "-t", "ed25519,ecdsa,rsa", "--", host]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, timeout=3 * timeout + 5, check=False, start_new_session=True
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    keys: dict[str, HostKey] = {}
+    for line in done.stdout[: 1 << 20].decode("ascii", "replace").splitlines():
+        fields = line.split()
+        if len(fields) != 3 or fields[0].startswith("#") or fields[1] not in _HOST_KEY_PREFERENCE:
+            continue
+        try:
+            blob = base64.b64decode(fields[2], validate=True)
+            declared = _Parser(memoryview(blob)).string()
+        except (ValueError, OSError):
+            continue
+        if declared == fields[1].encode():  # the key says what type it is: a mismatch is no key
+            keys.setdefault(fields[1], HostKey(fields[1], blob))
+    ordered = [keys[name] for name in _HOST_KEY_PREFERENCE if name in keys]
+    return ordered or None
+
+
 class OpenSshReader:
     """One ``ssh`` process with its SFTP subsystem; one caller at a time."""
 
@@ -113,15 +217,15 @@ class OpenSshReader:
         host: str,
         port: int,
         username: str,
-        host_key: paramiko.PKey,
+        host_key: HostKey,
         private_key: str,
         timeout: float,
     ) -> None:
         self.timeout = timeout
         key_fd = _memory_file(private_key.encode(), "snapkeep-sftp-key")
-        known = f"{_ALIAS} {host_key.get_name()} {host_key.get_base64()}\n".encode()
+        known = f"{_ALIAS} {host_key.name} {host_key.base64}\n".encode()
         known_fd = _memory_file(known, "snapkeep-sftp-known-hosts")
-        algorithms = _HOST_KEY_ALGORITHMS.get(host_key.get_name(), host_key.get_name())
+        algorithms = _HOST_KEY_ALGORITHMS.get(host_key.name, host_key.name)
         command = [
             program,
             "-F", "/dev/null",
@@ -353,7 +457,7 @@ class OpenSshReader:
                 try:
                     self._call(_EXTENDED, _string(b"fsync@openssh.com") + handle_string, path)
                 except OSError as error:
-                    if error.errno is not None or "unsupported" not in str(error).lower():
+                    if not unsupported(error):
                         raise
                     fsync = False
             answer, body = self._call(_FSTAT, handle_string, path)
@@ -390,7 +494,7 @@ class OpenSshReader:
                 self._call(_EXTENDED, _string(b"posix-rename@openssh.com") + old_string + new_string, new)
                 return True
             except OSError as error:
-                if error.errno is not None or "unsupported" not in str(error).lower():
+                if not unsupported(error):
                     raise
         with contextlib.suppress(FileNotFoundError):
             self._call(_REMOVE, new_string, new)
@@ -399,6 +503,72 @@ class OpenSshReader:
 
     def remove(self, path: str) -> None:
         self._call(_REMOVE, _string(path.encode()), path)
+
+    # --- listings, folders, space (what paramiko's client offers, raising alike) -----------------
+
+    def stat(self, path: str) -> Attributes:
+        """The attributes of ``path`` (links followed)."""
+        answer, body = self._call(_STAT, _string(path.encode()), path)
+        if answer != _ATTRS:
+            raise OSError(f"unexpected SFTP answer {answer} to STAT")
+        return _Parser(body).attributes()
+
+    def mkdir(self, path: str, mode: int) -> None:
+        """Create the folder ``path`` with ``mode``."""
+        self._call(_MKDIR, _string(path.encode()) + _U32.pack(_PERMISSIONS_FLAG) + _U32.pack(mode), path)
+
+    def listdir_attr(self, path: str) -> list[Attributes]:
+        """The entries of folder ``path`` (without ``.`` and ``..``), with their attributes."""
+        answer, body = self._call(_OPENDIR, _string(path.encode()), path)
+        if answer != _HANDLE:
+            raise OSError(f"unexpected SFTP answer {answer} to OPENDIR")
+        handle_string = _string(_Parser(body).string())
+        entries: list[Attributes] = []
+        try:
+            while True:
+                number = self._request(_READDIR, handle_string)
+                answer, got, body = self._reply()
+                if got != number:
+                    raise EOFError(f"SFTP answer {got} out of order (expected {number})")
+                if answer == _STATUS:
+                    if _U32.unpack_from(body)[0] == _FX_EOF:
+                        break
+                    raise self._failure(body, path)
+                if answer != _NAME:
+                    raise OSError(f"unexpected SFTP answer {answer} to READDIR")
+                parser = _Parser(body)
+                count = parser.u32()
+                if count > _MAX_NAMES:
+                    raise OSError(f"malformed SFTP answer: {count} names in one READDIR")
+                for _ in range(count):
+                    name = parser.string().decode("utf-8", "surrogateescape")
+                    parser.string()  # the long name, as ls -l would print it
+                    attributes = parser.attributes(name)
+                    if name not in (".", ".."):
+                        entries.append(attributes)
+        except BaseException:
+            if self.alive():
+                with contextlib.suppress(*_LOST):
+                    self._call(_CLOSE, handle_string, path)
+            raise
+        self._call(_CLOSE, handle_string, path)
+        return entries
+
+    def statvfs(self, path: str) -> tuple[int, int] | None:
+        """(free, total) bytes of the file system holding ``path`` (``statvfs@openssh.com``), or
+        ``None`` when the server does not offer it."""
+        try:
+            request = _string(b"statvfs@openssh.com") + _string(path.encode())
+            answer, body = self._call(_EXTENDED, request, path)
+        except OSError as error:
+            if isinstance(error, FileNotFoundError) or unsupported(error):
+                return None
+            raise
+        if answer != _EXTENDED_REPLY:
+            return None
+        parser = _Parser(body)
+        _block_size, fragment_size, blocks, _free, available = (parser.u64() for _ in range(5))
+        return available * fragment_size, blocks * fragment_size
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -437,8 +607,8 @@ class OpenSshPool:
     """Up to ``size`` OpenSSH readers of one store, started on demand and reused.
 
     Enabled for a private key without a passphrase when ``ssh`` exists; disabled for good when the
-    first reader cannot start. ``check_host_key`` connects through paramiko, which checks and pins
-    the host key that the readers then trust alone."""
+    first reader cannot start. The host key the readers trust alone is learnt once, with
+    ``ssh-keyscan`` or else ``check_host_key`` (paramiko's connection), and checked against the pin."""
 
     def __init__(self, settings: SftpSettings, size: int, check_host_key: Callable[[], None]) -> None:
         usable = settings.private_key is not None and not settings.passphrase
@@ -468,7 +638,7 @@ class OpenSshPool:
                 reader = self._take()
                 try:
                     result = action(reader)
-                except CONNECTION_ERRORS as error:
+                except BASE_CONNECTION_ERRORS as error:
                     lost = isinstance(error, EOFError | TimeoutError) or not reader.alive()
                     if lost:
                         reader.close()
@@ -494,7 +664,7 @@ class OpenSshPool:
                     return reader
                 reader.close()
         if self.settings.host_key is None:
-            self.check_host_key()
+            self._learn_host_key()
         settings, program = self.settings, self.program
         if settings.host_key is None or program is None or settings.private_key is None:
             raise ReaderUnavailable("no pinned host key or no usable private key")
@@ -515,6 +685,16 @@ class OpenSshPool:
         with self.lock:
             self.started += 1
         return reader
+
+    def _learn_host_key(self) -> None:
+        """Check (and pin) the server's host key through ``ssh-keyscan``; through paramiko when
+        that gets no key. Raises ``HostKeyChangedError`` or what paramiko's connection raises."""
+        settings = self.settings
+        offered = scan_host_keys(settings.host, settings.port, settings.timeout)
+        if offered is None:
+            self.check_host_key()
+        else:
+            settings.choose_host_key(offered)
 
     def _give(self, reader: OpenSshReader) -> None:
         with self.lock:

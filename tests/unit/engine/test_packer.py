@@ -6,11 +6,13 @@ import os
 from collections.abc import Iterable, Sequence
 
 import blake3
+import pytest
 
 from snapkeep.engine.format import BlobType, Compression, pack_name
+from snapkeep.engine.repository import packer as packer_module
 from snapkeep.engine.repository.crypto import NullCipher
 from snapkeep.engine.repository.pack_format import STREAM_PIECE, coalesce
-from snapkeep.engine.repository.packer import Packer
+from snapkeep.engine.repository.packer import Packer, SpooledParts
 from snapkeep.storage.memory import MemoryStore
 
 
@@ -68,7 +70,8 @@ def _two_part_pack(store: MemoryStore) -> list[str]:
 
 def test_a_store_that_never_writes_twice_gets_the_parts_released_as_written() -> None:
     """Parts handed out one by one (the pack's memory goes as it is written); a store that may
-    write a sequence again after a dropped connection still gets the whole list."""
+    write a sequence again after a dropped connection gets a sequence it can read again (the pack
+    spooled to a temporary file)."""
     for replays, kind in ((False, "released"), (True, "sequence")):
         store = _Recording(replays)
         uploaded = _two_part_pack(store)
@@ -76,3 +79,63 @@ def test_a_store_that_never_writes_twice_gets_the_parts_released_as_written() ->
         assert set(store.kinds) == {kind}
         for pack_id in uploaded:  # what was written is the whole pack, whatever the way
             assert blake3.blake3(store.load(pack_name(pack_id))).hexdigest() == pack_id
+
+
+class _DropsTheFirstWrite(MemoryStore):
+    """Takes a piece of each pack, fails as a dropped connection would, then writes the pack again
+    from the start, as a remote store (or ``RetryingStore``) does with a sequence."""
+
+    replays_writes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[type] = []
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        assert isinstance(chunks, Sequence)
+        self.given.append(type(chunks))
+        next(iter(chunks))  # the first piece went out, then the connection dropped
+        return super().store_stream(name, chunks)
+
+
+def test_a_pack_written_twice_is_read_again_from_its_temporary_file() -> None:
+    store = _DropsTheFirstWrite()
+    uploaded = _two_part_pack(store)
+    assert store.given == [SpooledParts, SpooledParts]
+    for pack_id in uploaded:
+        assert blake3.blake3(store.load(pack_name(pack_id))).hexdigest() == pack_id
+
+
+def test_without_a_writable_temporary_folder_the_pack_is_replayed_from_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packer_module.tempfile, "TemporaryFile", refused)
+    store = _DropsTheFirstWrite()
+    uploaded = _two_part_pack(store)
+    assert store.given == [list, list]
+    for pack_id in uploaded:
+        assert blake3.blake3(store.load(pack_name(pack_id))).hexdigest() == pack_id
+
+
+def test_spooled_parts_read_back_in_pieces_and_empty_the_list() -> None:
+    parts = [os.urandom(size) for size in (10, SpooledParts.PIECE + 5, 3, SpooledParts.PIECE)]
+    whole = b"".join(parts)
+    spooled = SpooledParts(parts)
+    try:
+        assert parts == []  # the pack's memory is released once it is in the file
+        assert spooled.size == len(whole)
+        assert len(spooled) == 3
+        assert [len(piece) for piece in spooled] == [SpooledParts.PIECE, SpooledParts.PIECE, 18]
+        assert b"".join(spooled) == whole
+        assert b"".join(spooled) == whole  # as often as asked
+        assert spooled[-1] == whole[2 * SpooledParts.PIECE :]
+        assert b"".join(spooled[1:]) == whole[SpooledParts.PIECE :]
+        with pytest.raises(IndexError):
+            spooled[3]
+    finally:
+        spooled.close()
+    with pytest.raises(ValueError, match="closed file"):
+        spooled[0]
