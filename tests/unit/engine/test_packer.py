@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 
 import blake3
@@ -139,3 +141,51 @@ def test_spooled_parts_read_back_in_pieces_and_empty_the_list() -> None:
         spooled.close()
     with pytest.raises(ValueError, match="closed file"):
         spooled[0]
+
+
+class _Held(MemoryStore):
+    """Holds every write until ``release`` is set; counts the writes begun."""
+
+    def __init__(self, replays: bool) -> None:
+        super().__init__()
+        self.replays_writes = replays
+        self.release = threading.Event()
+        self.begun = 0
+
+    def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
+        self.begun += 1
+        assert self.release.wait(30)
+        return super().store_stream(name, chunks)
+
+
+def _packs_added_before_blocking(store: _Held) -> int:
+    packer = Packer(store, NullCipher(), lambda pack_id, entries: None, pack_size=1, uploaders=2)
+    added = 0
+
+    def add_packs() -> None:
+        nonlocal added
+        for number in range(4):
+            data = os.urandom(2 * STREAM_PIECE)
+            packer.add(bytes([number]) * 32, BlobType.DATA, Compression.NONE, data, len(data))
+            added += 1
+
+    producer = threading.Thread(target=add_packs)
+    producer.start()
+    deadline = time.monotonic() + 10
+    while store.begun < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # what the producer manages while both uploads are held
+    seen = added
+    store.release.set()
+    producer.join(10)
+    packer.flush()
+    packer.close()
+    assert store.begun == 4
+    return seen
+
+
+def test_a_store_that_may_write_twice_has_no_full_pack_waiting_in_memory() -> None:
+    """Its packs are spooled by the uploaders: a full pack waits for a free uploader, not in the
+    queue (one pack less in memory); other stores keep one pack queued behind the uploads."""
+    assert _packs_added_before_blocking(_Held(replays=True)) == 2
+    assert _packs_added_before_blocking(_Held(replays=False)) == 3

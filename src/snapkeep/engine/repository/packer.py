@@ -8,7 +8,7 @@ Memory: the open packs, one queued and at most one per uploader (about 64 MiB in
 released as it is written; a store that may write it twice (a remote store that repeats a write
 after a dropped connection, ``RetryingStore``) reads it from an anonymous temporary file instead
 (``SpooledParts``), as restic keeps its packs in temporary files: the pack does not stay in memory
-for the whole upload.
+for the whole upload, and a full pack waits for a free uploader rather than in the queue.
 
 Folder listings (TREE blobs) and file contents (DATA blobs) never share a pack: the packer keeps
 one open pack per blob type (as restic does). A damaged or truncated data pack then loses only the
@@ -52,9 +52,10 @@ def _released(parts: list[bytes]) -> Iterator[bytes]:
 class SpooledParts(Sequence[bytes]):
     """A sealed pack moved to an anonymous temporary file (``O_TMPFILE``: no name, mode 0600,
     gone when closed; its content is already encrypted), read back in ``PIECE`` pieces as often as
-    the store asks: a sequence a store can write twice without the pack in memory. Measured on the
-    2 GiB set, a first backup to SFTP: 173 MiB in the Python process with the parts kept for the
-    replay, XXX MiB spooled (``docs/engine.md``, "Issue 12, sixth round")."""
+    the store asks: a sequence a store can write twice without the pack in memory. A first backup
+    of the 2 GiB set to SFTP: 173 MiB in the Python process with the parts kept for the replay,
+    151-152 MiB spooled, 140-143 MiB with no full pack queued either (148-151 MiB with its ssh
+    client; restic 164 MiB; ``docs/engine.md``, "Issue 12, sixth round")."""
 
     PIECE = 1024 * 1024
 
@@ -123,6 +124,9 @@ class Packer:
         self._pack_size = pack_size
         self._uploader_count = uploaders
         self._queue: queue.Queue[PackBuilder | None] = queue.Queue(maxsize=queue_depth)
+        #: A store that may write a pack twice gets it from a temporary file once it is sealed: a
+        #: full pack then waits for a free uploader instead of in the queue, in memory.
+        self._free_uploaders = threading.Semaphore(uploaders) if store.replays_writes else None
         self._lock = threading.Lock()
         self._open: dict[BlobType, PackBuilder] = {}
         self._threads: list[threading.Thread] = []
@@ -166,7 +170,12 @@ class Packer:
             if builder.size >= limit:
                 full = self._open.pop(blob_type)
         if full is not None:
-            self._queue.put(full)
+            self._hand_over(full)
+
+    def _hand_over(self, builder: PackBuilder) -> None:
+        if self._free_uploaders is not None:
+            self._free_uploaders.acquire()
+        self._queue.put(builder)
 
     def flush(self) -> None:
         """Send the open packs and wait until every queued pack is stored. Raises ``StorageError``."""
@@ -176,7 +185,7 @@ class Packer:
             if full:
                 self._start()
         for builder in full:
-            self._queue.put(builder)
+            self._hand_over(builder)
         self._queue.join()
         self.check()
 
@@ -202,6 +211,8 @@ class Packer:
                 if self._error is None:
                     self._error = error
             finally:
+                if self._free_uploaders is not None and builder is not None:
+                    self._free_uploaders.release()
                 self._queue.task_done()
 
     def _store_replayable(self, pack_id: str, parts: list[bytes]) -> int:
