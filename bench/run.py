@@ -25,7 +25,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
-from bench import dataset, profiling, report, summary  # noqa: E402
+from bench import dataset, profiling, report, summary, targets  # noqa: E402
 from bench.measure import Measurement, failed_to_start, run_measured  # noqa: E402
 from bench.tools import REMOTE_TARGETS, REMOTE_TOOLS, TOOLS, RemoteTarget, Snapkeep, Tool  # noqa: E402
 
@@ -407,11 +407,18 @@ def render_remote(remote: dict[str, dict[str, dict[str, Any]]], meta: dict[str, 
         "",
         "One first backup and one full restore (verified) of the same tree per tool, to OpenSSH sshd and to",
         "`rclone serve s3` on 127.0.0.1 (the servers of `tests/servers.py`).",
-        "ratio = snapkeep / restic, lower is better.",
+        "ratio = snapkeep / restic, lower is better; memory = the peak of the tool's processes' resident",
+        "sets summed (its `ssh` clients included).",
         "",
-        "| target | step | snapkeep wall | restic wall | snapkeep MB/s | restic MB/s | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| target | step | snapkeep wall | restic wall | snapkeep MB/s | restic MB/s | ratio "
+        "| snapkeep memory | restic memory | memory ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def memory_of(step: dict[str, Any] | None) -> float | None:
+        if not step or step.get("status") != "ok" or step.get("max_rss_kib") is None:
+            return None
+        return float(step["max_rss_kib"])
 
     def cell(step: dict[str, Any] | None) -> tuple[str, str, float | None]:
         if not step or step.get("status") != "ok" or step.get("wall_s") is None:
@@ -426,8 +433,13 @@ def render_remote(remote: dict[str, dict[str, dict[str, Any]]], meta: dict[str, 
             theirs = cell(records.get(f"restic-{target}", {}).get(step))
             ratio = f"{ours[2] / theirs[2]:.2f}" if ours[2] is not None and theirs[2] else "n/a"
             label = "backup" if step == "first" else "restore"
+            memory = [
+                memory_of(records.get(f"{tool}-{target}", {}).get(step)) for tool in ("snapkeep", "restic")
+            ]
+            memory_ratio = f"{memory[0] / memory[1]:.2f}" if memory[0] is not None and memory[1] else "n/a"
             lines.append(
-                f"| {target} | {label} | {ours[0]} | {theirs[0]} | {ours[1]} | {theirs[1]} | {ratio} |"
+                f"| {target} | {label} | {ours[0]} | {theirs[0]} | {ours[1]} | {theirs[1]} | {ratio} "
+                f"| {report.format_kib(memory[0])} | {report.format_kib(memory[1])} | {memory_ratio} |"
             )
         failures = [
             f"- {tool} {step}: {record.get('error')}"
@@ -464,8 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {"meta": meta, "summary": combined, "runs": bench.runs, "remote": bench.remote_records}
     rows = report.ratio_rows(combined) if {"snapkeep", "restic"} <= set(arguments.tools) else []
     results["ratios"] = rows
+    issue12, issue12_text = targets.section(combined, bench.remote_records, meta)
+    results["issue12"] = issue12
     arguments.results.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    text = summary.render(meta, combined, rows) + render_remote(bench.remote_records, meta)
+    text = summary.render(meta, combined, rows) + render_remote(bench.remote_records, meta) + issue12_text
     report.write_report(arguments.report, text)
     print(text)
     bench.log(f"wrote {arguments.report} and {arguments.results}")

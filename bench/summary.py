@@ -123,7 +123,9 @@ def render(meta: dict[str, Any], combined: dict[str, dict[str, Any]], rows: list
         "## Every measured command",
         "",
         "Wall = elapsed time; CPU = user + system time of the process and all its threads; CPU/wall above 1 "
-        "means more than one core was busy; peak RSS = the kernel's maximum resident set of the process; "
+        "means more than one core was busy; peak RSS = the largest sum of the resident sets of the tool's "
+        "processes, sampled every 20 ms (`bench/measure.TreeRss`), or GNU time's figure for its largest "
+        "process when that is higher; "
         "MB/s = data set bytes / wall (first backup and restore only).",
         "",
         report.steps_table(combined, data_bytes),
