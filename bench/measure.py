@@ -11,6 +11,12 @@ A tool may restore or back up in several processes (snapkeep's local restore doe
 largest single process, not what the tool holds. So the harness also samples the summed resident size
 of every process below the one it started (``/proc/<pid>/task/<tid>/children``, every
 ``TREE_SAMPLE_INTERVAL``) and keeps the larger of the two figures (``rss_tree_peak_kib`` in ``extra``).
+A child with its parent's command line has not run a program of its own yet (between ``fork`` and
+``exec``: a tool starting ``ssh``) or is a fork working on in the parent's memory: its resident set
+is the parent's pages, shared, so only its private pages are added (``Private_Clean`` and
+``Private_Dirty`` of ``/proc/<pid>/smaps_rollup``). Counted whole, one such moment added the
+parent's 84 MiB a second time to a backup to SFTP (225 MiB sampled, 141 MiB for the largest
+process by GNU time, one 8 MiB ``ssh`` client).
 """
 
 from __future__ import annotations
@@ -195,16 +201,18 @@ class TreeRss:
     def sample(self) -> int:
         """The summed VmRSS (KiB) of the processes below ``pid`` now (0 when they are gone)."""
         total = 0
-        pending = [self.pid]
+        pending: list[tuple[int, bytes | None]] = [(self.pid, None)]
         seen: set[int] = set()
         while pending:
-            pid = pending.pop()
+            pid, parent_command = pending.pop()
             if pid in seen:
                 continue
             seen.add(pid)
+            command = _command_line(pid)
             if pid != self.pid or self.include_self:
-                total += _vm_rss_kib(pid)
-            pending.extend(_children(pid))
+                forked = parent_command is not None and command == parent_command
+                total += _private_kib(pid) if forked else _vm_rss_kib(pid)
+            pending.extend((child, command) for child in _children(pid))
         return total
 
 
@@ -221,6 +229,27 @@ def _children(pid: int) -> list[int]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def _command_line(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _private_kib(pid: int) -> int:
+    """The pages only ``pid`` holds (KiB); its whole resident set when that cannot be read."""
+    total = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    total += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return _vm_rss_kib(pid)
+    return total
 
 
 def _vm_rss_kib(pid: int) -> int:

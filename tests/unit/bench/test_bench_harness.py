@@ -63,6 +63,38 @@ def test_peak_rss_of_a_tool_in_several_processes_is_their_sum(tmp_path: Path) ->
     assert result.extra["rss_source"] == "summed over the tool's processes (sampled)"
 
 
+FORKS = """
+import os, sys, time
+block = bytearray(96 * 1024 * 1024)
+for offset in range(0, len(block), 4096):
+    block[offset] = 1
+child = os.fork()
+if child == 0:  # the parent's pages, shared; then, when asked, 64 MiB of its own
+    if sys.argv[1] == "own":
+        mine = bytearray(64 * 1024 * 1024)
+        for offset in range(0, len(mine), 4096):
+            mine[offset] = 1
+    time.sleep(1.0)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+@pytest.mark.parametrize("child", ["shares", "own"])
+def test_a_forked_child_adds_only_its_own_pages(tmp_path: Path, child: str) -> None:
+    """A child with its parent's command line (a fork before its exec, or working on in the
+    parent's memory) is the parent's pages, shared: counted whole it would double the figure."""
+    result = run_measured([sys.executable, "-c", FORKS, child], log_prefix=tmp_path / child)
+
+    assert result.ok
+    peak = result.extra["rss_tree_peak_kib"]
+    if child == "shares":
+        assert 96 * 1024 <= peak < (96 + 32) * 1024
+    else:
+        assert peak >= (96 + 64) * 1024
+        assert peak < (2 * 96 + 32) * 1024
+
+
 def test_peak_rss_is_the_childs_own_not_inherited_from_the_harness(tmp_path: Path) -> None:
     ballast = bytearray(160 * 1024 * 1024)  # make this process big: Linux passes its peak to vforked children
     for offset in range(0, len(ballast), 4096):
