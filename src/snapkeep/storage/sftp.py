@@ -193,13 +193,8 @@ class SftpStore(Store):
             except ReaderUnavailable:
                 pass  # ssh cannot log in as we do (now): paramiko runs it and names any problem
             except ClientFailed as failed:
-                raise translate(
-                    failed.error,
-                    f"{operation} {name!r} in {self.location}",
-                    connection_lost=failed.lost,
-                    missing_is_not_found=missing_is_not_found,
-                    name=name,
-                ) from failed.error
+                error = self._client_error(failed, operation, name, missing_is_not_found=missing_is_not_found)
+                raise error from failed.error
         return self._run(operation, name, action, missing_is_not_found=missing_is_not_found)
 
     def _remote(self, name: str) -> str:
@@ -361,14 +356,23 @@ class SftpStore(Store):
         return self._run("read", name, read)
 
     def _client_error(
-        self, failed: ClientFailed, operation: str, name: str, *, free_bytes: int | None = None
+        self,
+        failed: ClientFailed,
+        operation: str,
+        name: str,
+        *,
+        free_bytes: int | None = None,
+        missing_is_not_found: bool | None = None,
     ) -> StorageError:
-        """The ``StorageError`` for a read or write that failed through the OpenSSH client."""
+        """The ``StorageError`` for a call that failed through the OpenSSH client (a missing
+        file is ``ObjectNotFoundError`` for a read unless said otherwise)."""
         return translate(
             failed.error,
             f"{operation} {name!r} in {self.location}",
             connection_lost=failed.lost,
-            missing_is_not_found=operation == "read",
+            missing_is_not_found=operation == "read"
+            if missing_is_not_found is None
+            else missing_is_not_found,
             name=name,
             free_bytes=free_bytes,
         )
