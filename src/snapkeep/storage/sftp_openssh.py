@@ -22,7 +22,8 @@ key; ``IdentitiesOnly`` with the store's private key (an unencrypted key's text,
 inherited descriptors); no agent, no forwarding, no user or system configuration
 (``-F /dev/null``). A store that logs in with a password or a passphrase-protected key, or a machine
 without ``ssh``, goes through paramiko. Answers are bounded (1 MiB a packet) and parsed with their
-lengths checked: a malformed one is an ``OSError``, never an unbounded read.
+lengths checked: a malformed one is an ``OSError``, never an unbounded read; a folder lists at
+most ``MAX_FOLDER_ENTRIES``.
 
 Failures are raised as paramiko's are (``OSError`` with ``errno.ENOENT``/``EACCES``, ``EOFError``
 when the connection is gone, ``TimeoutError``), so ``sftp_settings.translate`` names them alike.
@@ -67,6 +68,9 @@ _WRITE_FLAGS = 0x02 | 0x08 | 0x10
 _SIZE_FLAG, _UIDGID_FLAG, _PERMISSIONS_FLAG, _TIMES_FLAG, _EXTENDED_FLAG = 0x01, 0x02, 0x04, 0x08, 0x80000000
 #: Entries one READDIR answer may hold (OpenSSH's sftp-server sends 100): more is a hostile server.
 _MAX_NAMES = 10_000
+#: Entries one folder may list (a repository's fullest folder holds a 256th of its packs): a server
+#: that answers READDIR without end is refused here instead of filling memory.
+MAX_FOLDER_ENTRIES = 1_000_000
 #: Bytes per read request (OpenSSH's sftp-server answers up to 255 KiB) and requests in flight.
 PIECE = 255 * 1024
 IN_FLIGHT = 32
@@ -546,6 +550,8 @@ class OpenSshReader:
                     attributes = parser.attributes(name)
                     if name not in (".", ".."):
                         entries.append(attributes)
+                if len(entries) > MAX_FOLDER_ENTRIES:
+                    raise OSError(f"the server listed more than {MAX_FOLDER_ENTRIES} entries in {path}")
         except BaseException:
             if self.alive():
                 with contextlib.suppress(*_LOST):

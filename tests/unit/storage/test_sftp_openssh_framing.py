@@ -14,6 +14,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from snapkeep.storage import sftp_openssh
 from snapkeep.storage.sftp_openssh import OpenSshReader
 from snapkeep.storage.sftp_session import host_key_of
 from snapkeep.storage.sftp_settings import HostKey
@@ -167,6 +168,18 @@ def test_listings_are_parsed_and_malformed_ones_refused(
         with pytest.raises(OSError, match="runs past its end"):
             client.listdir_attr("/cut")
         assert len(client.listdir_attr("/d")) == 2  # the session is still usable
+    finally:
+        client.close()
+
+
+def test_a_folder_listed_without_end_is_refused(
+    tmp_path: Path, host_key: HostKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sftp_openssh, "MAX_FOLDER_ENTRIES", 1)
+    client = reader(tmp_path, host_key, monkeypatch, 100_000)
+    try:
+        with pytest.raises(OSError, match="more than 1 entries in /d"):
+            client.listdir_attr("/d")
     finally:
         client.close()
 
