@@ -49,12 +49,15 @@ class RatioRow:
     steps: tuple[str, ...]
 
 
-def _step(tool: Summary, step: str, key: str) -> float | None:
-    entry = tool.get("steps", {}).get(step)
-    if not entry or entry.get("status") != "ok":
+def step_value(entry: dict[str, Any] | None, key: str) -> float | None:
+    """``key`` of one measured step, or None when the step is missing, failed or lacks it."""
+    if not entry or entry.get("status") != "ok" or entry.get(key) is None:
         return None
-    value = entry.get(key)
-    return float(value) if value is not None else None
+    return float(entry[key])
+
+
+def _step(tool: Summary, step: str, key: str) -> float | None:
+    return step_value(tool.get("steps", {}).get(step), key)
 
 
 def _sum(*values: float | None) -> float | None:

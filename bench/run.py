@@ -415,11 +415,6 @@ def render_remote(remote: dict[str, dict[str, dict[str, Any]]], meta: dict[str, 
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
-    def memory_of(step: dict[str, Any] | None) -> float | None:
-        if not step or step.get("status") != "ok" or step.get("max_rss_kib") is None:
-            return None
-        return float(step["max_rss_kib"])
-
     def cell(step: dict[str, Any] | None) -> tuple[str, str, float | None]:
         if not step or step.get("status") != "ok" or step.get("wall_s") is None:
             return (str((step or {}).get("status", "n/a")).upper(), "n/a", None)
@@ -434,7 +429,8 @@ def render_remote(remote: dict[str, dict[str, dict[str, Any]]], meta: dict[str, 
             ratio = f"{ours[2] / theirs[2]:.2f}" if ours[2] is not None and theirs[2] else "n/a"
             label = "backup" if step == "first" else "restore"
             memory = [
-                memory_of(records.get(f"{tool}-{target}", {}).get(step)) for tool in ("snapkeep", "restic")
+                report.step_value(records.get(f"{tool}-{target}", {}).get(step), "max_rss_kib")
+                for tool in ("snapkeep", "restic")
             ]
             memory_ratio = f"{memory[0] / memory[1]:.2f}" if memory[0] is not None and memory[1] else "n/a"
             lines.append(

@@ -62,12 +62,6 @@ _LOCAL = {
 _REMOTE_LABELS = {"first": "backup to", "restore": "restore from"}
 
 
-def _ok(step: dict[str, Any] | None, key: str) -> float | None:
-    if not step or step.get("status") != "ok" or step.get(key) is None:
-        return None
-    return float(step[key])
-
-
 def _remote_step(remote: Remote, tool: str, target: str, step: str) -> dict[str, Any] | None:
     return remote.get(target, {}).get(f"{tool}-{target}", {}).get(step)
 
@@ -76,14 +70,14 @@ def _memory_pairs(summary: dict[str, Any], remote: Remote) -> list[tuple[str, fl
     """(step label, snapkeep KiB, restic KiB) for every step measured for both tools."""
     pairs = []
     for step in report.STEPS:
-        ours = _ok(summary.get("snapkeep", {}).get("steps", {}).get(step), "max_rss_kib")
-        theirs = _ok(summary.get("restic", {}).get("steps", {}).get(step), "max_rss_kib")
+        ours = report.step_value(summary.get("snapkeep", {}).get("steps", {}).get(step), "max_rss_kib")
+        theirs = report.step_value(summary.get("restic", {}).get("steps", {}).get(step), "max_rss_kib")
         if ours is not None and theirs:
             pairs.append((f"local {report.STEP_LABELS[step]}", ours, theirs))
     for target in remote:
         for step in ("first", "restore"):
-            ours = _ok(_remote_step(remote, "snapkeep", target, step), "max_rss_kib")
-            theirs = _ok(_remote_step(remote, "restic", target, step), "max_rss_kib")
+            ours = report.step_value(_remote_step(remote, "snapkeep", target, step), "max_rss_kib")
+            theirs = report.step_value(_remote_step(remote, "restic", target, step), "max_rss_kib")
             if ours is not None and theirs:
                 pairs.append((f"{_REMOTE_LABELS[step]} {target.upper()}", ours, theirs))
     return pairs
@@ -110,21 +104,24 @@ def issue12_rows(summary: dict[str, Any], remote: Remote, meta: dict[str, Any]) 
     """Every row of issue 12's table from one run (a missing figure is a FAIL, never a pass)."""
     rows = []
     for label, (target, step) in _REMOTE.items():
-        ours = _ok(_remote_step(remote, "snapkeep", target, step), "wall_s")
-        theirs = _ok(_remote_step(remote, "restic", target, step), "wall_s")
+        ours = report.step_value(_remote_step(remote, "snapkeep", target, step), "wall_s")
+        theirs = report.step_value(_remote_step(remote, "restic", target, step), "wall_s")
         rows.append(_row(label, ours, theirs, "s"))
     steps = {tool: summary.get(tool, {}).get("steps", {}) for tool in ("snapkeep", "restic")}
 
     def local(label: str) -> dict[str, Any]:
         step = _LOCAL[label]
         return _row(
-            label, _ok(steps["snapkeep"].get(step), "wall_s"), _ok(steps["restic"].get(step), "wall_s"), "s"
+            label,
+            report.step_value(steps["snapkeep"].get(step), "wall_s"),
+            report.step_value(steps["restic"].get(step), "wall_s"),
+            "s",
         )
 
     rows += [local("full local restore"), local("first local backup")]
     warm = meta.get("warm") or []
     read = float(warm[-1]["seconds"]) if warm and warm[-1].get("seconds") else None
-    first = _ok(steps["snapkeep"].get("first"), "wall_s")
+    first = report.step_value(steps["snapkeep"].get("first"), "wall_s")
     rows.append(
         _row("first local backup / reading the set", first, read, "s", "against reading every file once")
     )
