@@ -28,6 +28,7 @@ import abc
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from snapkeep.errors import InvalidNameError, ObjectNotFoundError
 
@@ -82,6 +83,22 @@ def validate_range(offset: int, length: int | None) -> None:
         raise ValueError(f"length must be >= 0 or None, got {length}")
 
 
+class StagedObject(Protocol):
+    """An object being written piece by piece before it has a name (``Store.stage``). Until
+    ``publish`` it is invisible: never listed, removed by ``discard`` or, after a crash, by the
+    store's ``cleanup_temporary``."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append ``data``. Raises ``StorageError``."""
+
+    def publish(self, name: str) -> int:
+        """Name the object ``name`` (atomically and durably) and return its size; it is then
+        closed. Raises ``StorageError`` (the object is then discarded)."""
+
+    def discard(self) -> None:
+        """Drop the object (nothing is published). Never raises."""
+
+
 class Store(abc.ABC):
     """A destination as a dumb byte store. See the module docstring for the guarantees."""
 
@@ -99,6 +116,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def store(self, name: str, data: bytes) -> None:
         """Write ``data`` under ``name`` atomically and durably."""
+
+    def stage(self) -> StagedObject | None:
+        """A new object written piece by piece and named once complete (``StagedObject.publish``:
+        atomically and durably, as ``store``), or ``None`` when this store takes objects only whole
+        (``store``, ``store_stream``). A local folder stages: a backup then writes each pack into it
+        as the pack fills instead of holding the pack in memory (``repository.packer``). Raises
+        ``StorageError``."""
+        return None
 
     def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
         """Write the concatenation of ``chunks`` under ``name`` atomically; return its size.

@@ -10,6 +10,7 @@ Every ``OSError`` is translated at this edge (see ``_translate``): nothing forei
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -25,7 +26,15 @@ from snapkeep.errors import (
     StorageFullError,
     TransientStorageError,
 )
-from snapkeep.storage.base import ObjectInfo, Store, StoreInfo, validate_name, validate_prefix, validate_range
+from snapkeep.storage.base import (
+    ObjectInfo,
+    StagedObject,
+    Store,
+    StoreInfo,
+    validate_name,
+    validate_prefix,
+    validate_range,
+)
 
 TEMPORARY_PREFIX = ".tmp-"
 _READ_BLOCK = 4 * 1024 * 1024
@@ -128,6 +137,29 @@ class LocalStore(Store):
             if not published:
                 temporary.unlink(missing_ok=True)
         return size
+
+    def stage(self) -> StagedObject:
+        """A temporary file at the root (``.tmp-<random>``, 0600) that ``publish`` fsyncs and renames
+        to its name. Raises ``StorageError``."""
+        temporary = self.root / f"{TEMPORARY_PREFIX}{secrets.token_hex(8)}"
+        return _StagedFile(self, temporary, self._open_temporary("(staged object)", temporary))
+
+    def _publish(self, temporary: Path, name: str) -> None:
+        """Rename the complete, closed ``temporary`` file to ``name`` and make the rename durable."""
+        validate_name(name)
+        target = self.root / name
+        try:
+            try:
+                os.replace(temporary, target)
+            except FileNotFoundError:
+                if not temporary.exists():
+                    raise
+                self._make_folders(target.parent)
+                os.replace(temporary, target)
+            if self._sync:
+                _fsync_folder(target.parent)
+        except OSError as error:
+            raise _translate(error, "write", name, missing_is_not_found=False) from error
 
     def _open_temporary(self, name: str, temporary: Path) -> int:
         """Create the temporary file, making missing folders (durably) on the first failure."""
@@ -276,3 +308,50 @@ class LocalStore(Store):
             except OSError as error:
                 raise _translate(error, "remove temporary", str(path), missing_is_not_found=False) from error
         return removed
+
+
+class _StagedFile:
+    """``LocalStore.stage``: a temporary file written as it comes, renamed when published."""
+
+    def __init__(self, store: LocalStore, temporary: Path, descriptor: int) -> None:
+        self._store = store
+        self._temporary = temporary
+        self._descriptor: int | None = descriptor
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._descriptor is None:
+            raise StorageError(f"staged object {self._temporary.name}: written after it was closed")
+        try:
+            _write_all(self._descriptor, data)
+        except OSError as error:
+            raise _translate(error, "write", self._temporary.name, missing_is_not_found=False) from error
+        self.size += len(data)
+
+    def publish(self, name: str) -> int:
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is None:
+            raise StorageError(f"staged object {self._temporary.name}: published after it was closed")
+        try:
+            try:
+                if self._store._sync:
+                    os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError as error:
+            self._temporary.unlink(missing_ok=True)
+            raise _translate(error, "write", name, missing_is_not_found=False) from error
+        try:
+            self._store._publish(self._temporary, name)
+        except BaseException:
+            self._temporary.unlink(missing_ok=True)
+            raise
+        return self.size
+
+    def discard(self) -> None:
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+        with contextlib.suppress(OSError):
+            self._temporary.unlink(missing_ok=True)

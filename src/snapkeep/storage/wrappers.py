@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ReadOnlyError, StorageError, TransientStorageError
-from snapkeep.storage.base import ObjectInfo, Store, StoreInfo
+from snapkeep.storage.base import ObjectInfo, StagedObject, Store, StoreInfo
 
 T = TypeVar("T")
 
@@ -94,6 +94,11 @@ class RetryingStore(StoreWrapper):
         self._random = random.Random(seed)  # noqa: S311 - jitter between retries, not a secret
         self._random_lock = threading.Lock()
         self._on_retry = on_retry
+
+    def stage(self) -> StagedObject | None:
+        """The inner store's staged object, not retried: only a local folder stages, and its
+        errors are not transient."""
+        return self.inner.stage()
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""

@@ -9,7 +9,13 @@ import pytest
 
 from snapkeep.engine.format import PACK_MAGIC, BlobType, Compression, pack_name
 from snapkeep.engine.repository.crypto import AesGcmCipher, Cipher, NullCipher
-from snapkeep.engine.repository.pack_format import PackBuilder, parse_pack, read_pack_trailer
+from snapkeep.engine.repository.pack_format import (
+    STREAM_PIECE,
+    PackBuilder,
+    StagedPack,
+    parse_pack,
+    read_pack_trailer,
+)
 from snapkeep.errors import IntegrityError
 from snapkeep.storage.memory import MemoryStore
 
@@ -100,3 +106,49 @@ def test_a_blob_added_in_two_halves_makes_the_same_pack(cipher: Cipher) -> None:
     assert halves_id == whole_id == blake3.blake3(b"".join(whole_parts)).hexdigest()
     assert b"".join(halves_parts) == b"".join(whole_parts)
     assert parse_pack(b"".join(halves_parts), trailer_cipher, pack_id=halves_id) == whole.entries
+
+
+class _Collected:
+    """A staged object that keeps what is written, in the pieces it came in."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.pieces.append(bytes(data))
+
+    def publish(self, name: str) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+    def discard(self) -> None:
+        self.pieces = []
+
+
+def test_a_pack_staged_as_it_fills_is_the_pack_built_in_memory() -> None:
+    """Written into the store blob by blob (``StagedPack``), a pack has the same bytes, entries and
+    ID as one collected in memory; small blobs go out joined into pieces of about a MiB, so an
+    open pack holds at most one piece."""
+    sizes = (10, 3000, 2 * STREAM_PIECE, 77, 12, STREAM_PIECE - 5, 600_000, 600_000, 40)
+    blobs = [os.urandom(n) for n in sizes]
+    memory, staged_object = PackBuilder(), _Collected()
+    staged = StagedPack(staged_object)
+    for blob in blobs:
+        blob_id = blake3.blake3(blob).digest()
+        memory.add(blob_id, BlobType.DATA, Compression.ZSTD, (blob[:12], blob[12:]), len(blob) + 1)
+        staged.add(blob_id, BlobType.DATA, Compression.ZSTD, (blob[:12], blob[12:]), len(blob) + 1)
+    assert staged.entries == memory.entries
+    assert staged.size == memory.size
+    # Written so far: [10, 3000, the 2 MiB blob's head], its rest alone, [77, 12, the next blob]
+    # once they reach a MiB, the two 600 KB blobs; the last 40 bytes wait for the trailer.
+    assert [len(piece) for piece in staged_object.pieces] == [
+        10 + 3000 + 12,
+        2 * STREAM_PIECE - 12,
+        77 + 12 + STREAM_PIECE - 5,
+        1_200_000,
+    ]
+    cipher = NullCipher()
+    memory_id, memory_parts = memory.finish_parts(cipher)
+    staged_id = staged.finish(cipher)
+    assert staged_id == memory_id
+    assert b"".join(staged_object.pieces) == b"".join(memory_parts)
+    assert all(len(piece) < 2 * STREAM_PIECE + 12 for piece in staged_object.pieces)

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import blake3
 import pytest
@@ -13,9 +14,12 @@ import pytest
 from snapkeep.engine.format import BlobType, Compression, pack_name
 from snapkeep.engine.repository import packer as packer_module
 from snapkeep.engine.repository.crypto import NullCipher
-from snapkeep.engine.repository.pack_format import STREAM_PIECE, coalesce
+from snapkeep.engine.repository.pack_format import STREAM_PIECE, coalesce, parse_pack
 from snapkeep.engine.repository.packer import Packer, SpooledParts
+from snapkeep.errors import StorageError, StorageFullError
+from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
+from snapkeep.storage.wrappers import LimitedStore, RetryingStore, StoreWrapper
 
 
 def test_coalesce_joins_small_parts_and_keeps_large_ones_in_order() -> None:
@@ -189,3 +193,88 @@ def test_a_store_that_may_write_twice_has_no_full_pack_waiting_in_memory() -> No
     queue (one pack less in memory); other stores keep one pack queued behind the uploads."""
     assert _packs_added_before_blocking(_Held(replays=True)) == 2
     assert _packs_added_before_blocking(_Held(replays=False)) == 3
+
+
+def test_a_local_store_gets_each_pack_written_as_it_fills(tmp_path: Path) -> None:
+    """A store that stages objects (a local folder) has the open pack written into it as blobs
+    arrive, never held in memory; flushed, it is named by its hash; an open pack dropped by
+    ``close`` leaves no file."""
+    store = LocalStore(tmp_path)
+    uploaded: list[tuple[str, int]] = []
+    packer = Packer(store, NullCipher(), lambda pack_id, entries: uploaded.append((pack_id, len(entries))))
+    blobs = [os.urandom(size) for size in (3000, 2 * STREAM_PIECE, 500, 70_000)]
+    for number, blob in enumerate(blobs):
+        packer.add(bytes([number]) * 32, BlobType.DATA, Compression.NONE, blob, len(blob))
+    [temporary] = list(store.temporary_files())
+    assert temporary.stat().st_size >= 3000 + 2 * STREAM_PIECE  # on disk already, not in memory
+    packer.flush()
+    [(pack_id, count)] = uploaded
+    assert count == 4
+    data = store.load(pack_name(pack_id))
+    assert blake3.blake3(data).hexdigest() == pack_id
+    assert [entry.blob_id for entry in parse_pack(data, NullCipher(), pack_id=pack_id)] == [
+        bytes([number]) * 32 for number in range(4)
+    ]
+    assert list(store.temporary_files()) == []
+    packer.add(b"\x09" * 32, BlobType.DATA, Compression.NONE, b"left open", 9)
+    assert len(list(store.temporary_files())) == 1
+    packer.close()
+    assert list(store.temporary_files()) == []
+    assert len(uploaded) == 1
+
+
+class _FailingStage:
+    def __init__(self) -> None:
+        self.discarded = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise StorageFullError("local store: no space left on device")
+
+    def publish(self, name: str) -> int:
+        raise AssertionError("never published")
+
+    def discard(self) -> None:
+        self.discarded = True
+
+
+class _FullDisk(MemoryStore):
+    replays_writes = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.staged: list[_FailingStage] = []
+
+    def stage(self) -> _FailingStage:
+        self.staged.append(_FailingStage())
+        return self.staged[-1]
+
+
+def test_a_staged_pack_that_cannot_be_written_fails_the_backup_and_is_dropped() -> None:
+    store = _FullDisk()
+    packer = Packer(store, NullCipher(), lambda pack_id, entries: None)
+    big = os.urandom(2 * STREAM_PIECE)  # written at once
+    with pytest.raises(StorageFullError):
+        packer.add(b"\x01" * 32, BlobType.DATA, Compression.NONE, big, len(big))
+    assert store.staged[0].discarded
+    with pytest.raises(StorageError, match="uploading a pack failed"):
+        packer.add(b"\x02" * 32, BlobType.DATA, Compression.NONE, b"later", 5)
+    with pytest.raises(StorageError):
+        packer.flush()
+    packer.close()
+    assert len(store.staged) == 1
+    assert list(store.list()) == []
+
+
+def test_only_a_local_store_and_its_retries_stage(tmp_path: Path) -> None:
+    local = LocalStore(tmp_path)
+    for store, stages in (
+        (local, True),
+        (RetryingStore(local, attempts=2), True),
+        (StoreWrapper(local), False),  # a wrapper that counts or alters writes sees every byte
+        (LimitedStore(local, 2), False),
+        (MemoryStore(), False),
+    ):
+        staged = store.stage()
+        assert (staged is not None) == stages, store
+        if staged is not None:
+            staged.discard()

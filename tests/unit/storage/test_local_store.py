@@ -127,3 +127,38 @@ def test_info_reports_file_system_space(tmp_path: Path) -> None:
     assert info.total is not None
     assert info.free is not None
     assert 0 <= info.free <= info.total
+
+
+def test_a_staged_object_appears_only_once_published(tmp_path: Path) -> None:
+    """``stage``: written piece by piece into a hidden temporary file (0600), named atomically by
+    ``publish`` (its folders made as ``store`` makes them); ``discard`` leaves nothing."""
+    store = LocalStore(tmp_path)
+    staged = store.stage()
+    staged.write(b"half ")
+    staged.write(bytearray(b"a pack"))
+    assert list(store.list()) == []
+    [temporary] = list(store.temporary_files())
+    assert temporary.parent == tmp_path
+    assert temporary.stat().st_mode & 0o777 == 0o600
+    assert staged.publish("data/cd/cd34") == len(b"half a pack")
+    assert store.load("data/cd/cd34") == b"half a pack"
+    assert [item.name for item in store.list()] == ["data/cd/cd34"]
+    assert list(store.temporary_files()) == []
+    with pytest.raises(StorageError, match="after it was closed"):
+        staged.write(b"more")
+    dropped = store.stage()
+    dropped.write(b"never named")
+    dropped.discard()
+    dropped.discard()  # twice is harmless
+    assert list(store.temporary_files()) == []
+    assert [item.name for item in store.list()] == ["data/cd/cd34"]
+
+
+def test_a_staged_object_that_cannot_be_named_is_removed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    (tmp_path / "data").write_bytes(b"a file where a folder should be")
+    staged = store.stage()
+    staged.write(b"pack")
+    with pytest.raises(StorageError):
+        staged.publish("data/ef/ef56")
+    assert list(store.temporary_files()) == []

@@ -23,7 +23,7 @@ import socket
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.engine.backup.parents import (
@@ -61,6 +61,14 @@ __all__ = [
 ]
 
 
+class Waited(Protocol):
+    """What a folder waits for before it is finished: a file being read (``PendingFile``), a folder
+    another process backs up (``backup.processes``)."""
+
+    finished: bool
+    seq: int
+
+
 @dataclass(slots=True)
 class Frame:
     """A folder being backed up: its nodes, the files still being read, hard links to resolve."""
@@ -72,17 +80,21 @@ class Frame:
     nodes: list[Node] = field(default_factory=list)
     files: list[PendingFile] = field(default_factory=list)
     links: list[tuple[Node, PendingFile | Node]] = field(default_factory=list)
+    #: Folders in it that another process backs up (``backup.processes``).
+    remote: list[Waited] = field(default_factory=list)
     tree_id: bytes | None = None
     #: Set when the walk of the folder is over (``BackupWalk.close_frame``): what it waits for,
     #: how many of those are known to be done, and the latest ``seq`` among them.
-    waiting: list[PendingFile] = field(default_factory=list)
+    waiting: list[Waited] = field(default_factory=list)
     checked: int = 0
     last_seq: int = -1
 
-    def waiting_on(self) -> list[PendingFile]:
-        """The files this folder waits for (its own and the first members of its hard links)."""
-        waiting = list(self.files)
+    def waiting_on(self) -> list[Waited]:
+        """What this folder waits for: its files, the first members of its hard links, the folders
+        in it that another process backs up."""
+        waiting: list[Waited] = list(self.files)
         waiting.extend(first for _, first in self.links if isinstance(first, PendingFile))
+        waiting.extend(self.remote)
         return waiting
 
 
@@ -100,12 +112,15 @@ def backup(
     progress: Progress | None = None,
     options: BackupOptions | None = None,
     clock: Clock = SYSTEM,
+    processes: int | None = None,
 ) -> Snapshot:
     """Back up ``sources`` (made absolute) and return the saved snapshot.
 
     ``parent`` is ``"auto"`` (the latest snapshot with the same paths, job and account), ``None``
     (read everything), a snapshot, or a reference for ``repository.load_snapshot``. ``extra`` holds
-    further snapshot fields (components, schedules, structure). Raises ``NotFoundError`` when no
+    further snapshot fields (components, schedules, structure). ``processes``: how many processes
+    share the backup (``backup.processes.default_processes``: one per core for a local store whose
+    sources fan out into enough folders). Raises ``NotFoundError`` when no
     source exists, and storage or repository errors, which are fatal.
     """
     started = clock.monotonic()
@@ -119,12 +134,17 @@ def backup(
     parent_snapshot = resolve_parent(
         repository, parent, lambda: find_parent(repository, paths, job_id=job_id, account=account)
     )
-    walk = BackupWalk(repository, Excludes(excludes), progress, options)
+    from snapkeep.engine.backup.processes import shared_walk  # it builds on this module
+
+    root_parent = bytes.fromhex(parent_snapshot.tree) if parent_snapshot else None
+    patterns = list(excludes)
+    walk = shared_walk(repository, roots, root_parent, patterns, progress, options, processes)
+    if walk is None:
+        walk = BackupWalk(repository, Excludes(patterns), progress, options)
     for path in missing:
         walk.warn(path, "source does not exist")
     progress.on_start(None, None)
     try:
-        root_parent = bytes.fromhex(parent_snapshot.tree) if parent_snapshot else None
         tree_id = walk.run(roots, root_parent)
     finally:
         walk.shutdown()
@@ -171,11 +191,16 @@ class BackupWalk(BackupPool):
             self._walk_directory(root)  # the whole file system: the root tree is "/" itself
         else:
             self._walk_synthetic(root, roots, b"/")
-        self.drain()
+        self.wait_for_all()
         if self.frames:
             raise RuntimeError("backup walk ended with unfinished folders")
         assert root.tree_id is not None
         return root.tree_id
+
+    def wait_for_all(self) -> None:
+        """After the walk: wait for every file (and, in ``backup.processes``, every folder another
+        process backs up), finishing folders as they are ready."""
+        self.drain()
 
     def _walk_synthetic(self, frame: Frame, roots: list[bytes], prefix: bytes) -> None:
         """A folder above (or equal to) the sources: only the components leading to sources."""
@@ -206,6 +231,11 @@ class BackupWalk(BackupPool):
             self._walk_synthetic(child, [path + b"/" + tail for tail in tails], path + b"/")
             frame.nodes.append(node)
         self.close_frame(frame)
+
+    def walk_folder(self, frame: Frame, parent: Frame | None = None) -> None:
+        """Back up the folder of ``frame`` (its node, if any, was described by the caller; ``parent``:
+        the folder it is in, ``None`` for a task of ``backup.processes``)."""
+        self._walk_directory(frame)
 
     def _walk_directory(self, frame: Frame) -> None:
         try:
@@ -258,7 +288,7 @@ class BackupWalk(BackupPool):
         frame.nodes.append(node)
         if node.type == DIR:
             self.stats.dirs += 1
-            self._walk_directory(Frame(path=path, node=node, parent_tree=parent_subtree(old)))
+            self.walk_folder(Frame(path=path, node=node, parent_tree=parent_subtree(old)), frame)
             return
         if node.type != FILE:
             self.stats.others += 1

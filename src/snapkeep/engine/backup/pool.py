@@ -120,7 +120,8 @@ class BackupPool:
         self.stats = BackupStats()
         self.pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="snapkeep-backup")
         self.lock = threading.Lock()
-        self.large_files = threading.BoundedSemaphore(max(1, options.large_file_readers))
+        self.readers = max(1, options.large_file_readers)
+        self.large_files = threading.BoundedSemaphore(self.readers)
         #: Read buffers of large files, reused (no fresh allocation and page faults per file).
         self.buffers: list[bytearray] = []
         self.pending: deque[tuple[Future[None], int]] = deque()
@@ -129,6 +130,13 @@ class BackupPool:
         self.batch_bytes = 0
         #: Files queued so far (each one's ``seq``).
         self.queued = 0
+
+    def limit_readers(self, readers: int) -> None:
+        """From now on, at most ``readers`` large files are read at once (and as many buffers
+        kept); reads under way finish as they are."""
+        self.readers = max(1, readers)
+        self.large_files = threading.BoundedSemaphore(self.readers)
+        del self.buffers[self.readers :]
 
     def finish_ready_frames(self) -> None:
         """Finish whatever waited for the tasks done so far (the walk driver's hook; nothing here)."""
@@ -165,7 +173,8 @@ class BackupPool:
                         try:
                             read_file_content(pending, self.store_chunk, on_bytes, buffer)
                         finally:
-                            self.buffers.append(buffer)
+                            if len(self.buffers) < self.readers:
+                                self.buffers.append(buffer)
                 else:
                     read_file_content(pending, self.store_chunk, on_bytes)
             except OSError as error:

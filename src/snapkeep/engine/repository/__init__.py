@@ -103,6 +103,8 @@ class Repository:
         self.damaged_index_files: list[str] = []
         #: The index files ``reload_index`` read (``reclaim_unfinished_packs`` compares).
         self.loaded_index_files: frozenset[str] = frozenset()
+        #: The index files this object wrote (a backup worker process reports them).
+        self.written_index_files: list[str] = []
         self._locks: weakref.WeakSet[RepositoryLock] = weakref.WeakSet()
         self.index_interval = index_interval
         self.index_file_entries = INDEX_FILE_ENTRIES
@@ -285,7 +287,19 @@ class Repository:
         sealed = self.cipher.seal(encode_index_file(locations), AD_INDEX)
         index_id = blake3.blake3(sealed).hexdigest()
         self.store.store(f"{INDEX_PREFIX}{index_id}", sealed)
+        with self._lock:
+            self.written_index_files.append(index_id)
         return index_id
+
+    def adopt_index_files(self, index_ids: Sequence[str]) -> None:
+        """Add the blobs of index files another process wrote for this run (a backup worker's) to
+        the in-memory index, as if ``reload_index`` had read them. Raises ``IntegrityError``,
+        ``StorageError``."""
+        for index_id in index_ids:
+            locations = self.load_index_file(index_id)
+            with self._lock:
+                self.index.add_many(locations)
+                self.loaded_index_files = self.loaded_index_files | {index_id}
 
     def _index_plaintext(self, index_id: str) -> bytes:
         what = f"index file {index_id}"

@@ -35,7 +35,7 @@ from snapkeep.engine.format import (
 from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.engine.repository.index import BlobLocation
 from snapkeep.errors import IntegrityError
-from snapkeep.storage.base import Store
+from snapkeep.storage.base import StagedObject, Store
 
 _ENTRY = struct.Struct(PACK_TRAILER_ENTRY_FORMAT)
 _COUNT = struct.Struct("<I")
@@ -133,15 +133,76 @@ class PackBuilder:
         pack-sized copy: the uploader streams them, ``store_stream``), small blobs joined into
         pieces of about ``STREAM_PIECE`` (``coalesce``) before the pack is hashed, so the hash is a
         few calls that release the GIL instead of one per blob and nonce. The builder is emptied."""
-        trailer = cipher.seal(encode_trailer(self.entries), AD_PACK_TRAILER)
         parts, self._parts = self._parts, []
-        parts.append(trailer)
-        parts.append(_COUNT.pack(len(trailer)) + PACK_MAGIC)
+        parts.extend(trailer_parts(cipher, self.entries))
         parts = coalesce(parts)
         hasher = blake3.blake3()
         for part in parts:
             hasher.update(part)
         return hasher.hexdigest(), parts
+
+
+class StagedPack:
+    """Collects sealed blobs for one pack straight into the store (``Store.stage``: a local folder)
+    instead of memory: small parts are joined into pieces of about ``STREAM_PIECE`` and each piece
+    is hashed and written as it is complete, so an open pack holds at most one piece. The bytes,
+    and so the pack ID, are the same as ``PackBuilder``'s. Not thread-safe: the repository
+    serialises appends. Raises ``StorageError`` from the store's writes."""
+
+    def __init__(self, staged: StagedObject) -> None:
+        self.staged = staged
+        self.entries: list[PackEntry] = []
+        self.size = 0
+        self._hasher = blake3.blake3()
+        self._piece = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(
+        self, blob_id: bytes, blob_type: BlobType, compression: Compression, sealed: Sealed, raw_length: int
+    ) -> PackEntry:
+        """Append a sealed blob; returns its entry."""
+        head, rest = (b"", sealed) if isinstance(sealed, bytes) else sealed
+        length = len(head) + len(rest)
+        entry = PackEntry(blob_id, blob_type, compression, self.size, length, raw_length)
+        if head:
+            self._put(head)
+        self._put(rest)
+        self.entries.append(entry)
+        self.size += length
+        return entry
+
+    def _put(self, part: bytes) -> None:
+        if len(part) >= STREAM_PIECE:
+            self._write_piece()
+            self._write(part)
+            return
+        self._piece += part
+        if len(self._piece) >= STREAM_PIECE:
+            self._write_piece()
+
+    def _write_piece(self) -> None:
+        if self._piece:
+            self._write(self._piece)
+            self._piece = bytearray()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        self._hasher.update(data)
+        self.staged.write(data)
+
+    def finish(self, cipher: Cipher) -> str:
+        """Write the trailer and return the pack's ID; ``staged.publish`` then names it."""
+        for part in trailer_parts(cipher, self.entries):
+            self._put(part)
+        self._write_piece()
+        return str(self._hasher.hexdigest())
+
+
+def trailer_parts(cipher: Cipher, entries: list[PackEntry]) -> tuple[bytes, bytes]:
+    """What ends a pack after its blobs: the sealed trailer, then its length and the magic."""
+    trailer = cipher.seal(encode_trailer(entries), AD_PACK_TRAILER)
+    return trailer, _COUNT.pack(len(trailer)) + PACK_MAGIC
 
 
 def encode_trailer(entries: list[PackEntry]) -> bytes:

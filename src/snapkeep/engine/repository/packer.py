@@ -31,7 +31,7 @@ from typing import overload
 
 from snapkeep.engine.format import PACK_TARGET_SIZE, BlobType, Compression, pack_name
 from snapkeep.engine.repository.crypto import Cipher
-from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry, Sealed
+from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry, Sealed, StagedPack
 from snapkeep.errors import SnapkeepError, StorageError
 from snapkeep.storage.base import Store
 
@@ -123,12 +123,14 @@ class Packer:
         self._on_uploaded = on_uploaded
         self._pack_size = pack_size
         self._uploader_count = uploaders
-        self._queue: queue.Queue[PackBuilder | None] = queue.Queue(maxsize=queue_depth)
+        self._queue: queue.Queue[PackBuilder | StagedPack | None] = queue.Queue(maxsize=queue_depth)
+        #: Whether the store takes packs written as they fill (``Store.stage``); known after the first.
+        self._stages: bool | None = None
         #: A store that may write a pack twice gets it from a temporary file once it is sealed: a
         #: full pack then waits for a free uploader instead of in the queue, in memory.
         self._free_uploaders = threading.Semaphore(uploaders) if store.replays_writes else None
         self._lock = threading.Lock()
-        self._open: dict[BlobType, PackBuilder] = {}
+        self._open: dict[BlobType, PackBuilder | StagedPack] = {}
         self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         self.packs_uploaded = 0
@@ -164,15 +166,33 @@ class Packer:
             self._start()
             builder = self._open.get(blob_type)
             if builder is None:
-                builder = self._open[blob_type] = PackBuilder()
-            builder.add(blob_id, blob_type, compression, sealed, raw_length)
+                builder = self._open[blob_type] = self._new_pack()
+            try:
+                builder.add(blob_id, blob_type, compression, sealed, raw_length)
+            except BaseException as error:
+                # A staged pack that cannot be written is dropped; nothing after it is committed.
+                self._open.pop(blob_type, None)
+                _discard(builder)
+                if self._error is None:
+                    self._error = error
+                raise
             limit = self._pack_size if blob_type is BlobType.DATA else min(self._pack_size, TREE_PACK_SIZE)
             if builder.size >= limit:
                 full = self._open.pop(blob_type)
         if full is not None:
             self._hand_over(full)
 
-    def _hand_over(self, builder: PackBuilder) -> None:
+    def _new_pack(self) -> PackBuilder | StagedPack:
+        """An open pack: written into the store as it fills when the store stages objects (a local
+        folder: the pack never sits in memory), else collected in memory. Called with the lock held."""
+        if self._stages is not False:
+            staged = self._store.stage()
+            self._stages = staged is not None
+            if staged is not None:
+                return StagedPack(staged)
+        return PackBuilder()
+
+    def _hand_over(self, builder: PackBuilder | StagedPack) -> None:
         if self._free_uploaders is not None:
             self._free_uploaders.acquire()
         self._queue.put(builder)
@@ -193,7 +213,9 @@ class Packer:
         """Finish queued uploads (the open packs are discarded) and stop the threads. Never raises."""
         with self._lock:
             threads, self._threads = self._threads, []
-            self._open = {}
+            dropped, self._open = list(self._open.values()), {}
+        for builder in dropped:
+            _discard(builder)
         for _ in threads:
             self._queue.put(None)
         for thread in threads:
@@ -207,7 +229,10 @@ class Packer:
                     return
                 if self._error is None:
                     self._upload(builder)
+                else:
+                    _discard(builder)
             except BaseException as error:  # noqa: BLE001 - kept and raised in the producer's thread
+                _discard(builder)
                 if self._error is None:
                     self._error = error
             finally:
@@ -227,8 +252,13 @@ class Packer:
         finally:
             spooled.close()
 
-    def _upload(self, builder: PackBuilder) -> None:
+    def _upload(self, builder: PackBuilder | StagedPack) -> None:
         entries = list(builder.entries)
+        if isinstance(builder, StagedPack):
+            pack_id = builder.finish(self._cipher)
+            size = builder.staged.publish(pack_name(pack_id))
+            self._uploaded(pack_id, entries, size)
+            return
         pack_id, parts = builder.finish_parts(self._cipher)  # small blobs joined (``coalesce``)
         try:
             if len(parts) == 1:
@@ -245,7 +275,16 @@ class Packer:
         except OSError as error:  # a backend that leaked a foreign error: translate it here
             raise StorageError(f"storing pack {pack_id}: {error}") from error
         del parts
+        self._uploaded(pack_id, entries, size)
+
+    def _uploaded(self, pack_id: str, entries: list[PackEntry], size: int) -> None:
         with self._lock:
             self.packs_uploaded += 1
             self.bytes_uploaded += size
         self._on_uploaded(pack_id, entries)
+
+
+def _discard(builder: PackBuilder | StagedPack | None) -> None:
+    """Drop a pack that will not be stored (a staged one's temporary file goes too)."""
+    if isinstance(builder, StagedPack):
+        builder.staged.discard()

@@ -32,25 +32,17 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from snapkeep import errors
-from snapkeep.clock import SYSTEM
 from snapkeep.engine.data.tree import DIR, FILE, Node
-from snapkeep.engine.progress import Progress
-from snapkeep.engine.repository import Repository
+from snapkeep.engine.repository import Repository, sharing
 from snapkeep.engine.restore.plan import Filters, RestorePlanner, SplitTask
 from snapkeep.engine.restore.writer import FileJob
-from snapkeep.errors import RepositoryError, SnapkeepError
+from snapkeep.errors import RepositoryError
 from snapkeep.storage.base import Store
-from snapkeep.storage.local import LocalStore
-from snapkeep.storage.registry import LocalParams, StoreParams, open_store
-from snapkeep.storage.wrappers import LimitedStore, RetryingStore
 
 __all__ = ["MIN_TASKS", "Splitter", "default_processes", "split_depth"]
 
@@ -70,20 +62,18 @@ PROTOCOL = 1
 LEASE = 1024
 #: Seconds a worker whose messages ended may take to exit before it is killed.
 _END_WAIT = 10.0
-#: How often a worker reports its progress.
-PROGRESS_INTERVAL = 0.1
 
 
 def default_processes(repository: Repository, asked: int | None = None) -> int:
     """How many processes restore from ``repository``: ``asked`` (at most ``MAX_PROCESSES``) when
-    a worker can open the same store itself (``_reopenable``), else 1; without ``asked``:
+    a worker can open the same store itself (``sharing.reopenable``), else 1; without ``asked``:
 
     ``SNAPKEEP_RESTORE_PROCESSES`` (at most ``MAX_PROCESSES``; 1 never shares) when a worker can
-    open the same store itself (``_reopenable``); else, for a local store, one per core; for SFTP
+    open the same store itself (``sharing.reopenable``); else, for a local store, one per core; for SFTP
     and S3, 1: a worker there holds its own client and buffers (2 GiB set: 212 and 254 MiB summed
     against restic's 204 and 216-227 MiB, for 0.69 and 0.62 of restic's time instead of 0.92 and
     0.73; docs/engine.md), so sharing a remote restore is the operator's choice."""
-    found = _reopenable(repository.store)
+    found = sharing.reopenable(repository.store)
     if found is None:
         return 1
     if asked is not None:
@@ -94,45 +84,6 @@ def default_processes(repository: Repository, asked: int | None = None) -> int:
     if getattr(found[0], "kind", "") != "local":
         return 1
     return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
-
-
-#: Backends a worker opens again from their parameters: each worker has its own connection (SFTP:
-#: an SSH session; S3: a client). FTP servers often allow few sessions per user; not shared.
-_SHARED_KINDS = frozenset({"local", "sftp", "s3"})
-
-
-def _reopenable(store: Store) -> tuple[object, list[tuple[str, float, float, float]]] | None:
-    """How a worker opens ``store`` again: its backend's parameters and the retry and concurrency
-    wrappers around it (outermost first), or ``None`` when it cannot (a store built without
-    ``storage.registry``, a bandwidth limit the processes would each get, a wrapper that counts or
-    alters what is read)."""
-    chain: list[tuple[str, float, float, float]] = []
-    while True:
-        if type(store) is RetryingStore:
-            chain.append(("retry", store.attempts, store.base_delay, store.max_delay))
-            store = store.inner
-        elif type(store) is LimitedStore and not store.limits_bandwidth:
-            chain.append(("limit", store.max_concurrent, 0.0, 0.0))
-            store = store.inner
-        else:
-            break
-    params = store.params
-    if params is None and type(store) is LocalStore:
-        params = LocalParams(path=store.location, create=False)
-    if params is None or getattr(params, "kind", "") not in _SHARED_KINDS:
-        return None
-    return params, chain
-
-
-def _reopen(params: StoreParams, chain: list[tuple[str, float, float, float]]) -> Store:
-    """The store a worker reads: ``params`` opened, wrapped as the planning process's was."""
-    store = open_store(params)
-    for kind, first, second, third in reversed(chain):
-        if kind == "retry":
-            store = RetryingStore(store, int(first), second, third)
-        else:
-            store = LimitedStore(store, int(first))
-    return store
 
 
 def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int | None:
@@ -154,12 +105,7 @@ def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int |
 
 
 @dataclass
-class _Worker:
-    process: subprocess.Popen[bytes]
-    connection: Connection
-    sock: socket.socket
-    send_lock: threading.Lock = field(default_factory=threading.Lock)
-    reader: threading.Thread | None = None
+class _Worker(sharing.WorkerLink):
     result: dict[str, Any] | None = None
     given: list[SplitTask] = field(default_factory=list)
     #: it asked for a task (its setup went well); one that fails before is dropped, not fatal
@@ -181,7 +127,7 @@ class Splitter:
         self._sealed = False
         self.error: BaseException | None = None
         self._workers: list[_Worker] = []
-        reopen = _reopenable(planner.repository.store)
+        reopen = sharing.reopenable(planner.repository.store)
         if reopen is None:
             raise ValueError("a restore from this store cannot be shared (see default_processes)")
         self.reopen = reopen
@@ -213,30 +159,16 @@ class Splitter:
         repository = self.planner.repository
         setup = {
             "protocol": PROTOCOL,
-            "store": self.reopen[0],
-            "wrappers": self.reopen[1],
-            "config": repository.config.to_json(),
-            "key": repository.master_key.to_bytes(),
+            **sharing.repository_setup(repository, self.reopen),
             "owners": self.planner.owners,
             "options": self.planner.options,
             "workers": self.workers,
             "entry_cap": self.cap,
         }
         for _ in range(self.count):
-            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "snapkeep.engine.restore.child", str(child.fileno())],
-                    pass_fds=[child.fileno()],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                )
-            except OSError:  # no process to spare (limits, memory): fewer workers, same restore
-                parent.close()
+            worker = sharing.start_worker("snapkeep.engine.restore.child", _Worker)
+            if worker is None:  # no process to spare (limits, memory): fewer workers, same restore
                 break
-            finally:
-                child.close()
-            worker = _Worker(process, Connection(os.dup(parent.fileno())), parent)
             self._workers.append(worker)
             # A worker that ended at once is reported by its reader (end of its messages).
             with worker.send_lock, contextlib.suppress(ConnectionError):
@@ -272,20 +204,13 @@ class Splitter:
         elif kind == "ready":
             worker.ready = True
             self._deal(worker)
-        elif kind == "progress":
-            _, files, count, shown = message
-            progress = self.planner.progress
-            if count:
-                progress.on_bytes(count)
-            for _ in range(files):
-                progress.on_file(shown, 0)
-        elif kind == "warning":
-            self.planner.progress.on_warning(message[1], message[2])
+        elif sharing.forward_progress(self.planner.progress, message):
+            pass
         elif kind == "result":
             worker.result = message[1]
             return False
         elif kind == "error":
-            raise _rebuild(message[1], message[2], message[3])
+            raise sharing.rebuild_error(message[1], message[2], message[3], "restore worker")
         return True
 
     def _drop(self, worker: _Worker) -> None:
@@ -422,54 +347,7 @@ class Splitter:
             planner.folder_nodes.append((folders.add_path(parts), shown, node))
 
 
-def _rebuild(kind: str, message: str, fields: dict[str, Any]) -> BaseException:
-    """A worker's error as the same ``SnapkeepError`` class when it can be rebuilt."""
-    cls = getattr(errors, kind, None)
-    if isinstance(cls, type) and issubclass(cls, SnapkeepError):
-        with contextlib.suppress(TypeError, KeyError, ValueError):
-            return cls(message, **fields)
-    return RepositoryError(f"restore worker: {kind}: {message}")
-
-
 # --- the worker's side (``restore.child``) ------------------------------------------------------------
-
-
-class _WorkerProgress(Progress):
-    """Sends a worker's progress to the planning process, at most every ``PROGRESS_INTERVAL``."""
-
-    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
-        self._send = send
-        self._lock = threading.Lock()
-        self._files = 0
-        self._bytes = 0
-        self._shown = ""
-        self._due = SYSTEM.monotonic() + PROGRESS_INTERVAL
-
-    def on_file(self, path: str, size: int) -> None:
-        with self._lock:
-            self._files += 1
-            self._shown = path
-        self._maybe_flush()
-
-    def on_bytes(self, count: int) -> None:
-        with self._lock:
-            self._bytes += count
-        self._maybe_flush()
-
-    def on_warning(self, path: str, message: str) -> None:
-        self._send(("warning", path, message))
-
-    def _maybe_flush(self) -> None:
-        if SYSTEM.monotonic() >= self._due:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            files, count, shown = self._files, self._bytes, self._shown
-            self._files = self._bytes = 0
-            self._due = SYSTEM.monotonic() + PROGRESS_INTERVAL
-        if files or count:
-            self._send(("progress", files, count, shown))
 
 
 def run_worker(fd: int) -> int:
@@ -477,10 +355,9 @@ def run_worker(fd: int) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from snapkeep.engine.fs.safe_target import Folders, descriptor_budget
-    from snapkeep.engine.repository import keys
-    from snapkeep.engine.repository.config import RepositoryConfig
     from snapkeep.engine.restore import _TREE_READERS
 
+    sharing.die_with_parent()
     sock = socket.socket(fileno=fd)
     connection = Connection(os.dup(fd))
     send_lock = threading.Lock()
@@ -495,12 +372,9 @@ def run_worker(fd: int) -> int:
         _, (root_fd,), _, _ = socket.recv_fds(sock, 1, 1)
         if setup.get("protocol") != PROTOCOL:
             raise RepositoryError(f"restore worker speaks protocol {PROTOCOL}, not {setup.get('protocol')}")
-        store = _reopen(setup["store"], setup["wrappers"])  # its retries are not counted above
-        closing.append(store)
-        config = RepositoryConfig.from_json(setup["config"], location=store.location)
-        repository = Repository(store, config, keys.MasterKey.from_bytes(setup["key"]))
-        repository.reload_index()
-        progress = _WorkerProgress(send)
+        repository = sharing.open_repository(setup)  # its retries are not counted above
+        closing.append(repository.store)
+        progress = sharing.WorkerProgress(send)
         planner = RestorePlanner(repository, progress, setup["owners"], setup["options"])
         planner.folders = Folders(root_fd, descriptor_budget())
         planner.shared(local=getattr(setup["store"], "kind", "") == "local")
@@ -539,19 +413,13 @@ def run_worker(fd: int) -> int:
         send(("result", report))
         return 0
     except BaseException as error:  # noqa: BLE001 (reported to the planning process, which raises it)
-        fields = error.fields if isinstance(error, SnapkeepError) else {}
         with contextlib.suppress(Exception):
-            send(("error", type(error).__name__, str(error), _plain(fields)))
+            send(sharing.error_message(error))
         return 1
     finally:
         for store in closing:
             with contextlib.suppress(Exception):
                 store.close()
-
-
-def _plain(fields: dict[str, Any]) -> dict[str, Any]:
-    """The fields of an error that travel back (strings, numbers and bytes only)."""
-    return {key: value for key, value in fields.items() if isinstance(value, (str, int, float, bytes))}
 
 
 def _report(planner: RestorePlanner) -> dict[str, Any]:
