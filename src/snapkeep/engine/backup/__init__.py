@@ -138,7 +138,9 @@ def backup(
 
     root_parent = bytes.fromhex(parent_snapshot.tree) if parent_snapshot else None
     patterns = list(excludes)
-    walk = shared_walk(repository, roots, root_parent, patterns, progress, options, processes)
+    walk: BackupWalk | None = shared_walk(
+        repository, roots, root_parent, patterns, progress, options, processes
+    )
     if walk is None:
         walk = BackupWalk(repository, Excludes(patterns), progress, options)
     for path in missing:

@@ -120,11 +120,11 @@ def split_folders(
                 continue
         except OSError:
             continue
-        old = root_parent
+        tree = root_parent
         for name in root.split(b"/"):
             if name:
-                old = parent_subtree(load_parent_folder(repository, old).by_name.get(name))
-        level.append((root, old))
+                tree = parent_subtree(load_parent_folder(repository, tree).by_name.get(name))
+        level.append((root, tree))
     for _ in range(_MAX_DEPTH):
         folders: list[tuple[bytes, bytes | None]] = []
         for path, old_tree in level:
@@ -132,13 +132,13 @@ def split_folders(
                 entries = scan_directory(path)
             except OSError:
                 continue
-            old = load_parent_folder(repository, old_tree) if old_tree is not None else None
+            old = load_parent_folder(repository, old_tree)  # empty without a parent
             prefix = path if path.endswith(b"/") else path + b"/"
             for name, info in entries:
                 child = prefix + name
                 if not stat.S_ISDIR(info.st_mode) or (excludes and excludes.match(child)):
                     continue
-                folders.append((child, parent_subtree(old.by_name.get(name)) if old else None))
+                folders.append((child, parent_subtree(old.by_name.get(name))))
             if len(folders) > _MAX_LISTINGS:
                 return []
         if len(folders) >= MIN_TASKS:
