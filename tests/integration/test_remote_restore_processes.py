@@ -4,6 +4,7 @@ the same as one process's."""
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,9 @@ def _restores_alike(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     try:
         source = make_sites(tmp_path, files=6)
         snapshot = backup(repository, [str(source)])
-        assert processes.default_processes(repository) == 1  # remote: shared only when asked for
+        # By default an S3 restore is shared (one process per core), one from SFTP is not.
+        shared_by_default = getattr(store.params, "kind", "") == "s3" and (os.cpu_count() or 1) > 1
+        assert (processes.default_processes(repository) > 1) == shared_by_default
         result = restore(repository, snapshot, str(tmp_path / "out"), processes=2)
     finally:
         repository.close()
@@ -73,13 +76,16 @@ def test_a_restore_from_s3_is_shared_with_a_worker_on_its_own_client(
     _restores_alike(s3_store, tmp_path, monkeypatch)
 
 
-def test_a_remote_restore_is_shared_when_the_operator_asks_unless_bandwidth_is_limited(
+def test_a_remote_restore_is_shared_as_the_operator_asks_unless_bandwidth_is_limited(
     s3_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``default_processes`` looks at the store only (the repository around it does not matter)."""
     plain = SimpleNamespace(store=RetryingStore(LimitedStore(s3_store, 4)))
     limited = SimpleNamespace(store=LimitedStore(s3_store, 4, bytes_per_second=10_000_000))
     monkeypatch.delenv(processes.PROCESSES_VARIABLE, raising=False)
+    cores = min(processes.MAX_PROCESSES, os.cpu_count() or 1)
+    assert processes.default_processes(plain) == cores  # type: ignore[arg-type]  # S3: shared by default
+    monkeypatch.setenv(processes.PROCESSES_VARIABLE, "1")
     assert processes.default_processes(plain) == 1  # type: ignore[arg-type]
     monkeypatch.setenv(processes.PROCESSES_VARIABLE, "3")
     assert processes.default_processes(plain) == 3  # type: ignore[arg-type]

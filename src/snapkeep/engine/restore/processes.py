@@ -66,13 +66,13 @@ _END_WAIT = 10.0
 
 def default_processes(repository: Repository, asked: int | None = None) -> int:
     """How many processes restore from ``repository``: ``asked`` (at most ``MAX_PROCESSES``) when
-    a worker can open the same store itself (``sharing.reopenable``), else 1; without ``asked``:
-
-    ``SNAPKEEP_RESTORE_PROCESSES`` (at most ``MAX_PROCESSES``; 1 never shares) when a worker can
-    open the same store itself (``sharing.reopenable``); else, for a local store, one per core; for SFTP
-    and S3, 1: a worker there holds its own client and buffers (2 GiB set: 212 and 254 MiB summed
-    against restic's 204 and 216-227 MiB, for 0.69 and 0.62 of restic's time instead of 0.92 and
-    0.73; docs/engine.md), so sharing a remote restore is the operator's choice."""
+    a worker can open the same store itself (``sharing.reopenable``), else 1. Without ``asked``:
+    ``SNAPKEEP_RESTORE_PROCESSES`` (1 never shares); else one per core for a local folder and for
+    S3, 1 for SFTP. From S3 (2 GiB set, loopback server), two processes restored in 0.60-0.67 of
+    restic's time at 0.90-0.98 of its memory, one process in 0.92-1.21 of its time (the server's
+    CPU and the interpreter lock share two cores); from SFTP one process is at 0.80-0.87 of
+    restic's time and each worker would add its own ``ssh`` client (docs/engine.md, "Issue 12,
+    seventh round")."""
     found = sharing.reopenable(repository.store)
     if found is None:
         return 1
@@ -81,9 +81,13 @@ def default_processes(repository: Repository, asked: int | None = None) -> int:
     wanted = os.environ.get(PROCESSES_VARIABLE, "")
     if wanted.isdigit() and int(wanted) >= 1:
         return min(MAX_PROCESSES, int(wanted))
-    if getattr(found[0], "kind", "") != "local":
+    if getattr(found[0], "kind", "") not in _SHARED_BY_DEFAULT:
         return 1
     return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
+#: Stores a restore is shared for without being asked.
+_SHARED_BY_DEFAULT = frozenset({"local", "s3"})
 
 
 def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int | None:
