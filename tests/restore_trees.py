@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from snapkeep.engine.backup import processes as backup_processes
 from snapkeep.engine.restore import processes
 
 #: More than ``processes.MIN_TASKS`` folders at depth 2 below the source.
@@ -93,4 +94,31 @@ def workers_take_first(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(processes.Splitter, "take", take)
     monkeypatch.setattr(processes.Splitter, "finish", finish)
+    return given
+
+
+def backup_workers_take_first(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The same for a shared backup (``engine.backup.processes``): the workers start at the first
+    file to read and the backing-up process walks its next task folder only once every worker has
+    asked for one (the back of the list: site19 first); returns how many task folders the workers
+    backed up, one figure per shared backup."""
+    given: list[int] = []
+    monkeypatch.setattr(backup_processes, "SHARE_AFTER_FILES", 0)
+    original_walk = backup_processes.SharedBackupWalk.walk_folder
+    original_wait = backup_processes.SharedBackupWalk.wait_for_all
+
+    def walk_folder(self: backup_processes.SharedBackupWalk, frame: object, parent: object = None) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            worker.ready or worker.dropped or worker.process.poll() is not None for worker in self._workers
+        ):
+            time.sleep(0.01)
+        original_walk(self, frame, parent)  # type: ignore[arg-type]
+
+    def wait_for_all(self: backup_processes.SharedBackupWalk) -> None:
+        original_wait(self)
+        given.append(len(self.remote_folders))
+
+    monkeypatch.setattr(backup_processes.SharedBackupWalk, "walk_folder", walk_folder)
+    monkeypatch.setattr(backup_processes.SharedBackupWalk, "wait_for_all", wait_for_all)
     return given

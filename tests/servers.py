@@ -280,6 +280,27 @@ class RcloneS3Server(_Server):
         _wait_for_port(self.port, self.process, log, None)
 
     def make_bucket(self, name: str) -> str:
-        """Create bucket ``name`` (a folder of the root) and return its name."""
-        (self.root / name).mkdir(exist_ok=True)
+        """Create bucket ``name`` (a folder of the root) through the server and return its name:
+        a folder made beside it may stay unseen while the server's cached listing of the root
+        lasts."""
+        import boto3
+        from botocore.exceptions import ClientError
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+        try:
+            client.create_bucket(Bucket=name)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                raise
+        finally:
+            client.close()
         return name

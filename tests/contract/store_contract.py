@@ -15,6 +15,7 @@ so SFTP and S3 join by subclassing. It lives under ``tests/`` so the installed p
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,6 +131,19 @@ class StoreContract:
         size = store.store_stream("archives/stream.tar", iter(chunks))
         assert size == sum(len(chunk) for chunk in chunks)
         assert store.load("archives/stream.tar") == b"".join(chunks)
+
+    def test_store_file_writes_the_file_from_its_start_every_time(self, store: Store) -> None:
+        """``store_file`` (a backup's spooled pack): the first ``size`` bytes of an open file, read
+        from its start; called again (a write tried again) it stores the same object."""
+        content = os.urandom(2 * 1024 * 1024 + 17)
+        with tempfile.TemporaryFile() as file:
+            file.write(content + b"not part of the object")
+            file.flush()
+            for _ in range(2):
+                assert store.store_file("data/ab/spooled", file, len(content)) == len(content)
+                assert store.load("data/ab/spooled") == content
+            assert store.store_file("data/ab/empty", file, 0) == 0
+        assert store.load("data/ab/empty") == b""
 
     def test_store_stream_zero_chunks(self, store: Store) -> None:
         assert store.store_stream("archives/nothing", iter(())) == 0

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from restore_trees import describe, make_sites, restored_root, workers_take_first
+from restore_trees import backup_workers_take_first, describe, make_sites, restored_root, workers_take_first
 from servers import RcloneS3Server, SshServer
 from snapkeep.engine.backup import backup
+from snapkeep.engine.data.tree import decode_entries
 from snapkeep.engine.repository import Repository
 from snapkeep.engine.restore import processes, restore
 from snapkeep.storage.base import Store
@@ -90,3 +91,49 @@ def test_a_remote_restore_is_shared_as_the_operator_asks_unless_bandwidth_is_lim
     monkeypatch.setenv(processes.PROCESSES_VARIABLE, "3")
     assert processes.default_processes(plain) == 3  # type: ignore[arg-type]
     assert processes.default_processes(limited) == 1  # type: ignore[arg-type]  # each would get the whole limit
+
+
+def _backs_up_alike(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup shared with a worker on its own connection saves the snapshot one process saves,
+    its packs spooled through temporary files (``Store.spools_packs``)."""
+    remote_folders = backup_workers_take_first(monkeypatch)
+    wrapped = RetryingStore(LimitedStore(store, 4), attempts=2)
+    assert wrapped.spools_packs
+    repository = Repository.init(wrapped, password="secret", kdf_params=FAST_KDF)
+    try:
+        source = make_sites(tmp_path, files=200)
+        shared = backup(repository, [str(source)], parent=None, processes=2)
+        alone = backup(repository, [str(source)], parent=None, processes=1)
+        # The folders above the source (/tmp...) change while servers run: compare the source's tree.
+        assert _tree_of(repository, alone.tree, source) == _tree_of(repository, shared.tree, source)
+        # Every blob the worker found is stored and indexed: new now are at most the listings of
+        # the folders above the source.
+        assert alone.stats["new_blobs"] <= len(source.parts) - 1
+        result = restore(repository, shared, str(tmp_path / "out"), processes=1)
+    finally:
+        repository.close()
+    assert remote_folders == [remote_folders[0]]
+    assert remote_folders[0] >= 1  # the worker backed up folders over its own connection
+    assert result.ok, result.failures
+    assert describe(restored_root(tmp_path / "out", source)) == describe(source)
+
+
+def test_a_backup_to_s3_is_shared_with_a_worker_on_its_own_client(
+    s3_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backs_up_alike(s3_store, tmp_path, monkeypatch)
+
+
+def test_a_backup_to_sftp_is_shared_with_a_worker_on_its_own_session_when_asked(
+    sftp_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _backs_up_alike(sftp_store, tmp_path, monkeypatch)
+
+
+def _tree_of(repository: Repository, root: str, folder: Path) -> bytes:
+    """The tree ID of ``folder`` in the snapshot whose root tree is ``root``."""
+    tree = bytes.fromhex(root)
+    for name in folder.parts[1:]:
+        entries = {entry["name"]: entry for entry in decode_entries(repository.load_blob(tree))}
+        tree = bytes.fromhex(entries[name]["subtree"])
+    return tree

@@ -25,10 +25,11 @@ Guarantees every backend gives (the contract suite in ``tests/contract/store_con
 from __future__ import annotations
 
 import abc
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol, overload
 
 from snapkeep.errors import InvalidNameError, ObjectNotFoundError
 
@@ -83,6 +84,41 @@ def validate_range(offset: int, length: int | None) -> None:
         raise ValueError(f"length must be >= 0 or None, got {length}")
 
 
+class FilePieces(Sequence[bytes]):
+    """The first ``size`` bytes of an open file as a sequence of ``PIECE``-byte pieces, read with
+    ``os.pread`` each time one is asked for: ``store_stream`` may go through it twice (a write tried
+    again) without the content in memory (``Store.store_file``)."""
+
+    PIECE = 1024 * 1024
+
+    def __init__(self, descriptor: int, size: int) -> None:
+        self.descriptor = descriptor
+        self.size = size
+
+    def __len__(self) -> int:
+        return -(-self.size // self.PIECE)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            return [self[number] for number in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * self.PIECE
+        wanted = min(self.PIECE, self.size - start)
+        piece = os.pread(self.descriptor, wanted, start)
+        if len(piece) != wanted:
+            raise OSError(f"the file gave {len(piece)} of {wanted} bytes at {start}")
+        return piece
+
+
 class StagedObject(Protocol):
     """An object being written piece by piece before it has a name (``Store.stage``). Until
     ``publish`` it is invisible: never listed, removed by ``discard`` or, after a crash, by the
@@ -109,6 +145,10 @@ class Store(abc.ABC):
     #: over chunks it releases as they are written (``repository.packer``: a pack's memory goes as
     #: it is written instead of after).
     replays_writes: bool = True
+    #: Whether a backup should write its open packs into a temporary file as they fill and store
+    #: each from there (``store_file``) instead of holding them in memory: a remote store, whose
+    #: uploads take long enough for several packs to wait (``repository.packer``).
+    spools_packs: bool = False
     #: The ``storage.registry`` parameters this store was opened from (``open_store`` sets them):
     #: another process opens the same place from them (``engine.restore.processes``).
     params: object = None
@@ -116,6 +156,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def store(self, name: str, data: bytes) -> None:
         """Write ``data`` under ``name`` atomically and durably."""
+
+    def store_file(self, name: str, file: BinaryIO, size: int) -> int:
+        """Write the first ``size`` bytes of ``file`` (an open file, read from its start, never
+        moved) under ``name``, as ``store_stream``; return the size. Backends that can send a file
+        as it is read override this (S3: one PUT with the file as its body); this default streams
+        it in 1 MiB pieces (``FilePieces``)."""
+        return self.store_stream(name, FilePieces(file.fileno(), size))
 
     def stage(self) -> StagedObject | None:
         """A new object written piece by piece and named once complete (``StagedObject.publish``:

@@ -16,9 +16,10 @@ Errors are translated in ``snapkeep.storage.s3_errors``.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -55,6 +56,7 @@ class S3Store(Store):
     #: sequence again, says so itself), so the packer hands over a pack's parts one by one and
     #: each is released once joined into the PUT's body instead of held beside it.
     replays_writes = False
+    spools_packs = True
 
     def __init__(
         self,
@@ -137,6 +139,19 @@ class S3Store(Store):
             self._client.put_object(Bucket=self.bucket, Key=self._key(name), Body=bytes(data))
         except (ClientError, BotoCoreError) as error:
             raise self._error(error, "write", name, missing_is_not_found=False) from error
+
+    def store_file(self, name: str, file: BinaryIO, size: int) -> int:
+        """One PUT with the file as its body (read as it is sent, from its start each time this
+        is called) below ``multipart_threshold``; above, ``store_stream``'s multipart upload."""
+        if size >= self.multipart_threshold:
+            return super().store_file(name, file, size)
+        validate_name(name)
+        body = _FileStart(file.fileno(), size)
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(name), Body=body, ContentLength=size)
+        except (ClientError, BotoCoreError) as error:
+            raise self._error(error, "write", name, missing_is_not_found=False) from error
+        return size
 
     def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
         """One PUT below ``multipart_threshold``, a multipart upload above; return the size.
@@ -285,3 +300,31 @@ class S3Store(Store):
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._client.close()
+
+
+class _FileStart:
+    """The first ``size`` bytes of an open file as a body botocore reads as it sends (``read``,
+    ``seek``, ``tell``, ``len``), with ``os.pread``: the file's own position is never moved."""
+
+    def __init__(self, descriptor: int, size: int) -> None:
+        self._descriptor = descriptor
+        self._size = size
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, amount: int | None = -1) -> bytes:
+        left = self._size - self._position
+        wanted = left if amount is None or amount < 0 else min(amount, left)
+        data = os.pread(self._descriptor, wanted, self._position) if wanted else b""
+        self._position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        self._position = max(0, min(self._size, base + offset))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position

@@ -72,6 +72,8 @@ class SftpStore(Store):
     (refused or dropped connections, timeouts) and ``StorageError`` (unknown host, other failures).
     """
 
+    spools_packs = True
+
     def __init__(
         self,
         *,

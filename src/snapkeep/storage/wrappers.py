@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from snapkeep.clock import SYSTEM, Clock
 from snapkeep.errors import ReadOnlyError, StorageError, TransientStorageError
@@ -29,6 +29,7 @@ class StoreWrapper(Store):
         self.inner = inner
         self.location = inner.location
         self.replays_writes = inner.replays_writes
+        self.spools_packs = inner.spools_packs
 
     def store(self, name: str, data: bytes) -> None:
         self.inner.store(name, data)
@@ -99,6 +100,9 @@ class RetryingStore(StoreWrapper):
         """The inner store's staged object, not retried: only a local folder stages, and its
         errors are not transient."""
         return self.inner.stage()
+
+    def store_file(self, name: str, file: BinaryIO, size: int) -> int:
+        return self._call("write", lambda: self.inner.store_file(name, file, size))
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -213,6 +217,12 @@ class LimitedStore(StoreWrapper):
         with self._slots:
             self._throttle(len(data))
             self.inner.store(name, data)
+
+    def store_file(self, name: str, file: BinaryIO, size: int) -> int:
+        if self._bucket is not None:  # metered piece by piece
+            return Store.store_file(self, name, file, size)
+        with self._slots:
+            return self.inner.store_file(name, file, size)
 
     def store_stream(self, name: str, chunks: Iterable[bytes]) -> int:
         with self._slots:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from restore_trees import describe, make_sites, restored_root
+from restore_trees import backup_workers_take_first, describe, make_sites, restored_root
 from snapkeep.engine.backup import backup, processes
 from snapkeep.engine.fs.walker import Excludes
 from snapkeep.engine.maintenance.check import check
@@ -37,29 +36,8 @@ def repository(tmp_path: Path) -> Iterator[Repository]:
 
 @pytest.fixture
 def shared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """This process walks its first task folder only once every worker has asked for one, so on
-    these small trees the workers surely back up some (the back of the list: site19 first);
-    returns how many folders workers backed up, one figure per shared backup."""
-    given: list[int] = []
-    monkeypatch.setattr(processes, "SHARE_AFTER_FILES", 0)  # the workers start at the first file
-    original_walk = processes.SharedBackupWalk.walk_folder
-    original_wait = processes.SharedBackupWalk.wait_for_all
-
-    def walk_folder(self: processes.SharedBackupWalk, frame: object, parent: object = None) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not all(
-            worker.ready or worker.dropped or worker.process.poll() is not None for worker in self._workers
-        ):
-            time.sleep(0.01)
-        original_walk(self, frame, parent)  # type: ignore[arg-type]
-
-    def wait_for_all(self: processes.SharedBackupWalk) -> None:
-        original_wait(self)
-        given.append(len(self.remote_folders))
-
-    monkeypatch.setattr(processes.SharedBackupWalk, "walk_folder", walk_folder)
-    monkeypatch.setattr(processes.SharedBackupWalk, "wait_for_all", wait_for_all)
-    return given
+    """Workers surely back up some folders of these small trees (``restore_trees``)."""
+    return backup_workers_take_first(monkeypatch)
 
 
 def test_two_processes_save_the_snapshot_one_process_saves(

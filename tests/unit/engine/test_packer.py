@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import blake3
 import pytest
@@ -15,7 +16,7 @@ from snapkeep.engine.format import BlobType, Compression, pack_name
 from snapkeep.engine.repository import packer as packer_module
 from snapkeep.engine.repository.crypto import NullCipher
 from snapkeep.engine.repository.pack_format import STREAM_PIECE, coalesce, parse_pack
-from snapkeep.engine.repository.packer import Packer, SpooledParts
+from snapkeep.engine.repository.packer import Packer, SpooledParts, SpooledStage
 from snapkeep.errors import StorageError, StorageFullError
 from snapkeep.storage.local import LocalStore
 from snapkeep.storage.memory import MemoryStore
@@ -143,7 +144,7 @@ def test_spooled_parts_read_back_in_pieces_and_empty_the_list() -> None:
             spooled[3]
     finally:
         spooled.close()
-    with pytest.raises(ValueError, match="closed file"):
+    with pytest.raises(OSError, match="Bad file descriptor"):
         spooled[0]
 
 
@@ -278,3 +279,62 @@ def test_only_a_local_store_and_its_retries_stage(tmp_path: Path) -> None:
         assert (staged is not None) == stages, store
         if staged is not None:
             staged.discard()
+
+
+class _Remote(MemoryStore):
+    """A store that asks for spooled packs, as SFTP and S3 do, and notes how each was stored."""
+
+    spools_packs = True
+    replays_writes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[int] = []
+
+    def store_file(self, name: str, file: BinaryIO, size: int) -> int:
+        self.files.append(size)
+        return super().store_file(name, file, size)
+
+
+def test_a_remote_store_gets_each_pack_from_a_temporary_file_written_as_it_fills(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _Remote()
+    made: list[SpooledStage] = []
+    original = SpooledStage.__init__
+
+    def spy(self: SpooledStage, store: _Remote) -> None:
+        original(self, store)
+        made.append(self)
+
+    monkeypatch.setattr(SpooledStage, "__init__", spy)
+    uploaded: list[str] = []
+    packer = Packer(store, NullCipher(), lambda pack_id, entries: uploaded.append(pack_id))
+    blobs = [os.urandom(size) for size in (5000, 2 * STREAM_PIECE, 300)]
+    for number, blob in enumerate(blobs):
+        packer.add(bytes([number]) * 32, BlobType.DATA, Compression.NONE, blob, len(blob))
+    assert made[0].size >= 5000 + 2 * STREAM_PIECE  # in the file already, not in memory
+    packer.flush()
+    packer.close()
+    [pack_id] = uploaded
+    data = store.load(pack_name(pack_id))
+    assert store.files == [len(data)]
+    assert blake3.blake3(data).hexdigest() == pack_id
+    assert len(parse_pack(data, NullCipher(), pack_id=pack_id)) == 3
+
+
+def test_without_a_temporary_file_a_remote_store_gets_packs_from_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(packer_module.tempfile, "TemporaryFile", refused)
+    store = _Remote()
+    uploaded: list[str] = []
+    packer = Packer(store, NullCipher(), lambda pack_id, entries: uploaded.append(pack_id))
+    packer.add(b"\x01" * 32, BlobType.DATA, Compression.NONE, b"small", 5)
+    packer.flush()
+    packer.close()
+    assert store.files == []
+    assert blake3.blake3(store.load(pack_name(uploaded[0]))).hexdigest() == uploaded[0]

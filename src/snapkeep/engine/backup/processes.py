@@ -98,9 +98,13 @@ def default_processes(repository: Repository, asked: int | None = None) -> int:
     wanted = os.environ.get(PROCESSES_VARIABLE, "")
     if wanted.isdigit() and int(wanted) >= 1:
         return min(MAX_PROCESSES, int(wanted))
-    if not sharing.is_local(found):
+    if getattr(found[0], "kind", "") not in _SHARED_BY_DEFAULT:
         return 1
     return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
+#: Stores a backup is shared for without being asked.
+_SHARED_BY_DEFAULT = frozenset({"local", "s3"})
 
 
 def _walk_order(task: tuple[bytes, bytes | None]) -> list[bytes]:

@@ -26,14 +26,13 @@ import os
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from typing import overload
+from collections.abc import Callable, Iterator
 
 from snapkeep.engine.format import PACK_TARGET_SIZE, BlobType, Compression, pack_name
 from snapkeep.engine.repository.crypto import Cipher
 from snapkeep.engine.repository.pack_format import PackBuilder, PackEntry, Sealed, StagedPack
 from snapkeep.errors import SnapkeepError, StorageError
-from snapkeep.storage.base import Store
+from snapkeep.storage.base import FilePieces, Store
 
 UploadedCallback = Callable[[str, list[PackEntry]], None]
 #: Full packs waiting for an uploader, beyond the ones being uploaded (memory: about 16 MiB each).
@@ -49,15 +48,13 @@ def _released(parts: list[bytes]) -> Iterator[bytes]:
         yield parts.pop()
 
 
-class SpooledParts(Sequence[bytes]):
+class SpooledParts(FilePieces):
     """A sealed pack moved to an anonymous temporary file (``O_TMPFILE``: no name, mode 0600,
     gone when closed; its content is already encrypted), read back in ``PIECE`` pieces as often as
     the store asks: a sequence a store can write twice without the pack in memory. A first backup
     of the 2 GiB set to SFTP: 173 MiB in the Python process with the parts kept for the replay,
     151-152 MiB spooled, 140-143 MiB with no full pack queued either (148-151 MiB with its ssh
     client; restic 164 MiB; ``docs/engine.md``, "Issue 12, sixth round")."""
-
-    PIECE = 1024 * 1024
 
     def __init__(self, parts: list[bytes]) -> None:
         """Write ``parts`` to the file and empty the list. Raises ``OSError`` (the list is kept)."""
@@ -69,33 +66,41 @@ class SpooledParts(Sequence[bytes]):
         except BaseException:
             self._file.close()
             raise
-        self.size = sum(len(part) for part in parts)
+        super().__init__(self._file.fileno(), sum(len(part) for part in parts))
         parts.clear()
 
-    def __len__(self) -> int:
-        return -(-self.size // self.PIECE)
-
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
-        if isinstance(index, slice):
-            return [self[number] for number in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        start = index * self.PIECE
-        wanted = min(self.PIECE, self.size - start)
-        piece = os.pread(self._file.fileno(), wanted, start)
-        if len(piece) != wanted:
-            raise OSError(f"the temporary pack file gave {len(piece)} of {wanted} bytes at {start}")
-        return piece
-
     def close(self) -> None:
+        self.descriptor = -1  # never a descriptor the process may have opened since
+        self._file.close()
+
+
+class SpooledStage:
+    """A pack written as it fills into an anonymous temporary file (``O_TMPFILE`` in ``TMPDIR``: no
+    name, mode 0600, its content already encrypted) and stored from there (``Store.store_file``):
+    for a remote store (``Store.spools_packs``), whose open, waiting and uploading packs would
+    otherwise each be 16 MiB of memory. Raises ``OSError`` when no temporary file can be made."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._file = tempfile.TemporaryFile(prefix="snapkeep-pack-")  # noqa: SIM115 - closed by publish/discard
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(self._file.fileno(), memoryview(data)[written:])
+        except OSError as error:
+            raise StorageError(f"writing a pack to a temporary file: {error}") from error
+        self.size += len(data)
+
+    def publish(self, name: str) -> int:
+        try:
+            return self._store.store_file(name, self._file, self.size)
+        finally:
+            self._file.close()
+
+    def discard(self) -> None:
         self._file.close()
 
 
@@ -190,6 +195,11 @@ class Packer:
             self._stages = staged is not None
             if staged is not None:
                 return StagedPack(staged)
+        if self._store.spools_packs:
+            try:
+                return StagedPack(SpooledStage(self._store))
+            except OSError:  # no temporary file (a full or read-only TMPDIR): in memory
+                pass
         return PackBuilder()
 
     def _hand_over(self, builder: PackBuilder | StagedPack) -> None:
