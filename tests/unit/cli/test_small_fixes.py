@@ -92,3 +92,23 @@ def test_a_port_in_use_is_one_clear_line_before_anything_starts(tmp_path: Path) 
     assert f"snapkeep: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "API token" not in result.output
     assert not (tmp_path / "home" / "catalog.db").exists(), "nothing was started or created"
+
+
+def test_version_is_looked_up_only_when_asked_for() -> None:
+    """``--version`` prints the installed version; starting the CLI for anything else does not pay
+    for ``importlib.metadata`` (30 ms of every ``snapkeep repo backup``)."""
+    import subprocess
+    import sys
+
+    import snapkeep
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"snapkeep, version {snapkeep.__version__}\n"
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, snapkeep.cli.main; print('importlib.metadata' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
