@@ -279,3 +279,47 @@ def test_a_folder_waiting_on_batched_files_hands_the_batch_over(
         assert all(node.content for node in stored.values())
     finally:
         walk.shutdown()
+
+
+def test_an_unchanged_file_keeps_its_entry_and_every_metadata_change_is_seen(
+    repository: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged file keeps its parent entry as it is (``Kept``), exactly what describing it
+    again writes; a change of mode, owner, owner name, times, size, link count or xattrs makes it
+    described again."""
+    names = ["same", "mode", "owner", "times", "grown", "linked", "xattr", "renamed-owner", "empty"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"" if name == "empty" else name.encode() * 100)
+    first = backup(repository, [tmp_path])
+    fresh = backup(repository, [tmp_path], parent=None)  # every file described again
+    assert fresh.tree == first.tree  # the same entries either way
+    kept = backup(repository, [tmp_path])
+    assert kept.tree == first.tree
+    assert kept.stats["unchanged_files"] == len(names)
+    assert kept.stats["read_bytes"] == 0
+    (tmp_path / "mode").chmod(0o600)
+    os.chown(tmp_path / "owner", os.getuid(), os.getgid() + 1)
+    os.utime(tmp_path / "times", ns=(1, 2))
+    (tmp_path / "grown").write_bytes(b"grown" * 101)
+    os.link(tmp_path / "linked", tmp_path / "second-name")
+    os.setxattr(tmp_path / "xattr", "user.note", b"new")
+    # The same uid under another name (the passwd file changed): the entry names the new one.
+    original_user = backup_module.Describer.__init__
+
+    def renamed(self: backup_module.Describer) -> None:
+        original_user(self)
+        self.user = lambda uid: "renamed" if uid == os.getuid() else ""
+
+    monkeypatch.setattr(backup_module.Describer, "__init__", renamed)
+    after = backup(repository, [tmp_path])
+    nodes = entries(repository, after.tree, *components(tmp_path))
+    assert nodes[b"mode"].mode == 0o600
+    assert nodes[b"owner"].gid == os.getgid() + 1
+    assert nodes[b"times"].mtime_ns == 2
+    assert nodes[b"grown"].size == 505
+    assert nodes[b"linked"].links == 2
+    assert nodes[b"xattr"].xattrs == {"user.note": b"new"}
+    assert {nodes[name].user for name in nodes} == {"renamed"}
+    monkeypatch.undo()
+    again = backup(repository, [tmp_path], parent=None)
+    assert again.tree == backup(repository, [tmp_path]).tree  # kept and described alike

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ class Frame:
     node: Node | None
     parent_tree: bytes | None
     old: ParentFolder | None = None
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[Node | Kept] = field(default_factory=list)
     files: list[PendingFile] = field(default_factory=list)
     links: list[tuple[Node, PendingFile | Node]] = field(default_factory=list)
     #: Folders in it that another process backs up (``backup.processes``).
@@ -284,6 +285,8 @@ class BackupWalk(BackupPool):
         """Describe the entry ``path`` into ``frame`` (``old``: its parent-snapshot entry): walk a
         folder, reuse an unchanged file's content, queue a changed file. Per-entry problems become
         warnings; raises storage errors from the workers."""
+        if old is not None and self._keep_unchanged(frame, name, path, info, old):
+            return
         node = self._describe(frame, name, path, info, old)
         if node is None:
             return
@@ -327,6 +330,41 @@ class BackupWalk(BackupPool):
         if node.hardlink:
             self.hardlinks[node.hardlink] = pending
         self.queue_file(pending)
+
+    def _keep_unchanged(
+        self, frame: Frame, name: bytes, path: bytes, info: os.stat_result, old: dict[str, Any]
+    ) -> bool:
+        """Keep the parent snapshot's entry of an unchanged regular file as it is (``Kept``): one
+        link, no xattrs, and every field the entry holds equal to what describing the file again
+        would write. Skips building a node, converting its content list from hex and back, and
+        comparing the folder's entries field by field (a no-change backup of 80,000 files: 0.25 s
+        of 1.3). Whether it was kept."""
+        if (
+            len(old) > len(_KEPT_FIELDS)
+            or not _KEPT_FIELDS.issuperset(old)
+            or old.get("type") != FILE
+            or info.st_nlink != 1
+            or not stat.S_ISREG(info.st_mode)
+            or old.get("mtime") != info.st_mtime_ns
+            or old.get("ctime") != info.st_ctime_ns
+            or old.get("inode") != info.st_ino
+            or old.get("size", 0) != info.st_size
+            or old.get("mode") != stat.S_IMODE(info.st_mode)
+            or old.get("uid") != info.st_uid
+            or old.get("gid") != info.st_gid
+            or old.get("dev") != info.st_dev
+            or ("content" not in old and info.st_size)
+            or old.get("user", "") != self.describer.user(info.st_uid)
+            or old.get("group", "") != self.describer.group(info.st_gid)
+        ):
+            return False
+        frame.nodes.append(Kept(name, old))
+        self.stats.files += 1
+        self.stats.bytes += info.st_size
+        self.stats.unchanged_files += 1
+        if self.report_files:
+            self.progress.on_file(os.fsdecode(path), info.st_size)
+        return True
 
     def close_frame(self, frame: Frame) -> None:
         """The walk of ``frame`` is over; it is finished once its files are stored."""
@@ -396,5 +434,42 @@ class BackupWalk(BackupPool):
         return tree_id
 
 
-def _by_name(node: Node) -> bytes:
+class Kept:
+    """A parent snapshot's entry kept as it is in a folder being backed up
+    (``BackupWalk._keep_unchanged``): its name and its dictionary."""
+
+    __slots__ = ("entry", "name")
+
+    def __init__(self, name: bytes, entry: dict[str, Any]) -> None:
+        self.name = name
+        self.entry = entry
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry, the very dictionary the parent snapshot's folder listing holds."""
+        return self.entry
+
+
+#: The fields a kept entry may hold: those ``Node.to_json`` writes for a regular file with one link
+#: and no xattrs (an entry with any other field is described again).
+_KEPT_FIELDS = frozenset(
+    {
+        "name",
+        "type",
+        "mode",
+        "uid",
+        "gid",
+        "user",
+        "group",
+        "mtime",
+        "ctime",
+        "size",
+        "inode",
+        "dev",
+        "sparse",
+        "content",
+    }
+)
+
+
+def _by_name(node: Node | Kept) -> bytes:
     return node.name
