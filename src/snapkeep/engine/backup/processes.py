@@ -228,11 +228,6 @@ class SharedBackupWalk(BackupWalk):
             raise ValueError("a backup into this store cannot be shared (see default_processes)")
         self.reopen = reopen
 
-    @property
-    def started(self) -> int:
-        """Worker processes started."""
-        return len(self._workers)
-
     # --- workers ----------------------------------------------------------------------------------
 
     def queue_file(self, pending: PendingFile) -> None:
