@@ -120,9 +120,9 @@ def backup(
     ``parent`` is ``"auto"`` (the latest snapshot with the same paths, job and account), ``None``
     (read everything), a snapshot, or a reference for ``repository.load_snapshot``. ``extra`` holds
     further snapshot fields (components, schedules, structure). ``processes``: how many processes
-    share the backup (``backup.processes.default_processes``: one per core for a local store whose
-    sources fan out into enough folders). Raises ``NotFoundError`` when no
-    source exists, and storage or repository errors, which are fatal.
+    share the backup (``backup.processes.default_processes``: one per core for a local store or
+    S3 when the sources fan out into enough folders and there is enough to read). Raises
+    ``NotFoundError`` when no source exists, and storage or repository errors, which are fatal.
     """
     started = clock.monotonic()
     progress = progress or Progress()

@@ -12,7 +12,7 @@ way, as a shared restore's: the walk takes them in its own order from the front 
 folder itself when it reaches one nobody took), each worker process (``backup.child``, started
 with ``sys.executable``) asks for one at a time and gets the last one nobody took. A worker gets
 the repository's keys over a socket pair (nothing is written anywhere), opens the same store again
-(``sharing.reopenable``: local by default, SFTP and S3 when ``SNAPKEEP_BACKUP_PROCESSES`` asks),
+(``sharing.reopenable``: local and S3 by default, SFTP when ``SNAPKEEP_BACKUP_PROCESSES`` asks),
 backs up each folder it is given with the same ``BackupWalk`` (same excludes, parent-snapshot
 reuse, warnings and limits) into its own packs and index files, and reports each folder's tree
 ID and its counters once all its data is stored and indexed (``Repository.flush``).

@@ -4,7 +4,10 @@
 target size is handed to a bounded queue (so a slow destination slows the producers instead of
 filling memory) and finished there: the uploader threads seal the trailer, hash the pack for its
 ID, stream its parts to the store (no pack-sized copy) and report ``on_uploaded(pack_id, entries)``.
-Memory: the open packs, one queued and at most one per uploader (about 64 MiB in all). A pack is
+Memory: where the store allows, none: a local folder has each pack written into it as the pack
+fills (``Store.stage``, ``pack_format.StagedPack``), SFTP and S3 get it from an anonymous temporary
+file written as it fills (``Store.spools_packs``, ``SpooledStage``, ``Store.store_file``).
+Otherwise the open packs, one queued and at most one per uploader (about 64 MiB in all): a pack is
 released as it is written; a store that may write it twice (a remote store that repeats a write
 after a dropped connection, ``RetryingStore``) reads it from an anonymous temporary file instead
 (``SpooledParts``), as restic keeps its packs in temporary files: the pack does not stay in memory
