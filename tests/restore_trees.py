@@ -122,3 +122,30 @@ def backup_workers_take_first(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(backup_processes.SharedBackupWalk, "walk_folder", walk_folder)
     monkeypatch.setattr(backup_processes.SharedBackupWalk, "wait_for_all", wait_for_all)
     return given
+
+
+def live_workers(module: bytes) -> list[int]:
+    """The worker processes of ``module`` (its name in their command line) still alive, not
+    zombies, below this process."""
+    found = []
+    for pid in _children(os.getpid()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if module in command and state != "Z":
+            found.append(pid)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        try:
+            found.extend(
+                int(part) for part in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()
+            )
+        except OSError:
+            continue
+    return found

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_trees import backup_workers_take_first, describe, make_sites, restored_root
+from restore_trees import backup_workers_take_first, describe, live_workers, make_sites, restored_root
 from snapkeep.engine.backup import backup, processes
 from snapkeep.engine.fs.walker import Excludes
 from snapkeep.engine.maintenance.check import check
@@ -232,18 +232,4 @@ def test_only_a_plain_local_store_is_shared_by_default(
 
 def _workers() -> list[int]:
     """The backup worker processes still alive (not zombies) below this one."""
-    found = []
-    for thread in os.listdir(f"/proc/{os.getpid()}/task"):
-        try:
-            children = Path(f"/proc/{os.getpid()}/task/{thread}/children").read_text().split()
-        except OSError:
-            continue
-        for pid in children:
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if b"snapkeep.engine.backup.child" in command and state != "Z":
-                found.append(int(pid))
-    return found
+    return live_workers(b"snapkeep.engine.backup.child")

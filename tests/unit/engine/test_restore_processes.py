@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from restore_trees import describe, make_sites, restored_root, workers_take_first
+from restore_trees import describe, live_workers, make_sites, restored_root, workers_take_first
 from snapkeep.engine.backup import backup
 from snapkeep.engine.data.snapshot import Snapshot
 from snapkeep.engine.fs.restore_policy import RestoreOptions
@@ -257,28 +257,7 @@ def test_a_tree_that_never_fans_out_is_restored_by_one_process(
 
 def _workers() -> list[int]:
     """The restore worker processes still alive (not zombies) below this one."""
-    found = []
-    for pid in _children(os.getpid()):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"snapkeep.engine.restore.child" in command and state != "Z":
-            found.append(pid)
-    return found
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for thread in os.listdir(f"/proc/{pid}/task"):
-        try:
-            found.extend(
-                int(part) for part in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()
-            )
-        except OSError:
-            continue
-    return found
+    return live_workers(b"snapkeep.engine.restore.child")
 
 
 def test_when_no_process_can_be_started_the_planning_process_restores_everything(
@@ -289,7 +268,7 @@ def test_when_no_process_can_be_started_the_planning_process_restores_everything
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError(11, "Resource temporarily unavailable")
 
-    monkeypatch.setattr(processes.subprocess, "Popen", refuse)
+    monkeypatch.setattr(processes.sharing.subprocess, "Popen", refuse)
     result = restore(repository, snapshot, str(tmp_path / "out"), processes=3)
     assert result.processes == 1
     assert result.ok, result.failures

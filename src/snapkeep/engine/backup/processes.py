@@ -33,7 +33,7 @@ import dataclasses
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from snapkeep.engine.backup import BackupWalk, Frame
@@ -55,7 +55,7 @@ _MAX_LISTINGS = 4096
 #: Environment variable: how many processes share a backup (1 turns the sharing off).
 PROCESSES_VARIABLE = "SNAPKEEP_BACKUP_PROCESSES"
 #: Most backup processes in all.
-MAX_PROCESSES = 4
+MAX_PROCESSES = sharing.MAX_PROCESSES
 #: What the backing-up process and its workers say to each other; a worker started from another
 #: installed version (snapkeep upgraded while the service runs) refuses, and is left out.
 PROTOCOL = 1
@@ -68,8 +68,6 @@ SHARE_AFTER_BYTES = 1024 * 1024 * 1024
 SHARED_WORKERS = 1
 #: Large files each process reads at once while the backup is shared (each holds a 9 MiB buffer).
 SHARED_READERS = 1
-#: Seconds a worker whose messages ended may take to exit before it is killed.
-_END_WAIT = 10.0
 #: Counters a worker reports, added to the backup's (``BackupStats``).
 _COUNTERS = (
     "files",
@@ -85,26 +83,11 @@ _COUNTERS = (
 
 
 def default_processes(repository: Repository, asked: int | None = None) -> int:
-    """How many processes back up into ``repository``: ``asked`` (at most ``MAX_PROCESSES``) when
-    a worker can open the same store itself, else 1; without ``asked``:
-    ``SNAPKEEP_BACKUP_PROCESSES`` (1 never shares); else, for a local store, one per core; for SFTP
-    and S3, 1: there the upload, not the interpreter lock, sets the pace (docs/engine.md), and
-    each worker would hold its own connection and packs."""
-    found = sharing.reopenable(repository.store)
-    if found is None:
-        return 1
-    if asked is not None:
-        return max(1, min(MAX_PROCESSES, asked))
-    wanted = os.environ.get(PROCESSES_VARIABLE, "")
-    if wanted.isdigit() and int(wanted) >= 1:
-        return min(MAX_PROCESSES, int(wanted))
-    if getattr(found[0], "kind", "") not in _SHARED_BY_DEFAULT:
-        return 1
-    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
-
-
-#: Stores a backup is shared for without being asked.
-_SHARED_BY_DEFAULT = frozenset({"local", "s3"})
+    """How many processes back up into ``repository`` (``sharing.process_count``, with
+    ``SNAPKEEP_BACKUP_PROCESSES``): one per core into a local folder or S3, one process to SFTP
+    unless asked (each worker would add its own ``ssh`` client, and one process is within the
+    bound; docs/engine.md, "Issue 12, seventh round")."""
+    return sharing.process_count(repository.store, asked, PROCESSES_VARIABLE)
 
 
 def _walk_order(task: tuple[bytes, bytes | None]) -> list[bytes]:
@@ -184,18 +167,11 @@ class RemoteFolder:
     seq: int = -1
 
 
-@dataclass
-class _Worker(sharing.WorkerLink):
-    result: dict[str, Any] | None = None
-    given: list[bytes] = field(default_factory=list)
-    #: it asked for a task (its setup went well); one that fails before is dropped, not fatal
-    ready: bool = False
-    dropped: bool = False
-
-
-class SharedBackupWalk(BackupWalk):
+class SharedBackupWalk(BackupWalk, sharing.WorkerGroup):
     """The backing-up process's walk: takes tasks from the front as it reaches them, deals the
     others out to worker processes from the back, merges what they report."""
+
+    role = "backup worker"
 
     def __init__(
         self,
@@ -216,11 +192,9 @@ class SharedBackupWalk(BackupWalk):
         self._to_read = 0
         self._to_read_bytes = 0
         self.task_index = {path: index for index, (path, _) in enumerate(tasks)}
-        self._lock = threading.Lock()
+        self._init_workers()
         self._front = 0
         self._back = len(tasks)
-        self.error: BaseException | None = None
-        self._workers: list[_Worker] = []
         #: task folders this walk reached and left to a worker, by path
         self.remote_folders: dict[bytes, RemoteFolder] = {}
         reopen = sharing.reopenable(repository.store)
@@ -253,51 +227,9 @@ class SharedBackupWalk(BackupWalk):
             ),
             "report_files": self.report_files,
         }
-        for _ in range(self.count):
-            worker = sharing.start_worker("snapkeep.engine.backup.child", _Worker)
-            if worker is None:  # no process to spare (limits, memory): fewer workers, same backup
-                break
-            self._workers.append(worker)
-            # A worker that ended at once is reported by its reader (end of its messages).
-            with contextlib.suppress(ConnectionError):
-                worker.send(("setup", setup))
-            worker.reader = threading.Thread(
-                target=self._read, args=(worker,), name="snapkeep-backup-split", daemon=True
-            )
-            worker.reader.start()
+        self._launch(self.count, "snapkeep.engine.backup.child", setup)
 
-    def _read(self, worker: _Worker) -> None:
-        """Serve one worker's messages until it reports its result, fails or ends."""
-        try:
-            while self._serve(worker, worker.connection.recv()):
-                pass
-        except (EOFError, ConnectionError):  # its socket closed: it ended (a send or a receive)
-            if not worker.ready:
-                self._drop(worker)
-            else:
-                self._failed(self._ended(worker))
-        except BaseException as error:  # noqa: BLE001 (a worker's error: the walk raises it)
-            self._failed(error)
-
-    def _serve(self, worker: _Worker, message: tuple[Any, ...]) -> bool:
-        """Handle one message of ``worker``; whether more follow."""
-        kind = message[0]
-        if kind == "error" and not worker.ready:
-            self._drop(worker)
-            return False
-        if kind == "ready":
-            worker.ready = True
-            self._deal(worker)
-        elif sharing.forward_progress(self.progress, message):
-            pass
-        elif kind == "result":
-            worker.result = message[1]
-            return False
-        elif kind == "error":
-            raise sharing.rebuild_error(message[1], message[2], message[3], "backup worker")
-        return True
-
-    def _deal(self, worker: _Worker) -> None:
+    def _deal(self, worker: sharing.WorkerLink) -> None:
         """Give ``worker`` the last task nobody took, or tell it that none is left."""
         with self._lock:
             task = None
@@ -310,31 +242,10 @@ class SharedBackupWalk(BackupWalk):
         worker.given.append(task[0])
         worker.send(("task", task[0], task[1]))
 
-    def _drop(self, worker: _Worker) -> None:
-        """A worker that could not set up (another snapkeep version installed meanwhile, an index it
-        cannot read, no memory) took no task: the others and this walk go on without it."""
-        worker.dropped = True
-        worker.kill()
-
-    def _ended(self, worker: _Worker) -> RepositoryError:
-        try:
-            code = worker.process.wait(timeout=_END_WAIT)
-        except Exception:  # noqa: BLE001 (its socket closed, yet it runs: it is stopped)
-            worker.kill()
-            code = worker.process.wait()
+    def _lost(self, worker: sharing.WorkerLink) -> str:
         shown = ", ".join(os.fsdecode(path) for path in worker.given[-3:])
-        return RepositoryError(
-            f"backup worker process {worker.process.pid} ended unexpectedly (exit status {code}) "
-            f"before reporting its result; nothing was saved for the {len(worker.given)} folder(s) "
-            f"given to it (the last: {shown or 'none'})"
-        )
-
-    def _failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-        for worker in self._workers:
-            worker.kill()
+        given = len(worker.given)
+        return f"nothing was saved for the {given} folder(s) given to it (the last: {shown or 'none'})"
 
     # --- this process's walk ------------------------------------------------------------------------
 

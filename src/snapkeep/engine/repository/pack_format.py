@@ -98,11 +98,10 @@ def coalesce(parts: list[bytes]) -> list[bytes]:
 Sealed = bytes | tuple[bytes, bytes]
 
 
-class PackBuilder:
-    """Collects sealed blobs for one pack. Not thread-safe: the repository serialises appends."""
+class _OpenPack:
+    """The blobs of a pack being filled: their entries and size; ``_put`` keeps each part."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
         self.entries: list[PackEntry] = []
         self.size = 0
 
@@ -117,11 +116,26 @@ class PackBuilder:
         length = len(head) + len(rest)
         entry = PackEntry(blob_id, blob_type, compression, self.size, length, raw_length)
         if head:
-            self._parts.append(head)
-        self._parts.append(rest)
+            self._put(head)
+        self._put(rest)
         self.entries.append(entry)
         self.size += length
         return entry
+
+    def _put(self, part: bytes) -> None:
+        raise NotImplementedError
+
+
+class PackBuilder(_OpenPack):
+    """Collects sealed blobs for one pack in memory. Not thread-safe: the repository serialises
+    appends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+
+    def _put(self, part: bytes) -> None:
+        self._parts.append(part)
 
     def finish(self, cipher: Cipher) -> tuple[str, bytes]:
         """The pack's ID and bytes (blobs, trailer, length, magic)."""
@@ -142,7 +156,7 @@ class PackBuilder:
         return hasher.hexdigest(), parts
 
 
-class StagedPack:
+class StagedPack(_OpenPack):
     """Collects sealed blobs for one pack straight into the store (``Store.stage``: a local folder)
     instead of memory: small parts are joined into pieces of about ``STREAM_PIECE`` and each piece
     is hashed and written as it is complete, so an open pack holds at most one piece. The bytes,
@@ -150,28 +164,10 @@ class StagedPack:
     serialises appends. Raises ``StorageError`` from the store's writes."""
 
     def __init__(self, staged: StagedObject) -> None:
+        super().__init__()
         self.staged = staged
-        self.entries: list[PackEntry] = []
-        self.size = 0
         self._hasher = blake3.blake3()
         self._piece = bytearray()
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def add(
-        self, blob_id: bytes, blob_type: BlobType, compression: Compression, sealed: Sealed, raw_length: int
-    ) -> PackEntry:
-        """Append a sealed blob; returns its entry."""
-        head, rest = (b"", sealed) if isinstance(sealed, bytes) else sealed
-        length = len(head) + len(rest)
-        entry = PackEntry(blob_id, blob_type, compression, self.size, length, raw_length)
-        if head:
-            self._put(head)
-        self._put(rest)
-        self.entries.append(entry)
-        self.size += length
-        return entry
 
     def _put(self, part: bytes) -> None:
         if len(part) >= STREAM_PIECE:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
 from snapkeep import errors
 from snapkeep.clock import SYSTEM
@@ -38,6 +38,7 @@ from snapkeep.storage.wrappers import LimitedStore, RetryingStore
 __all__ = [
     "PROGRESS_INTERVAL",
     "Reopen",
+    "WorkerGroup",
     "WorkerLink",
     "WorkerProgress",
     "die_with_parent",
@@ -78,6 +79,32 @@ def reopenable(store: Store) -> Reopen | None:
     if params is None or getattr(params, "kind", "") not in _SHARED_KINDS:
         return None
     return params, chain
+
+
+#: Most processes a backup or a restore is shared by.
+MAX_PROCESSES = 4
+#: Stores a backup or a restore is shared for without being asked: a local folder and S3 (SFTP:
+#: each worker would add its own ``ssh`` client, and one process is within its bounds; measured in
+#: docs/engine.md, "Issue 12, seventh round").
+SHARED_BY_DEFAULT = frozenset({"local", "s3"})
+
+
+def process_count(store: Store, asked: int | None, variable: str) -> int:
+    """How many processes share a backup or a restore with ``store``: ``asked`` (at most
+    ``MAX_PROCESSES``) when a worker can open the same store itself (``reopenable``), else 1.
+    Without ``asked``: the environment ``variable`` (1 never shares); else one per core for the
+    stores in ``SHARED_BY_DEFAULT``, 1 for the others."""
+    found = reopenable(store)
+    if found is None:
+        return 1
+    if asked is not None:
+        return max(1, min(MAX_PROCESSES, asked))
+    wanted = os.environ.get(variable, "")
+    if wanted.isdigit() and int(wanted) >= 1:
+        return min(MAX_PROCESSES, int(wanted))
+    if getattr(found[0], "kind", "") not in SHARED_BY_DEFAULT:
+        return 1
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
 
 
 def is_local(reopen: Reopen) -> bool:
@@ -131,6 +158,13 @@ class WorkerLink:
     sock: socket.socket
     send_lock: threading.Lock = field(default_factory=threading.Lock)
     reader: threading.Thread | None = None
+    #: what it reported when its work was over
+    result: dict[str, Any] | None = None
+    #: the tasks it was given (for the message when it ends unexpectedly)
+    given: list[Any] = field(default_factory=list)
+    #: it asked for a task (its setup went well); one that fails before is dropped, not fatal
+    ready: bool = False
+    dropped: bool = False
 
     def send(self, message: tuple[Any, ...]) -> None:
         """Send one message (several threads may send)."""
@@ -151,12 +185,8 @@ class WorkerLink:
         self.sock.close()
 
 
-LinkT = TypeVar("LinkT", bound=WorkerLink)
-
-
-def start_worker(module: str, link: type[LinkT]) -> LinkT | None:
-    """Start ``python -m module FD``, its end kept as a ``link``; ``None`` when no process can be
-    started (limits, memory)."""
+def start_worker(module: str) -> WorkerLink | None:
+    """Start ``python -m module FD``; ``None`` when no process can be started (limits, memory)."""
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         process = subprocess.Popen(
@@ -170,7 +200,122 @@ def start_worker(module: str, link: type[LinkT]) -> LinkT | None:
         return None
     finally:
         child.close()
-    return link(process, Connection(os.dup(parent.fileno())), parent)
+    return WorkerLink(process, Connection(os.dup(parent.fileno())), parent)
+
+
+#: Seconds a worker whose messages ended may take to exit before it is killed.
+_END_WAIT = 10.0
+
+
+class WorkerGroup:
+    """The starting process's side of a sharing (``backup.processes.SharedBackupWalk``,
+    ``restore.processes.Splitter``): starts the workers, serves each one's messages on a thread of
+    its own (``ready`` asks for a task, ``progress`` and ``warning`` go to ``progress``, ``result``
+    ends it, ``error`` fails the whole), and keeps the first failure in ``error``. A subclass deals
+    the tasks (``_deal``), says what a worker that ended unexpectedly leaves undone (``_lost``) and
+    may serve more kinds of message (``_serve_more``)."""
+
+    #: names the workers in messages: "backup worker", "restore worker"
+    role = "worker"
+    progress: Progress
+
+    def _init_workers(self) -> None:
+        self._lock = threading.Condition()
+        self.error: BaseException | None = None
+        self._workers: list[WorkerLink] = []
+
+    def _launch(
+        self,
+        count: int,
+        module: str,
+        setup: dict[str, Any],
+        after: Callable[[WorkerLink], object] | None = None,
+    ) -> None:
+        """Start ``count`` workers of ``module`` and send each its ``setup`` (then ``after`` it, with
+        its send lock held); fewer when no process can be started."""
+        for _ in range(count):
+            worker = start_worker(module)
+            if worker is None:  # no process to spare (limits, memory): fewer workers, same work
+                break
+            self._workers.append(worker)
+            # A worker that ended at once is reported by its reader (end of its messages).
+            with worker.send_lock, contextlib.suppress(ConnectionError):
+                worker.connection.send(("setup", setup))
+                if after is not None:
+                    after(worker)
+            worker.reader = threading.Thread(
+                target=self._read, args=(worker,), name=f"snapkeep-{self.role.split()[0]}-split", daemon=True
+            )
+            worker.reader.start()
+
+    def _read(self, worker: WorkerLink) -> None:
+        """Serve one worker's messages until it reports its result, fails or ends."""
+        try:
+            while self._serve(worker, worker.connection.recv()):
+                pass
+        except (EOFError, ConnectionError):  # its socket closed: it ended (a send or a receive)
+            if not worker.ready:
+                self._drop(worker)
+            else:
+                self._failed(self._ended(worker))
+        except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error: raised by the caller)
+            self._failed(error)
+
+    def _serve(self, worker: WorkerLink, message: tuple[Any, ...]) -> bool:
+        """Handle one message of ``worker``; whether more follow."""
+        kind = message[0]
+        if kind == "error" and not worker.ready:
+            self._drop(worker)
+            return False
+        if kind == "ready":
+            worker.ready = True
+            self._deal(worker)
+        elif forward_progress(self.progress, message):
+            pass
+        elif kind == "result":
+            worker.result = message[1]
+            return False
+        elif kind == "error":
+            raise rebuild_error(message[1], message[2], message[3], self.role)
+        else:
+            self._serve_more(worker, message)
+        return True
+
+    def _serve_more(self, worker: WorkerLink, message: tuple[Any, ...]) -> None:
+        """Handle a message only this kind of sharing knows (none here)."""
+
+    def _deal(self, worker: WorkerLink) -> None:
+        """Give ``worker`` its next task, or tell it that none is left."""
+        raise NotImplementedError
+
+    def _lost(self, worker: WorkerLink) -> str:
+        """What a worker that ended before its report leaves undone, for the error."""
+        raise NotImplementedError
+
+    def _drop(self, worker: WorkerLink) -> None:
+        """A worker that could not set up (another snapkeep version installed meanwhile, an index it
+        cannot read, no memory) took no task: the others go on without it."""
+        worker.dropped = True
+        worker.kill()
+
+    def _ended(self, worker: WorkerLink) -> RepositoryError:
+        try:
+            code = worker.process.wait(timeout=_END_WAIT)
+        except subprocess.TimeoutExpired:  # its socket closed, yet it runs: it is stopped
+            worker.kill()
+            code = worker.process.wait()
+        return RepositoryError(
+            f"{self.role} process {worker.process.pid} ended unexpectedly (exit status {code}) "
+            f"before reporting its result; {self._lost(worker)}"
+        )
+
+    def _failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+            self._lock.notify_all()
+        for worker in self._workers:
+            worker.kill()
 
 
 _PR_SET_PDEATHSIG = 1

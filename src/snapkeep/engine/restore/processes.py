@@ -31,9 +31,7 @@ import contextlib
 import os
 import socket
 import stat
-import subprocess
 import threading
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -54,40 +52,21 @@ _MAX_LISTINGS = 4096
 #: Environment variable: how many processes share a restore (1 turns the sharing off).
 PROCESSES_VARIABLE = "SNAPKEEP_RESTORE_PROCESSES"
 #: Most restore processes in all (each runs a plan, two writers and two tree readers).
-MAX_PROCESSES = 4
+MAX_PROCESSES = sharing.MAX_PROCESSES
 #: What the planning process and its workers say to each other; a worker started from another
 #: installed version (snapkeep upgraded while the service runs) refuses, and is left out.
 PROTOCOL = 1
 #: Entries a process may create before it asks the restore's allowance for more.
 LEASE = 1024
-#: Seconds a worker whose messages ended may take to exit before it is killed.
-_END_WAIT = 10.0
 
 
 def default_processes(repository: Repository, asked: int | None = None) -> int:
-    """How many processes restore from ``repository``: ``asked`` (at most ``MAX_PROCESSES``) when
-    a worker can open the same store itself (``sharing.reopenable``), else 1. Without ``asked``:
-    ``SNAPKEEP_RESTORE_PROCESSES`` (1 never shares); else one per core for a local folder and for
-    S3, 1 for SFTP. From S3 (2 GiB set, loopback server), two processes restored in 0.60-0.67 of
-    restic's time at 0.90-0.98 of its memory, one process in 0.92-1.21 of its time (the server's
-    CPU and the interpreter lock share two cores); from SFTP one process is at 0.80-0.87 of
-    restic's time and each worker would add its own ``ssh`` client (docs/engine.md, "Issue 12,
-    seventh round")."""
-    found = sharing.reopenable(repository.store)
-    if found is None:
-        return 1
-    if asked is not None:
-        return max(1, min(MAX_PROCESSES, asked))
-    wanted = os.environ.get(PROCESSES_VARIABLE, "")
-    if wanted.isdigit() and int(wanted) >= 1:
-        return min(MAX_PROCESSES, int(wanted))
-    if getattr(found[0], "kind", "") not in _SHARED_BY_DEFAULT:
-        return 1
-    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
-
-
-#: Stores a restore is shared for without being asked.
-_SHARED_BY_DEFAULT = frozenset({"local", "s3"})
+    """How many processes restore from ``repository`` (``sharing.process_count``, with
+    ``SNAPKEEP_RESTORE_PROCESSES``). From S3 (2 GiB set, loopback server), two processes restored in
+    0.60-0.77 of restic's time at 0.90-0.98 of its memory, one process in 0.92-1.21 of its time (the
+    server's CPU and the interpreter lock share two cores); from SFTP one process is at 0.77-0.87
+    of restic's time."""
+    return sharing.process_count(repository.store, asked, PROCESSES_VARIABLE)
 
 
 def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int | None:
@@ -108,29 +87,21 @@ def split_depth(planner: RestorePlanner, root: bytes, filters: Filters) -> int |
     return None
 
 
-@dataclass
-class _Worker(sharing.WorkerLink):
-    result: dict[str, Any] | None = None
-    given: list[SplitTask] = field(default_factory=list)
-    #: it asked for a task (its setup went well); one that fails before is dropped, not fatal
-    ready: bool = False
-    dropped: bool = False
-
-
-class Splitter:
+class Splitter(sharing.WorkerGroup):
     """The planning process's side: starts the workers, deals out the tasks, merges results."""
+
+    role = "restore worker"
 
     def __init__(self, planner: RestorePlanner, count: int, target_fd: int, workers: int) -> None:
         self.planner = planner
         self.count = count
         self.target_fd = target_fd
         self.workers = workers
-        self._lock = threading.Condition()
+        self.progress = planner.progress
+        self._init_workers()
         self._front = 0
         self._back = 0
         self._sealed = False
-        self.error: BaseException | None = None
-        self._workers: list[_Worker] = []
         reopen = sharing.reopenable(planner.repository.store)
         if reopen is None:
             raise ValueError("a restore from this store cannot be shared (see default_processes)")
@@ -169,84 +140,24 @@ class Splitter:
             "workers": self.workers,
             "entry_cap": self.cap,
         }
-        for _ in range(self.count):
-            worker = sharing.start_worker("snapkeep.engine.restore.child", _Worker)
-            if worker is None:  # no process to spare (limits, memory): fewer workers, same restore
-                break
-            self._workers.append(worker)
-            # A worker that ended at once is reported by its reader (end of its messages).
-            with worker.send_lock, contextlib.suppress(ConnectionError):
-                worker.connection.send(("setup", setup))
-                socket.send_fds(worker.sock, [b"F"], [self.target_fd])
-            worker.reader = threading.Thread(
-                target=self._read, args=(worker,), name="snapkeep-restore-split", daemon=True
-            )
-            worker.reader.start()
-
-    def _read(self, worker: _Worker) -> None:
-        """Serve one worker's messages until it reports its result, fails or ends."""
-        try:
-            while self._serve(worker, worker.connection.recv()):
-                pass
-        except (EOFError, ConnectionError):  # its socket closed: it ended (a send or a receive)
-            if not worker.ready:
-                self._drop(worker)
-            else:
-                self._failed(self._ended(worker))
-        except BaseException as error:  # noqa: BLE001 (a stop asked for, a worker's error: the plan raises it)
-            self._failed(error)
-
-    def _serve(self, worker: _Worker, message: tuple[Any, ...]) -> bool:
-        """Handle one message of ``worker``; whether more follow."""
-        kind = message[0]
-        if kind == "error" and not worker.ready:
-            self._drop(worker)
-            return False
-        if kind == "lease":
-            with worker.send_lock:
-                worker.connection.send(("lease", self.lease()))
-        elif kind == "ready":
-            worker.ready = True
-            self._deal(worker)
-        elif sharing.forward_progress(self.planner.progress, message):
-            pass
-        elif kind == "result":
-            worker.result = message[1]
-            return False
-        elif kind == "error":
-            raise sharing.rebuild_error(message[1], message[2], message[3], "restore worker")
-        return True
-
-    def _drop(self, worker: _Worker) -> None:
-        """A worker that could not set up (another snapkeep version installed meanwhile, an index it
-        cannot read, no memory) took no task: the others and the planning process go on without it."""
-        worker.dropped = True
-        with contextlib.suppress(OSError):
-            worker.process.kill()
-
-    def _ended(self, worker: _Worker) -> RepositoryError:
-        try:
-            code = worker.process.wait(timeout=_END_WAIT)
-        except subprocess.TimeoutExpired:  # its socket closed, yet it runs: it is stopped
-            worker.process.kill()
-            code = worker.process.wait()
-        shown = ", ".join(os.fsdecode(task.shown) for task in worker.given[-3:])
-        return RepositoryError(
-            f"restore worker process {worker.process.pid} ended unexpectedly (exit status {code}) "
-            f"before reporting its result; the {len(worker.given)} folder(s) given to it may be "
-            f"incomplete (the last: {shown or 'none'})"
+        self._launch(
+            self.count,
+            "snapkeep.engine.restore.child",
+            setup,
+            lambda worker: socket.send_fds(worker.sock, [b"F"], [self.target_fd]),
         )
 
-    def _failed(self, error: BaseException) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-            self._lock.notify_all()
-        for worker in self._workers:
-            with contextlib.suppress(OSError):
-                worker.process.kill()
+    def _serve_more(self, worker: sharing.WorkerLink, message: tuple[Any, ...]) -> None:
+        if message[0] == "lease":
+            worker.send(("lease", self.lease()))
 
-    def _deal(self, worker: _Worker) -> None:
+    def _lost(self, worker: sharing.WorkerLink) -> str:
+        shown = ", ".join(os.fsdecode(task.shown) for task in worker.given[-3:])
+        return (
+            f"the {len(worker.given)} folder(s) given to it may be incomplete (the last: {shown or 'none'})"
+        )
+
+    def _deal(self, worker: sharing.WorkerLink) -> None:
         """Give ``worker`` the last task nobody took (once the plan has made them all), or
         tell it that none is left."""
         with self._lock:
@@ -303,13 +214,8 @@ class Splitter:
             self._lock.notify_all()
         for worker in self._workers:
             if worker.result is None:
-                with contextlib.suppress(OSError):
-                    worker.process.kill()
-            worker.process.wait()
-            if worker.reader is not None:
-                worker.reader.join()
-            worker.connection.close()
-            worker.sock.close()
+                worker.kill()
+            worker.close()
 
     def _merge(self, result: dict[str, Any]) -> None:
         planner = self.planner
